@@ -1,0 +1,275 @@
+-- Named statements for the job store (vidretry/jobs.py).
+--
+-- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
+-- all workers on all machines; tests pass a fixed time instead.
+
+-- name: upsert_asset
+-- Create the asset for a name, or lock and return the existing one. The no-op DO UPDATE makes
+-- the row lock part of this statement, so a worker finishing the job concurrently either
+-- commits before us (we see its final state) or waits for our request to be inserted.
+INSERT INTO video_assets (name, params, max_attempts, run_at, created_at, updated_at)
+VALUES (%(name)s, %(params)s, %(max_attempts)s,
+        coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()))
+ON CONFLICT (name) DO UPDATE SET name = excluded.name
+RETURNING id, name, state, generation, result, (xmax = 0) AS created;
+
+-- name: add_request
+-- Record that a user waits for an asset; asking twice is one request. The state is 'pending'
+-- for a job still to run, 'done' for an asset that is already available.
+WITH request AS (
+    INSERT INTO user_requests (asset_id, user_id, chat_id, state, created_at, updated_at)
+    VALUES (%(asset_id)s, %(user_id)s, %(chat_id)s, %(state)s,
+            coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
+    ON CONFLICT (asset_id, user_id) DO NOTHING
+    RETURNING asset_id
+)
+INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
+SELECT request.asset_id, %(generation)s,
+       CASE WHEN %(created)s THEN 'enqueued' ELSE 'requested' END,
+       'telegram:' || %(user_id)s::text, coalesce(%(now)s::timestamptz, now())
+FROM request;
+
+-- name: claim_jobs
+-- Claim up to "limit" due jobs for one worker in a single statement.
+WITH due AS (
+    -- Oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows without
+    -- waiting on each other; the partial index video_assets_claimable serves this scan.
+    SELECT id
+    FROM video_assets
+    WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, now())
+    ORDER BY run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    -- The attempt is counted now, not at completion, so a crash mid-job still uses it up.
+    UPDATE video_assets AS a
+    SET state = 'running',
+        attempts = a.attempts + 1,
+        lease_owner = %(owner)s,
+        lease_token = gen_random_uuid(),
+        lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    FROM due
+    WHERE a.id = due.id
+    RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation,
+              a.lease_token, a.lease_expires_at
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, created_at)
+    SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
+    FROM claimed
+)
+SELECT id, name, params, attempts, max_attempts, generation, lease_token, lease_expires_at
+FROM claimed
+ORDER BY id;
+
+-- name: extend_lease
+-- Heartbeat. No row back means the lease was lost (expired and rescued): stop working on it.
+UPDATE video_assets
+SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
+    updated_at = coalesce(%(now)s::timestamptz, now())
+WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+RETURNING lease_expires_at;
+
+-- name: complete_job
+-- Success, fenced by the lease token. Requests and 'ready' rows follow in settle_requests,
+-- a separate statement so that its snapshot sees every request committed before this lock.
+WITH done AS (
+    UPDATE video_assets
+    SET state = 'available',
+        result = %(result)s,
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+    RETURNING id, generation, attempts
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
+    SELECT id, generation, 'succeeded', attempts, %(owner)s, %(result)s,
+           coalesce(%(now)s::timestamptz, now())
+    FROM done
+)
+SELECT id, generation FROM done;
+
+-- name: retry_attempt_later
+-- A failed attempt with attempts left: back to pending after a backoff, error kept.
+WITH retried AS (
+    UPDATE video_assets
+    SET state = 'pending',
+        run_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(backoff_seconds)s),
+        last_error = %(error)s,
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+      AND attempts < max_attempts
+    RETURNING id, generation, attempts, run_at
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
+    SELECT id, generation, 'attempt_failed', attempts, %(owner)s, %(error)s,
+           coalesce(%(now)s::timestamptz, now())
+    FROM retried
+)
+SELECT id, run_at FROM retried;
+
+-- name: fail_job
+-- The final failure of a generation, fenced by the lease token. Runs in one transaction with
+-- settle_requests, which fails the waiting requests and writes one outbox row per user.
+-- A NULL error keeps the error already recorded (a lost lease, by the rescuer).
+WITH failed AS (
+    UPDATE video_assets
+    SET state = 'failed',
+        last_error = coalesce(%(error)s::text, last_error),
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+    RETURNING id, generation, attempts, last_error
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
+    SELECT id, generation, 'failed', attempts, %(owner)s, last_error,
+           coalesce(%(now)s::timestamptz, now())
+    FROM failed
+)
+SELECT id, generation FROM failed;
+
+-- name: settle_requests
+-- Close every waiting request of a finished asset and queue one notification per user.
+-- The kind is 'ready' (requests become 'done') or 'failed' (requests become 'failed').
+WITH asset AS (
+    SELECT id, name, generation, result FROM video_assets WHERE id = %(id)s
+),
+settled AS (
+    UPDATE user_requests AS r
+    SET state = CASE WHEN %(kind)s = 'ready' THEN 'done' ELSE 'failed' END,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    FROM asset
+    WHERE r.asset_id = asset.id AND r.state = 'pending'
+    RETURNING r.user_id, r.chat_id
+),
+queued AS (
+    -- The unique key (asset, user, kind, generation) turns a repeat into a no-op.
+    INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
+                               next_attempt_at, created_at, updated_at)
+    SELECT asset.id, settled.user_id, settled.chat_id, %(kind)s, asset.generation,
+           jsonb_build_object('name', asset.name, 'result', asset.result),
+           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
+           coalesce(%(now)s::timestamptz, now())
+    FROM asset CROSS JOIN settled
+    ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
+    RETURNING id
+)
+SELECT count(*) AS queued,
+       -- Wake the notifiers; delivered at commit, and only if something was queued.
+       CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(id)s::text) END AS notified
+FROM queued;
+
+-- name: queue_ready_notification
+-- A user asked for an asset that is already available: tell them at once.
+WITH asset AS (
+    SELECT id, name, generation, result FROM video_assets WHERE id = %(id)s AND state = 'available'
+),
+queued AS (
+    INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
+                               next_attempt_at, created_at, updated_at)
+    SELECT asset.id, %(user_id)s, %(chat_id)s, 'ready', asset.generation,
+           jsonb_build_object('name', asset.name, 'result', asset.result),
+           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
+           coalesce(%(now)s::timestamptz, now())
+    FROM asset
+    ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
+    RETURNING id
+)
+SELECT count(*) AS queued,
+       CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(id)s::text) END AS notified
+FROM queued;
+
+-- name: rescue_expired_jobs
+-- Jobs whose worker died or hung past its lease, with attempts left: back to pending at once.
+-- The lost attempt was counted when it was claimed.
+WITH expired AS (
+    SELECT id
+    FROM video_assets
+    WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+      AND attempts < max_attempts
+    FOR UPDATE SKIP LOCKED
+),
+rescued AS (
+    UPDATE video_assets AS a
+    SET state = 'pending',
+        run_at = coalesce(%(now)s::timestamptz, now()),
+        last_error = 'lease of ' || a.lease_owner || ' expired (worker lost)',
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    FROM expired
+    WHERE a.id = expired.id
+    RETURNING a.id, a.generation, a.attempts, a.last_error
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
+    SELECT id, generation, 'rescued', attempts, %(owner)s, last_error,
+           coalesce(%(now)s::timestamptz, now())
+    FROM rescued
+)
+SELECT id FROM rescued ORDER BY id;
+
+-- name: take_over_exhausted_jobs
+-- Jobs whose lease expired on their last attempt must fail for good. The rescuer takes their
+-- lease (a fresh token, attempts unchanged) and then fails them through fail_job, the same
+-- fenced path a worker uses.
+WITH expired AS (
+    SELECT id
+    FROM video_assets
+    WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+      AND attempts >= max_attempts
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE video_assets AS a
+SET lease_owner = %(owner)s,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
+    last_error = 'lease of ' || a.lease_owner || ' expired (worker lost)',
+    updated_at = coalesce(%(now)s::timestamptz, now())
+FROM expired
+WHERE a.id = expired.id
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation,
+          a.lease_token, a.lease_expires_at;
+
+-- name: release_job
+-- Graceful shutdown: hand a job we could not finish back, without charging the attempt.
+WITH released AS (
+    UPDATE video_assets
+    SET state = 'pending',
+        attempts = attempts - 1,
+        run_at = coalesce(%(now)s::timestamptz, now()),
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+    RETURNING id, generation, attempts
+),
+history AS (
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
+    SELECT id, generation, 'released', attempts, %(owner)s, 'worker shut down',
+           coalesce(%(now)s::timestamptz, now())
+    FROM released
+)
+SELECT id FROM released;
+
+-- name: drain_outlook
+-- What --drain waits for: pending jobs (due now or after a backoff) and expired leases.
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'running'
+                        AND lease_expires_at < coalesce(%(now)s::timestamptz, now())) AS expired,
+       greatest(0, extract(epoch FROM min(run_at) FILTER (WHERE state = 'pending')
+                                      - coalesce(%(now)s::timestamptz, now())))::float8 AS next_due_in
+FROM video_assets
+WHERE state IN ('pending', 'running');
+
+-- name: notify_workers
+-- Wake idle workers: a job was enqueued or retried. Delivered at commit.
+SELECT pg_notify('vidretry_jobs', %(id)s::text);

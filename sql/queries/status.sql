@@ -1,0 +1,39 @@
+-- Named read-only statements for `vidretry status`, `list` and `show`.
+
+-- name: state_counts
+SELECT state, count(*) AS n FROM video_assets GROUP BY state;
+
+-- name: queue_summary
+-- Oldest due pending job and failures in the last hour.
+SELECT (SELECT min(run_at) FROM video_assets WHERE state = 'pending') AS oldest_pending,
+       (SELECT count(*) FROM job_events
+        WHERE kind = 'failed'
+          AND created_at > coalesce(%(now)s::timestamptz, now()) - interval '1 hour') AS failed_last_hour,
+       (SELECT count(*) FROM notifications WHERE state IN ('pending', 'sending')) AS outbox_backlog,
+       (SELECT count(*) FROM notifications WHERE state = 'dead') AS outbox_dead;
+
+-- name: list_assets
+SELECT id, name, state, attempts, max_attempts, generation, last_error, updated_at
+FROM video_assets
+WHERE %(state)s::text IS NULL OR state = %(state)s::text
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: show_asset
+SELECT id, name, params, state, attempts, max_attempts, generation, run_at, lease_owner,
+       lease_expires_at, last_error, result, created_at, updated_at, finished_at
+FROM video_assets
+WHERE id = %(id)s;
+
+-- name: asset_requests
+SELECT user_id, chat_id, state, created_at, updated_at
+FROM user_requests WHERE asset_id = %(id)s ORDER BY id;
+
+-- name: asset_notifications
+SELECT id, user_id, chat_id, kind, generation, state, attempts, next_attempt_at, last_error,
+       telegram_message_id, sent_at, created_at
+FROM notifications WHERE asset_id = %(id)s ORDER BY id;
+
+-- name: asset_events
+SELECT kind, generation, attempt, actor, detail, created_at
+FROM job_events WHERE asset_id = %(id)s ORDER BY id;

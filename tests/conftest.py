@@ -1,0 +1,89 @@
+"""Test harness: one private PostgreSQL for the session, a fresh database per test.
+
+pytest-postgresql clones each test's database from a template that already has the schema.
+The server is vidretry's own embedded one, started in a temporary directory: it works the
+same as root (it then runs as the ``postgres`` system user) and as an ordinary user, and it
+listens only on a unix socket. Set VIDRETRY_TEST_PG_HOST/PORT/USER to use a running server
+instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from tests.support import FakeClock, apply_schema
+from vidretry.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
+
+_server: EmbeddedServer | None = None
+_server_dir: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server, _server_dir
+    if os.environ.get("VIDRETRY_TEST_PG_HOST"):
+        config.option.postgresql_host = os.environ["VIDRETRY_TEST_PG_HOST"]
+        config.option.postgresql_port = os.environ.get("VIDRETRY_TEST_PG_PORT", "5432")
+        config.option.postgresql_user = os.environ.get("VIDRETRY_TEST_PG_USER", "postgres")
+        return
+    _server_dir = Path(tempfile.mkdtemp(prefix="vidretry-test-"))
+    _server_dir.chmod(0o755)  # the server may run as another user (we may be root)
+    _server = EmbeddedServer(
+        _server_dir / "pg",
+        # Durability buys nothing in a throwaway test cluster.
+        extra_settings=(("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")),
+    )
+    _server.start()
+    config.option.postgresql_host = _server.socket_host
+    config.option.postgresql_port = str(SOCKET_PORT)
+    config.option.postgresql_user = SUPERUSER
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server is not None:
+        _server.stop()
+    if _server_dir is not None:
+        shutil.rmtree(_server_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop (all this suite needs of pytest-asyncio)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
+
+
+pg_server = factories.postgresql_noproc(load=[apply_schema])
+postgresql = factories.postgresql("pg_server")
+
+
+@pytest.fixture
+def db_url(postgresql: psycopg.Connection[Any]) -> str:
+    """URL of this test's own database (schema applied, empty tables)."""
+    info = postgresql.info
+    return f"postgresql://{info.user}@/{info.dbname}?host={info.host}&port={info.port}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tmp_output(tmp_path: Path) -> Iterator[Path]:
+    out = tmp_path / "output"
+    out.mkdir()
+    yield out

@@ -1,0 +1,84 @@
+import psycopg
+import pytest
+
+from tests.support import scalar
+from vidretry import db
+from vidretry.errors import SchemaError
+
+
+async def test_upgrade_twice_changes_nothing(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        assert await db.upgrade(conn) == []
+        assert await db.schema_version(conn) == db.latest_version()
+
+
+async def test_fresh_database_gets_every_migration(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("CREATE SCHEMA fresh")
+        await conn.execute("SET search_path TO fresh")
+        assert await db.upgrade(conn) == [m.version for m in db.migrations()]
+        assert await scalar(conn, "SELECT count(*) FROM fresh.video_assets") == 0
+
+
+async def test_newer_database_is_a_clear_error(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("INSERT INTO vidretry_migrations (version, name) VALUES (999, 'future')")
+        with pytest.raises(SchemaError, match="version 999, newer than this vidretry"):
+            await db.upgrade(conn)
+        with pytest.raises(SchemaError, match="newer than this vidretry"):
+            await db.check_schema(conn)
+
+
+async def test_missing_schema_says_how_to_fix_it(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("DROP TABLE vidretry_migrations")
+        with pytest.raises(SchemaError, match="run `vidretry db upgrade`"):
+            await db.check_schema(conn)
+
+
+@pytest.mark.parametrize(
+    "insert",
+    [
+        # running without a lease
+        "INSERT INTO video_assets (name, state, attempts) VALUES ('a', 'running', 1)",
+        # a lease on a job that is not running
+        "INSERT INTO video_assets (name, lease_owner, lease_token, lease_expires_at)"
+        " VALUES ('a', 'w', gen_random_uuid(), now())",
+        # available without its result
+        "INSERT INTO video_assets (name, state, finished_at) VALUES ('a', 'available', now())",
+        # terminal without finished_at
+        "INSERT INTO video_assets (name, state) VALUES ('a', 'failed')",
+        # more attempts than allowed
+        "INSERT INTO video_assets (name, attempts, max_attempts) VALUES ('a', 4, 3)",
+        "INSERT INTO video_assets (name, state) VALUES ('a', 'done')",
+        "INSERT INTO video_assets (name, params) VALUES ('a', '[1]')",
+    ],
+)
+async def test_illegal_assets_are_unstorable(db_url: str, insert: str) -> None:
+    async with await db.connect(db_url) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute(insert)  # type: ignore[arg-type]
+
+
+async def test_duplicate_notification_is_impossible(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
+        insert = (
+            "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation)"
+            " SELECT id, 1, 1, 'failed', 0 FROM video_assets"
+        )
+        await conn.execute(insert)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await conn.execute(insert)
+
+
+async def test_event_history_is_append_only(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
+        await conn.execute(
+            "INSERT INTO job_events (asset_id, generation, kind) SELECT id, 0, 'enqueued' FROM video_assets"
+        )
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            await conn.execute("UPDATE job_events SET actor = 'me'")
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            await conn.execute("DELETE FROM job_events")

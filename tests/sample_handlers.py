@@ -1,0 +1,56 @@
+"""Python generation handlers used by the tests (``handler = "python:sample_handlers:..."``).
+
+Subprocess tests put this folder on PYTHONPATH; in-process tests import it as
+``tests.sample_handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from vidretry.errors import PermanentError
+from vidretry.models import JobContext
+
+
+def succeed(job: JobContext) -> str:
+    return f"/videos/{job.asset_id}.mp4"
+
+
+async def succeed_async(job: JobContext) -> str:
+    await asyncio.sleep(0)
+    return f"/videos/{job.asset_id}.mp4"
+
+
+def fail(job: JobContext) -> str:
+    raise RuntimeError(f"render crashed on attempt {job.attempt}")
+
+
+def fail_permanently(job: JobContext) -> str:
+    raise PermanentError("the template does not exist")
+
+
+def fail_once(job: JobContext) -> str:
+    if job.attempt == 1:
+        raise RuntimeError("flaky GPU")
+    return f"/videos/{job.asset_id}.mp4"
+
+
+def sleep_then_succeed(job: JobContext) -> str:
+    """Sleeps ``params.seconds`` (default 0.2), logging start/end to ``params.log`` if set."""
+    log = job.params.get("log")
+    if log:
+        with Path(log).open("a") as f:
+            f.write(f"start {job.asset_id} {os.getpid()} {time.time()}\n")
+    time.sleep(float(job.params.get("seconds", 0.2)))
+    if log:
+        with Path(log).open("a") as f:
+            f.write(f"end {job.asset_id} {os.getpid()} {time.time()}\n")
+    return f"/videos/{job.asset_id}.mp4"
+
+
+async def hang(job: JobContext) -> str:
+    await asyncio.sleep(3600)
+    return "never"

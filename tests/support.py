@@ -1,0 +1,51 @@
+"""Helpers shared by the tests: a clock moved by hand, schema loading, small SQL probes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from vidretry import db
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+def apply_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None:
+    """pytest-postgresql loader: migrate the template database once per session."""
+
+    async def upgrade() -> None:
+        url = f"postgresql://{user}@/{dbname}?host={host}&port={port}"
+        async with await db.connect(url) as conn:
+            await db.upgrade(conn)
+
+    asyncio.run(upgrade())
+
+
+async def scalar(conn: db.Connection, query: str, *params: Any) -> Any:
+    cur = await conn.execute(query, params)  # type: ignore[arg-type]
+    row = await cur.fetchone()
+    assert row is not None
+    return next(iter(row.values()))
+
+
+async def rows(conn: db.Connection, query: str, *params: Any) -> list[dict[str, Any]]:
+    cur = await conn.execute(query, params)  # type: ignore[arg-type]
+    return [dict(r) for r in await cur.fetchall()]
+
+
+def sync_url_connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True)

@@ -1,0 +1,106 @@
+import re
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from vidretry.config import Config, ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    config = parse_config({})
+    assert config.worker.max_attempts == 3
+    assert config.worker.concurrency == 2
+    assert config.notifier.rate_per_second == 25
+    assert config.database.url is None
+
+
+def test_values_are_typed() -> None:
+    config = parse_config(
+        {
+            "worker": {"lease_seconds": 5, "heartbeat_seconds": 1, "command": ["sh", "-c", "x"]},
+            "telegram": {"admins": [1, 2], "session": "~/bot.session"},
+        }
+    )
+    assert config.worker.lease_seconds == 5.0
+    assert isinstance(config.worker.lease_seconds, float)
+    assert config.worker.command == ("sh", "-c", "x")
+    assert config.telegram.admins == (1, 2)
+    assert config.telegram.session == Path("~/bot.session").expanduser()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"worker": {"concurency": 2}}, r"unknown config key \[worker\] concurency"),
+        ({"wroker": {}}, r"unknown config section \[wroker\]"),
+        ({"worker": {"concurrency": "4"}}, r"\[worker\] concurrency must be an integer, not str"),
+        ({"worker": {"concurrency": True}}, r"\[worker\] concurrency must be an integer"),
+        ({"worker": {"concurrency": 0}}, r"\[worker\] concurrency must be at least 1, got 0"),
+        ({"worker": {"max_attempts": 1000}}, r"\[worker\] max_attempts must be at most 100"),
+        ({"worker": {"backoff_base_seconds": -1}}, r"backoff_base_seconds must be at least 0"),
+        ({"worker": {"command": "sh -c x"}}, r"\[worker\] command must be a list of a string"),
+        ({"worker": {"command": ["sh", 3]}}, r"\[worker\] command\[1\] must be a string"),
+        ({"worker": {"handler": "shell"}}, r"\[worker\] handler must be"),
+        ({"worker": {"lease_seconds": 5}}, r"heartbeat_seconds must be shorter"),
+        ({"notifier": {"rate_per_second": 100}}, r"\[notifier\] rate_per_second must be at most 30"),
+        ({"telegram": {"admins": [1, "x"]}}, r"\[telegram\] admins\[1\] must be an integer"),
+        ({"telegram": {"api_id": "123"}}, r"\[telegram\] api_id must be an integer"),
+        ({"database": "postgres://"}, r"\[database\] must be a table"),
+    ],
+)
+def test_errors_name_the_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_invalid_toml_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[worker\nconcurrency = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, env={})
+
+
+def test_environment_picks_the_file_and_overrides_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[database]\nurl = "postgresql://file"\n[telegram]\nbot_token = "file"\n')
+    config = load_config(
+        env={
+            "VIDRETRY_CONFIG": str(path),
+            "VIDRETRY_DATABASE_URL": "postgresql://env",
+            "VIDRETRY_TELEGRAM_BOT_TOKEN": "123:env",
+            "VIDRETRY_TELEGRAM_API_HASH": "hash",
+        }
+    )
+    assert config.source == path
+    assert config.database.url == "postgresql://env"
+    assert config.telegram.bot_token == "123:env"
+    assert config.telegram.api_hash == "hash"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    config = parse_config(
+        {"database": {"url": "postgresql://u:hunter2@h/db"}, "telegram": {"bot_token": "1:SECRET"}}
+    )
+    assert "hunter2" not in repr(config)
+    assert "SECRET" not in repr(config)
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    parse_config(tomllib.loads(text))
+    defaults = Config()
+    for section in fields(Config):
+        if section.name == "source":
+            continue
+        assert f"[{section.name}]" in text
+        for key in fields(getattr(defaults, section.name)):
+            assert re.search(rf"^#? ?{key.name} =", text, re.M), f"[{section.name}] {key.name}"

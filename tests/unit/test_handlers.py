@@ -1,0 +1,112 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidretry.errors import ConfigError, HandlerError, PermanentError
+from vidretry.handlers import CommandHandler, PythonHandler, build_handler, load_function
+from vidretry.config import WorkerConfig
+from vidretry.models import JobContext
+
+
+def job(tmp_path: Path, **params: object) -> JobContext:
+    return JobContext(
+        asset_id=7,
+        name="Маша; rm -rf /",
+        params=dict(params),
+        attempt=1,
+        max_attempts=3,
+        generation=0,
+        output=tmp_path / "7-g0.mp4",
+    )
+
+
+def test_command_template_is_filled_without_a_shell(tmp_path: Path) -> None:
+    handler = CommandHandler(
+        ("render", "--id", "{asset_id}", "--name", "{name}", "--voice", "{voice}", "{output}"),
+        timeout_seconds=5,
+    )
+    argv = handler.argv(job(tmp_path, voice="alto"))
+    assert argv == ["render", "--id", "7", "--name", "Маша; rm -rf /", "--voice", "alto",
+                    str(tmp_path / "7-g0.mp4")]
+
+
+async def test_command_success_records_the_output(tmp_path: Path) -> None:
+    handler = CommandHandler(("sh", "-c", 'echo video > "$0"', "{output}"), timeout_seconds=5)
+    result = await handler(job(tmp_path))
+    assert result == str(tmp_path / "7-g0.mp4")
+    assert (tmp_path / "7-g0.mp4").read_text() == "video\n"
+
+
+async def test_command_failure_keeps_the_stderr_tail(tmp_path: Path) -> None:
+    handler = CommandHandler(
+        ("sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x >&2; echo ' ffmpeg: codec missing' >&2; exit 3"),
+        timeout_seconds=5,
+    )
+    with pytest.raises(HandlerError) as info:
+        await handler(job(tmp_path))
+    assert not isinstance(info.value, PermanentError)
+    message = str(info.value)
+    assert message.startswith("exit status 3: ")
+    assert message.endswith("ffmpeg: codec missing")
+    assert len(message) < 2100
+
+
+async def test_listed_exit_status_is_permanent(tmp_path: Path) -> None:
+    handler = CommandHandler(("sh", "-c", "exit 100"), timeout_seconds=5, permanent_exit_codes=(100,))
+    with pytest.raises(PermanentError, match="exit status 100"):
+        await handler(job(tmp_path))
+
+
+async def test_command_timeout_kills_the_process_group(tmp_path: Path) -> None:
+    marker = tmp_path / "survived"
+    handler = CommandHandler(("sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"), timeout_seconds=0.3)
+    with pytest.raises(HandlerError, match=r"timed out after 0.3s"):
+        await handler(job(tmp_path))
+    import asyncio
+
+    await asyncio.sleep(2.5)
+    assert not marker.exists(), "the child of the timed-out command was left running"
+
+
+async def test_missing_program_is_an_attempt_failure(tmp_path: Path) -> None:
+    handler = CommandHandler(("/nonexistent/render",), timeout_seconds=5)
+    with pytest.raises(HandlerError, match="cannot run /nonexistent/render"):
+        await handler(job(tmp_path))
+
+
+async def test_unknown_placeholder_is_permanent(tmp_path: Path) -> None:
+    handler = CommandHandler(("render", "{nope}"), timeout_seconds=5)
+    with pytest.raises(PermanentError, match="cannot be filled in"):
+        await handler(job(tmp_path))
+
+
+def test_empty_command_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"\[worker\] command is empty"):
+        build_handler(WorkerConfig())
+
+
+async def test_python_handlers_sync_and_async(tmp_path: Path) -> None:
+    for name in ("succeed", "succeed_async"):
+        handler = PythonHandler(f"python:tests.sample_handlers:{name}", timeout_seconds=5)
+        assert await handler(job(tmp_path)) == "/videos/7.mp4"
+
+
+async def test_python_handler_permanent_error(tmp_path: Path) -> None:
+    handler = PythonHandler("python:tests.sample_handlers:fail_permanently", timeout_seconds=5)
+    with pytest.raises(PermanentError):
+        await handler(job(tmp_path))
+
+
+async def test_python_handler_timeout(tmp_path: Path) -> None:
+    handler = PythonHandler("python:tests.sample_handlers:hang", timeout_seconds=0.1)
+    with pytest.raises(HandlerError, match="timed out"):
+        await handler(job(tmp_path))
+
+
+def test_python_handler_spec_errors() -> None:
+    with pytest.raises(ConfigError, match="cannot import no_such_module"):
+        load_function("python:no_such_module:f")
+    with pytest.raises(ConfigError, match="has no function nope"):
+        load_function("python:tests.sample_handlers:nope")
+    assert sys.modules["tests.sample_handlers"]

@@ -1,0 +1,3 @@
+from vidretry.cli import main
+
+main()

@@ -1,0 +1,516 @@
+"""The ``vidretry`` command line: the only module that imports typer.
+
+Exit codes: 0 done, 1 refused (e.g. retry of an asset that is not failed, unknown asset),
+2 usage or configuration error, 3 database unreachable, 4 Telegram unreachable or token
+refused. Every error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import getpass
+import json
+import logging
+import random
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from vidretry import __version__, db, reports
+from vidretry.clock import DatabaseClock
+from vidretry.config import Config, load_config
+from vidretry.embedded import EmbeddedServer, default_dir
+from vidretry.enqueue import enqueue as enqueue_asset
+from vidretry.errors import ConfigError, RefusedError, VidretryError
+from vidretry.handlers import build_handler
+from vidretry.models import JobState
+from vidretry.retry import Actor, RetryOutcome, RetryResult, retry
+from vidretry.worker import Worker
+
+app = typer.Typer(
+    name="vidretry",
+    help="A Postgres job queue for video generation that answers every Telegram user.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Tracebacks with locals can print a bot token or a database password: never show them.
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="The database schema and the embedded PostgreSQL server.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+log = logging.getLogger("vidretry")
+
+
+@dataclass(frozen=True)
+class Options:
+    config_path: Path | None
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Config file (default: $VIDRETRY_CONFIG, ./vidretry.toml)."
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = Options(config)
+
+
+# -- running a command ----------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"vidretry: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(ctx: typer.Context) -> Config:
+    options: Options = ctx.obj
+    return load_config(options.config_path)
+
+
+def database_url(config: Config) -> str:
+    """The configured URL, or the embedded server's (started on first use)."""
+    if config.database.url:
+        return config.database.url
+    return EmbeddedServer(config.database.embedded_dir or default_dir()).start()
+
+
+def _run(ctx: typer.Context, body: Callable[[Config], Coroutine[Any, Any, int | None]]) -> None:
+    """Load the config, run ``body``, and turn every expected error into one line + exit code."""
+    try:
+        config = _load(ctx)
+        code = asyncio.run(body(config)) or 0
+    except VidretryError as exc:
+        _fail(str(exc), exc.exit_code)
+    except psycopg.OperationalError as exc:
+        _fail(f"database error: {db.unavailable('', exc).args[0].split(': ', 1)[-1]}", 3)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    raise typer.Exit(code)
+
+
+async def _session(config: Config) -> db.Connection:
+    conn = await db.connect(database_url(config))
+    try:
+        await db.check_schema(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+def _parse_asset_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"asset id must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # psycopg_pool logs every failed reconnection with its full message; ours say it once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the schema. Running it twice changes nothing."""
+
+    async def body(config: Config) -> None:
+        async with await db.connect(database_url(config)) as conn:
+            applied = await db.upgrade(conn)
+        if applied:
+            out.print(f"schema upgraded to version {applied[-1]} (applied {applied})")
+        else:
+            out.print(f"schema already at version {db.latest_version()}")
+
+    _run(ctx, body)
+
+
+def _embedded(ctx: typer.Context) -> EmbeddedServer:
+    try:
+        config = _load(ctx)
+    except VidretryError as exc:
+        _fail(str(exc), exc.exit_code)
+    return EmbeddedServer(config.database.embedded_dir or default_dir())
+
+
+@db_app.command("up")
+def db_up(ctx: typer.Context) -> None:
+    """Start the embedded PostgreSQL (initialising it on first use) and apply the schema."""
+
+    async def body(config: Config) -> None:
+        server = EmbeddedServer(config.database.embedded_dir or default_dir())
+        url = server.start()
+        async with await db.connect(url) as conn:
+            await db.upgrade(conn)
+        out.print(f"embedded PostgreSQL running in {server.directory}")
+
+    _run(ctx, body)
+
+
+@db_app.command("down")
+def db_down(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL."""
+    server = _embedded(ctx)
+    try:
+        stopped = server.stop()
+    except VidretryError as exc:
+        _fail(str(exc), exc.exit_code)
+    out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Say whether the embedded PostgreSQL is running (exit 1 if not)."""
+    server = _embedded(ctx)
+    if server.is_running():
+        out.print(f"embedded PostgreSQL running in {server.directory}")
+        return
+    out.print(f"embedded PostgreSQL not running ({server.directory})")
+    raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url(ctx: typer.Context) -> None:
+    """Print the embedded server's connection URL (for psql and other tools)."""
+    typer.echo(_embedded(ctx).url)
+
+
+# -- enqueue ---------------------------------------------------------------------------
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The video's name; the same name joins one asset.")],
+    user: Annotated[int, typer.Option("--user", help="Telegram user id of the requester.")],
+    chat: Annotated[
+        int | None, typer.Option("--chat", help="Chat to answer in (default: the user's).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for the handler.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Ask for a video on behalf of a Telegram user; print the asset id."""
+    params: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param must look like KEY=VALUE, got {item!r}", 2)
+        params[key] = value
+
+    async def body(config: Config) -> None:
+        conn = await _session(config)
+        async with conn:
+            result = await enqueue_asset(
+                conn,
+                name,
+                user_id=user,
+                chat_id=chat,
+                params=params,
+                max_attempts=config.worker.max_attempts,
+            )
+        if as_json:
+            _print_json({"asset_id": result.asset_id, "state": result.state})
+        else:
+            typer.echo(result.asset_id)
+
+    _run(ctx, body)
+
+
+# -- worker ----------------------------------------------------------------------------
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Jobs at once (default: config).")
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit 0 once nothing is runnable or in backoff.")
+    ] = False,
+) -> None:
+    """Run jobs until SIGINT/SIGTERM (running jobs get a grace period, the rest are released)."""
+
+    async def body(config: Config) -> None:
+        settings = config.worker
+        if concurrency is not None:
+            settings = dataclasses.replace(settings, concurrency=concurrency)
+        handler = build_handler(settings)
+        _setup_logging()
+        url = database_url(config)
+        async with db.open_pool(url, max_size=settings.concurrency + 2) as pool:
+            runner = Worker(
+                url, pool, settings, handler, clock=DatabaseClock(), rng=random.Random()  # noqa: S311 (jitter only)
+            )
+            stop = _stop_on_signals()
+            log.info("worker %s started (concurrency %d)", runner.name, settings.concurrency)
+            await runner.run(stop, drain=drain)
+            log.info("worker %s stopped", runner.name)
+
+    _run(ctx, body)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# -- retry -----------------------------------------------------------------------------
+
+_REFUSALS = {
+    RetryOutcome.NOT_FOUND: "asset {id} not found",
+    RetryOutcome.NOT_FAILED: "asset {id} is not failed ({state}): nothing to retry",
+    RetryOutcome.STALE: "asset {id} was already retried (generation {generation})",
+    RetryOutcome.FORBIDDEN: "not allowed to retry asset {id}",
+}
+
+
+def describe_retry(result: RetryResult) -> str:
+    if result.retried:
+        return (
+            f"asset {result.asset_id} queued again (generation {result.generation}); "
+            f"{len(result.reopened_users)} user(s) waiting"
+        )
+    return _REFUSALS[result.outcome].format(
+        id=result.asset_id, state=result.state, generation=result.generation
+    )
+
+
+@app.command("retry")
+def retry_command(
+    ctx: typer.Context,
+    asset: Annotated[str | None, typer.Argument(help="Asset id.", show_default=False)] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Retry every failed asset.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded with the retry.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Put a failed asset back in the queue (exit 1 if it is not failed)."""
+    if all_failed == (asset is not None):
+        _fail("give an asset id or --all-failed (not both)", 2)
+    actor = Actor.operator(_operator())
+
+    async def one(config: Config) -> int:
+        assert asset is not None
+        asset_id = _parse_asset_id(asset)
+        conn = await _session(config)
+        async with conn:
+            result = await retry(conn, asset_id, actor, reason=reason)
+        if as_json:
+            _print_json(dataclasses.asdict(result))
+        if not result.retried:
+            raise RefusedError(describe_retry(result))
+        if not as_json:
+            out.print(describe_retry(result))
+        return 0
+
+    async def every(config: Config) -> int:
+        conn = await _session(config)
+        async with conn:
+            ids = [row["id"] for row in await db.fetch_all(conn, "failed_asset_ids", {})]
+            retried = 0
+            with Progress(console=Console(stderr=True), transient=True, disable=as_json) as bar:
+                task = bar.add_task("retrying", total=len(ids))
+                for asset_id in ids:
+                    result = await retry(conn, asset_id, actor, reason=reason)
+                    retried += result.retried
+                    bar.advance(task)
+        if as_json:
+            _print_json({"failed": len(ids), "retried": retried})
+        else:
+            out.print(f"{retried} of {len(ids)} failed asset(s) queued again")
+        return 0
+
+    _run(ctx, every if all_failed else one)
+
+
+# -- status, list, show ----------------------------------------------------------------
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts by state, the oldest pending job, recent failures and the outbox backlog."""
+
+    async def body(config: Config) -> None:
+        conn = await _session(config)
+        async with conn:
+            summary = await reports.status(conn, None)
+        if as_json:
+            _print_json(summary)
+            return
+        table = Table("state", "assets", title="vidretry queue")
+        for state, n in summary["counts"].items():
+            table.add_row(state, str(n))
+        out.print(table)
+        out.print(f"oldest pending: {summary['oldest_pending'] or '-'}")
+        out.print(f"failed in the last hour: {summary['failed_last_hour']}")
+        out.print(f"outbox: {summary['outbox_backlog']} waiting, {summary['outbox_dead']} dead")
+
+    _run(ctx, body)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    state: Annotated[JobState | None, typer.Option("--state", help="Only this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List assets, oldest first."""
+
+    async def body(config: Config) -> None:
+        conn = await _session(config)
+        async with conn:
+            rows = await reports.list_assets(conn, state, limit)
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("id", "name", "state", "attempts", "gen", "last error")
+        for row in rows:
+            table.add_row(
+                str(row["id"]),
+                row["name"],
+                row["state"],
+                f"{row['attempts']}/{row['max_attempts']}",
+                str(row["generation"]),
+                (row["last_error"] or "")[:60],
+            )
+        out.print(table)
+
+    _run(ctx, body)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    asset: Annotated[str, typer.Argument(help="Asset id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One asset with its requests, notifications and event history."""
+
+    async def body(config: Config) -> None:
+        asset_id = _parse_asset_id(asset)
+        conn = await _session(config)
+        async with conn:
+            details = await reports.show_asset(conn, asset_id)
+        if details is None:
+            raise RefusedError(f"asset {asset_id} not found")
+        if as_json:
+            _print_json(details)
+            return
+        out.print(
+            f"asset {details['id']} [bold]{_escape(details['name'])}[/]: {details['state']}, "
+            f"attempt {details['attempts']}/{details['max_attempts']}, "
+            f"generation {details['generation']}"
+        )
+        if details["last_error"]:
+            out.print(f"last error: {_escape(details['last_error'])}")
+        if details["result"]:
+            out.print(f"result: {_escape(details['result'])}")
+        for title, rows, columns in (
+            ("requests", details["requests"], ("user_id", "chat_id", "state")),
+            (
+                "notifications",
+                details["notifications"],
+                ("user_id", "kind", "generation", "state", "attempts", "last_error"),
+            ),
+            (
+                "events",
+                details["events"],
+                ("created_at", "kind", "generation", "attempt", "actor", "detail"),
+            ),
+        ):
+            table = Table(*columns, title=title)
+            for row in rows:
+                table.add_row(
+                    *(_escape(str(row[c] if row[c] is not None else "")) for c in columns)
+                )
+            out.print(table)
+
+    _run(ctx, body)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point. Usage errors become one line and exit 2, like every other error."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("vidretry: error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # typer's usage errors (click's, vendored privately): recognised by their interface.
+        message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not callable(message) or not isinstance(exit_code, int):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(message())
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"vidretry: error: {message()}{hint}", err=True)
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

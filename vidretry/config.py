@@ -1,0 +1,225 @@
+"""Configuration: frozen dataclasses, validated once at load; every error names its TOML key.
+
+Nothing here reads the environment at import time: ``load_config`` is given the environment
+it may use, so tests pass a plain dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from vidretry.errors import ConfigError
+
+CONFIG_ENV = "VIDRETRY_CONFIG"
+DATABASE_URL_ENV = "VIDRETRY_DATABASE_URL"
+BOT_TOKEN_ENV = "VIDRETRY_TELEGRAM_BOT_TOKEN"  # noqa: S105 (a variable name, not a secret)
+API_HASH_ENV = "VIDRETRY_TELEGRAM_API_HASH"
+DEFAULT_CONFIG_FILE = Path("vidretry.toml")
+
+
+def _bounded(low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    return {"low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str | None = field(default=None, repr=False)
+    embedded_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = field(default=2, metadata=_bounded(1, 256))
+    max_attempts: int = field(default=3, metadata=_bounded(1, 100))
+    lease_seconds: float = field(default=30.0, metadata=_bounded(1, 86400))
+    heartbeat_seconds: float = field(default=10.0, metadata=_bounded(0.1, 86400))
+    backoff_base_seconds: float = field(default=10.0, metadata=_bounded(0, 86400))
+    backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
+    poll_interval_seconds: float = field(default=1.0, metadata=_bounded(0.01, 3600))
+    shutdown_grace_seconds: float = field(default=30.0, metadata=_bounded(0, 3600))
+    handler: str = "command"
+    command: tuple[str, ...] = ()
+    permanent_exit_codes: tuple[int, ...] = ()
+    timeout_seconds: float = field(default=600.0, metadata=_bounded(0.1, 7 * 86400))
+    output_dir: Path = Path("output")
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    rate_per_second: float = field(default=25.0, metadata=_bounded(0.1, 30))
+    per_chat_interval_seconds: float = field(default=1.0, metadata=_bounded(0, 3600))
+    max_attempts: int = field(default=5, metadata=_bounded(1, 100))
+    backoff_base_seconds: float = field(default=5.0, metadata=_bounded(0, 86400))
+    backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
+    lease_seconds: float = field(default=60.0, metadata=_bounded(1, 86400))
+    poll_interval_seconds: float = field(default=1.0, metadata=_bounded(0.01, 3600))
+    batch_size: int = field(default=50, metadata=_bounded(1, 1000))
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    api_id: int | None = field(default=None, metadata=_bounded(1, None))
+    api_hash: str | None = field(default=None, repr=False)
+    bot_token: str | None = field(default=None, repr=False)
+    session: Path = Path("vidretry-bot.session")
+    admins: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessagesConfig:
+    """Every text a Telegram user sees. ``{name}`` is HTML-escaped before it is inserted."""
+
+    failed: str = (
+        "Упс! Что-то пошло не так при создании видео для <b>{name}</b>. 😔\n\n"
+        "Не переживайте, вы можете попробовать еще раз!"
+    )
+    retry_button: str = "🔄 Попробовать еще раз"
+    ready_caption: str = "Ваше видео для <b>{name}</b> готово! 🎬"
+    retried: str = "Запустили заново! 🔄"
+    retried_message: str = (
+        "Мы снова создаём видео для <b>{name}</b>. Пришлём его, как только оно будет готово."
+    )
+    already_queued: str = "Видео уже создаётся — подождите немного. ⏳"
+    already_available: str = "Видео уже готово — отправляем его ещё раз. 🎬"
+    stale: str = "Кто-то уже перезапустил это видео. ⏳"
+    not_found: str = "Это видео не найдено."
+    not_allowed: str = "Эта кнопка не для вас."
+    bad_button: str = "Эта кнопка больше не работает."
+    start: str = (
+        "Привет! Я присылаю готовые видео. Если что-то пойдёт не так, "
+        "я напишу и предложу попробовать ещё раз."
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    notifier: NotifierConfig = field(default_factory=NotifierConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
+    source: Path | None = None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseConfig,
+    "worker": WorkerConfig,
+    "notifier": NotifierConfig,
+    "telegram": TelegramConfig,
+    "messages": MessagesConfig,
+}
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the config file and apply environment overrides.
+
+    ``path`` wins, then ``$VIDRETRY_CONFIG``, then ``./vidretry.toml`` if it exists; with none
+    of them the defaults apply. A file that was named but is missing is an error.
+    """
+    env = os.environ if env is None else env
+    named = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    source = named or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    raw: dict[str, Any] = {}
+    if source is not None:
+        try:
+            raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    config = parse_config(raw, source)
+    return _with_env(config, env)
+
+
+def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a ``Config``."""
+    for section in raw:
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]")
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        sections[section] = _build(cls, section, table)
+    config = Config(**sections, source=source)
+    _check_consistency(config)
+    return config
+
+
+def _build(cls: type[Any], section: str, table: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key [{section}] {key}")
+        values[key] = _coerce(f"[{section}] {key}", hints[key], value, fields[key].metadata)
+    return cls(**values)
+
+
+def _coerce(key: str, hint: Any, value: Any, bounds: Mapping[str, Any]) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):  # Optional[X]: TOML has no null, so just X
+        (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        origin = get_origin(hint)
+    if origin is tuple:
+        item = get_args(hint)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list of {_type_name(item)}")
+        return tuple(_coerce(f"{key}[{i}]", item, v, {}) for i, v in enumerate(value))
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} must be a non-empty path string")
+        return Path(value).expanduser()
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {_type_name(hint)}, not {type(value).__name__}")
+    low, high = bounds.get("low"), bounds.get("high")
+    if low is not None and value < low:
+        raise ConfigError(f"{key} must be at least {low:g}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key} must be at most {high:g}, got {value}")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _check_consistency(config: Config) -> None:
+    worker = config.worker
+    if worker.heartbeat_seconds >= worker.lease_seconds:
+        raise ConfigError(
+            "[worker] heartbeat_seconds must be shorter than [worker] lease_seconds "
+            f"(got {worker.heartbeat_seconds:g} and {worker.lease_seconds:g})"
+        )
+    handler = worker.handler
+    if handler != "command" and not (handler.startswith("python:") and handler.count(":") == 2):
+        raise ConfigError(
+            '[worker] handler must be "command" or "python:package.module:function", '
+            f"got {handler!r}"
+        )
+
+
+def _with_env(config: Config, env: Mapping[str, str]) -> Config:
+    database, telegram = config.database, config.telegram
+    if env.get(DATABASE_URL_ENV):
+        database = dataclasses.replace(database, url=env[DATABASE_URL_ENV])
+    if env.get(BOT_TOKEN_ENV):
+        telegram = dataclasses.replace(telegram, bot_token=env[BOT_TOKEN_ENV])
+    if env.get(API_HASH_ENV):
+        telegram = dataclasses.replace(telegram, api_hash=env[API_HASH_ENV])
+    return dataclasses.replace(config, database=database, telegram=telegram)

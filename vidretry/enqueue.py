@@ -1,0 +1,85 @@
+"""Asking for a video: create the asset for a name or join the existing one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from vidretry.db import Connection, execute, fetch_one
+from vidretry.errors import ConfigError
+from vidretry.models import JobState, RequestState
+from vidretry.retry import Actor, retry
+
+MAX_NAME_LENGTH = 10_000
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    asset_id: int
+    state: JobState
+    created: bool
+
+
+async def enqueue(
+    conn: Connection,
+    name: str,
+    *,
+    user_id: int,
+    chat_id: int | None = None,
+    params: dict[str, Any] | None = None,
+    max_attempts: int = 3,
+    now: datetime | None = None,
+) -> Enqueued:
+    """Record that ``user_id`` wants the video ``name``; return the asset and its state.
+
+    A new name creates a pending job (and wakes the workers). A second user for the same name
+    joins the same asset. For an asset that is already available the request is satisfied at
+    once with a 'ready' notification; for a failed one the asset is retried with this user
+    as the actor. ``chat_id`` defaults to the user's private chat, whose id is the user id.
+    """
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"asset name must be 1 to {MAX_NAME_LENGTH} characters")
+    chat = user_id if chat_id is None else chat_id
+    async with conn.transaction():
+        asset = await fetch_one(
+            conn,
+            "upsert_asset",
+            {"name": name, "params": Jsonb(params or {}), "max_attempts": max_attempts, "now": now},
+        )
+        assert asset is not None  # an upsert always returns its row
+        asset_id, state = asset["id"], JobState(asset["state"])
+        request_state = {
+            JobState.AVAILABLE: RequestState.DONE,
+            JobState.FAILED: RequestState.FAILED,
+        }.get(state, RequestState.PENDING)
+        await execute(
+            conn,
+            "add_request",
+            {
+                "asset_id": asset_id,
+                "user_id": user_id,
+                "chat_id": chat,
+                "state": request_state,
+                "generation": asset["generation"],
+                "created": asset["created"],
+                "now": now,
+            },
+        )
+        if asset["created"]:
+            await execute(conn, "notify_workers", {"id": asset_id})
+        elif state is JobState.AVAILABLE:
+            await execute(
+                conn,
+                "queue_ready_notification",
+                {"id": asset_id, "user_id": user_id, "chat_id": chat, "now": now},
+            )
+        elif state is JobState.FAILED:
+            result = await retry(
+                conn, asset_id, Actor.telegram(user_id), reason="asked again", now=now
+            )
+            if result.retried:
+                state = JobState.PENDING
+    return Enqueued(asset_id, state, asset["created"])

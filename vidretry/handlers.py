@@ -1,0 +1,157 @@
+"""The generation step: what a worker runs for a claimed job.
+
+``handler = "command"`` runs an argv template; ``handler = "python:package.module:function"``
+calls a function (plain or ``async``). Either signals a failure by raising (or exiting
+non-zero); a ``PermanentError`` (or an exit status listed in ``permanent_exit_codes``) skips
+the remaining attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from vidretry.config import WorkerConfig
+from vidretry.errors import ConfigError, HandlerError, PermanentError
+from vidretry.models import ClaimedJob, JobContext
+
+STDERR_TAIL = 2000
+
+
+class Handler(Protocol):
+    async def __call__(self, job: JobContext) -> str:
+        """Generate the video; return the result to record (e.g. the output path)."""
+        ...
+
+
+def context_for(job: ClaimedJob, output_dir: Path) -> JobContext:
+    return JobContext(
+        asset_id=job.id,
+        name=job.name,
+        params=job.params,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        generation=job.generation,
+        output=output_dir / f"{job.id}-g{job.generation}.mp4",
+    )
+
+
+class CommandHandler:
+    """Runs ``command`` with ``{asset_id}``, ``{name}``, ``{output}``, ``{attempt}``,
+    ``{generation}`` and the job's params filled in. No shell is involved, so a name or
+    param can never become part of a command line's syntax."""
+
+    def __init__(
+        self,
+        command: tuple[str, ...],
+        *,
+        timeout_seconds: float,
+        permanent_exit_codes: tuple[int, ...] = (),
+    ) -> None:
+        if not command:
+            raise ConfigError('[worker] command is empty but [worker] handler is "command"')
+        self.command = command
+        self.timeout_seconds = timeout_seconds
+        self.permanent_exit_codes = permanent_exit_codes
+
+    def argv(self, job: JobContext) -> list[str]:
+        values: dict[str, Any] = {
+            **{str(k): v for k, v in job.params.items()},
+            "asset_id": job.asset_id,
+            "name": job.name,
+            "output": job.output,
+            "attempt": job.attempt,
+            "generation": job.generation,
+        }
+        try:
+            return [part.format_map(values) for part in self.command]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise PermanentError(f"[worker] command cannot be filled in: {exc!r}") from None
+
+    async def __call__(self, job: JobContext) -> str:
+        argv = self.argv(job)
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # so a timeout can kill the whole process group
+            )
+        except OSError as exc:
+            raise HandlerError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        try:
+            _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_seconds)
+        except TimeoutError:
+            _kill_group(proc)
+            await proc.wait()
+            raise HandlerError(f"timed out after {self.timeout_seconds:g}s") from None
+        except asyncio.CancelledError:
+            _kill_group(proc)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(proc.wait())
+            raise
+        if proc.returncode != 0:
+            tail = stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
+            message = f"exit status {proc.returncode}" + (f": {tail}" if tail else "")
+            if proc.returncode in self.permanent_exit_codes:
+                raise PermanentError(message)
+            raise HandlerError(message)
+        return str(job.output)
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class PythonHandler:
+    """Calls ``function(job)``; a plain function runs in a thread. Its return value, if a
+    string, is the result; otherwise the job's output path is recorded."""
+
+    def __init__(self, spec: str, *, timeout_seconds: float) -> None:
+        self.function = load_function(spec)
+        self.timeout_seconds = timeout_seconds
+
+    async def __call__(self, job: JobContext) -> str:
+        call: Awaitable[Any]
+        if inspect.iscoroutinefunction(self.function):
+            call = self.function(job)
+        else:
+            call = asyncio.to_thread(self.function, job)
+        try:
+            result = await asyncio.wait_for(call, self.timeout_seconds)
+        except TimeoutError:
+            raise HandlerError(f"timed out after {self.timeout_seconds:g}s") from None
+        return result if isinstance(result, str) else str(job.output)
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """``python:package.module:function`` → the function, or a ``ConfigError`` naming it."""
+    _, module_name, function_name = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"[worker] handler: cannot import {module_name}: {exc}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"[worker] handler: {module_name} has no function {function_name}")
+    return function  # type: ignore[no-any-return]
+
+
+def build_handler(config: WorkerConfig) -> Handler:
+    if config.handler == "command":
+        return CommandHandler(
+            config.command,
+            timeout_seconds=config.timeout_seconds,
+            permanent_exit_codes=config.permanent_exit_codes,
+        )
+    return PythonHandler(config.handler, timeout_seconds=config.timeout_seconds)

@@ -1,0 +1,130 @@
+"""The job store: one function per transition, each a guarded statement from sql/queries/jobs.sql.
+
+Functions take the caller's connection, so a transition can join the caller's transaction
+(``async with conn.transaction()`` nests as a savepoint). Every change to a running job is
+fenced by its lease token: when a function returns ``False`` the lease was lost and nothing
+changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from vidretry.db import Connection, fetch_all, fetch_one, fetch_records
+from vidretry.models import ClaimedJob, NotificationKind
+
+
+@dataclass(frozen=True)
+class RescuedJobs:
+    """What one rescue pass did: jobs put back in the queue, and jobs it must now fail."""
+
+    requeued: list[int]
+    exhausted: list[ClaimedJob]
+
+
+@dataclass(frozen=True)
+class DrainOutlook:
+    pending: int
+    expired: int
+    next_due_in: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0 and self.expired == 0
+
+
+async def claim(
+    conn: Connection, *, owner: str, limit: int, lease_seconds: float, now: datetime | None
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease."""
+    if limit <= 0:
+        return []
+    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
+    return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+
+
+async def extend_lease(
+    conn: Connection, job: ClaimedJob, *, lease_seconds: float, now: datetime | None
+) -> bool:
+    params = {"id": job.id, "token": job.lease_token, "lease_seconds": lease_seconds, "now": now}
+    return await fetch_one(conn, "extend_lease", params) is not None
+
+
+async def complete(
+    conn: Connection, job: ClaimedJob, *, owner: str, result: str, now: datetime | None
+) -> bool:
+    """Success: the asset becomes available, its requests done, one 'ready' row per user."""
+    params = {"id": job.id, "token": job.lease_token, "owner": owner, "result": result, "now": now}
+    async with conn.transaction():
+        if await fetch_one(conn, "complete_job", params) is None:
+            return False
+        await _settle_requests(conn, job.id, NotificationKind.READY, now)
+    return True
+
+
+async def retry_later(
+    conn: Connection,
+    job: ClaimedJob,
+    *,
+    owner: str,
+    error: str,
+    backoff_seconds: float,
+    now: datetime | None,
+) -> bool:
+    """A failed attempt with attempts left: pending again after ``backoff_seconds``."""
+    params = {
+        "id": job.id,
+        "token": job.lease_token,
+        "owner": owner,
+        "error": error,
+        "backoff_seconds": backoff_seconds,
+        "now": now,
+    }
+    return await fetch_one(conn, "retry_attempt_later", params) is not None
+
+
+async def fail(
+    conn: Connection, job: ClaimedJob, *, owner: str, error: str | None, now: datetime | None
+) -> bool:
+    """The final failure, in one transaction: the asset and every waiting request become
+    failed, one 'failed' outbox row per affected user is queued, the event is recorded and
+    the notifiers are woken at commit. If any statement fails, none of it happens."""
+    params = {"id": job.id, "token": job.lease_token, "owner": owner, "error": error, "now": now}
+    async with conn.transaction():
+        if await fetch_one(conn, "fail_job", params) is None:
+            return False
+        await _settle_requests(conn, job.id, NotificationKind.FAILED, now)
+    return True
+
+
+async def _settle_requests(
+    conn: Connection, asset_id: int, kind: NotificationKind, now: datetime | None
+) -> None:
+    await fetch_one(conn, "settle_requests", {"id": asset_id, "kind": kind, "now": now})
+
+
+async def release(conn: Connection, job: ClaimedJob, *, owner: str, now: datetime | None) -> bool:
+    """Give back a job interrupted by a graceful shutdown; the attempt is not charged."""
+    params = {"id": job.id, "token": job.lease_token, "owner": owner, "now": now}
+    return await fetch_one(conn, "release_job", params) is not None
+
+
+async def rescue_expired(
+    conn: Connection, *, owner: str, lease_seconds: float, now: datetime | None
+) -> RescuedJobs:
+    """Put jobs whose lease expired back in the queue; the crash used up their attempt.
+
+    Jobs that expired on their last attempt come back leased to ``owner``, for the caller to
+    pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here).
+    """
+    params = {"owner": owner, "lease_seconds": lease_seconds, "now": now}
+    requeued = [row["id"] for row in await fetch_all(conn, "rescue_expired_jobs", params)]
+    exhausted = await fetch_records(conn, "take_over_exhausted_jobs", params, ClaimedJob)
+    return RescuedJobs(requeued, exhausted)
+
+
+async def drain_outlook(conn: Connection, now: datetime | None) -> DrainOutlook:
+    row = await fetch_one(conn, "drain_outlook", {"now": now})
+    assert row is not None  # an aggregate always returns a row
+    return DrainOutlook(row["pending"], row["expired"], row["next_due_in"])

@@ -1,0 +1,38 @@
+"""Read-only views of the queue for `status`, `list` and `show`, as plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from vidretry.db import Connection, fetch_all, fetch_one
+from vidretry.models import JobState
+
+
+async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
+    counts = {state.value: 0 for state in JobState}
+    for row in await fetch_all(conn, "state_counts", {}):
+        counts[row["state"]] = row["n"]
+    summary = await fetch_one(conn, "queue_summary", {"now": now})
+    assert summary is not None
+    return {"counts": counts, **summary}
+
+
+async def list_assets(conn: Connection, state: JobState | None, limit: int) -> list[dict[str, Any]]:
+    return [
+        dict(row) for row in await fetch_all(conn, "list_assets", {"state": state, "limit": limit})
+    ]
+
+
+async def show_asset(conn: Connection, asset_id: int) -> dict[str, Any] | None:
+    """The asset with its requests, notifications and event history; None if unknown."""
+    asset = await fetch_one(conn, "show_asset", {"id": asset_id})
+    if asset is None:
+        return None
+    params = {"id": asset_id}
+    return {
+        **asset,
+        "requests": [dict(r) for r in await fetch_all(conn, "asset_requests", params)],
+        "notifications": [dict(r) for r in await fetch_all(conn, "asset_notifications", params)],
+        "events": [dict(r) for r in await fetch_all(conn, "asset_events", params)],
+    }

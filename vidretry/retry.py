@@ -1,0 +1,116 @@
+"""The one retry service, shared by ``vidretry retry`` and the Telegram retry button.
+
+A retry is a single guarded UPDATE (``retry_job``): of any number of concurrent callers for
+one asset exactly one changes it, and stale buttons and double clicks find nothing to change.
+Only when nothing changed is the asset read, to tell the caller why.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from vidretry.db import Connection, fetch_all, fetch_one
+from vidretry.models import JobState
+
+MAX_ID = 2**63 - 1  # bigint
+
+
+class RetryOutcome(enum.StrEnum):
+    RETRIED = "retried"
+    NOT_FOUND = "not_found"
+    NOT_FAILED = "not_failed"
+    STALE = "stale"
+    FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for a retry: an operator at a terminal, or a Telegram user."""
+
+    label: str
+    telegram_user_id: int | None = None
+    is_admin: bool = False
+
+    @classmethod
+    def operator(cls, name: str) -> Actor:
+        return cls(label=f"operator:{name}")
+
+    @classmethod
+    def telegram(cls, user_id: int, *, is_admin: bool = False) -> Actor:
+        return cls(label=f"telegram:{user_id}", telegram_user_id=user_id, is_admin=is_admin)
+
+    @property
+    def needs_request(self) -> bool:
+        """A Telegram user who is not an admin may retry only assets they asked for."""
+        return self.telegram_user_id is not None and not self.is_admin
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    outcome: RetryOutcome
+    asset_id: int
+    state: JobState | None = None
+    generation: int | None = None
+    reopened_users: tuple[int, ...] = ()
+
+    @property
+    def retried(self) -> bool:
+        return self.outcome is RetryOutcome.RETRIED
+
+
+async def retry(
+    conn: Connection,
+    asset_id: int,
+    actor: Actor,
+    *,
+    generation: int | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> RetryResult:
+    """Put a failed asset back in the queue, exactly once.
+
+    On success the asset is pending with attempts 0 and run time now, its failure generation
+    is bumped, the users who were told about the failure wait again, the event records
+    ``actor`` and ``reason``, and the workers are woken at commit. ``generation``, when given
+    (the one printed on a button), must still be current, or the outcome is ``STALE``.
+    """
+    if not 1 <= asset_id <= MAX_ID:
+        return RetryResult(RetryOutcome.NOT_FOUND, asset_id)
+    user_id = actor.telegram_user_id if actor.needs_request else None
+    params = {
+        "id": asset_id,
+        "generation": generation,
+        "user_id": user_id,
+        "actor": actor.label,
+        "reason": reason,
+        "now": now,
+    }
+    async with conn.transaction():
+        row = await fetch_one(conn, "retry_job", params)
+        if row is not None:
+            reopened = await fetch_all(conn, "reopen_requests", params)
+            return RetryResult(
+                RetryOutcome.RETRIED,
+                asset_id,
+                JobState.PENDING,
+                row["generation"],
+                tuple(r["user_id"] for r in reopened),
+            )
+        return await _refusal(conn, asset_id, user_id, generation)
+
+
+async def _refusal(
+    conn: Connection, asset_id: int, user_id: int | None, generation: int | None
+) -> RetryResult:
+    row = await fetch_one(conn, "retry_refusal", {"id": asset_id, "user_id": user_id})
+    if row is None:
+        return RetryResult(RetryOutcome.NOT_FOUND, asset_id)
+    if user_id is not None and not row["has_request"]:
+        # Say nothing about the asset to someone who may not touch it.
+        return RetryResult(RetryOutcome.FORBIDDEN, asset_id)
+    state, current = JobState(row["state"]), row["generation"]
+    if generation is not None and generation != current:
+        return RetryResult(RetryOutcome.STALE, asset_id, state, current)
+    return RetryResult(RetryOutcome.NOT_FAILED, asset_id, state, current)

@@ -1,0 +1,313 @@
+"""The worker: claims jobs, runs the generation handler under a heartbeat, records the outcome.
+
+``run_once`` does one pass and returns what happened (tests call it directly); ``run`` loops
+until its stop event is set, woken by LISTEN/NOTIFY with polling as the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from vidretry import backoff, jobs
+from vidretry.clock import Clock
+from vidretry.config import WorkerConfig
+from vidretry.db import JOBS_CHANNEL, Connection, ReconnectDelay, listen, one_line
+from vidretry.errors import HandlerError, PermanentError
+from vidretry.handlers import Handler, context_for
+from vidretry.models import ClaimedJob
+
+log = logging.getLogger("vidretry.worker")
+
+# A store call that records an outcome and says whether the fenced statement changed a row.
+_Change = Callable[[Connection], Awaitable[bool]]
+
+# Database errors the loops survive: the pool reconnects, the loop backs off and carries on.
+TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    WILL_RETRY = "will_retry"
+    FAILED = "failed"
+    LOST = "lost"  # the lease was lost, or the outcome could not be recorded
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What ``run_once`` did."""
+
+    rescued: int
+    claimed: int
+    outcomes: Counter[Outcome]
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Constructing a worker does no I/O; the pool is opened by the caller."""
+
+    def __init__(
+        self,
+        url: str,
+        pool: AsyncConnectionPool[Connection],
+        config: WorkerConfig,
+        handler: Handler,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        name: str | None = None,
+    ) -> None:
+        self.url = url  # for the LISTEN connection, which lives outside the pool
+        self.pool = pool
+        self.config = config
+        self.handler = handler
+        self.clock = clock
+        self.rng = rng
+        self.name = name or default_worker_name()
+
+    # -- one pass -----------------------------------------------------------------------
+
+    async def run_once(self) -> PassResult:
+        """Rescue expired leases, claim up to ``concurrency`` due jobs and run them to the end."""
+        rescued = await self.rescue()
+        async with self.pool.connection() as conn:
+            claimed = await self._claim(conn, self.config.concurrency)
+        outcomes = await asyncio.gather(*(self.work(job) for job in claimed))
+        return PassResult(rescued, len(claimed), Counter(outcomes))
+
+    async def rescue(self) -> int:
+        """Requeue jobs whose lease expired; fail those that had no attempts left."""
+        async with self.pool.connection() as conn:
+            rescued = await jobs.rescue_expired(
+                conn, owner=self.name, lease_seconds=self.config.lease_seconds, now=self.clock.now()
+            )
+            for job in rescued.exhausted:
+                await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
+        for job_id in rescued.requeued:
+            log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)
+        for job in rescued.exhausted:
+            log.warning("job %s: lease expired on its last attempt, failed", job.id)
+        return len(rescued.requeued) + len(rescued.exhausted)
+
+    async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
+        return await jobs.claim(
+            conn,
+            owner=self.name,
+            limit=limit,
+            lease_seconds=self.config.lease_seconds,
+            now=self.clock.now(),
+        )
+
+    # -- one job ------------------------------------------------------------------------
+
+    async def work(self, job: ClaimedJob) -> Outcome:
+        """Run the handler for a claimed job under a heartbeat, then record the outcome."""
+        context = context_for(job, self.config.output_dir)
+        handler_task = asyncio.create_task(self.handler(context))
+        lease_lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(job, handler_task, lease_lost))
+        try:
+            try:
+                result = await handler_task
+            finally:
+                heartbeat.cancel()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lease_lost.is_set() and current is not None and not current.cancelling():
+                log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
+                return Outcome.LOST
+            raise
+        except PermanentError as exc:
+            return await self._record_failure(job, str(exc), permanent=True)
+        except Exception as exc:
+            return await self._record_failure(job, _describe(exc), permanent=False)
+        return await self._record(
+            Outcome.SUCCEEDED,
+            job,
+            lambda conn: jobs.complete(
+                conn, job, owner=self.name, result=result, now=self.clock.now()
+            ),
+        )
+
+    async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
+        if permanent or job.is_last_attempt:
+            log.info("job %s: attempt %s failed for good: %s", job.id, job.attempts, error)
+            return await self._record(
+                Outcome.FAILED,
+                job,
+                lambda conn: jobs.fail(
+                    conn, job, owner=self.name, error=error, now=self.clock.now()
+                ),
+            )
+        delay = backoff.jittered(
+            backoff.exponential(
+                job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
+            ),
+            self.rng,
+        )
+        log.info("job %s: attempt %s failed, next in %.1fs: %s", job.id, job.attempts, delay, error)
+        return await self._record(
+            Outcome.WILL_RETRY,
+            job,
+            lambda conn: jobs.retry_later(
+                conn, job, owner=self.name, error=error, backoff_seconds=delay, now=self.clock.now()
+            ),
+        )
+
+    async def _record(
+        self,
+        outcome: Outcome,
+        job: ClaimedJob,
+        change: _Change,
+    ) -> Outcome:
+        try:
+            async with self.pool.connection() as conn:
+                changed = await change(conn)
+        except TRANSIENT_DB_ERRORS as exc:
+            # The job stays running; its lease expires and it is rescued and run again.
+            log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))
+            return Outcome.LOST
+        if not changed:
+            log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
+            return Outcome.LOST
+        return outcome
+
+    async def _heartbeat(
+        self, job: ClaimedJob, handler_task: asyncio.Task[str], lease_lost: asyncio.Event
+    ) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            try:
+                async with self.pool.connection() as conn:
+                    alive = await jobs.extend_lease(
+                        conn, job, lease_seconds=self.config.lease_seconds, now=self.clock.now()
+                    )
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("job %s: heartbeat failed, will try again: %s", job.id, _describe(exc))
+                continue
+            if not alive:
+                lease_lost.set()
+                handler_task.cancel()
+                return
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
+        """Work until ``stop`` is set (or, with ``drain``, until nothing is left to do).
+
+        On stop: claim nothing more, give running jobs ``shutdown_grace_seconds`` to finish,
+        then cancel the rest and release them back to the queue.
+        """
+        wake = asyncio.Event()
+        listening = asyncio.Event()
+        listening.set()
+        listener = asyncio.create_task(listen(self.url, JOBS_CHANNEL, wake, listening, self.rng))
+        running: dict[asyncio.Task[Outcome], ClaimedJob] = {}
+        next_rescue = 0.0
+        error_delay = ReconnectDelay(self.rng)
+        try:
+            while not stop.is_set():
+                _reap(running)
+                timeout = self.config.poll_interval_seconds
+                try:
+                    wake.clear()
+                    if time.monotonic() >= next_rescue:
+                        await self.rescue()
+                        next_rescue = time.monotonic() + self.config.poll_interval_seconds
+                    free = self.config.concurrency - len(running)
+                    claimed: list[ClaimedJob] = []
+                    if free > 0:
+                        async with self.pool.connection() as conn:
+                            claimed = await self._claim(conn, free)
+                            if drain and not claimed and not running:
+                                outlook = await jobs.drain_outlook(conn, self.clock.now())
+                                if outlook.finished:
+                                    log.info("drained: nothing runnable or waiting")
+                                    return
+                                if outlook.next_due_in is not None:
+                                    timeout = min(timeout, outlook.next_due_in)
+                    error_delay.reset()
+                except TRANSIENT_DB_ERRORS as exc:
+                    seconds = error_delay.next()
+                    log.error("database unavailable (%s); retry in %.1fs", _describe(exc), seconds)
+                    await _wait_any(stop, seconds=seconds)
+                    continue
+                for job in claimed:
+                    running[asyncio.create_task(self.work(job))] = job
+                if claimed and len(claimed) == free:
+                    continue  # there may be more: claim again as soon as a slot frees
+                await _wait_any(wake, stop, *running, seconds=timeout)
+        finally:
+            listening.clear()
+            await self._shutdown(running)
+            await listener
+
+    async def _shutdown(self, running: dict[asyncio.Task[Outcome], ClaimedJob]) -> None:
+        if not running:
+            return
+        log.info(
+            "stopping: waiting up to %gs for %d job(s)",
+            self.config.shutdown_grace_seconds,
+            len(running),
+        )
+        _, unfinished = await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in unfinished:
+            job = running[task]
+            try:
+                async with self.pool.connection() as conn:
+                    released = await jobs.release(conn, job, owner=self.name, now=self.clock.now())
+            except TRANSIENT_DB_ERRORS as exc:
+                log.error(
+                    "job %s: could not release (%s); rescued after its lease",
+                    job.id,
+                    _describe(exc),
+                )
+                continue
+            if released:
+                log.info("job %s: released back to the queue", job.id)
+
+
+def _reap(running: dict[asyncio.Task[Outcome], ClaimedJob]) -> None:
+    for task in [t for t in running if t.done()]:
+        job = running.pop(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job %s: worker error", job.id, exc_info=task.exception())
+
+
+async def _wait_any(*waitables: asyncio.Event | asyncio.Task[Outcome], seconds: float) -> None:
+    """Return when any event is set or task finishes, or after ``seconds``."""
+    helpers = [asyncio.create_task(w.wait()) for w in waitables if isinstance(w, asyncio.Event)]
+    tasks = [w for w in waitables if isinstance(w, asyncio.Task)]
+    try:
+        await asyncio.wait([*helpers, *tasks], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for helper in helpers:
+            helper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the job's record: a handler's own message, or the exception's type too."""
+    if isinstance(exc, HandlerError | psycopg.Error | PoolTimeout):
+        return one_line(exc)
+    return f"{type(exc).__name__}: {one_line(exc)}"
