@@ -41,7 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _server = EmbeddedServer(
         _server_dir / "pg",
         # Durability buys nothing in a throwaway test cluster.
-        extra_settings=(("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")),
+        extra_settings=(
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("full_page_writes", "off"),
+        ),
     )
     _server.start()
     config.option.postgresql_host = _server.socket_host
@@ -86,4 +90,4 @@ def clock() -> FakeClock:
 def tmp_output(tmp_path: Path) -> Iterator[Path]:
     out = tmp_path / "output"
     out.mkdir()
-    yield out
+    return out

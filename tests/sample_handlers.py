@@ -54,3 +54,10 @@ def sleep_then_succeed(job: JobContext) -> str:
 async def hang(job: JobContext) -> str:
     await asyncio.sleep(3600)
     return "never"
+
+
+async def hang_on_first_attempt(job: JobContext) -> str:
+    """Hangs on attempt 1 (the test kills the worker); succeeds after that."""
+    if job.attempt == 1:
+        await asyncio.sleep(3600)
+    return f"/videos/{job.asset_id}.mp4"

@@ -285,7 +285,12 @@ def worker(
         url = database_url(config)
         async with db.open_pool(url, max_size=settings.concurrency + 2) as pool:
             runner = Worker(
-                url, pool, settings, handler, clock=DatabaseClock(), rng=random.Random()  # noqa: S311 (jitter only)
+                url,
+                pool,
+                settings,
+                handler,
+                clock=DatabaseClock(),
+                rng=random.Random(),  # noqa: S311 (jitter only)
             )
             stop = _stop_on_signals()
             log.info("worker %s started (concurrency %d)", runner.name, settings.concurrency)

@@ -76,7 +76,8 @@ async def test_event_history_is_append_only(db_url: str) -> None:
     async with await db.connect(db_url) as conn:
         await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
         await conn.execute(
-            "INSERT INTO job_events (asset_id, generation, kind) SELECT id, 0, 'enqueued' FROM video_assets"
+            "INSERT INTO job_events (asset_id, generation, kind)"
+            " SELECT id, 0, 'enqueued' FROM video_assets"
         )
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("UPDATE job_events SET actor = 'me'")

@@ -30,10 +30,14 @@ async def test_enqueue_creates_then_joins(db_url: str, clock: FakeClock) -> None
         first = await enqueue(conn, "Маша", user_id=1, params={"voice": "alto"}, now=clock.now())
         second = await enqueue(conn, "Маша", user_id=2, chat_id=-100, now=clock.now())
         again = await enqueue(conn, "Маша", user_id=1, now=clock.now())
-        assert first.created and not second.created and not again.created
+        assert first.created
+        assert not second.created
+        assert not again.created
         assert first.asset_id == second.asset_id == again.asset_id
         assert await scalar(conn, "SELECT count(*) FROM video_assets") == 1
-        requests = await rows(conn, "SELECT user_id, chat_id, state FROM user_requests ORDER BY user_id")
+        requests = await rows(
+            conn, "SELECT user_id, chat_id, state FROM user_requests ORDER BY user_id"
+        )
         assert requests == [
             {"user_id": 1, "chat_id": 1, "state": "pending"},
             {"user_id": 2, "chat_id": -100, "state": "pending"},
@@ -56,7 +60,9 @@ async def test_claim_counts_the_attempt_and_leases(db_url: str, clock: FakeClock
         assert row["lease_owner"] == "w1"
         assert row["lease_token"] == job.lease_token
         assert (row["lease_expires_at"] - clock.now()).total_seconds() == LEASE  # type: ignore[operator]
-        assert await jobs.claim(conn, owner="w2", limit=5, lease_seconds=LEASE, now=clock.now()) == []
+        assert (
+            await jobs.claim(conn, owner="w2", limit=5, lease_seconds=LEASE, now=clock.now()) == []
+        )
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'claimed'") == 1
 
 
@@ -81,7 +87,9 @@ async def test_skip_locked_gives_concurrent_claimers_different_jobs(
             await enqueue(setup, name, user_id=1, now=clock.now())
     async with await db.connect(db_url) as first, await db.connect(db_url) as second:
         async with first.transaction():
-            mine = await jobs.claim(first, owner="w1", limit=1, lease_seconds=LEASE, now=clock.now())
+            mine = await jobs.claim(
+                first, owner="w1", limit=1, lease_seconds=LEASE, now=clock.now()
+            )
             # first still holds its row lock: second must skip it, not wait for it.
             theirs = await asyncio.wait_for(
                 jobs.claim(second, owner="w2", limit=5, lease_seconds=LEASE, now=clock.now()), 5
@@ -115,9 +123,16 @@ async def test_success_settles_every_request_with_a_ready_row(
         assert (row["state"], row["result"], row["lease_token"]) == ("available", "/v/a.mp4", None)
         assert row["finished_at"] == clock.now()
         assert await rows(conn, "SELECT DISTINCT state FROM user_requests") == [{"state": "done"}]
-        notes = await rows(conn, "SELECT user_id, kind, generation, payload FROM notifications ORDER BY user_id")
+        notes = await rows(
+            conn, "SELECT user_id, kind, generation, payload FROM notifications ORDER BY user_id"
+        )
         assert notes == [
-            {"user_id": u, "kind": "ready", "generation": 0, "payload": {"name": "a", "result": "/v/a.mp4"}}
+            {
+                "user_id": u,
+                "kind": "ready",
+                "generation": 0,
+                "payload": {"name": "a", "result": "/v/a.mp4"},
+            }
             for u in (1, 2)
         ]
         notify = await anext(listener.notifies(timeout=5))
@@ -134,10 +149,14 @@ async def test_attempt_failure_backs_off_and_keeps_the_error(db_url: str, clock:
         row = await asset(conn, job.id)
         assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, "boom")
         assert (row["run_at"] - clock.now()).total_seconds() == 20  # type: ignore[operator]
-        assert await jobs.claim(conn, owner="w", limit=1, lease_seconds=LEASE, now=clock.now()) == []
+        assert (
+            await jobs.claim(conn, owner="w", limit=1, lease_seconds=LEASE, now=clock.now()) == []
+        )
         clock.advance(20)
         assert (await claim_one(conn, clock)).attempts == 2
-        events = await rows(conn, "SELECT kind, attempt, detail FROM job_events WHERE kind = 'attempt_failed'")
+        events = await rows(
+            conn, "SELECT kind, attempt, detail FROM job_events WHERE kind = 'attempt_failed'"
+        )
         assert events == [{"kind": "attempt_failed", "attempt": 1, "detail": "boom"}]
 
 
@@ -151,9 +170,15 @@ async def test_final_failure_fails_every_waiting_request_and_queues_one_row_each
         job = await claim_one(conn, clock)
         assert await jobs.fail(conn, job, owner="w1", error="exit status 3", now=clock.now())
         row = await asset(conn, job.id)
-        assert (row["state"], row["last_error"], row["finished_at"]) == ("failed", "exit status 3", clock.now())
+        assert (row["state"], row["last_error"], row["finished_at"]) == (
+            "failed",
+            "exit status 3",
+            clock.now(),
+        )
         assert await rows(conn, "SELECT DISTINCT state FROM user_requests") == [{"state": "failed"}]
-        notes = await rows(conn, "SELECT user_id, kind, state, generation FROM notifications ORDER BY user_id")
+        notes = await rows(
+            conn, "SELECT user_id, kind, state, generation FROM notifications ORDER BY user_id"
+        )
         assert notes == [
             {"user_id": u, "kind": "failed", "state": "pending", "generation": 0} for u in (1, 2, 3)
         ]
@@ -183,7 +208,9 @@ async def test_final_failure_is_all_or_nothing(db_url: str, clock: FakeClock) ->
             await jobs.fail(conn, job, owner="w1", error="boom", now=clock.now())
         row = await asset(conn, job.id)
         assert (row["state"], row["lease_token"]) == ("running", job.lease_token)
-        assert await rows(conn, "SELECT DISTINCT state FROM user_requests") == [{"state": "pending"}]
+        assert await rows(conn, "SELECT DISTINCT state FROM user_requests") == [
+            {"state": "pending"}
+        ]
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'failed'") == 0
         await conn.execute("DROP TRIGGER break_outbox ON notifications")
         assert await jobs.fail(conn, job, owner="w1", error="boom", now=clock.now())
@@ -195,7 +222,8 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
         lost = await claim_one(conn, clock, owner="crashed")
         clock.advance(LEASE - 1)
         nothing = await jobs.rescue_expired(conn, owner="w2", lease_seconds=LEASE, now=clock.now())
-        assert nothing.requeued == [] and nothing.exhausted == []
+        assert nothing.requeued == []
+        assert nothing.exhausted == []
         clock.advance(2)
         rescued = await jobs.rescue_expired(conn, owner="w2", lease_seconds=LEASE, now=clock.now())
         assert rescued.requeued == [lost.id]
@@ -208,7 +236,9 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
         assert not await jobs.complete(conn, lost, owner="crashed", result="x", now=clock.now())
         assert not await jobs.extend_lease(conn, lost, lease_seconds=LEASE, now=clock.now())
         assert (await asset(conn, lost.id))["state"] == "running"
-        events = await rows(conn, "SELECT kind, attempt, actor FROM job_events WHERE kind = 'rescued'")
+        events = await rows(
+            conn, "SELECT kind, attempt, actor FROM job_events WHERE kind = 'rescued'"
+        )
         assert events == [{"kind": "rescued", "attempt": 1, "actor": "w2"}]
 
 

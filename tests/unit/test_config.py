@@ -46,7 +46,10 @@ def test_values_are_typed() -> None:
         ({"worker": {"command": ["sh", 3]}}, r"\[worker\] command\[1\] must be a string"),
         ({"worker": {"handler": "shell"}}, r"\[worker\] handler must be"),
         ({"worker": {"lease_seconds": 5}}, r"heartbeat_seconds must be shorter"),
-        ({"notifier": {"rate_per_second": 100}}, r"\[notifier\] rate_per_second must be at most 30"),
+        (
+            {"notifier": {"rate_per_second": 100}},
+            r"\[notifier\] rate_per_second must be at most 30",
+        ),
         ({"telegram": {"admins": [1, "x"]}}, r"\[telegram\] admins\[1\] must be an integer"),
         ({"telegram": {"api_id": "123"}}, r"\[telegram\] api_id must be an integer"),
         ({"database": "postgres://"}, r"\[database\] must be a table"),

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError
 from vidretry.handlers import CommandHandler, PythonHandler, build_handler, load_function
-from vidretry.config import WorkerConfig
 from vidretry.models import JobContext
 
 
@@ -27,8 +27,16 @@ def test_command_template_is_filled_without_a_shell(tmp_path: Path) -> None:
         timeout_seconds=5,
     )
     argv = handler.argv(job(tmp_path, voice="alto"))
-    assert argv == ["render", "--id", "7", "--name", "Маша; rm -rf /", "--voice", "alto",
-                    str(tmp_path / "7-g0.mp4")]
+    assert argv == [
+        "render",
+        "--id",
+        "7",
+        "--name",
+        "Маша; rm -rf /",
+        "--voice",
+        "alto",
+        str(tmp_path / "7-g0.mp4"),
+    ]
 
 
 async def test_command_success_records_the_output(tmp_path: Path) -> None:
@@ -40,7 +48,11 @@ async def test_command_success_records_the_output(tmp_path: Path) -> None:
 
 async def test_command_failure_keeps_the_stderr_tail(tmp_path: Path) -> None:
     handler = CommandHandler(
-        ("sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x >&2; echo ' ffmpeg: codec missing' >&2; exit 3"),
+        (
+            "sh",
+            "-c",
+            "head -c 5000 /dev/zero | tr '\\0' x >&2; echo ' ffmpeg: codec missing' >&2; exit 3",
+        ),
         timeout_seconds=5,
     )
     with pytest.raises(HandlerError) as info:
@@ -53,14 +65,18 @@ async def test_command_failure_keeps_the_stderr_tail(tmp_path: Path) -> None:
 
 
 async def test_listed_exit_status_is_permanent(tmp_path: Path) -> None:
-    handler = CommandHandler(("sh", "-c", "exit 100"), timeout_seconds=5, permanent_exit_codes=(100,))
+    handler = CommandHandler(
+        ("sh", "-c", "exit 100"), timeout_seconds=5, permanent_exit_codes=(100,)
+    )
     with pytest.raises(PermanentError, match="exit status 100"):
         await handler(job(tmp_path))
 
 
 async def test_command_timeout_kills_the_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "survived"
-    handler = CommandHandler(("sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"), timeout_seconds=0.3)
+    handler = CommandHandler(
+        ("sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"), timeout_seconds=0.3
+    )
     with pytest.raises(HandlerError, match=r"timed out after 0.3s"):
         await handler(job(tmp_path))
     import asyncio

@@ -1,0 +1,66 @@
+"""Acceptance tests run the real ``vidretry`` command line as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+class Cli:
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config = config
+        self.env = env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "vidretry", "--config", str(self.config), *args]
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+
+
+@pytest.fixture
+def make_cli(db_url: str, tmp_path: Path) -> Callable[[str], Cli]:
+    """A ``vidretry`` bound to this test's database and a config holding ``worker_toml``."""
+
+    def make(worker_toml: str) -> Cli:
+        config = tmp_path / "vidretry.toml"
+        config.write_text(f'[database]\nurl = "{db_url}"\n\n[worker]\n{worker_toml}\n')
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+            "VIDRETRY_DATABASE_URL": "",
+        }
+        env.pop("VIDRETRY_CONFIG", None)
+        return Cli(config, env)
+
+    return make

@@ -1,0 +1,196 @@
+"""The CLI as an operator uses it: the README's scenario, crashes, signals and bad input."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.acceptance.conftest import Cli
+
+FAILING = 'handler = "command"\ncommand = ["sh", "-c", "exit 3"]\nbackoff_base_seconds = 0'
+
+
+def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    first = cli.json("enqueue", "Маша", "--user", "111")
+    second = cli.json("enqueue", "Маша", "--user", "222", "--chat", "-1001")
+    assert first["asset_id"] == second["asset_id"]
+    assert first["state"] == "pending"
+    asset = str(first["asset_id"])
+
+    worker = cli("worker", "--drain")
+    assert worker.returncode == 0, worker.stderr
+
+    shown = cli.json("show", asset)
+    assert (shown["state"], shown["attempts"], shown["max_attempts"]) == ("failed", 3, 3)
+    assert shown["generation"] == 0
+    assert shown["last_error"] == "exit status 3"
+    assert {(r["user_id"], r["state"]) for r in shown["requests"]} == {
+        (111, "failed"),
+        (222, "failed"),
+    }
+    assert sorted((n["user_id"], n["kind"], n["state"]) for n in shown["notifications"]) == [
+        (111, "failed", "pending"),
+        (222, "failed", "pending"),
+    ]
+    assert [e["kind"] for e in shown["events"]][-1] == "failed"
+    assert [e["kind"] for e in shown["events"]].count("claimed") == 3
+
+    retried = cli("retry", asset, "--reason", "new GPU")
+    assert retried.returncode == 0, retried.stderr
+    shown = cli.json("show", asset)
+    assert (shown["state"], shown["attempts"], shown["generation"]) == ("pending", 0, 1)
+    assert shown["events"][-1]["kind"] == "retried"
+    assert shown["events"][-1]["detail"] == "new GPU"
+
+    again = cli("retry", asset)
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip()
+        == f"vidretry: error: asset {asset} is not failed (pending): nothing to retry"
+    )
+
+
+def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    for name in ("a", "b", "c"):
+        assert cli("enqueue", name, "--user", "1").returncode == 0
+    assert cli("worker", "--drain").returncode == 0
+    status = cli.json("status")
+    assert status["counts"] == {"pending": 0, "running": 0, "available": 0, "failed": 3}
+    assert status["failed_last_hour"] == 3
+    assert status["outbox_backlog"] == 3
+    assert [a["name"] for a in cli.json("list", "--state", "failed")] == ["a", "b", "c"]
+    every = cli.json("retry", "--all-failed")
+    assert every == {"failed": 3, "retried": 3}
+    assert cli.json("status")["counts"]["pending"] == 3
+    plain = cli("status")
+    assert plain.returncode == 0
+    assert "pending" in plain.stdout
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_loses_nothing(make_cli: Callable[[str], Cli], db_url: str) -> None:
+    cli = make_cli(
+        'handler = "python:sample_handlers:hang_on_first_attempt"\n'
+        "lease_seconds = 2\nheartbeat_seconds = 0.5\npoll_interval_seconds = 0.2"
+    )
+    asset = str(cli.json("enqueue", "crashy", "--user", "1")["asset_id"])
+    with cli.spawn("worker") as doomed:
+        wait_for(db_url, "SELECT state = 'running' FROM video_assets")
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+    killed_at = time.monotonic()
+
+    with cli.spawn("worker") as survivor:
+        try:
+            wait_for(db_url, "SELECT state = 'available' FROM video_assets", timeout=20)
+            recovered_in = time.monotonic() - killed_at
+        finally:
+            survivor.send_signal(signal.SIGTERM)
+            assert survivor.wait(20) == 0
+    shown = cli.json("show", asset)
+    assert shown["attempts"] == 2  # the crash counted
+    kinds = [e["kind"] for e in shown["events"]]
+    assert kinds == ["enqueued", "claimed", "rescued", "claimed", "succeeded"]
+    assert recovered_in < 2 + 5  # about one lease period, plus process start-up
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_worker_release_and_exit_zero(
+    make_cli: Callable[[str], Cli], db_url: str
+) -> None:
+    cli = make_cli('handler = "python:sample_handlers:hang"\nshutdown_grace_seconds = 0.5')
+    asset = str(cli.json("enqueue", "slow", "--user", "1")["asset_id"])
+    with cli.spawn("worker") as worker:
+        wait_for(db_url, "SELECT state = 'running' FROM video_assets")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=20)
+    assert worker.returncode == 0, stderr
+    assert "released back to the queue" in stderr
+    shown = cli.json("show", asset)
+    assert (shown["state"], shown["attempts"]) == ("pending", 0)
+    assert shown["events"][-1]["kind"] == "released"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("show", "abc"), 2, "asset id must be a positive integer, got 'abc'"),
+        (("show", "0"), 2, "asset id must be a positive integer"),
+        (("show", "99999999999999999999999"), 1, "not found"),
+        (("retry", "424242"), 1, "asset 424242 not found"),
+        (("retry",), 2, "give an asset id or --all-failed"),
+        (("retry", "1", "--all-failed"), 2, "give an asset id or --all-failed"),
+        (("enqueue", "x", "--user", "abc"), 2, "--user"),
+        (("enqueue", "x", "--user", "1", "--param", "novalue"), 2, "KEY=VALUE"),
+        (("enqueue", "x" * 10_001, "--user", "1"), 2, "1 to 10000 characters"),
+        (("list", "--state", "done"), 2, "--state"),
+        (("frobnicate",), 2, "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(
+    make_cli: Callable[[str], Cli], args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = make_cli(FAILING)(*args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_injection_strings_are_just_names(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    name = "x'); DROP TABLE video_assets; -- <b>Маша</b> 🎬"
+    created = cli.json("enqueue", name, "--user", "1", "--param", "k='; DELETE FROM jobs")
+    assert cli.json("show", str(created["asset_id"]))["name"] == name
+
+
+def test_config_errors(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli("concurency = 3")
+    result = cli("status")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "vidretry: error: unknown config key [worker] concurency"
+    broken = make_cli("concurrency = ")
+    assert broken("status").returncode == 2
+    assert "not valid TOML" in broken("status").stderr
+
+
+def test_unreachable_database_is_exit_3_without_the_password(
+    make_cli: Callable[[str], Cli],
+) -> None:
+    cli = make_cli(FAILING)
+    cli.env["VIDRETRY_DATABASE_URL"] = "postgresql://vidretry:hunter2@127.0.0.1:1/vidretry"
+    for args in (
+        ("status",),
+        ("worker", "--drain"),
+        ("retry", "1"),
+        ("enqueue", "a", "--user", "1"),
+    ):
+        result = cli(*args)
+        assert result.returncode == 3, (args, result.stderr)
+        assert result.stderr.startswith("vidretry: error: database unreachable at ")
+        assert "hunter2" not in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_is_idempotent(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    result = cli("db", "upgrade")
+    assert result.returncode == 0
+    assert "already at version" in result.stdout
+
+
+def wait_for(db_url: str, query: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {query}")

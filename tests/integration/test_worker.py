@@ -1,0 +1,254 @@
+"""The worker against a real database: outcomes, heartbeats, lost leases, concurrency, wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from tests.support import rows, scalar
+from vidretry import db
+from vidretry.clock import DatabaseClock
+from vidretry.config import WorkerConfig
+from vidretry.enqueue import enqueue
+from vidretry.handlers import build_handler
+from vidretry.worker import Outcome, Worker
+
+FAST = WorkerConfig(
+    concurrency=2,
+    lease_seconds=5,
+    heartbeat_seconds=1,
+    backoff_base_seconds=0,
+    poll_interval_seconds=0.1,
+    shutdown_grace_seconds=1,
+    handler="python:tests.sample_handlers:succeed",
+)
+
+
+@asynccontextmanager
+async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> AsyncIterator[Worker]:
+    async with db.open_pool(db_url, max_size=config.concurrency + 2) as pool:
+        yield make_worker(db_url, pool, config, name)
+
+
+def make_worker(
+    db_url: str, pool: AsyncConnectionPool[db.Connection], config: WorkerConfig, name: str
+) -> Worker:
+    return Worker(
+        db_url,
+        pool,
+        config,
+        build_handler(config),
+        clock=DatabaseClock(),
+        rng=random.Random(1),
+        name=name,
+    )
+
+
+async def add(
+    db_url: str, *names: str, users: tuple[int, ...] = (1,), **params: object
+) -> list[int]:
+    ids = []
+    async with await db.connect(db_url) as conn:
+        for name in names:
+            for user in users:
+                result = await enqueue(conn, name, user_id=user, params=dict(params))
+            ids.append(result.asset_id)
+    return ids
+
+
+async def state_of(db_url: str, asset_id: int) -> dict[str, object]:
+    async with await db.connect(db_url) as conn:
+        (row,) = await rows(
+            conn,
+            "SELECT state, attempts, result, last_error FROM video_assets WHERE id = %s",
+            asset_id,
+        )
+        return row
+
+
+async def test_success(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a", users=(1, 2))
+    async with worker_for(db_url, FAST) as worker:
+        result = await worker.run_once()
+    assert result.outcomes == {Outcome.SUCCEEDED: 1}
+    assert await state_of(db_url, asset_id) == {
+        "state": "available",
+        "attempts": 1,
+        "result": f"/videos/{asset_id}.mp4",
+        "last_error": None,
+    }
+
+
+async def test_three_failures_then_failed_for_good(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a", users=(1, 2))
+    config = replace(FAST, handler="command", command=("sh", "-c", "echo no GPU >&2; exit 3"))
+    async with worker_for(db_url, config) as worker:
+        await asyncio.wait_for(worker.run(asyncio.Event(), drain=True), 20)
+    assert await state_of(db_url, asset_id) == {
+        "state": "failed",
+        "attempts": 3,
+        "result": None,
+        "last_error": "exit status 3: no GPU",
+    }
+    async with await db.connect(db_url) as conn:
+        kinds = [r["kind"] for r in await rows(conn, "SELECT kind FROM job_events ORDER BY id")]
+        assert kinds == ["enqueued", "requested"] + ["claimed", "attempt_failed"] * 2 + [
+            "claimed",
+            "failed",
+        ]
+        assert await scalar(conn, "SELECT count(*) FROM notifications WHERE kind = 'failed'") == 2
+
+
+async def test_permanent_error_skips_the_remaining_attempts(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a")
+    config = replace(FAST, handler="python:tests.sample_handlers:fail_permanently")
+    async with worker_for(db_url, config) as worker:
+        await asyncio.wait_for(worker.run(asyncio.Event(), drain=True), 20)
+    assert (await state_of(db_url, asset_id))["attempts"] == 1
+    assert (await state_of(db_url, asset_id))["state"] == "failed"
+
+
+async def test_a_flaky_job_succeeds_on_its_second_attempt(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a")
+    config = replace(FAST, handler="python:tests.sample_handlers:fail_once")
+    async with worker_for(db_url, config) as worker:
+        await asyncio.wait_for(worker.run(asyncio.Event(), drain=True), 20)
+    state = await state_of(db_url, asset_id)
+    assert (state["state"], state["attempts"], state["last_error"]) == (
+        "available",
+        2,
+        "RuntimeError: flaky GPU",
+    )
+
+
+async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a", seconds=2.5)
+    config = replace(
+        FAST,
+        handler="python:tests.sample_handlers:sleep_then_succeed",
+        lease_seconds=1,
+        heartbeat_seconds=0.2,
+    )
+    async with (
+        worker_for(db_url, config) as worker,
+        worker_for(db_url, config, "rescuer") as rescuer,
+    ):
+
+        async def keep_rescuing() -> None:
+            while True:
+                await rescuer.rescue()
+                await asyncio.sleep(0.1)
+
+        rescuing = asyncio.create_task(keep_rescuing())
+        result = await worker.run_once()
+        rescuing.cancel()
+    assert result.outcomes == {Outcome.SUCCEEDED: 1}
+    assert await state_of(db_url, asset_id) == {
+        "state": "available",
+        "attempts": 1,
+        "result": f"/videos/{asset_id}.mp4",
+        "last_error": None,
+    }
+
+
+async def test_a_lost_lease_cancels_the_handler_and_changes_nothing(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a")
+    config = replace(FAST, handler="python:tests.sample_handlers:hang", heartbeat_seconds=0.2)
+    async with worker_for(db_url, config) as worker:
+        running = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.3)
+        async with await db.connect(db_url) as conn:  # someone else took the job over
+            await conn.execute(
+                "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other'"
+            )
+        result = await asyncio.wait_for(running, 5)
+    assert result.outcomes == {Outcome.LOST: 1}
+    async with await db.connect(db_url) as conn:
+        assert (
+            await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", asset_id)
+            == "other"
+        )
+
+
+async def test_workers_on_separate_connections_never_claim_a_job_twice(db_url: str) -> None:
+    ids = await add(db_url, *(f"v{i}" for i in range(120)), seconds=0.005)
+    config = replace(FAST, handler="python:tests.sample_handlers:sleep_then_succeed", concurrency=3)
+    async with (
+        worker_for(db_url, config, "w1") as w1,
+        worker_for(db_url, config, "w2") as w2,
+        worker_for(db_url, config, "w3") as w3,
+        worker_for(db_url, config, "w4") as w4,
+    ):
+        await asyncio.wait_for(
+            asyncio.gather(*(w.run(asyncio.Event(), drain=True) for w in (w1, w2, w3, w4))), 60
+        )
+    async with await db.connect(db_url) as conn:
+        claims = await rows(
+            conn, "SELECT asset_id, count(*) AS n FROM job_events WHERE kind = 'claimed' GROUP BY 1"
+        )
+        assert len(claims) == len(ids)
+        assert {c["n"] for c in claims} == {1}
+        assert await scalar(
+            conn, "SELECT count(*) FROM video_assets WHERE state = 'available'"
+        ) == len(ids)
+        workers = await rows(conn, "SELECT DISTINCT actor FROM job_events WHERE kind = 'claimed'")
+        assert len(workers) > 1  # the work was actually shared
+
+
+async def test_notify_wakes_an_idle_worker_long_before_its_poll(db_url: str) -> None:
+    config = replace(FAST, poll_interval_seconds=60)
+    stop = asyncio.Event()
+    async with worker_for(db_url, config) as worker:
+        running = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.5)  # idle, listening
+        (asset_id,) = await add(db_url, "a")
+        for _ in range(100):
+            if (await state_of(db_url, asset_id))["state"] == "available":
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert (await state_of(db_url, asset_id))["state"] == "available"
+
+
+async def test_stop_releases_jobs_that_outlive_the_grace_period(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a")
+    config = replace(FAST, handler="python:tests.sample_handlers:hang", shutdown_grace_seconds=0.2)
+    stop = asyncio.Event()
+    async with worker_for(db_url, config) as worker:
+        running = asyncio.create_task(worker.run(stop))
+        for _ in range(100):
+            if (await state_of(db_url, asset_id))["state"] == "running":
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert await state_of(db_url, asset_id) == {
+        "state": "pending",
+        "attempts": 0,
+        "result": None,
+        "last_error": None,
+    }
+    async with await db.connect(db_url) as conn:
+        assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'released'") == 1
+
+
+async def test_command_handler_writes_into_output_dir(db_url: str, tmp_path: Path) -> None:
+    (asset_id,) = await add(db_url, "a", voice="alto")
+    config = replace(
+        FAST,
+        handler="command",
+        command=("sh", "-c", 'echo "$1" > "$0"', "{output}", "{voice}"),
+        output_dir=tmp_path,
+    )
+    async with worker_for(db_url, config) as worker:
+        await worker.run_once()
+    output = tmp_path / f"{asset_id}-g0.mp4"
+    assert (await state_of(db_url, asset_id))["result"] == str(output)
+    assert output.read_text() == "alto\n"
