@@ -7,13 +7,11 @@ until its stop event is set, woken by LISTEN/NOTIFY with polling as the fallback
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
 import random
 import socket
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,18 +22,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff, jobs
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.db import JOBS_CHANNEL, Connection, ReconnectDelay, listen, one_line
+from vidretry.db import JOBS_CHANNEL, Connection, one_line
 from vidretry.errors import HandlerError, PermanentError
 from vidretry.handlers import Handler, context_for
+from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop
 from vidretry.models import ClaimedJob
 
 log = logging.getLogger("vidretry.worker")
 
 # A store call that records an outcome and says whether the fenced statement changed a row.
 _Change = Callable[[Connection], Awaitable[bool]]
-
-# Database errors the loops survive: the pool reconnects, the loop backs off and carries on.
-TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
 
 class Outcome(enum.StrEnum):
@@ -206,104 +202,51 @@ class Worker:
                 handler_task.cancel()
                 return
 
-    # -- the loop -----------------------------------------------------------------------
+    # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"worker {self.name}"
+
+    @property
+    def capacity(self) -> int:
+        return self.config.concurrency
+
+    @property
+    def poll_interval_seconds(self) -> float:
+        return self.config.poll_interval_seconds
+
+    @property
+    def shutdown_grace_seconds(self) -> float:
+        return self.config.shutdown_grace_seconds
+
+    async def maintain(self) -> None:
+        await self.rescue()
+
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        async with self.pool.connection() as conn:
+            return await self._claim(conn, limit)
+
+    async def process(self, item: ClaimedJob) -> Outcome:
+        return await self.work(item)
+
+    async def drained(self) -> tuple[bool, float | None]:
+        async with self.pool.connection() as conn:
+            outlook = await jobs.drain_outlook(conn, self.clock.now())
+        return outlook.finished, outlook.next_due_in
+
+    async def release(self, item: ClaimedJob) -> None:
+        async with self.pool.connection() as conn:
+            if await jobs.release(conn, item, owner=self.name, now=self.clock.now()):
+                log.info("job %s: released back to the queue", item.id)
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
-        """Work until ``stop`` is set (or, with ``drain``, until nothing is left to do).
-
-        On stop: claim nothing more, give running jobs ``shutdown_grace_seconds`` to finish,
-        then cancel the rest and release them back to the queue.
-        """
-        wake = asyncio.Event()
-        listening = asyncio.Event()
-        listening.set()
-        listener = asyncio.create_task(listen(self.url, JOBS_CHANNEL, wake, listening, self.rng))
-        running: dict[asyncio.Task[Outcome], ClaimedJob] = {}
-        next_rescue = 0.0
-        error_delay = ReconnectDelay(self.rng)
-        try:
-            while not stop.is_set():
-                _reap(running)
-                timeout = self.config.poll_interval_seconds
-                try:
-                    wake.clear()
-                    if time.monotonic() >= next_rescue:
-                        await self.rescue()
-                        next_rescue = time.monotonic() + self.config.poll_interval_seconds
-                    free = self.config.concurrency - len(running)
-                    claimed: list[ClaimedJob] = []
-                    if free > 0:
-                        async with self.pool.connection() as conn:
-                            claimed = await self._claim(conn, free)
-                            if drain and not claimed and not running:
-                                outlook = await jobs.drain_outlook(conn, self.clock.now())
-                                if outlook.finished:
-                                    log.info("drained: nothing runnable or waiting")
-                                    return
-                                if outlook.next_due_in is not None:
-                                    timeout = min(timeout, outlook.next_due_in)
-                    error_delay.reset()
-                except TRANSIENT_DB_ERRORS as exc:
-                    seconds = error_delay.next()
-                    log.error("database unavailable (%s); retry in %.1fs", _describe(exc), seconds)
-                    await _wait_any(stop, seconds=seconds)
-                    continue
-                for job in claimed:
-                    running[asyncio.create_task(self.work(job))] = job
-                if claimed and len(claimed) == free:
-                    continue  # there may be more: claim again as soon as a slot frees
-                await _wait_any(wake, stop, *running, seconds=timeout)
-        finally:
-            listening.clear()
-            await self._shutdown(running)
-            await listener
-
-    async def _shutdown(self, running: dict[asyncio.Task[Outcome], ClaimedJob]) -> None:
-        if not running:
-            return
-        log.info(
-            "stopping: waiting up to %gs for %d job(s)",
-            self.config.shutdown_grace_seconds,
-            len(running),
+        """Work until ``stop`` is set (or, with ``drain``, until no job is pending and no
+        lease has expired). On stop: claim nothing more, give running jobs
+        ``shutdown_grace_seconds`` to finish, then cancel the rest and release them."""
+        await ClaimLoop(self, url=self.url, channel=JOBS_CHANNEL, rng=self.rng).run(
+            stop, drain=drain
         )
-        _, unfinished = await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
-        for task in unfinished:
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
-        for task in unfinished:
-            job = running[task]
-            try:
-                async with self.pool.connection() as conn:
-                    released = await jobs.release(conn, job, owner=self.name, now=self.clock.now())
-            except TRANSIENT_DB_ERRORS as exc:
-                log.error(
-                    "job %s: could not release (%s); rescued after its lease",
-                    job.id,
-                    _describe(exc),
-                )
-                continue
-            if released:
-                log.info("job %s: released back to the queue", job.id)
-
-
-def _reap(running: dict[asyncio.Task[Outcome], ClaimedJob]) -> None:
-    for task in [t for t in running if t.done()]:
-        job = running.pop(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("job %s: worker error", job.id, exc_info=task.exception())
-
-
-async def _wait_any(*waitables: asyncio.Event | asyncio.Task[Outcome], seconds: float) -> None:
-    """Return when any event is set or task finishes, or after ``seconds``."""
-    helpers = [asyncio.create_task(w.wait()) for w in waitables if isinstance(w, asyncio.Event)]
-    tasks = [w for w in waitables if isinstance(w, asyncio.Task)]
-    try:
-        await asyncio.wait([*helpers, *tasks], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for helper in helpers:
-            helper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*helpers, return_exceptions=True)
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,270 @@
+"""Telegram's side of the wire, in-process: the real Telethon client talks to this.
+
+Only the network layer is replaced: ``FakeSender`` duck-types Telethon's ``MTProtoSender`` and
+is assigned to ``client._sender`` before ``client.start(bot_token=...)``. Every request is
+serialised with ``bytes(request)`` as the wire would, recorded, and answered with a realistic
+TL object, or with an RPC error built by ``rpc_message_to_error`` as Telethon builds them from
+the wire. Button presses and messages are fed through Telethon's real update loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from telethon import TelegramClient, errors, functions, types
+from telethon.crypto import AuthKey
+
+BOT_ID = 777000
+BOT_TOKEN = f"{BOT_ID}:AAH-test-token-that-is-not-real-123456"
+
+
+@dataclass
+class Injected:
+    request_type: type
+    message: str
+    code: int
+    times: int
+    when: Callable[[Any], bool]
+
+
+@dataclass
+class FakeTelegram:
+    """The server: known users, the bot's login, captured requests and injected errors."""
+
+    valid_token: str = BOT_TOKEN
+    requests: list[Any] = field(default_factory=list)
+    users: dict[int, types.User] = field(default_factory=dict)
+    authorized: bool = False
+    injected: list[Injected] = field(default_factory=list)
+    pts: int = 10
+    message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    query_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5_000_000))
+    # Set when a request of a given type arrives, so tests can wait for effects.
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.bot = types.User(id=BOT_ID, access_hash=0x0B07, bot=True, first_name="vidretry", username="vidretry_bot")
+
+    # -- test controls ---------------------------------------------------------------
+
+    def add_user(self, user_id: int, access_hash: int | None = None, name: str = "user") -> types.User:
+        user = types.User(id=user_id, access_hash=access_hash or user_id * 1000 + 7, first_name=name)
+        self.users[user_id] = user
+        return user
+
+    def fail(
+        self,
+        request_type: type,
+        message: str,
+        code: int = 400,
+        *,
+        times: int = 1,
+        when: Callable[[Any], bool] = lambda request: True,
+    ) -> None:
+        """Answer the next ``times`` matching requests with the RPC error ``message``."""
+        self.injected.append(Injected(request_type, message, code, times, when))
+
+    def sent(self, request_type: type = functions.messages.SendMessageRequest) -> list[Any]:
+        return [r for r in self.requests if isinstance(r, request_type)]
+
+    def press(self, client: TelegramClient, user_id: int, data: bytes, msg_id: int) -> int:
+        """A user presses an inline button: an update through the client's real update loop."""
+        query_id = next(self.query_ids)
+        update = types.UpdateBotCallbackQuery(
+            query_id=query_id,
+            user_id=user_id,
+            peer=types.PeerUser(user_id),
+            msg_id=msg_id,
+            chat_instance=4242,
+            data=data,
+        )
+        client._updates_queue.put_nowait(
+            types.Updates([update], [self.users[user_id]], [], self._now(), 0)
+        )
+        return query_id
+
+    def write(self, client: TelegramClient, user_id: int, text: str) -> None:
+        """A user writes to the bot (e.g. /start)."""
+        message = types.Message(
+            id=next(self.message_ids),
+            peer_id=types.PeerUser(user_id),
+            date=self._now(),
+            message=text,
+            from_id=types.PeerUser(user_id),
+        )
+        self.pts += 1
+        update = types.UpdateNewMessage(message, self.pts, 1)
+        client._updates_queue.put_nowait(
+            types.Updates([update], [self.users[user_id]], [], self._now(), 0)
+        )
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    # -- the server ------------------------------------------------------------------
+
+    def answer(self, request: Any) -> Any:
+        bytes(request)  # serialise exactly as the wire would; a malformed request fails here
+        self.requests.append(request)
+        self.arrived.set()
+        for injected in self.injected:
+            if isinstance(request, injected.request_type) and injected.times > 0 and injected.when(request):
+                injected.times -= 1
+                raise errors.rpc_message_to_error(
+                    types.RpcError(injected.code, injected.message), request
+                )
+        handler = _HANDLERS.get(type(request))
+        if handler is None:
+            raise AssertionError(f"the Telegram double does not answer {type(request).__name__}")
+        return handler(self, request)
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC).replace(microsecond=0)
+
+    def _message_updates(self, request: Any, message_text: str, media: Any = None) -> types.Updates:
+        message_id = next(self.message_ids)
+        peer = _peer_of(request.peer)
+        message = types.Message(
+            id=message_id,
+            peer_id=peer,
+            date=self._now(),
+            message=message_text,
+            out=True,
+            from_id=types.PeerUser(BOT_ID),
+            reply_markup=getattr(request, "reply_markup", None),
+            entities=getattr(request, "entities", None),
+            media=media,
+        )
+        self.pts += 1
+        return types.Updates(
+            [
+                types.UpdateMessageID(message_id, request.random_id),
+                types.UpdateNewMessage(message, self.pts, 1),
+            ],
+            [self.bot, *self.users.values()],
+            [],
+            self._now(),
+            0,
+        )
+
+
+def _peer_of(input_peer: Any) -> types.PeerUser:
+    if isinstance(input_peer, types.InputPeerUser):
+        return types.PeerUser(input_peer.user_id)
+    raise AssertionError(f"unexpected peer {input_peer!r}")
+
+
+def _get_users(t: FakeTelegram, r: Any) -> list[types.User]:
+    found = []
+    for wanted in r.id:
+        if isinstance(wanted, types.InputUserSelf):
+            if not t.authorized:
+                raise errors.rpc_message_to_error(types.RpcError(401, "AUTH_KEY_UNREGISTERED"), r)
+            found.append(t.bot)
+        elif wanted.user_id in t.users:
+            found.append(t.users[wanted.user_id])
+    return found
+
+
+def _import_bot(t: FakeTelegram, r: Any) -> Any:
+    if r.bot_auth_token != t.valid_token:
+        raise errors.rpc_message_to_error(types.RpcError(400, "ACCESS_TOKEN_INVALID"), r)
+    t.authorized = True
+    return types.auth.Authorization(user=t.bot)
+
+
+def _affected(t: FakeTelegram, r: Any) -> types.messages.AffectedMessages:
+    t.pts += len(r.id)
+    return types.messages.AffectedMessages(t.pts, len(r.id))
+
+
+def _edit(t: FakeTelegram, r: Any) -> types.Updates:
+    message = types.Message(
+        id=r.id,
+        peer_id=_peer_of(r.peer),
+        date=t._now(),
+        message=r.message or "",
+        out=True,
+        reply_markup=r.reply_markup,
+        edit_date=t._now(),
+    )
+    t.pts += 1
+    return types.Updates([types.UpdateEditMessage(message, t.pts, 1)], [t.bot, *t.users.values()], [], t._now(), 0)
+
+
+_HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
+    functions.InvokeWithLayerRequest: lambda t, r: None,
+    functions.users.GetUsersRequest: _get_users,
+    functions.auth.ImportBotAuthorizationRequest: _import_bot,
+    functions.updates.GetStateRequest: lambda t, r: types.updates.State(t.pts, 0, t._now(), 1, 0),
+    functions.updates.GetDifferenceRequest: lambda t, r: types.updates.DifferenceEmpty(t._now(), 1),
+    functions.messages.SendMessageRequest: lambda t, r: t._message_updates(r, r.message),
+    functions.messages.SendMediaRequest: lambda t, r: t._message_updates(
+        r, r.message, types.MessageMediaDocument(document=types.DocumentEmpty(1))
+    ),
+    functions.upload.SaveFilePartRequest: lambda t, r: True,
+    functions.upload.SaveBigFilePartRequest: lambda t, r: True,
+    functions.messages.SetBotCallbackAnswerRequest: lambda t, r: True,
+    functions.messages.DeleteMessagesRequest: _affected,
+    functions.messages.EditMessageRequest: _edit,
+    functions.messages.SetTypingRequest: lambda t, r: True,
+}
+
+
+class FakeSender:
+    """Duck-types ``telethon.network.MTProtoSender``: what ``TelegramClient`` calls on it."""
+
+    def __init__(self, telegram: FakeTelegram) -> None:
+        self.telegram = telegram
+        self.auth_key = AuthKey(b"\x01" * 256)
+        self._connected = False
+        self._disconnected_future: asyncio.Future[None] | None = None
+
+    async def connect(self, connection: Any) -> bool:
+        if self._connected:
+            return False
+        self._connected = True
+        self._disconnected_future = asyncio.get_running_loop().create_future()
+        return True
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def _transport_connected(self) -> bool:
+        return self._connected
+
+    async def disconnect(self) -> None:
+        self._connected = False
+        if self._disconnected_future and not self._disconnected_future.done():
+            self._disconnected_future.set_result(None)
+
+    @property
+    def disconnected(self) -> asyncio.Future[None]:
+        assert self._disconnected_future is not None
+        return asyncio.shield(self._disconnected_future)
+
+    def _keepalive_ping(self, rnd_id: int) -> None:
+        pass
+
+    def send(self, request: Any, ordered: bool = False) -> Any:
+        if isinstance(request, list):
+            return [self._one(r) for r in request]
+        return self._one(request)
+
+    def _one(self, request: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+        try:
+            future.set_result(self.telegram.answer(request))
+        except errors.RPCError as exc:
+            future.set_exception(exc)
+        return future

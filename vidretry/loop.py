@@ -1,0 +1,151 @@
+"""The claim loop shared by the worker and the notifier.
+
+Both claim rows into free slots, process each in its own task, wake on LISTEN/NOTIFY with
+polling as the fallback, survive a database outage with backoff, and on stop give in-flight
+work a grace period before cancelling and releasing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from vidretry.db import ReconnectDelay, listen, one_line
+
+log = logging.getLogger("vidretry.loop")
+
+# Database errors a loop survives: the pool reconnects, the loop backs off and carries on.
+TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
+
+Item = TypeVar("Item")
+
+
+class Claimer(Protocol[Item]):
+    """What a loop needs from the component it drives."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def capacity(self) -> int:
+        """How many items may be in flight at once."""
+        ...
+
+    @property
+    def poll_interval_seconds(self) -> float: ...
+
+    @property
+    def shutdown_grace_seconds(self) -> float: ...
+
+    async def maintain(self) -> None:
+        """Periodic upkeep (rescuing expired leases); called at most once per poll interval."""
+
+    async def claim(self, limit: int) -> Sequence[Item]: ...
+
+    async def process(self, item: Item) -> object: ...
+
+    async def drained(self) -> tuple[bool, float | None]:
+        """With --drain: (nothing left to do, seconds until the next item is due)."""
+        ...
+
+    async def release(self, item: Item) -> None:
+        """Give back an item whose processing was cancelled by a shutdown."""
+
+
+class ClaimLoop(Generic[Item]):
+    def __init__(
+        self, claimer: Claimer[Item], *, url: str, channel: str, rng: random.Random
+    ) -> None:
+        self.claimer = claimer
+        self.url = url
+        self.channel = channel
+        self.rng = rng
+
+    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
+        """Loop until ``stop`` is set or, with ``drain``, until nothing is left to do."""
+        claimer = self.claimer
+        wake = asyncio.Event()
+        listening = asyncio.Event()
+        listening.set()
+        listener = asyncio.create_task(listen(self.url, self.channel, wake, listening, self.rng))
+        in_flight: dict[asyncio.Task[object], Item] = {}
+        next_upkeep = 0.0
+        outage = ReconnectDelay(self.rng)
+        try:
+            while not stop.is_set():
+                _reap(in_flight, claimer.label)
+                timeout = claimer.poll_interval_seconds
+                free = claimer.capacity - len(in_flight)
+                claimed: Sequence[Item] = []
+                try:
+                    wake.clear()
+                    if time.monotonic() >= next_upkeep:
+                        await claimer.maintain()
+                        next_upkeep = time.monotonic() + claimer.poll_interval_seconds
+                    if free > 0:
+                        claimed = await claimer.claim(free)
+                    if drain and not claimed and not in_flight:
+                        done, next_due = await claimer.drained()
+                        if done:
+                            log.info("%s drained: nothing left to do", claimer.label)
+                            return
+                        if next_due is not None:
+                            timeout = min(timeout, next_due)
+                    outage.reset()
+                except TRANSIENT_DB_ERRORS as exc:
+                    seconds = outage.next()
+                    log.error("database unavailable (%s); retry in %.1fs", one_line(exc), seconds)
+                    await _wait_any(stop, seconds=seconds)
+                    continue
+                for item in claimed:
+                    in_flight[asyncio.create_task(claimer.process(item))] = item
+                if claimed and len(claimed) == free:
+                    continue  # there may be more: claim again as soon as a slot frees
+                await _wait_any(wake, stop, *in_flight, seconds=timeout)
+        finally:
+            listening.clear()
+            await self._shutdown(in_flight)
+            await listener
+
+    async def _shutdown(self, in_flight: dict[asyncio.Task[object], Item]) -> None:
+        if not in_flight:
+            return
+        grace = self.claimer.shutdown_grace_seconds
+        log.info("stopping: waiting up to %gs for %d in flight", grace, len(in_flight))
+        _, unfinished = await asyncio.wait(in_flight, timeout=grace)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in unfinished:
+            try:
+                await self.claimer.release(in_flight[task])
+            except TRANSIENT_DB_ERRORS as exc:
+                log.error("could not release (%s): rescued when its lease expires", one_line(exc))
+
+
+def _reap(in_flight: dict[asyncio.Task[object], Item], label: str) -> None:
+    for task in [t for t in in_flight if t.done()]:
+        item = in_flight.pop(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: error processing %r", label, item, exc_info=task.exception())
+
+
+async def _wait_any(*waitables: asyncio.Event | asyncio.Task[object], seconds: float) -> None:
+    """Return when any event is set or task finishes, or after ``seconds``."""
+    helpers = [asyncio.create_task(w.wait()) for w in waitables if isinstance(w, asyncio.Event)]
+    tasks = [w for w in waitables if isinstance(w, asyncio.Task)]
+    try:
+        await asyncio.wait([*helpers, *tasks], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for helper in helpers:
+            helper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*helpers, return_exceptions=True)
