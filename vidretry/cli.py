@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import getpass
 import json
 import logging
@@ -23,19 +24,25 @@ from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
+from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from vidretry import __version__, db, reports
+from vidretry.buttons import ButtonService
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, load_config
+from vidretry.console import ConsoleSender
+from vidretry.delivery import Sender
 from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.handlers import build_handler
 from vidretry.models import JobState
+from vidretry.notifier import Notifier
 from vidretry.retry import Actor, RetryOutcome, RetryResult, retry
+from vidretry.telegram import TelegramBot, build_client, check_settings
 from vidretry.worker import Worker
 
 app = typer.Typer(
@@ -306,6 +313,91 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+# -- notifier --------------------------------------------------------------------------
+
+
+class Transport(enum.StrEnum):
+    TELEGRAM = "telegram"
+    CONSOLE = "console"
+
+
+@app.command()
+def notifier(
+    ctx: typer.Context,
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="telegram, or console to print instead.")
+    ] = Transport.TELEGRAM,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Deliver what is due, then exit 0.")
+    ] = False,
+) -> None:
+    """Deliver the outbox through the Telegram bot and answer its retry button."""
+
+    async def body(config: Config) -> None:
+        _setup_logging()
+        token = check_settings(config.telegram) if transport is Transport.TELEGRAM else ""
+        url = database_url(config)
+        async with db.open_pool(url, max_size=4) as pool:
+            stop = _stop_on_signals()
+            if transport is Transport.CONSOLE:
+                sender = ConsoleSender(lambda text: out.print(text, markup=False))
+                await _deliver(url, pool, config, sender, stop, drain)
+                return
+            bot = TelegramBot(build_client(config.telegram))
+            await bot.start(token)
+            try:
+                bot.serve(
+                    ButtonService(
+                        pool,
+                        config.messages,
+                        admins=frozenset(config.telegram.admins),
+                        clock=DatabaseClock(),
+                    )
+                )
+                await _until_first(
+                    _deliver(url, pool, config, bot, stop, drain), bot.disconnected()
+                )
+            finally:
+                await bot.stop()
+
+    _run(ctx, body)
+
+
+async def _deliver(
+    url: str,
+    pool: AsyncConnectionPool[db.Connection],
+    config: Config,
+    sender: Sender,
+    stop: asyncio.Event,
+    drain: bool,
+) -> None:
+    runner = Notifier(
+        url,
+        pool,
+        config.notifier,
+        config.messages,
+        sender,
+        clock=DatabaseClock(),
+        rng=random.Random(),  # noqa: S311 (jitter only)
+    )
+    log.info("notifier %s started", runner.name)
+    await runner.run(stop, drain=drain)
+    log.info("notifier %s stopped", runner.name)
+
+
+async def _until_first(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run until the first coroutine returns or raises; cancel the others."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 # -- retry -----------------------------------------------------------------------------

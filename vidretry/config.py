@@ -92,6 +92,7 @@ class MessagesConfig:
     not_found: str = "Это видео не найдено."
     not_allowed: str = "Эта кнопка не для вас."
     bad_button: str = "Эта кнопка больше не работает."
+    try_later: str = "Не получилось — попробуйте чуть позже."
     start: str = (
         "Привет! Я присылаю готовые видео. Если что-то пойдёт не так, "
         "я напишу и предложу попробовать ещё раз."
@@ -206,6 +207,14 @@ def _check_consistency(config: Config) -> None:
             "[worker] heartbeat_seconds must be shorter than [worker] lease_seconds "
             f"(got {worker.heartbeat_seconds:g} and {worker.lease_seconds:g})"
         )
+    for key, template in dataclasses.asdict(config.messages).items():
+        try:
+            template.format(name="x")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"[messages] {key} may use only the {{name}} placeholder "
+                "(write {{ and }} for literal braces)"
+            ) from None
     handler = worker.handler
     if handler != "command" and not (handler.startswith("python:") and handler.count(":") == 2):
         raise ConfigError(

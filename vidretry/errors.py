@@ -31,7 +31,11 @@ class DatabaseUnavailable(VidretryError):
     exit_code = 3
 
 
-class TelegramUnavailable(VidretryError):
+class FatalError(VidretryError):
+    """A long-running process cannot carry on (its loop stops and the process exits)."""
+
+
+class TelegramUnavailable(FatalError):
     """Telegram refused the bot (bad or revoked token) or cannot be reached."""
 
     exit_code = 4

@@ -19,6 +19,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from vidretry.db import ReconnectDelay, listen, one_line
+from vidretry.errors import FatalError
 
 log = logging.getLogger("vidretry.loop")
 
@@ -110,6 +111,7 @@ class ClaimLoop(Generic[Item]):
                 if claimed and len(claimed) == free:
                     continue  # there may be more: claim again as soon as a slot frees
                 await _wait_any(wake, stop, *in_flight, seconds=timeout)
+            _reap(in_flight, claimer.label)
         finally:
             listening.clear()
             await self._shutdown(in_flight)
@@ -132,10 +134,14 @@ class ClaimLoop(Generic[Item]):
 
 
 def _reap(in_flight: dict[asyncio.Task[object], Item], label: str) -> None:
+    """Forget finished tasks; log their bugs; re-raise a fatal error (the loop must stop)."""
     for task in [t for t in in_flight if t.done()]:
         item = in_flight.pop(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: error processing %r", label, item, exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, FatalError):
+            raise exc
+        if exc is not None:
+            log.error("%s: error processing %r", label, item, exc_info=exc)
 
 
 async def _wait_any(*waitables: asyncio.Event | asyncio.Task[object], seconds: float) -> None:

@@ -30,6 +30,9 @@ class Notification:
     lease_token: UUID
     access_hash: int | None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", NotificationKind(self.kind))
+
     @property
     def name(self) -> str:
         return str(self.payload.get("name", ""))

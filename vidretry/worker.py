@@ -76,6 +76,11 @@ class Worker:
         self.clock = clock
         self.rng = rng
         self.name = name or default_worker_name()
+        # What vidretry.loop.ClaimLoop reads.
+        self.label = f"worker {self.name}"
+        self.capacity = config.concurrency
+        self.poll_interval_seconds = config.poll_interval_seconds
+        self.shutdown_grace_seconds = config.shutdown_grace_seconds
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -203,22 +208,6 @@ class Worker:
                 return
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
-
-    @property
-    def label(self) -> str:
-        return f"worker {self.name}"
-
-    @property
-    def capacity(self) -> int:
-        return self.config.concurrency
-
-    @property
-    def poll_interval_seconds(self) -> float:
-        return self.config.poll_interval_seconds
-
-    @property
-    def shutdown_grace_seconds(self) -> float:
-        return self.config.shutdown_grace_seconds
 
     async def maintain(self) -> None:
         await self.rescue()

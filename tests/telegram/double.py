@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 
 from telethon import TelegramClient, errors, functions, types
 from telethon.crypto import AuthKey
+from telethon.network import MTProtoSender
 
 BOT_ID = 777000
 BOT_TOKEN = f"{BOT_ID}:AAH-test-token-that-is-not-real-123456"
@@ -48,12 +50,18 @@ class FakeTelegram:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.bot = types.User(id=BOT_ID, access_hash=0x0B07, bot=True, first_name="vidretry", username="vidretry_bot")
+        self.bot = types.User(
+            id=BOT_ID, access_hash=0x0B07, bot=True, first_name="vidretry", username="vidretry_bot"
+        )
 
     # -- test controls ---------------------------------------------------------------
 
-    def add_user(self, user_id: int, access_hash: int | None = None, name: str = "user") -> types.User:
-        user = types.User(id=user_id, access_hash=access_hash or user_id * 1000 + 7, first_name=name)
+    def add_user(
+        self, user_id: int, access_hash: int | None = None, name: str = "user"
+    ) -> types.User:
+        user = types.User(
+            id=user_id, access_hash=access_hash or user_id * 1000 + 7, first_name=name
+        )
         self.users[user_id] = user
         return user
 
@@ -116,7 +124,11 @@ class FakeTelegram:
         self.requests.append(request)
         self.arrived.set()
         for injected in self.injected:
-            if isinstance(request, injected.request_type) and injected.times > 0 and injected.when(request):
+            if (
+                isinstance(request, injected.request_type)
+                and injected.times > 0
+                and injected.when(request)
+            ):
                 injected.times -= 1
                 raise errors.rpc_message_to_error(
                     types.RpcError(injected.code, injected.message), request
@@ -197,7 +209,9 @@ def _edit(t: FakeTelegram, r: Any) -> types.Updates:
         edit_date=t._now(),
     )
     t.pts += 1
-    return types.Updates([types.UpdateEditMessage(message, t.pts, 1)], [t.bot, *t.users.values()], [], t._now(), 0)
+    return types.Updates(
+        [types.UpdateEditMessage(message, t.pts, 1)], [t.bot, *t.users.values()], [], t._now(), 0
+    )
 
 
 _HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
@@ -219,11 +233,22 @@ _HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
 }
 
 
+def install(client: TelegramClient, telegram: FakeTelegram) -> FakeSender:
+    """Replace the client's network layer with the double (before ``client.start``)."""
+    sender = FakeSender(telegram, client._updates_queue)
+    client._sender = sender
+    return sender
+
+
 class FakeSender:
     """Duck-types ``telethon.network.MTProtoSender``: what ``TelegramClient`` calls on it."""
 
-    def __init__(self, telegram: FakeTelegram) -> None:
+    def __init__(self, telegram: FakeTelegram, updates_queue: asyncio.Queue[Any]) -> None:
         self.telegram = telegram
+        # As the real sender does, results that carry updates (sent messages, deletions)
+        # also go to the update loop, which keeps Telethon's pts in step with the server.
+        self._updates_queue = updates_queue
+        self._log = logging.getLogger("tests.telegram.double")
         self.auth_key = AuthKey(b"\x01" * 256)
         self._connected = False
         self._disconnected_future: asyncio.Future[None] | None = None
@@ -264,7 +289,10 @@ class FakeSender:
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         try:
-            future.set_result(self.telegram.answer(request))
+            result = self.telegram.answer(request)
         except errors.RPCError as exc:
             future.set_exception(exc)
+        else:
+            MTProtoSender._store_own_updates(self, result)  # type: ignore[arg-type]
+            future.set_result(result)
         return future

@@ -1,0 +1,123 @@
+"""Telegram tests: the real Telethon client, only its network layer replaced in-process.
+
+``socket.socket.connect`` refuses every address but loopback and unix sockets for the whole
+of these tests, so nothing can reach Telegram (or anywhere else) even by mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
+from vidretry import db
+from vidretry.buttons import ButtonService
+from vidretry.clock import Clock, DatabaseClock
+from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.notifier import Notifier
+from vidretry.telegram import TelegramBot, build_client
+
+ADMIN = 999
+
+
+def _loopback_only(original: Any) -> Any:
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family == socket.AF_UNIX or (
+            isinstance(address, tuple) and str(address[0]) in ("127.0.0.1", "::1", "localhost")
+        ):
+            return original(self, address)
+        raise OSError(f"network disabled in tests: refused connection to {address!r}")
+
+    return connect
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address: 111)
+
+
+@pytest.fixture
+def telegram() -> FakeTelegram:
+    return FakeTelegram()
+
+
+@dataclass
+class Deployment:
+    """A notifier and the bot's button handler, wired as ``vidretry notifier`` wires them."""
+
+    telegram: FakeTelegram
+    bot: TelegramBot
+    notifier: Notifier
+    pool: Any
+
+    @property
+    def client(self) -> Any:
+        return self.bot.client
+
+
+FAST = NotifierConfig(
+    rate_per_second=30,
+    per_chat_interval_seconds=0,
+    backoff_base_seconds=0,
+    poll_interval_seconds=60,
+)
+
+
+@asynccontextmanager
+async def deployed(
+    db_url: str,
+    telegram: FakeTelegram,
+    tmp_path: Path,
+    *,
+    config: NotifierConfig = FAST,
+    clock: Clock | None = None,
+    name: str = "n1",
+) -> AsyncIterator[Deployment]:
+    client = build_client(
+        TelegramConfig(
+            api_id=1, api_hash="0" * 32, bot_token=BOT_TOKEN, session=tmp_path / f"{name}.session"
+        )
+    )
+    install(client, telegram)
+    bot = TelegramBot(client)
+    await bot.start(BOT_TOKEN)
+    try:
+        async with db.open_pool(db_url, max_size=4) as pool:
+            bot.serve(
+                ButtonService(
+                    pool, MessagesConfig(), admins=frozenset({ADMIN}), clock=DatabaseClock()
+                )
+            )
+            notifier = Notifier(
+                db_url,
+                pool,
+                config,
+                MessagesConfig(),
+                bot,
+                clock=clock or DatabaseClock(),
+                rng=random.Random(3),
+                name=name,
+            )
+            yield Deployment(telegram, bot, notifier, pool)
+    finally:
+        await bot.stop()
+
+
+@asynccontextmanager
+async def running(deployment: Deployment) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(deployment.notifier.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,426 @@
+"""The notifier and the retry button, end to end through the real Telethon client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telethon import functions, types
+
+from tests.support import FakeClock, rows, scalar
+from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
+from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
+from vidretry import db, jobs
+from vidretry.clock import DatabaseClock
+from vidretry.config import TelegramConfig, WorkerConfig
+from vidretry.enqueue import enqueue
+from vidretry.errors import TelegramUnavailable
+from vidretry.handlers import build_handler
+from vidretry.notifier import Delivery
+from vidretry.telegram import TelegramBot, build_client
+from vidretry.worker import Worker
+
+SendMessage = functions.messages.SendMessageRequest
+CallbackAnswer = functions.messages.SetBotCallbackAnswerRequest
+
+
+async def fail_for_good(db_url: str, name: str, users: tuple[int, ...]) -> int:
+    """Enqueue ``name`` for ``users`` and fail it through a real worker's three attempts."""
+    async with await db.connect(db_url) as conn:
+        for user in users:
+            asset_id = (await enqueue(conn, name, user_id=user)).asset_id
+    await run_worker_to_failure(db_url)
+    return asset_id
+
+
+async def run_worker_to_failure(db_url: str) -> None:
+    config = WorkerConfig(
+        handler="command",
+        command=("sh", "-c", "exit 3"),
+        backoff_base_seconds=0,
+        poll_interval_seconds=0.1,
+    )
+    async with db.open_pool(db_url, max_size=3) as pool:
+        worker = Worker(
+            db_url, pool, config, build_handler(config), clock=DatabaseClock(), rng=random.Random(1)
+        )
+        for _ in range(3):
+            await worker.run_once()
+
+
+async def introduce(deployment: Deployment, *user_ids: int) -> None:
+    """Users write /start, so the bot learns their access hashes."""
+    for user_id in user_ids:
+        deployment.telegram.add_user(user_id)
+        deployment.telegram.write(deployment.client, user_id, "/start")
+    await deployment.telegram.wait_for(lambda: len(deployment.telegram.sent()) >= len(user_ids))
+    deployment.telegram.requests.clear()
+
+
+def failure_messages(telegram: FakeTelegram) -> list[Any]:
+    return [r for r in telegram.sent() if r.reply_markup is not None]
+
+
+def button_data(request: Any) -> bytes:
+    (row,) = request.reply_markup.rows
+    (button,) = row.buttons
+    return bytes(button.type.data)
+
+
+async def notifications(db_url: str) -> list[dict[str, Any]]:
+    async with await db.connect(db_url) as conn:
+        return await rows(
+            conn,
+            "SELECT user_id, kind, state, attempts, last_error, telegram_message_id"
+            " FROM notifications ORDER BY user_id",
+        )
+
+
+async def test_three_users_notified_one_press_requeues_once_and_a_stranger_changes_nothing(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 111, 222, 333)
+        telegram.add_user(444)  # a stranger
+        async with running(app):
+            await asyncio.sleep(0.2)  # the notifier is idle and listening (poll: 60 s)
+            asset_id = await fail_for_good(db_url, "Маша", (111, 222, 333))
+            # Woken by NOTIFY, not by its 60-second poll.
+            await telegram.wait_for(lambda: len(failure_messages(telegram)) == 3, timeout=2)
+            sent = failure_messages(telegram)
+            assert sorted(r.peer.user_id for r in sent) == [111, 222, 333]
+            for request in sent:
+                assert isinstance(request.peer, types.InputPeerUser)
+                assert request.peer.access_hash == telegram.users[request.peer.user_id].access_hash
+                assert request.message == (
+                    "Упс! Что-то пошло не так при создании видео для Маша. 😔\n\n"
+                    "Не переживайте, вы можете попробовать еще раз!"
+                )
+                (bold,) = request.entities
+                assert isinstance(bold, types.MessageEntityBold)
+                assert request.message[bold.offset : bold.offset + bold.length] == "Маша"
+                assert isinstance(request.reply_markup, types.ReplyInlineMarkup)
+                assert button_data(request) == f"retry_video:{asset_id}:0".encode()
+            recorded = await notifications(db_url)
+            assert [n["state"] for n in recorded] == ["sent"] * 3
+            assert all(n["telegram_message_id"] for n in recorded)
+
+            # A stranger presses the button (forwarded message, or forged): nothing changes.
+            first = next(r for r in sent if r.peer.user_id == 111)
+            message_id = next(n["telegram_message_id"] for n in recorded if n["user_id"] == 111)
+            telegram.requests.clear()
+            telegram.press(app.client, 444, button_data(first), message_id)
+            await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
+            assert telegram.sent(CallbackAnswer)[0].message == "Эта кнопка не для вас."
+            async with await db.connect(db_url) as conn:
+                assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
+
+            # User 111 presses it: re-queued once, answered, the button removed.
+            telegram.requests.clear()
+            telegram.press(app.client, 111, button_data(first), message_id)
+            await telegram.wait_for(lambda: len(telegram.sent()) == 1)
+            answer, delete, confirmation = (
+                telegram.sent(CallbackAnswer)[0],
+                telegram.sent(functions.messages.DeleteMessagesRequest)[0],
+                telegram.sent()[0],
+            )
+            assert answer.message == "Запустили заново! 🔄"
+            assert delete.id == [message_id]
+            kinds = [type(r) for r in telegram.requests]
+            assert kinds.index(CallbackAnswer) < kinds.index(
+                functions.messages.DeleteMessagesRequest
+            )
+            assert confirmation.peer.user_id == 111
+            assert "Маша" in confirmation.message
+        async with await db.connect(db_url) as conn:
+            (asset,) = await rows(conn, "SELECT state, attempts, generation FROM video_assets")
+            assert asset == {"state": "pending", "attempts": 0, "generation": 1}
+            retried = await rows(
+                conn, "SELECT actor, detail FROM job_events WHERE kind = 'retried'"
+            )
+            assert retried == [{"actor": "telegram:111", "detail": "retry button"}]
+            # And the worker runs the job again.
+            claimed = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+            assert [j.id for j in claimed] == [asset_id]
+
+
+async def test_a_blocked_user_does_not_hold_up_the_others(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1, 2, 3)
+        telegram.fail(SendMessage, "USER_IS_BLOCKED", 400, when=lambda r: r.peer.user_id == 2)
+        await fail_for_good(db_url, "a", (1, 2, 3))
+        result = await app.notifier.run_once()
+        assert result.outcomes == {Delivery.SENT: 2, Delivery.DEAD: 1}
+        recorded = await notifications(db_url)
+        assert [(n["user_id"], n["state"]) for n in recorded] == [
+            (1, "sent"),
+            (2, "dead"),
+            (3, "sent"),
+        ]
+        assert recorded[1]["last_error"] == "recipient refused: USER_IS_BLOCKED"
+
+        # Later notifications to that user are not attempted...
+        telegram.requests.clear()
+        await fail_for_good(db_url, "b", (2,))
+        assert (await app.notifier.run_once()).claimed == 0
+        assert telegram.sent() == []
+        async with await db.connect(db_url) as conn:
+            reason = await scalar(
+                conn,
+                "SELECT last_error FROM notifications"
+                " WHERE state = 'dead' ORDER BY id DESC LIMIT 1",
+            )
+        assert reason == "not attempted: recipient refused: USER_IS_BLOCKED"
+
+        # ...until they write to the bot again.
+        telegram.write(app.client, 2, "hello again")
+        async with await db.connect(db_url) as conn:
+            for _ in range(50):
+                if await scalar(
+                    conn, "SELECT blocked_at IS NULL FROM telegram_users WHERE user_id = 2"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the block was not lifted")
+
+
+async def test_a_flood_wait_reschedules_without_charging_and_pauses_sending(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1, 2, 3)
+        telegram.fail(SendMessage, "FLOOD_WAIT_2", 420)
+        await fail_for_good(db_url, "a", (1, 2, 3))
+        result = await app.notifier.run_once()
+        assert result.outcomes == {Delivery.LATER: 3}
+        assert len(telegram.sent()) == 1  # the others never went out: sending paused
+        recorded = await notifications(db_url)
+        assert {(n["state"], n["attempts"]) for n in recorded} == {("pending", 0)}
+        async with await db.connect(db_url) as conn:
+            wait = await scalar(conn, "SELECT min(next_attempt_at - now()) FROM notifications")
+        assert 1 < wait.total_seconds() <= 2
+        assert (await app.notifier.run_once()).claimed == 0  # not due yet
+        await asyncio.sleep(2.1)
+        assert (await app.notifier.run_once()).outcomes == {Delivery.SENT: 3}
+
+
+async def test_transient_errors_back_off_then_die_with_the_reason(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    config = replace(FAST, max_attempts=3)
+    async with deployed(db_url, telegram, tmp_path, config=config) as app:
+        await introduce(app, 1)
+        telegram.fail(SendMessage, "INTERNAL_SERVER_ERROR", 500, times=10)
+        await fail_for_good(db_url, "a", (1,))
+        for attempt in range(1, 4):
+            await app.notifier.run_once()
+            (note,) = await notifications(db_url)
+            assert note["attempts"] == attempt
+        assert note["state"] == "dead"
+        assert note["last_error"].startswith("gave up after 3 attempts: ")
+
+
+async def test_old_message_loses_its_keyboard_instead(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        asset_id = await fail_for_good(db_url, "a", (1,))
+        await app.notifier.run_once()
+        (note,) = await notifications(db_url)
+        telegram.fail(functions.messages.DeleteMessagesRequest, "MESSAGE_DELETE_FORBIDDEN", 403)
+        telegram.requests.clear()
+        telegram.press(
+            app.client, 1, f"retry_video:{asset_id}:0".encode(), note["telegram_message_id"]
+        )
+        await telegram.wait_for(lambda: bool(telegram.sent(functions.messages.EditMessageRequest)))
+        (edit,) = telegram.sent(functions.messages.EditMessageRequest)
+        assert edit.id == note["telegram_message_id"]
+        assert edit.reply_markup == types.ReplyInlineMarkup(rows=[])
+        assert telegram.sent(CallbackAnswer)[0].message == "Запустили заново! 🔄"
+
+
+async def test_double_click_retries_once(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1, 2)
+        asset_id = await fail_for_good(db_url, "a", (1, 2))
+        data = f"retry_video:{asset_id}:0".encode()
+        for user in (1, 1, 2):  # a double click, and the other user's button for the same asset
+            telegram.press(app.client, user, data, 50)
+        await telegram.wait_for(lambda: len(telegram.sent(CallbackAnswer)) == 3)
+        answers = sorted(a.message for a in telegram.sent(CallbackAnswer))
+        assert answers == sorted(
+            ["Запустили заново! 🔄", *["Кто-то уже перезапустил это видео. ⏳"] * 2]
+        )
+        async with await db.connect(db_url) as conn:
+            assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'retried'") == 1
+            assert await scalar(conn, "SELECT generation FROM video_assets") == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe\x00garbage",
+        b"retry_video:abc:0",
+        b"retry_video:-5:0",
+        b"retry_video:99999999999999999999999:0",
+        b"retry_video:1:0:0",
+        b"retry_video:1:" + b"9" * 40,
+        b"retry_video_",
+        b"delete_everything:1",
+        b"x" * 64,
+    ],
+)
+async def test_forged_data_gets_a_polite_answer_and_changes_nothing(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path, data: bytes
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        await fail_for_good(db_url, "a", (1,))
+        telegram.press(app.client, 1, data, 50)
+        await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
+        assert telegram.sent(CallbackAnswer)[0].message == "Эта кнопка больше не работает."
+        async with await db.connect(db_url) as conn:
+            assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
+
+
+async def test_legacy_and_generation_less_buttons_still_work(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        first = await fail_for_good(db_url, "legacy", (1,))
+        second = await fail_for_good(db_url, "short", (1,))
+        telegram.press(app.client, 1, f"retry_video_{first}".encode(), 50)
+        telegram.press(app.client, 1, f"retry_video:{second}".encode(), 51)
+        await telegram.wait_for(lambda: len(telegram.sent(CallbackAnswer)) == 2)
+        assert {a.message for a in telegram.sent(CallbackAnswer)} == {"Запустили заново! 🔄"}
+        async with await db.connect(db_url) as conn:
+            assert (
+                await scalar(conn, "SELECT count(*) FROM video_assets WHERE state = 'pending'") == 2
+            )
+
+
+async def test_a_stale_button_after_a_second_failure(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        asset_id = await fail_for_good(db_url, "a", (1,))
+        async with await db.connect(db_url) as conn:
+            from vidretry.retry import Actor, retry
+
+            assert (await retry(conn, asset_id, Actor.operator("op"))).retried
+        await run_worker_to_failure(db_url)  # generation 1 fails too
+        telegram.press(app.client, 1, f"retry_video:{asset_id}:0".encode(), 50)
+        await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
+        assert telegram.sent(CallbackAnswer)[0].message == "Кто-то уже перезапустил это видео. ⏳"
+        async with await db.connect(db_url) as conn:
+            assert (
+                await scalar(conn, "SELECT (state, generation)::text FROM video_assets")
+                == "(failed,1)"
+            )
+
+
+async def test_an_admin_may_press_any_button(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1, ADMIN)
+        asset_id = await fail_for_good(db_url, "a", (1,))
+        telegram.press(app.client, ADMIN, f"retry_video:{asset_id}:0".encode(), 50)
+        await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
+        assert telegram.sent(CallbackAnswer)[0].message == "Запустили заново! 🔄"
+
+
+async def test_names_are_shown_literally(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    name = "<b>x</b> & y *z* _w_"
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        await fail_for_good(db_url, name, (1,))
+        await app.notifier.run_once()
+        (request,) = failure_messages(telegram)
+        (bold,) = request.entities
+        assert request.message[bold.offset : bold.offset + bold.length] == name
+
+
+async def test_ready_video_is_sent_and_a_missing_file_is_dead(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\x00" * 2048)
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1, 2)
+        async with await db.connect(db_url) as conn:
+            for name, path in (("here", str(video)), ("gone", str(tmp_path / "missing.mp4"))):
+                await enqueue(conn, name, user_id=1 if name == "here" else 2)
+                (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+                await jobs.complete(conn, job, owner="w", result=path, now=None)
+        result = await app.notifier.run_once()
+        assert result.outcomes == {Delivery.SENT: 1, Delivery.DEAD: 1}
+        (media,) = telegram.sent(functions.messages.SendMediaRequest)
+        assert media.peer.user_id == 1
+        assert media.message == "Ваше видео для here готово! 🎬"
+        dead = [n for n in await notifications(db_url) if n["state"] == "dead"]
+        assert dead[0]["last_error"] == f"video file missing: {tmp_path / 'missing.mp4'}"
+
+
+async def test_a_notifier_killed_mid_batch_loses_nothing(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    async with deployed(db_url, telegram, tmp_path, clock=clock, name="doomed") as doomed:
+        await introduce(doomed, 1, 2, 3, 4, 5)
+        await fail_for_good(db_url, "a", (1, 2, 3, 4, 5))
+        batch = await doomed.notifier.claim(5)
+        assert [await doomed.notifier.deliver(n) for n in batch[:2]] == [Delivery.SENT] * 2
+        in_flight = batch[2]  # sent, then the process dies before recording it
+        await doomed.notifier._send(in_flight)
+    async with deployed(db_url, telegram, tmp_path, clock=clock, name="survivor") as survivor:
+        assert (await survivor.notifier.run_once()).claimed == 0  # leases still held
+        clock.advance(FAST.lease_seconds + 1)
+        result = await survivor.notifier.run_once()
+        assert (result.rescued, result.outcomes) == (3, {Delivery.SENT: 3})
+    assert {n["state"] for n in await notifications(db_url)} == {"sent"}
+    per_user = sorted(r.peer.user_id for r in failure_messages(telegram))
+    assert per_user == [1, 2, 3, 3, 4, 5]  # only the in-flight row went out twice
+
+
+async def test_a_refused_token_is_a_clear_error(
+    telegram: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    telegram.valid_token = "1:another-token-entirely-xxxxxxxxxxxx"
+    client = build_client(TelegramConfig(api_id=1, api_hash="x", session=tmp_path / "s.session"))
+    install(client, telegram)
+    with pytest.raises(TelegramUnavailable) as info:
+        await TelegramBot(client).start(BOT_TOKEN)
+    await client.disconnect()
+    assert str(info.value) == "Telegram refused the bot token (ACCESS_TOKEN_INVALID)"
+    secret = BOT_TOKEN.split(":")[1]
+    assert secret not in caplog.text
+
+
+async def test_unreachable_telegram_is_a_clear_error_and_nothing_left_the_machine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # The real network layer this time: socket.connect is refused by the no_network fixture.
+    client = build_client(TelegramConfig(api_id=1, api_hash="x", session=tmp_path / "s.session"))
+    with pytest.raises(TelegramUnavailable, match=r"^Telegram unreachable: "):
+        await TelegramBot(client).start(BOT_TOKEN)
+    await client.disconnect()
+    assert "network disabled in tests" in caplog.text  # it tried, and the guard refused
+    assert BOT_TOKEN.split(":")[1] not in caplog.text

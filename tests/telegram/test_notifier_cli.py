@@ -1,0 +1,88 @@
+"""``vidretry notifier`` as a subprocess: the console transport, and failures to start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from tests.telegram.double import BOT_TOKEN
+
+OFFLINE = Path(__file__).parent / "offline"
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def run(
+    db_url: str, tmp_path: Path, config: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "vidretry.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n{config}\n')
+    return subprocess.run(
+        [sys.executable, "-m", "vidretry", "--config", str(path), "notifier", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            # sitecustomize in OFFLINE refuses every non-loopback connection in the child.
+            "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(TESTS.parent)]),
+            "VIDRETRY_DATABASE_URL": "",
+            **(env or {}),
+        },
+    )
+
+
+def test_console_transport_prints_and_marks_sent(db_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO video_assets (name) VALUES ('<b>Маша</b>')")
+        conn.execute(
+            "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
+            " SELECT id, 7, 7, 'failed', 0, jsonb_build_object('name', name) FROM video_assets"
+        )
+    result = run(db_url, tmp_path, "", "--transport", "console", "--drain")
+    assert result.returncode == 0, result.stderr
+    assert "→ user 7 (chat 7):" in result.stdout
+    assert "&lt;b&gt;Маша&lt;/b&gt;" in result.stdout
+    assert "[ 🔄 Попробовать еще раз ]  callback_data=retry_video:" in result.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT state FROM notifications").fetchone() == ("sent",)
+
+
+def test_missing_settings_are_a_config_error(db_url: str, tmp_path: Path) -> None:
+    result = run(db_url, tmp_path, "[telegram]\napi_id = 1\n")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "vidretry: error: [telegram] api_hash is not set (or VIDRETRY_TELEGRAM_API_HASH)"
+    )
+
+
+def test_a_malformed_token_is_refused_without_being_shown(db_url: str, tmp_path: Path) -> None:
+    token = "not-a-token-hunter2"
+    result = run(
+        db_url,
+        tmp_path,
+        '[telegram]\napi_id = 1\napi_hash = "abc"\n',
+        env={"VIDRETRY_TELEGRAM_BOT_TOKEN": token},
+    )
+    assert result.returncode == 2
+    assert "bot_token is malformed" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_unreachable_telegram_exits_4_with_one_line(db_url: str, tmp_path: Path) -> None:
+    result = run(
+        db_url,
+        tmp_path,
+        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{tmp_path / "bot.session"}"\n',
+        env={"VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN},
+    )
+    assert result.returncode == 4, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("vidretry: error: Telegram unreachable: ")
+    assert "Traceback" not in result.stderr
+    assert BOT_TOKEN.split(":")[1] not in result.stdout + result.stderr

@@ -1,0 +1,72 @@
+import pytest
+
+from vidretry.delivery import (
+    ButtonPress,
+    RateLimiter,
+    callback_data,
+    parse_callback_data,
+    render,
+)
+
+
+def test_callback_data_round_trips_and_fits_telegram() -> None:
+    data = callback_data(2**63 - 1, 2**31 - 1)
+    assert len(data.encode()) <= 64
+    assert parse_callback_data(data.encode()) == ButtonPress(2**63 - 1, 2**31 - 1)
+    assert callback_data(42, 3) == "retry_video:42:3"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"retry_video:42:3", ButtonPress(42, 3)),
+        (b"retry_video:42", ButtonPress(42, None)),
+        (b"retry_video_42", ButtonPress(42, None)),
+        (b"retry_video:0:0", None),
+        (b"retry_video:42:", None),
+        (b"retry_video:+42", None),
+        (b"retry_video: 42", None),
+        (b"retry_video:\xd9\xa4\xd9\xa2", None),  # Arabic-Indic digits are digits to str.isdigit
+        (b"retry_video:9223372036854775808", None),  # one past bigint
+        (b"retry_video:1:2147483648", None),
+        (b"retry_video_42:1", None),
+        (b"", None),
+        (b"retry_video:1" + b"0" * 64, None),
+    ],
+)
+def test_parse_callback_data(data: bytes, expected: ButtonPress | None) -> None:
+    assert parse_callback_data(data) == expected
+
+
+def test_render_escapes_the_name_only() -> None:
+    assert render("для <b>{name}</b>", "<i>x</i> & y") == "для <b>&lt;i&gt;x&lt;/i&gt; &amp; y</b>"
+
+
+def test_rate_limiter_spaces_sends_evenly() -> None:
+    limiter = RateLimiter(rate=25, chat_interval=1)
+    starts = [limiter.reserve(chat, 0.0, max_wait=60) or 0.0 for chat in range(100)]
+    assert starts == pytest.approx([i / 25 for i in range(100)])
+    # No one-second window holds more than the limit.
+    assert max(sum(1 for s in starts if t <= s < t + 1 - 1e-9) for t in starts) == 25
+
+
+def test_rate_limiter_keeps_one_chat_at_one_per_second() -> None:
+    limiter = RateLimiter(rate=25, chat_interval=1)
+    waits = [limiter.reserve(7, 0.0, max_wait=60) for _ in range(5)]
+    assert waits == pytest.approx([0, 1, 2, 3, 4])
+    assert limiter.reserve(8, 0.0, max_wait=60) == pytest.approx(0.04)  # not held up by chat 7
+
+
+def test_rate_limiter_refuses_to_hold_a_busy_chat_for_long() -> None:
+    limiter = RateLimiter(rate=25, chat_interval=1)
+    for _ in range(10):
+        limiter.reserve(7, 0.0, max_wait=60)
+    assert limiter.reserve(7, 0.0, max_wait=5) is None
+    assert limiter.chat_wait(7, 0.0) == pytest.approx(10)
+
+
+def test_flood_wait_pauses_everything() -> None:
+    limiter = RateLimiter(rate=25, chat_interval=1)
+    limiter.pause(until=30.0)
+    assert limiter.reserve(1, 10.0, max_wait=60) == pytest.approx(20)
+    assert limiter.paused_for(10.0) == pytest.approx(20)

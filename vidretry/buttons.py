@@ -1,0 +1,112 @@
+"""What happens when a user presses the retry button: the answer, and what to do next.
+
+Transport-free: the Telegram adapter turns a CallbackQuery into a ``Press``, calls
+``ButtonService.press`` and carries out the ``PressReply`` (answer the query first, then
+remove the button, then send the confirmation or the video).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg_pool import AsyncConnectionPool
+
+from vidretry import outbox
+from vidretry.clock import Clock
+from vidretry.config import MessagesConfig
+from vidretry.db import Connection, fetch_one, one_line
+from vidretry.delivery import parse_callback_data, render
+from vidretry.loop import TRANSIENT_DB_ERRORS
+from vidretry.models import JobState
+from vidretry.retry import Actor, RetryOutcome, retry
+
+log = logging.getLogger("vidretry.buttons")
+
+
+@dataclass(frozen=True)
+class Press:
+    user_id: int
+    access_hash: int | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PressReply:
+    answer: str  # the toast answering the callback query
+    remove_button: bool = False  # delete the message (or drop its keyboard if too old)
+    message: str | None = None  # an HTML message to send after answering
+    video: str | None = None  # a video to send again, with ``message`` as its caption
+
+
+class ButtonService:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        messages: MessagesConfig,
+        *,
+        admins: frozenset[int],
+        clock: Clock,
+    ) -> None:
+        self.pool = pool
+        self.messages = messages
+        self.admins = admins
+        self.clock = clock
+
+    async def press(self, press: Press) -> PressReply:
+        """Retry the asset the button names, as the presser; never raises for bad input."""
+        try:
+            async with self.pool.connection() as conn:
+                return await self._press(conn, press, self.clock.now())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
+            return PressReply(self.messages.try_later)
+
+    async def greet(self, user_id: int, access_hash: int | None) -> str:
+        """/start: remember how to reach the user (this also clears a 'blocked' mark)."""
+        try:
+            async with self.pool.connection() as conn:
+                await outbox.remember_user(conn, user_id, access_hash, self.clock.now())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.error("could not remember user %s: %s", user_id, one_line(exc))
+        return self.messages.start
+
+    async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
+        await outbox.remember_user(conn, press.user_id, press.access_hash, now)
+        button = parse_callback_data(press.data)
+        if button is None:
+            log.warning(
+                "user %s pressed a button with unknown data %r", press.user_id, press.data[:64]
+            )
+            return PressReply(self.messages.bad_button)
+        actor = Actor.telegram(press.user_id, is_admin=press.user_id in self.admins)
+        result = await retry(
+            conn,
+            button.asset_id,
+            actor,
+            generation=button.generation,
+            reason="retry button",
+            now=now,
+        )
+        m = self.messages
+        if result.outcome is RetryOutcome.FORBIDDEN:
+            return PressReply(m.not_allowed)
+        if result.outcome is RetryOutcome.NOT_FOUND:
+            return PressReply(m.not_found)
+        asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
+        name = asset["name"] if asset else ""
+        if result.outcome is RetryOutcome.RETRIED:
+            return PressReply(
+                m.retried, remove_button=True, message=render(m.retried_message, name)
+            )
+        if result.state is JobState.AVAILABLE and asset and asset["result"]:
+            return PressReply(
+                m.already_available,
+                remove_button=True,
+                message=render(m.ready_caption, name),
+                video=asset["result"],
+            )
+        if result.outcome is RetryOutcome.STALE:
+            return PressReply(m.stale, remove_button=True)
+        return PressReply(m.already_queued)

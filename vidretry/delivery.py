@@ -1,0 +1,172 @@
+"""What the notifier needs from a transport, and the rules of sending.
+
+A ``Sender`` (the Telegram adapter, or the console) delivers one message and reports trouble
+only through the exceptions below, so the notifier never sees a library's own errors.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from vidretry.errors import VidretryError
+
+# Callback data of the retry button. One constant defines the format; the handler also
+# accepts the two older forms (see parse_callback_data). Telegram allows 1-64 bytes.
+CALLBACK_PREFIX = "retry_video"
+CALLBACK_FORMAT = CALLBACK_PREFIX + ":{asset_id}:{generation}"
+MAX_CALLBACK_BYTES = 64
+_MAX_ID_DIGITS = 19  # bigint
+_MAX_GENERATION = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int
+    chat_id: int
+    access_hash: int | None
+
+
+@dataclass(frozen=True)
+class InlineButton:
+    text: str
+    data: str
+
+
+class Sender(Protocol):
+    async def send_text(
+        self, to: Recipient, html_text: str, button: InlineButton | None
+    ) -> int | None:
+        """Send an HTML message (with one inline button); return Telegram's message id."""
+        ...
+
+    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
+        """Send a video file with an HTML caption; return Telegram's message id."""
+        ...
+
+
+class DeliveryError(VidretryError):
+    """A message could not be delivered; subclasses say what to do about it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RecipientRefused(DeliveryError):
+    """Permanent for this recipient (blocked the bot, deactivated, never started it)."""
+
+
+class MessageRefused(DeliveryError):
+    """Permanent for this message (too long, bad markup, missing file): a bug to look at."""
+
+
+class SendLater(DeliveryError):
+    """Transient. With ``seconds`` (a flood wait) every send pauses that long; without,
+    the row backs off exponentially."""
+
+    def __init__(self, reason: str, seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+def render(template: str, name: str) -> str:
+    """A message template with the asset name inserted, HTML-escaped: a name such as
+    ``<b>x</b> & y`` is shown literally."""
+    return template.format(name=html.escape(name, quote=False))
+
+
+def callback_data(asset_id: int, generation: int) -> str:
+    data = CALLBACK_FORMAT.format(asset_id=asset_id, generation=generation)
+    assert len(data.encode()) <= MAX_CALLBACK_BYTES
+    return data
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    asset_id: int
+    generation: int | None
+
+
+def parse_callback_data(data: bytes) -> ButtonPress | None:
+    """The asset (and generation) a retry button names, or None for anything else.
+
+    Accepts ``retry_video:<id>:<generation>`` (current), ``retry_video:<id>`` and the legacy
+    ``retry_video_<id>``. Ids are plain decimal digits that fit a bigint.
+    """
+    if not 1 <= len(data) <= MAX_CALLBACK_BYTES:
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if text.startswith(CALLBACK_PREFIX + ":"):
+        parts = text[len(CALLBACK_PREFIX) + 1 :].split(":")
+    elif text.startswith(CALLBACK_PREFIX + "_"):
+        parts = [text[len(CALLBACK_PREFIX) + 1 :]]
+    else:
+        return None
+    if not 1 <= len(parts) <= 2 or not all(_is_number(p, _MAX_ID_DIGITS) for p in parts):
+        return None
+    asset_id = int(parts[0])
+    generation = int(parts[1]) if len(parts) == 2 else None
+    if not 1 <= asset_id <= 2**63 - 1:
+        return None
+    if generation is not None and generation > _MAX_GENERATION:
+        return None
+    return ButtonPress(asset_id, generation)
+
+
+def _is_number(text: str, max_digits: int) -> bool:
+    return 1 <= len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+class RateLimiter:
+    """Spaces sends: at most ``rate`` per second overall and one per ``chat_interval`` seconds
+    in each chat. Time is cut into slots of ``1/rate`` seconds, one send per slot, so no
+    one-second window ever holds more than the limit; a send that must wait for its chat
+    takes a later slot without holding back the sends to other chats. Times are monotonic
+    seconds, passed in."""
+
+    def __init__(self, rate: float, chat_interval: float) -> None:
+        self.rate = rate
+        self.spacing = 1.0 / rate
+        self.chat_interval = chat_interval
+        self.taken: set[int] = set()
+        self.next_in_chat: dict[int, float] = {}
+        self.paused_until = 0.0
+
+    def reserve(self, chat_id: int, now: float, *, max_wait: float) -> float | None:
+        """Reserve a send slot; return the seconds to wait for it, or None (nothing reserved)
+        when this chat is busy for longer than ``max_wait``."""
+        chat_ready = self.next_in_chat.get(chat_id, 0.0)
+        if chat_ready - now > max_wait:
+            return None
+        earliest = max(now, chat_ready, self.paused_until)
+        slot = math.ceil(earliest / self.spacing - 1e-9)
+        while slot in self.taken:
+            slot += 1
+        self.taken.add(slot)
+        start = slot / self.rate
+        self.next_in_chat[chat_id] = start + self.chat_interval
+        self._forget_before(now)
+        return max(0.0, start - now)
+
+    def _forget_before(self, now: float) -> None:
+        if len(self.taken) > 4096:
+            current = math.floor(now / self.spacing)
+            self.taken = {slot for slot in self.taken if slot >= current}
+        if len(self.next_in_chat) > 10_000:
+            self.next_in_chat = {c: t for c, t in self.next_in_chat.items() if t > now}
+
+    def chat_wait(self, chat_id: int, now: float) -> float:
+        return max(0.0, self.next_in_chat.get(chat_id, 0.0) - now)
+
+    def pause(self, until: float) -> None:
+        """Telegram asked for a flood wait: nothing is sent before ``until``."""
+        self.paused_until = max(self.paused_until, until)
+
+    def paused_for(self, now: float) -> float:
+        return max(0.0, self.paused_until - now)
