@@ -424,3 +424,18 @@ async def test_unreachable_telegram_is_a_clear_error_and_nothing_left_the_machin
     await client.disconnect()
     assert "network disabled in tests" in caplog.text  # it tried, and the guard refused
     assert BOT_TOKEN.split(":")[1] not in caplog.text
+
+
+async def test_a_token_revoked_mid_run_stops_the_notifier_and_keeps_the_row(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        telegram.fail(SendMessage, "AUTH_KEY_UNREGISTERED", 401, times=5)
+        await fail_for_good(db_url, "a", (1,))
+        with pytest.raises(
+            TelegramUnavailable, match=r"Telegram dropped the bot \(AUTH_KEY_UNREGISTERED\)"
+        ):
+            await asyncio.wait_for(app.notifier.run(asyncio.Event()), 10)
+        (note,) = await notifications(db_url)
+        assert (note["state"], note["attempts"]) == ("pending", 0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -86,3 +88,37 @@ def test_unreachable_telegram_exits_4_with_one_line(db_url: str, tmp_path: Path)
     assert last.startswith("vidretry: error: Telegram unreachable: ")
     assert "Traceback" not in result.stderr
     assert BOT_TOKEN.split(":")[1] not in result.stdout + result.stderr
+
+
+def test_sigterm_stops_a_running_notifier_with_exit_0(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "vidretry.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(TESTS.parent)])}
+    argv = [
+        sys.executable,
+        "-m",
+        "vidretry",
+        "--config",
+        str(path),
+        "notifier",
+        "--transport",
+        "console",
+    ]
+    with subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        deadline = time.monotonic() + 20
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:  # wait until it is up and listening
+                listening = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%vidretry_outbox%'"
+                ).fetchone()
+                if listening and listening[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the notifier never started listening")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stderr
