@@ -26,15 +26,17 @@ import psycopg
 import typer
 from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
+from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, reports
+from vidretry import __version__, db, reports, views
 from vidretry.buttons import ButtonService
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, load_config
 from vidretry.console import ConsoleSender
 from vidretry.delivery import Sender
+from vidretry.demo import Snapshot, run_demo
 from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
@@ -398,6 +400,44 @@ async def _until_first(*coroutines: Coroutine[Any, Any, None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         task.result()
+
+
+# -- demo --------------------------------------------------------------------------------
+
+DEPLOYMENT_NOTE = """\
+What a real deployment configures (details: config.example.toml, README):
+  [database] url       one PostgreSQL for every worker and notifier
+  [worker] command     your generator, e.g. ["render", "{name}", "{output}"]
+  [worker] max_attempts, lease_seconds, backoff_base_seconds
+  [telegram] api_id, api_hash, bot_token (@BotFather; via env), admins
+Then run `vidretry db upgrade`, `vidretry worker`, `vidretry notifier`."""
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="A few seconds; exit 1 if a final state is missing.")
+    ] = False,
+) -> None:
+    """A guided 30-second run on the embedded database: failures, notifications, a retry."""
+
+    async def body(config: Config) -> int:
+        server = EmbeddedServer(config.database.embedded_dir or default_dir())
+        with Live(views.demo(Snapshot("Starting the embedded PostgreSQL")), console=out,
+                  refresh_per_second=8) as live:  # fmt: skip
+            result = await run_demo(
+                server, fast=fast, on_update=lambda s: live.update(views.demo(s))
+            )
+        if not result.ok:
+            for line in result.missing:
+                typer.echo(f"vidretry: error: demo: {line}", err=True)
+            return 1
+        out.print("\n[green]Every asset reached its expected state.[/]\n")
+        out.print(DEPLOYMENT_NOTE, markup=False)
+        return 0
+
+    _run(ctx, body)
 
 
 # -- retry -----------------------------------------------------------------------------

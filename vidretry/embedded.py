@@ -9,9 +9,11 @@ created for it) through ``runuser``.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -39,24 +41,31 @@ def default_dir() -> Path:
     return Path(base) / "vidretry" / "postgres"
 
 
-def find_bindir() -> Path:
-    """The directory of ``initdb`` and ``pg_ctl``: from ``pg_config``, else the usual paths."""
-    pg_config = shutil.which("pg_config")
+# Where distributions install the server binaries that are not on PATH.
+USUAL_INITDB_PATHS = ("/usr/lib/postgresql/*/bin/initdb", "/usr/pgsql-*/bin/initdb")
+
+
+def find_bindir(
+    search_path: str | None = None, usual_paths: tuple[str, ...] = USUAL_INITDB_PATHS
+) -> Path:
+    """The directory of ``initdb`` and ``pg_ctl``: from ``pg_config``, else the usual install
+    paths (newest version first), else ``PATH``."""
+    pg_config = shutil.which("pg_config", path=search_path)
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         bindir = Path(out.stdout.strip())
         if out.returncode == 0 and (bindir / "initdb").exists():
             return bindir
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb") + glob.glob("/usr/pgsql-*/bin/initdb"),
-        key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split("-")[-1:]],
+    installed = sorted(
+        (path for pattern in usual_paths for path in glob.glob(pattern)),
+        key=lambda p: [int(part) for part in re.findall(r"\d+", p)],
     )
-    on_path = shutil.which("initdb")
+    if installed:
+        return Path(installed[-1]).parent
+    on_path = shutil.which("initdb", path=search_path)
     if on_path:
-        candidates.append(on_path)
-    if not candidates:
-        raise EmbeddedError(f"PostgreSQL server binaries not found: {INSTALL_HINT}")
-    return Path(candidates[-1]).parent
+        return Path(on_path).parent
+    raise EmbeddedError(f"PostgreSQL server binaries not found: {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{SUPERUSER}@/{DATABASE}?host={self.data_dir}&port={SOCKET_PORT}"
+        return self.url_for(DATABASE)
 
     @property
     def socket_host(self) -> str:
@@ -87,7 +96,19 @@ class EmbeddedServer:
         return self._pg_ctl("status", check=False).returncode == 0
 
     def start(self) -> str:
-        """Initialise if needed, start if stopped, create the database; return its URL."""
+        """Initialise if needed, start if stopped, create the database; return its URL.
+
+        Safe to call from several processes at once (a worker and a notifier starting
+        together): they take turns on a lock file next to the data directory."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "start.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._start()
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.data_dir}&port={SOCKET_PORT}"
+
+    def _start(self) -> str:
         if not self.is_initialised():
             self._initdb()
         if not self.is_running():

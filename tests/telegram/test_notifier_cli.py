@@ -111,7 +111,8 @@ def test_sigterm_stops_a_running_notifier_with_exit_0(db_url: str, tmp_path: Pat
         with psycopg.connect(db_url, autocommit=True) as conn:
             while time.monotonic() < deadline:  # wait until it is up and listening
                 listening = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%vidretry_outbox%'"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN%vidretry_outbox%'"
                 ).fetchone()
                 if listening and listening[0]:
                     break

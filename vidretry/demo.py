@@ -1,0 +1,234 @@
+"""``vidretry demo``: a guided, self-contained run on the embedded database.
+
+A handful of assets for a few pretend users, a generator where some assets always fail and
+some fail once, a worker and a notifier (console transport) in this process; then one user
+presses the retry button of a failed asset and it succeeds. The scenario reports snapshots
+through a callback; drawing them is the command line's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import random
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from vidretry import db, reports
+from vidretry.buttons import ButtonService, Press
+from vidretry.clock import DatabaseClock
+from vidretry.config import MessagesConfig, NotifierConfig, WorkerConfig
+from vidretry.delivery import InlineButton, Recipient
+from vidretry.embedded import EmbeddedServer
+from vidretry.enqueue import enqueue
+from vidretry.errors import HandlerError, VidretryError
+from vidretry.models import JobContext
+from vidretry.notifier import Notifier
+from vidretry.worker import Worker
+
+DEMO_DATABASE = "vidretry_demo"
+
+# name, behaviour, users. "fail_until_retried" fails in generation 0 and succeeds after a retry.
+ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    ("Маша", "ok", (101, 102)),
+    ("Петя", "flaky", (103,)),
+    ("Аня", "fail_until_retried", (101, 104)),
+    ("Коля", "ok", (105,)),
+    ("Дима", "always_fails", (102,)),
+)
+PRESSER = 104  # presses Аня's retry button
+EXPECTED = {"Маша": "available", "Петя": "available", "Аня": "available", "Коля": "available",
+            "Дима": "failed"}  # fmt: skip
+
+
+@dataclass
+class Snapshot:
+    phase: str
+    assets: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    outbox: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    states: dict[str, str]
+    missing: list[str]  # expected final states that were not reached
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+class DemoGenerator:
+    """The demo's generation step: a short pause, then each asset's scripted behaviour."""
+
+    def __init__(self, output_dir: Path, seconds: float, rng: random.Random) -> None:
+        self.output_dir = output_dir
+        self.seconds = seconds
+        self.rng = rng
+
+    async def __call__(self, job: JobContext) -> str:
+        await asyncio.sleep(self.seconds * (0.5 + self.rng.random()))
+        behaviour = job.params.get("behaviour")
+        if behaviour == "always_fails" or (
+            behaviour == "fail_until_retried" and job.generation == 0
+        ):
+            raise HandlerError("render farm: out of GPU memory")
+        if behaviour == "flaky" and job.attempt == 1:
+            raise HandlerError("render farm: node lost, try again")
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_bytes(b"not really a video\n")
+        return str(job.output)
+
+
+class RecordingConsole:
+    """The console transport, kept in memory for the live view; remembers every button."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.buttons: dict[int, str] = {}  # user id -> callback data of their last button
+
+    async def send_text(
+        self, to: Recipient, html_text: str, button: InlineButton | None
+    ) -> int | None:
+        first_line = html_text.splitlines()[0]
+        self.lines.append(
+            f"→ {to.user_id}: {first_line}" + (f"  [{button.text}]" if button else "")
+        )
+        if button:
+            self.buttons[to.user_id] = button.data
+        return None
+
+    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
+        self.lines.append(f"→ {to.user_id}: 🎬 {Path(path).name} — {_plain(caption_html)}")
+        return None
+
+
+async def prepare_database(server: EmbeddedServer) -> str:
+    """A fresh demo database on the embedded server, so the demo never touches real data."""
+    admin = await psycopg.AsyncConnection.connect(server.url_for("postgres"), autocommit=True)
+    async with admin:
+        name = sql.Identifier(DEMO_DATABASE)
+        await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    url = server.url_for(DEMO_DATABASE)
+    async with await db.connect(url) as conn:
+        await db.upgrade(conn)
+    return url
+
+
+async def run_demo(
+    server: EmbeddedServer, *, fast: bool, on_update: Callable[[Snapshot], None]
+) -> DemoResult:
+    """Run the whole scenario; ``on_update`` receives a snapshot a few times a second."""
+    await asyncio.to_thread(server.start)
+    url = await prepare_database(server)
+    rng = random.Random(7)  # noqa: S311 (a demo's pauses)
+    console = RecordingConsole()
+    snapshot = Snapshot("Enqueueing videos for five pretend Telegram users")
+    worker_config = WorkerConfig(
+        concurrency=2,
+        max_attempts=3,
+        lease_seconds=10,
+        heartbeat_seconds=2,
+        backoff_base_seconds=0 if fast else 1,
+        poll_interval_seconds=0.2,
+        shutdown_grace_seconds=1,
+    )
+    notifier_config = NotifierConfig(
+        per_chat_interval_seconds=0 if fast else 1, poll_interval_seconds=0.2
+    )
+    with tempfile.TemporaryDirectory(prefix="vidretry-demo-") as output:
+        generator = DemoGenerator(Path(output), 0.02 if fast else 1.0, rng)
+        async with db.open_pool(url, max_size=6) as pool:
+            worker = Worker(url, pool, worker_config, generator, clock=DatabaseClock(), rng=rng)
+            notifier = Notifier(
+                url,
+                pool,
+                notifier_config,
+                MessagesConfig(),
+                console,
+                clock=DatabaseClock(),
+                rng=rng,
+            )
+            buttons = ButtonService(
+                pool, MessagesConfig(), admins=frozenset(), clock=DatabaseClock()
+            )
+            stop = asyncio.Event()
+            background = [
+                asyncio.create_task(worker.run(stop)),
+                asyncio.create_task(notifier.run(stop)),
+            ]
+
+            async def refresh() -> dict[str, str]:
+                async with pool.connection() as conn:
+                    snapshot.assets = await reports.list_assets(conn, None, 20)
+                    status = await reports.status(conn, None)
+                snapshot.outbox = {
+                    "waiting": status["outbox_backlog"],
+                    "dead": status["outbox_dead"],
+                    "sent": len(console.lines),
+                }
+                snapshot.messages = console.lines[-12:]
+                on_update(snapshot)
+                return {a["name"]: a["state"] for a in snapshot.assets}
+
+            async def settle(
+                condition: Callable[[dict[str, str]], bool], within: float
+            ) -> dict[str, str]:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + within
+                states = await refresh()
+                while not condition(states) and loop.time() < deadline:
+                    await asyncio.sleep(0.1 if fast else 0.25)
+                    states = await refresh()
+                return states
+
+            try:
+                async with pool.connection() as conn:
+                    for name, behaviour, users in ASSETS:
+                        for user in users:
+                            await enqueue(conn, name, user_id=user, params={"behaviour": behaviour})
+                        if not fast:
+                            await asyncio.sleep(0.4)
+                snapshot.phase = (
+                    "Worker generating; failures retried with backoff; the notifier answers"
+                )
+                await settle(lambda s: _all_terminal(s) and snapshot.outbox.get("waiting") == 0
+                             and len(console.buttons) >= 3, 60)  # fmt: skip
+                data = console.buttons.get(PRESSER)
+                if data is None:
+                    raise VidretryError("demo: user 104 never got a retry button")
+                snapshot.phase = f"User {PRESSER} presses «🔄 Попробовать еще раз» on Аня"
+                if not fast:
+                    await settle(lambda s: False, 2.5)
+                reply = await buttons.press(Press(PRESSER, None, data.encode()))
+                console.lines.append(f"← {PRESSER} pressed the button; bot answers: {reply.answer}")
+                snapshot.phase = "Аня is back in the queue and generated again"
+                states = await settle(
+                    lambda s: s == EXPECTED and snapshot.outbox.get("waiting") == 0, 60
+                )
+                snapshot.phase = "Done"
+                on_update(snapshot)
+            finally:
+                stop.set()
+                await asyncio.gather(*background, return_exceptions=True)
+    missing = [f"{name}: expected {want}, got {states.get(name)}" for name, want in EXPECTED.items()
+               if states.get(name) != want]  # fmt: skip
+    return DemoResult(states, missing)
+
+
+def _plain(html_text: str) -> str:
+    """What a Telegram user would read: the HTML without its tags."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+def _all_terminal(states: dict[str, str]) -> bool:
+    return len(states) == len(ASSETS) and all(s in ("available", "failed") for s in states.values())

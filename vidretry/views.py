@@ -1,0 +1,76 @@
+"""Rich renderables for the command line: the demo's live view and the status dashboard.
+
+Part of the CLI layer (with cli.py): the core hands over plain data, this draws it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from vidretry.demo import Snapshot
+
+STATE_STYLE = {
+    "pending": "yellow",
+    "running": "cyan",
+    "available": "green",
+    "failed": "red",
+}
+
+
+def state(name: str) -> Text:
+    return Text(name, style=STATE_STYLE.get(name, ""))
+
+
+def demo(snapshot: Snapshot) -> RenderableType:
+    assets = Table("asset", "state", "attempts", "generation", "last error", expand=True)
+    for row in snapshot.assets:
+        assets.add_row(
+            escape(row["name"]),
+            state(row["state"]),
+            f"{row['attempts']}/{row['max_attempts']}",
+            str(row["generation"]),
+            escape((row["last_error"] or "")[:40]),
+        )
+    outbox = snapshot.outbox
+    messages = Text("\n".join(snapshot.messages) or "(nothing sent yet)")
+    return Group(
+        Panel(Text(snapshot.phase, style="bold"), title="vidretry demo"),
+        assets,
+        Panel(
+            messages,
+            title=f"Telegram (console transport): {outbox.get('sent', 0)} sent, "
+            f"{outbox.get('waiting', 0)} waiting, {outbox.get('dead', 0)} dead",
+        ),
+    )
+
+
+def dashboard(
+    summary: dict[str, Any], running: list[dict[str, Any]], now: datetime
+) -> RenderableType:
+    counts = Table("state", "assets", title="queue")
+    for name, n in summary["counts"].items():
+        counts.add_row(state(name), str(n))
+    jobs = Table("id", "name", "attempt", "worker", "lease age", "expires in", title="running")
+    for job in running:
+        jobs.add_row(
+            str(job["id"]),
+            escape(job["name"]),
+            f"{job['attempts']}/{job['max_attempts']}",
+            escape(job["lease_owner"]),
+            f"{(now - job['claimed_at']).total_seconds():.0f}s" if job["claimed_at"] else "-",
+            f"{(job['lease_expires_at'] - now).total_seconds():.0f}s",
+        )
+    facts = Text.assemble(
+        ("oldest pending: ", "bold"), str(summary["oldest_pending"] or "-"), "\n",
+        ("failed in the last hour: ", "bold"), str(summary["failed_last_hour"]), "\n",
+        ("outbox: ", "bold"), f"{summary['outbox_backlog']} waiting, ",
+        (f"{summary['outbox_dead']} dead", "red" if summary["outbox_dead"] else ""),
+    )  # fmt: skip
+    return Group(counts, facts, jobs)
