@@ -8,6 +8,7 @@ refused. Every error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import getpass
@@ -33,10 +34,11 @@ from rich.table import Table
 from vidretry import __version__, db, reports, views
 from vidretry.buttons import ButtonService
 from vidretry.clock import DatabaseClock
-from vidretry.config import Config, load_config
+from vidretry.config import Config, exposed_secret_warning, load_config
 from vidretry.console import ConsoleSender
 from vidretry.delivery import Sender
 from vidretry.demo import Snapshot, run_demo
+from vidretry.doctor import Check, Verdict, examine
 from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
@@ -340,6 +342,9 @@ def notifier(
     async def body(config: Config) -> None:
         _setup_logging()
         token = check_settings(config.telegram) if transport is Transport.TELEGRAM else ""
+        warning = exposed_secret_warning(config)
+        if warning:
+            log.warning(warning)
         url = database_url(config)
         async with db.open_pool(url, max_size=4) as pool:
             stop = _stop_on_signals()
@@ -517,25 +522,37 @@ def retry_command(
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="A live dashboard, refreshed every second.")
+    ] = False,
 ) -> None:
     """Counts by state, the oldest pending job, recent failures and the outbox backlog."""
 
     async def body(config: Config) -> None:
         conn = await _session(config)
         async with conn:
+            if watch:
+                await _watch(conn)
+                return
             summary = await reports.status(conn, None)
+            running = await reports.running_jobs(conn, None)
         if as_json:
-            _print_json(summary)
+            _print_json({**summary, "running": running})
             return
-        table = Table("state", "assets", title="vidretry queue")
-        for state, n in summary["counts"].items():
-            table.add_row(state, str(n))
-        out.print(table)
-        out.print(f"oldest pending: {summary['oldest_pending'] or '-'}")
-        out.print(f"failed in the last hour: {summary['failed_last_hour']}")
-        out.print(f"outbox: {summary['outbox_backlog']} waiting, {summary['outbox_dead']} dead")
+        out.print(views.dashboard(summary, running))
 
     _run(ctx, body)
+
+
+async def _watch(conn: db.Connection) -> None:
+    stop = _stop_on_signals()
+    with Live(console=out, refresh_per_second=2, screen=False) as live:
+        while not stop.is_set():
+            summary = await reports.status(conn, None)
+            running = await reports.running_jobs(conn, None)
+            live.update(views.dashboard(summary, running))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
 
 @app.command("list")
@@ -623,6 +640,29 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the database, the schema, the handler and the Telegram settings (exit 1 on a
+    failure). Changes nothing; never prints a secret."""
+
+    async def body(config: Config) -> int:
+        try:
+            url = database_url(config)
+        except VidretryError as exc:
+            url = ""
+            checks = [Check("database", Verdict.FAIL, str(exc))]
+        if url:
+            checks = await examine(config, url)
+        marks = {Verdict.OK: "[green]✓[/]", Verdict.WARN: "[yellow]![/]", Verdict.FAIL: "[red]✗[/]"}
+        for check in checks:
+            out.print(
+                f"{marks[check.verdict]} {check.name:<9} {_escape(check.detail)}", soft_wrap=True
+            )
+        return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+
+    _run(ctx, body)
 
 
 @app.command()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import stat
 import tomllib
 import types
 from collections.abc import Mapping
@@ -232,3 +234,18 @@ def _with_env(config: Config, env: Mapping[str, str]) -> Config:
     if env.get(API_HASH_ENV):
         telegram = dataclasses.replace(telegram, api_hash=env[API_HASH_ENV])
     return dataclasses.replace(config, database=database, telegram=telegram)
+
+
+def exposed_secret_warning(config: Config) -> str | None:
+    """A warning when the config file holds the bot token and other users can read it."""
+    source = config.source
+    if source is None:
+        return None
+    try:
+        holds_token = re.search(r"^\s*bot_token\s*=", source.read_text(encoding="utf-8"), re.M)
+        mode = source.stat().st_mode
+    except OSError:
+        return None
+    if holds_token and mode & (stat.S_IRGRP | stat.S_IROTH):
+        return f"{source} holds the bot token and other users can read it: chmod 600 {source}"
+    return None

@@ -138,7 +138,7 @@ async def run_demo(
         max_attempts=3,
         lease_seconds=10,
         heartbeat_seconds=2,
-        backoff_base_seconds=0 if fast else 1,
+        backoff_base_seconds=0 if fast else 2,
         poll_interval_seconds=0.2,
         shutdown_grace_seconds=1,
     )
@@ -146,7 +146,7 @@ async def run_demo(
         per_chat_interval_seconds=0 if fast else 1, poll_interval_seconds=0.2
     )
     with tempfile.TemporaryDirectory(prefix="vidretry-demo-") as output:
-        generator = DemoGenerator(Path(output), 0.02 if fast else 1.0, rng)
+        generator = DemoGenerator(Path(output), 0.02 if fast else 2.5, rng)
         async with db.open_pool(url, max_size=6) as pool:
             worker = Worker(url, pool, worker_config, generator, clock=DatabaseClock(), rng=rng)
             notifier = Notifier(
@@ -197,7 +197,7 @@ async def run_demo(
                         for user in users:
                             await enqueue(conn, name, user_id=user, params={"behaviour": behaviour})
                         if not fast:
-                            await asyncio.sleep(0.4)
+                            await asyncio.sleep(0.8)
                 snapshot.phase = (
                     "Worker generating; failures retried with backoff; the notifier answers"
                 )
@@ -208,7 +208,7 @@ async def run_demo(
                     raise VidretryError("demo: user 104 never got a retry button")
                 snapshot.phase = f"User {PRESSER} presses «🔄 Попробовать еще раз» on Аня"
                 if not fast:
-                    await settle(lambda s: False, 2.5)
+                    await settle(lambda s: False, 3)
                 reply = await buttons.press(Press(PRESSER, None, data.encode()))
                 console.lines.append(f"← {PRESSER} pressed the button; bot answers: {reply.answer}")
                 snapshot.phase = "Аня is back in the queue and generated again"

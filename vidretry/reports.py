@@ -36,3 +36,9 @@ async def show_asset(conn: Connection, asset_id: int) -> dict[str, Any] | None:
         "notifications": [dict(r) for r in await fetch_all(conn, "asset_notifications", params)],
         "events": [dict(r) for r in await fetch_all(conn, "asset_events", params)],
     }
+
+
+async def running_jobs(
+    conn: Connection, now: datetime | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await fetch_all(conn, "running_jobs", {"now": now, "limit": limit})]

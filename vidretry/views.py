@@ -5,7 +5,6 @@ Part of the CLI layer (with cli.py): the core hands over plain data, this draws 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -51,14 +50,13 @@ def demo(snapshot: Snapshot) -> RenderableType:
     )
 
 
-def dashboard(
-    summary: dict[str, Any], running: list[dict[str, Any]], now: datetime
-) -> RenderableType:
+def dashboard(summary: dict[str, Any], running: list[dict[str, Any]]) -> RenderableType:
     counts = Table("state", "assets", title="queue")
     for name, n in summary["counts"].items():
         counts.add_row(state(name), str(n))
     jobs = Table("id", "name", "attempt", "worker", "lease age", "expires in", title="running")
     for job in running:
+        now = job["now"]
         jobs.add_row(
             str(job["id"]),
             escape(job["name"]),

@@ -37,3 +37,15 @@ FROM notifications WHERE asset_id = %(id)s ORDER BY id;
 -- name: asset_events
 SELECT kind, generation, attempt, actor, detail, created_at
 FROM job_events WHERE asset_id = %(id)s ORDER BY id;
+
+-- name: running_jobs
+-- Running jobs with when they were claimed, for `status --watch`; ages use the database's
+-- clock, which is the one leases are measured by.
+SELECT a.id, a.name, a.attempts, a.max_attempts, a.lease_owner, a.lease_expires_at,
+       (SELECT max(e.created_at) FROM job_events AS e
+        WHERE e.asset_id = a.id AND e.kind = 'claimed') AS claimed_at,
+       coalesce(%(now)s::timestamptz, now()) AS now
+FROM video_assets AS a
+WHERE a.state = 'running'
+ORDER BY a.lease_expires_at
+LIMIT %(limit)s;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -194,3 +195,39 @@ def wait_for(db_url: str, query: str, timeout: float = 10) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError(f"timed out waiting for: {query}")
+
+
+def test_doctor_checks_without_printing_secrets(
+    make_cli: Callable[[str], Cli], tmp_path: Path
+) -> None:
+    cli = make_cli('handler = "command"\ncommand = ["no-such-renderer", "{output}"]')
+    cli.config.write_text(
+        cli.config.read_text()
+        + '\n[telegram]\nbot_token = "12345:abcdefghijklmnopqrstuvwxyz-SECRET"\n'
+    )
+    cli.config.chmod(0o644)
+    result = cli("doctor")
+    assert result.returncode == 1  # the handler is missing
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("✓ database") for line in lines)
+    assert any(line.startswith("✓ schema") and "version" in line for line in lines)
+    assert any(
+        line.startswith("✗ handler") and "no-such-renderer not found" in line for line in lines
+    )
+    assert any(line.startswith("! config") and "chmod 600" in line for line in lines)
+    assert any(line.startswith("! telegram") for line in lines)
+    assert "SECRET" not in result.stdout + result.stderr
+    cli.config.chmod(0o600)
+    assert not any(line.startswith("! config") for line in cli("doctor").stdout.splitlines())
+
+
+def test_status_watch_runs_until_sigterm(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    assert cli("enqueue", "a", "--user", "1").returncode == 0
+    with cli.spawn("status", "--watch") as proc:
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "queue" in stdout
+    assert "pending" in stdout

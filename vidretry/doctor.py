@@ -1,0 +1,106 @@
+"""``vidretry doctor``: check a deployment's settings without changing anything."""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidretry import db
+from vidretry.config import Config, exposed_secret_warning
+from vidretry.errors import VidretryError
+from vidretry.handlers import load_function
+from vidretry.telegram import check_settings
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+async def examine(config: Config, url: str) -> list[Check]:
+    """Every check, in order; none raises. ``url`` is the database to look at."""
+    return [
+        _config_file(config),
+        *await _database(url),
+        _handler(config),
+        _output_dir(config),
+        _telegram(config),
+    ]
+
+
+def _config_file(config: Config) -> Check:
+    if config.source is None:
+        return Check("config", Verdict.OK, "no file: defaults and environment")
+    warning = exposed_secret_warning(config)
+    if warning:
+        return Check("config", Verdict.WARN, warning)
+    return Check("config", Verdict.OK, str(config.source))
+
+
+async def _database(url: str) -> list[Check]:
+    try:
+        conn = await db.connect(url)
+    except VidretryError as exc:
+        return [Check("database", Verdict.FAIL, str(exc))]
+    async with conn:
+        version = await db.schema_version(conn)
+    checks = [Check("database", Verdict.OK, f"reachable at {db.redact_url(url)}")]
+    latest = db.latest_version()
+    if version == latest:
+        checks.append(Check("schema", Verdict.OK, f"version {version}"))
+    elif version < latest:
+        checks.append(
+            Check("schema", Verdict.FAIL, f"version {version}, needs {latest}: vidretry db upgrade")
+        )
+    else:
+        checks.append(
+            Check("schema", Verdict.FAIL, f"version {version} is newer than this vidretry")
+        )
+    return checks
+
+
+def _handler(config: Config) -> Check:
+    worker = config.worker
+    if worker.handler == "command":
+        if not worker.command:
+            return Check("handler", Verdict.FAIL, "[worker] command is empty")
+        program = worker.command[0]
+        found = shutil.which(program)
+        if found is None:
+            return Check("handler", Verdict.FAIL, f"{program} not found or not executable")
+        return Check("handler", Verdict.OK, f"command {found}")
+    try:
+        load_function(worker.handler)
+    except VidretryError as exc:
+        return Check("handler", Verdict.FAIL, str(exc))
+    return Check("handler", Verdict.OK, worker.handler)
+
+
+def _output_dir(config: Config) -> Check:
+    directory = config.worker.output_dir
+    existing = next(
+        (p for p in [directory, *directory.absolute().parents] if p.exists()), Path("/")
+    )
+    if not os.access(existing, os.W_OK):
+        return Check("output", Verdict.FAIL, f"{directory} is not writable")
+    return Check("output", Verdict.OK, str(directory))
+
+
+def _telegram(config: Config) -> Check:
+    try:
+        check_settings(config.telegram)
+    except VidretryError as exc:
+        return Check("telegram", Verdict.WARN, f"{exc} (needed by `vidretry notifier`)")
+    admins = len(config.telegram.admins)
+    return Check("telegram", Verdict.OK, f"api_id, api_hash and bot token set; {admins} admin(s)")
