@@ -9,6 +9,7 @@ through a callback; drawing them is the command line's business.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import random
 import re
@@ -69,8 +70,7 @@ class DemoResult:
 class DemoGenerator:
     """The demo's generation step: a short pause, then each asset's scripted behaviour."""
 
-    def __init__(self, output_dir: Path, seconds: float, rng: random.Random) -> None:
-        self.output_dir = output_dir
+    def __init__(self, seconds: float, rng: random.Random) -> None:
         self.seconds = seconds
         self.rng = rng
 
@@ -146,7 +146,8 @@ async def run_demo(
         per_chat_interval_seconds=0 if fast else 1, poll_interval_seconds=0.2
     )
     with tempfile.TemporaryDirectory(prefix="vidretry-demo-") as output:
-        generator = DemoGenerator(Path(output), 0.02 if fast else 2.5, rng)
+        worker_config = dataclasses.replace(worker_config, output_dir=Path(output))
+        generator = DemoGenerator(0.02 if fast else 2.5, rng)
         async with db.open_pool(url, max_size=6) as pool:
             worker = Worker(url, pool, worker_config, generator, clock=DatabaseClock(), rng=rng)
             notifier = Notifier(

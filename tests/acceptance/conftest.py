@@ -31,6 +31,7 @@ class Cli:
             env=self.env,
             timeout=timeout,
             check=False,
+            cwd=self.config.parent,  # relative paths ([worker] output_dir) land in the test's dir
         )
 
     def json(self, *args: str) -> Any:
@@ -45,6 +46,7 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
+            cwd=self.config.parent,
         )
 
 

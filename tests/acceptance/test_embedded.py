@@ -36,6 +36,7 @@ def vidretry(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
         env=env,
+        cwd=config.parent,
     )
 
 
@@ -86,3 +87,4 @@ def test_demo_fast_reaches_every_expected_state(embedded_dir: Path, tmp_path: Pa
     assert "Every asset reached its expected state." in result.stdout
     assert "Запустили заново!" in result.stdout  # the button was pressed and answered
     assert "What a real deployment configures" in result.stdout
+    assert not (tmp_path / "output").exists()  # the demo's files stay in its own temp dir

@@ -28,6 +28,7 @@ def run(
         text=True,
         timeout=60,
         check=False,
+        cwd=tmp_path,
         env={
             **os.environ,
             # sitecustomize in OFFLINE refuses every non-loopback connection in the child.
