@@ -40,13 +40,14 @@ def context_for(job: ClaimedJob, output_dir: Path) -> JobContext:
         max_attempts=job.max_attempts,
         generation=job.generation,
         output=output_dir / f"{job.id}-g{job.generation}.mp4",
+        lease_token=job.lease_token,
     )
 
 
 class CommandHandler:
     """Runs ``command`` with ``{asset_id}``, ``{name}``, ``{output}``, ``{attempt}``,
-    ``{generation}`` and the job's params filled in. No shell is involved, so a name or
-    param can never become part of a command line's syntax."""
+    ``{generation}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
+    so a name or param can never become part of a command line's syntax."""
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class CommandHandler:
             "output": job.output,
             "attempt": job.attempt,
             "generation": job.generation,
+            "lease_token": job.lease_token,
         }
         try:
             return [part.format_map(values) for part in self.command]

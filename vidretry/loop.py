@@ -12,13 +12,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import psycopg
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry.db import ReconnectDelay, listen, one_line
+from vidretry.db import Connection, ReconnectDelay, listen, one_line
 from vidretry.errors import FatalError
 
 log = logging.getLogger("vidretry.loop")
@@ -27,6 +27,7 @@ log = logging.getLogger("vidretry.loop")
 TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
 Item = TypeVar("Item")
+T = TypeVar("T")
 
 
 class Claimer(Protocol[Item]):
@@ -131,6 +132,34 @@ class ClaimLoop(Generic[Item]):
                 await self.claimer.release(in_flight[task])
             except TRANSIENT_DB_ERRORS as exc:
                 log.error("could not release (%s): rescued when its lease expires", one_line(exc))
+
+
+async def through_outage(
+    pool: AsyncConnectionPool[Connection],
+    change: Callable[[Connection], Awaitable[T]],
+    *,
+    within: float,
+    rng: random.Random,
+) -> T:
+    """Run ``change`` on a pooled connection, retrying through a database outage for up to
+    ``within`` seconds (then the last error is raised).
+
+    Recording an outcome must survive a database restart: giving up would leave the row
+    leased, and after the lease it would be done again (a job re-run, a message re-sent).
+    A retry after the lease is harmless: the statement is fenced by the lease token.
+    """
+    deadline = time.monotonic() + within
+    delay = ReconnectDelay(rng)
+    while True:
+        try:
+            async with pool.connection() as conn:
+                return await change(conn)
+        except TRANSIENT_DB_ERRORS as exc:
+            seconds = delay.next()
+            if time.monotonic() + seconds > deadline:
+                raise
+            log.warning("database unavailable (%s); retrying in %.1fs", one_line(exc), seconds)
+            await asyncio.sleep(seconds)
 
 
 def _reap(in_flight: dict[asyncio.Task[object], Item], label: str) -> None:

@@ -64,3 +64,5 @@ class JobContext:
     max_attempts: int
     generation: int
     output: Path
+    # The lease this attempt runs under: unique per attempt, usable as an idempotency key.
+    lease_token: UUID

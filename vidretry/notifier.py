@@ -35,7 +35,7 @@ from vidretry.delivery import (
     render,
 )
 from vidretry.errors import FatalError
-from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop
+from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import NotificationKind
 from vidretry.outbox import Notification
 from vidretry.worker import default_worker_name
@@ -86,7 +86,10 @@ class Notifier:
         self.name = name or default_worker_name()
         # What vidretry.loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
-        self.capacity = config.batch_size
+        # No more in flight than can be sent within a quarter of the lease at the rate limit.
+        self.capacity = max(
+            1, min(config.batch_size, int(config.rate_per_second * config.lease_seconds / 4))
+        )
         self.poll_interval_seconds = config.poll_interval_seconds
         # In-flight sends are quick; rows still waiting for a rate slot are released.
         self.shutdown_grace_seconds = SEND_TIMEOUT_SECONDS / 6
@@ -113,9 +116,11 @@ class Notifier:
     # -- one notification ---------------------------------------------------------------
 
     async def deliver(self, note: Notification) -> Delivery:
-        """Wait for a send slot, send, and record the outcome."""
+        """Wait for a send slot, send, and record the outcome. Never sends on a lease that
+        is more than half spent."""
+        claimed_at = self.monotonic()
         wait = self.limiter.reserve(
-            note.chat_id, self.monotonic(), max_wait=self.config.lease_seconds / 2
+            note.chat_id, claimed_at, max_wait=self.config.lease_seconds / 4
         )
         if wait is None:  # this chat is busy for a while: come back then, attempt refunded
             delay = self.limiter.chat_wait(note.chat_id, self.monotonic())
@@ -124,6 +129,9 @@ class Notifier:
         paused = self.limiter.paused_for(self.monotonic())
         if paused > 0:  # a flood wait arrived while this one waited for its slot
             return await self._reschedule(note, paused, None, refund=True)
+        if self.monotonic() - claimed_at > self.config.lease_seconds / 2:
+            # Sending now could race a rescuer that already took the row over: hand it back.
+            return await self._reschedule(note, 0, None, refund=True)
         try:
             async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
                 message_id = await self._send(note)
@@ -207,8 +215,9 @@ class Notifier:
         change: Callable[[Connection], Awaitable[bool]],
     ) -> Delivery:
         try:
-            async with self.pool.connection() as conn:
-                changed = await change(conn)
+            changed = await through_outage(
+                self.pool, change, within=self.config.lease_seconds, rng=self.rng
+            )
         except TRANSIENT_DB_ERRORS as exc:
             log.error("notification %s: could not record %s (%s)", note.id, outcome, exc)
             return Delivery.LOST

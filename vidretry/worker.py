@@ -25,7 +25,7 @@ from vidretry.config import WorkerConfig
 from vidretry.db import JOBS_CHANNEL, Connection, one_line
 from vidretry.errors import HandlerError, PermanentError
 from vidretry.handlers import Handler, context_for
-from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop
+from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import ClaimedJob
 
 log = logging.getLogger("vidretry.worker")
@@ -178,8 +178,9 @@ class Worker:
         change: _Change,
     ) -> Outcome:
         try:
-            async with self.pool.connection() as conn:
-                changed = await change(conn)
+            changed = await through_outage(
+                self.pool, change, within=self.config.lease_seconds, rng=self.rng
+            )
         except TRANSIENT_DB_ERRORS as exc:
             # The job stays running; its lease expires and it is rescued and run again.
             log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))

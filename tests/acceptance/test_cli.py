@@ -231,3 +231,36 @@ def test_status_watch_runs_until_sigterm(make_cli: Callable[[str], Cli]) -> None
     assert proc.returncode == 0, stderr
     assert "queue" in stdout
     assert "pending" in stdout
+
+
+def test_long_unicode_names_round_trip(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    name = ("Маша 🎬 " * 1250)[:10_000]
+    created = cli.json("enqueue", name, "--user", "1")
+    assert cli.json("show", str(created["asset_id"]))["name"] == name
+
+
+def test_secrets_never_appear_in_any_output(make_cli: Callable[[str], Cli], db_url: str) -> None:
+    cli = make_cli(FAILING)
+    # trust authentication ignores the password, but it is in the URL vidretry is given
+    cli.env["VIDRETRY_DATABASE_URL"] = db_url.replace("?", "?password=hunter2&")
+    cli.env["VIDRETRY_TELEGRAM_BOT_TOKEN"] = "12345:abcdefghijklmnopqrstuvwxyz-SECRET"
+    asset = str(cli.json("enqueue", "a", "--user", "1")["asset_id"])
+    outputs = [
+        cli(*args)
+        for args in (
+            ("status", "--json"),
+            ("status",),
+            ("list", "--json"),
+            ("list",),
+            ("show", asset, "--json"),
+            ("show", asset),
+            ("show", "999"),
+            ("retry", asset),
+            ("doctor",),
+            ("worker", "--drain"),
+        )
+    ]
+    for result in outputs:
+        assert "hunter2" not in result.stdout + result.stderr, result.args
+        assert "SECRET" not in result.stdout + result.stderr, result.args

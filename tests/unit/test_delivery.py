@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vidretry.delivery import (
     ButtonPress,
@@ -70,3 +72,19 @@ def test_flood_wait_pauses_everything() -> None:
     limiter.pause(until=30.0)
     assert limiter.reserve(1, 10.0, max_wait=60) == pytest.approx(20)
     assert limiter.paused_for(10.0) == pytest.approx(20)
+
+
+@given(st.binary(max_size=64))
+def test_any_bytes_parse_to_nothing_or_a_valid_button(data: bytes) -> None:
+    press = parse_callback_data(data)
+    if press is not None:
+        assert 1 <= press.asset_id <= 2**63 - 1
+        assert press.generation is None or 0 <= press.generation <= 2**31 - 1
+        assert data.startswith(b"retry_video")
+
+
+@given(st.integers(1, 2**63 - 1), st.integers(0, 2**31 - 1))
+def test_every_button_we_make_parses_back(asset_id: int, generation: int) -> None:
+    assert parse_callback_data(callback_data(asset_id, generation).encode()) == ButtonPress(
+        asset_id, generation
+    )

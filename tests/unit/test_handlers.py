@@ -1,5 +1,6 @@
 import sys
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -18,6 +19,7 @@ def job(tmp_path: Path, **params: object) -> JobContext:
         max_attempts=3,
         generation=0,
         output=tmp_path / "7-g0.mp4",
+        lease_token=uuid4(),
     )
 
 

@@ -1,0 +1,362 @@
+"""The chaos run: workers and notifiers killed at random, PostgreSQL restarted, failed assets
+retried from the CLI, and then SQL that proves nothing was lost or done twice.
+
+    python -m tests.chaos.run            # short form, under two minutes (CI runs it)
+    python -m tests.chaos.run --long     # 2,000 assets, 3,000 requests, four minutes of chaos
+
+It starts its own embedded PostgreSQL in a temporary directory, so it can restart it.
+Exit status 0 when every check holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidretry import db
+from vidretry.embedded import EmbeddedServer
+from vidretry.enqueue import enqueue
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFLINE = ROOT / "tests" / "telegram" / "offline"
+MAX_ATTEMPTS = 3
+LEASE_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    assets: int
+    requests: int
+    users: int
+    chaos_seconds: float
+    settle_seconds: float
+    workers: int = 4
+    notifiers: int = 2
+
+
+SHORT = Plan(assets=200, requests=300, users=120, chaos_seconds=35, settle_seconds=60)
+LONG = Plan(assets=2000, requests=3000, users=1000, chaos_seconds=240, settle_seconds=300)
+
+
+@dataclass
+class Process:
+    kind: str  # "worker" or "notifier"
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=out, cwd=self.log.parent
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+
+@dataclass
+class Figures:
+    kills: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (kind, time)
+    notifier_kills: int = 0
+    restarts_of_postgres: int = 0
+    cli_retries: int = 0
+    failures: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long", action="store_true", help="the long form")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    plan = LONG if args.long else SHORT
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    base = Path(tempfile.mkdtemp(prefix="vidretry-chaos-"))
+    base.chmod(0o755)
+    try:
+        figures = asyncio.run(chaos(plan, base, random.Random(seed)))
+    finally:
+        EmbeddedServer(base / "pg").stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"chaos run: {'long' if args.long else 'short'} form, seed {seed}")
+    print(f"  {plan.assets} assets, {plan.requests} requests, {plan.workers} workers, "
+          f"{plan.notifiers} notifiers, {plan.chaos_seconds:g}s of chaos")  # fmt: skip
+    for key, value in figures.facts.items():
+        print(f"  {key}: {value}")
+    for failure in figures.failures:
+        print(f"  FAILED: {failure}")
+    print("chaos run: " + ("all checks hold" if not figures.failures else "CHECKS FAILED"))
+    return 1 if figures.failures else 0
+
+
+async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
+    server = EmbeddedServer(base / "pg")  # default durability: this is about crashes
+    url = await asyncio.to_thread(server.start)
+    async with await db.connect(url) as conn:
+        await db.upgrade(conn)
+        await _enqueue_everything(conn, plan, rng)
+    logs = base / "logs"
+    logs.mkdir()
+    config = base / "vidretry.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n\n[worker]\nconcurrency = 4\nmax_attempts = {MAX_ATTEMPTS}\n'
+        f"lease_seconds = {LEASE_SECONDS}\nheartbeat_seconds = 0.5\nbackoff_base_seconds = 0.1\n"
+        "poll_interval_seconds = 0.2\ntimeout_seconds = 4\nshutdown_grace_seconds = 1\n"
+        'handler = "python:tests.chaos.handler:generate"\n'
+        f'output_dir = "{base / "videos"}"\n'
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VIDRETRY_")},
+        "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(ROOT)]),
+        "VIDRETRY_CHAOS_LOG": str(logs),
+    }
+    cli = [sys.executable, "-m", "vidretry", "--config", str(config)]
+    processes = [
+        Process("worker", [*cli, "worker"], env, logs / f"worker-{i}.out")
+        for i in range(plan.workers)
+    ] + [
+        Process("notifier", [sys.executable, "-m", "tests.chaos.notifier_process", url, str(logs)],
+                env, logs / f"notifier-{i}.out")
+        for i in range(plan.notifiers)
+    ]  # fmt: skip
+    figures = Figures()
+    for process in processes:
+        process.start()
+    started = time.monotonic()
+    restart_at = started + plan.chaos_seconds * rng.uniform(0.3, 0.6)
+    next_retry = started + 3
+    while time.monotonic() - started < plan.chaos_seconds:
+        await asyncio.sleep(rng.uniform(1, 2))
+        victim = rng.choice(processes)
+        assert victim.popen is not None
+        victim.popen.send_signal(signal.SIGKILL)
+        victim.popen.wait()
+        figures.kills[victim.pid] = (victim.kind, time.time())
+        figures.notifier_kills += victim.kind == "notifier"
+        victim.start()
+        if figures.restarts_of_postgres == 0 and time.monotonic() >= restart_at:
+            await asyncio.to_thread(_restart, server)
+            figures.restarts_of_postgres += 1
+        if time.monotonic() >= next_retry:
+            figures.cli_retries += await _retry_some(cli, env, url, rng)
+            next_retry = time.monotonic() + rng.uniform(2, 4)
+    settled = await _settle(url, plan.settle_seconds)
+    for process in processes:
+        assert process.popen is not None
+        process.popen.send_signal(signal.SIGTERM)
+    for process in processes:
+        assert process.popen is not None
+        process.popen.wait(30)
+    figures.facts["settled in (s after the chaos)"] = settled
+    await _check(url, logs, figures)
+    return figures
+
+
+async def _enqueue_everything(conn: db.Connection, plan: Plan, rng: random.Random) -> None:
+    # Every user once wrote /start: the bot knows how to address them.
+    await conn.execute(
+        "INSERT INTO telegram_users (user_id, access_hash)"
+        " SELECT u, u * 1000 + 7 FROM generate_series(1, %s) AS u",
+        (plan.users,),
+    )
+    async with conn.transaction():
+        for i in range(plan.assets):
+            await enqueue(
+                conn, f"chaos-{i}", user_id=rng.randint(1, plan.users), max_attempts=MAX_ATTEMPTS
+            )
+        for _ in range(plan.requests - plan.assets):
+            asset = rng.randrange(plan.assets)
+            await enqueue(
+                conn,
+                f"chaos-{asset}",
+                user_id=rng.randint(1, plan.users),
+                max_attempts=MAX_ATTEMPTS,
+            )
+
+
+def _restart(server: EmbeddedServer) -> None:
+    server.stop()  # fast shutdown: every connection is cut
+    time.sleep(1)
+    server.start()
+
+
+async def _retry_some(cli: list[str], env: dict[str, str], url: str, rng: random.Random) -> int:
+    try:
+        async with await db.connect(url) as conn:
+            cur = await conn.execute("SELECT id FROM video_assets WHERE state = 'failed'")
+            failed = [row["id"] for row in await cur.fetchall()]
+    except Exception:  # the database may be restarting
+        return 0
+    chosen = rng.sample(failed, min(3, len(failed)))
+    for asset_id in chosen:
+        await asyncio.to_thread(
+            subprocess.run, [*cli, "retry", str(asset_id), "--reason", "chaos"], env=env,
+            capture_output=True, check=False,
+        )  # fmt: skip
+    return len(chosen)
+
+
+async def _settle(url: str, seconds: float) -> float:
+    """Wait until every asset is terminal and every notification sent or dead."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            async with await db.connect(url) as conn:
+                cur = await conn.execute(
+                    "SELECT (SELECT count(*) FROM video_assets"
+                    "        WHERE state IN ('pending', 'running'))"
+                    " + (SELECT count(*) FROM notifications"
+                    "    WHERE state IN ('pending', 'sending')) AS open"
+                )
+                row = await cur.fetchone()
+                if row and row["open"] == 0:
+                    return round(time.monotonic() - started, 1)
+        except Exception:
+            pass
+        await asyncio.sleep(0.5)
+    return -1.0
+
+
+async def _check(url: str, logs: Path, figures: Figures) -> None:
+    fail = figures.failures.append
+    facts = figures.facts
+    async with await db.connect(url) as conn:
+
+        async def rows(query: str) -> list[dict[str, Any]]:
+            cur = await conn.execute(query)  # type: ignore[arg-type]
+            return [dict(r) for r in await cur.fetchall()]
+
+        states = {
+            r["state"]: r["n"]
+            for r in await rows("SELECT state, count(*) AS n FROM video_assets GROUP BY 1")
+        }
+        facts["assets by final state"] = states
+        if set(states) - {"available", "failed"}:
+            fail(f"assets not in a final state: {states}")
+
+        over = await rows(
+            "SELECT asset_id, generation, count(*) FILTER (WHERE kind = 'claimed')"
+            " - count(*) FILTER (WHERE kind = 'released') AS attempts FROM job_events"
+            " GROUP BY 1, 2 HAVING count(*) FILTER (WHERE kind = 'claimed')"
+            f" - count(*) FILTER (WHERE kind = 'released') > {MAX_ATTEMPTS}"
+        )
+        if over:
+            fail(f"{len(over)} generation(s) ran more than {MAX_ATTEMPTS} attempts: {over[:3]}")
+        facts["attempts (claims)"] = (
+            await rows("SELECT count(*) AS n FROM job_events WHERE kind = 'claimed'")
+        )[0]["n"]
+        facts["retries from the CLI"] = figures.cli_retries
+
+        missing = await rows(
+            """
+            SELECT e.asset_id, e.generation,
+                   (SELECT count(*) FROM user_requests r WHERE r.asset_id = e.asset_id) AS users,
+                   (SELECT count(*) FROM notifications n WHERE n.asset_id = e.asset_id
+                      AND n.generation = e.generation AND n.kind = 'failed') AS notified
+            FROM job_events e WHERE e.kind = 'failed'
+            """
+        )
+        wrong = [m for m in missing if m["users"] != m["notified"]]
+        if wrong:
+            fail(
+                f"{len(wrong)} failed generation(s) without one notification per user: {wrong[:3]}"
+            )
+        facts["failed generations"] = len(missing)
+
+        outbox = {
+            r["state"]: r["n"]
+            for r in await rows("SELECT state, count(*) AS n FROM notifications GROUP BY 1")
+        }
+        facts["notifications by final state"] = outbox
+        if set(outbox) - {"sent", "dead"}:
+            fail(f"notifications not settled: {outbox}")
+        reasonless = await rows(
+            "SELECT id FROM notifications WHERE state = 'dead' AND last_error IS NULL"
+        )
+        if reasonless:
+            fail(f"{len(reasonless)} dead notification(s) without a reason")
+
+        rescues = await rows("SELECT detail, created_at FROM job_events WHERE kind = 'rescued'")
+        delays = []
+        for rescue in rescues:
+            pid = _pid_in(rescue["detail"])
+            if pid in figures.kills:
+                delays.append(rescue["created_at"].timestamp() - figures.kills[pid][1])
+        facts["jobs rescued after a lost lease"] = len(rescues)
+        facts["longest rescue delay after a kill (s)"] = round(max(delays), 2) if delays else None
+        if delays and max(delays) > LEASE_SECONDS + 3:
+            fail(f"a rescue took {max(delays):.1f}s, more than the lease plus a poll")
+
+    facts["processes killed"] = f"{len(figures.kills)} ({figures.notifier_kills} notifiers)"
+    facts["postgres restarts"] = figures.restarts_of_postgres
+    overlaps = _overlapping_runs(logs, figures.kills)
+    facts["jobs that ran in two workers at once"] = len(overlaps)
+    if overlaps:
+        fail(f"attempts overlapped: {overlaps[:3]}")
+    sends: Counter[str] = Counter()
+    for log in logs.glob("sent-*.log"):
+        for line in log.read_text().splitlines():
+            key, user, _pid = line.rsplit(" ", 2)
+            sends[f"{key} {user}"] += 1
+    duplicates = sum(n - 1 for n in sends.values() if n > 1)
+    facts["messages sent"] = sum(sends.values())
+    facts["duplicate sends (notifier kills)"] = f"{duplicates} ({figures.notifier_kills})"
+    if duplicates > figures.notifier_kills:
+        fail(f"{duplicates} duplicate sends for {figures.notifier_kills} notifier kills")
+
+
+def _pid_in(detail: str) -> int | None:
+    # "lease of host:1234 expired (worker lost)"
+    try:
+        return int(detail.split("lease of ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _overlapping_runs(logs: Path, kills: dict[int, tuple[str, float]]) -> list[str]:
+    """Attempts of one asset whose [start, end] intervals overlap. An attempt whose worker
+    was killed ends at the kill."""
+    runs: dict[str, dict[str, list[float]]] = defaultdict(dict)  # token -> start/end
+    assets: dict[str, str] = {}
+    pids: dict[str, int] = {}
+    for log in logs.glob("handler-*.log"):
+        for line in log.read_text().splitlines():
+            event, asset, _gen, _attempt, token, pid, at = line.split()
+            runs[token].setdefault(event, []).append(float(at))
+            assets[token] = asset
+            pids[token] = int(pid)
+    intervals: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for token, events in runs.items():
+        start = min(events["start"])
+        end = (
+            max(events["end"]) if "end" in events else kills.get(pids[token], ("", float("inf")))[1]
+        )
+        intervals[assets[token]].append((start, end, token))
+    overlaps = []
+    for asset, spans in intervals.items():
+        spans.sort()
+        for (_s1, e1, t1), (s2, _e2, t2) in itertools.pairwise(spans):
+            if s2 < e1:
+                overlaps.append(f"asset {asset}: {t1} and {t2}")
+    return overlaps
+
+
+if __name__ == "__main__":
+    sys.exit(main())
