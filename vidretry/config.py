@@ -44,7 +44,7 @@ class WorkerConfig:
     heartbeat_seconds: float = field(default=10.0, metadata=_bounded(0.1, 86400))
     backoff_base_seconds: float = field(default=10.0, metadata=_bounded(0, 86400))
     backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
-    poll_interval_seconds: float = field(default=1.0, metadata=_bounded(0.01, 3600))
+    poll_interval_seconds: float = field(default=2.0, metadata=_bounded(0.01, 3600))
     shutdown_grace_seconds: float = field(default=30.0, metadata=_bounded(0, 3600))
     handler: str = "command"
     command: tuple[str, ...] = ()
@@ -61,7 +61,7 @@ class NotifierConfig:
     backoff_base_seconds: float = field(default=5.0, metadata=_bounded(0, 86400))
     backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
     lease_seconds: float = field(default=60.0, metadata=_bounded(1, 86400))
-    poll_interval_seconds: float = field(default=1.0, metadata=_bounded(0.01, 3600))
+    poll_interval_seconds: float = field(default=2.0, metadata=_bounded(0.01, 3600))
     batch_size: int = field(default=50, metadata=_bounded(1, 1000))
 
 

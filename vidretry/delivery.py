@@ -6,8 +6,8 @@ only through the exceptions below, so the notifier never sees a library's own er
 
 from __future__ import annotations
 
+import bisect
 import html
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -125,39 +125,38 @@ def _is_number(text: str, max_digits: int) -> bool:
 
 class RateLimiter:
     """Spaces sends: at most ``rate`` per second overall and one per ``chat_interval`` seconds
-    in each chat. Time is cut into slots of ``1/rate`` seconds, one send per slot, so no
-    one-second window ever holds more than the limit; a send that must wait for its chat
-    takes a later slot without holding back the sends to other chats. Times are monotonic
-    seconds, passed in."""
+    in each chat. Every send gets a start time at least ``1/rate`` seconds from every other,
+    so no one-second window holds more than the limit; a send that must wait for its chat
+    takes a later start without holding back the sends to other chats, and an idle limiter
+    lets a send go at once. Times are monotonic seconds, passed in."""
 
     def __init__(self, rate: float, chat_interval: float) -> None:
-        self.rate = rate
         self.spacing = 1.0 / rate
         self.chat_interval = chat_interval
-        self.taken: set[int] = set()
+        self.starts: list[float] = []  # reserved start times, sorted
         self.next_in_chat: dict[int, float] = {}
         self.paused_until = 0.0
 
     def reserve(self, chat_id: int, now: float, *, max_wait: float) -> float | None:
-        """Reserve a send slot; return the seconds to wait for it, or None (nothing reserved)
+        """Reserve a send time; return the seconds to wait for it, or None (nothing reserved)
         when this chat is busy for longer than ``max_wait``."""
         chat_ready = self.next_in_chat.get(chat_id, 0.0)
         if chat_ready - now > max_wait:
             return None
-        earliest = max(now, chat_ready, self.paused_until)
-        slot = math.ceil(earliest / self.spacing - 1e-9)
-        while slot in self.taken:
-            slot += 1
-        self.taken.add(slot)
-        start = slot / self.rate
-        self.next_in_chat[chat_id] = start + self.chat_interval
         self._forget_before(now)
-        return max(0.0, start - now)
+        start = max(now, chat_ready, self.paused_until)
+        # The first gap of a full spacing on both sides, at or after ``start``.
+        i = bisect.bisect_left(self.starts, start - self.spacing + 1e-9)
+        while i < len(self.starts) and self.starts[i] < start + self.spacing - 1e-9:
+            start = max(start, self.starts[i] + self.spacing)
+            i += 1
+        self.starts.insert(i, start)
+        self.next_in_chat[chat_id] = start + self.chat_interval
+        return start - now
 
     def _forget_before(self, now: float) -> None:
-        if len(self.taken) > 4096:
-            current = math.floor(now / self.spacing)
-            self.taken = {slot for slot in self.taken if slot >= current}
+        cut = bisect.bisect_left(self.starts, now - self.spacing)
+        del self.starts[:cut]
         if len(self.next_in_chat) > 10_000:
             self.next_in_chat = {c: t for c, t in self.next_in_chat.items() if t > now}
 

@@ -8,10 +8,11 @@ changed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from vidretry.db import Connection, fetch_all, fetch_one, fetch_records
+from vidretry.db import Connection, fetch_all, fetch_one, fetch_records, queries
 from vidretry.models import ClaimedJob, NotificationKind
 
 
@@ -55,12 +56,32 @@ async def complete(
     conn: Connection, job: ClaimedJob, *, owner: str, result: str, now: datetime | None
 ) -> bool:
     """Success: the asset becomes available, its requests done, one 'ready' row per user."""
-    params = {"id": job.id, "token": job.lease_token, "owner": owner, "result": result, "now": now}
-    async with conn.transaction():
-        if await fetch_one(conn, "complete_job", params) is None:
-            return False
-        await _settle_requests(conn, job.id, NotificationKind.READY, now)
-    return True
+    return job.id in await complete_many(conn, [(job, result)], owner=owner, now=now)
+
+
+async def complete_many(
+    conn: Connection,
+    finished: Sequence[tuple[ClaimedJob, str]],
+    *,
+    owner: str,
+    now: datetime | None,
+) -> set[int]:
+    """``complete`` for a batch, in one transaction; returns the ids whose lease still held
+    (the others changed nothing)."""
+    params = {
+        "ids": [job.id for job, _ in finished],
+        "tokens": [job.lease_token for job, _ in finished],
+        "results": [result for _, result in finished],
+        "owner": owner,
+        "now": now,
+    }
+    settle = {"ids": params["ids"], "kind": NotificationKind.READY, "now": now}
+    # One round trip: BEGIN, complete, settle and COMMIT are pipelined.
+    async with conn.pipeline():
+        async with conn.transaction():
+            done = await conn.execute(queries()["complete_jobs"], params)
+            await conn.execute(queries()["settle_requests"], settle)
+        return {row["id"] for row in await done.fetchall()}
 
 
 async def retry_later(
@@ -94,14 +115,14 @@ async def fail(
     async with conn.transaction():
         if await fetch_one(conn, "fail_job", params) is None:
             return False
-        await _settle_requests(conn, job.id, NotificationKind.FAILED, now)
+        await _settle_requests(conn, [job.id], NotificationKind.FAILED, now)
     return True
 
 
 async def _settle_requests(
-    conn: Connection, asset_id: int, kind: NotificationKind, now: datetime | None
+    conn: Connection, asset_ids: list[int], kind: NotificationKind, now: datetime | None
 ) -> None:
-    await fetch_one(conn, "settle_requests", {"id": asset_id, "kind": kind, "now": now})
+    await fetch_one(conn, "settle_requests", {"ids": asset_ids, "kind": kind, "now": now})
 
 
 async def release(conn: Connection, job: ClaimedJob, *, owner: str, now: datetime | None) -> bool:

@@ -45,10 +45,15 @@ class Claimer(Protocol[Item]):
     def poll_interval_seconds(self) -> float: ...
 
     @property
+    def maintenance_interval_seconds(self) -> float:
+        """How often ``maintain`` runs."""
+        ...
+
+    @property
     def shutdown_grace_seconds(self) -> float: ...
 
     async def maintain(self) -> None:
-        """Periodic upkeep (rescuing expired leases); called at most once per poll interval."""
+        """Periodic upkeep (rescuing expired leases)."""
 
     async def claim(self, limit: int) -> Sequence[Item]: ...
 
@@ -91,7 +96,7 @@ class ClaimLoop(Generic[Item]):
                     wake.clear()
                     if time.monotonic() >= next_upkeep:
                         await claimer.maintain()
-                        next_upkeep = time.monotonic() + claimer.poll_interval_seconds
+                        next_upkeep = time.monotonic() + claimer.maintenance_interval_seconds
                     if free > 0:
                         claimed = await claimer.claim(free)
                     if drain and not claimed and not in_flight:

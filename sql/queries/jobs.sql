@@ -74,26 +74,32 @@ SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(sec
 WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
 RETURNING lease_expires_at;
 
--- name: complete_job
--- Success, fenced by the lease token. Requests and 'ready' rows follow in settle_requests,
--- a separate statement so that its snapshot sees every request committed before this lock.
-WITH done AS (
-    UPDATE video_assets
+-- name: complete_jobs
+-- Success for a batch of jobs in one statement, each fenced by its own lease token: a job
+-- whose lease was lost is simply not in the result. Requests and 'ready' rows follow in
+-- settle_requests, a separate statement so that its snapshot sees every request committed
+-- before these row locks were taken.
+WITH finished (id, token, result) AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[])
+),
+done AS (
+    UPDATE video_assets AS a
     SET state = 'available',
-        result = %(result)s,
+        result = finished.result,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
         finished_at = coalesce(%(now)s::timestamptz, now()),
         updated_at = coalesce(%(now)s::timestamptz, now())
-    WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
-    RETURNING id, generation, attempts
+    FROM finished
+    WHERE a.id = finished.id AND a.state = 'running' AND a.lease_token = finished.token
+    RETURNING a.id, a.generation, a.attempts, a.result
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
-    SELECT id, generation, 'succeeded', attempts, %(owner)s, %(result)s,
+    SELECT id, generation, 'succeeded', attempts, %(owner)s, result,
            coalesce(%(now)s::timestamptz, now())
     FROM done
 )
-SELECT id, generation FROM done;
+SELECT id FROM done;
 
 -- name: retry_attempt_later
 -- A failed attempt with attempts left: back to pending after a backoff, error kept.
@@ -139,10 +145,15 @@ history AS (
 SELECT id, generation FROM failed;
 
 -- name: settle_requests
--- Close every waiting request of a finished asset and queue one notification per user.
+-- Close every waiting request of finished assets and queue one notification per user.
 -- The kind is 'ready' (requests become 'done') or 'failed' (requests become 'failed').
+-- Only assets in the matching final state are settled, so the statement can be sent in
+-- the same round trip as the one that finished them: an asset whose lease was lost is
+-- still running (left alone), and one settled before has no waiting request left.
 WITH asset AS (
-    SELECT id, name, generation, result FROM video_assets WHERE id = %(id)s
+    SELECT id, name, generation, result FROM video_assets
+    WHERE id = ANY(%(ids)s::bigint[])
+      AND state = CASE WHEN %(kind)s = 'ready' THEN 'available' ELSE 'failed' END
 ),
 settled AS (
     UPDATE user_requests AS r
@@ -150,7 +161,7 @@ settled AS (
         updated_at = coalesce(%(now)s::timestamptz, now())
     FROM asset
     WHERE r.asset_id = asset.id AND r.state = 'pending'
-    RETURNING r.user_id, r.chat_id
+    RETURNING r.asset_id, r.user_id, r.chat_id
 ),
 queued AS (
     -- The unique key (asset, user, kind, generation) turns a repeat into a no-op.
@@ -160,13 +171,13 @@ queued AS (
            jsonb_build_object('name', asset.name, 'result', asset.result),
            coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
            coalesce(%(now)s::timestamptz, now())
-    FROM asset CROSS JOIN settled
+    FROM settled JOIN asset ON asset.id = settled.asset_id
     ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
     RETURNING id
 )
 SELECT count(*) AS queued,
        -- Wake the notifiers; delivered at commit, and only if something was queued.
-       CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(id)s::text) END AS notified
+       CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', '') END AS notified
 FROM queued;
 
 -- name: queue_ready_notification

@@ -184,7 +184,7 @@ async def test_final_failure_fails_every_waiting_request_and_queues_one_row_each
         ]
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'failed'") == 1
         notify = await anext(listener.notifies(timeout=5))
-        assert notify.payload == str(job.id)
+        assert notify.channel == "vidretry_outbox"
         # The same lease cannot fail it twice.
         assert not await jobs.fail(conn, job, owner="w1", error="again", now=clock.now())
         assert await scalar(conn, "SELECT count(*) FROM notifications") == 3

@@ -88,3 +88,10 @@ def test_every_button_we_make_parses_back(asset_id: int, generation: int) -> Non
     assert parse_callback_data(callback_data(asset_id, generation).encode()) == ButtonPress(
         asset_id, generation
     )
+
+
+def test_an_idle_limiter_lets_a_send_go_at_once() -> None:
+    limiter = RateLimiter(rate=25, chat_interval=1)
+    assert limiter.reserve(1, 100.013, max_wait=60) == 0
+    assert limiter.reserve(2, 100.013, max_wait=60) == pytest.approx(0.04)
+    assert limiter.reserve(3, 100.5, max_wait=60) == 0

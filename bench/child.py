@@ -1,0 +1,214 @@
+"""Worker processes for the benchmark, one system each: ``python -m bench.child SYSTEM ...``.
+
+Every child records what it processed (job id, start time) and writes it as JSON lines to its
+output file on exit, so the harness can check that every job ran exactly once and measure
+from the first start to the last finish across all processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RECORDS: list[tuple[Any, float]] = []
+
+
+def record(job_id: Any) -> None:
+    RECORDS.append((job_id, time.time()))
+
+
+def dump(out: Path) -> None:
+    with out.open("w") as f:
+        for job_id, at in RECORDS:
+            f.write(json.dumps([job_id, at]) + "\n")
+
+
+def flush_line(out: Path, job_id: Any) -> None:
+    """Latency runs: write each start at once (the harness reads while the child runs)."""
+    with out.open("a") as f:
+        f.write(json.dumps([job_id, time.time()]) + "\n")
+
+
+# -- vidretry ---------------------------------------------------------------------------------
+
+
+async def vidretry_noop(job: Any) -> str:
+    record(job.asset_id)
+    return "/dev/null"
+
+
+async def vidretry_latency(job: Any) -> str:
+    flush_line(OUT, job.asset_id)
+    return "/dev/null"
+
+
+async def vidretry_fail(job: Any) -> str:
+    from vidretry.errors import PermanentError
+
+    raise PermanentError("bench")
+
+
+async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
+    from vidretry import db
+    from vidretry.clock import DatabaseClock
+    from vidretry.config import WorkerConfig
+    from vidretry.worker import Outcome, Worker
+
+    handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
+    config = WorkerConfig(concurrency=concurrency, poll_interval_seconds=2.0)
+
+    class TimedWorker(Worker):
+        async def process(self, item: Any) -> Outcome:
+            outcome = await super().process(item)
+            if outcome is Outcome.FAILED:  # the final-failure transaction has committed
+                flush_line(OUT, item.id)
+            return outcome
+
+    async with db.open_pool(url, max_size=concurrency + 2) as pool:
+        worker = TimedWorker(
+            url, pool, config, handler, clock=DatabaseClock(), rng=random.Random(1)
+        )
+        await worker.run(_stop_event(), drain=mode == "drain")
+
+
+async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
+    from vidretry import db
+    from vidretry.clock import DatabaseClock
+    from vidretry.config import MessagesConfig, NotifierConfig
+    from vidretry.delivery import InlineButton, Recipient
+    from vidretry.notifier import Notifier
+
+    class RecordingSender:
+        async def send_text(
+            self, to: Recipient, html_text: str, button: InlineButton | None
+        ) -> int:
+            flush_line(OUT, [to.chat_id, button.data if button else None])
+            return 1
+
+        async def send_video(self, to: Recipient, path: str, caption_html: str) -> int:
+            flush_line(OUT, [to.chat_id, path])
+            return 1
+
+    config = NotifierConfig(
+        rate_per_second=rate, per_chat_interval_seconds=chat_interval, poll_interval_seconds=2.0
+    )
+    async with db.open_pool(url, max_size=4) as pool:
+        notifier = Notifier(url, pool, config, MessagesConfig(), RecordingSender(),
+                            clock=DatabaseClock(), rng=random.Random(1))  # fmt: skip
+        await notifier.run(_stop_event())
+
+
+# -- pgqueuer -----------------------------------------------------------------------------------
+
+
+async def run_pgqueuer(url: str, mode: str) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    connection = await asyncpg.connect(url)
+    qm = QueueManager(Queries(AsyncpgDriver(connection)))
+
+    @qm.entrypoint("noop")
+    async def noop(job: Any) -> None:
+        if mode == "drain":
+            record(job.id)
+        else:
+            flush_line(OUT, job.id)
+
+    stop = _stop_event()
+    stopper = asyncio.create_task(_shutdown_when(stop, qm))
+    execution = QueueExecutionMode.drain if mode == "drain" else QueueExecutionMode.continuous
+    await qm.run(mode=execution)
+    stopper.cancel()
+
+
+async def _shutdown_when(stop: asyncio.Event, qm: Any) -> None:
+    await stop.wait()
+    qm.shutdown.set()
+
+
+# -- procrastinate ------------------------------------------------------------------------------
+
+
+def procrastinate_app(url: str, mode: str = "drain") -> Any:
+    """The procrastinate app with its one no-op task (defined here, not in __main__)."""
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+
+    @app.task(name="noop", pass_context=True)
+    async def noop(context: Any) -> None:
+        if mode == "drain":
+            record(context.job.id)
+        else:
+            flush_line(OUT, context.job.id)
+
+    return app
+
+
+async def run_procrastinate(url: str, mode: str) -> None:
+    app = procrastinate_app(url, mode)
+
+    async with app.open_async():
+        await app.run_worker_async(wait=mode != "drain", install_signal_handlers=True)
+
+
+# -- the raw loop: the ceiling ----------------------------------------------------------------
+
+
+def run_raw(url: str) -> None:
+    """Claim 10 rows per FOR UPDATE SKIP LOCKED statement, mark them done: nothing else."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        claim = (
+            "WITH c AS (SELECT id FROM raw_jobs WHERE state = 'pending' ORDER BY id"
+            " LIMIT 10 FOR UPDATE SKIP LOCKED)"
+            " UPDATE raw_jobs r SET state = 'running' FROM c WHERE r.id = c.id RETURNING r.id"
+        )
+        done = "UPDATE raw_jobs SET state = 'done' WHERE id = ANY(%s)"
+        while True:
+            ids = [row[0] for row in conn.execute(claim)]
+            if not ids:
+                return
+            for job_id in ids:
+                record(job_id)
+            conn.execute(done, (ids,))
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    return stop
+
+
+OUT = Path("/dev/null")
+
+if __name__ == "__main__":
+    system, url, mode, out = sys.argv[1:5]
+    OUT = Path(out)
+    extra = sys.argv[5:]
+    try:
+        if system == "vidretry":
+            asyncio.run(run_vidretry(url, mode, int(extra[0]) if extra else 16))
+        elif system == "notifier":
+            asyncio.run(run_notifier(url, float(extra[0]), float(extra[1])))
+        elif system == "pgqueuer":
+            asyncio.run(run_pgqueuer(url, mode))
+        elif system == "procrastinate":
+            asyncio.run(run_procrastinate(url, mode))
+        elif system == "raw":
+            run_raw(url)
+    finally:
+        if RECORDS:
+            dump(OUT)

@@ -1,0 +1,487 @@
+"""vidretry against procrastinate and pgqueuer, side by side, in one run on one PostgreSQL.
+
+    python -m bench.run            # the full run: every case three times, interleaved
+    python -m bench.run --short    # a few thousand jobs, once (the test suite runs this)
+
+Starts one temporary PostgreSQL with default durability settings, runs every case, checks
+that every job ran exactly once, and prints one table: median, range and ratios. With
+--results FILE it also writes that table as Markdown (bench/RESULTS.md is the last full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.child import procrastinate_app
+from vidretry import db
+from vidretry.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Size:
+    jobs: int
+    reps: int
+    latency_samples: int
+    pacing_users: int
+    finished_small: int
+    finished_large: int
+    scale_jobs: int
+
+
+FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000,
+            finished_small=10_000, finished_large=1_000_000, scale_jobs=5000)  # fmt: skip
+SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
+             finished_small=1000, finished_large=20_000, scale_jobs=1000)  # fmt: skip
+
+
+class Bench:
+    def __init__(self, base: Path, size: Size) -> None:
+        self.base = base
+        self.size = size
+        self.server = EmbeddedServer(
+            base / "pg",
+            extra_settings=(("shared_preload_libraries", "'pg_stat_statements'"),),
+        )
+        self.results: dict[str, list[float]] = defaultdict(list)
+        self.counter = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def database(self) -> str:
+        self.counter += 1
+        name = f"bench_{self.counter}"
+        with psycopg.connect(self.server.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.server.url_for(name)
+
+    def drop(self, url: str) -> None:
+        name = url.split("/")[3].split("?")[0]
+        with psycopg.connect(self.server.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def spawn(
+        self, system: str, url: str, mode: str, *extra: str
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        self.counter += 1
+        out = self.base / f"{system}-{self.counter}.out"
+        out.touch()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.child", system, url, mode, str(out), *extra],
+            env=env, stdout=subprocess.DEVNULL, stderr=(self.base / f"{system}-{self.counter}.err").open("wb"),
+        )  # fmt: skip
+        return proc, out
+
+    @staticmethod
+    def read(out: Path) -> list[tuple[Any, float]]:
+        return [tuple(json.loads(line)) for line in out.read_text().splitlines() if line]  # type: ignore[misc]
+
+    # -- setups ---------------------------------------------------------------------------
+
+    def setup_vidretry(self, url: str, jobs: int, finished: int = 0) -> None:
+        async def migrate() -> None:
+            async with await db.connect(url) as conn:
+                await db.upgrade(conn)
+
+        asyncio.run(migrate())
+        with psycopg.connect(url, autocommit=True) as conn:
+            if finished:
+                conn.execute(
+                    "INSERT INTO video_assets (name, state, attempts, result, finished_at)"
+                    " SELECT 'done-' || g, 'available', 1, '/v.mp4', now() FROM generate_series(1, %s) g",
+                    (finished,),
+                )
+            conn.execute(
+                "INSERT INTO video_assets (name) SELECT 'v-' || g FROM generate_series(1, %s) g",
+                (jobs,),
+            )
+            conn.execute(
+                "INSERT INTO user_requests (asset_id, user_id, chat_id)"
+                " SELECT id, id, id FROM video_assets WHERE state = 'pending'"
+            )
+            conn.execute("VACUUM ANALYZE")
+
+    def setup_raw(self, url: str, jobs: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE raw_jobs (id bigserial PRIMARY KEY, state text NOT NULL DEFAULT 'pending')"
+            )
+            conn.execute("CREATE INDEX ON raw_jobs (id) WHERE state = 'pending'")
+            conn.execute(
+                "INSERT INTO raw_jobs (state) SELECT 'pending' FROM generate_series(1, %s)", (jobs,)
+            )
+            conn.execute("VACUUM ANALYZE")
+
+    def setup_pgqueuer(self, url: str, jobs: int) -> None:
+        async def setup() -> None:
+            import asyncpg
+            from pgqueuer.db import AsyncpgDriver
+            from pgqueuer.queries import Queries
+
+            connection = await asyncpg.connect(url)
+            queries = Queries(AsyncpgDriver(connection))
+            await queries.install()
+            for start in range(0, jobs, 5000):
+                n = min(5000, jobs - start)
+                await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+            await connection.close()
+
+        asyncio.run(setup())
+
+    def setup_procrastinate(self, url: str, jobs: int) -> None:
+        async def setup() -> None:
+            app = procrastinate_app(url)
+            async with app.open_async():
+                await app.schema_manager.apply_schema_async()
+                noop = app.tasks["noop"]
+                for start in range(0, jobs, 2000):
+                    await noop.batch_defer_async(*({} for _ in range(min(2000, jobs - start))))
+
+        asyncio.run(setup())
+
+    # -- cases ----------------------------------------------------------------------------
+
+    def throughput(self, label: str, system: str, processes: int, setup: Callable[[str, int], None],
+                   jobs: int, *extra: str) -> float:  # fmt: skip
+        url = self.database()
+        try:
+            setup(url, jobs)
+            children = [self.spawn(system, url, "drain", *extra) for _ in range(processes)]
+            for proc, out in children:
+                if proc.wait(timeout=600) != 0:
+                    error = out.with_suffix(".err").read_text().strip().splitlines()[-3:]
+                    raise RuntimeError(f"{label}: a worker exited with {proc.returncode}: {error}")
+            records = [r for _, out in children for r in self.read(out)]
+        finally:
+            self.drop(url)
+        counts = Counter(job_id for job_id, _ in records)
+        if len(counts) != jobs or set(counts.values()) != {1}:
+            raise RuntimeError(
+                f"{label}: {len(counts)} distinct jobs of {jobs}, max runs {max(counts.values())}"
+            )
+        times = [at for _, at in records]
+        rate = jobs / (max(times) - min(times))
+        self.results[label].append(rate)
+        return rate
+
+    def latency(self, label: str, system: str, setup: Callable[[str, int], None],
+                enqueue: Callable[[str], Any]) -> None:  # fmt: skip
+        url = self.database()
+        try:
+            setup(url, 0)
+            proc, out = self.spawn(system, url, "wait")
+            time.sleep(2.0)  # started, idle, listening
+            sent: dict[Any, float] = {}
+            for _ in range(self.size.latency_samples):
+                job_id, committed_at = enqueue(url)
+                sent[job_id] = committed_at
+                time.sleep(0.1)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            started = dict(self.read(out))
+        finally:
+            self.drop(url)
+        samples = [(started[j] - t) * 1000 for j, t in sent.items() if j in started]
+        if len(samples) != len(sent):
+            raise RuntimeError(f"{label}: {len(sent) - len(samples)} jobs never started")
+        self.results[label + " p50 (ms)"].append(statistics.median(samples))
+
+    def failure_to_notification(self) -> None:
+        url = self.database()
+        try:
+            self.setup_vidretry(url, 0)
+            worker, failed_out = self.spawn("vidretry", url, "fail", "4")
+            notifier, sent_out = self.spawn("notifier", url, "wait", "25", "1")
+            time.sleep(2.0)
+            for i in range(self.size.latency_samples):
+                _enqueue_vidretry(url, name=f"f-{i}", user_id=i + 1, max_attempts=1)  # noqa: B018
+                time.sleep(0.1)
+            time.sleep(1.0)
+            for proc in (worker, notifier):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+            failed = dict(self.read(failed_out))
+            sent = {int(key[1].split(":")[1]): at for key, at in self.read(sent_out)}
+        finally:
+            self.drop(url)
+        samples = sorted((sent[a] - failed[a]) * 1000 for a in failed if a in sent)
+        if len(samples) != self.size.latency_samples:
+            raise RuntimeError(
+                f"failure-to-notification: {len(samples)} of {self.size.latency_samples} notified"
+            )
+        self.results["failure → notification p50 (ms)"].append(statistics.median(samples))
+        self.results["failure → notification p95 (ms)"].append(
+            samples[int(len(samples) * 0.95) - 1]
+        )
+
+    def pacing(self) -> None:
+        users = self.size.pacing_users
+        for label, chats in (("many chats", users), ("one chat", 20)):
+            url = self.database()
+            try:
+                self.setup_vidretry(url, 0)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(
+                        "INSERT INTO video_assets (name, state, attempts, last_error, finished_at)"
+                        " SELECT 'p-' || g, 'failed', 3, 'x', now() FROM generate_series(1, %s) g",
+                        (chats,),
+                    )
+                    one_chat = label == "one chat"
+                    conn.execute(
+                        "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
+                        " SELECT id, CASE WHEN %s THEN 999 ELSE id END, CASE WHEN %s THEN 999 ELSE id END,"
+                        " 'failed', 0, jsonb_build_object('name', name) FROM video_assets",
+                        (one_chat, one_chat),
+                    )
+                proc, out = self.spawn("notifier", url, "wait", "25", "1")
+                deadline = time.monotonic() + chats + 60
+                with psycopg.connect(url, autocommit=True) as conn:
+                    while time.monotonic() < deadline:
+                        row = conn.execute(
+                            "SELECT count(*) FROM notifications WHERE state = 'sent'"
+                        ).fetchone()
+                        if row and row[0] == chats:
+                            break
+                        time.sleep(0.5)
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+                times = sorted(at for _, at in self.read(out))
+            finally:
+                self.drop(url)
+            if len(times) != chats:
+                raise RuntimeError(f"pacing {label}: {len(times)} of {chats} sent")
+            if label == "many chats":
+                self.results["pacing: achieved rate (msg/s, limit 25)"].append(
+                    (len(times) - 1) / (times[-1] - times[0])
+                )
+                busiest = max(sum(1 for t in times if s <= t < s + 1) for s in times)
+                self.results["pacing: busiest 1-second window (msgs)"].append(busiest)
+            else:
+                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+                self.results["pacing: one chat, smallest spacing (s)"].append(min(gaps))
+
+    def idle_cost(self) -> None:
+        for label, system, args in (
+            ("worker", "vidretry", ("wait", "4")),
+            ("notifier", "notifier", ("wait", "25", "1")),
+        ):
+            url = self.database()
+            try:
+                self.setup_vidretry(url, 0)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    proc, _ = self.spawn(system, url, *args)
+                    time.sleep(3.0)
+                    conn.execute("SELECT pg_stat_statements_reset()")
+                    window = 10.0
+                    time.sleep(window)
+                    row = conn.execute(
+                        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+                        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                        " AND query NOT LIKE '%%pg_stat_statements%%'"
+                    ).fetchone()
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+            finally:
+                self.drop(url)
+            self.results[f"idle {label}: queries per second"].append(
+                float(row[0]) / window if row else -1
+            )
+
+    def scale(self) -> None:
+        for label, finished in (
+            ("small", self.size.finished_small),
+            ("large", self.size.finished_large),
+        ):
+            rate = self.throughput(
+                f"scale: claim throughput with {finished:,} finished rows (jobs/s)",
+                "vidretry", 1,
+                lambda url, jobs, f=finished: self.setup_vidretry(url, jobs, f),  # type: ignore[misc]
+                self.size.scale_jobs, "16",
+            )  # fmt: skip
+            del rate, label
+
+    # -- the whole run --------------------------------------------------------------------
+
+    def run(self) -> None:
+        n = self.size.jobs
+        for rep in range(self.size.reps):
+            print(f"repetition {rep + 1} of {self.size.reps}", file=sys.stderr, flush=True)
+            self.throughput(
+                "throughput: raw loop, 4 processes (jobs/s)", "raw", 4, self.setup_raw, n
+            )
+            self.throughput(
+                "throughput: vidretry, 1 process (jobs/s)",
+                "vidretry",
+                1,
+                self.setup_vidretry,
+                n,
+                "16",
+            )
+            self.throughput(
+                "throughput: vidretry, 4 processes (jobs/s)",
+                "vidretry",
+                4,
+                self.setup_vidretry,
+                n,
+                "16",
+            )
+            self.throughput(
+                "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4, self.setup_pgqueuer, n
+            )
+            self.throughput("throughput: procrastinate, 4 processes (jobs/s)", "procrastinate", 4,
+                            self.setup_procrastinate, n)  # fmt: skip
+            self.latency(
+                "enqueue → start: vidretry", "vidretry", self.setup_vidretry, _enqueue_vidretry
+            )
+            self.latency(
+                "enqueue → start: pgqueuer", "pgqueuer", self.setup_pgqueuer, _enqueue_pgqueuer
+            )
+            self.latency("enqueue → start: procrastinate", "procrastinate", self.setup_procrastinate,
+                         _enqueue_procrastinate)  # fmt: skip
+            self.failure_to_notification()
+            self.pacing()
+            self.idle_cost()
+            self.scale()
+
+
+def _enqueue_vidretry(url: str, name: str = "", user_id: int = 1, max_attempts: int = 3) -> Any:
+    from vidretry.enqueue import enqueue
+
+    async def go() -> tuple[int, float]:
+        async with await db.connect(url) as conn:
+            asked = await enqueue(
+                conn,
+                name or f"lat-{time.monotonic_ns()}",
+                user_id=user_id,
+                max_attempts=max_attempts,
+            )
+            return asked.asset_id
+
+    return asyncio.run(go())
+
+
+def _enqueue_pgqueuer(url: str) -> Any:
+    async def go() -> Any:
+        import asyncpg
+        from pgqueuer.db import AsyncpgDriver
+        from pgqueuer.queries import Queries
+
+        connection = await asyncpg.connect(url)
+        (job_id,) = await Queries(AsyncpgDriver(connection)).enqueue(["noop"], [None], [0])
+        committed_at = time.time()
+        await connection.close()
+        return job_id, committed_at
+
+    return asyncio.run(go())
+
+
+def _enqueue_procrastinate(url: str) -> Any:
+    async def go() -> Any:
+        app = procrastinate_app(url)
+        async with app.open_async():
+            return await app.tasks["noop"].defer_async(), time.time()
+
+    return asyncio.run(go())
+
+
+def table(results: dict[str, list[float]]) -> list[str]:
+    def median(label: str) -> float | None:
+        values = results.get(label)
+        return statistics.median(values) if values else None
+
+    ratios = {
+        "throughput: vidretry, 4 processes (jobs/s)": [
+            ("pgqueuer", "throughput: pgqueuer, 4 processes (jobs/s)"),
+            ("procrastinate", "throughput: procrastinate, 4 processes (jobs/s)"),
+            ("raw loop", "throughput: raw loop, 4 processes (jobs/s)"),
+        ],
+        "enqueue → start: vidretry p50 (ms)": [
+            ("pgqueuer", "enqueue → start: pgqueuer p50 (ms)"),
+            ("procrastinate", "enqueue → start: procrastinate p50 (ms)"),
+        ],
+    }
+    lines = ["| case | median | range | ratio |", "| --- | ---: | ---: | --- |"]
+    for label, values in results.items():
+        mid = statistics.median(values)
+        spread = f"{min(values):,.1f} – {max(values):,.1f}"
+        ratio = ", ".join(
+            f"{mid / other:.2f}× {name}"
+            for name, peer in ratios.get(label, [])
+            if (other := median(peer))
+        )
+        lines.append(f"| {label} | {mid:,.1f} | {spread} | {ratio} |")
+    return lines
+
+
+def describe_machine() -> str:
+    versions = {
+        name: _version(name)
+        for name in ("vidretry", "pgqueuer", "procrastinate", "psycopg", "asyncpg")
+    }
+    pg = subprocess.run(
+        ["pg_config", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {pg or 'PostgreSQL'} (default durability); "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+    )
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="a few thousand jobs, once")
+    parser.add_argument("--results", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="vidretry-bench-"))
+    base.chmod(0o755)
+    bench = Bench(base, SHORT if args.short else FULL)
+    try:
+        bench.server.start()
+        bench.run()
+    finally:
+        bench.server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    lines = table(bench.results)
+    machine = describe_machine()
+    print(machine)
+    print("\n".join(lines))
+    if args.results:
+        args.results.write_text(f"# Benchmark results\n\n{machine}\n\n" + "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
