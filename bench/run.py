@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -49,12 +50,16 @@ class Size:
     finished_small: int
     finished_large: int
     scale_jobs: int
+    one_chat: int
 
 
-FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000,
-            finished_small=10_000, finished_large=1_000_000, scale_jobs=5000)  # fmt: skip
+FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000, finished_small=10_000,
+            finished_large=1_000_000, scale_jobs=5000, one_chat=20)  # fmt: skip
 SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
-             finished_small=1000, finished_large=20_000, scale_jobs=1000)  # fmt: skip
+             finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5)  # fmt: skip
+
+# vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
+VIDRETRY_CONCURRENCY = "64"
 
 
 class Bench:
@@ -67,6 +72,14 @@ class Bench:
         )
         self.results: dict[str, list[float]] = defaultdict(list)
         self.counter = 0
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def reap(self) -> None:
+        """Stop any child a failed case left running."""
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -89,10 +102,12 @@ class Bench:
         out = self.base / f"{system}-{self.counter}.out"
         out.touch()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.child", system, url, mode, str(out), *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=(self.base / f"{system}-{self.counter}.err").open("wb"),
-        )  # fmt: skip
+        with (self.base / f"{system}-{self.counter}.err").open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.child", system, url, mode, str(out), *extra],
+                env=env, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        self.children.append(proc)
         return proc, out
 
     @staticmethod
@@ -111,7 +126,8 @@ class Bench:
             if finished:
                 conn.execute(
                     "INSERT INTO video_assets (name, state, attempts, result, finished_at)"
-                    " SELECT 'done-' || g, 'available', 1, '/v.mp4', now() FROM generate_series(1, %s) g",
+                    " SELECT 'done-' || g, 'available', 1, '/v.mp4', now()"
+                    " FROM generate_series(1, %s) g",
                     (finished,),
                 )
             conn.execute(
@@ -127,7 +143,8 @@ class Bench:
     def setup_raw(self, url: str, jobs: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                "CREATE TABLE raw_jobs (id bigserial PRIMARY KEY, state text NOT NULL DEFAULT 'pending')"
+                "CREATE TABLE raw_jobs"
+                " (id bigserial PRIMARY KEY, state text NOT NULL DEFAULT 'pending')"
             )
             conn.execute("CREATE INDEX ON raw_jobs (id) WHERE state = 'pending'")
             conn.execute(
@@ -218,7 +235,7 @@ class Bench:
             notifier, sent_out = self.spawn("notifier", url, "wait", "25", "1")
             time.sleep(2.0)
             for i in range(self.size.latency_samples):
-                _enqueue_vidretry(url, name=f"f-{i}", user_id=i + 1, max_attempts=1)  # noqa: B018
+                _enqueue_vidretry(url, name=f"f-{i}", user_id=i + 1, max_attempts=1)
                 time.sleep(0.1)
             time.sleep(1.0)
             for proc in (worker, notifier):
@@ -240,7 +257,7 @@ class Bench:
 
     def pacing(self) -> None:
         users = self.size.pacing_users
-        for label, chats in (("many chats", users), ("one chat", 20)):
+        for label, chats in (("many chats", users), ("one chat", self.size.one_chat)):
             url = self.database()
             try:
                 self.setup_vidretry(url, 0)
@@ -252,8 +269,10 @@ class Bench:
                     )
                     one_chat = label == "one chat"
                     conn.execute(
-                        "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
-                        " SELECT id, CASE WHEN %s THEN 999 ELSE id END, CASE WHEN %s THEN 999 ELSE id END,"
+                        "INSERT INTO notifications"
+                        " (asset_id, user_id, chat_id, kind, generation, payload)"
+                        " SELECT id, CASE WHEN %s THEN 999 ELSE id END,"
+                        " CASE WHEN %s THEN 999 ELSE id END,"
                         " 'failed', 0, jsonb_build_object('name', name) FROM video_assets",
                         (one_chat, one_chat),
                     )
@@ -281,7 +300,7 @@ class Bench:
                 busiest = max(sum(1 for t in times if s <= t < s + 1) for s in times)
                 self.results["pacing: busiest 1-second window (msgs)"].append(busiest)
             else:
-                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+                gaps = [b - a for a, b in itertools.pairwise(times)]
                 self.results["pacing: one chat, smallest spacing (s)"].append(min(gaps))
 
     def idle_cost(self) -> None:
@@ -301,7 +320,8 @@ class Bench:
                     time.sleep(window)
                     row = conn.execute(
                         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-                        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                        " WHERE dbid = (SELECT oid FROM pg_database"
+                        "               WHERE datname = current_database())"
                         " AND query NOT LIKE '%%pg_stat_statements%%'"
                     ).fetchone()
                     proc.send_signal(signal.SIGTERM)
@@ -321,7 +341,7 @@ class Bench:
                 f"scale: claim throughput with {finished:,} finished rows (jobs/s)",
                 "vidretry", 1,
                 lambda url, jobs, f=finished: self.setup_vidretry(url, jobs, f),  # type: ignore[misc]
-                self.size.scale_jobs, "16",
+                self.size.scale_jobs, VIDRETRY_CONCURRENCY,
             )  # fmt: skip
             del rate, label
 
@@ -361,7 +381,8 @@ class Bench:
             self.latency(
                 "enqueue → start: pgqueuer", "pgqueuer", self.setup_pgqueuer, _enqueue_pgqueuer
             )
-            self.latency("enqueue → start: procrastinate", "procrastinate", self.setup_procrastinate,
+            self.latency("enqueue → start: procrastinate", "procrastinate",
+                         self.setup_procrastinate,
                          _enqueue_procrastinate)  # fmt: skip
             self.failure_to_notification()
             self.pacing()
@@ -380,7 +401,7 @@ def _enqueue_vidretry(url: str, name: str = "", user_id: int = 1, max_attempts: 
                 user_id=user_id,
                 max_attempts=max_attempts,
             )
-            return asked.asset_id
+            return asked.asset_id, time.time()
 
     return asyncio.run(go())
 
@@ -472,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.server.start()
         bench.run()
     finally:
+        bench.reap()
         bench.server.stop()
         shutil.rmtree(base, ignore_errors=True)
     lines = table(bench.results)

@@ -1,0 +1,25 @@
+"""The benchmark harness's short form, so it cannot silently rot. It checks that every job
+ran exactly once in every system; it asserts no timing (numbers live in bench/RESULTS.md)."""
+
+import pytest
+
+from bench.run import main
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_benchmark_short_form_runs_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--short"]) == 0
+    report = capsys.readouterr().out
+    for case in (
+        "throughput: raw loop",
+        "throughput: vidretry, 4 processes",
+        "throughput: pgqueuer",
+        "throughput: procrastinate",
+        "enqueue → start: vidretry",
+        "failure → notification p95",
+        "pacing: busiest 1-second window",
+        "idle notifier: queries per second",
+        "scale: claim throughput",
+    ):
+        assert case in report
