@@ -128,12 +128,22 @@ class Worker:
         context = context_for(job, self.config.output_dir)
         handler_task = asyncio.create_task(self.handler(context))
         lease_lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(job, handler_task, lease_lost))
+        heartbeat: list[asyncio.Task[None]] = []
+        # Most handlers of a busy queue finish before the first beat is due: start the
+        # heartbeat task only for those that do not (a timer is cheaper than a task).
+        first_beat = asyncio.get_running_loop().call_later(
+            self.config.heartbeat_seconds,
+            lambda: heartbeat.append(
+                asyncio.create_task(self._heartbeat(job, handler_task, lease_lost))
+            ),
+        )
         try:
             try:
                 result = await handler_task
             finally:
-                heartbeat.cancel()
+                first_beat.cancel()
+                for task in heartbeat:
+                    task.cancel()
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if lease_lost.is_set() and current is not None and not current.cancelling():
@@ -205,8 +215,9 @@ class Worker:
     async def _heartbeat(
         self, job: ClaimedJob, handler_task: asyncio.Task[str], lease_lost: asyncio.Event
     ) -> None:
+        """Extend the lease now and every ``heartbeat_seconds``; cancel the handler when the
+        lease turns out to be gone."""
         while True:
-            await asyncio.sleep(self.config.heartbeat_seconds)
             try:
                 async with self.pool.connection() as conn:
                     alive = await jobs.extend_lease(
@@ -214,11 +225,12 @@ class Worker:
                     )
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("job %s: heartbeat failed, will try again: %s", job.id, _describe(exc))
-                continue
+                alive = True  # not known to be lost: keep working, try again next beat
             if not alive:
                 lease_lost.set()
                 handler_task.cancel()
                 return
+            await asyncio.sleep(self.config.heartbeat_seconds)
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
 

@@ -123,6 +123,8 @@ def test_sigterm_lets_the_worker_release_and_exit_zero(
     [
         (("show", "abc"), 2, "asset id must be a positive integer, got 'abc'"),
         (("show", "0"), 2, "asset id must be a positive integer"),
+        (("show", "-5"), 2, "No such option: -5"),
+        (("retry", "-5"), 2, "No such option: -5"),
         (("show", "99999999999999999999999"), 1, "not found"),
         (("retry", "424242"), 1, "asset 424242 not found"),
         (("retry",), 2, "give an asset id or --all-failed"),
