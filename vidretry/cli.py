@@ -28,6 +28,7 @@ import typer
 from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -605,14 +606,14 @@ def show(
             _print_json(details)
             return
         out.print(
-            f"asset {details['id']} [bold]{_escape(details['name'])}[/]: {details['state']}, "
+            f"asset {details['id']} [bold]{escape(details['name'])}[/]: {details['state']}, "
             f"attempt {details['attempts']}/{details['max_attempts']}, "
             f"generation {details['generation']}"
         )
         if details["last_error"]:
-            out.print(f"last error: {_escape(details['last_error'])}")
+            out.print(f"last error: {escape(details['last_error'])}")
         if details["result"]:
-            out.print(f"result: {_escape(details['result'])}")
+            out.print(f"result: {escape(details['result'])}")
         for title, rows, columns in (
             ("requests", details["requests"], ("user_id", "chat_id", "state")),
             (
@@ -628,18 +629,10 @@ def show(
         ):
             table = Table(*columns, title=title)
             for row in rows:
-                table.add_row(
-                    *(_escape(str(row[c] if row[c] is not None else "")) for c in columns)
-                )
+                table.add_row(*(escape(str(row[c] if row[c] is not None else "")) for c in columns))
             out.print(table)
 
     _run(ctx, body)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 @app.command()
@@ -658,7 +651,7 @@ def doctor(ctx: typer.Context) -> None:
         marks = {Verdict.OK: "[green]✓[/]", Verdict.WARN: "[yellow]![/]", Verdict.FAIL: "[red]✗[/]"}
         for check in checks:
             out.print(
-                f"{marks[check.verdict]} {check.name:<9} {_escape(check.detail)}", soft_wrap=True
+                f"{marks[check.verdict]} {check.name:<9} {escape(check.detail)}", soft_wrap=True
             )
         return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
 
