@@ -23,6 +23,9 @@ from vidretry.errors import FatalError
 
 log = logging.getLogger("vidretry.loop")
 
+# How long a stopping loop spends handing back work it could not finish.
+RELEASE_SECONDS = 5.0
+
 # Database errors a loop survives: the pool reconnects, the loop backs off and carries on.
 TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
@@ -77,7 +80,11 @@ class ClaimLoop(Generic[Item]):
         self.rng = rng
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
-        """Loop until ``stop`` is set or, with ``drain``, until nothing is left to do."""
+        """Loop until ``stop`` is set or, with ``drain``, until nothing is left to do.
+
+        A stop is never kept waiting by a database that is down: the round in progress is
+        abandoned, the listener is not waited for, and releasing in-flight work gets a few
+        seconds (what it cannot release is rescued when its lease expires)."""
         claimer = self.claimer
         wake = asyncio.Event()
         listening = asyncio.Event()
@@ -86,32 +93,42 @@ class ClaimLoop(Generic[Item]):
         in_flight: dict[asyncio.Task[object], Item] = {}
         next_upkeep = 0.0
         outage = ReconnectDelay(self.rng)
+
+        async def one_round(free: int) -> tuple[Sequence[Item], bool, float]:
+            """Upkeep when due, a claim, and with --drain the check for the end."""
+            nonlocal next_upkeep
+            timeout = claimer.poll_interval_seconds
+            if time.monotonic() >= next_upkeep:
+                await claimer.maintain()
+                next_upkeep = time.monotonic() + claimer.maintenance_interval_seconds
+            claimed = await claimer.claim(free) if free > 0 else []
+            if drain and not claimed and not in_flight:
+                done, next_due = await claimer.drained()
+                if done:
+                    return claimed, True, timeout
+                if next_due is not None:
+                    timeout = min(timeout, next_due)
+            return claimed, False, timeout
+
         try:
             while not stop.is_set():
                 _reap(in_flight, claimer.label)
-                timeout = claimer.poll_interval_seconds
                 free = claimer.capacity - len(in_flight)
-                claimed: Sequence[Item] = []
+                wake.clear()
                 try:
-                    wake.clear()
-                    if time.monotonic() >= next_upkeep:
-                        await claimer.maintain()
-                        next_upkeep = time.monotonic() + claimer.maintenance_interval_seconds
-                    if free > 0:
-                        claimed = await claimer.claim(free)
-                    if drain and not claimed and not in_flight:
-                        done, next_due = await claimer.drained()
-                        if done:
-                            log.info("%s drained: nothing left to do", claimer.label)
-                            return
-                        if next_due is not None:
-                            timeout = min(timeout, next_due)
-                    outage.reset()
+                    result = await _unless_stopped(stop, one_round(free))
                 except TRANSIENT_DB_ERRORS as exc:
                     seconds = outage.next()
                     log.error("database unavailable (%s); retry in %.1fs", one_line(exc), seconds)
                     await _wait_any(stop, seconds=seconds)
                     continue
+                if result is None:  # stopped mid-round
+                    break
+                outage.reset()
+                claimed, finished, timeout = result
+                if finished:
+                    log.info("%s drained: nothing left to do", claimer.label)
+                    return
                 for item in claimed:
                     in_flight[asyncio.create_task(claimer.process(item))] = item
                 if claimed and len(claimed) == free:
@@ -121,7 +138,7 @@ class ClaimLoop(Generic[Item]):
         finally:
             listening.clear()
             await self._shutdown(in_flight)
-            await listener
+            await _finish_or_cancel(listener, within=1.5)
 
     async def _shutdown(self, in_flight: dict[asyncio.Task[object], Item]) -> None:
         if not in_flight:
@@ -132,11 +149,42 @@ class ClaimLoop(Generic[Item]):
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        for task in unfinished:
-            try:
-                await self.claimer.release(in_flight[task])
-            except TRANSIENT_DB_ERRORS as exc:
-                log.error("could not release (%s): rescued when its lease expires", one_line(exc))
+        try:
+            async with asyncio.timeout(RELEASE_SECONDS):
+                for task in unfinished:
+                    await self.claimer.release(in_flight[task])
+        except (TimeoutError, *TRANSIENT_DB_ERRORS) as exc:
+            log.error(
+                "could not release everything (%s): the rest is rescued when its lease expires",
+                one_line(exc) if str(exc) else "the database did not answer",
+            )
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None if ``stop`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    if stop.is_set():
+        task.cancel()
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, *TRANSIENT_DB_ERRORS):
+        await task
+    return None
+
+
+async def _finish_or_cancel(task: asyncio.Task[None], *, within: float) -> None:
+    """Give a task a moment to end by itself (cleanly), then cancel it."""
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def through_outage(

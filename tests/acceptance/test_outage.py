@@ -93,12 +93,19 @@ def test_worker_and_notifier_ride_out_a_database_restart(
             [*cli, "enqueue", "after", "--user", "2"], env=env, check=True, capture_output=True
         )
         wait_until(url, "SELECT count(*) = 2 FROM notifications WHERE state = 'sent'")
+
+        # A stop is not kept waiting by a database that is down again.
+        server.stop()
+        time.sleep(1)
+        stopping = time.monotonic()
         for process in (worker, notifier):
             process.send_signal(signal.SIGTERM)
-        _, worker_log = worker.communicate(timeout=30)
-        _, notifier_log = notifier.communicate(timeout=30)
+        _, worker_log = worker.communicate(timeout=60)
+        _, notifier_log = notifier.communicate(timeout=60)
+        stopped_in = time.monotonic() - stopping
     assert worker.returncode == 0, worker_log
     assert notifier.returncode == 0, notifier_log
+    assert stopped_in < 10, f"took {stopped_in:.1f}s to stop with the database down"
     for log in (worker_log, notifier_log):
         assert "database unavailable" in log or "listener on" in log
         assert "Traceback" not in log
