@@ -156,22 +156,23 @@ WITH asset AS (
       AND state = CASE WHEN %(kind)s = 'ready' THEN 'available' ELSE 'failed' END
 ),
 settled AS (
+    -- Returns what the outbox row needs, so it is not joined to "asset" a second time.
     UPDATE user_requests AS r
     SET state = CASE WHEN %(kind)s = 'ready' THEN 'done' ELSE 'failed' END,
         updated_at = coalesce(%(now)s::timestamptz, now())
     FROM asset
     WHERE r.asset_id = asset.id AND r.state = 'pending'
-    RETURNING r.asset_id, r.user_id, r.chat_id
+    RETURNING r.asset_id, r.user_id, r.chat_id, asset.generation,
+              jsonb_build_object('name', asset.name, 'result', asset.result) AS payload
 ),
 queued AS (
     -- The unique key (asset, user, kind, generation) turns a repeat into a no-op.
     INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
                                next_attempt_at, created_at, updated_at)
-    SELECT asset.id, settled.user_id, settled.chat_id, %(kind)s, asset.generation,
-           jsonb_build_object('name', asset.name, 'result', asset.result),
+    SELECT asset_id, user_id, chat_id, %(kind)s, generation, payload,
            coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
            coalesce(%(now)s::timestamptz, now())
-    FROM settled JOIN asset ON asset.id = settled.asset_id
+    FROM settled
     ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
     RETURNING id
 )
