@@ -39,7 +39,7 @@ def context_for(job: ClaimedJob, output_dir: Path) -> JobContext:
         attempt=job.attempts,
         max_attempts=job.max_attempts,
         generation=job.generation,
-        output=output_dir / f"{job.id}-g{job.generation}.mp4",
+        output_dir=output_dir,
         lease_token=job.lease_token,
     )
 

@@ -45,11 +45,20 @@ async def claim(
     return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
 
 
-async def extend_lease(
-    conn: Connection, job: ClaimedJob, *, lease_seconds: float, now: datetime | None
-) -> bool:
-    params = {"id": job.id, "token": job.lease_token, "lease_seconds": lease_seconds, "now": now}
-    return await fetch_one(conn, "extend_lease", params) is not None
+async def extend_leases(
+    conn: Connection, held: Sequence[ClaimedJob], *, lease_seconds: float, now: datetime | None
+) -> set[int]:
+    """Heartbeat: extend the leases of ``held``; returns the ids whose lease still held (the
+    others were lost)."""
+    if not held:
+        return set()
+    params = {
+        "ids": [job.id for job in held],
+        "tokens": [job.lease_token for job in held],
+        "lease_seconds": lease_seconds,
+        "now": now,
+    }
+    return {row["id"] for row in await fetch_all(conn, "extend_leases", params)}
 
 
 async def complete(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -46,7 +46,6 @@ class ClaimedJob:
     max_attempts: int
     generation: int
     lease_token: UUID
-    lease_expires_at: datetime
 
     @property
     def is_last_attempt(self) -> bool:
@@ -63,6 +62,12 @@ class JobContext:
     attempt: int
     max_attempts: int
     generation: int
-    output: Path
+    output_dir: Path
     # The lease this attempt runs under: unique per attempt, usable as an idempotency key.
     lease_token: UUID
+
+    @cached_property
+    def output(self) -> Path:
+        """Where the video goes: one file per asset and generation, inside ``output_dir``.
+        Computed on first use (most cheap handlers never ask)."""
+        return self.output_dir / f"{self.asset_id}-g{self.generation}.mp4"

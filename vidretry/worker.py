@@ -7,14 +7,17 @@ until its stop event is set, woken by LISTEN/NOTIFY with polling as the fallback
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
 import random
 import socket
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -77,6 +80,7 @@ class Worker:
         self.rng = rng
         self.name = name or default_worker_name()
         self.completions = _Completions(self)
+        self.leases = _Leases(self)
         # What vidretry.loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
@@ -95,7 +99,10 @@ class Worker:
         rescued = await self.rescue()
         async with self.pool.connection() as conn:
             claimed = await self._claim(conn, self.config.concurrency)
-        outcomes = await asyncio.gather(*(self.work(job) for job in claimed))
+        try:
+            outcomes = await asyncio.gather(*(self.work(job) for job in claimed))
+        finally:
+            await self.leases.stop()
         return PassResult(rescued, len(claimed), Counter(outcomes))
 
     async def rescue(self) -> int:
@@ -126,27 +133,14 @@ class Worker:
     async def work(self, job: ClaimedJob) -> Outcome:
         """Run the handler for a claimed job under a heartbeat, then record the outcome."""
         context = context_for(job, self.config.output_dir)
-        handler_task = asyncio.create_task(self.handler(context))
-        lease_lost = asyncio.Event()
-        heartbeat: list[asyncio.Task[None]] = []
-        # Most handlers of a busy queue finish before the first beat is due: start the
-        # heartbeat task only for those that do not (a timer is cheaper than a task).
-        first_beat = asyncio.get_running_loop().call_later(
-            self.config.heartbeat_seconds,
-            lambda: heartbeat.append(
-                asyncio.create_task(self._heartbeat(job, handler_task, lease_lost))
-            ),
-        )
+        held = self.leases.hold(job)
         try:
             try:
-                result = await handler_task
+                result = await self.handler(context)
             finally:
-                first_beat.cancel()
-                for task in heartbeat:
-                    task.cancel()
+                self.leases.release(held)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if lease_lost.is_set() and current is not None and not current.cancelling():
+            if held.lost and held.task.uncancel() == 0:  # cancelled by the heartbeat alone
                 log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
                 return Outcome.LOST
             raise
@@ -154,9 +148,11 @@ class Worker:
             return await self._record_failure(job, str(exc), permanent=True)
         except Exception as exc:
             return await self._record_failure(job, _describe(exc), permanent=False)
-        return await self._record(
-            Outcome.SUCCEEDED, job, lambda: self.completions.complete(job, result)
-        )
+        try:
+            recorded = await self.completions.complete(job, result)
+        except TRANSIENT_DB_ERRORS as exc:
+            return _not_recorded(job, Outcome.SUCCEEDED, exc)
+        return Outcome.SUCCEEDED if recorded else _lease_gone(job, Outcome.SUCCEEDED)
 
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
         if permanent or job.is_last_attempt:
@@ -204,33 +200,8 @@ class Worker:
         try:
             changed = await write()
         except TRANSIENT_DB_ERRORS as exc:
-            # The job stays running; its lease expires and it is rescued and run again.
-            log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))
-            return Outcome.LOST
-        if not changed:
-            log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
-            return Outcome.LOST
-        return outcome
-
-    async def _heartbeat(
-        self, job: ClaimedJob, handler_task: asyncio.Task[str], lease_lost: asyncio.Event
-    ) -> None:
-        """Extend the lease now and every ``heartbeat_seconds``; cancel the handler when the
-        lease turns out to be gone."""
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    alive = await jobs.extend_lease(
-                        conn, job, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-                    )
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("job %s: heartbeat failed, will try again: %s", job.id, _describe(exc))
-                alive = True  # not known to be lost: keep working, try again next beat
-            if not alive:
-                lease_lost.set()
-                handler_task.cancel()
-                return
-            await asyncio.sleep(self.config.heartbeat_seconds)
+            return _not_recorded(job, outcome, exc)
+        return outcome if changed else _lease_gone(job, outcome)
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
 
@@ -258,9 +229,85 @@ class Worker:
         """Work until ``stop`` is set (or, with ``drain``, until no job is pending and no
         lease has expired). On stop: claim nothing more, give running jobs
         ``shutdown_grace_seconds`` to finish, then cancel the rest and release them."""
-        await ClaimLoop(self, url=self.url, channel=JOBS_CHANNEL, rng=self.rng).run(
-            stop, drain=drain
-        )
+        try:
+            await ClaimLoop(self, url=self.url, channel=JOBS_CHANNEL, rng=self.rng).run(
+                stop, drain=drain
+            )
+        finally:
+            await self.leases.stop()
+
+
+class _Held:
+    """A running job as the heartbeat sees it."""
+
+    __slots__ = ("beat_at", "job", "lost", "task")
+
+    def __init__(self, job: ClaimedJob, task: asyncio.Task[Any]) -> None:
+        self.job = job
+        self.task = task
+        self.beat_at = time.monotonic()  # when the lease was last known to be extended
+        self.lost = False
+
+
+class _Leases:
+    """One heartbeat for all the jobs a worker runs: every half ``heartbeat_seconds`` it
+    extends, in one statement, the lease of each job not extended for that long, so no lease
+    goes longer than ``heartbeat_seconds`` without a beat. A job whose lease turns out to be
+    lost has its task cancelled. Jobs that finish within half a beat cost no query at all, and
+    an idle worker has no heartbeat running."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.held: dict[int, _Held] = {}
+        self.beater: asyncio.Task[None] | None = None
+
+    def hold(self, job: ClaimedJob) -> _Held:
+        """Keep ``job``'s lease alive while the current task runs its handler."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.held[job.id] = held = _Held(job, task)
+        if self.beater is None or self.beater.done():
+            self.beater = asyncio.create_task(self._beat())
+        return held
+
+    def release(self, held: _Held) -> None:
+        if self.held.get(held.job.id) is held:
+            del self.held[held.job.id]
+
+    async def stop(self) -> None:
+        if self.beater is not None:
+            self.beater.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.beater
+            self.beater = None
+
+    async def _beat(self) -> None:
+        worker = self.worker
+        half = worker.config.heartbeat_seconds / 2
+        while self.held:
+            await asyncio.sleep(half)
+            started = time.monotonic()
+            due = [h for h in self.held.values() if started - h.beat_at >= half]
+            if not due:
+                continue
+            try:
+                async with worker.pool.connection() as conn:
+                    alive = await jobs.extend_leases(
+                        conn,
+                        [h.job for h in due],
+                        lease_seconds=worker.config.lease_seconds,
+                        now=worker.clock.now(),
+                    )
+            except TRANSIENT_DB_ERRORS as exc:
+                # Not known to be lost: keep working, try again at the next beat.
+                log.warning("heartbeat failed, will try again: %s", _describe(exc))
+                continue
+            for held in due:
+                if held.job.id in alive:
+                    held.beat_at = started
+                elif self.held.get(held.job.id) is held:  # still running its handler
+                    held.lost = True
+                    held.task.cancel()
 
 
 class _Completions:
@@ -274,13 +321,13 @@ class _Completions:
         self.flusher: asyncio.Task[None] | None = None
 
     async def complete(self, job: ClaimedJob, result: str) -> bool:
-        """Record a success; True if this worker still held the lease."""
+        """Record a success; True if this worker still held the lease. A job cancelled while
+        it waits is still written: the flush runs in its own task."""
         written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.waiting.append((job, result, written))
         if self.flusher is None or self.flusher.done():
-            # Its own task: a job cancelled while waiting must not cancel the others' write.
             self.flusher = asyncio.create_task(self._flush())
-        return await asyncio.shield(written)
+        return await written
 
     async def _flush(self) -> None:
         worker = self.worker
@@ -299,12 +346,25 @@ class _Completions:
                 done = await through_outage(
                     worker.pool, write, within=worker.config.lease_seconds, rng=worker.rng
                 )
-            except TRANSIENT_DB_ERRORS as exc:
+            except Exception as exc:  # a job's own task decides what an error means
                 for _, _, written in batch:
-                    written.set_exception(exc)
+                    if not written.done():
+                        written.set_exception(exc)
             else:
                 for job, _, written in batch:
-                    written.set_result(job.id in done)
+                    if not written.done():
+                        written.set_result(job.id in done)
+
+
+def _not_recorded(job: ClaimedJob, outcome: Outcome, exc: BaseException) -> Outcome:
+    # The job stays running; its lease expires and it is rescued and run again.
+    log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))
+    return Outcome.LOST
+
+
+def _lease_gone(job: ClaimedJob, outcome: Outcome) -> Outcome:
+    log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
+    return Outcome.LOST
 
 
 def _describe(exc: BaseException) -> str:

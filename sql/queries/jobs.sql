@@ -54,25 +54,26 @@ claimed AS (
         updated_at = coalesce(%(now)s::timestamptz, now())
     FROM due
     WHERE a.id = due.id
-    RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation,
-              a.lease_token, a.lease_expires_at
+    RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, created_at)
     SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, lease_expires_at
+SELECT id, name, params, attempts, max_attempts, generation, lease_token
 FROM claimed
 ORDER BY id;
 
--- name: extend_lease
--- Heartbeat. No row back means the lease was lost (expired and rescued): stop working on it.
-UPDATE video_assets
+-- name: extend_leases
+-- Heartbeat for every job a worker is running, in one statement. A job missing from the
+-- result lost its lease (it expired and was rescued): the worker stops working on it.
+UPDATE video_assets AS a
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
     updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
-RETURNING lease_expires_at;
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS held (id, token)
+WHERE a.id = held.id AND a.state = 'running' AND a.lease_token = held.token
+RETURNING a.id;
 
 -- name: complete_jobs
 -- Success for a batch of jobs in one statement, each fenced by its own lease token: a job
@@ -249,8 +250,7 @@ SET lease_owner = %(owner)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 FROM expired
 WHERE a.id = expired.id
-RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation,
-          a.lease_token, a.lease_expires_at;
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token;
 
 -- name: release_job
 -- Graceful shutdown: hand a job we could not finish back, without charging the attempt.

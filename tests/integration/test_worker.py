@@ -127,18 +127,18 @@ async def test_a_flaky_job_succeeds_on_its_second_attempt(db_url: str) -> None:
     )
 
 
-async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
-    (asset_id,) = await add(db_url, "a", seconds=2.5)
-    config = replace(
-        FAST,
-        handler="python:tests.sample_handlers:sleep_then_succeed",
-        lease_seconds=1,
-        heartbeat_seconds=0.2,
-    )
-    async with (
-        worker_for(db_url, config) as worker,
-        worker_for(db_url, config, "rescuer") as rescuer,
-    ):
+# Jobs of 2.5 s on a 1 s lease, with another worker rescuing expired leases all along.
+LONG_JOBS = replace(
+    FAST,
+    handler="python:tests.sample_handlers:sleep_then_succeed",
+    lease_seconds=1,
+    heartbeat_seconds=0.2,
+)
+
+
+@asynccontextmanager
+async def rescuer_running(db_url: str) -> AsyncIterator[None]:
+    async with worker_for(db_url, LONG_JOBS, "rescuer") as rescuer:
 
         async def keep_rescuing() -> None:
             while True:
@@ -146,8 +146,16 @@ async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
                 await asyncio.sleep(0.1)
 
         rescuing = asyncio.create_task(keep_rescuing())
+        try:
+            yield
+        finally:
+            rescuing.cancel()
+
+
+async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
+    (asset_id,) = await add(db_url, "a", seconds=2.5)
+    async with worker_for(db_url, LONG_JOBS) as worker, rescuer_running(db_url):
         result = await worker.run_once()
-        rescuing.cancel()
     assert result.outcomes == {Outcome.SUCCEEDED: 1}
     assert await state_of(db_url, asset_id) == {
         "state": "available",
@@ -174,6 +182,30 @@ async def test_a_lost_lease_cancels_the_handler_and_changes_nothing(db_url: str)
             await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", asset_id)
             == "other"
         )
+
+
+async def test_one_heartbeat_keeps_every_job_leased_and_cancels_only_the_lost_one(
+    db_url: str,
+) -> None:
+    kept, taken = await add(db_url, "kept", "taken", seconds=2.5)
+    async with worker_for(db_url, LONG_JOBS) as worker, rescuer_running(db_url):
+        running = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.5)
+        async with await db.connect(db_url) as conn:  # someone else took one job over
+            await conn.execute(
+                "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other',"
+                " lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+                (taken,),
+            )
+        result = await asyncio.wait_for(running, 10)
+    # Both ran past their 1 s lease on one heartbeat; the lost one was abandoned at once.
+    assert result.outcomes == {Outcome.SUCCEEDED: 1, Outcome.LOST: 1}
+    assert (await state_of(db_url, kept))["state"] == "available"
+    async with await db.connect(db_url) as conn:
+        assert await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", taken) == (
+            "other"
+        )
+        assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'rescued'") == 0
 
 
 async def test_workers_on_separate_connections_never_claim_a_job_twice(db_url: str) -> None:

@@ -18,7 +18,7 @@ def job(tmp_path: Path, **params: object) -> JobContext:
         attempt=1,
         max_attempts=3,
         generation=0,
-        output=tmp_path / "7-g0.mp4",
+        output_dir=tmp_path,
         lease_token=uuid4(),
     )
 
