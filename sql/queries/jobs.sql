@@ -2,6 +2,9 @@
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
 -- all workers on all machines; tests pass a fixed time instead.
+--
+-- Batches of ids, tokens and results are sent as binary parameters (%(x)b): psycopg dumps a
+-- list of 64 of them in a third to a fifth of the time the text format takes.
 
 -- name: upsert_asset
 -- Create the asset for a name, or lock and return the existing one. The no-op DO UPDATE makes
@@ -52,8 +55,9 @@ claimed AS (
         lease_token = gen_random_uuid(),
         lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
         updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM due
-    WHERE a.id = due.id
+    -- An array rather than a join: its plan does not depend on the LIMIT, so the statement
+    -- can keep one prepared (generic) plan instead of being planned on every call.
+    WHERE a.id = ANY (ARRAY(SELECT id FROM due))
     RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
 ),
 history AS (
@@ -68,30 +72,31 @@ ORDER BY id;
 -- name: extend_leases
 -- Heartbeat for every job a worker is running, in one statement. A job missing from the
 -- result lost its lease (it expired and was rescued): the worker stops working on it.
-UPDATE video_assets AS a
+-- Fencing a batch: a lease token is random and new for every claim, so a row whose token is
+-- among the batch's tokens holds the lease this worker was given for it. Matching the two
+-- arrays as sets instead of joining them pairwise keeps the plan an index lookup by id
+-- whatever the batch's size, so one prepared plan serves every call.
+UPDATE video_assets
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
     updated_at = coalesce(%(now)s::timestamptz, now())
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS held (id, token)
-WHERE a.id = held.id AND a.state = 'running' AND a.lease_token = held.token
-RETURNING a.id;
+WHERE id = ANY (%(ids)b::bigint[]) AND state = 'running' AND lease_token = ANY (%(tokens)b::uuid[])
+RETURNING id;
 
 -- name: complete_jobs
--- Success for a batch of jobs in one statement, each fenced by its own lease token: a job
--- whose lease was lost is simply not in the result. Requests and 'ready' rows follow in
--- settle_requests, a separate statement so that its snapshot sees every request committed
--- before these row locks were taken.
-WITH finished (id, token, result) AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[])
-),
-done AS (
+-- Success for a batch of jobs in one statement, each fenced by its own lease token (as in
+-- extend_leases): a job whose lease was lost is simply not in the result. Requests and
+-- 'ready' rows follow in settle_requests, a separate statement so that its snapshot sees
+-- every request committed before these row locks were taken.
+WITH done AS (
     UPDATE video_assets AS a
     SET state = 'available',
-        result = finished.result,
+        -- results[i] is the result of ids[i]
+        result = (%(results)b::text[])[array_position(%(ids)b::bigint[], a.id)],
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
         finished_at = coalesce(%(now)s::timestamptz, now()),
         updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM finished
-    WHERE a.id = finished.id AND a.state = 'running' AND a.lease_token = finished.token
+    WHERE a.id = ANY (%(ids)b::bigint[]) AND a.state = 'running'
+      AND a.lease_token = ANY (%(tokens)b::uuid[])
     RETURNING a.id, a.generation, a.attempts, a.result
 ),
 history AS (
@@ -153,7 +158,7 @@ SELECT id, generation FROM failed;
 -- still running (left alone), and one settled before has no waiting request left.
 WITH asset AS (
     SELECT id, name, generation, result FROM video_assets
-    WHERE id = ANY(%(ids)s::bigint[])
+    WHERE id = ANY(%(ids)b::bigint[])
       AND state = CASE WHEN %(kind)s = 'ready' THEN 'available' ELSE 'failed' END
 ),
 settled AS (
