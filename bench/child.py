@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vidretry import eventloop
+
 RECORDS: list[tuple[Any, float]] = []
 
 
@@ -190,6 +192,16 @@ def run_raw(url: str) -> None:
             conn.execute(done, (ids,))
 
 
+def _pgqueuer_loop(main: Any) -> None:
+    """As pgqueuer's command line (``pgq run``) runs its queue manager: on uvloop if present."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -204,12 +216,14 @@ if __name__ == "__main__":
     OUT = Path(out)
     extra = sys.argv[5:]
     try:
+        # Each on the event loop its own command line uses: `vidretry worker` and `pgq run`
+        # use uvloop when it is installed; `vidretry notifier` and procrastinate, asyncio's.
         if system == "vidretry":
-            asyncio.run(run_vidretry(url, mode, int(extra[0]) if extra else 16))
+            eventloop.run(run_vidretry(url, mode, int(extra[0]) if extra else 16), fast=True)
         elif system == "notifier":
             asyncio.run(run_notifier(url, float(extra[0]), float(extra[1])))
         elif system == "pgqueuer":
-            asyncio.run(run_pgqueuer(url, mode))
+            _pgqueuer_loop(run_pgqueuer(url, mode))
         elif system == "procrastinate":
             asyncio.run(run_procrastinate(url, mode))
         elif system == "raw":

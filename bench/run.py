@@ -360,7 +360,7 @@ class Bench:
                 1,
                 self.setup_vidretry,
                 n,
-                "16",
+                VIDRETRY_CONCURRENCY,
             )
             self.throughput(
                 "throughput: vidretry, 4 processes (jobs/s)",
@@ -368,7 +368,7 @@ class Bench:
                 4,
                 self.setup_vidretry,
                 n,
-                "16",
+                VIDRETRY_CONCURRENCY,
             )
             self.throughput(
                 "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4, self.setup_pgqueuer, n
@@ -462,7 +462,7 @@ def table(results: dict[str, list[float]]) -> list[str]:
 def describe_machine() -> str:
     versions = {
         name: _version(name)
-        for name in ("vidretry", "pgqueuer", "procrastinate", "psycopg", "asyncpg")
+        for name in ("vidretry", "pgqueuer", "procrastinate", "psycopg", "asyncpg", "uvloop")
     }
     pg = subprocess.run(
         ["pg_config", "--version"], capture_output=True, text=True, check=False

@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, reports, views
+from vidretry import __version__, db, eventloop, reports, views
 from vidretry.buttons import ButtonService
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
@@ -105,11 +105,17 @@ def database_url(config: Config) -> str:
     return EmbeddedServer(config.database.embedded_dir or default_dir()).start()
 
 
-def _run(ctx: typer.Context, body: Callable[[Config], Coroutine[Any, Any, int | None]]) -> None:
-    """Load the config, run ``body``, and turn every expected error into one line + exit code."""
+def _run(
+    ctx: typer.Context,
+    body: Callable[[Config], Coroutine[Any, Any, int | None]],
+    *,
+    fast_loop: bool = False,
+) -> None:
+    """Load the config, run ``body``, and turn every expected error into one line + exit code.
+    ``fast_loop``: on uvloop if installed (see vidretry.eventloop)."""
     try:
         config = _load(ctx)
-        code = asyncio.run(body(config)) or 0
+        code = eventloop.run(body(config), fast=fast_loop) or 0
     except VidretryError as exc:
         _fail(str(exc), exc.exit_code)
     except psycopg.OperationalError as exc:
@@ -309,7 +315,7 @@ def worker(
             await runner.run(stop, drain=drain)
             log.info("worker %s stopped", runner.name)
 
-    _run(ctx, body)
+    _run(ctx, body, fast_loop=True)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -1,7 +1,8 @@
 """Telegram tests: the real Telethon client, only its network layer replaced in-process.
 
-``socket.socket.connect`` refuses every address but loopback and unix sockets for the whole
-of these tests, so nothing can reach Telegram (or anywhere else) even by mistake.
+``socket.socket.connect`` (and uvloop's loop, which does not use it) refuse every address but
+loopback and unix sockets for the whole of these tests, so nothing can reach Telegram (or
+anywhere else) even by mistake.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
+from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
 from vidretry import db
 from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
@@ -28,21 +30,11 @@ from vidretry.telegram import TelegramBot, build_client
 ADMIN = 999
 
 
-def _loopback_only(original: Any) -> Any:
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family == socket.AF_UNIX or (
-            isinstance(address, tuple) and str(address[0]) in ("127.0.0.1", "::1", "localhost")
-        ):
-            return original(self, address)
-        raise OSError(f"network disabled in tests: refused connection to {address!r}")
-
-    return connect
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect", loopback_only(socket.socket.connect))
     monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address: 111)
+    loopback_only_uvloop(monkeypatch.setattr)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from telethon import functions, types
 from tests.support import FakeClock, rows, scalar
 from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
-from vidretry import db, jobs
+from vidretry import db, eventloop, jobs
 from vidretry.clock import DatabaseClock
 from vidretry.config import TelegramConfig, WorkerConfig
 from vidretry.enqueue import enqueue
@@ -424,6 +424,17 @@ async def test_unreachable_telegram_is_a_clear_error_and_nothing_left_the_machin
     await client.disconnect()
     assert "network disabled in tests" in caplog.text  # it tried, and the guard refused
     assert BOT_TOKEN.split(":")[1] not in caplog.text
+
+
+def test_the_network_guard_also_holds_on_uvloop() -> None:
+    # uvloop connects in libuv, not through socket.connect: its own door is shut too. The
+    # address is loopback (127.0.0.2 is not on the guard's list), so a broken guard would
+    # still send nothing off this machine.
+    async def attempt() -> None:
+        await asyncio.get_running_loop().create_connection(asyncio.Protocol, "127.0.0.2", 9)
+
+    with pytest.raises(OSError, match="network disabled in tests"):
+        eventloop.run(attempt(), fast=True)
 
 
 async def test_a_token_revoked_mid_run_stops_the_notifier_and_keeps_the_row(
