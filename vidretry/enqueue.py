@@ -13,7 +13,8 @@ from vidretry.errors import ConfigError
 from vidretry.models import JobState, RequestState
 from vidretry.retry import Actor, retry
 
-MAX_NAME_LENGTH = 10_000
+# What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
+MAX_NAME_BYTES = 2000
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,11 @@ async def enqueue(
     once with a 'ready' notification; for a failed one the asset is retried with this user
     as the actor. ``chat_id`` defaults to the user's private chat, whose id is the user id.
     """
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise ConfigError(f"asset name must be 1 to {MAX_NAME_LENGTH} characters")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_NAME_BYTES:
+        raise ConfigError(
+            f"asset name must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 (this one is {size})"
+        )
     chat = user_id if chat_id is None else chat_id
     async with conn.transaction():
         asset = await fetch_one(

@@ -52,6 +52,8 @@ async def test_missing_schema_says_how_to_fix_it(db_url: str) -> None:
         "INSERT INTO video_assets (name, attempts, max_attempts) VALUES ('a', 4, 3)",
         "INSERT INTO video_assets (name, state) VALUES ('a', 'done')",
         "INSERT INTO video_assets (name, params) VALUES ('a', '[1]')",
+        # a name the unique index on names could not hold (2,001 bytes: 'я' is 2, 'x' is 1)
+        "INSERT INTO video_assets (name) VALUES (repeat('я', 1000) || 'x')",
     ],
 )
 async def test_illegal_assets_are_unstorable(db_url: str, insert: str) -> None:
