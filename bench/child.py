@@ -192,16 +192,6 @@ def run_raw(url: str) -> None:
             conn.execute(done, (ids,))
 
 
-def _pgqueuer_loop(main: Any) -> None:
-    """As pgqueuer's command line (``pgq run``) runs its queue manager: on uvloop if present."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -217,13 +207,14 @@ if __name__ == "__main__":
     extra = sys.argv[5:]
     try:
         # Each on the event loop its own command line uses: `vidretry worker` and `pgq run`
-        # use uvloop when it is installed; `vidretry notifier` and procrastinate, asyncio's.
+        # use uvloop when it is installed (eventloop.run with fast=True is that same rule);
+        # `vidretry notifier` and procrastinate, asyncio's.
         if system == "vidretry":
             eventloop.run(run_vidretry(url, mode, int(extra[0]) if extra else 16), fast=True)
         elif system == "notifier":
             asyncio.run(run_notifier(url, float(extra[0]), float(extra[1])))
         elif system == "pgqueuer":
-            _pgqueuer_loop(run_pgqueuer(url, mode))
+            eventloop.run(run_pgqueuer(url, mode), fast=True)
         elif system == "procrastinate":
             asyncio.run(run_procrastinate(url, mode))
         elif system == "raw":

@@ -243,10 +243,11 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
             cur = await conn.execute(query)  # type: ignore[arg-type]
             return [dict(r) for r in await cur.fetchall()]
 
-        states = {
-            r["state"]: r["n"]
-            for r in await rows("SELECT state, count(*) AS n FROM video_assets GROUP BY 1")
-        }
+        async def by_state(table: str) -> dict[str, int]:
+            query = f"SELECT state, count(*) AS n FROM {table} GROUP BY 1"
+            return {r["state"]: r["n"] for r in await rows(query)}
+
+        states = await by_state("video_assets")
         facts["assets by final state"] = states
         if set(states) - {"available", "failed"}:
             fail(f"assets not in a final state: {states}")
@@ -280,10 +281,7 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
             )
         facts["failed generations"] = len(missing)
 
-        outbox = {
-            r["state"]: r["n"]
-            for r in await rows("SELECT state, count(*) AS n FROM notifications GROUP BY 1")
-        }
+        outbox = await by_state("notifications")
         facts["notifications by final state"] = outbox
         if set(outbox) - {"sent", "dead"}:
             fail(f"notifications not settled: {outbox}")
