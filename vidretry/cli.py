@@ -25,7 +25,6 @@ from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
-from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -33,11 +32,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from vidretry import __version__, db, eventloop, reports, views
-from vidretry.buttons import ButtonService
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
 from vidretry.console import ConsoleSender
-from vidretry.delivery import Sender
+from vidretry.daemons import NotifierProcess
 from vidretry.demo import Snapshot, run_demo
 from vidretry.doctor import Check, Verdict, examine
 from vidretry.embedded import EmbeddedServer, default_dir
@@ -45,7 +43,6 @@ from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.handlers import build_handler
 from vidretry.models import JobState
-from vidretry.notifier import Notifier
 from vidretry.retry import Actor, RetryOutcome, RetryResult, retry
 from vidretry.telegram import TelegramBot, build_client, check_settings
 from vidretry.worker import Worker
@@ -353,65 +350,18 @@ def notifier(
         if warning:
             log.warning(warning)
         url = database_url(config)
-        async with db.open_pool(url, max_size=4) as pool:
-            stop = _stop_on_signals()
+        async with db.open_pool(url, max_size=6) as pool:
+            process = NotifierProcess(url, pool, config, rng=random.Random())  # noqa: S311
             if transport is Transport.CONSOLE:
-                sender = ConsoleSender(lambda text: out.print(text, markup=False))
-                await _deliver(url, pool, config, sender, stop, drain)
-                return
-            bot = TelegramBot(build_client(config.telegram))
-            await bot.start(token)
-            try:
-                bot.serve(
-                    ButtonService(
-                        pool,
-                        config.messages,
-                        admins=frozenset(config.telegram.admins),
-                        clock=DatabaseClock(),
-                    )
+                process.console = ConsoleSender(lambda text: out.print(text, markup=False))
+            else:
+                process.bot_token = token
+                process.open_bot = lambda pacer: TelegramBot(
+                    build_client(config.telegram), pacer=pacer
                 )
-                await _until_first(
-                    _deliver(url, pool, config, bot, stop, drain), bot.disconnected()
-                )
-            finally:
-                await bot.stop()
+            await process.run(_stop_on_signals(), drain=drain)
 
     _run(ctx, body)
-
-
-async def _deliver(
-    url: str,
-    pool: AsyncConnectionPool[db.Connection],
-    config: Config,
-    sender: Sender,
-    stop: asyncio.Event,
-    drain: bool,
-) -> None:
-    runner = Notifier(
-        url,
-        pool,
-        config.notifier,
-        config.messages,
-        sender,
-        clock=DatabaseClock(),
-        rng=random.Random(),  # noqa: S311 (jitter only)
-    )
-    log.info("notifier %s started", runner.name)
-    await runner.run(stop, drain=drain)
-    log.info("notifier %s stopped", runner.name)
-
-
-async def _until_first(*coroutines: Coroutine[Any, Any, None]) -> None:
-    """Run until the first coroutine returns or raises; cancel the others."""
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()
 
 
 # -- demo --------------------------------------------------------------------------------

@@ -57,10 +57,15 @@ class WorkerConfig:
 class NotifierConfig:
     rate_per_second: float = field(default=25.0, metadata=_bounded(0.1, 30))
     per_chat_interval_seconds: float = field(default=1.0, metadata=_bounded(0, 3600))
-    max_attempts: int = field(default=5, metadata=_bounded(1, 100))
+    # A message that keeps failing on its own is given up after this long; outages of
+    # Telegram cost it nothing (they pause all sends instead). Real outages have lasted hours.
+    give_up_after_seconds: float = field(default=86400.0, metadata=_bounded(60, 30 * 86400))
     backoff_base_seconds: float = field(default=5.0, metadata=_bounded(0, 86400))
     backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
+    # Also the leader's term: a standby takes over within this long of the leader's death.
     lease_seconds: float = field(default=60.0, metadata=_bounded(1, 86400))
+    heartbeat_seconds: float = field(default=10.0, metadata=_bounded(0.1, 86400))
+    send_timeout_seconds: float = field(default=300.0, metadata=_bounded(1, 86400))
     poll_interval_seconds: float = field(default=2.0, metadata=_bounded(0.01, 3600))
     batch_size: int = field(default=50, metadata=_bounded(1, 1000))
 
@@ -120,6 +125,15 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+# Keys an older vidretry knew, with what replaced them: one clear line instead of "unknown".
+_RETIRED = {
+    ("notifier", "max_attempts"): (
+        "a notification is given up after [notifier] give_up_after_seconds (default 86400), "
+        "and outages of Telegram no longer count against it; remove the key"
+    ),
+}
+
+
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read the config file and apply environment overrides.
 
@@ -164,6 +178,8 @@ def _build(cls: type[Any], section: str, table: Mapping[str, Any]) -> Any:
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
     for key, value in table.items():
+        if (section, key) in _RETIRED:
+            raise ConfigError(f"[{section}] {key} is no longer used: {_RETIRED[section, key]}")
         if key not in fields:
             raise ConfigError(f"unknown config key [{section}] {key}")
         values[key] = _coerce(f"[{section}] {key}", hints[key], value, fields[key].metadata)
@@ -208,6 +224,14 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             "[worker] heartbeat_seconds must be shorter than [worker] lease_seconds "
             f"(got {worker.heartbeat_seconds:g} and {worker.lease_seconds:g})"
+        )
+    notifier = config.notifier
+    if notifier.heartbeat_seconds * 3 > notifier.lease_seconds:
+        # A lease must survive two missed beats, or a slow upload could outlive it and be
+        # sent again by the notifier that takes the row over.
+        raise ConfigError(
+            "[notifier] heartbeat_seconds must be at most a third of [notifier] lease_seconds "
+            f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
     for key, template in dataclasses.asdict(config.messages).items():
         try:

@@ -6,8 +6,12 @@ only through the exceptions below, so the notifier never sees a library's own er
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import html
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,6 +74,20 @@ class SendLater(DeliveryError):
     def __init__(self, reason: str, seconds: float | None = None) -> None:
         super().__init__(reason)
         self.seconds = seconds
+
+
+class TelegramDown(DeliveryError):
+    """Telegram is failing everybody, not this message: the connection is lost, a request
+    timed out, or a server error (5xx such as RPC_CALL_FAIL). Every send pauses; the row is
+    not charged. ``connection_lost``: no request can go out at all (an outage for certain);
+    ``seconds``: Telegram said how long to wait (a flood wait on login)."""
+
+    def __init__(
+        self, reason: str, seconds: float | None = None, *, connection_lost: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+        self.connection_lost = connection_lost
 
 
 def render(template: str, name: str) -> str:
@@ -169,3 +187,50 @@ class RateLimiter:
 
     def paused_for(self, now: float) -> float:
         return max(0.0, self.paused_until - now)
+
+
+class Pacer:
+    """Telegram's limits for every message the bot sends: the outbox's, and the replies to a
+    button press or a command alike. Only the leading notifier sends, so its pacer's limits
+    are the bot's. Times are monotonic seconds from ``monotonic``."""
+
+    def __init__(
+        self, rate: float, chat_interval: float, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limiter = RateLimiter(rate, chat_interval)
+        self.monotonic = monotonic
+        self._recent_sends: deque[float] = deque(maxlen=max(1, int(rate)))
+        self._window_lock = asyncio.Lock()
+
+    def reserve(self, chat_id: int, *, max_wait: float) -> float | None:
+        """Seconds to wait for a send slot in ``chat_id``, or None when the chat is busy for
+        longer than ``max_wait`` (nothing is reserved then)."""
+        return self.limiter.reserve(chat_id, self.monotonic(), max_wait=max_wait)
+
+    def chat_wait(self, chat_id: int) -> float:
+        return self.limiter.chat_wait(chat_id, self.monotonic())
+
+    def pause(self, seconds: float) -> None:
+        self.limiter.pause(self.monotonic() + seconds)
+
+    def paused_for(self) -> float:
+        return self.limiter.paused_for(self.monotonic())
+
+    async def turn(self, chat_id: int) -> None:
+        """Wait for this chat's next send slot (a reply: it is sent, however late)."""
+        wait = self.reserve(chat_id, max_wait=float("inf"))
+        assert wait is not None
+        await asyncio.sleep(max(wait, self.paused_for()))
+        await self.window()
+
+    async def window(self) -> None:
+        """The limiter spaces send slots evenly, but timers wake a little late and unevenly;
+        this guard, on actual send times, keeps every one-second window within the limit.
+        Its window is 2 % longer than a second, because the request leaves a few
+        milliseconds after the guard lets it go (it costs 2 % of the rate at most)."""
+        async with self._window_lock:
+            if len(self._recent_sends) == self._recent_sends.maxlen:
+                wait = self._recent_sends[0] + 1.02 - self.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._recent_sends.append(self.monotonic())

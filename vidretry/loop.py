@@ -79,8 +79,11 @@ class ClaimLoop(Generic[Item]):
         self.channel = channel
         self.rng = rng
 
-    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
-        """Loop until ``stop`` is set or, with ``drain``, until nothing is left to do.
+    async def run(
+        self, stop: asyncio.Event, *, drain: bool = False, hurry: asyncio.Event | None = None
+    ) -> None:
+        """Loop until ``stop`` is set or, with ``drain``, until nothing is left to do. If
+        ``hurry`` is set too, in-flight work gets no grace: it is cancelled and released.
 
         A stop is never kept waiting by a database that is down: the round in progress is
         abandoned, the listener is not waited for, and releasing in-flight work gets a few
@@ -137,13 +140,13 @@ class ClaimLoop(Generic[Item]):
             _reap(in_flight, claimer.label)
         finally:
             listening.clear()
-            await self._shutdown(in_flight)
+            await self._shutdown(in_flight, hurry=hurry is not None and hurry.is_set())
             await _finish_or_cancel(listener, within=1.5)
 
-    async def _shutdown(self, in_flight: dict[asyncio.Task[object], Item]) -> None:
+    async def _shutdown(self, in_flight: dict[asyncio.Task[object], Item], *, hurry: bool) -> None:
         if not in_flight:
             return
-        grace = self.claimer.shutdown_grace_seconds
+        grace = 0.0 if hurry else self.claimer.shutdown_grace_seconds
         log.info("stopping: waiting up to %gs for %d in flight", grace, len(in_flight))
         _, unfinished = await asyncio.wait(in_flight, timeout=grace)
         for task in unfinished:

@@ -33,6 +33,7 @@ class NotificationState(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     DEAD = "dead"
+    SUPERSEDED = "superseded"  # a failure message made obsolete by a retry, never sent
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """The notifier: delivers the outbox through a ``Sender``, rate-limited, one row at a time.
 
 Each claimed notification is delivered in its own task, so one recipient's trouble (a slow
-upload, a blocked user, a chat at its per-chat limit) never holds up the others. Delivery is
+upload, a blocked user, a chat at its per-chat limit) never holds up the others. Failures
+that mean Telegram is failing everybody (lost connection, timeouts, server errors) pause all
+sends and probe with one message at growing intervals; they cost no row anything. A row is
+dead only for reasons of its own, or when it keeps failing past the time budget. Delivery is
 at-least-once: a notifier killed between Telegram's answer and recording it leaves the row
-leased, and it is sent again after the lease expires.
+leased, and it is sent again after the lease expires (or the next leader takes it over).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import enum
 import logging
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -26,29 +29,39 @@ from vidretry.db import OUTBOX_CHANNEL, Connection
 from vidretry.delivery import (
     InlineButton,
     MessageRefused,
-    RateLimiter,
+    Pacer,
     Recipient,
     RecipientRefused,
     Sender,
     SendLater,
+    TelegramDown,
     callback_data,
     render,
 )
 from vidretry.errors import FatalError
+from vidretry.leases import LeaseKeeper
 from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
-from vidretry.models import NotificationKind
+from vidretry.models import NotificationKind, NotificationState
+from vidretry.names import default_process_name
 from vidretry.outbox import Notification
-from vidretry.worker import default_worker_name
 
 log = logging.getLogger("vidretry.notifier")
 
-SEND_TIMEOUT_SECONDS = 60.0
+# While Telegram fails everybody, one message probes it: after 1 s, 2 s, 4 s, ... at most
+# PROBE_MAX_SECONDS apart (jittered), so what waited goes out within about that long of
+# Telegram's recovery. A lost connection is such an outage at once; server errors, timeouts
+# and other transient failures are when they hit OUTAGE_AFTER_CHATS different chats in a
+# row with no answer between them (one alone may be a passing hiccup).
+PROBE_BASE_SECONDS = 1.0
+PROBE_MAX_SECONDS = 10.0
+OUTAGE_AFTER_CHATS = 3
 
 
 class Delivery(enum.StrEnum):
     SENT = "sent"
-    LATER = "later"  # rescheduled: transient error, flood wait or busy chat
+    LATER = "later"  # rescheduled: a transient error, a flood wait, an outage, a busy chat
     DEAD = "dead"
+    SUPERSEDED = "superseded"  # a failure message whose asset was retried meanwhile
     LOST = "lost"  # the lease was lost, or the outcome could not be recorded
 
 
@@ -57,6 +70,74 @@ class PassResult:
     rescued: int
     claimed: int
     outcomes: Counter[Delivery]
+
+
+class Outage:
+    """Whether Telegram is failing everybody, and when to probe it with one message.
+
+    Ridden out, not counted: while it lasts no row is claimed but the probe, and the rows
+    that were in flight go back to the outbox without being charged. Times are monotonic.
+    """
+
+    def __init__(self, rng: random.Random, monotonic: Callable[[], float]) -> None:
+        self.rng = rng
+        self.monotonic = monotonic
+        self.since: float | None = None
+        self.probes = 0
+        self.next_probe_at = 0.0
+        self.probe_id: int | None = None  # the notification out as the probe
+        self._failing_chats: set[int] = set()
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def claim_limit(self, limit: int) -> int:
+        """How many rows to claim now: all of ``limit`` normally; while down, one when a
+        probe is due and none is out, else none."""
+        if self.since is None:
+            return limit
+        if self.probe_id is not None or self.monotonic() < self.next_probe_at:
+            return 0
+        return 1
+
+    def probing(self, note_id: int) -> None:
+        if self.since is not None:
+            self.probe_id = note_id
+
+    def failed(
+        self, note_id: int, chat_id: int, reason: str, *, connection_lost: bool = False
+    ) -> None:
+        """A send failed without an answer from Telegram (or with a transient error)."""
+        now = self.monotonic()
+        if self.since is not None:
+            if note_id != self.probe_id:
+                return  # one more of the sends that were in flight when it began
+            log.info("probe failed after %.0fs of outage (%s)", now - self.since, reason)
+        else:
+            self._failing_chats.add(chat_id)
+            if not connection_lost and len(self._failing_chats) < OUTAGE_AFTER_CHATS:
+                return
+            self.since = now
+            log.warning("Telegram is failing (%s): sends paused, probing with one message", reason)
+        self.probe_id = None
+        delay = backoff.exponential(self.probes + 1, PROBE_BASE_SECONDS, PROBE_MAX_SECONDS)
+        self.probes += 1
+        self.next_probe_at = now + backoff.jittered(delay, self.rng)
+
+    def answered(self) -> None:
+        """Telegram answered a send (accepted, refused, or asked to wait): it is up."""
+        self._failing_chats.clear()
+        if self.since is not None:
+            log.warning(
+                "Telegram answers again after %.0fs: sending what waited",
+                self.monotonic() - self.since,
+            )
+        self.since, self.probe_id, self.probes = None, None, 0
+
+    def probe_now(self) -> None:
+        """The connection is back: do not wait out the probe interval."""
+        self.next_probe_at = 0.0
 
 
 class Notifier:
@@ -72,6 +153,7 @@ class Notifier:
         *,
         clock: Clock,
         rng: random.Random,
+        pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         name: str | None = None,
     ) -> None:
@@ -83,7 +165,7 @@ class Notifier:
         self.clock = clock
         self.rng = rng
         self.monotonic = monotonic
-        self.name = name or default_worker_name()
+        self.name = name or default_process_name()
         # What vidretry.loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
         # No more in flight than can be sent within a quarter of the lease at the rate limit.
@@ -96,11 +178,18 @@ class Notifier:
         self.maintenance_interval_seconds = max(
             config.poll_interval_seconds, min(config.lease_seconds / 4, 15.0)
         )
-        # In-flight sends are quick; rows still waiting for a rate slot are released.
-        self.shutdown_grace_seconds = SEND_TIMEOUT_SECONDS / 6
-        self.limiter = RateLimiter(config.rate_per_second, config.per_chat_interval_seconds)
-        self._recent_sends: deque[float] = deque(maxlen=max(1, int(config.rate_per_second)))
-        self._window_lock = asyncio.Lock()
+        # Text sends are quick; a video upload still going after this is rescued later.
+        self.shutdown_grace_seconds = 10.0
+        self.pacer = pacer or Pacer(
+            config.rate_per_second, config.per_chat_interval_seconds, monotonic=monotonic
+        )
+        self.outage = Outage(rng, monotonic)
+        self.leases: LeaseKeeper[Notification] = LeaseKeeper(
+            self._extend_leases,
+            heartbeat_seconds=config.heartbeat_seconds,
+            lease_seconds=config.lease_seconds,
+            monotonic=monotonic,
+        )
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -108,89 +197,110 @@ class Notifier:
         """Rescue expired leases, claim one batch and deliver all of it."""
         rescued = await self.rescue()
         claimed = await self.claim(self.config.batch_size)
-        outcomes = await asyncio.gather(*(self.deliver(note) for note in claimed))
+        try:
+            outcomes = await asyncio.gather(*(self.deliver(note) for note in claimed))
+        finally:
+            await self.leases.stop()
         return PassResult(rescued, len(claimed), Counter(outcomes))
 
-    async def rescue(self) -> int:
+    async def rescue(self, *, take_over: bool = False) -> int:
+        """Rows whose lease expired come back to the outbox; with ``take_over`` (this
+        notifier was just elected) so do the rows of every other notifier."""
         async with self.pool.connection() as conn:
             rescued = await outbox.rescue_expired(
-                conn, max_attempts=self.config.max_attempts, now=self.clock.now()
+                conn,
+                give_up_after_seconds=self.config.give_up_after_seconds,
+                leader=self.name if take_over else None,
+                now=self.clock.now(),
             )
         if rescued:
             log.warning("%d notification(s) of a lost notifier back in the outbox", rescued)
         return rescued
 
+    async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
+        async with self.pool.connection() as conn:
+            return await outbox.extend_leases(
+                conn, sending, lease_seconds=self.config.lease_seconds, now=self.clock.now()
+            )
+
     # -- one notification ---------------------------------------------------------------
 
     async def deliver(self, note: Notification) -> Delivery:
-        """Wait for a send slot, send, and record the outcome. Never sends on a lease that
-        is more than half spent."""
-        claimed_at = self.monotonic()
-        wait = self.limiter.reserve(
-            note.chat_id, claimed_at, max_wait=self.config.lease_seconds / 4
-        )
-        if wait is None:  # this chat is busy for a while: come back then, attempt refunded
-            delay = self.limiter.chat_wait(note.chat_id, self.monotonic())
-            return await self._reschedule(note, delay, None, refund=True)
-        await asyncio.sleep(wait)
-        paused = self.limiter.paused_for(self.monotonic())
-        if paused > 0:  # a flood wait arrived while this one waited for its slot
-            return await self._reschedule(note, paused, None, refund=True)
-        if self.monotonic() - claimed_at > self.config.lease_seconds / 2:
-            # Sending now could race a rescuer that already took the row over: hand it back.
-            return await self._reschedule(note, 0, None, refund=True)
-        await self._strict_window()
+        """Wait for a send slot, send, and record the outcome, under a heartbeat that keeps
+        the row's lease alive however long the upload takes. A send whose lease is lost is
+        cancelled and not recorded: the notifier that took the row over sends it."""
+        held = self.leases.hold(note)
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            try:
+                return await self._deliver(note)
+            finally:
+                self.leases.release(held)
+        except asyncio.CancelledError:
+            if held.cancelled_for_its_lease():
+                log.warning("notification %s: lease lost mid-send; not recorded", note.id)
+                return Delivery.LOST
+            raise
+
+    async def _deliver(self, note: Notification) -> Delivery:
+        wait = self.pacer.reserve(note.chat_id, max_wait=self.config.lease_seconds / 4)
+        if wait is None:  # this chat is busy for a while: come back then, attempt refunded
+            return await self._reschedule(note, self.pacer.chat_wait(note.chat_id), None)
+        await asyncio.sleep(wait)
+        if self.outage.down and note.id != self.outage.probe_id:
+            return await self._reschedule(note, 0, None)  # Telegram failed meanwhile
+        paused = self.pacer.paused_for()
+        if paused > 0:  # a flood wait arrived while this one waited for its slot
+            return await self._reschedule(note, paused, None)
+        await self.pacer.window()
+        try:
+            async with asyncio.timeout(self.config.send_timeout_seconds):
                 message_id = await self._send(note)
+        except TelegramDown as exc:
+            return await self._telegram_failed(
+                note, exc.reason, connection_lost=exc.connection_lost
+            )
+        except TimeoutError:
+            timeout = self.config.send_timeout_seconds
+            return await self._telegram_failed(note, f"no answer in {timeout:g}s")
         except RecipientRefused as exc:
+            self.outage.answered()
             return await self._refused_recipient(note, exc.reason)
         except MessageRefused as exc:
+            self.outage.answered()
             return await self._bury(note, exc.reason)
         except SendLater as exc:
             return await self._later(note, exc)
-        except TimeoutError:
-            return await self._later(note, SendLater(f"no answer in {SEND_TIMEOUT_SECONDS:g}s"))
         except FatalError:  # the bot itself is refused: give the row back, then stop
-            await self._reschedule(note, 0, None, refund=True)
+            await self._reschedule(note, 0, None)
             raise
+        self.outage.answered()
         return await self._record(
             Delivery.SENT,
             note,
             lambda conn: outbox.mark_sent(conn, note, message_id=message_id, now=self.clock.now()),
         )
 
-    async def _strict_window(self) -> None:
-        """The limiter spaces send slots evenly, but timers wake a little late and unevenly;
-        this guard, on actual send times, keeps every one-second window within the limit.
-        Its window is 2 % longer than a second, because the request leaves a few
-        milliseconds after the guard lets it go (it costs 2 % of the rate at most)."""
-        async with self._window_lock:
-            if len(self._recent_sends) == self._recent_sends.maxlen:
-                wait = self._recent_sends[0] + 1.02 - self.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            self._recent_sends.append(self.monotonic())
-
-    async def _send(self, note: Notification) -> int | None:
-        to = Recipient(note.user_id, note.chat_id, note.access_hash)
-        if note.kind == NotificationKind.READY:
-            path = str(note.payload.get("result") or "")
-            return await self.sender.send_video(
-                to, path, render(self.messages.ready_caption, note.name)
-            )
-        button = InlineButton(
-            self.messages.retry_button, callback_data(note.asset_id, note.generation)
-        )
-        return await self.sender.send_text(to, render(self.messages.failed, note.name), button)
+    async def _telegram_failed(
+        self, note: Notification, reason: str, *, connection_lost: bool = False
+    ) -> Delivery:
+        """Telegram's trouble, not the message's: never charged. In an outage the row waits
+        for the probe to succeed; a lone failure is tried again shortly."""
+        self.outage.failed(note.id, note.chat_id, reason, connection_lost=connection_lost)
+        if self.outage.down:
+            return await self._reschedule(note, 0, reason)
+        delay = backoff.jittered(self.config.backoff_base_seconds, self.rng)
+        log.info("notification %s: %s; again in %.1fs", note.id, reason, delay)
+        return await self._reschedule(note, delay, reason)
 
     async def _later(self, note: Notification, exc: SendLater) -> Delivery:
         if exc.seconds is not None:  # flood wait: pause every send, and do not charge the row
-            self.limiter.pause(self.monotonic() + exc.seconds)
+            self.outage.answered()
+            self.pacer.pause(exc.seconds)
             log.warning("flood wait: pausing all sends for %gs", exc.seconds)
-            return await self._reschedule(note, exc.seconds, exc.reason, refund=True)
-        if note.attempts >= self.config.max_attempts:
-            return await self._bury(note, f"gave up after {note.attempts} attempts: {exc.reason}")
+            return await self._reschedule(note, exc.seconds, exc.reason)
+        self.outage.failed(note.id, note.chat_id, exc.reason)
+        if self.outage.down:
+            return await self._reschedule(note, 0, exc.reason)
         delay = backoff.jittered(
             backoff.exponential(
                 note.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
@@ -201,15 +311,27 @@ class Notifier:
         return await self._reschedule(note, delay, exc.reason, refund=False)
 
     async def _reschedule(
-        self, note: Notification, delay: float, error: str | None, *, refund: bool
+        self, note: Notification, delay: float, error: str | None, *, refund: bool = True
     ) -> Delivery:
-        return await self._record(
-            Delivery.LATER,
-            note,
-            lambda conn: outbox.reschedule(
-                conn, note, delay_seconds=delay, error=error, refund=refund, now=self.clock.now()
-            ),
-        )
+        """Back to the outbox. Refunded unless the row failed for a reason of its own; a row
+        that did, and is older than the time budget, is dead instead."""
+
+        async def change(conn: Connection) -> Delivery | None:
+            state = await outbox.reschedule(
+                conn,
+                note,
+                delay_seconds=delay,
+                error=error,
+                refund=refund,
+                give_up_after_seconds=self.config.give_up_after_seconds,
+                now=self.clock.now(),
+            )
+            return None if state is None else _DELIVERY_OF[state]
+
+        outcome = await self._record_state(note, change)
+        if outcome is Delivery.DEAD:
+            log.warning("notification %s: dead: gave up: %s", note.id, error)
+        return outcome
 
     async def _refused_recipient(self, note: Notification, reason: str) -> Delivery:
         async def record(conn: Connection) -> bool:
@@ -234,17 +356,38 @@ class Notifier:
         note: Notification,
         change: Callable[[Connection], Awaitable[bool]],
     ) -> Delivery:
+        async def recorded(conn: Connection) -> Delivery | None:
+            return outcome if await change(conn) else None
+
+        return await self._record_state(note, recorded)
+
+    async def _record_state(
+        self, note: Notification, change: Callable[[Connection], Awaitable[Delivery | None]]
+    ) -> Delivery:
+        """Run a fenced statement through a database outage; None from it: the lease was lost."""
         try:
-            changed = await through_outage(
+            outcome = await through_outage(
                 self.pool, change, within=self.config.lease_seconds, rng=self.rng
             )
         except TRANSIENT_DB_ERRORS as exc:
-            log.error("notification %s: could not record %s (%s)", note.id, outcome, exc)
+            log.error("notification %s: could not record the outcome (%s)", note.id, exc)
             return Delivery.LOST
-        if not changed:
-            log.warning("notification %s: lease lost before recording %s", note.id, outcome)
+        if outcome is None:
+            log.warning("notification %s: lease lost before recording the outcome", note.id)
             return Delivery.LOST
         return outcome
+
+    async def _send(self, note: Notification) -> int | None:
+        to = Recipient(note.user_id, note.chat_id, note.access_hash)
+        if note.kind == NotificationKind.READY:
+            path = str(note.payload.get("result") or "")
+            return await self.sender.send_video(
+                to, path, render(self.messages.ready_caption, note.name)
+            )
+        button = InlineButton(
+            self.messages.retry_button, callback_data(note.asset_id, note.generation)
+        )
+        return await self.sender.send_text(to, render(self.messages.failed, note.name), button)
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
 
@@ -252,14 +395,21 @@ class Notifier:
         await self.rescue()
 
     async def claim(self, limit: int) -> list[Notification]:
+        """Due rows, up to ``limit``; while Telegram is down, only the probe when it is due."""
+        limit = self.outage.claim_limit(limit)
+        if limit == 0:
+            return []
         async with self.pool.connection() as conn:
-            return await outbox.claim(
+            claimed = await outbox.claim(
                 conn,
                 owner=self.name,
                 limit=limit,
                 lease_seconds=self.config.lease_seconds,
                 now=self.clock.now(),
             )
+        if claimed:
+            self.outage.probing(claimed[0].id)
+        return claimed
 
     async def process(self, item: Notification) -> Delivery:
         return await self.deliver(item)
@@ -270,11 +420,34 @@ class Notifier:
     async def release(self, item: Notification) -> None:
         async with self.pool.connection() as conn:
             await outbox.reschedule(
-                conn, item, delay_seconds=0, error=None, refund=True, now=self.clock.now()
+                conn,
+                item,
+                delay_seconds=0,
+                error=None,
+                refund=True,
+                give_up_after_seconds=self.config.give_up_after_seconds,
+                now=self.clock.now(),
             )
 
-    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        drain: bool = False,
+        hurry: asyncio.Event | None = None,
+    ) -> None:
         """Deliver until ``stop`` is set (or, with ``drain``, until nothing is due). On stop,
-        in-flight sends finish; rows still waiting for a slot are released."""
+        in-flight sends get a short grace; rows still waiting for a slot are released. With
+        ``hurry`` set as well (leadership lost), nothing more is sent: all are released."""
         loop = ClaimLoop(self, url=self.url, channel=OUTBOX_CHANNEL, rng=self.rng)
-        await loop.run(stop, drain=drain)
+        try:
+            await loop.run(stop, drain=drain, hurry=hurry)
+        finally:
+            await self.leases.stop()
+
+
+_DELIVERY_OF = {
+    NotificationState.PENDING: Delivery.LATER,
+    NotificationState.DEAD: Delivery.DEAD,
+    NotificationState.SUPERSEDED: Delivery.SUPERSEDED,
+}

@@ -6,13 +6,14 @@ lease token that the claim issued; ``False`` means the lease was lost and nothin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from vidretry.db import Connection, execute, fetch_all, fetch_one, fetch_records
-from vidretry.models import NotificationKind
+from vidretry.models import NotificationKind, NotificationState
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,25 @@ async def reschedule(
     delay_seconds: float,
     error: str | None,
     refund: bool,
+    give_up_after_seconds: float,
     now: datetime | None,
-) -> bool:
-    """Back to pending after ``delay_seconds``; ``refund`` gives the attempt back."""
+) -> NotificationState | None:
+    """Back to the outbox after ``delay_seconds``; ``refund`` gives the attempt back.
+
+    Returns the row's new state: pending; dead (charged, and older than the budget);
+    superseded (a failure message whose asset was retried meanwhile); None if the lease was
+    lost and nothing changed."""
     params = {
         "id": note.id,
         "token": note.lease_token,
         "delay_seconds": delay_seconds,
         "error": error,
         "refund": int(refund),
+        "give_up_after_seconds": give_up_after_seconds,
         "now": now,
     }
-    return await fetch_one(conn, "reschedule_notification", params) is not None
+    row = await fetch_one(conn, "reschedule_notification", params)
+    return NotificationState(row["state"]) if row else None
 
 
 async def bury(conn: Connection, note: Notification, *, error: str, now: datetime | None) -> bool:
@@ -80,11 +88,36 @@ async def bury(conn: Connection, note: Notification, *, error: str, now: datetim
     return await fetch_one(conn, "bury_notification", params) is not None
 
 
-async def rescue_expired(conn: Connection, *, max_attempts: int, now: datetime | None) -> int:
-    rescued = await fetch_all(
-        conn, "rescue_expired_notifications", {"max_attempts": max_attempts, "now": now}
-    )
-    return len(rescued)
+async def extend_leases(
+    conn: Connection,
+    sending: Sequence[Notification],
+    *,
+    lease_seconds: float,
+    now: datetime | None,
+) -> set[int]:
+    """Heartbeat: the ids of ``sending`` whose lease still held, now extended."""
+    if not sending:
+        return set()
+    params = {
+        "ids": [note.id for note in sending],
+        "tokens": [note.lease_token for note in sending],
+        "lease_seconds": lease_seconds,
+        "now": now,
+    }
+    return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
+
+
+async def rescue_expired(
+    conn: Connection,
+    *,
+    give_up_after_seconds: float,
+    leader: str | None = None,
+    now: datetime | None,
+) -> int:
+    """Rows whose lease expired come back to the outbox. ``leader``, a notifier that was just
+    elected, also takes back the rows any other notifier still holds."""
+    params = {"give_up_after_seconds": give_up_after_seconds, "leader": leader, "now": now}
+    return len(await fetch_all(conn, "rescue_expired_notifications", params))
 
 
 async def remember_user(

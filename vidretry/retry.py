@@ -54,6 +54,7 @@ class RetryResult:
     state: JobState | None = None
     generation: int | None = None
     reopened_users: tuple[int, ...] = ()
+    superseded_notifications: int = 0  # failure messages not sent, now no longer true
 
     @property
     def retried(self) -> bool:
@@ -72,7 +73,8 @@ async def retry(
     """Put a failed asset back in the queue, exactly once.
 
     On success the asset is pending with attempts 0 and run time now, its failure generation
-    is bumped, the users who were told about the failure wait again, the event records
+    is bumped, the users who were told about the failure wait again, the failure messages
+    not sent yet are superseded (never sent), the event records
     ``actor`` and ``reason``, and the workers are woken at commit. ``generation``, when given
     (the one printed on a button), must still be current, or the outcome is ``STALE``.
     """
@@ -91,12 +93,14 @@ async def retry(
         row = await fetch_one(conn, "retry_job", params)
         if row is not None:
             reopened = await fetch_all(conn, "reopen_requests", params)
+            superseded = await fetch_all(conn, "supersede_failure_notifications", params)
             return RetryResult(
                 RetryOutcome.RETRIED,
                 asset_id,
                 JobState.PENDING,
                 row["generation"],
                 tuple(r["user_id"] for r in reopened),
+                len(superseded),
             )
         return await _refusal(conn, asset_id, user_id, generation)
 

@@ -2,7 +2,10 @@
 
 It sends messages for the notifier (a ``Sender``), answers the retry button and ``/start``,
 and translates every Telethon error into vidretry's own outcomes, so the core never sees one.
-The bot token is never logged, printed or put in an error message.
+It stays connected through outages: Telethon tries a lost connection once, then this module
+reconnects with capped, jittered backoff, one log line per try, for as long as it takes. Only
+a refused token ends it (``TelegramUnavailable``). Every message it sends waits for its turn
+at the shared ``Pacer``. The bot token is never logged, printed or put in an error message.
 """
 
 from __future__ import annotations
@@ -10,15 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telethon import Button, TelegramClient, errors, events, functions, types
 
+from vidretry import backoff
 from vidretry.buttons import ButtonService, Press
 from vidretry.config import TelegramConfig
-from vidretry.delivery import InlineButton, MessageRefused, Recipient, RecipientRefused, SendLater
+from vidretry.delivery import (
+    InlineButton,
+    MessageRefused,
+    Pacer,
+    Recipient,
+    RecipientRefused,
+    SendLater,
+    TelegramDown,
+)
 from vidretry.errors import ConfigError, TelegramUnavailable
 
 log = logging.getLogger("vidretry.telegram")
@@ -41,7 +54,14 @@ _BOT_REFUSED = (
     errors.AccessTokenInvalidError,
     errors.AccessTokenExpiredError,
 )
-_TRANSIENT = (errors.ServerError, ConnectionError, OSError, asyncio.TimeoutError)
+# Telegram is failing everybody: the connection is gone, or a timeout, a server error (5xx).
+_CONNECTION_LOST = (ConnectionError, OSError)
+_TELEGRAM_DOWN = (errors.ServerError, errors.TimedOutError, asyncio.TimeoutError, *_CONNECTION_LOST)
+# Reading the video file failed: this message's trouble, not Telegram's (they are OSErrors).
+_UNREADABLE_FILE = (FileNotFoundError, PermissionError, IsADirectoryError)
+# Reconnecting: 1 s doubling to 10 s, jittered, so a recovered Telegram is found quickly.
+RECONNECT_BASE_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 10.0
 # Cleaning up after a press: Telegram may refuse, and that is fine.
 _CLEANUP_REFUSED = (
     errors.QueryIdInvalidError,
@@ -76,9 +96,12 @@ def build_client(config: TelegramConfig) -> TelegramClient:
         config.api_hash,
         # FloodWaitError must reach us (to reschedule the row), not sleep inside Telethon.
         flood_sleep_threshold=0,
-        connection_retries=3,
+        # Telethon tries a lost connection once; after that TelegramBot reconnects, with
+        # backoff and a log line per try, for as long as it takes.
+        connection_retries=1,
         retry_delay=1,
-        request_retries=1,
+        # One try per request: retrying is ours to decide (outages pause, a row is not charged).
+        request_retries=0,
         # Raise Telegram's own error after the last try, not a generic ValueError.
         raise_last_call_error=True,
         timeout=15,
@@ -88,38 +111,93 @@ def build_client(config: TelegramConfig) -> TelegramClient:
 class TelegramBot:
     """Sends through one logged-in Telethon client and serves the retry button."""
 
-    def __init__(self, client: TelegramClient) -> None:
+    def __init__(
+        self,
+        client: TelegramClient,
+        *,
+        pacer: Pacer | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.client = client
+        self.pacer = pacer
+        self.rng = rng or random.Random()  # noqa: S311 (jitter only)
+        self._token = ""
 
     async def start(self, bot_token: str) -> None:
-        """Connect and log in as the bot; a refusal or no connection is TelegramUnavailable."""
+        """Connect and log in as the bot, once. A refused token is ``TelegramUnavailable``;
+        no connection (or a request to wait) is ``TelegramDown``."""
+        self._token = bot_token
         try:
             await self.client.start(bot_token=bot_token)
         except _BOT_REFUSED as exc:
             raise TelegramUnavailable(f"Telegram refused the bot token ({_code(exc)})") from None
         except errors.FloodWaitError as exc:
-            raise TelegramUnavailable(
-                f"Telegram asks to wait {exc.seconds}s before logging in again"
+            raise TelegramDown(
+                f"Telegram asks to wait {exc.seconds}s before logging in again",
+                seconds=float(exc.seconds),
             ) from None
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            raise TelegramUnavailable(f"Telegram unreachable: {_describe(exc)}") from None
+        except _TELEGRAM_DOWN as exc:
+            raise TelegramDown(f"Telegram unreachable: {_describe(exc)}") from None
         me = await self.client.get_me()
         log.info("logged in to Telegram as @%s", getattr(me, "username", None) or me.id)
 
-    async def stop(self) -> None:
-        await self.client.disconnect()
+    async def connect(self, bot_token: str, until: asyncio.Event) -> bool:
+        """Log in, trying again while Telegram cannot be reached, with capped, jittered
+        backoff and one log line per try. False if ``until`` was set first; a refused token
+        raises ``TelegramUnavailable`` (a person must act)."""
+        attempt = 0
+        while not until.is_set():
+            attempt += 1
+            try:
+                await self.start(bot_token)
+            except TelegramDown as exc:
+                wait = exc.seconds or backoff.jittered(
+                    backoff.exponential(attempt, RECONNECT_BASE_SECONDS, RECONNECT_MAX_SECONDS),
+                    self.rng,
+                )
+                log.warning("%s; trying again in %.1fs (try %d)", exc.reason, wait, attempt)
+                await self.client.disconnect()
+                if await _set_within(until, wait):
+                    return False
+            else:
+                return True
+        return False
 
-    async def disconnected(self) -> None:
-        """Returns when the connection is closed for good; raises TelegramUnavailable if
+    async def stay_connected(self, until: asyncio.Event, on_reconnect: Callable[[], None]) -> None:
+        """Until ``until`` is set: whenever the connection is lost for good, reconnect (as
+        ``connect`` does) and call ``on_reconnect``. Raises ``TelegramUnavailable`` if
         Telegram dropped the bot (its token revoked)."""
+        while not until.is_set():
+            reason = await self._lost(until)
+            if reason is None:
+                return
+            log.warning("lost the connection to Telegram (%s): reconnecting", reason)
+            await self.client.disconnect()
+            if not await self.connect(self._token, until):
+                return
+            on_reconnect()
+
+    async def _lost(self, until: asyncio.Event) -> str | None:
+        """Why the connection ended, or None if ``until`` was set first."""
+        gone = asyncio.ensure_future(self.client.disconnected)
+        stopping = asyncio.create_task(until.wait())
         try:
-            await self.client.disconnected
+            await asyncio.wait({gone, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not gone.done():
+            gone.cancel()
+            return None
+        try:
+            gone.result()
         except _BOT_REFUSED as exc:
             raise TelegramUnavailable(f"Telegram dropped the bot ({_code(exc)})") from None
-        except (ConnectionError, OSError) as exc:
-            raise TelegramUnavailable(
-                f"lost the connection to Telegram: {_describe(exc)}"
-            ) from None
+        except Exception as exc:
+            return _describe(exc)
+        return "disconnected"
+
+    async def stop(self) -> None:
+        await self.client.disconnect()
 
     # -- Sender -------------------------------------------------------------------------
 
@@ -149,6 +227,8 @@ class TelegramBot:
     async def _sending(self, send: Callable[[Any], Awaitable[Any]], to: Recipient) -> Any:
         try:
             return await send(_peer(to))
+        except _UNREADABLE_FILE as exc:
+            raise MessageRefused(f"cannot read the video: {_describe(exc)}") from None
         except (
             errors.FloodWaitError,
             errors.FloodPremiumWaitError,
@@ -165,7 +245,11 @@ class TelegramBot:
             if "input entity" in str(exc):  # Telethon cannot address them: never wrote to us
                 raise RecipientRefused("recipient unknown (never started the bot)") from None
             raise SendLater(_describe(exc)) from None
-        except (errors.RPCError, *_TRANSIENT) as exc:
+        except _TELEGRAM_DOWN as exc:
+            # TimeoutError is an OSError too, but one slow answer is not a lost connection.
+            lost = isinstance(exc, _CONNECTION_LOST) and not isinstance(exc, TimeoutError)
+            raise TelegramDown(_describe(exc), connection_lost=lost) from None
+        except errors.RPCError as exc:
             raise SendLater(_describe(exc)) from None
 
     # -- the button and /start ------------------------------------------------------------
@@ -195,6 +279,7 @@ class TelegramBot:
         if reply.remove_button:
             await self._remove_button(event)
         try:
+            await self._turn(event.chat_id)
             if reply.video:
                 await self.client.send_file(
                     sender, reply.video, caption=reply.message, parse_mode="html"
@@ -229,7 +314,23 @@ class TelegramBot:
         sender = await event.get_input_sender()
         text = await buttons.greet(event.sender_id, getattr(sender, "access_hash", None))
         if (event.raw_text or "").startswith("/start"):
+            await self._turn(event.chat_id)
             await event.respond(text, parse_mode="html")
+
+    async def _turn(self, chat_id: int) -> None:
+        """Every message the bot sends keeps to the same limits as the outbox's."""
+        if self.pacer is not None:
+            await self.pacer.turn(chat_id)
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """True if ``event`` is set within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _peer(to: Recipient) -> Any:

@@ -7,17 +7,12 @@ until its stop event is set, woken by LISTEN/NOTIFY with polling as the fallback
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import os
 import random
-import socket
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -28,8 +23,10 @@ from vidretry.config import WorkerConfig
 from vidretry.db import JOBS_CHANNEL, Connection, one_line
 from vidretry.errors import HandlerError, PermanentError
 from vidretry.handlers import Handler, context_for
+from vidretry.leases import LeaseKeeper
 from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import ClaimedJob
+from vidretry.names import default_process_name
 
 log = logging.getLogger("vidretry.worker")
 
@@ -54,10 +51,6 @@ class PassResult:
     outcomes: Counter[Outcome]
 
 
-def default_worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Worker:
     """Constructing a worker does no I/O; the pool is opened by the caller."""
 
@@ -78,9 +71,11 @@ class Worker:
         self.handler = handler
         self.clock = clock
         self.rng = rng
-        self.name = name or default_worker_name()
+        self.name = name or default_process_name()
         self.completions = _Completions(self)
-        self.leases = _Leases(self)
+        self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
+            self._extend_leases, heartbeat_seconds=config.heartbeat_seconds
+        )
         # What vidretry.loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
@@ -119,6 +114,12 @@ class Worker:
             log.warning("job %s: lease expired on its last attempt, failed", job.id)
         return len(rescued.requeued) + len(rescued.exhausted)
 
+    async def _extend_leases(self, running: Sequence[ClaimedJob]) -> set[int]:
+        async with self.pool.connection() as conn:
+            return await jobs.extend_leases(
+                conn, running, lease_seconds=self.config.lease_seconds, now=self.clock.now()
+            )
+
     async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
         return await jobs.claim(
             conn,
@@ -140,7 +141,7 @@ class Worker:
             finally:
                 self.leases.release(held)
         except asyncio.CancelledError:
-            if held.lost and held.task.uncancel() == 0:  # cancelled by the heartbeat alone
+            if held.cancelled_for_its_lease():
                 log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
                 return Outcome.LOST
             raise
@@ -235,79 +236,6 @@ class Worker:
             )
         finally:
             await self.leases.stop()
-
-
-class _Held:
-    """A running job as the heartbeat sees it."""
-
-    __slots__ = ("beat_at", "job", "lost", "task")
-
-    def __init__(self, job: ClaimedJob, task: asyncio.Task[Any]) -> None:
-        self.job = job
-        self.task = task
-        self.beat_at = time.monotonic()  # when the lease was last known to be extended
-        self.lost = False
-
-
-class _Leases:
-    """One heartbeat for all the jobs a worker runs: every half ``heartbeat_seconds`` it
-    extends, in one statement, the lease of each job not extended for that long, so no lease
-    goes longer than ``heartbeat_seconds`` without a beat. A job whose lease turns out to be
-    lost has its task cancelled. Jobs that finish within half a beat cost no query at all, and
-    an idle worker has no heartbeat running."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.held: dict[int, _Held] = {}
-        self.beater: asyncio.Task[None] | None = None
-
-    def hold(self, job: ClaimedJob) -> _Held:
-        """Keep ``job``'s lease alive while the current task runs its handler."""
-        task = asyncio.current_task()
-        assert task is not None
-        self.held[job.id] = held = _Held(job, task)
-        if self.beater is None or self.beater.done():
-            self.beater = asyncio.create_task(self._beat())
-        return held
-
-    def release(self, held: _Held) -> None:
-        if self.held.get(held.job.id) is held:
-            del self.held[held.job.id]
-
-    async def stop(self) -> None:
-        if self.beater is not None:
-            self.beater.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.beater
-            self.beater = None
-
-    async def _beat(self) -> None:
-        worker = self.worker
-        half = worker.config.heartbeat_seconds / 2
-        while self.held:
-            await asyncio.sleep(half)
-            started = time.monotonic()
-            due = [h for h in self.held.values() if started - h.beat_at >= half]
-            if not due:
-                continue
-            try:
-                async with worker.pool.connection() as conn:
-                    alive = await jobs.extend_leases(
-                        conn,
-                        [h.job for h in due],
-                        lease_seconds=worker.config.lease_seconds,
-                        now=worker.clock.now(),
-                    )
-            except TRANSIENT_DB_ERRORS as exc:
-                # Not known to be lost: keep working, try again at the next beat.
-                log.warning("heartbeat failed, will try again: %s", _describe(exc))
-                continue
-            for held in due:
-                if held.job.id in alive:
-                    held.beat_at = started
-                elif self.held.get(held.job.id) is held:  # still running its handler
-                    held.lost = True
-                    held.task.cancel()
 
 
 class _Completions:

@@ -56,20 +56,34 @@ WHERE id = %(id)s AND state = 'sending' AND lease_token = %(token)s
 RETURNING id;
 
 -- name: reschedule_notification
--- Try again after a delay: a transient error (the attempt counts) or a flood wait or a
--- shutdown ("refund" = 1: Telegram asked us to wait, the message was not refused).
-UPDATE notifications
-SET state = 'pending',
-    attempts = attempts - %(refund)s,
+-- Back to the outbox: a transient error of this row's own ("refund" = 0: the attempt counts,
+-- and a row older than the time budget is dead instead), or a flood wait, an outage of
+-- Telegram or a shutdown ("refund" = 1: the message was not refused, the try is not
+-- charged, and no budget applies). A failure message whose asset was retried meanwhile is
+-- superseded instead: it is no longer true. Fenced by the lease token.
+UPDATE notifications AS n
+SET state = CASE
+        WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
+                                                   WHERE a.id = n.asset_id) THEN 'superseded'
+        WHEN %(refund)s = 0 AND n.created_at < coalesce(%(now)s::timestamptz, now())
+                                               - make_interval(secs => %(give_up_after_seconds)s)
+            THEN 'dead'
+        ELSE 'pending' END,
+    attempts = n.attempts - %(refund)s,
     next_attempt_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(delay_seconds)s),
-    last_error = coalesce(%(error)s::text, last_error),
+    last_error = CASE
+        WHEN %(refund)s = 0 AND n.created_at < coalesce(%(now)s::timestamptz, now())
+                                               - make_interval(secs => %(give_up_after_seconds)s)
+            THEN 'gave up after ' || %(give_up_after_seconds)s::text || 's: ' || %(error)s::text
+        ELSE coalesce(%(error)s::text, n.last_error) END,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE id = %(id)s AND state = 'sending' AND lease_token = %(token)s
-RETURNING id;
+WHERE n.id = %(id)s AND n.state = 'sending' AND n.lease_token = %(token)s
+RETURNING n.state;
 
 -- name: bury_notification
--- Give up on one notification, with the reason: a permanent error, or attempts used up.
+-- Give up on one notification, with the reason: the recipient or the message was refused
+-- for good. Fenced by the lease token.
 UPDATE notifications
 SET state = 'dead',
     last_error = %(error)s,
@@ -78,21 +92,40 @@ SET state = 'dead',
 WHERE id = %(id)s AND state = 'sending' AND lease_token = %(token)s
 RETURNING id;
 
--- name: rescue_expired_notifications
--- Rows of a notifier that died mid-send come back. It may have sent them already: delivery
--- is at-least-once. Rows that used up their attempts are dead instead.
+-- name: extend_notification_leases
+-- Heartbeat for every notification a notifier is sending (a video upload can outlast a
+-- lease), in one statement. A row missing from the result lost its lease: the notifier
+-- stops sending it and records nothing. Fenced as extend_leases in jobs.sql is.
 UPDATE notifications
-SET state = CASE WHEN attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
-    last_error = 'lease of ' || lease_owner || ' expired (notifier lost)',
+SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s)
+WHERE id = ANY (%(ids)b::bigint[]) AND state = 'sending' AND lease_token = ANY (%(tokens)b::uuid[])
+RETURNING id;
+
+-- name: rescue_expired_notifications
+-- Rows of a notifier that died mid-send come back, due at once: it may have sent them
+-- already (delivery is at-least-once), and the lost try counts. A new leader ("leader" set)
+-- also takes back every row another notifier still holds: a notifier sends only while it
+-- leads, so those belong to a leader whose term is over. Rows older than the time budget
+-- are dead instead; failure messages made obsolete by a retry are superseded.
+UPDATE notifications AS n
+SET state = CASE
+        WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
+                                                   WHERE a.id = n.asset_id) THEN 'superseded'
+        WHEN n.created_at < coalesce(%(now)s::timestamptz, now())
+                            - make_interval(secs => %(give_up_after_seconds)s) THEN 'dead'
+        ELSE 'pending' END,
+    last_error = 'lease of ' || n.lease_owner || ' ended (notifier lost)',
     next_attempt_at = coalesce(%(now)s::timestamptz, now()),
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE id IN (
+WHERE n.id IN (
     SELECT id FROM notifications
-    WHERE state = 'sending' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+    WHERE state = 'sending'
+      AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
+           OR lease_owner <> %(leader)s::text)
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, state;
+RETURNING n.id, n.state;
 
 -- name: remember_user
 -- A user wrote to the bot or pressed a button: keep how to address them, and clear any

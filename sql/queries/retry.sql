@@ -36,6 +36,18 @@ SET state = 'pending', updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE asset_id = %(id)s AND state = 'failed'
 RETURNING user_id;
 
+-- name: supersede_failure_notifications
+-- After retry_job, in its transaction: the failure messages of this asset that were not sent
+-- yet are no longer true (the video is being made again), so they are never sent. One being
+-- sent right now is left alone: it may still arrive, and if it comes back unsent, the
+-- notifier supersedes it then (reschedule_notification).
+UPDATE notifications
+SET state = 'superseded',
+    last_error = 'superseded by a retry',
+    updated_at = coalesce(%(now)s::timestamptz, now())
+WHERE asset_id = %(id)s AND kind = 'failed' AND state = 'pending'
+RETURNING user_id;
+
 -- name: retry_refusal
 -- Why retry_job changed nothing: read only to word the answer, never to decide a change.
 SELECT a.state, a.generation,

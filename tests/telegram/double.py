@@ -48,6 +48,11 @@ class FakeTelegram:
     query_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5_000_000))
     # Set when a request of a given type arrives, so tests can wait for effects.
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # An outage of the network: connecting fails, and connections are dropped.
+    reachable: bool = True
+    # Seconds before a request of a type is answered (a slow upload).
+    delays: dict[type, float] = field(default_factory=dict)
+    senders: list[FakeSender] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bot = types.User(
@@ -110,6 +115,22 @@ class FakeTelegram:
         client._updates_queue.put_nowait(
             types.Updates([update], [self.users[user_id]], [], self._now(), 0)
         )
+
+    def go_offline(self) -> None:
+        """The network is gone: live connections drop (as after Telethon's own retries), and
+        every new connection fails until ``go_online``."""
+        self.reachable = False
+        for sender in self.senders:
+            sender.drop(ConnectionError("Connection to Telegram failed 2 time(s)"))
+
+    def go_online(self) -> None:
+        self.reachable = True
+
+    def connected(self) -> int:
+        return sum(sender.is_connected() for sender in self.senders)
+
+    def on_connection(self, connected: bool) -> None:
+        """A hook for subclasses that log who is logged in."""
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
         async with asyncio.timeout(timeout):
@@ -237,6 +258,7 @@ def install(client: TelegramClient, telegram: FakeTelegram) -> FakeSender:
     """Replace the client's network layer with the double (before ``client.start``)."""
     sender = FakeSender(telegram, client._updates_queue)
     client._sender = sender
+    telegram.senders.append(sender)
     return sender
 
 
@@ -256,8 +278,12 @@ class FakeSender:
     async def connect(self, connection: Any) -> bool:
         if self._connected:
             return False
+        if not self.telegram.reachable:
+            # What MTProtoSender raises once its connection retries are used up.
+            raise ConnectionError("Connection to Telegram failed 2 time(s)")
         self._connected = True
         self._disconnected_future = asyncio.get_running_loop().create_future()
+        self.telegram.on_connection(True)
         return True
 
     def is_connected(self) -> bool:
@@ -267,9 +293,19 @@ class FakeSender:
         return self._connected
 
     async def disconnect(self) -> None:
+        if self._connected:
+            self.telegram.on_connection(False)
         self._connected = False
         if self._disconnected_future and not self._disconnected_future.done():
             self._disconnected_future.set_result(None)
+
+    def drop(self, error: Exception) -> None:
+        """The connection is lost and reconnecting failed: ``client.disconnected`` raises."""
+        if self._connected:
+            self.telegram.on_connection(False)
+        self._connected = False
+        if self._disconnected_future and not self._disconnected_future.done():
+            self._disconnected_future.set_exception(error)
 
     @property
     def disconnected(self) -> asyncio.Future[None]:
@@ -288,6 +324,19 @@ class FakeSender:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
+        delay = self.telegram.delays.get(type(request))
+        if delay:
+            asyncio.get_running_loop().call_later(delay, self._answer, request, future)
+        else:
+            self._answer(request, future)
+        return future
+
+    def _answer(self, request: Any, future: asyncio.Future[Any]) -> None:
+        if future.done():  # the caller gave up (cancelled) meanwhile
+            return
+        if not self._connected:
+            future.set_exception(ConnectionError("the connection was lost"))
+            return
         try:
             result = self.telegram.answer(request)
         except errors.RPCError as exc:
@@ -295,4 +344,3 @@ class FakeSender:
         else:
             MTProtoSender._store_own_updates(self, result)  # type: ignore[arg-type]
             future.set_result(result)
-        return future

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from vidretry import db, eventloop, jobs
 from vidretry.clock import DatabaseClock
 from vidretry.config import TelegramConfig, WorkerConfig
+from vidretry.delivery import TelegramDown
 from vidretry.enqueue import enqueue
 from vidretry.errors import TelegramUnavailable
 from vidretry.handlers import build_handler
@@ -212,20 +214,44 @@ async def test_a_flood_wait_reschedules_without_charging_and_pauses_sending(
         assert (await app.notifier.run_once()).outcomes == {Delivery.SENT: 3}
 
 
-async def test_transient_errors_back_off_then_die_with_the_reason(
+async def test_server_errors_never_use_up_a_row(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    config = replace(FAST, max_attempts=3)
-    async with deployed(db_url, telegram, tmp_path, config=config) as app:
+    # Telegram's own trouble (5xx) is not the message's: however often it happens, the row
+    # is not charged and not given up; it goes out once Telegram answers.
+    async with deployed(db_url, telegram, tmp_path) as app:
         await introduce(app, 1)
-        telegram.fail(SendMessage, "INTERNAL_SERVER_ERROR", 500, times=10)
+        telegram.fail(SendMessage, "RPC_CALL_FAIL", 500, times=6)
         await fail_for_good(db_url, "a", (1,))
-        for attempt in range(1, 4):
-            await app.notifier.run_once()
+        for _ in range(6):
+            assert (await app.notifier.run_once()).outcomes == {Delivery.LATER: 1}
             (note,) = await notifications(db_url)
-            assert note["attempts"] == attempt
+            assert (note["state"], note["attempts"]) == ("pending", 0)
+            assert note["last_error"].startswith("RpcCallFailError")
+        assert (await app.notifier.run_once()).outcomes == {Delivery.SENT: 1}
+
+
+async def test_a_row_failing_on_its_own_backs_off_then_dies_after_the_time_budget(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    config = replace(FAST, backoff_base_seconds=1, give_up_after_seconds=3600)
+    async with deployed(db_url, telegram, tmp_path, config=config, clock=clock) as app:
+        await introduce(app, 1)
+        # An error Telegram has no category for: transient, and this chat's own trouble.
+        telegram.fail(SendMessage, "SOMETHING_ODD", 409, times=10)
+        await fail_for_good(db_url, "a", (1,))
+        clock.advance(5)  # the clock started before the failure was written
+        for attempt in (1, 2, 3):
+            assert (await app.notifier.run_once()).outcomes == {Delivery.LATER: 1}
+            (note,) = await notifications(db_url)
+            assert (note["state"], note["attempts"]) == ("pending", attempt)
+            clock.advance(2**attempt)  # past its exponential backoff
+        clock.advance(3600)
+        assert (await app.notifier.run_once()).outcomes == {Delivery.DEAD: 1}
+        (note,) = await notifications(db_url)
         assert note["state"] == "dead"
-        assert note["last_error"].startswith("gave up after 3 attempts: ")
+        assert note["last_error"].startswith("gave up after 3600s: RPCError: ")
 
 
 async def test_old_message_loses_its_keyboard_instead(
@@ -380,10 +406,11 @@ async def test_ready_video_is_sent_and_a_missing_file_is_dead(
 async def test_a_notifier_killed_mid_batch_loses_nothing(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(datetime.now(UTC))
     async with deployed(db_url, telegram, tmp_path, clock=clock, name="doomed") as doomed:
         await introduce(doomed, 1, 2, 3, 4, 5)
         await fail_for_good(db_url, "a", (1, 2, 3, 4, 5))
+        clock.advance(5)  # the clock started before the failure was written
         batch = await doomed.notifier.claim(5)
         assert [await doomed.notifier.deliver(n) for n in batch[:2]] == [Delivery.SENT] * 2
         in_flight = batch[2]  # sent, then the process dies before recording it
@@ -419,7 +446,7 @@ async def test_unreachable_telegram_is_a_clear_error_and_nothing_left_the_machin
     caplog.set_level(logging.DEBUG)
     # The real network layer this time: socket.connect is refused by the no_network fixture.
     client = build_client(TelegramConfig(api_id=1, api_hash="x", session=tmp_path / "s.session"))
-    with pytest.raises(TelegramUnavailable, match=r"^Telegram unreachable: "):
+    with pytest.raises(TelegramDown, match=r"^Telegram unreachable: "):
         await TelegramBot(client).start(BOT_TOKEN)
     await client.disconnect()
     assert "network disabled in tests" in caplog.text  # it tried, and the guard refused

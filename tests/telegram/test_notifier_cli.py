@@ -77,16 +77,62 @@ def test_a_malformed_token_is_refused_without_being_shown(db_url: str, tmp_path:
     assert "hunter2" not in result.stdout + result.stderr
 
 
-def test_unreachable_telegram_exits_4_with_one_line(db_url: str, tmp_path: Path) -> None:
-    result = run(
-        db_url,
-        tmp_path,
-        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{tmp_path / "bot.session"}"\n',
-        env={"VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN},
+def test_unreachable_telegram_is_ridden_out_until_sigterm(db_url: str, tmp_path: Path) -> None:
+    # The real network layer: the child's sitecustomize refuses every non-loopback address,
+    # so Telegram is unreachable. The notifier keeps trying, one line per try, and a SIGTERM
+    # still stops it cleanly.
+    path = tmp_path / "vidretry.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n'
+        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{tmp_path / "bot.session"}"\n'
+    )
+    argv = [sys.executable, "-m", "vidretry", "--config", str(path), "notifier"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(TESTS.parent)]),
+        "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+    }
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err, subprocess.Popen(argv, stderr=err, env=env, cwd=tmp_path) as proc:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("trying again in") < 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    stderr = log.read_text()
+    assert proc.returncode == 0, stderr
+    tries = [line for line in stderr.splitlines() if "trying again in" in line]
+    assert len(tries) >= 3
+    assert "Telegram unreachable: " in tries[0]
+    assert "(try 1)" in tries[0]
+    assert "(try 3)" in tries[2]
+    assert "Traceback" not in stderr
+    assert BOT_TOKEN.split(":")[1] not in stderr
+
+
+def test_a_refused_token_exits_4_with_one_line(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "vidretry.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n'
+        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{tmp_path / "bot.session"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.telegram.bot_process", "--config", str(path), "notifier"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=TESTS.parent,
+        env={
+            **os.environ,
+            "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+            "VIDRETRY_TEST_VALID_TOKEN": "1:another-token-entirely-xxxxxxxxxxxx",
+        },
     )
     assert result.returncode == 4, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("vidretry: error: Telegram unreachable: ")
+    assert last == "vidretry: error: Telegram refused the bot token (ACCESS_TOKEN_INVALID)"
     assert "Traceback" not in result.stderr
     assert BOT_TOKEN.split(":")[1] not in result.stdout + result.stderr
 

@@ -1,0 +1,115 @@
+"""``vidretry`` as a subprocess, with only Telethon's network layer replaced by the double.
+
+    python -m tests.telegram.bot_process --config FILE notifier
+
+runs the real command line (leadership, the bot session, the outbox loop) exactly as
+``vidretry notifier`` does, except that every Telethon client it builds talks to an
+in-process ``FakeTelegram`` instead of the network. The network guard is installed too, so
+nothing can leave the machine. Environment variables steer the double:
+
+- ``VIDRETRY_TEST_EVENTS``: a file to append one JSON line per event to: ``connect`` and
+  ``disconnect`` of the bot session, and every accepted ``send`` (with its chat, key and time).
+- ``VIDRETRY_TEST_CHAOS=1``: random flood waits and server errors, and blocked users.
+- ``VIDRETRY_TEST_OUTAGE``: a path; while that file exists, every send fails with a server
+  error (a Telegram outage).
+- ``VIDRETRY_TEST_VALID_TOKEN``: the token the double accepts (default: the tests' token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from telethon import functions
+
+from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
+from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
+
+SENDS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
+
+
+def blocked(user_id: int) -> bool:
+    """The chaos double's users who blocked the bot."""
+    return user_id % 37 == 0
+
+
+def message_key(request: Any) -> str:
+    """What a sent message says, to count duplicates: the failure's button, or the video."""
+    if isinstance(request, functions.messages.SendMessageRequest) and request.reply_markup:
+        (row,) = request.reply_markup.rows
+        return "failed " + bytes(row.buttons[0].type.data).decode()
+    match = re.search(r"для (\S+) готово", request.message or "")
+    return "ready " + (match[1] if match else "?")
+
+
+class ProcessTelegram(FakeTelegram):
+    def __init__(self, events: Path | None, chaos: bool, outage: Path | None) -> None:
+        super().__init__(valid_token=os.environ.get("VIDRETRY_TEST_VALID_TOKEN", BOT_TOKEN))
+        self.events = events
+        self.chaos = chaos
+        self.outage = outage
+        self.rng = random.Random()
+
+    def answer(self, request: Any) -> Any:
+        if isinstance(request, SENDS):
+            user_id = request.peer.user_id
+            if user_id not in self.users:
+                self.add_user(user_id)
+            roll = self.rng.random()
+            if self.outage is not None and self.outage.exists():
+                self.fail(type(request), "RPC_CALL_FAIL", 500)
+            elif self.chaos and blocked(user_id):
+                self.fail(type(request), "USER_IS_BLOCKED", 400)
+            elif self.chaos and roll < 0.02:
+                self.fail(type(request), "FLOOD_WAIT_1", 420)
+            elif self.chaos and roll < 0.04:
+                self.fail(type(request), "INTERNAL_SERVER_ERROR", 500)
+        result = super().answer(request)  # raises what was injected above
+        if isinstance(request, SENDS):
+            self.log("send", chat=request.peer.user_id, key=message_key(request))
+        return result
+
+    def on_connection(self, connected: bool) -> None:
+        self.log("connect" if connected else "disconnect")
+
+    def log(self, event: str, **fields: Any) -> None:
+        if self.events is None:
+            return
+        line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), **fields})
+        with self.events.open("a") as f:
+            f.write(line + "\n")
+
+
+def main() -> None:
+    socket.socket.connect = loopback_only(socket.socket.connect)  # type: ignore[method-assign]
+    loopback_only_uvloop()
+    events = os.environ.get("VIDRETRY_TEST_EVENTS")
+    outage = os.environ.get("VIDRETRY_TEST_OUTAGE")
+    telegram = ProcessTelegram(
+        Path(events) if events else None,
+        chaos=os.environ.get("VIDRETRY_TEST_CHAOS") == "1",
+        outage=Path(outage) if outage else None,
+    )
+
+    from vidretry import cli
+    from vidretry import telegram as adapter
+
+    build_client = adapter.build_client
+
+    def build_offline_client(config: Any) -> Any:
+        client = build_client(config)
+        install(client, telegram)
+        return client
+
+    cli.build_client = build_offline_client  # type: ignore[assignment]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""One leader among notifiers, elected through PostgreSQL.
+
+Telegram gives a bot's updates to one connection, so only one notifier may be logged in: the
+leader. Leadership is a row with a term (River's shape): the leader renews it every third of
+a term, a standby takes it when the term has lapsed, and a leader that resigns hands over at
+once. A leader that cannot renew (the database is gone) knows when its term ends by its own
+clock, and stops sending by then, before any standby can be elected.
+
+With the notifier's ``lease_seconds`` L, the term is L/2 and standbys look every L/12 (at
+most 5 s), so after a leader dies a standby leads within L/2 + L/12 (35 s by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from vidretry.clock import Clock
+from vidretry.db import Connection, fetch_one, one_line
+from vidretry.errors import RefusedError
+from vidretry.loop import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger("vidretry.leadership")
+
+# How long a resigning leader waits for the database before leaving the term to lapse.
+RESIGN_SECONDS = 2.0
+
+
+class Leadership:
+    """Campaigns for ``role`` as ``candidate``; constructing it does no I/O."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        *,
+        candidate: str,
+        lease_seconds: float,
+        clock: Clock,
+        role: str = "notifier",
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.candidate = candidate
+        self.role = role
+        self.clock = clock
+        self.monotonic = monotonic
+        self.term_seconds = lease_seconds / 2
+        self.renew_every = self.term_seconds / 3
+        self.standby_poll_seconds = min(lease_seconds / 12, 5.0)
+
+    async def try_claim(self) -> UUID | None:
+        """One try at becoming the leader: its token, or None if another leads."""
+        params = {
+            "role": self.role,
+            "candidate": self.candidate,
+            "term_seconds": self.term_seconds,
+            "now": self.clock.now(),
+        }
+        async with self.pool.connection() as conn:
+            row = await fetch_one(conn, "claim_leadership", params)
+        return row["token"] if row else None
+
+    async def renew(self, token: UUID) -> bool:
+        """Extend the term; False if another notifier leads now."""
+        params = {
+            "role": self.role,
+            "token": token,
+            "term_seconds": self.term_seconds,
+            "now": self.clock.now(),
+        }
+        async with self.pool.connection() as conn:
+            return await fetch_one(conn, "renew_leadership", params) is not None
+
+    async def resign(self, token: UUID) -> None:
+        try:
+            async with asyncio.timeout(RESIGN_SECONDS), self.pool.connection() as conn:
+                await fetch_one(conn, "resign_leadership", {"role": self.role, "token": token})
+        except (TimeoutError, *TRANSIENT_DB_ERRORS) as exc:
+            log.warning("could not resign (%s): the term lapses by itself", one_line(exc))
+
+    async def current(self) -> str | None:
+        async with self.pool.connection() as conn:
+            row = await fetch_one(conn, "current_leader", {"role": self.role})
+        return row["leader"] if row else None
+
+    async def lead(
+        self,
+        stop: asyncio.Event,
+        body: Callable[[asyncio.Event, asyncio.Event], Awaitable[None]],
+        *,
+        stand_by: bool = True,
+    ) -> None:
+        """Until ``stop`` is set: wait to be elected, then run ``body(done, lost)`` while
+        leading. ``done`` is set when ``stop`` is or leadership is lost; ``lost`` only in the
+        second case, when the body must stop sending at once. A body that returns by itself
+        ends the campaign; its exception ends it too, after resigning. Without ``stand_by``,
+        another leader is a ``RefusedError`` instead of a wait."""
+        while not stop.is_set():
+            if stand_by:
+                elected = await self._elected(stop)
+            else:
+                elected = await self._claim_now()
+            if elected is None:
+                return
+            token, started = elected
+            log.info("%s leads the notifiers now", self.candidate)
+            done, lost = asyncio.Event(), asyncio.Event()
+            keeper = asyncio.create_task(self._keep(token, started, stop, done, lost))
+            try:
+                await body(done, lost)
+            finally:
+                done.set()
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                if not lost.is_set():
+                    await self.resign(token)
+            if not lost.is_set():
+                return
+            log.warning("%s no longer leads: back to standby", self.candidate)
+
+    async def _claim_now(self) -> tuple[UUID, float]:
+        started = self.monotonic()
+        token = await self.try_claim()
+        if token is None:
+            raise RefusedError(
+                f"notifier {await self.current()} is running and delivers the outbox: stop it first"
+            )
+        return token, started
+
+    async def _elected(self, stop: asyncio.Event) -> tuple[UUID, float] | None:
+        """(token, when the winning try started) once elected; None if stopped first."""
+        said_who = None
+        while not stop.is_set():
+            try:
+                started = self.monotonic()
+                token = await self.try_claim()
+                if token is not None:
+                    return token, started
+                leader = await self.current()
+                if leader != said_who:
+                    log.info("standing by: %s leads", leader)
+                    said_who = leader
+            except TRANSIENT_DB_ERRORS as exc:
+                log.error("database unavailable (%s): standing by", one_line(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.standby_poll_seconds):
+                    await stop.wait()
+        return None
+
+    async def _keep(
+        self,
+        token: UUID,
+        started: float,
+        stop: asyncio.Event,
+        done: asyncio.Event,
+        lost: asyncio.Event,
+    ) -> None:
+        """Renew the term until ``stop``; set ``lost`` (and ``done``) if it is lost, or when
+        it ends by the local clock without a successful renewal. Terms are counted from
+        before the statement that granted them was sent, so the local end comes first."""
+        term_ends = started + self.term_seconds
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                wait = min(self.renew_every, term_ends - self.monotonic())
+                if wait > 0:
+                    await asyncio.wait({stopping}, timeout=wait)
+                if stop.is_set():
+                    done.set()
+                    return
+                if self.monotonic() >= term_ends:
+                    log.error("%s: term ended without renewal: stepping down", self.candidate)
+                    break
+                started = self.monotonic()
+                try:
+                    async with asyncio.timeout(term_ends - started):
+                        renewed = await self.renew(token)
+                    if not renewed:
+                        log.error("%s: another notifier was elected: stepping down", self.candidate)
+                        break
+                except TimeoutError:
+                    log.error("%s: term ended while renewing: stepping down", self.candidate)
+                    break
+                except TRANSIENT_DB_ERRORS as exc:
+                    log.warning("could not renew leadership (%s); trying again", one_line(exc))
+                    await asyncio.sleep(min(1.0, self.renew_every))
+                    continue
+                term_ends = started + self.term_seconds
+        finally:
+            stopping.cancel()
+        lost.set()
+        done.set()

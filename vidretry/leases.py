@@ -1,0 +1,118 @@
+"""One heartbeat per process for every lease it holds: the worker's jobs, the notifier's sends.
+
+Every half ``heartbeat_seconds`` one statement extends the lease of each item not extended
+for that long, so no lease goes longer than ``heartbeat_seconds`` without a beat. An item
+whose lease turns out to be lost has its task cancelled. Items that finish within half a
+beat cost no query at all, and a process holding nothing runs no heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from vidretry.db import one_line
+from vidretry.loop import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger("vidretry.leases")
+
+
+class Leased(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+Item = TypeVar("Item", bound=Leased)
+
+
+class Held(Generic[Item]):
+    """A leased item as the heartbeat sees it, with the task working on it."""
+
+    __slots__ = ("beat_at", "item", "lost", "task")
+
+    def __init__(self, item: Item, task: asyncio.Task[Any], now: float) -> None:
+        self.item = item
+        self.task = task
+        self.beat_at = now  # when the lease was last known to be extended
+        self.lost = False
+
+    def cancelled_for_its_lease(self) -> bool:
+        """In an ``except CancelledError``: True if only the heartbeat cancelled the task
+        (the lease is gone), False if someone else did (a shutdown) too."""
+        return self.lost and self.task.uncancel() == 0
+
+
+class LeaseKeeper(Generic[Item]):
+    """Keeps the leases of the items being worked on alive.
+
+    ``extend`` runs the fenced heartbeat statement and returns the ids still held. With
+    ``lease_seconds``, a lease that could not be extended for that long (the database is
+    unreachable) counts as lost too: someone else may have taken the item over by then.
+    """
+
+    def __init__(
+        self,
+        extend: Callable[[Sequence[Item]], Awaitable[set[int]]],
+        *,
+        heartbeat_seconds: float,
+        lease_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.extend = extend
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease_seconds = lease_seconds
+        self.monotonic = monotonic
+        self.held: dict[int, Held[Item]] = {}
+        self.beater: asyncio.Task[None] | None = None
+
+    def hold(self, item: Item) -> Held[Item]:
+        """Keep ``item``'s lease alive while the current task works on it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.held[item.id] = held = Held(item, task, self.monotonic())
+        if self.beater is None or self.beater.done():
+            self.beater = asyncio.create_task(self._beat())
+        return held
+
+    def release(self, held: Held[Item]) -> None:
+        if self.held.get(held.item.id) is held:
+            del self.held[held.item.id]
+
+    async def stop(self) -> None:
+        if self.beater is not None:
+            self.beater.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.beater
+            self.beater = None
+
+    async def _beat(self) -> None:
+        half = self.heartbeat_seconds / 2
+        while self.held:
+            await asyncio.sleep(half)
+            started = self.monotonic()
+            due = [h for h in self.held.values() if started - h.beat_at >= half]
+            if not due:
+                continue
+            try:
+                alive = await self.extend([h.item for h in due])
+            except TRANSIENT_DB_ERRORS as exc:
+                # Not known to be lost: keep working, try again at the next beat, unless the
+                # lease has run out meanwhile.
+                log.warning("heartbeat failed, will try again: %s", one_line(exc))
+                if self.lease_seconds is not None:
+                    self._lose([h for h in due if started - h.beat_at >= self.lease_seconds])
+                continue
+            for held in due:
+                if held.item.id in alive:
+                    held.beat_at = started
+            self._lose([h for h in due if h.item.id not in alive])
+
+    def _lose(self, lost: list[Held[Item]]) -> None:
+        for held in lost:
+            if self.held.get(held.item.id) is held:  # still being worked on
+                held.lost = True
+                held.task.cancel()
