@@ -198,8 +198,10 @@ class Pacer:
         self, rate: float, chat_interval: float, *, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         self.limiter = RateLimiter(rate, chat_interval)
+        self.chat_interval = chat_interval
         self.monotonic = monotonic
         self._recent_sends: deque[float] = deque(maxlen=max(1, int(rate)))
+        self._sent_in_chat: dict[int, float] = {}
         self._window_lock = asyncio.Lock()
 
     def reserve(self, chat_id: int, *, max_wait: float) -> float | None:
@@ -221,16 +223,35 @@ class Pacer:
         wait = self.reserve(chat_id, max_wait=float("inf"))
         assert wait is not None
         await asyncio.sleep(max(wait, self.paused_for()))
-        await self.window()
+        await self.go(chat_id)
 
-    async def window(self) -> None:
-        """The limiter spaces send slots evenly, but timers wake a little late and unevenly;
-        this guard, on actual send times, keeps every one-second window within the limit.
-        Its window is 2 % longer than a second, because the request leaves a few
+    async def go(self, chat_id: int) -> None:
+        """The last guard before a send, on actual send times. The limiter spaces reserved
+        slots, but timers wake a little late and unevenly, and a send held here for the
+        overall limit could otherwise come too close to the next one in its chat: this keeps
+        every one-second window within the limit, and every chat's sends the chat interval
+        apart. Its window is 2 % longer than a second, because the request leaves a few
         milliseconds after the guard lets it go (it costs 2 % of the rate at most)."""
-        async with self._window_lock:
-            if len(self._recent_sends) == self._recent_sends.maxlen:
-                wait = self._recent_sends[0] + 1.02 - self.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            self._recent_sends.append(self.monotonic())
+        while True:
+            chat_wait = (
+                self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval - self.monotonic()
+            )
+            if chat_wait > 0:
+                await asyncio.sleep(chat_wait)
+            async with self._window_lock:
+                if len(self._recent_sends) == self._recent_sends.maxlen:
+                    wait = self._recent_sends[0] + 1.02 - self.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                now = self.monotonic()
+                if self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval <= now:
+                    self._recent_sends.append(now)
+                    self._sent_in_chat[chat_id] = now
+                    if len(self._sent_in_chat) > 10_000:
+                        self._forget_chats(now)
+                    return
+
+    def _forget_chats(self, now: float) -> None:
+        self._sent_in_chat = {
+            c: t for c, t in self._sent_in_chat.items() if t + self.chat_interval > now
+        }

@@ -251,7 +251,7 @@ class Notifier:
         paused = self.pacer.paused_for()
         if paused > 0:  # a flood wait arrived while this one waited for its slot
             return await self._reschedule(note, paused, None)
-        await self.pacer.window()
+        await self.pacer.go(note.chat_id)
         try:
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 message_id = await self._send(note)

@@ -76,6 +76,7 @@ class ProcessTelegram(FakeTelegram):
         return result
 
     def on_connection(self, connected: bool) -> None:
+        super().on_connection(connected)
         self.log("connect" if connected else "disconnect")
 
     def log(self, event: str, **fields: Any) -> None:

@@ -130,7 +130,8 @@ class FakeTelegram:
         return sum(sender.is_connected() for sender in self.senders)
 
     def on_connection(self, connected: bool) -> None:
-        """A hook for subclasses that log who is logged in."""
+        """Who is connected changed (subclasses log it)."""
+        self.arrived.set()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
         async with asyncio.timeout(timeout):

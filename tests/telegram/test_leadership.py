@@ -1,0 +1,193 @@
+"""One bot session among several notifiers: the election, and three real notifier processes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import FakeClock
+from tests.telegram.double import BOT_TOKEN
+from vidretry import db
+from vidretry.config import NotifierConfig
+from vidretry.leadership import Leadership
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = NotifierConfig()
+
+
+def candidate(pool: Any, name: str, clock: FakeClock) -> Leadership:
+    return Leadership(pool, candidate=name, lease_seconds=DEFAULTS.lease_seconds, clock=clock)
+
+
+async def test_one_leader_until_its_term_lapses_then_the_next(db_url: str) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    async with db.open_pool(db_url, max_size=2) as pool:
+        a, b = candidate(pool, "a", clock), candidate(pool, "b", clock)
+        token_a = await a.try_claim()
+        assert token_a is not None
+        assert await b.try_claim() is None
+        clock.advance(a.term_seconds - 1)
+        assert await a.renew(token_a)
+        clock.advance(a.term_seconds - 1)  # renewed: still a's
+        assert await b.try_claim() is None
+        clock.advance(2)  # a died: its term lapses
+        token_b = await b.try_claim()
+        assert token_b is not None
+        assert not await a.renew(token_a)  # fenced: a finds out it was replaced
+        assert await b.current() == "b"
+        await b.resign(token_b)  # a leader that stops hands over at once
+        assert await a.try_claim() is not None
+
+
+async def test_the_term_and_the_standby_poll_keep_takeover_within_a_lease(db_url: str) -> None:
+    async with db.open_pool(db_url, max_size=1) as pool:
+        leadership = candidate(pool, "a", FakeClock())
+    # A dead leader's term runs out at most one term after its last renewal; a standby
+    # notices within one poll; both together are well within lease_seconds.
+    assert leadership.term_seconds + leadership.standby_poll_seconds < DEFAULTS.lease_seconds
+    assert leadership.renew_every * 3 == leadership.term_seconds
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def most_connected_at_once(events: list[dict[str, Any]], killed: dict[int, float]) -> int:
+    """How many bot sessions were logged in at the same time, at most. A killed process's
+    session ends when it was killed (it cannot log its own end)."""
+    changes = [(e["t"], 1 if e["event"] == "connect" else -1) for e in events
+               if e["event"] in ("connect", "disconnect")]  # fmt: skip
+    for pid, t in killed.items():
+        if any(e["pid"] == pid and e["event"] == "connect" for e in events):
+            changes.append((t, -1))
+    live = most = 0
+    for _, change in sorted(changes, key=lambda c: (c[0], c[1])):
+        live += change
+        most = max(most, live)
+    return most
+
+
+def busiest_second(sends: list[float]) -> int:
+    times = sorted(sends)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def closest_in_one_chat(sends: list[dict[str, Any]]) -> float:
+    by_chat: dict[int, list[float]] = defaultdict(list)
+    for send in sends:
+        by_chat[send["chat"]].append(send["t"])
+    for times in by_chat.values():
+        times.sort()
+    gaps = [b - a for times in by_chat.values() for a, b in itertools.pairwise(times)]
+    return min(gaps)
+
+
+def seed_outbox(conn: psycopg.Connection[Any], users: int, per_user: int) -> None:
+    """``users`` users who wrote to the bot, each with ``per_user`` failure messages due."""
+    conn.execute(
+        "INSERT INTO telegram_users (user_id, access_hash)"
+        " SELECT u, u * 1000 + 7 FROM generate_series(1, %s) AS u",
+        (users,),
+    )
+    conn.execute(
+        "INSERT INTO video_assets (name) SELECT 'video-' || g FROM generate_series(1, %s) AS g",
+        (per_user,),
+    )
+    conn.execute(
+        "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
+        " SELECT a.id, u, u, 'failed', 0, jsonb_build_object('name', a.name)"
+        " FROM video_assets AS a CROSS JOIN generate_series(1, %s) AS u",
+        (users,),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_three_notifiers_one_session_one_rate_and_a_standby_takes_over(
+    db_url: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    config = tmp_path / "vidretry.toml"
+    config.write_text(
+        f'[database]\nurl = "{db_url}"\n'
+        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{tmp_path / "bot.session"}"\n'
+    )
+    env = {
+        **os.environ,
+        "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "VIDRETRY_TEST_EVENTS": str(events),
+    }
+    argv = [sys.executable, "-m", "tests.telegram.bot_process", "--config", str(config), "notifier"]
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    killed: dict[int, float] = {}
+    try:
+        for i in range(3):
+            with (tmp_path / f"notifier-{i}.log").open("wb") as log:
+                proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log, stdout=log)
+            procs[proc.pid] = proc
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            seed_outbox(conn, users=250, per_user=4)
+            deadline = time.monotonic() + 120
+            sent = 0
+            while sent < 1000 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                row = conn.execute("SELECT count(*) FROM notifications WHERE state = 'sent'")
+                sent = row.fetchone()[0]  # type: ignore[index]
+            assert sent == 1000
+
+            sends = [e for e in read_events(events) if e["event"] == "send"]
+            assert len(sends) == 1000
+            assert len({e["pid"] for e in sends}) == 1  # the leader sent everything
+            assert busiest_second([e["t"] for e in sends]) <= DEFAULTS.rate_per_second
+            # 10 ms for the double's own timestamps, taken a little after each request left.
+            assert closest_in_one_chat(sends) >= DEFAULTS.per_chat_interval_seconds - 0.01
+
+            (leader,) = {e["pid"] for e in sends}
+            procs[leader].send_signal(signal.SIGKILL)
+            killed[leader] = time.time()
+            procs[leader].wait()
+            conn.execute(
+                "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
+                " SELECT id, 1, 1, 'failed', 1, jsonb_build_object('name', name)"
+                " FROM video_assets ORDER BY id LIMIT 1"
+            )
+            takeover_deadline = killed[leader] + DEFAULTS.lease_seconds + 5
+            while time.time() < takeover_deadline:
+                after = [
+                    e for e in read_events(events) if e["event"] == "send" and e["pid"] != leader
+                ]
+                if after:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("no standby sent within lease_seconds + 5 s of the kill")
+            print(f"a standby sent {after[0]['t'] - killed[leader]:.1f}s after the kill")
+        assert most_connected_at_once(read_events(events), killed) == 1
+    finally:
+        for pid, proc in procs.items():
+            if pid not in killed:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            proc.wait(timeout=30)
+    survivors = [proc for pid, proc in procs.items() if pid not in killed]
+    assert [proc.returncode for proc in survivors] == [0, 0]
+    assert most_connected_at_once(read_events(events), killed) == 1
