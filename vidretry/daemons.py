@@ -98,9 +98,17 @@ class NotifierProcess:
             await until_first(
                 notifier.run(done, drain=drain, hurry=lost),
                 bot.stay_connected(done, notifier.outage.probe_now),
+                _log_out_when(lost, bot),
             )
         finally:
             await bot.stop()
+
+
+async def _log_out_when(lost: asyncio.Event, bot: TelegramBot) -> None:
+    """A leader whose term ended logs out before anything else: a standby may be elected
+    any moment now, and only one bot session may be logged in. Handing rows back can wait."""
+    await lost.wait()
+    await bot.stop()
 
 
 async def until_first(*coroutines: Coroutine[Any, Any, None]) -> None:

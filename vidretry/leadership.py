@@ -166,10 +166,11 @@ class Leadership:
         it ends by the local clock without a successful renewal. Terms are counted from
         before the statement that granted them was sent, so the local end comes first."""
         term_ends = started + self.term_seconds
+        next_wait = self.renew_every
         stopping = asyncio.create_task(stop.wait())
         try:
             while True:
-                wait = min(self.renew_every, term_ends - self.monotonic())
+                wait = min(next_wait, term_ends - self.monotonic())
                 if wait > 0:
                     await asyncio.wait({stopping}, timeout=wait)
                 if stop.is_set():
@@ -182,17 +183,18 @@ class Leadership:
                 try:
                     async with asyncio.timeout(term_ends - started):
                         renewed = await self.renew(token)
-                    if not renewed:
-                        log.error("%s: another notifier was elected: stepping down", self.candidate)
-                        break
                 except TimeoutError:
                     log.error("%s: term ended while renewing: stepping down", self.candidate)
                     break
                 except TRANSIENT_DB_ERRORS as exc:
                     log.warning("could not renew leadership (%s); trying again", one_line(exc))
-                    await asyncio.sleep(min(1.0, self.renew_every))
+                    next_wait = min(1.0, self.renew_every)  # never past the term's end
                     continue
+                if not renewed:
+                    log.error("%s: another notifier was elected: stepping down", self.candidate)
+                    break
                 term_ends = started + self.term_seconds
+                next_wait = self.renew_every
         finally:
             stopping.cancel()
         lost.set()

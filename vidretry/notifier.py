@@ -125,6 +125,12 @@ class Outage:
         self.probes += 1
         self.next_probe_at = now + backoff.jittered(delay, self.rng)
 
+    def settled(self, note_id: int) -> None:
+        """A delivery ended. If it was the probe and reached no verdict (its chat was busy,
+        it was cancelled), the next probe may go as soon as it is due."""
+        if note_id == self.probe_id:
+            self.probe_id = None
+
     def answered(self) -> None:
         """Telegram answered a send (accepted, refused, or asked to wait): it is up."""
         self._failing_chats.clear()
@@ -235,6 +241,7 @@ class Notifier:
                 return await self._deliver(note)
             finally:
                 self.leases.release(held)
+                self.outage.settled(note.id)
         except asyncio.CancelledError:
             if held.cancelled_for_its_lease():
                 log.warning("notification %s: lease lost mid-send; not recorded", note.id)

@@ -1,5 +1,6 @@
-"""The chaos run: workers and notifiers killed at random, PostgreSQL restarted, failed assets
-retried from the CLI, and then SQL that proves nothing was lost or done twice.
+"""The chaos run: workers and notifiers killed at random (the leading notifier above all),
+PostgreSQL restarted, Telegram failing everybody for 30 s, failed assets retried from the
+CLI, and then SQL that proves nothing was lost or done twice.
 
     python -m tests.chaos.run            # short form, under two minutes (CI runs it)
     python -m tests.chaos.run --long     # 2,000 assets, 3,000 requests, four minutes of chaos
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.telegram.bot_process import blocked, most_sessions_at_once, read_events
+from tests.telegram.double import BOT_TOKEN
 from vidretry import db
 from vidretry.embedded import EmbeddedServer
 from vidretry.enqueue import enqueue
@@ -34,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "tests" / "telegram" / "offline"
 MAX_ATTEMPTS = 3
 LEASE_SECONDS = 2
+NOTIFIER_LEASE_SECONDS = 3
+TELEGRAM_OUTAGE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Process:
 class Figures:
     kills: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (kind, time)
     notifier_kills: int = 0
+    leader_kills: int = 0
     restarts_of_postgres: int = 0
     cli_retries: int = 0
     failures: list[str] = field(default_factory=list)
@@ -121,18 +127,29 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         "poll_interval_seconds = 0.2\ntimeout_seconds = 4\nshutdown_grace_seconds = 1\n"
         'handler = "python:tests.chaos.handler:generate"\n'
         f'output_dir = "{base / "videos"}"\n'
+        f"\n[notifier]\nrate_per_second = 30\nlease_seconds = {NOTIFIER_LEASE_SECONDS}\n"
+        "heartbeat_seconds = 1\npoll_interval_seconds = 0.2\nbackoff_base_seconds = 0.2\n"
+        f'\n[telegram]\napi_id = 1\napi_hash = "{"0" * 32}"\n'
+        f'session = "{base / "bot.session"}"\n'
     )
+    outage = base / "telegram-outage"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("VIDRETRY_")},
         "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(ROOT)]),
         "VIDRETRY_CHAOS_LOG": str(logs),
+        # For the notifiers: the Telegram double (tests/telegram/bot_process.py).
+        "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "VIDRETRY_TEST_CHAOS": "1",
+        "VIDRETRY_TEST_EVENTS": str(logs / "telegram.jsonl"),
+        "VIDRETRY_TEST_OUTAGE": str(outage),
     }
     cli = [sys.executable, "-m", "vidretry", "--config", str(config)]
     processes = [
         Process("worker", [*cli, "worker"], env, logs / f"worker-{i}.out")
         for i in range(plan.workers)
     ] + [
-        Process("notifier", [sys.executable, "-m", "tests.chaos.notifier_process", url, str(logs)],
+        Process("notifier", [sys.executable, "-m", "tests.telegram.bot_process",
+                             "--config", str(config), "notifier"],
                 env, logs / f"notifier-{i}.out")
         for i in range(plan.notifiers)
     ]  # fmt: skip
@@ -141,10 +158,18 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         process.start()
     started = time.monotonic()
     restart_at = started + plan.chaos_seconds * rng.uniform(0.3, 0.6)
+    outage_at = started + rng.uniform(0, max(0.0, plan.chaos_seconds - TELEGRAM_OUTAGE_SECONDS))
     next_retry = started + 3
     while time.monotonic() - started < plan.chaos_seconds:
         await asyncio.sleep(rng.uniform(1, 2))
+        _telegram_outage(outage, outage_at, figures)
         victim = rng.choice(processes)
+        if victim.kind == "notifier" and rng.random() < 0.7:
+            # The leader is the one whose death matters: it holds the bot session.
+            leader = await _leader(url, processes)
+            if leader is not None:
+                victim = leader
+                figures.leader_kills += 1
         assert victim.popen is not None
         victim.popen.send_signal(signal.SIGKILL)
         victim.popen.wait()
@@ -157,6 +182,9 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         if time.monotonic() >= next_retry:
             figures.cli_retries += await _retry_some(cli, env, url, rng)
             next_retry = time.monotonic() + rng.uniform(2, 4)
+    while outage.exists():  # a short form may end before the outage does
+        await asyncio.sleep(0.5)
+        _telegram_outage(outage, outage_at, figures)
     settled = await _settle(url, plan.settle_seconds)
     for process in processes:
         assert process.popen is not None
@@ -189,6 +217,27 @@ async def _enqueue_everything(conn: db.Connection, plan: Plan, rng: random.Rando
                 user_id=rng.randint(1, plan.users),
                 max_attempts=MAX_ATTEMPTS,
             )
+
+
+def _telegram_outage(flag: Path, starts_at: float, figures: Figures) -> None:
+    """Every send fails with a server error while the flag file exists."""
+    now = time.monotonic()
+    if not figures.facts.get("Telegram outage (s)") and now >= starts_at:
+        flag.touch()
+        figures.facts["Telegram outage (s)"] = TELEGRAM_OUTAGE_SECONDS
+    if flag.exists() and now >= starts_at + TELEGRAM_OUTAGE_SECONDS:
+        flag.unlink()
+
+
+async def _leader(url: str, processes: list[Process]) -> Process | None:
+    try:
+        async with await db.connect(url) as conn:
+            cur = await conn.execute("SELECT leader FROM leadership WHERE role = 'notifier'")
+            row = await cur.fetchone()
+    except Exception:  # the database may be restarting
+        return None
+    pid = _pid_of(row["leader"]) if row and row["leader"] else None
+    return next((p for p in processes if p.popen and p.pid == pid), None)
 
 
 def _restart(server: EmbeddedServer) -> None:
@@ -283,13 +332,18 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
 
         outbox = await by_state("notifications")
         facts["notifications by final state"] = outbox
-        if set(outbox) - {"sent", "dead"}:
+        if set(outbox) - {"sent", "dead", "superseded"}:
             fail(f"notifications not settled: {outbox}")
         reasonless = await rows(
             "SELECT id FROM notifications WHERE state = 'dead' AND last_error IS NULL"
         )
         if reasonless:
             fail(f"{len(reasonless)} dead notification(s) without a reason")
+        dead = await rows("SELECT user_id, last_error FROM notifications WHERE state = 'dead'")
+        wrongly_dead = [d for d in dead if not blocked(d["user_id"])]
+        if wrongly_dead:
+            fail(f"{len(wrongly_dead)} notification(s) dead for a user who did not block the bot: "
+                 f"{wrongly_dead[:3]}")  # fmt: skip
 
         rescues = await rows("SELECT detail, created_at FROM job_events WHERE kind = 'rescued'")
         delays = []
@@ -302,22 +356,36 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
         if delays and max(delays) > LEASE_SECONDS + 3:
             fail(f"a rescue took {max(delays):.1f}s, more than the lease plus a poll")
 
-    facts["processes killed"] = f"{len(figures.kills)} ({figures.notifier_kills} notifiers)"
+    facts["processes killed"] = (
+        f"{len(figures.kills)} ({figures.notifier_kills} notifiers, "
+        f"{figures.leader_kills} of them leading)"
+    )
     facts["postgres restarts"] = figures.restarts_of_postgres
     overlaps = _overlapping_runs(logs, figures.kills)
     facts["jobs that ran in two workers at once"] = len(overlaps)
     if overlaps:
         fail(f"attempts overlapped: {overlaps[:3]}")
     sends: Counter[str] = Counter()
-    for log in logs.glob("sent-*.log"):
-        for line in log.read_text().splitlines():
-            key, user, _pid = line.rsplit(" ", 2)
-            sends[f"{key} {user}"] += 1
+    events = read_events(logs / "telegram.jsonl")
+    for event in events:
+        if event["event"] == "send":
+            sends[f"{event['key']} {event['chat']}"] += 1
+    most = most_sessions_at_once(events, {pid: t for pid, (_, t) in figures.kills.items()})
+    facts["bot sessions at once (at most)"] = most
+    if most > 1:
+        fail(f"{most} bot sessions were logged in at once")
     duplicates = sum(n - 1 for n in sends.values() if n > 1)
     facts["messages sent"] = sum(sends.values())
     facts["duplicate sends (notifier kills)"] = f"{duplicates} ({figures.notifier_kills})"
     if duplicates > figures.notifier_kills:
         fail(f"{duplicates} duplicate sends for {figures.notifier_kills} notifier kills")
+
+
+def _pid_of(name: str) -> int | None:
+    try:
+        return int(name.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _pid_in(detail: str) -> int | None:

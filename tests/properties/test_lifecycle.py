@@ -279,8 +279,15 @@ class Lifecycle(RuleBasedStateMachine):
         assert {(n["asset_id"], n["user_id"], n["kind"], n["generation"]) for n in notes} == {
             (a.id, *note) for a in self.assets.values() for note in a.notes
         }
+        generation = {a.id: a.generation for a in self.assets.values()}
         for n in notes:
-            assert n["state"] == ("sent" if n["id"] in self.delivered else "pending")
+            # A retry supersedes the failure messages of the generation it ends that were not
+            # delivered yet: they are never sent.
+            obsolete = n["kind"] == "failed" and n["generation"] < generation[n["asset_id"]]
+            expected = (
+                "sent" if n["id"] in self.delivered else "superseded" if obsolete else "pending"
+            )
+            assert n["state"] == expected
 
 
 def test_lifecycle(db_url: str) -> None:

@@ -48,6 +48,34 @@ def message_key(request: Any) -> str:
     return "ready " + (match[1] if match else "?")
 
 
+def read_events(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def most_sessions_at_once(events: list[dict[str, Any]], killed: dict[int, float]) -> int:
+    """How many bot sessions were logged in at the same time, at most, across processes. A
+    session still open when its process was killed ends at the kill (the process cannot log
+    its own end)."""
+    changes: list[tuple[float, int]] = []
+    open_since: dict[int, float] = {}
+    for event in sorted(events, key=lambda e: e["t"]):
+        pid = event["pid"]
+        if event["event"] == "connect":
+            open_since[pid] = event["t"]
+            changes.append((event["t"], 1))
+        elif event["event"] == "disconnect" and pid in open_since:
+            del open_since[pid]
+            changes.append((event["t"], -1))
+    for pid, since in open_since.items():
+        changes.append((max(since, killed.get(pid, float("inf"))), -1))
+    live = most = 0
+    for _, change in sorted(changes):  # at equal times, an end (-1) sorts first
+        live += change
+        most = max(most, live)
+    return most
+
+
 class ProcessTelegram(FakeTelegram):
     def __init__(self, events: Path | None, chaos: bool, outage: Path | None) -> None:
         super().__init__(valid_token=os.environ.get("VIDRETRY_TEST_VALID_TOKEN", BOT_TOKEN))

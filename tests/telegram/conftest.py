@@ -24,6 +24,7 @@ from vidretry import db
 from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.delivery import Pacer
 from vidretry.notifier import Notifier
 from vidretry.telegram import TelegramBot, build_client
 
@@ -80,7 +81,8 @@ async def deployed(
         )
     )
     install(client, telegram)
-    bot = TelegramBot(client)
+    pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds)
+    bot = TelegramBot(client, pacer=pacer)
     await bot.start(BOT_TOKEN)
     try:
         async with db.open_pool(db_url, max_size=4) as pool:
@@ -97,6 +99,7 @@ async def deployed(
                 bot,
                 clock=clock or DatabaseClock(),
                 rng=random.Random(3),
+                pacer=pacer,
                 name=name,
             )
             yield Deployment(telegram, bot, notifier, pool)

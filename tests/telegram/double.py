@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ class FakeTelegram:
     # Seconds before a request of a type is answered (a slow upload).
     delays: dict[type, float] = field(default_factory=dict)
     senders: list[FakeSender] = field(default_factory=list)
+    # When each request in ``requests`` arrived (monotonic seconds).
+    arrived_at: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bot = types.User(
@@ -144,6 +147,7 @@ class FakeTelegram:
     def answer(self, request: Any) -> Any:
         bytes(request)  # serialise exactly as the wire would; a malformed request fails here
         self.requests.append(request)
+        self.arrived_at.append(time.monotonic())
         self.arrived.set()
         for injected in self.injected:
             if (

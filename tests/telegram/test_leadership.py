@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -16,10 +16,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from tests.support import FakeClock
+from tests.telegram.bot_process import most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
 from vidretry import db
+from vidretry.clock import DatabaseClock
 from vidretry.config import NotifierConfig
 from vidretry.leadership import Leadership
 
@@ -60,25 +63,35 @@ async def test_the_term_and_the_standby_poll_keep_takeover_within_a_lease(db_url
     assert leadership.renew_every * 3 == leadership.term_seconds
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+async def test_a_leader_cut_off_from_the_database_steps_down_when_its_term_ends(
+    db_url: str,
+) -> None:
+    # Nothing listens on port 1 (loopback): every connection of this pool is refused.
+    dead: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        "postgresql://x@127.0.0.1:1/none", open=False, timeout=1
+    )
+    await dead.open(wait=False)
+    async with db.open_pool(db_url, max_size=2) as pool:
+        leadership = Leadership(pool, candidate="a", lease_seconds=4, clock=DatabaseClock())
+        stepped_down: list[float] = []
 
+        async def body(done: asyncio.Event, lost: asyncio.Event) -> None:
+            elected = time.monotonic()
+            leadership.pool = dead  # the leader loses the database
+            await lost.wait()
+            stepped_down.append(time.monotonic() - elected)
 
-def most_connected_at_once(events: list[dict[str, Any]], killed: dict[int, float]) -> int:
-    """How many bot sessions were logged in at the same time, at most. A killed process's
-    session ends when it was killed (it cannot log its own end)."""
-    changes = [(e["t"], 1 if e["event"] == "connect" else -1) for e in events
-               if e["event"] in ("connect", "disconnect")]  # fmt: skip
-    for pid, t in killed.items():
-        if any(e["pid"] == pid and e["event"] == "connect" for e in events):
-            changes.append((t, -1))
-    live = most = 0
-    for _, change in sorted(changes, key=lambda c: (c[0], c[1])):
-        live += change
-        most = max(most, live)
-    return most
+        stop = asyncio.Event()
+        task = asyncio.create_task(leadership.lead(stop, body))
+        async with asyncio.timeout(10):
+            while not stepped_down:
+                await asyncio.sleep(0.05)
+        stop.set()
+        leadership.pool = pool
+        await asyncio.wait_for(task, 10)
+    await dead.close()
+    # Its term is lease / 2 = 2 s from before the claim: it stops no later than that.
+    assert stepped_down[0] <= leadership.term_seconds
 
 
 def busiest_second(sends: list[float]) -> int:
@@ -181,7 +194,7 @@ def test_three_notifiers_one_session_one_rate_and_a_standby_takes_over(
             else:
                 raise AssertionError("no standby sent within lease_seconds + 5 s of the kill")
             print(f"a standby sent {after[0]['t'] - killed[leader]:.1f}s after the kill")
-        assert most_connected_at_once(read_events(events), killed) == 1
+        assert most_sessions_at_once(read_events(events), killed) == 1
     finally:
         for pid, proc in procs.items():
             if pid not in killed:
@@ -190,4 +203,4 @@ def test_three_notifiers_one_session_one_rate_and_a_standby_takes_over(
             proc.wait(timeout=30)
     survivors = [proc for pid, proc in procs.items() if pid not in killed]
     assert [proc.returncode for proc in survivors] == [0, 0]
-    assert most_connected_at_once(read_events(events), killed) == 1
+    assert most_sessions_at_once(read_events(events), killed) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from dataclasses import replace
@@ -62,6 +63,7 @@ async def introduce(deployment: Deployment, *user_ids: int) -> None:
         deployment.telegram.write(deployment.client, user_id, "/start")
     await deployment.telegram.wait_for(lambda: len(deployment.telegram.sent()) >= len(user_ids))
     deployment.telegram.requests.clear()
+    deployment.telegram.arrived_at.clear()
 
 
 def failure_messages(telegram: FakeTelegram) -> list[Any]:
@@ -291,6 +293,24 @@ async def test_double_click_retries_once(
         async with await db.connect(db_url) as conn:
             assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'retried'") == 1
             assert await scalar(conn, "SELECT generation FROM video_assets") == 1
+
+
+async def test_replies_to_presses_keep_to_the_bots_rate(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    # The messages the bot sends after a press go through the notifier's pacing: with a
+    # rate of 2 per second, four users pressing at once get their confirmations 0.5 s apart.
+    config = replace(FAST, rate_per_second=2)
+    async with deployed(db_url, telegram, tmp_path, config=config) as app:
+        await introduce(app, 1, 2, 3, 4)
+        for user in (1, 2, 3, 4):
+            asset_id = await fail_for_good(db_url, f"v{user}", (user,))
+            telegram.press(app.client, user, f"retry_video:{asset_id}:0".encode(), 50 + user)
+        await telegram.wait_for(lambda: len(telegram.sent()) == 4, timeout=10)
+        times = [t for r, t in zip(telegram.requests, telegram.arrived_at, strict=True)
+                 if isinstance(r, SendMessage)]  # fmt: skip
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 0.5 - 0.02
 
 
 @pytest.mark.parametrize(

@@ -107,3 +107,20 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         assert f"[{section.name}]" in text
         for key in fields(getattr(defaults, section.name)):
             assert re.search(rf"^#? ?{key.name} =", text, re.M), f"[{section.name}] {key.name}"
+
+
+def test_a_notifier_heartbeat_must_leave_the_lease_two_missed_beats() -> None:
+    # A lease that one late beat could lose lets a slow upload be taken over and sent twice.
+    parse_config({"notifier": {"lease_seconds": 30, "heartbeat_seconds": 10}})
+    with pytest.raises(ConfigError) as info:
+        parse_config({"notifier": {"lease_seconds": 30, "heartbeat_seconds": 11}})
+    assert str(info.value) == (
+        "[notifier] heartbeat_seconds must be at most a third of [notifier] lease_seconds "
+        "(got 11 and 30)"
+    )
+
+
+def test_a_retired_key_says_what_replaced_it() -> None:
+    with pytest.raises(ConfigError, match=r"^\[notifier\] max_attempts is no longer used: .*"
+                       r"give_up_after_seconds"):  # fmt: skip
+        parse_config({"notifier": {"max_attempts": 5}})
