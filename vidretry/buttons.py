@@ -18,6 +18,7 @@ from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
 from vidretry.db import Connection, fetch_one, one_line
 from vidretry.delivery import parse_callback_data, render
+from vidretry.limits import over_retry_quota
 from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
 from vidretry.retry import Actor, RetryOutcome, retry
@@ -48,11 +49,13 @@ class ButtonService:
         *,
         admins: frozenset[int],
         clock: Clock,
+        max_retries_per_day: int | None = None,
     ) -> None:
         self.pool = pool
         self.messages = messages
         self.admins = admins
         self.clock = clock
+        self.max_retries_per_day = max_retries_per_day
 
     async def press(self, press: Press) -> PressReply:
         """Retry the asset the button names, as the presser; never raises for bad input."""
@@ -63,14 +66,20 @@ class ButtonService:
             log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
             return PressReply(self.messages.try_later)
 
-    async def greet(self, user_id: int, access_hash: int | None) -> str:
-        """/start: remember how to reach the user (this also clears a 'blocked' mark)."""
-        try:
-            async with self.pool.connection() as conn:
-                await outbox.remember_user(conn, user_id, access_hash, self.clock.now())
-        except TRANSIENT_DB_ERRORS as exc:
-            log.error("could not remember user %s: %s", user_id, one_line(exc))
-        return self.messages.start
+    async def _out_of_retries(
+        self, conn: Connection, user_id: int, asset_id: int, now: datetime | None
+    ) -> bool:
+        """A user (not an admin) pressing to retry a failed asset of theirs once more than
+        the daily limit allows: the admins are told (once per failure), nothing is retried."""
+        if self.max_retries_per_day is None or user_id in self.admins:
+            return False
+        if not await over_retry_quota(conn, user_id, self.max_retries_per_day, now):
+            return False
+        asset = await fetch_one(conn, "retry_refusal", {"id": asset_id, "user_id": user_id})
+        if asset is None or asset["state"] != JobState.FAILED or not asset["has_request"]:
+            return False  # the press would change nothing anyway: answer it as usual
+        await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
+        return True
 
     async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
         await outbox.remember_user(conn, press.user_id, press.access_hash, now)
@@ -81,6 +90,12 @@ class ButtonService:
             )
             return PressReply(self.messages.bad_button)
         actor = Actor.telegram(press.user_id, is_admin=press.user_id in self.admins)
+        if await self._out_of_retries(conn, press.user_id, button.asset_id, now):
+            asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
+            name = asset["name"] if asset else ""
+            return PressReply(
+                self.messages.retry_limit_short, message=render(self.messages.retry_limit, name)
+            )
         result = await retry(
             conn,
             button.asset_id,

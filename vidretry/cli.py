@@ -43,8 +43,8 @@ from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.handlers import build_handler
 from vidretry.models import JobState
-from vidretry.retry import Actor, RetryOutcome, RetryResult, retry
-from vidretry.telegram import TelegramBot, build_client, check_settings
+from vidretry.retry import Actor, describe_retry, retry
+from vidretry.telegram import TelegramBot, build_client, check_settings, load_plugins
 from vidretry.worker import Worker
 
 app = typer.Typer(
@@ -346,6 +346,7 @@ def notifier(
     async def body(config: Config) -> None:
         _setup_logging()
         token = check_settings(config.telegram) if transport is Transport.TELEGRAM else ""
+        plugins = load_plugins(config.telegram.plugins) if transport is Transport.TELEGRAM else []
         warning = exposed_secret_warning(config)
         if warning:
             log.warning(warning)
@@ -356,6 +357,7 @@ def notifier(
                 process.console = ConsoleSender(lambda text: out.print(text, markup=False))
             else:
                 process.bot_token = token
+                process.plugins = plugins
                 process.open_bot = lambda pacer: TelegramBot(
                     build_client(config.telegram), pacer=pacer
                 )
@@ -403,24 +405,6 @@ def demo(
 
 
 # -- retry -----------------------------------------------------------------------------
-
-_REFUSALS = {
-    RetryOutcome.NOT_FOUND: "asset {id} not found",
-    RetryOutcome.NOT_FAILED: "asset {id} is not failed ({state}): nothing to retry",
-    RetryOutcome.STALE: "asset {id} was already retried (generation {generation})",
-    RetryOutcome.FORBIDDEN: "not allowed to retry asset {id}",
-}
-
-
-def describe_retry(result: RetryResult) -> str:
-    if result.retried:
-        return (
-            f"asset {result.asset_id} queued again (generation {result.generation}); "
-            f"{len(result.reopened_users)} user(s) waiting"
-        )
-    return _REFUSALS[result.outcome].format(
-        id=result.asset_id, state=result.state, generation=result.generation
-    )
 
 
 @app.command("retry")

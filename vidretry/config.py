@@ -77,6 +77,14 @@ class TelegramConfig:
     bot_token: str | None = field(default=None, repr=False)
     session: Path = Path("vidretry-bot.session")
     admins: tuple[int, ...] = ()
+    # Any plain text message in a private chat asks for a video of that name, like /video.
+    plain_text_requests: bool = False
+    # The limits that protect the generator (and the bot) from one user.
+    max_open_requests_per_user: int = field(default=5, metadata=_bounded(1, 10_000))
+    max_retries_per_user_per_day: int = field(default=3, metadata=_bounded(0, 10_000))
+    requests_per_minute: int = field(default=5, metadata=_bounded(1, 10_000))
+    # Modules whose register(client) adds the operator's own Telethon handlers to the bot.
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,9 +109,49 @@ class MessagesConfig:
     bad_button: str = "Эта кнопка больше не работает."
     try_later: str = "Не получилось — попробуйте чуть позже."
     start: str = (
-        "Привет! Я присылаю готовые видео. Если что-то пойдёт не так, "
-        "я напишу и предложу попробовать ещё раз."
+        "Привет! Я делаю видео по имени. Напишите /video и имя — например, /video Маша — "
+        "и я пришлю готовое видео сюда. Если что-то пойдёт не так, я напишу и предложу "
+        "попробовать ещё раз. /my — ваши видео, /help — подсказка."
     )
+    help: str = (
+        "<b>Что я умею</b>\n"
+        "/video <i>имя</i> — заказать видео, например /video Маша\n"
+        "/my — ваши видео и что с ними\n"
+        "/help — эта подсказка"
+    )
+    requested: str = "Принято! Видео для <b>{name}</b> скоро будет готово — я пришлю его сюда."
+    ask_name: str = "Напишите имя после команды, например: /video Маша"
+    bad_name: str = (
+        "Такое имя не подойдёт: оно слишком длинное или в нём есть служебные символы. "
+        "Попробуйте короче и обычными буквами."
+    )
+    too_many_open: str = (
+        "У вас уже несколько видео в работе — дождитесь их, пожалуйста, и закажите следующее."
+    )
+    slow_down: str = "Слишком много запросов подряд — подождите минутку, пожалуйста."
+    retry_limit: str = (
+        "Видео для <b>{name}</b> сегодня уже несколько раз не получилось. "
+        "Я сообщил администратору — он разберётся."
+    )
+    retry_limit_alert: str = (
+        "⚠️ Пользователь {user} исчерпал перезапуски на сегодня: видео <b>{name}</b> "
+        "(#{asset}) снова не получилось.\nПоследняя ошибка: {error}"
+    )
+    retry_limit_short: str = "На сегодня перезапуски закончились — я сообщил администратору."
+    my_header: str = "<b>Ваши видео</b>"
+    my_empty: str = "Вы ещё ничего не заказывали. Напишите /video и имя."
+    state_pending: str = "в очереди"
+    state_running: str = "создаётся"
+    state_available: str = "готово"
+    state_failed: str = "не получилось"
+    unknown_command: str = "Такой команды я не знаю. /help — что я умею."
+    command_video: str = "Заказать видео: /video Маша"
+    command_my: str = "Мои видео"
+    command_help: str = "Что я умею"
+
+
+# The placeholders a message may use; every other message has {name} alone.
+PLACEHOLDERS = {"retry_limit_alert": ("name", "user", "asset", "error")}
 
 
 @dataclass(frozen=True)
@@ -234,11 +282,13 @@ def _check_consistency(config: Config) -> None:
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
     for key, template in dataclasses.asdict(config.messages).items():
+        allowed = PLACEHOLDERS.get(key, ("name",))
         try:
-            template.format(name="x")
+            template.format(**dict.fromkeys(allowed, "x"))
         except (KeyError, IndexError, ValueError):
+            names = ", ".join(f"{{{name}}}" for name in allowed)
             raise ConfigError(
-                f"[messages] {key} may use only the {{name}} placeholder "
+                f"[messages] {key} may use only the placeholders {names} "
                 "(write {{ and }} for literal braces)"
             ) from None
     handler = worker.handler

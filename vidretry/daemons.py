@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -19,9 +20,11 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import Config
+from vidretry.conversation import USER_COMMANDS, Conversation
 from vidretry.db import Connection, one_line
 from vidretry.delivery import Pacer, Sender
 from vidretry.leadership import Leadership
+from vidretry.limits import RequestRate
 from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.names import default_process_name
 from vidretry.notifier import Notifier
@@ -41,6 +44,7 @@ class NotifierProcess:
     open_bot: Callable[[Pacer], TelegramBot] | None = None
     bot_token: str = ""
     console: Sender | None = None
+    plugins: Sequence[ModuleType] = ()
     clock: Clock = field(default_factory=DatabaseClock)
     rng: random.Random = field(default_factory=random.Random)
     name: str = field(default_factory=default_process_name)
@@ -87,13 +91,26 @@ class NotifierProcess:
         try:
             if not await bot.connect(self.bot_token, done):
                 return
+            telegram, messages = self.config.telegram, self.config.messages
             bot.serve(
                 ButtonService(
                     self.pool,
-                    self.config.messages,
-                    admins=frozenset(self.config.telegram.admins),
+                    messages,
+                    admins=frozenset(telegram.admins),
                     clock=self.clock,
-                )
+                    max_retries_per_day=telegram.max_retries_per_user_per_day,
+                ),
+                Conversation(
+                    self.pool,
+                    messages,
+                    telegram,
+                    clock=self.clock,
+                    rate=RequestRate(telegram.requests_per_minute),
+                ),
+                self.plugins,
+            )
+            await bot.register_commands(
+                [(command, getattr(messages, key)) for command, key in USER_COMMANDS]
             )
             await until_first(
                 notifier.run(done, drain=drain, hurry=lost),

@@ -90,10 +90,11 @@ class TelegramDown(DeliveryError):
         self.connection_lost = connection_lost
 
 
-def render(template: str, name: str) -> str:
-    """A message template with the asset name inserted, HTML-escaped: a name such as
-    ``<b>x</b> & y`` is shown literally."""
-    return template.format(name=html.escape(name, quote=False))
+def render(template: str, name: str, **more: str) -> str:
+    """A message template with the asset name (and ``more`` values) inserted, HTML-escaped: a
+    name such as ``<b>x</b> & y`` is shown literally."""
+    values = {key: html.escape(value, quote=False) for key, value in more.items()}
+    return template.format(name=html.escape(name, quote=False), **values)
 
 
 def callback_data(asset_id: int, generation: int) -> str:

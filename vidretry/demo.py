@@ -1,8 +1,9 @@
 """``vidretry demo``: a guided, self-contained run on the embedded database.
 
-A handful of assets for a few pretend users, a generator where some assets always fail and
-some fail once, a worker and a notifier (console transport) in this process; then one user
-presses the retry button of a failed asset and it succeeds. The scenario reports snapshots
+A few pretend Telegram users ask the bot for videos (``/video <name>``, answered by the same
+conversation service the real bot uses), a generator fails some assets always and some once,
+a worker and a notifier (console transport) run in this process; then one user presses the
+retry button of a failed asset and it succeeds. The scenario reports snapshots
 through a callback; drawing them is the command line's business.
 """
 
@@ -25,18 +26,20 @@ from psycopg import sql
 from vidretry import db, reports
 from vidretry.buttons import ButtonService, Press
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, WorkerConfig
+from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.conversation import Conversation, Incoming
 from vidretry.delivery import InlineButton, Recipient
 from vidretry.embedded import EmbeddedServer
-from vidretry.enqueue import enqueue
 from vidretry.errors import HandlerError, VidretryError
+from vidretry.limits import RequestRate
 from vidretry.models import JobContext
 from vidretry.notifier import Notifier
 from vidretry.worker import Worker
 
 DEMO_DATABASE = "vidretry_demo"
 
-# name, behaviour, users. "fail_until_retried" fails in generation 0 and succeeds after a retry.
+# name, behaviour, the users who ask for it. "fail_until_retried" fails in generation 0 and
+# succeeds after a retry.
 ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("Маша", "ok", (101, 102)),
     ("Петя", "flaky", (103,)),
@@ -44,6 +47,7 @@ ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("Коля", "ok", (105,)),
     ("Дима", "always_fails", (102,)),
 )
+BEHAVIOURS = {name: behaviour for name, behaviour, _ in ASSETS}
 PRESSER = 104  # presses Аня's retry button
 EXPECTED = {"Маша": "available", "Петя": "available", "Аня": "available", "Коля": "available",
             "Дима": "failed"}  # fmt: skip
@@ -76,7 +80,7 @@ class DemoGenerator:
 
     async def __call__(self, job: JobContext) -> str:
         await asyncio.sleep(self.seconds * (0.5 + self.rng.random()))
-        behaviour = job.params.get("behaviour")
+        behaviour = BEHAVIOURS.get(job.name)
         if behaviour == "always_fails" or (
             behaviour == "fail_until_retried" and job.generation == 0
         ):
@@ -93,12 +97,14 @@ class RecordingConsole:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.sent = 0  # messages delivered from the outbox
         self.buttons: dict[int, str] = {}  # user id -> callback data of their last button
 
     async def send_text(
         self, to: Recipient, html_text: str, button: InlineButton | None
     ) -> int | None:
-        first_line = html_text.splitlines()[0]
+        first_line = _plain(html_text).splitlines()[0]
+        self.sent += 1
         self.lines.append(
             f"→ {to.user_id}: {first_line}" + (f"  [{button.text}]" if button else "")
         )
@@ -107,6 +113,7 @@ class RecordingConsole:
         return None
 
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
+        self.sent += 1
         self.lines.append(f"→ {to.user_id}: 🎬 {Path(path).name} — {_plain(caption_html)}")
         return None
 
@@ -132,7 +139,7 @@ async def run_demo(
     url = await prepare_database(server)
     rng = random.Random(7)  # noqa: S311 (a demo's pauses)
     console = RecordingConsole()
-    snapshot = Snapshot("Enqueueing videos for five pretend Telegram users")
+    snapshot = Snapshot("Five pretend Telegram users ask the bot for videos")
     worker_config = WorkerConfig(
         concurrency=2,
         max_attempts=3,
@@ -162,6 +169,13 @@ async def run_demo(
             buttons = ButtonService(
                 pool, MessagesConfig(), admins=frozenset(), clock=DatabaseClock()
             )
+            bot = Conversation(
+                pool,
+                MessagesConfig(),
+                TelegramConfig(),
+                clock=DatabaseClock(),
+                rate=RequestRate(TelegramConfig().requests_per_minute),
+            )
             stop = asyncio.Event()
             background = [
                 asyncio.create_task(worker.run(stop)),
@@ -175,7 +189,7 @@ async def run_demo(
                 snapshot.outbox = {
                     "waiting": status["outbox_backlog"],
                     "dead": status["outbox_dead"],
-                    "sent": len(console.lines),
+                    "sent": console.sent,
                 }
                 snapshot.messages = console.lines[-12:]
                 on_update(snapshot)
@@ -193,12 +207,11 @@ async def run_demo(
                 return states
 
             try:
-                async with pool.connection() as conn:
-                    for name, behaviour, users in ASSETS:
-                        for user in users:
-                            await enqueue(conn, name, user_id=user, params={"behaviour": behaviour})
-                        if not fast:
-                            await asyncio.sleep(0.8)
+                for name, _, users in ASSETS:
+                    for user in users:
+                        await _ask(bot, console, user, f"/video {name}")
+                    if not fast:
+                        await asyncio.sleep(0.8)
                 snapshot.phase = (
                     "Worker generating; failures retried with backoff; the notifier answers"
                 )
@@ -224,6 +237,13 @@ async def run_demo(
     missing = [f"{name}: expected {want}, got {states.get(name)}" for name, want in EXPECTED.items()
                if states.get(name) != want]  # fmt: skip
     return DemoResult(states, missing)
+
+
+async def _ask(bot: Conversation, console: RecordingConsole, user: int, text: str) -> None:
+    """A user writes to the bot; the bot's answer is shown as the console shows messages."""
+    console.lines.append(f"← {user}: {text}")
+    for message in await bot.handle(Incoming(user, None, text)) or []:
+        console.lines.append(f"→ {user}: {_plain(message.text).splitlines()[0]}")
 
 
 def _plain(html_text: str) -> str:

@@ -22,6 +22,8 @@ class Enqueued:
     asset_id: int
     state: JobState
     created: bool
+    retried: bool = False  # the asset had failed and was put back in the queue for this user
+    ready_queued: bool = False  # it was available: a 'ready' message is on its way
 
 
 async def enqueue(
@@ -47,6 +49,7 @@ async def enqueue(
             f"asset name must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 (this one is {size})"
         )
     chat = user_id if chat_id is None else chat_id
+    retried = ready_queued = False
     async with conn.transaction():
         asset = await fetch_one(
             conn,
@@ -75,15 +78,16 @@ async def enqueue(
         if asset["created"]:
             await execute(conn, "notify_workers", {"id": asset_id})
         elif state is JobState.AVAILABLE:
-            await execute(
+            queued = await fetch_one(
                 conn,
                 "queue_ready_notification",
                 {"id": asset_id, "user_id": user_id, "chat_id": chat, "now": now},
             )
+            ready_queued = bool(queued and queued["queued"])
         elif state is JobState.FAILED:
             result = await retry(
                 conn, asset_id, Actor.telegram(user_id), reason="asked again", now=now
             )
             if result.retried:
-                state = JobState.PENDING
-    return Enqueued(asset_id, state, asset["created"])
+                state, retried = JobState.PENDING, True
+    return Enqueued(asset_id, state, asset["created"], retried, ready_queued)

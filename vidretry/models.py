@@ -26,6 +26,7 @@ class RequestState(enum.StrEnum):
 class NotificationKind(enum.StrEnum):
     FAILED = "failed"
     READY = "ready"
+    ALERT = "alert"  # to an admin: a user used up their retries on a failed asset
 
 
 class NotificationState(enum.StrEnum):

@@ -55,6 +55,8 @@ log = logging.getLogger("vidretry.notifier")
 PROBE_BASE_SECONDS = 1.0
 PROBE_MAX_SECONDS = 10.0
 OUTAGE_AFTER_CHATS = 3
+# An admin alert quotes the last error up to this long (a message holds 4,096 characters).
+ALERT_ERROR_CHARS = 1000
 
 
 class Delivery(enum.StrEnum):
@@ -394,6 +396,15 @@ class Notifier:
         button = InlineButton(
             self.messages.retry_button, callback_data(note.asset_id, note.generation)
         )
+        if note.kind == NotificationKind.ALERT:
+            text = render(
+                self.messages.retry_limit_alert,
+                note.name,
+                user=str(note.payload.get("user", "")),
+                asset=str(note.asset_id),
+                error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
+            )
+            return await self.sender.send_text(to, text, button)
         return await self.sender.send_text(to, render(self.messages.failed, note.name), button)
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------

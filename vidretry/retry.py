@@ -41,6 +41,11 @@ class Actor:
     def telegram(cls, user_id: int, *, is_admin: bool = False) -> Actor:
         return cls(label=f"telegram:{user_id}", telegram_user_id=user_id, is_admin=is_admin)
 
+    @classmethod
+    def telegram_admin(cls, user_id: int) -> Actor:
+        """An admin's /retry command: any asset, recorded as the admin's."""
+        return cls(label=f"telegram-admin:{user_id}", telegram_user_id=user_id, is_admin=True)
+
     @property
     def needs_request(self) -> bool:
         """A Telegram user who is not an admin may retry only assets they asked for."""
@@ -118,3 +123,22 @@ async def _refusal(
     if generation is not None and generation != current:
         return RetryResult(RetryOutcome.STALE, asset_id, state, current)
     return RetryResult(RetryOutcome.NOT_FAILED, asset_id, state, current)
+
+
+_REFUSALS = {
+    RetryOutcome.NOT_FOUND: "asset {id} not found",
+    RetryOutcome.NOT_FAILED: "asset {id} is not failed ({state}): nothing to retry",
+    RetryOutcome.STALE: "asset {id} was already retried (generation {generation})",
+    RetryOutcome.FORBIDDEN: "not allowed to retry asset {id}",
+}
+
+
+def describe_retry(result: RetryResult) -> str:
+    if result.retried:
+        return (
+            f"asset {result.asset_id} queued again (generation {result.generation}); "
+            f"{len(result.reopened_users)} user(s) waiting"
+        )
+    return _REFUSALS[result.outcome].format(
+        id=result.asset_id, state=result.state, generation=result.generation
+    )

@@ -11,11 +11,13 @@ at the shared ``Pacer``. The bot token is never logged, printed or put in an err
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 from telethon import Button, TelegramClient, errors, events, functions, types
@@ -23,6 +25,7 @@ from telethon import Button, TelegramClient, errors, events, functions, types
 from vidretry import backoff
 from vidretry.buttons import ButtonService, Press
 from vidretry.config import TelegramConfig
+from vidretry.conversation import Conversation, Incoming, Outgoing
 from vidretry.delivery import (
     InlineButton,
     MessageRefused,
@@ -31,6 +34,7 @@ from vidretry.delivery import (
     RecipientRefused,
     SendLater,
     TelegramDown,
+    parse_callback_data,
 )
 from vidretry.errors import ConfigError, TelegramUnavailable
 
@@ -254,17 +258,48 @@ class TelegramBot:
 
     # -- the button and /start ------------------------------------------------------------
 
-    def serve(self, buttons: ButtonService) -> None:
-        """Answer retry buttons and private messages through Telethon's update loop."""
+    def serve(
+        self,
+        buttons: ButtonService,
+        conversation: Conversation,
+        plugins: Sequence[ModuleType] = (),
+    ) -> None:
+        """Answer retry buttons and private messages through Telethon's update loop.
+
+        vidretry's own commands and the button come first and stop there; then each plugin's
+        handlers, in the order configured; last, private messages nobody took get the
+        unknown-command answer (a plugin that answers raises ``events.StopPropagation``)."""
 
         async def on_press(event: events.CallbackQuery.Event) -> None:
+            if parse_callback_data(bytes(event.data or b"")) is None and plugins:
+                return  # not a retry button: perhaps a plugin's
             await self._on_press(event, buttons)
+            raise events.StopPropagation
 
         async def on_message(event: events.NewMessage.Event) -> None:
-            await self._on_message(event, buttons)
+            await self._on_message(event, conversation)
+
+        async def on_unknown(event: events.NewMessage.Event) -> None:
+            if event.is_private:
+                await self._answer(event, conversation.unknown(event.raw_text or ""))
 
         self.client.add_event_handler(on_press, events.CallbackQuery())
         self.client.add_event_handler(on_message, events.NewMessage(incoming=True))
+        for plugin in plugins:
+            plugin.register(self.client)
+        self.client.add_event_handler(on_unknown, events.NewMessage(incoming=True))
+
+    async def register_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """Show the bot's commands in Telegram's menu (bots.setBotCommands); best effort."""
+        request = functions.bots.SetBotCommandsRequest(
+            scope=types.BotCommandScopeDefault(),
+            lang_code="",
+            commands=[types.BotCommand(command, text) for command, text in commands],
+        )
+        try:
+            await self.client(request)
+        except (errors.RPCError, *_TELEGRAM_DOWN) as exc:
+            log.warning("could not register the command menu (%s)", _describe(exc))
 
     async def _on_press(self, event: events.CallbackQuery.Event, buttons: ButtonService) -> None:
         sender = await event.get_input_sender()
@@ -308,14 +343,36 @@ class TelegramBot:
         except _CLEANUP_REFUSED as exc:
             log.info("message %s keeps its button (%s)", event.message_id, _code(exc))
 
-    async def _on_message(self, event: events.NewMessage.Event, buttons: ButtonService) -> None:
+    async def _on_message(self, event: events.NewMessage.Event, conversation: Conversation) -> None:
         if not event.is_private:
-            return
+            return  # silent in groups and channels
         sender = await event.get_input_sender()
-        text = await buttons.greet(event.sender_id, getattr(sender, "access_hash", None))
-        if (event.raw_text or "").startswith("/start"):
-            await self._turn(event.chat_id)
-            await event.respond(text, parse_mode="html")
+        answer = await conversation.handle(
+            Incoming(event.sender_id, getattr(sender, "access_hash", None), event.raw_text or "")
+        )
+        if answer is None:
+            return  # not vidretry's: the plugins', or the unknown-command answer
+        await self._answer(event, answer)
+        raise events.StopPropagation
+
+    async def _answer(self, event: events.NewMessage.Event, answer: Sequence[Outgoing]) -> None:
+        """Send an answer's messages in order, each paced like the outbox's."""
+        peer = await event.get_input_chat()
+        for message in answer:
+            buttons = [[Button.inline(b.text, b.data.encode())] for b in message.buttons]
+            try:
+                await self._turn(event.chat_id)
+                if message.video:
+                    await self.client.send_file(
+                        peer, message.video, caption=message.text, parse_mode="html"
+                    )
+                else:
+                    await self.client.send_message(
+                        peer, message.text, parse_mode="html", buttons=buttons or None
+                    )
+            except (errors.RPCError, ValueError, *_TELEGRAM_DOWN) as exc:
+                log.warning("answer to %s not sent (%s)", event.sender_id, _describe(exc))
+                return
 
     async def _turn(self, chat_id: int) -> None:
         """Every message the bot sends keeps to the same limits as the outbox's."""
@@ -331,6 +388,22 @@ async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def load_plugins(names: Sequence[str]) -> list[ModuleType]:
+    """Import the operator's plugin modules at start, so a typo is a config error (exit 2),
+    not a surprise at the first login."""
+    plugins = []
+    for i, name in enumerate(names):
+        key = f"[telegram] plugins[{i}]"
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(f"{key}: cannot import {name!r}: {_describe(exc)}") from None
+        if not callable(getattr(module, "register", None)):
+            raise ConfigError(f"{key}: {name!r} has no register(client) function")
+        plugins.append(module)
+    return plugins
 
 
 def _peer(to: Recipient) -> Any:

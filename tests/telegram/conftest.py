@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,11 +25,14 @@ from vidretry import db
 from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.conversation import Conversation
 from vidretry.delivery import Pacer
+from vidretry.limits import RequestRate
 from vidretry.notifier import Notifier
 from vidretry.telegram import TelegramBot, build_client
 
 ADMIN = 999
+WITH_ADMIN = TelegramConfig(admins=(ADMIN,))
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +78,8 @@ async def deployed(
     config: NotifierConfig = FAST,
     clock: Clock | None = None,
     name: str = "n1",
+    settings: TelegramConfig = WITH_ADMIN,
+    plugins: Sequence[ModuleType] = (),
 ) -> AsyncIterator[Deployment]:
     client = build_client(
         TelegramConfig(
@@ -88,8 +94,20 @@ async def deployed(
         async with db.open_pool(db_url, max_size=4) as pool:
             bot.serve(
                 ButtonService(
-                    pool, MessagesConfig(), admins=frozenset({ADMIN}), clock=DatabaseClock()
-                )
+                    pool,
+                    MessagesConfig(),
+                    admins=frozenset({ADMIN}),
+                    clock=DatabaseClock(),
+                    max_retries_per_day=settings.max_retries_per_user_per_day,
+                ),
+                Conversation(
+                    pool,
+                    MessagesConfig(),
+                    settings,
+                    clock=DatabaseClock(),
+                    rate=RequestRate(settings.requests_per_minute),
+                ),
+                plugins,
             )
             notifier = Notifier(
                 db_url,

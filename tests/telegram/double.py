@@ -104,11 +104,16 @@ class FakeTelegram:
         )
         return query_id
 
-    def write(self, client: TelegramClient, user_id: int, text: str) -> None:
-        """A user writes to the bot (e.g. /start)."""
+    def write(
+        self, client: TelegramClient, user_id: int, text: str, *, group: int | None = None
+    ) -> None:
+        """A user writes to the bot (e.g. /start), in private or in the basic group ``group``."""
+        chats = []
+        if group is not None:
+            chats = [types.Chat(group, "a group", types.ChatPhotoEmpty(), 3, self._now(), 1)]
         message = types.Message(
             id=next(self.message_ids),
-            peer_id=types.PeerUser(user_id),
+            peer_id=types.PeerUser(user_id) if group is None else types.PeerChat(group),
             date=self._now(),
             message=text,
             from_id=types.PeerUser(user_id),
@@ -116,7 +121,7 @@ class FakeTelegram:
         self.pts += 1
         update = types.UpdateNewMessage(message, self.pts, 1)
         client._updates_queue.put_nowait(
-            types.Updates([update], [self.users[user_id]], [], self._now(), 0)
+            types.Updates([update], [self.users[user_id]], chats, self._now(), 0)
         )
 
     def go_offline(self) -> None:
@@ -256,6 +261,7 @@ _HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
     functions.messages.DeleteMessagesRequest: _affected,
     functions.messages.EditMessageRequest: _edit,
     functions.messages.SetTypingRequest: lambda t, r: True,
+    functions.bots.SetBotCommandsRequest: lambda t, r: True,
 }
 
 

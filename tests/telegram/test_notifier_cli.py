@@ -64,6 +64,20 @@ def test_missing_settings_are_a_config_error(db_url: str, tmp_path: Path) -> Non
     )
 
 
+def test_a_plugin_that_cannot_be_imported_is_a_config_error(db_url: str, tmp_path: Path) -> None:
+    result = run(
+        db_url,
+        tmp_path,
+        '[telegram]\napi_id = 1\napi_hash = "abc"\nplugins = ["no_such.plugin"]\n',
+        env={"VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "vidretry: error: [telegram] plugins[0]: cannot import 'no_such.plugin': "
+        "ModuleNotFoundError: No module named 'no_such'"
+    )
+
+
 def test_a_malformed_token_is_refused_without_being_shown(db_url: str, tmp_path: Path) -> None:
     token = "not-a-token-hunter2"
     result = run(

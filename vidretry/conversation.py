@@ -1,0 +1,258 @@
+"""What the bot answers when someone writes to it: the front door of vidretry.
+
+Transport-free, like ``ButtonService``: the Telegram adapter turns a private message into an
+``Incoming`` and sends each ``Outgoing`` of the answer, paced like every other message; the
+demo does the same with the console. Groups and channels never get here.
+
+A user asks for a video (``/video <name>``, or plain text when ``[telegram]
+plain_text_requests`` is on) through the same ``enqueue`` service as the command line, follows
+their requests with ``/my``, and meets the limits that protect the generator in friendly
+words. Admins also get ``/stats``, ``/retry <asset>`` and ``/failed``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from vidretry import outbox, reports
+from vidretry.clock import Clock
+from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.db import Connection, fetch_all, fetch_one, one_line
+from vidretry.delivery import InlineButton, callback_data, render
+from vidretry.enqueue import MAX_NAME_BYTES, enqueue
+from vidretry.limits import RequestRate, over_retry_quota
+from vidretry.loop import TRANSIENT_DB_ERRORS
+from vidretry.models import JobState
+from vidretry.retry import Actor, describe_retry, retry
+
+log = logging.getLogger("vidretry.conversation")
+
+# How many requests /my and failed assets /failed list.
+LIST_LIMIT = 10
+# Names and errors in lists are cut to this many characters (a message holds 4,096).
+SHORT_NAME = 60
+SHORT_ERROR = 200
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A private message to the bot."""
+
+    user_id: int
+    access_hash: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of an answer: HTML text with buttons (one per row), or a video with the
+    text as its caption."""
+
+    text: str
+    buttons: tuple[InlineButton, ...] = ()
+    video: str | None = None
+
+
+# The commands the bot shows in Telegram's menu, with the [messages] key of each description.
+USER_COMMANDS = (("video", "command_video"), ("my", "command_my"), ("help", "command_help"))
+
+
+class Conversation:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        messages: MessagesConfig,
+        settings: TelegramConfig,
+        *,
+        clock: Clock,
+        rate: RequestRate,
+    ) -> None:
+        self.pool = pool
+        self.messages = messages
+        self.settings = settings
+        self.admins = frozenset(settings.admins)
+        self.clock = clock
+        self.rate = rate
+
+    async def handle(self, message: Incoming) -> list[Outgoing] | None:
+        """The answer to a private message; None when it is not vidretry's (an unknown
+        command, or plain text while plain-text requests are off): plugins may take it."""
+        command, argument = _split_command(message.text)
+        if command is None and self.settings.plain_text_requests:
+            command, argument = "video", message.text
+        handler = _USER_COMMANDS.get(command or "")
+        if handler is None and message.user_id in self.admins:
+            handler = _ADMIN_COMMANDS.get(command or "")
+        try:
+            async with self.pool.connection() as conn:
+                # Any message tells us how to reach the user, and lifts a 'blocked' mark.
+                await outbox.remember_user(
+                    conn, message.user_id, message.access_hash, self.clock.now()
+                )
+                if handler is None:
+                    return None
+                return await handler(self, conn, message.user_id, argument.strip())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.error("message from %s not handled: %s", message.user_id, one_line(exc))
+            return [Outgoing(self.messages.try_later)]
+
+    def unknown(self, text: str) -> list[Outgoing]:
+        """The answer to a private message that nobody took: a command vidretry does not know
+        (an admin command, for a non-admin), or plain text while plain-text requests are off."""
+        if text.startswith("/"):
+            return [Outgoing(self.messages.unknown_command)]
+        return [Outgoing(self.messages.help)]
+
+    # -- every user ---------------------------------------------------------------------
+
+    async def _start(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        return [Outgoing(self.messages.start)]
+
+    async def _help(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        return [Outgoing(self.messages.help)]
+
+    async def _video(self, conn: Connection, user_id: int, name: str) -> list[Outgoing]:
+        m = self.messages
+        if not name:
+            return [Outgoing(m.ask_name)]
+        if not _acceptable_name(name):
+            return [Outgoing(m.bad_name)]
+        verdict = self.rate.admit(user_id)
+        if verdict is not True:
+            return [Outgoing(m.slow_down)] if verdict is None else []
+        now = self.clock.now()
+        mine = await fetch_one(conn, "user_open_requests", {"user_id": user_id, "name": name})
+        assert mine is not None
+        if not mine["asked_before"] and mine["open"] >= self.settings.max_open_requests_per_user:
+            return [Outgoing(m.too_many_open)]
+        asset = await fetch_one(conn, "asset_by_name", {"name": name})
+        if asset and asset["state"] == JobState.FAILED and await self._over_quota(conn, user_id):
+            await self._alert_admins(conn, asset["id"], user_id, now)
+            return [Outgoing(render(m.retry_limit, name))]
+        done = await enqueue(conn, name, user_id=user_id, now=now)
+        if done.state is JobState.AVAILABLE:
+            if done.ready_queued:
+                return []  # the video is on its way through the outbox, paced like the rest
+            video = await fetch_one(conn, "asset_for_button", {"id": done.asset_id})
+            return [
+                Outgoing(render(m.ready_caption, name), video=video["result"] if video else None)
+            ]
+        if done.retried:
+            return [Outgoing(render(m.retried_message, name))]
+        return [Outgoing(render(m.requested, name))]
+
+    async def _my(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        m = self.messages
+        rows = await fetch_all(
+            conn, "user_requests_newest", {"user_id": user_id, "limit": LIST_LIMIT}
+        )
+        if not rows:
+            return [Outgoing(m.my_empty)]
+        words = {
+            JobState.PENDING: m.state_pending,
+            JobState.RUNNING: m.state_running,
+            JobState.AVAILABLE: m.state_available,
+            JobState.FAILED: m.state_failed,
+        }
+        lines = [m.my_header]
+        buttons = []
+        for row in rows:
+            name = _short(row["name"], SHORT_NAME)
+            lines.append(f"• <b>{html.escape(name, quote=False)}</b> — {words[row['state']]}")
+            if row["state"] == JobState.FAILED:
+                buttons.append(
+                    InlineButton(
+                        f"{m.retry_button}: {name}", callback_data(row["id"], row["generation"])
+                    )
+                )
+        return [Outgoing("\n".join(lines), tuple(buttons))]
+
+    # -- admins -------------------------------------------------------------------------
+
+    async def _stats(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        status = await reports.status(conn, self.clock.now())
+        counts = status["counts"]
+        lines = [
+            "<b>vidretry</b>",
+            " · ".join(f"{state} {counts[state]}" for state in JobState),
+            f"oldest pending: {_when(status['oldest_pending'])}",
+            f"failed in the last hour: {status['failed_last_hour']}",
+            f"outbox: {status['outbox_backlog']} waiting, {status['outbox_dead']} dead",
+        ]
+        return [Outgoing("\n".join(lines))]
+
+    async def _retry(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        if not argument.isascii() or not argument.isdigit() or len(argument) > 19:
+            return [Outgoing("Usage: /retry &lt;asset id&gt;")]
+        actor = Actor.telegram_admin(user_id)
+        result = await retry(conn, int(argument), actor, reason="/retry", now=self.clock.now())
+        return [Outgoing(html.escape(describe_retry(result), quote=False))]
+
+    async def _failed(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        rows = await fetch_all(conn, "latest_failed", {"limit": LIST_LIMIT})
+        if not rows:
+            return [Outgoing("No failed assets.")]
+        lines, buttons = ["<b>Latest failed assets</b>"], []
+        for row in rows:
+            name = html.escape(_short(row["name"], SHORT_NAME), quote=False)
+            error = html.escape(_short(row["last_error"] or "", SHORT_ERROR), quote=False)
+            lines.append(f"#{row['id']} <b>{name}</b>: {error}")
+            buttons.append(
+                InlineButton(f"🔄 #{row['id']}", callback_data(row["id"], row["generation"]))
+            )
+        return [Outgoing("\n".join(lines), tuple(buttons))]
+
+    # -- limits -------------------------------------------------------------------------
+
+    async def _over_quota(self, conn: Connection, user_id: int) -> bool:
+        return user_id not in self.admins and await over_retry_quota(
+            conn, user_id, self.settings.max_retries_per_user_per_day, self.clock.now()
+        )
+
+    async def _alert_admins(
+        self, conn: Connection, asset_id: int, user_id: int, now: datetime | None
+    ) -> None:
+        await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
+
+
+def _split_command(text: str) -> tuple[str | None, str]:
+    """("video", "Маша") for "/video Маша" or "/video@my_bot Маша"; (None, text) otherwise."""
+    if not text.startswith("/"):
+        return None, text
+    head, _, rest = text[1:].partition(" ")
+    command = head.split("@", 1)[0].lower()
+    return command, rest
+
+
+def _acceptable_name(name: str) -> bool:
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return False
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "none"
+
+
+_USER_COMMANDS = {
+    "start": Conversation._start,
+    "help": Conversation._help,
+    "video": Conversation._video,
+    "my": Conversation._my,
+}
+_ADMIN_COMMANDS = {
+    "stats": Conversation._stats,
+    "retry": Conversation._retry,
+    "failed": Conversation._failed,
+}
