@@ -31,18 +31,19 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, eventloop, reports, views
+from vidretry import __version__, db, eventloop, outbox, reports, views
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
 from vidretry.console import ConsoleSender
 from vidretry.daemons import NotifierProcess
 from vidretry.demo import Snapshot, run_demo
-from vidretry.doctor import Check, Verdict, examine
+from vidretry.doctor import Verdict, examine
 from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.handlers import build_handler
 from vidretry.models import JobState
+from vidretry.notifier import deliver_to
 from vidretry.retry import Actor, describe_retry, retry
 from vidretry.telegram import TelegramBot, build_client, check_settings, load_plugins
 from vidretry.worker import Worker
@@ -102,6 +103,19 @@ def database_url(config: Config) -> str:
     return EmbeddedServer(config.database.embedded_dir or default_dir()).start()
 
 
+def _daemon_database_url(config: Config) -> str:
+    """``database_url``, saying once at start when it is the embedded server: the default
+    is fine on one machine and a trap on several."""
+    if not config.database.url:
+        directory = config.database.embedded_dir or default_dir()
+        log.warning(
+            "using the embedded PostgreSQL in %s: workers and notifiers on several machines "
+            "need one shared [database] url",
+            directory,
+        )
+    return database_url(config)
+
+
 def _run(
     ctx: typer.Context,
     body: Callable[[Config], Coroutine[Any, Any, int | None]],
@@ -117,6 +131,8 @@ def _run(
         _fail(str(exc), exc.exit_code)
     except psycopg.OperationalError as exc:
         _fail(f"database error: {db.unavailable('', exc).args[0].split(': ', 1)[-1]}", 3)
+    except psycopg.Error as exc:  # refused by the database (privileges, a constraint, ...)
+        _fail(f"database error: {db.redact_url(db.one_line(exc))}", 3)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     raise typer.Exit(code)
@@ -297,7 +313,7 @@ def worker(
             settings = dataclasses.replace(settings, concurrency=concurrency)
         handler = build_handler(settings)
         _setup_logging()
-        url = database_url(config)
+        url = _daemon_database_url(config)
         async with db.open_pool(url, max_size=settings.concurrency + 2) as pool:
             runner = Worker(
                 url,
@@ -340,17 +356,24 @@ def notifier(
     drain: Annotated[
         bool, typer.Option("--drain", help="Deliver what is due, then exit 0.")
     ] = False,
+    mark_sent: Annotated[
+        bool,
+        typer.Option("--mark-sent", help="console: deliver for real (default: a preview)."),
+    ] = False,
 ) -> None:
     """Deliver the outbox through the Telegram bot and answer its retry button."""
 
     async def body(config: Config) -> None:
         _setup_logging()
+        if transport is Transport.CONSOLE and not mark_sent:
+            await _preview(config)
+            return
         token = check_settings(config.telegram) if transport is Transport.TELEGRAM else ""
         plugins = load_plugins(config.telegram.plugins) if transport is Transport.TELEGRAM else []
         warning = exposed_secret_warning(config)
         if warning:
             log.warning(warning)
-        url = database_url(config)
+        url = _daemon_database_url(config)
         async with db.open_pool(url, max_size=6) as pool:
             process = NotifierProcess(url, pool, config, rng=random.Random())  # noqa: S311
             if transport is Transport.CONSOLE:
@@ -364,6 +387,18 @@ def notifier(
             await process.run(_stop_on_signals(), drain=drain)
 
     _run(ctx, body)
+
+
+async def _preview(config: Config) -> None:
+    """``--transport console`` alone: print what is due as the bot would send it, and change
+    nothing (no claim, no lease, nothing marked sent)."""
+    conn = await _session(config)
+    async with conn:
+        due = await outbox.due(conn, limit=1000, now=None)
+    console = ConsoleSender(lambda text: out.print(text, markup=False))
+    for note in due:
+        await deliver_to(console, config.messages, note)
+    log.info("%d notification(s) due; nothing was marked sent (--mark-sent sends them)", len(due))
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -581,13 +616,21 @@ def doctor(ctx: typer.Context) -> None:
     failure). Changes nothing; never prints a secret."""
 
     async def body(config: Config) -> int:
-        try:
-            url = database_url(config)
-        except VidretryError as exc:
-            url = ""
-            checks = [Check("database", Verdict.FAIL, str(exc))]
-        if url:
-            checks = await examine(config, url)
+        url, problem = config.database.url, ""
+        if not url:  # the embedded server: look at it, never create or start it
+            server = EmbeddedServer(config.database.embedded_dir or default_dir())
+            if not server.is_initialised():
+                problem = (
+                    f"embedded PostgreSQL in {server.directory} does not exist yet "
+                    "(`vidretry db up`, a worker or a notifier creates it)"
+                )
+            elif not server.is_running():
+                problem = (
+                    f"embedded PostgreSQL in {server.directory} is not running: vidretry db up"
+                )
+            else:
+                url = server.url
+        checks = await examine(config, url, problem)
         marks = {Verdict.OK: "[green]✓[/]", Verdict.WARN: "[yellow]![/]", Verdict.FAIL: "[red]✗[/]"}
         for check in checks:
             out.print(

@@ -186,7 +186,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     """Read the config file and apply environment overrides.
 
     ``path`` wins, then ``$VIDRETRY_CONFIG``, then ``./vidretry.toml`` if it exists; with none
-    of them the defaults apply. A file that was named but is missing is an error.
+    of them the defaults apply. A file that was named but is missing is an error. Relative
+    paths are resolved against the file's directory (the working directory without a file).
     """
     env = os.environ if env is None else env
     named = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
@@ -202,7 +203,26 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
     config = parse_config(raw, source)
-    return _with_env(config, env)
+    base = source.parent if source is not None else Path.cwd()
+    return _with_env(resolve_paths(config, base), env)
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Relative paths in the config, resolved once against ``base`` (the config file's
+    directory): a process started elsewhere (systemd starts in /) finds the same files."""
+
+    def absolute(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).absolute()
+
+    database = config.database
+    if database.embedded_dir is not None:
+        database = dataclasses.replace(database, embedded_dir=absolute(database.embedded_dir))
+    return dataclasses.replace(
+        config,
+        database=database,
+        worker=dataclasses.replace(config.worker, output_dir=absolute(config.worker.output_dir)),
+        telegram=dataclasses.replace(config.telegram, session=absolute(config.telegram.session)),
+    )
 
 
 def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:

@@ -28,11 +28,13 @@ class Check:
     detail: str
 
 
-async def examine(config: Config, url: str) -> list[Check]:
-    """Every check, in order; none raises. ``url`` is the database to look at."""
+async def examine(config: Config, url: str | None, problem: str = "") -> list[Check]:
+    """Every check, in order; none raises. ``url`` is the database to look at; without one,
+    ``problem`` says why there is none to look at."""
+    database = await _database(url) if url else [Check("database", Verdict.FAIL, problem)]
     return [
         _config_file(config),
-        *await _database(url),
+        *database,
         _handler(config),
         _output_dir(config),
         _telegram(config),

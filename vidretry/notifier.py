@@ -387,25 +387,7 @@ class Notifier:
         return outcome
 
     async def _send(self, note: Notification) -> int | None:
-        to = Recipient(note.user_id, note.chat_id, note.access_hash)
-        if note.kind == NotificationKind.READY:
-            path = str(note.payload.get("result") or "")
-            return await self.sender.send_video(
-                to, path, render(self.messages.ready_caption, note.name)
-            )
-        button = InlineButton(
-            self.messages.retry_button, callback_data(note.asset_id, note.generation)
-        )
-        if note.kind == NotificationKind.ALERT:
-            text = render(
-                self.messages.retry_limit_alert,
-                note.name,
-                user=str(note.payload.get("user", "")),
-                asset=str(note.asset_id),
-                error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-            )
-            return await self.sender.send_text(to, text, button)
-        return await self.sender.send_text(to, render(self.messages.failed, note.name), button)
+        return await deliver_to(self.sender, self.messages, note)
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
 
@@ -462,6 +444,26 @@ class Notifier:
             await loop.run(stop, drain=drain, hurry=hurry)
         finally:
             await self.leases.stop()
+
+
+async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notification) -> int | None:
+    """Send one notification as its kind says; Telegram's message id. The transport's
+    exceptions (``delivery.DeliveryError``) tell what went wrong."""
+    to = Recipient(note.user_id, note.chat_id, note.access_hash)
+    if note.kind == NotificationKind.READY:
+        path = str(note.payload.get("result") or "")
+        return await sender.send_video(to, path, render(messages.ready_caption, note.name))
+    button = InlineButton(messages.retry_button, callback_data(note.asset_id, note.generation))
+    if note.kind == NotificationKind.ALERT:
+        text = render(
+            messages.retry_limit_alert,
+            note.name,
+            user=str(note.payload.get("user", "")),
+            asset=str(note.asset_id),
+            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
+        )
+        return await sender.send_text(to, text, button)
+    return await sender.send_text(to, render(messages.failed, note.name), button)
 
 
 _DELIVERY_OF = {

@@ -48,6 +48,13 @@ async def claim(
     return await fetch_records(conn, "claim_notifications", params, Notification)
 
 
+async def due(conn: Connection, *, limit: int, now: datetime | None) -> list[Notification]:
+    """What is due, read only (a preview): nothing is claimed or changed."""
+    return await fetch_records(
+        conn, "due_notifications", {"limit": limit, "now": now}, Notification
+    )
+
+
 async def mark_sent(
     conn: Connection, note: Notification, *, message_id: int | None, now: datetime | None
 ) -> bool:

@@ -43,6 +43,16 @@ SELECT claimed.*, u.access_hash
 FROM claimed LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
 ORDER BY claimed.id;
 
+-- name: due_notifications
+-- What claim_notifications would take, read only, for `notifier --transport console`'s
+-- preview. No lease: lease_token is NULL.
+SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload, n.attempts,
+       n.lease_token, u.access_hash
+FROM notifications AS n LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
+WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
+ORDER BY n.next_attempt_at, n.id
+LIMIT %(limit)s;
+
 -- name: mark_notification_sent
 -- Delivered: record Telegram's message id and the time. Fenced by the lease token.
 UPDATE notifications

@@ -75,7 +75,7 @@ def test_worker_and_notifier_ride_out_a_database_restart(
     with (
         subprocess.Popen([*cli, "worker"], **run) as worker,
         subprocess.Popen(  # type: ignore[call-overload]
-            [*cli, "notifier", "--transport", "console"], **run
+            [*cli, "notifier", "--transport", "console", "--mark-sent"], **run
         ) as notifier,
     ):
         subprocess.run(

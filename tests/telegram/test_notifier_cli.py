@@ -39,14 +39,16 @@ def run(
     )
 
 
-def test_console_transport_prints_and_marks_sent(db_url: str, tmp_path: Path) -> None:
+def test_console_transport_with_mark_sent_prints_and_marks_sent(
+    db_url: str, tmp_path: Path
+) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO video_assets (name) VALUES ('<b>Маша</b>')")
         conn.execute(
             "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload)"
             " SELECT id, 7, 7, 'failed', 0, jsonb_build_object('name', name) FROM video_assets"
         )
-    result = run(db_url, tmp_path, "", "--transport", "console", "--drain")
+    result = run(db_url, tmp_path, "", "--transport", "console", "--mark-sent", "--drain")
     assert result.returncode == 0, result.stderr
     assert "→ user 7 (chat 7):" in result.stdout
     assert "&lt;b&gt;Маша&lt;/b&gt;" in result.stdout
@@ -164,6 +166,7 @@ def test_sigterm_stops_a_running_notifier_with_exit_0(db_url: str, tmp_path: Pat
         "notifier",
         "--transport",
         "console",
+        "--mark-sent",
     ]
     with subprocess.Popen(
         argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env

@@ -124,3 +124,25 @@ def test_a_retired_key_says_what_replaced_it() -> None:
     with pytest.raises(ConfigError, match=r"^\[notifier\] max_attempts is no longer used: .*"
                        r"give_up_after_seconds"):  # fmt: skip
         parse_config({"notifier": {"max_attempts": 5}})
+
+
+def test_relative_paths_are_resolved_against_the_config_file(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = etc / "vidretry.toml"
+    path.write_text(
+        '[database]\nembedded_dir = "pg"\n[worker]\noutput_dir = "videos"\n'
+        '[telegram]\nsession = "/var/lib/vidretry/bot.session"\n'
+    )
+    config = load_config(path, env={})
+    assert config.database.embedded_dir == etc / "pg"
+    assert config.worker.output_dir == etc / "videos"
+    assert config.telegram.session == Path("/var/lib/vidretry/bot.session")  # absolute: kept
+
+
+def test_without_a_file_the_defaults_are_absolute_too(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no vidretry.toml here
+    config = load_config(env={})
+    assert config.worker.output_dir == tmp_path / "output"
+    assert config.telegram.session == tmp_path / "vidretry-bot.session"
