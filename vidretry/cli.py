@@ -17,7 +17,7 @@ import logging
 import random
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,13 +25,14 @@ from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
+from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, eventloop, outbox, reports, views
+from vidretry import __version__, db, eventloop, metrics, outbox, reports, views
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
 from vidretry.console import ConsoleSender
@@ -304,6 +305,10 @@ def worker(
     drain: Annotated[
         bool, typer.Option("--drain", help="Exit 0 once nothing is runnable or in backoff.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=1, max=65535, help="Serve /metrics (Prometheus)."),
+    ] = None,
 ) -> None:
     """Run jobs until SIGINT/SIGTERM (running jobs get a grace period, the rest are released)."""
 
@@ -314,7 +319,10 @@ def worker(
         handler = build_handler(settings)
         _setup_logging()
         url = _daemon_database_url(config)
-        async with db.open_pool(url, max_size=settings.concurrency + 2) as pool:
+        async with (
+            db.open_pool(url, max_size=settings.concurrency + 2) as pool,
+            _metrics(config, metrics_port, pool),
+        ):
             runner = Worker(
                 url,
                 pool,
@@ -329,6 +337,26 @@ def worker(
             log.info("worker %s stopped", runner.name)
 
     _run(ctx, body, fast_loop=True)
+
+
+@contextlib.asynccontextmanager
+async def _metrics(
+    config: Config, port: int | None, pool: AsyncConnectionPool[db.Connection]
+) -> AsyncIterator[None]:
+    """Serve /metrics (``--metrics-port``, else ``[metrics] port``) and keep the queue's
+    gauges current while the daemon runs; nothing without a port."""
+    port = port or config.metrics.port
+    if port is None:
+        yield
+        return
+    metrics.serve(port, config.metrics.address)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(metrics.watch_queue(pool, None, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await watcher
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -360,6 +388,10 @@ def notifier(
         bool,
         typer.Option("--mark-sent", help="console: deliver for real (default: a preview)."),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=1, max=65535, help="Serve /metrics (Prometheus)."),
+    ] = None,
 ) -> None:
     """Deliver the outbox through the Telegram bot and answer its retry button."""
 
@@ -374,7 +406,7 @@ def notifier(
         if warning:
             log.warning(warning)
         url = _daemon_database_url(config)
-        async with db.open_pool(url, max_size=6) as pool:
+        async with db.open_pool(url, max_size=6) as pool, _metrics(config, metrics_port, pool):
             process = NotifierProcess(url, pool, config, rng=random.Random())  # noqa: S311
             if transport is Transport.CONSOLE:
                 process.console = ConsoleSender(lambda text: out.print(text, markup=False))

@@ -88,6 +88,13 @@ class TelegramConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Serve Prometheus metrics on this port (worker and notifier); none by default.
+    port: int | None = field(default=None, metadata=_bounded(1, 65535))
+    address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class MessagesConfig:
     """Every text a Telegram user sees. ``{name}`` is HTML-escaped before it is inserted."""
 
@@ -161,6 +168,7 @@ class Config:
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None
 
 
@@ -170,6 +178,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "notifier": NotifierConfig,
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
+    "metrics": MetricsConfig,
 }
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
+from vidretry import metrics
 from vidretry.clock import Clock
 from vidretry.db import Connection, fetch_one, one_line
 from vidretry.errors import RefusedError
@@ -110,11 +111,13 @@ class Leadership:
                 return
             token, started = elected
             log.info("%s leads the notifiers now", self.candidate)
+            metrics.LEADER.set(1)
             done, lost = asyncio.Event(), asyncio.Event()
             keeper = asyncio.create_task(self._keep(token, started, stop, done, lost))
             try:
                 await body(done, lost)
             finally:
+                metrics.LEADER.set(0)
                 done.set()
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import backoff, outbox
+from vidretry import backoff, metrics, outbox
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, NotifierConfig
 from vidretry.db import OUTBOX_CHANNEL, Connection
@@ -121,6 +121,7 @@ class Outage:
             if not connection_lost and len(self._failing_chats) < OUTAGE_AFTER_CHATS:
                 return
             self.since = now
+            metrics.TELEGRAM_OUTAGE.set(1)
             log.warning("Telegram is failing (%s): sends paused, probing with one message", reason)
         self.probe_id = None
         delay = backoff.exponential(self.probes + 1, PROBE_BASE_SECONDS, PROBE_MAX_SECONDS)
@@ -142,6 +143,7 @@ class Outage:
                 self.monotonic() - self.since,
             )
         self.since, self.probe_id, self.probes = None, None, 0
+        metrics.TELEGRAM_OUTAGE.set(0)
 
     def probe_now(self) -> None:
         """The connection is back: do not wait out the probe interval."""
@@ -283,6 +285,7 @@ class Notifier:
             await self._reschedule(note, 0, None)
             raise
         self.outage.answered()
+        metrics.SENT.labels(note.kind).inc()
         return await self._record(
             Delivery.SENT,
             note,
@@ -305,6 +308,7 @@ class Notifier:
         if exc.seconds is not None:  # flood wait: pause every send, and do not charge the row
             self.outage.answered()
             self.pacer.pause(exc.seconds)
+            metrics.FLOOD_WAIT.inc(exc.seconds)
             log.warning("flood wait: pausing all sends for %gs", exc.seconds)
             return await self._reschedule(note, exc.seconds, exc.reason)
         self.outage.failed(note.id, note.chat_id, exc.reason)
@@ -339,6 +343,7 @@ class Notifier:
 
         outcome = await self._record_state(note, change)
         if outcome is Delivery.DEAD:
+            metrics.DEAD.labels(note.kind, "gave_up").inc()
             log.warning("notification %s: dead: gave up: %s", note.id, error)
         return outcome
 
@@ -349,10 +354,12 @@ class Notifier:
                 return await outbox.bury(conn, note, error=reason, now=self.clock.now())
 
         log.info("notification %s: user %s unreachable: %s", note.id, note.user_id, reason)
+        metrics.DEAD.labels(note.kind, "recipient").inc()
         return await self._record(Delivery.DEAD, note, record)
 
     async def _bury(self, note: Notification, reason: str) -> Delivery:
         log.warning("notification %s: dead: %s", note.id, reason)
+        metrics.DEAD.labels(note.kind, "payload").inc()
         return await self._record(
             Delivery.DEAD,
             note,

@@ -22,7 +22,7 @@ from typing import Any
 
 from telethon import Button, TelegramClient, errors, events, functions, types
 
-from vidretry import backoff
+from vidretry import backoff, metrics
 from vidretry.buttons import ButtonService, Press
 from vidretry.config import TelegramConfig
 from vidretry.conversation import Conversation, Incoming, Outgoing
@@ -143,6 +143,7 @@ class TelegramBot:
         except _TELEGRAM_DOWN as exc:
             raise TelegramDown(f"Telegram unreachable: {_describe(exc)}") from None
         me = await self.client.get_me()
+        metrics.TELEGRAM_CONNECTED.set(1)
         log.info("logged in to Telegram as @%s", getattr(me, "username", None) or me.id)
 
     async def connect(self, bot_token: str, until: asyncio.Event) -> bool:
@@ -192,6 +193,7 @@ class TelegramBot:
         if not gone.done():
             gone.cancel()
             return None
+        metrics.TELEGRAM_CONNECTED.set(0)
         try:
             gone.result()
         except _BOT_REFUSED as exc:
@@ -201,6 +203,7 @@ class TelegramBot:
         return "disconnected"
 
     async def stop(self) -> None:
+        metrics.TELEGRAM_CONNECTED.set(0)
         await self.client.disconnect()
 
     # -- Sender -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry import backoff, jobs
+from vidretry import backoff, jobs, metrics
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
 from vidretry.db import JOBS_CHANNEL, Connection, one_line
@@ -108,6 +109,7 @@ class Worker:
             )
             for job in rescued.exhausted:
                 await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
+        metrics.JOBS_RESCUED.inc(len(rescued.requeued) + len(rescued.exhausted))
         for job_id in rescued.requeued:
             log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)
         for job in rescued.exhausted:
@@ -121,18 +123,32 @@ class Worker:
             )
 
     async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
-        return await jobs.claim(
+        claimed = await jobs.claim(
             conn,
             owner=self.name,
             limit=limit,
             lease_seconds=self.config.lease_seconds,
             now=self.clock.now(),
         )
+        metrics.JOBS_CLAIMED.inc(len(claimed))
+        return claimed
 
     # -- one job ------------------------------------------------------------------------
 
     async def work(self, job: ClaimedJob) -> Outcome:
         """Run the handler for a claimed job under a heartbeat, then record the outcome."""
+        started = time.monotonic()
+        outcome = await self._work(job)
+        metrics.JOB_DURATION.observe(time.monotonic() - started)
+        if outcome is Outcome.SUCCEEDED:
+            metrics.JOBS_SUCCEEDED.inc()
+        elif outcome in (Outcome.WILL_RETRY, Outcome.FAILED):
+            metrics.ATTEMPTS_FAILED.inc()
+            if outcome is Outcome.FAILED:
+                metrics.JOBS_FAILED.inc()
+        return outcome
+
+    async def _work(self, job: ClaimedJob) -> Outcome:
         context = context_for(job, self.config.output_dir)
         held = self.leases.hold(job)
         try:

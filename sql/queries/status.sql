@@ -49,3 +49,17 @@ FROM video_assets AS a
 WHERE a.state = 'running'
 ORDER BY a.lease_expires_at
 LIMIT %(limit)s;
+
+-- name: queue_depth
+-- For /metrics, every few seconds. Each count is served by a partial index (claimable,
+-- leases, failed; the outbox's due and leases), so it stays cheap however many finished
+-- assets and sent notifications pile up. The available assets are not counted: they only
+-- grow.
+SELECT (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
+       (SELECT count(*) FROM video_assets WHERE state = 'running') AS running,
+       (SELECT count(*) FROM video_assets WHERE state = 'failed') AS failed,
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now())
+               - (SELECT min(run_at) FROM video_assets WHERE state = 'pending'))::float8
+           AS oldest_pending_seconds,
+       (SELECT count(*) FROM notifications WHERE state = 'pending') AS outbox_pending,
+       (SELECT count(*) FROM notifications WHERE state = 'sending') AS outbox_sending;
