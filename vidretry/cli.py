@@ -32,22 +32,14 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, eventloop, metrics, outbox, reports, views
+from vidretry import __version__, db, eventloop, outbox, reports, views
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
-from vidretry.console import ConsoleSender
-from vidretry.daemons import NotifierProcess
-from vidretry.demo import Snapshot, run_demo
-from vidretry.doctor import Verdict, examine
 from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.enqueue import enqueue as enqueue_asset
 from vidretry.errors import ConfigError, RefusedError, VidretryError
-from vidretry.handlers import build_handler
 from vidretry.models import JobState
-from vidretry.notifier import deliver_to
 from vidretry.retry import Actor, describe_retry, retry
-from vidretry.telegram import TelegramBot, build_client, check_settings, load_plugins
-from vidretry.worker import Worker
 
 app = typer.Typer(
     name="vidretry",
@@ -316,6 +308,9 @@ def worker(
         settings = config.worker
         if concurrency is not None:
             settings = dataclasses.replace(settings, concurrency=concurrency)
+        from vidretry.handlers import build_handler
+        from vidretry.worker import Worker
+
         handler = build_handler(settings)
         _setup_logging()
         url = _daemon_database_url(config)
@@ -349,6 +344,8 @@ async def _metrics(
     if port is None:
         yield
         return
+    from vidretry import metrics
+
     metrics.serve(port, config.metrics.address)
     stop = asyncio.Event()
     watcher = asyncio.create_task(metrics.watch_queue(pool, None, stop))
@@ -396,6 +393,10 @@ def notifier(
     """Deliver the outbox through the Telegram bot and answer its retry button."""
 
     async def body(config: Config) -> None:
+        from vidretry.console import ConsoleSender
+        from vidretry.daemons import NotifierProcess
+        from vidretry.telegram import TelegramBot, build_client, check_settings, load_plugins
+
         _setup_logging()
         if transport is Transport.CONSOLE and not mark_sent:
             await _preview(config)
@@ -424,6 +425,9 @@ def notifier(
 async def _preview(config: Config) -> None:
     """``--transport console`` alone: print what is due as the bot would send it, and change
     nothing (no claim, no lease, nothing marked sent)."""
+    from vidretry.console import ConsoleSender
+    from vidretry.notifier import deliver_to
+
     conn = await _session(config)
     async with conn:
         due = await outbox.due(conn, limit=1000, now=None)
@@ -454,6 +458,8 @@ def demo(
     """A guided 30-second run on the embedded database: failures, notifications, a retry."""
 
     async def body(config: Config) -> int:
+        from vidretry.demo import Snapshot, run_demo
+
         server = EmbeddedServer(config.database.embedded_dir or default_dir())
         with Live(views.demo(Snapshot("Starting the embedded PostgreSQL")), console=out,
                   refresh_per_second=8) as live:  # fmt: skip
@@ -648,6 +654,8 @@ def doctor(ctx: typer.Context) -> None:
     failure). Changes nothing; never prints a secret."""
 
     async def body(config: Config) -> int:
+        from vidretry.doctor import Verdict, examine
+
         url, problem = config.database.url, ""
         if not url:  # the embedded server: look at it, never create or start it
             server = EmbeddedServer(config.database.embedded_dir or default_dir())

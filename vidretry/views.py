@@ -5,7 +5,7 @@ Part of the CLI layer (with cli.py): the core hands over plain data, this draws 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -13,7 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from vidretry.demo import Snapshot
+if TYPE_CHECKING:  # the demo (and the daemons it runs) load only for `vidretry demo`
+    from vidretry.demo import Snapshot
+
 
 STATE_STYLE = {
     "pending": "yellow",

@@ -136,7 +136,8 @@ def main() -> None:
         install(client, telegram)
         return client
 
-    cli.build_client = build_offline_client  # type: ignore[assignment]
+    # The command imports the adapter when it runs, and takes build_client from it then.
+    adapter.build_client = build_offline_client  # type: ignore[assignment]
     cli.main()
 
 
