@@ -40,7 +40,12 @@ _MIGRATION_LOCK = 0x7669647265747279
 
 
 def _sql_dir(kind: str) -> Traversable:
-    return resources.files("vidretry") / "sql" / kind
+    """``sql/<kind>``: inside the package when installed from a wheel, beside it in a
+    checkout (an editable install)."""
+    packaged = resources.files("vidretry") / "sql"
+    if packaged.is_dir():
+        return packaged / kind
+    return resources.files("vidretry").joinpath("..", "sql", kind)
 
 
 @cache

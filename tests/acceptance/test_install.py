@@ -1,0 +1,64 @@
+"""A clean install: the built wheel, in a fresh virtual environment, finds all its SQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidretry import db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=600, check=False, cwd=cwd
+    )
+
+
+def test_the_repository_holds_no_symlink() -> None:
+    tracked = run("git", "ls-files", "-s", cwd=ROOT)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert [line for line in tracked.stdout.splitlines() if line.startswith("120000")] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -> None:
+    build = run(
+        sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-w", "wheels", cwd=tmp_path
+    )
+    assert build.returncode == 0, build.stderr
+    # This machine's pip names an extra index location it ignores: that is pip, not the build.
+    warnings = [
+        line
+        for line in (build.stdout + build.stderr).splitlines()
+        if "warn" in line.lower() and "Location 'file" not in line
+    ]
+    assert warnings == []
+    (wheel,) = (tmp_path / "wheels").glob("vidretry-*.whl")
+
+    venv = tmp_path / "venv"
+    assert run(sys.executable, "-m", "venv", venv, cwd=tmp_path).returncode == 0
+    python = venv / "bin" / "python"
+    installed = run(python, "-m", "pip", "install", "-q", wheel, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+
+    probe = run(
+        python,
+        "-c",
+        "import vidretry, vidretry.db as d;"
+        "print(vidretry.__file__); print(sorted(d.queries())); "
+        "print([m.version for m in d.migrations()])",
+        cwd=tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr
+    where, statements, versions = probe.stdout.splitlines()
+    assert where.startswith(str(venv))
+    assert statements == str(sorted(db.queries()))  # every statement of the checkout
+    assert versions == str([m.version for m in db.migrations()])
+    assert not (Path(where).parent / "sql").is_symlink()
