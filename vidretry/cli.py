@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from vidretry import __version__, db, eventloop, outbox, reports, views
+from vidretry import __version__, db, eventloop, outbox, reports, retention, views
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, load_config
 from vidretry.embedded import EmbeddedServer, default_dir
@@ -200,6 +200,57 @@ def _embedded(ctx: typer.Context) -> EmbeddedServer:
     return EmbeddedServer(config.database.embedded_dir or default_dir())
 
 
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``3600s`` in seconds."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _AGE_UNITS or not number.isdigit() or int(number) < 1:
+        raise ConfigError(f"--older-than must look like 30d, 12h, 90m or 3600s, got {text!r}")
+    return float(int(number) * _AGE_UNITS[unit])
+
+
+@db_app.command("prune")
+def db_prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age, e.g. 30d, 12h.", show_default=False)
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    assets: Annotated[
+        bool, typer.Option("--assets", help="Also finished assets nobody waits for.")
+    ] = False,
+) -> None:
+    """Delete history events and notifications in a final state older than --older-than, in
+    small batches that hold no long locks. Assets stay unless --assets is given."""
+
+    async def body(config: Config) -> None:
+        seconds = _parse_age(older_than)
+        conn = await _session(config)
+        async with conn:
+            before = await retention.cutoff(conn, seconds, now=None)
+            found = await retention.prunable(conn, before, assets=assets)
+            if dry_run:
+                out.print(f"would delete {_counts(found)} (older than {before:%Y-%m-%d %H:%M})")
+                return
+            with Progress(console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("pruning", total=found.total)
+                done = await retention.prune(
+                    conn, before, assets=assets, on_progress=lambda n: bar.advance(task, n)
+                )
+        out.print(f"deleted {_counts(done)}")
+
+    _run(ctx, body)
+
+
+def _counts(counts: retention.Counts) -> str:
+    return (
+        f"{counts.events} history event(s), {counts.notifications} notification(s)"
+        f", {counts.assets} asset(s)"
+    )
+
+
 @db_app.command("up")
 def db_up(ctx: typer.Context) -> None:
     """Start the embedded PostgreSQL (initialising it on first use) and apply the schema."""
@@ -318,6 +369,10 @@ def worker(
             db.open_pool(url, max_size=settings.concurrency + 2) as pool,
             _metrics(config, metrics_port, pool),
         ):
+            days = config.retention.days
+            pruning = (
+                retention.BackgroundPruning(pool, days, clock=DatabaseClock()) if days else None
+            )
             runner = Worker(
                 url,
                 pool,
@@ -325,6 +380,7 @@ def worker(
                 handler,
                 clock=DatabaseClock(),
                 rng=random.Random(),  # noqa: S311 (jitter only)
+                pruning=pruning,
             )
             stop = _stop_on_signals()
             log.info("worker %s started (concurrency %d)", runner.name, settings.concurrency)

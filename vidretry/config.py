@@ -88,6 +88,13 @@ class TelegramConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Workers delete history events and delivered notifications older than this many days,
+    # once an hour, one worker at a time; none by default (`vidretry db prune` by hand).
+    days: float | None = field(default=None, metadata=_bounded(1, 36500))
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # Serve Prometheus metrics on this port (worker and notifier); none by default.
     port: int | None = field(default=None, metadata=_bounded(1, 65535))
@@ -169,6 +176,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: Path | None = None
 
 
@@ -179,6 +187,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
     "metrics": MetricsConfig,
+    "retention": RetentionConfig,
 }
 
 

@@ -28,6 +28,7 @@ from vidretry.leases import LeaseKeeper
 from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
+from vidretry.retention import BackgroundPruning
 
 log = logging.getLogger("vidretry.worker")
 
@@ -65,8 +66,10 @@ class Worker:
         clock: Clock,
         rng: random.Random,
         name: str | None = None,
+        pruning: BackgroundPruning | None = None,
     ) -> None:
         self.url = url  # for the LISTEN connection, which lives outside the pool
+        self.pruning = pruning  # [retention] days: old history pruned in the background
         self.pool = pool
         self.config = config
         self.handler = handler
@@ -224,6 +227,8 @@ class Worker:
 
     async def maintain(self) -> None:
         await self.rescue()
+        if self.pruning is not None:
+            self.pruning.poke()
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
         async with self.pool.connection() as conn:
@@ -252,6 +257,8 @@ class Worker:
             )
         finally:
             await self.leases.stop()
+            if self.pruning is not None:
+                await self.pruning.stop()
 
 
 class _Completions:

@@ -128,3 +128,28 @@ def test_a_worker_on_the_embedded_database_says_so_once(tmp_path: Path) -> None:
     finally:
         EmbeddedServer(base / "pg").stop()
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_db_prune_dry_run_counts_and_changes_nothing(
+    make_cli: Callable[[str], Cli], db_url: str
+) -> None:
+    cli = make_cli("")
+    assert cli("enqueue", "Маша", "--user", "1").returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:  # as if asked 40 days ago
+        conn.execute("ALTER TABLE job_events DISABLE TRIGGER job_events_append_only")
+        conn.execute("UPDATE job_events SET created_at = now() - interval '40 days'")
+        conn.execute("ALTER TABLE job_events ENABLE TRIGGER job_events_append_only")
+    dry = cli("db", "prune", "--older-than", "30d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would delete 1 history event(s), 0 notification(s), 0 asset(s)")
+    pruned = cli("db", "prune", "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.strip() == "deleted 1 history event(s), 0 notification(s), 0 asset(s)"
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM job_events").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM video_assets").fetchone() == (1,)
+    bad = cli("db", "prune", "--older-than", "a month")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "vidretry: error: --older-than must look like 30d, 12h, 90m or 3600s, got 'a month'"
+    )

@@ -1,0 +1,147 @@
+"""Pruning old history: ``vidretry db prune`` and a worker's background pruning.
+
+History events and notifications in a final state older than a cut-off are deleted in
+batches of ``BATCH_ROWS``, each its own short transaction that locks only the rows it
+deletes, so running workers never wait on it. Assets stay (they are the record of the videos
+made) unless asked for. One process prunes at a time (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg_pool import AsyncConnectionPool
+
+from vidretry.clock import Clock
+from vidretry.db import Connection, fetch_all, fetch_one, one_line
+from vidretry.errors import RefusedError
+from vidretry.loop import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger("vidretry.retention")
+
+# Rows per statement: big enough that a million rows take a few hundred round trips, small
+# enough that each transaction holds its row locks for milliseconds.
+BATCH_ROWS = 5000
+# The advisory lock that keeps pruning to one process ("vidretrz": next to db upgrade's).
+PRUNE_LOCK = 0x766964726574727A
+_STATEMENTS = {
+    "events": "prune_events",
+    "notifications": "prune_notifications",
+    "assets": "prune_assets",
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    events: int = 0
+    notifications: int = 0
+    assets: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.events + self.notifications + self.assets
+
+
+async def cutoff(conn: Connection, older_than_seconds: float, now: datetime | None) -> datetime:
+    row = await fetch_one(conn, "prune_cutoff", {"seconds": older_than_seconds, "now": now})
+    assert row is not None
+    return row["before"]  # type: ignore[no-any-return]
+
+
+async def prunable(conn: Connection, before: datetime, *, assets: bool) -> Counts:
+    """What a prune would delete; changes nothing."""
+    row = await fetch_one(conn, "prunable", {"before": before})
+    assert row is not None
+    return Counts(row["events"], row["notifications"], row["assets"] if assets else 0)
+
+
+async def prune(
+    conn: Connection,
+    before: datetime,
+    *,
+    assets: bool,
+    batch: int = BATCH_ROWS,
+    on_progress: Callable[[int], None] = lambda rows: None,
+) -> Counts:
+    """Delete what is older than ``before``, batch by batch; ``RefusedError`` if another
+    process is pruning. ``conn`` must be in autocommit mode (each batch commits)."""
+    done = {"events": 0, "notifications": 0, "assets": 0}
+    for what in ("events", "notifications", *(("assets",) if assets else ())):
+        while True:
+            deleted = await _batch(conn, what, before, batch)
+            if deleted is None:
+                raise RefusedError("another process is pruning right now: try again later")
+            done[what] += deleted
+            on_progress(deleted)
+            if deleted < batch:
+                break
+    return Counts(**done)
+
+
+async def _batch(conn: Connection, what: str, before: datetime, batch: int) -> int | None:
+    async with conn.transaction():
+        locked = await fetch_one(conn, "try_prune_lock", {"key": PRUNE_LOCK})
+        if not (locked and locked["locked"]):
+            return None
+        await fetch_one(conn, "allow_pruning_before", {"before": before})
+        return len(await fetch_all(conn, _STATEMENTS[what], {"before": before, "batch": batch}))
+
+
+class BackgroundPruning:
+    """A worker's chore with ``[retention] days``: prune once an hour, in a task of its own
+    so the claim loop never waits for it. Workers that find another one pruning skip."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        days: float,
+        *,
+        clock: Clock,
+        every_seconds: float = 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.days = days
+        self.clock = clock
+        self.every_seconds = every_seconds
+        self.monotonic = monotonic
+        self.next_at = 0.0
+        self.task: asyncio.Task[Counts | None] | None = None
+
+    def poke(self) -> None:
+        """Start a round if one is due and none is running."""
+        if (self.task is None or self.task.done()) and self.monotonic() >= self.next_at:
+            self.next_at = self.monotonic() + self.every_seconds
+            self.task = asyncio.create_task(self.run_once())
+
+    async def run_once(self) -> Counts | None:
+        """One round: what was deleted, or None if another process was pruning."""
+        try:
+            async with self.pool.connection() as conn:
+                before = await cutoff(conn, self.days * 86400, self.clock.now())
+                counts = await prune(conn, before, assets=False)
+        except RefusedError:
+            return None
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("pruning skipped: %s", one_line(exc))
+            return None
+        if counts.total:
+            log.info(
+                "pruned %d history events and %d notifications older than %g days",
+                counts.events,
+                counts.notifications,
+                self.days,
+            )
+        return counts
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
