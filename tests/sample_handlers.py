@@ -61,3 +61,13 @@ async def hang_on_first_attempt(job: JobContext) -> str:
     if job.attempt == 1:
         await asyncio.sleep(3600)
     return f"/videos/{job.asset_id}.mp4"
+
+
+def down_while_flagged(job: JobContext) -> str:
+    """The whole generator is down while the file ``params.down`` exists (an expired API
+    key, say); an asset with ``params.poison`` always fails on its own."""
+    if Path(job.params["down"]).exists():
+        raise RuntimeError("401 Unauthorized: wrong API key")
+    if job.params.get("poison"):
+        raise RuntimeError("the template cannot render this name")
+    return f"/videos/{job.asset_id}.mp4"

@@ -360,7 +360,7 @@ def worker(
         if concurrency is not None:
             settings = dataclasses.replace(settings, concurrency=concurrency)
         from vidretry.handlers import build_handler
-        from vidretry.worker import Worker
+        from vidretry.worker import Worker, breaker_settings
 
         handler = build_handler(settings)
         _setup_logging()
@@ -381,6 +381,7 @@ def worker(
                 clock=DatabaseClock(),
                 rng=random.Random(),  # noqa: S311 (jitter only)
                 pruning=pruning,
+                breaker=breaker_settings(settings, config.telegram.admins),
             )
             stop = _stop_on_signals()
             log.info("worker %s started (concurrency %d)", runner.name, settings.concurrency)
@@ -583,6 +584,54 @@ def retry_command(
         return 0
 
     _run(ctx, every if all_failed else one)
+
+
+# -- pause, resume ----------------------------------------------------------------------
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; shown by `status`.")] = None,
+) -> None:
+    """Pause the queue: no worker starts a job until `vidretry resume` (running jobs finish)."""
+
+    async def body(config: Config) -> None:
+        from vidretry import breaker
+
+        conn = await _session(config)
+        async with conn:
+            done = await breaker.pause(conn, actor=f"operator:{_operator()}", detail=reason)
+        out.print(
+            {
+                breaker.Paused.PAUSED: "queue paused: no job starts until `vidretry resume`",
+                breaker.Paused.HELD: "queue paused (it was paused by the circuit breaker; "
+                "no probe will end it now, only `vidretry resume`)",
+                breaker.Paused.ALREADY: "queue already paused by hand; nothing changed",
+            }[done]
+        )
+
+    _run(ctx, body)
+
+
+@app.command()
+def resume(ctx: typer.Context) -> None:
+    """End a pause, manual or the circuit breaker's: workers start claiming at once."""
+
+    async def body(config: Config) -> None:
+        from vidretry import breaker
+
+        conn = await _session(config)
+        async with conn:
+            resumed = await breaker.resume(
+                conn, actor=f"operator:{_operator()}", admins=config.telegram.admins
+            )
+        if resumed is None:
+            out.print("queue is not paused; nothing changed")
+        else:
+            out.print(f"queue resumed after {resumed.paused_seconds:.0f}s paused")
+
+    _run(ctx, body)
 
 
 # -- status, list, show ----------------------------------------------------------------

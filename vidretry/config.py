@@ -51,6 +51,14 @@ class WorkerConfig:
     permanent_exit_codes: tuple[int, ...] = ()
     timeout_seconds: float = field(default=600.0, metadata=_bounded(0.1, 7 * 86400))
     output_dir: Path = Path("output")
+    # The circuit breaker (vidretry/breaker.py): attempts failing on this many different
+    # assets in a row, within the window, pause the queue; a probe every probe_seconds
+    # (doubling up to probe_max_seconds) resumes it.
+    breaker: bool = True
+    breaker_min_assets: int = field(default=5, metadata=_bounded(2, 10_000))
+    breaker_window_seconds: float = field(default=600.0, metadata=_bounded(1, 7 * 86400))
+    breaker_probe_seconds: float = field(default=30.0, metadata=_bounded(0.1, 86400))
+    breaker_probe_max_seconds: float = field(default=120.0, metadata=_bounded(0.1, 86400))
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,12 @@ class MessagesConfig:
         "⚠️ Пользователь {user} исчерпал перезапуски на сегодня: видео <b>{name}</b> "
         "(#{asset}) снова не получилось.\nПоследняя ошибка: {error}"
     )
+    queue_paused: str = (
+        "⏸ Очередь остановлена: генератор видео, похоже, не работает — несколько видео подряд "
+        "не получились. Ждут: {waiting}.\nПоследняя ошибка: {error}\n"
+        "Я проверяю генератор и продолжу сам, как только он заработает."
+    )
+    queue_resumed: str = "▶️ Генератор снова работает — очередь продолжена (пауза: {duration})."
     retry_limit_short: str = "На сегодня перезапуски закончились — я сообщил администратору."
     my_header: str = "<b>Ваши видео</b>"
     my_empty: str = "Вы ещё ничего не заказывали. Напишите /video и имя."
@@ -165,7 +179,11 @@ class MessagesConfig:
 
 
 # The placeholders a message may use; every other message has {name} alone.
-PLACEHOLDERS = {"retry_limit_alert": ("name", "user", "asset", "error")}
+PLACEHOLDERS = {
+    "retry_limit_alert": ("name", "user", "asset", "error"),
+    "queue_paused": ("waiting", "error"),
+    "queue_resumed": ("duration",),
+}
 
 
 @dataclass(frozen=True)
@@ -310,6 +328,11 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             "[worker] heartbeat_seconds must be shorter than [worker] lease_seconds "
             f"(got {worker.heartbeat_seconds:g} and {worker.lease_seconds:g})"
+        )
+    if worker.breaker_probe_max_seconds < worker.breaker_probe_seconds:
+        raise ConfigError(
+            "[worker] breaker_probe_max_seconds must be at least [worker] breaker_probe_seconds "
+            f"(got {worker.breaker_probe_max_seconds:g} and {worker.breaker_probe_seconds:g})"
         )
     notifier = config.notifier
     if notifier.heartbeat_seconds * 3 > notifier.lease_seconds:

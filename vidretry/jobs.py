@@ -8,12 +8,24 @@ changed.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from vidretry.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.db import Connection, fetch_all, fetch_one, fetch_records, queries
 from vidretry.models import ClaimedJob, NotificationKind
+
+
+class Failure(enum.StrEnum):
+    """How a failed attempt was recorded."""
+
+    RETRY = "retry"  # pending again after a backoff
+    FAILED = "failed"  # failed for good: its users are told
+    REFUNDED = "refunded"  # the queue is paused: the attempt was given back
+    PAUSED = "paused"  # this failure tripped the breaker: the queue is paused
+    LOST = "lost"  # the lease was lost: nothing changed
 
 
 @dataclass(frozen=True)
@@ -26,13 +38,14 @@ class RescuedJobs:
 
 @dataclass(frozen=True)
 class DrainOutlook:
+    paused_by_hand: bool  # nothing will run until `vidretry resume`
     pending: int
     expired: int
     next_due_in: float | None
 
     @property
     def finished(self) -> bool:
-        return self.pending == 0 and self.expired == 0
+        return self.paused_by_hand or (self.pending == 0 and self.expired == 0)
 
 
 async def claim(
@@ -128,6 +141,42 @@ async def fail(
     return True
 
 
+async def record_failure(
+    conn: Connection,
+    job: ClaimedJob,
+    *,
+    owner: str,
+    error: str,
+    final: bool,
+    backoff_seconds: float,
+    breaker: Breaker,
+    now: datetime | None,
+) -> Failure:
+    """A failed attempt, in one transaction with the circuit breaker's verdict on it: given
+    back if the queue is paused or this failure pauses it; else pending again after
+    ``backoff_seconds``, or (``final``) failed for good with its notifications."""
+    try:
+        async with conn.transaction():
+            verdict = await judge_failure(
+                conn, job, breaker=breaker, owner=owner, error=error, now=now
+            )
+            if verdict is Verdict.REFUNDED:
+                return Failure.REFUNDED
+            if verdict is Verdict.TRIPPED:
+                return Failure.PAUSED
+            if final:
+                if not await fail(conn, job, owner=owner, error=error, now=now):
+                    raise LeaseLost(job.id)
+                return Failure.FAILED
+            if not await retry_later(
+                conn, job, owner=owner, error=error, backoff_seconds=backoff_seconds, now=now
+            ):
+                raise LeaseLost(job.id)
+            return Failure.RETRY
+    except LeaseLost:  # rolled back: a stale worker's failure is not counted either
+        return Failure.LOST
+
+
 async def _settle_requests(
     conn: Connection, asset_ids: list[int], kind: NotificationKind, now: datetime | None
 ) -> None:
@@ -157,4 +206,4 @@ async def rescue_expired(
 async def drain_outlook(conn: Connection, now: datetime | None) -> DrainOutlook:
     row = await fetch_one(conn, "drain_outlook", {"now": now})
     assert row is not None  # an aggregate always returns a row
-    return DrainOutlook(row["pending"], row["expired"], row["next_due_in"])
+    return DrainOutlook(row["paused_by_hand"], row["pending"], row["expired"], row["next_due_in"])

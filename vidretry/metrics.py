@@ -30,6 +30,10 @@ JOBS_SUCCEEDED = Counter("vidretry_jobs_succeeded", "Jobs whose video was made."
 ATTEMPTS_FAILED = Counter("vidretry_job_attempts_failed", "Attempts that failed (any).")
 JOBS_FAILED = Counter("vidretry_jobs_failed", "Jobs failed for good: their users were told.")
 JOBS_RESCUED = Counter("vidretry_jobs_rescued", "Jobs whose worker lost its lease (a crash).")
+ATTEMPTS_REFUNDED = Counter(
+    "vidretry_job_attempts_refunded",
+    "Failed attempts given back because the queue was paused (or this failure paused it).",
+)
 JOB_DURATION = Histogram(
     "vidretry_job_duration_seconds",
     "How long one attempt's generation took, whatever its outcome.",
@@ -60,6 +64,9 @@ TELEGRAM_CONNECTED = Gauge("vidretry_telegram_connected", "1 while logged in to 
 TELEGRAM_OUTAGE = Gauge(
     "vidretry_telegram_outage", "1 while sends are paused because Telegram fails everybody."
 )
+QUEUE_PAUSED = Gauge(
+    "vidretry_queue_paused", "1 while the queue is paused (by the circuit breaker or by hand)."
+)
 LEADER = Gauge("vidretry_notifier_leader", "1 while this notifier leads (is the bot session).")
 
 
@@ -89,6 +96,7 @@ async def watch_queue(
             for state in ("pending", "sending"):
                 NOTIFICATIONS.labels(state).set(row[f"outbox_{state}"])
             OLDEST_PENDING.set(max(0.0, row["oldest_pending_seconds"] or 0.0))
+            QUEUE_PAUSED.set(1 if row["paused"] else 0)
         try:
             async with asyncio.timeout(QUEUE_POLL_SECONDS):
                 await stop.wait()

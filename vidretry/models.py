@@ -27,6 +27,8 @@ class NotificationKind(enum.StrEnum):
     FAILED = "failed"
     READY = "ready"
     ALERT = "alert"  # to an admin: a user used up their retries on a failed asset
+    PAUSED = "paused"  # to an admin: the circuit breaker paused the queue (no asset)
+    RESUMED = "resumed"  # to an admin: the pause that was announced ended (no asset)
 
 
 class NotificationState(enum.StrEnum):
@@ -48,6 +50,8 @@ class ClaimedJob:
     max_attempts: int
     generation: int
     lease_token: UUID
+    # Claimed by the circuit breaker's probe while the queue is paused: its success resumes it.
+    probe: bool = False
 
     @property
     def is_last_attempt(self) -> bool:

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -457,6 +458,20 @@ async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notificatio
     """Send one notification as its kind says; Telegram's message id. The transport's
     exceptions (``delivery.DeliveryError``) tell what went wrong."""
     to = Recipient(note.user_id, note.chat_id, note.access_hash)
+    if note.kind == NotificationKind.PAUSED:
+        text = render(
+            messages.queue_paused,
+            "",
+            waiting=str(note.payload.get("waiting", "")),
+            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
+        )
+        return await sender.send_text(to, text, None)
+    if note.kind == NotificationKind.RESUMED:
+        paused = timedelta(seconds=round(float(note.payload.get("paused_seconds", 0))))
+        return await sender.send_text(
+            to, render(messages.queue_resumed, "", duration=str(paused)), None
+        )
+    assert note.asset_id is not None  # only the notices of a pause belong to no asset
     if note.kind == NotificationKind.READY:
         path = str(note.payload.get("result") or "")
         return await sender.send_video(to, path, render(messages.ready_caption, note.name))

@@ -21,7 +21,7 @@ class Notification:
     """A claimed outbox row, with how to address its recipient."""
 
     id: int
-    asset_id: int
+    asset_id: int | None  # None for the admins' notices of a pause (kinds paused, resumed)
     user_id: int
     chat_id: int
     kind: NotificationKind

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from vidretry import breaker
 from vidretry.db import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
 
@@ -15,7 +16,7 @@ async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
         counts[row["state"]] = row["n"]
     summary = await fetch_one(conn, "queue_summary", {"now": now})
     assert summary is not None
-    return {"counts": counts, **summary}
+    return {"counts": counts, **summary, "queue": await breaker.state(conn)}
 
 
 async def list_assets(conn: Connection, state: JobState | None, limit: int) -> list[dict[str, Any]]:

@@ -73,4 +73,25 @@ def dashboard(summary: dict[str, Any], running: list[dict[str, Any]]) -> Rendera
         ("outbox: ", "bold"), f"{summary['outbox_backlog']} waiting, ",
         (f"{summary['outbox_dead']} dead", "red" if summary["outbox_dead"] else ""),
     )  # fmt: skip
-    return Group(counts, facts, jobs)
+    return Group(counts, facts, queue(summary["queue"]), jobs)
+
+
+def queue(pause: dict[str, Any]) -> Text:
+    """Running, or paused: by whom, why, since when, and the breaker's probes."""
+    if pause["state"] == "running":
+        return Text.assemble(("queue: ", "bold"), ("running", "green"))
+    who = "the circuit breaker" if pause["reason"] == "breaker" else escape(pause["paused_by"])
+    lines: list[str | tuple[str, str]] = [
+        ("queue: ", "bold"), ("PAUSED", "bold red"), f" by {who} since {pause['paused_at']}",
+    ]  # fmt: skip
+    if pause["detail"]:
+        lines += ["\n", ("why: ", "bold"), pause["detail"]]
+    if pause["reason"] == "breaker":
+        last = pause["last_probe_at"] or "none yet"
+        lines += ["\n", ("probes: ", "bold"), f"{pause['probes']}, last {last}"]
+        if pause["last_probe_error"]:
+            lines += [f" ({pause['last_probe_error']})"]
+        lines += [f", next {pause['next_probe_at']}"]
+    else:
+        lines += ["\n", "no probes: a manual pause ends with `vidretry resume`"]
+    return Text.assemble(*lines)

@@ -12,13 +12,14 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry import backoff, jobs, metrics
+from vidretry import backoff, breaker, jobs, metrics
+from vidretry.breaker import Breaker
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
 from vidretry.db import JOBS_CHANNEL, Connection, one_line
@@ -32,9 +33,6 @@ from vidretry.retention import BackgroundPruning
 
 log = logging.getLogger("vidretry.worker")
 
-# A store call that records an outcome and says whether the fenced statement changed a row.
-_Change = Callable[[Connection], Awaitable[bool]]
-
 
 class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
@@ -42,6 +40,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     LOST = "lost"  # the lease was lost, or the outcome could not be recorded
     RELEASED = "released"
+    REFUNDED = "refunded"  # failed while the queue was paused: the attempt was given back
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,14 @@ class Worker:
         rng: random.Random,
         name: str | None = None,
         pruning: BackgroundPruning | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.url = url  # for the LISTEN connection, which lives outside the pool
         self.pruning = pruning  # [retention] days: old history pruned in the background
         self.pool = pool
         self.config = config
+        # The circuit breaker: its settings come from [worker], its admins from [telegram].
+        self.breaker = breaker if breaker is not None else breaker_settings(config)
         self.handler = handler
         self.clock = clock
         self.rng = rng
@@ -96,8 +98,7 @@ class Worker:
     async def run_once(self) -> PassResult:
         """Rescue expired leases, claim up to ``concurrency`` due jobs and run them to the end."""
         rescued = await self.rescue()
-        async with self.pool.connection() as conn:
-            claimed = await self._claim(conn, self.config.concurrency)
+        claimed = await self.claim(self.config.concurrency)
         try:
             outcomes = await asyncio.gather(*(self.work(job) for job in claimed))
         finally:
@@ -145,6 +146,10 @@ class Worker:
         metrics.JOB_DURATION.observe(time.monotonic() - started)
         if outcome is Outcome.SUCCEEDED:
             metrics.JOBS_SUCCEEDED.inc()
+            if job.probe:
+                await self._resume_after(job)
+        elif outcome is Outcome.REFUNDED:
+            metrics.ATTEMPTS_REFUNDED.inc()
         elif outcome in (Outcome.WILL_RETRY, Outcome.FAILED):
             metrics.ATTEMPTS_FAILED.inc()
             if outcome is Outcome.FAILED:
@@ -175,53 +180,71 @@ class Worker:
         return Outcome.SUCCEEDED if recorded else _lease_gone(job, Outcome.SUCCEEDED)
 
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
-        if permanent or job.is_last_attempt:
-            log.info("job %s: attempt %s failed for good: %s", job.id, job.attempts, error)
-            return await self._record(
-                Outcome.FAILED,
-                job,
-                self._write(
-                    lambda conn: jobs.fail(
-                        conn, job, owner=self.name, error=error, now=self.clock.now()
-                    )
+        final = permanent or job.is_last_attempt
+        delay = 0.0
+        if not final:
+            delay = backoff.jittered(
+                backoff.exponential(
+                    job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
                 ),
+                self.rng,
             )
-        delay = backoff.jittered(
-            backoff.exponential(
-                job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
-            ),
-            self.rng,
-        )
-        log.info("job %s: attempt %s failed, next in %.1fs: %s", job.id, job.attempts, delay, error)
-        return await self._record(
-            Outcome.WILL_RETRY,
-            job,
-            self._write(
-                lambda conn: jobs.retry_later(
-                    conn,
-                    job,
-                    owner=self.name,
-                    error=error,
-                    backoff_seconds=delay,
-                    now=self.clock.now(),
-                )
-            ),
-        )
 
-    def _write(self, change: _Change) -> Callable[[], Awaitable[bool]]:
-        """Run a store call, riding out a database outage for as long as the lease lasts."""
-        return lambda: through_outage(
-            self.pool, change, within=self.config.lease_seconds, rng=self.rng
-        )
+        async def write(conn: Connection) -> jobs.Failure:
+            return await jobs.record_failure(
+                conn, job, owner=self.name, error=error, final=final, backoff_seconds=delay,
+                breaker=self.breaker, now=self.clock.now(),
+            )  # fmt: skip
 
-    async def _record(
-        self, outcome: Outcome, job: ClaimedJob, write: Callable[[], Awaitable[bool]]
-    ) -> Outcome:
         try:
-            changed = await write()
+            failure = await through_outage(
+                self.pool, write, within=self.config.lease_seconds, rng=self.rng
+            )
         except TRANSIENT_DB_ERRORS as exc:
-            return _not_recorded(job, outcome, exc)
-        return outcome if changed else _lease_gone(job, outcome)
+            return _not_recorded(job, Outcome.FAILED if final else Outcome.WILL_RETRY, exc)
+        attempt = f"job {job.id}: attempt {job.attempts}"
+        if failure is jobs.Failure.RETRY:
+            log.info("%s failed, next in %.1fs: %s", attempt, delay, error)
+            return Outcome.WILL_RETRY
+        if failure is jobs.Failure.FAILED:
+            log.info("%s failed for good: %s", attempt, error)
+            return Outcome.FAILED
+        if failure is jobs.Failure.PAUSED:
+            log.warning(
+                "%s failed: attempts on %d assets in a row failed, the generator looks down; "
+                "queue paused, their attempts given back, probing every %gs: %s",
+                attempt, self.breaker.min_assets, self.breaker.probe_seconds, error,
+            )  # fmt: skip
+            return Outcome.REFUNDED
+        if failure is jobs.Failure.REFUNDED:
+            probe = " (the probe: still down)" if job.probe else ""
+            log.info(
+                "%s failed while the queue is paused%s; not counted: %s", attempt, probe, error
+            )
+            return Outcome.REFUNDED
+        return _lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
+
+    async def _resume_after(self, probe: ClaimedJob) -> None:
+        """A probe succeeded: the generator works again; end the breaker's pause."""
+        try:
+            resumed = await through_outage(
+                self.pool,
+                lambda conn: breaker.resume(
+                    conn, actor=self.name, admins=self.breaker.admins, probe=probe.id,
+                    now=self.clock.now(),
+                ),
+                within=self.config.lease_seconds,
+                rng=self.rng,
+            )  # fmt: skip
+        except TRANSIENT_DB_ERRORS as exc:  # the next probe will try again
+            log.error("job %s: probe succeeded, but the queue was not resumed: %s", probe.id,
+                      _describe(exc))  # fmt: skip
+            return
+        if resumed is not None:
+            log.warning(
+                "job %s: probe succeeded; queue resumed after %.0fs paused",
+                probe.id, resumed.paused_seconds,
+            )  # fmt: skip
 
     # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
 
@@ -232,7 +255,19 @@ class Worker:
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
         async with self.pool.connection() as conn:
-            return await self._claim(conn, limit)
+            claimed = await self._claim(conn, limit)
+            if claimed or limit <= 0 or not self.breaker.enabled:
+                return claimed
+            # Nothing to claim: perhaps the breaker holds the queue paused and a probe is due.
+            probe = await breaker.claim_probe(
+                conn, owner=self.name, lease_seconds=self.config.lease_seconds,
+                now=self.clock.now(),
+            )  # fmt: skip
+        if probe is None:
+            return []
+        metrics.JOBS_CLAIMED.inc()
+        log.info("job %s: probing whether the generator works again (queue paused)", probe.id)
+        return [probe]
 
     async def process(self, item: ClaimedJob) -> Outcome:
         return await self.work(item)
@@ -240,6 +275,10 @@ class Worker:
     async def drained(self) -> tuple[bool, float | None]:
         async with self.pool.connection() as conn:
             outlook = await jobs.drain_outlook(conn, self.clock.now())
+        if outlook.paused_by_hand and outlook.pending:
+            log.warning(
+                "queue paused by hand: %d job(s) wait for `vidretry resume`", outlook.pending
+            )
         return outlook.finished, outlook.next_due_in
 
     async def release(self, item: ClaimedJob) -> None:
@@ -305,6 +344,18 @@ class _Completions:
                 for job, _, written in batch:
                     if not written.done():
                         written.set_result(job.id in done)
+
+
+def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breaker:
+    """The circuit breaker as ``[worker]`` configures it; ``admins`` hear of its pauses."""
+    return Breaker(
+        enabled=config.breaker,
+        min_assets=config.breaker_min_assets,
+        window_seconds=config.breaker_window_seconds,
+        probe_seconds=config.breaker_probe_seconds,
+        probe_max_seconds=max(config.breaker_probe_seconds, config.breaker_probe_max_seconds),
+        admins=tuple(admins),
+    )
 
 
 def _not_recorded(job: ClaimedJob, outcome: Outcome, exc: BaseException) -> Outcome:

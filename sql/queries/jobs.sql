@@ -37,12 +37,15 @@ FROM request;
 -- name: claim_jobs
 -- Claim up to "limit" due jobs for one worker in a single statement.
 WITH due AS (
-    -- Oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows without
-    -- waiting on each other; the partial index video_assets_claimable serves this scan.
+    -- Retried jobs first (generation > 0: the retry service put them back, a user waits
+    -- for them), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint
+    -- rows without waiting on each other; the partial index video_assets_claimable serves
+    -- this scan in this order. Nothing is claimed while a pause is open (breaker.sql).
     SELECT id
     FROM video_assets
     WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, now())
-    ORDER BY run_at, id
+      AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
+    ORDER BY (generation = 0), run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
@@ -65,7 +68,7 @@ history AS (
     SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token
+SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
 FROM claimed
 ORDER BY id;
 
@@ -104,6 +107,12 @@ history AS (
     SELECT id, generation, 'succeeded', attempts, %(owner)s, result,
            coalesce(%(now)s::timestamptz, now())
     FROM done
+),
+forgotten AS (
+    -- A success ends the circuit breaker's streak of failures (breaker.sql). The row is
+    -- only written when there is a streak to forget, so successes do not contend for it.
+    UPDATE breaker SET streak_assets = '{}', streak_times = '{}'
+    WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;
 
@@ -255,7 +264,8 @@ SET lease_owner = %(owner)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 FROM expired
 WHERE a.id = expired.id
-RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token;
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token,
+          false AS probe;
 
 -- name: release_job
 -- Graceful shutdown: hand a job we could not finish back, without charging the attempt.
@@ -278,8 +288,11 @@ history AS (
 SELECT id FROM released;
 
 -- name: drain_outlook
--- What --drain waits for: pending jobs (due now or after a backoff) and expired leases.
-SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+-- What --drain waits for: pending jobs (due now or after a backoff) and expired leases;
+-- none of them while an operator holds the queue paused (a breaker's pause ends by itself).
+SELECT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL AND reason = 'manual')
+           AS paused_by_hand,
+       count(*) FILTER (WHERE state = 'pending') AS pending,
        count(*) FILTER (WHERE state = 'running'
                         AND lease_expires_at < coalesce(%(now)s::timestamptz, now())) AS expired,
        greatest(0, extract(epoch FROM min(run_at) FILTER (WHERE state = 'pending')

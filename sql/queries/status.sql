@@ -62,4 +62,5 @@ SELECT (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
                - (SELECT min(run_at) FROM video_assets WHERE state = 'pending'))::float8
            AS oldest_pending_seconds,
        (SELECT count(*) FROM notifications WHERE state = 'pending') AS outbox_pending,
-       (SELECT count(*) FROM notifications WHERE state = 'sending') AS outbox_sending;
+       (SELECT count(*) FROM notifications WHERE state = 'sending') AS outbox_sending,
+       EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL) AS paused;

@@ -85,6 +85,20 @@ def test_worker_metrics_count_a_known_workload(make_cli: Callable[[str], Cli]) -
     assert value(samples, "vidretry_jobs", state="running") == 0
     assert value(samples, "vidretry_oldest_pending_job_age_seconds") == 0
     assert value(samples, "vidretry_notifications", state="pending") >= 0
+    assert value(samples, "vidretry_queue_paused") == 0
+    assert value(samples, "vidretry_job_attempts_refunded_total") == 0
+
+
+def test_a_paused_queue_shows_on_the_gauge(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli('handler = "python:sample_handlers:succeed"\n')
+    assert cli("pause", "--reason", "maintenance").returncode == 0
+    assert cli("enqueue", "a", "--user", "1").returncode == 0
+    port = free_port()
+    with running(cli.spawn("worker", "--metrics-port", str(port))):
+        samples = wait_for(port, lambda s: value(s, "vidretry_queue_paused") == 1)
+        assert value(samples, "vidretry_jobs", state="pending") == 1
+        assert cli("resume").returncode == 0
+        samples = wait_for(port, lambda s: value(s, "vidretry_queue_paused") == 0)
 
 
 def test_notifier_metrics_count_sends_and_leadership(

@@ -1,6 +1,8 @@
 """The chaos run's generation step: fails about 40 % of the time, sometimes hangs past its
-lease (the heartbeat must keep it), sometimes past its timeout. Every attempt logs its start
-and end with its lease token, so the run can prove no job ran in two workers at once."""
+lease (the heartbeat must keep it), sometimes past its timeout, and fails every time while
+the generator is "down" (the run creates $VIDRETRY_CHAOS_GENERATOR_DOWN for 20 s). Every
+attempt logs its start and end with its lease token, so the run can prove no job ran in two
+workers at once."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from vidretry.errors import HandlerError
 from vidretry.models import JobContext
 
 LOG_DIR = Path(os.environ.get("VIDRETRY_CHAOS_LOG", "/tmp"))
+DOWN = Path(os.environ.get("VIDRETRY_CHAOS_GENERATOR_DOWN", "/nonexistent"))
 
 
 def _log(event: str, job: JobContext) -> None:
@@ -30,6 +33,8 @@ async def generate(job: JobContext) -> str:
     _log("start", job)
     rng = random.Random()
     try:
+        if DOWN.exists():
+            raise HandlerError("chaos: 503 from the render service (generator down)")
         roll = rng.random()
         if roll < 0.04:
             await asyncio.sleep(3.0)  # past the 2 s lease: the heartbeat keeps it

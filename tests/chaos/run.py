@@ -1,6 +1,7 @@
 """The chaos run: workers and notifiers killed at random (the leading notifier above all),
-PostgreSQL restarted, Telegram failing everybody for 30 s, failed assets retried from the
-CLI, and then SQL that proves nothing was lost or done twice.
+PostgreSQL restarted, Telegram failing everybody for 30 s, the generator failing every job
+for 20 s (the circuit breaker must pause the queue), failed assets retried from the CLI,
+and then SQL that proves nothing was lost or done twice.
 
     python -m tests.chaos.run            # short form, under two minutes (CI runs it)
     python -m tests.chaos.run --long     # 2,000 assets, 3,000 requests, four minutes of chaos
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ MAX_ATTEMPTS = 3
 LEASE_SECONDS = 2
 NOTIFIER_LEASE_SECONDS = 3
 TELEGRAM_OUTAGE_SECONDS = 30
+GENERATOR_OUTAGE_SECONDS = 20
+# 40 % of attempts fail anyway: eight different assets in a row is an outage, not bad luck
+# (0.4^8 < 0.1 %). Probes every 1-2 s keep the run short.
+BREAKER_MIN_ASSETS = 8
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Figures:
     cli_retries: int = 0
     failures: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # wall-clock times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +133,8 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         f"lease_seconds = {LEASE_SECONDS}\nheartbeat_seconds = 0.5\nbackoff_base_seconds = 0.1\n"
         "poll_interval_seconds = 0.2\ntimeout_seconds = 4\nshutdown_grace_seconds = 1\n"
         'handler = "python:tests.chaos.handler:generate"\n'
+        f"breaker_min_assets = {BREAKER_MIN_ASSETS}\nbreaker_probe_seconds = 1\n"
+        "breaker_probe_max_seconds = 2\n"
         f'output_dir = "{base / "videos"}"\n'
         f"\n[notifier]\nrate_per_second = 30\nlease_seconds = {NOTIFIER_LEASE_SECONDS}\n"
         "heartbeat_seconds = 1\npoll_interval_seconds = 0.2\nbackoff_base_seconds = 0.2\n"
@@ -133,10 +142,12 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         f'session = "{base / "bot.session"}"\n'
     )
     outage = base / "telegram-outage"
+    generator_down = base / "generator-down"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("VIDRETRY_")},
         "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(ROOT)]),
         "VIDRETRY_CHAOS_LOG": str(logs),
+        "VIDRETRY_CHAOS_GENERATOR_DOWN": str(generator_down),
         # For the notifiers: the Telegram double (tests/telegram/bot_process.py).
         "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
         "VIDRETRY_TEST_CHAOS": "1",
@@ -159,10 +170,15 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
     started = time.monotonic()
     restart_at = started + plan.chaos_seconds * rng.uniform(0.3, 0.6)
     outage_at = started + rng.uniform(0, max(0.0, plan.chaos_seconds - TELEGRAM_OUTAGE_SECONDS))
+    down_at = started + rng.uniform(0, max(0.0, plan.chaos_seconds - GENERATOR_OUTAGE_SECONDS - 5))
     next_retry = started + 3
     while time.monotonic() - started < plan.chaos_seconds:
         await asyncio.sleep(rng.uniform(1, 2))
         _telegram_outage(outage, outage_at, figures)
+        _generator_outage(generator_down, down_at, figures)
+        if generator_down.exists() and not figures.facts.get("asked during the generator outage"):
+            # Users keep asking while the generator is down: their videos must not fail.
+            figures.facts["asked during the generator outage"] = await _ask_more(url, plan, rng)
         victim = rng.choice(processes)
         if victim.kind == "notifier" and rng.random() < 0.7:
             # The leader is the one whose death matters: it holds the bot session.
@@ -182,9 +198,10 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
         if time.monotonic() >= next_retry:
             figures.cli_retries += await _retry_some(cli, env, url, rng)
             next_retry = time.monotonic() + rng.uniform(2, 4)
-    while outage.exists():  # a short form may end before the outage does
+    while outage.exists() or generator_down.exists():  # the chaos may end before they do
         await asyncio.sleep(0.5)
         _telegram_outage(outage, outage_at, figures)
+        _generator_outage(generator_down, down_at, figures)
     settled = await _settle(url, plan.settle_seconds)
     for process in processes:
         assert process.popen is not None
@@ -226,6 +243,30 @@ def _telegram_outage(flag: Path, starts_at: float, figures: Figures) -> None:
         flag.touch()
         figures.facts["Telegram outage (s)"] = TELEGRAM_OUTAGE_SECONDS
     if flag.exists() and now >= starts_at + TELEGRAM_OUTAGE_SECONDS:
+        flag.unlink()
+
+
+async def _ask_more(url: str, plan: Plan, rng: random.Random, n: int = 40) -> int:
+    try:
+        async with await db.connect(url) as conn:
+            for i in range(n):
+                await enqueue(
+                    conn, f"chaos-outage-{i}", user_id=rng.randint(1, plan.users),
+                    max_attempts=MAX_ATTEMPTS,
+                )  # fmt: skip
+    except Exception:  # the database may be restarting: the next round asks again
+        return 0
+    return n
+
+
+def _generator_outage(flag: Path, starts_at: float, figures: Figures) -> None:
+    """Every attempt fails while the flag file exists; its span (wall clock) is kept."""
+    now = time.monotonic()
+    if "generator outage" not in figures.spans and now >= starts_at:
+        flag.touch()
+        figures.spans["generator outage"] = (time.time(), time.time() + GENERATOR_OUTAGE_SECONDS)
+        figures.facts["generator outage (s)"] = GENERATOR_OUTAGE_SECONDS
+    if flag.exists() and now >= starts_at + GENERATOR_OUTAGE_SECONDS:
         flag.unlink()
 
 
@@ -301,11 +342,13 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
         if set(states) - {"available", "failed"}:
             fail(f"assets not in a final state: {states}")
 
+        # Attempts that counted: claimed, less those handed back at shutdown and those
+        # refunded because the queue was paused.
         over = await rows(
             "SELECT asset_id, generation, count(*) FILTER (WHERE kind = 'claimed')"
-            " - count(*) FILTER (WHERE kind = 'released') AS attempts FROM job_events"
-            " GROUP BY 1, 2 HAVING count(*) FILTER (WHERE kind = 'claimed')"
-            f" - count(*) FILTER (WHERE kind = 'released') > {MAX_ATTEMPTS}"
+            " - count(*) FILTER (WHERE kind IN ('released', 'refunded')) AS attempts"
+            " FROM job_events GROUP BY 1, 2 HAVING count(*) FILTER (WHERE kind = 'claimed')"
+            f" - count(*) FILTER (WHERE kind IN ('released', 'refunded')) > {MAX_ATTEMPTS}"
         )
         if over:
             fail(f"{len(over)} generation(s) ran more than {MAX_ATTEMPTS} attempts: {over[:3]}")
@@ -345,6 +388,8 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
             fail(f"{len(wrongly_dead)} notification(s) dead for a user who did not block the bot: "
                  f"{wrongly_dead[:3]}")  # fmt: skip
 
+        await _check_breaker(rows, figures)
+
         rescues = await rows("SELECT detail, created_at FROM job_events WHERE kind = 'rescued'")
         delays = []
         for rescue in rescues:
@@ -379,6 +424,34 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
     facts["duplicate sends (notifier kills)"] = f"{duplicates} ({figures.notifier_kills})"
     if duplicates > figures.notifier_kills:
         fail(f"{duplicates} duplicate sends for {figures.notifier_kills} notifier kills")
+
+
+async def _check_breaker(
+    rows: Callable[[str], Awaitable[list[dict[str, Any]]]], figures: Figures
+) -> None:
+    """The generator outage paused the queue, every pause ended, and no asset failed for
+    good while the queue was paused (except a crash on its last attempt: that is no
+    failure of the generator)."""
+    fail = figures.failures.append
+    pauses = await rows("SELECT paused_at, resumed_at, refunded, probes FROM queue_pauses")
+    figures.facts["pauses by the breaker (attempts refunded)"] = (
+        f"{len(pauses)} ({sum(p['refunded'] for p in pauses)})"
+    )
+    if any(p["resumed_at"] is None for p in pauses):
+        fail("the queue is still paused after the generator came back")
+    start, end = figures.spans.get("generator outage", (0.0, 0.0))
+    if start and not any(start <= p["paused_at"].timestamp() <= end for p in pauses):
+        fail("the generator outage did not pause the queue")
+    while_paused = [
+        f for f in await rows(
+            "SELECT e.created_at, e.detail FROM job_events AS e JOIN queue_pauses AS p"
+            " ON e.created_at > p.paused_at AND e.created_at < p.resumed_at"
+            " WHERE e.kind = 'failed' AND e.detail NOT LIKE 'lease of %'"
+        )
+    ]  # fmt: skip
+    figures.facts["final failures while paused"] = len(while_paused)
+    if while_paused:
+        fail(f"{len(while_paused)} asset(s) failed for good while paused: {while_paused[:3]}")
 
 
 def _pid_of(name: str) -> int | None:

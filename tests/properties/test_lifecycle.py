@@ -2,20 +2,24 @@
 
 Hypothesis drives random sequences of enqueue, claim, heartbeat, success, failure, crash
 (every lease expires and the rescuer runs), retry from the CLI, button presses (current,
-stale, by a stranger, by an admin), stale workers finishing late, and delivery. A small model
-predicts every outcome; after each step the database must match it and its invariants hold.
-Time is a clock moved by hand.
+stale, by a stranger, by an admin), stale workers finishing late, and delivery; and the
+circuit breaker: failures on two different assets in a row pause the queue and are refunded,
+probes, pause and resume by hand, and the retries-first claim order. A small model predicts
+every outcome; after each step the database must match it and its invariants hold. Time is
+a clock moved by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -26,7 +30,8 @@ from hypothesis.stateful import (
 )
 
 from tests.support import FakeClock
-from vidretry import db, jobs, outbox
+from vidretry import breaker, db, jobs, outbox
+from vidretry.breaker import Breaker
 from vidretry.enqueue import enqueue
 from vidretry.models import ClaimedJob
 from vidretry.retry import Actor, RetryOutcome, retry
@@ -37,6 +42,20 @@ MAX_ATTEMPTS = 2
 NAMES = st.sampled_from(["a", "b", "c"])
 USERS = st.integers(1, 4)
 ADMIN = 99
+# Two different assets failing in a row trip it; the window never forgets within a run.
+BREAKER = Breaker(
+    min_assets=2, window_seconds=10**6, probe_seconds=1, probe_max_seconds=4, admins=(ADMIN,)
+)
+
+
+@dataclass
+class Pause:
+    id: int
+    reason: str
+    announced: bool
+    interval: float = BREAKER.probe_seconds
+    next_probe_at: datetime | None = None
+    probe_asset: int | None = None
 
 
 @dataclass
@@ -46,6 +65,7 @@ class Asset:
     attempts: int = 0
     generation: int = 0
     token: UUID | None = None
+    run_at: datetime | None = None  # when it became pending: the claim order
     requests: dict[int, str] = field(default_factory=dict)  # user -> request state
     notes: set[tuple[int, str, int]] = field(default_factory=set)  # (user, kind, generation)
 
@@ -55,8 +75,9 @@ class Asset:
                 self.requests[user] = "done" if kind == "ready" else "failed"
                 self.notes.add((user, kind, self.generation))
 
-    def retried(self) -> None:
+    def retried(self, now: datetime) -> None:
         self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
+        self.run_at = now
         for user, state in self.requests.items():
             if state == "failed":
                 self.requests[user] = "pending"
@@ -68,13 +89,17 @@ class Lifecycle(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.conn: db.Connection = self.run(db.connect(url))
         self.run(self.conn.execute(
-            "TRUNCATE video_assets, user_requests, notifications, job_events, telegram_users"
-            " RESTART IDENTITY CASCADE"
+            "TRUNCATE video_assets, user_requests, notifications, job_events, telegram_users,"
+            " queue_pauses RESTART IDENTITY CASCADE;"
+            " UPDATE breaker SET streak_assets = '{}', streak_times = '{}'"
         ))  # fmt: skip
         self.clock = FakeClock()
         self.assets: dict[str, Asset] = {}
         self.held: list[ClaimedJob] = []  # leases our pretend workers believe they hold
         self.delivered: set[int] = set()
+        self.streak: list[int] = []  # assets whose attempts failed since the last success
+        self.pause: Pause | None = None
+        self.notices: set[tuple[str, int]] = set()  # (kind, pause id) told to the admin
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -97,7 +122,7 @@ class Lifecycle(RuleBasedStateMachine):
         result = self.run(
             enqueue(self.conn, name, user_id=user, max_attempts=MAX_ATTEMPTS, now=self.clock.now())
         )
-        asset = self.assets.setdefault(name, Asset(result.asset_id))
+        asset = self.assets.setdefault(name, Asset(result.asset_id, run_at=self.clock.now()))
         assert result.asset_id == asset.id
         new_user = user not in asset.requests
         if asset.state in ("pending", "running"):
@@ -108,7 +133,7 @@ class Lifecycle(RuleBasedStateMachine):
             asset.notes.add((user, "ready", asset.generation))
         elif asset.state == "failed":
             asset.requests.setdefault(user, "failed")
-            asset.retried()
+            asset.retried(self.clock.now())
         assert result.state == asset.state
 
     @rule(limit=st.integers(1, 3))
@@ -117,17 +142,51 @@ class Lifecycle(RuleBasedStateMachine):
             jobs.claim(self.conn, owner="w", limit=limit, lease_seconds=LEASE, now=self.clock.now())
         )
         pending = [a for a in self.assets.values() if a.state == "pending"]
-        assert len(claimed) == min(limit, len(pending))
+        # Nothing while paused; else retried jobs first, then by due time and id.
+        pending.sort(key=lambda a: (a.generation == 0, a.run_at, a.id))
+        expected = [] if self.pause else pending[:limit]
+        assert sorted(job.id for job in claimed) == sorted(a.id for a in expected)
         for job in claimed:
-            asset = self.model(job.id)
-            assert asset.state == "pending"
-            asset.state, asset.attempts, asset.token = (
-                "running",
-                asset.attempts + 1,
-                job.lease_token,
-            )
-            assert job.attempts == asset.attempts
-            self.held.append(job)
+            self.took(job)
+
+    def took(self, job: ClaimedJob) -> None:
+        asset = self.model(job.id)
+        assert asset.state == "pending"
+        asset.state, asset.attempts, asset.token = "running", asset.attempts + 1, job.lease_token
+        assert job.attempts == asset.attempts
+        self.held.append(job)
+
+    @rule(wait=st.sampled_from([0, 1, 3]))
+    def probe(self, wait: float) -> None:
+        """Time passes; a worker with nothing to claim asks whether a probe is due."""
+        self.clock.advance(wait)
+        job = self.run(
+            breaker.claim_probe(self.conn, owner="w", lease_seconds=LEASE, now=self.clock.now())
+        )
+        pause, now = self.pause, self.clock.now()
+        due = sorted(
+            (
+                a
+                for a in self.assets.values()
+                if a.state == "pending" and a.run_at is not None and a.run_at <= now
+            ),
+            key=lambda a: (a.run_at, a.id),  # oldest first, not retries first
+        )
+        probing = pause is not None and pause.probe_asset is not None and (
+            self.model(pause.probe_asset).state == "running"
+        )  # fmt: skip
+        if (
+            pause is None or pause.reason != "breaker" or probing or not due
+            or pause.next_probe_at is None or pause.next_probe_at > now
+        ):  # fmt: skip
+            assert job is None
+            return
+        assert job is not None
+        assert job.probe
+        event("probe claimed")
+        assert job.id == due[0].id
+        pause.probe_asset, pause.next_probe_at = job.id, now + timedelta(seconds=pause.interval)
+        self.took(job)
 
     @precondition(lambda self: self.held)
     @rule(pick=st.integers(0, 100))
@@ -151,27 +210,111 @@ class Lifecycle(RuleBasedStateMachine):
             asset = self.model(job.id)
             asset.state, asset.token = "available", None
             asset.settle("ready")
+            self.streak.clear()
+        if job.probe and changed:
+            resumed = self.run(
+                breaker.resume(
+                    self.conn, actor="w", admins=[ADMIN], probe=job.id, now=self.clock.now()
+                )
+            )
+            pause = self.pause
+            ends = pause is not None and pause.reason == "breaker" and pause.probe_asset == job.id
+            assert (resumed is not None) == ends
+            if ends:
+                event("a probe resumed the queue")
+                self.resumed()
+
+    def resumed(self) -> None:
+        assert self.pause is not None
+        if self.pause.announced:
+            self.notices.add(("resumed", self.pause.id))
+        self.pause = None
+        self.streak.clear()
 
     @precondition(lambda self: self.held)
     @rule(pick=st.integers(0, 100), permanent=st.booleans())
     def fail(self, pick: int, permanent: bool) -> None:
         job = self.held.pop(pick % len(self.held))
-        expected = self.valid(job)
-        asset = self.model(job.id)
-        if permanent or job.is_last_attempt:
-            changed = self.run(
-                jobs.fail(self.conn, job, owner="w", error="boom", now=self.clock.now())
-            )
-            if changed:
-                asset.state, asset.token = "failed", None
-                asset.settle("failed")
+        final = permanent or job.is_last_attempt
+        failure = self.run(jobs.record_failure(
+            self.conn, job, owner="w", error="boom", final=final, backoff_seconds=0,
+            breaker=BREAKER, now=self.clock.now(),
+        ))  # fmt: skip
+        event(f"failure recorded: {failure}")
+        if not self.valid(job):
+            assert failure is jobs.Failure.LOST  # and nothing changed, the streak neither
+            return
+        asset, now = self.model(job.id), self.clock.now()
+        if self.pause is not None:
+            assert failure is jobs.Failure.REFUNDED
+            self.refund(asset)
+            if self.pause.probe_asset == job.id:  # the probe failed: wait twice as long
+                self.pause.interval = min(self.pause.interval * 2, BREAKER.probe_max_seconds)
+                self.pause.next_probe_at = now + timedelta(seconds=self.pause.interval)
+                self.pause.probe_asset = None
+            return
+        self.streak.append(job.id)
+        if len(set(self.streak)) >= BREAKER.min_assets:
+            assert failure is jobs.Failure.PAUSED
+            self.pause = Pause(
+                self.open_pause_id(), "breaker", announced=True,
+                next_probe_at=now + timedelta(seconds=BREAKER.probe_seconds),
+            )  # fmt: skip
+            self.notices.add(("paused", self.pause.id))
+            self.refund(asset)
+            others = Counter(self.streak)
+            others[job.id] -= 1
+            for asset_id, n in others.items():
+                other = self.model(asset_id)
+                if n > 0 and other.state in ("pending", "running"):
+                    floor = 1 if other.state == "running" else 0
+                    other.attempts = max(other.attempts - n, floor)
+                    if other.state == "pending":
+                        other.run_at = now
+            self.streak.clear()
+        elif final:
+            assert failure is jobs.Failure.FAILED
+            asset.state, asset.token = "failed", None
+            asset.settle("failed")
         else:
-            changed = self.run(jobs.retry_later(
-                self.conn, job, owner="w", error="boom", backoff_seconds=0, now=self.clock.now()
-            ))  # fmt: skip
-            if changed:
-                asset.state, asset.token = "pending", None
-        assert changed == expected
+            assert failure is jobs.Failure.RETRY
+            asset.state, asset.token, asset.run_at = "pending", None, now
+
+    def open_pause_id(self) -> int:
+        """A pause's id is opaque (a conflicting insert uses one up): the model learns it."""
+        cur = self.run(self.conn.execute("SELECT id FROM queue_pauses WHERE resumed_at IS NULL"))
+        (row,) = self.run(cur.fetchall())
+        return int(row["id"])
+
+    def refund(self, asset: Asset) -> None:
+        asset.state, asset.token, asset.run_at = "pending", None, self.clock.now()
+        asset.attempts -= 1
+
+    @rule(pause=st.booleans())
+    def operator(self, pause: bool) -> None:
+        if pause:
+            self.operator_pauses()
+        else:
+            self.operator_resumes()
+
+    def operator_pauses(self) -> None:
+        done = self.run(breaker.pause(self.conn, actor="op", detail=None, now=self.clock.now()))
+        if self.pause is None:
+            assert done is breaker.Paused.PAUSED
+            self.pause = Pause(self.open_pause_id(), "manual", announced=False)
+        elif self.pause.reason == "breaker":
+            assert done is breaker.Paused.HELD
+            self.pause.reason, self.pause.probe_asset = "manual", None
+        else:
+            assert done is breaker.Paused.ALREADY
+
+    def operator_resumes(self) -> None:
+        resumed = self.run(
+            breaker.resume(self.conn, actor="op", admins=[ADMIN], now=self.clock.now())
+        )
+        assert (resumed is not None) == (self.pause is not None)
+        if self.pause is not None:
+            self.resumed()
 
     @rule()
     def crash_everything(self) -> None:
@@ -193,7 +336,7 @@ class Lifecycle(RuleBasedStateMachine):
         for asset in running:
             asset.token = None
             if asset.attempts < MAX_ATTEMPTS:
-                asset.state = "pending"
+                asset.state, asset.run_at = "pending", self.clock.now()
             else:
                 asset.state = "failed"
                 asset.settle("failed")
@@ -207,7 +350,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert result.outcome is RetryOutcome.NOT_FOUND
         elif asset.state == "failed":
             assert result.outcome is RetryOutcome.RETRIED
-            asset.retried()
+            asset.retried(self.clock.now())
         else:
             assert result.outcome is RetryOutcome.NOT_FAILED
             assert result.state == asset.state
@@ -228,7 +371,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert result.outcome is RetryOutcome.STALE
         elif asset.state == "failed":
             assert result.outcome is RetryOutcome.RETRIED
-            asset.retried()
+            asset.retried(self.clock.now())
         else:
             assert result.outcome is RetryOutcome.NOT_FAILED
 
@@ -273,6 +416,7 @@ class Lifecycle(RuleBasedStateMachine):
         cur = self.run(
             self.conn.execute(
                 "SELECT id, asset_id, user_id, kind, generation, state FROM notifications"
+                " WHERE asset_id IS NOT NULL"
             )
         )
         notes = self.run(cur.fetchall())
@@ -289,13 +433,41 @@ class Lifecycle(RuleBasedStateMachine):
             )
             assert n["state"] == expected
 
+    @invariant()
+    def pause_matches_the_model(self) -> None:
+        cur = self.run(self.conn.execute(
+            "SELECT id, reason, probe_asset, next_probe_at, probe_interval_seconds"
+            " FROM queue_pauses WHERE resumed_at IS NULL"
+        ))  # fmt: skip
+        open_pauses = self.run(cur.fetchall())
+        if self.pause is None:
+            assert open_pauses == []
+        else:
+            (row,) = open_pauses
+            pause = self.pause
+            assert (row["id"], row["reason"]) == (pause.id, pause.reason)
+            if pause.reason == "breaker":
+                assert row["next_probe_at"] == pause.next_probe_at
+                assert row["probe_interval_seconds"] == pause.interval
+                assert row["probe_asset"] == pause.probe_asset
+        cur = self.run(self.conn.execute(
+            "SELECT user_id, kind, generation FROM notifications WHERE asset_id IS NULL"
+        ))  # fmt: skip
+        notices = self.run(cur.fetchall())
+        assert all(n["user_id"] == ADMIN for n in notices)
+        assert {(n["kind"], n["generation"]) for n in notices} == self.notices
+        assert len(notices) == len(self.notices)
+        cur = self.run(self.conn.execute("SELECT streak_assets FROM breaker"))
+        (row,) = self.run(cur.fetchall())
+        assert row["streak_assets"] == self.streak
+
 
 def test_lifecycle(db_url: str) -> None:
     run_state_machine_as_test(
         lambda: Lifecycle(db_url),
         settings=settings(
-            max_examples=60,
-            stateful_step_count=30,
+            max_examples=100,
+            stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),

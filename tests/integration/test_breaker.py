@@ -1,0 +1,114 @@
+"""The circuit breaker's store, on a real database with a clock moved by hand: what the
+property test (tests/properties) does not reach — the window, a disabled breaker, and what
+the admins read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.support import FakeClock, rows, scalar
+from vidretry import breaker, db, jobs, outbox
+from vidretry.breaker import Breaker
+from vidretry.config import MessagesConfig
+from vidretry.delivery import InlineButton, Recipient
+from vidretry.enqueue import enqueue
+from vidretry.models import ClaimedJob
+from vidretry.notifier import deliver_to
+
+ADMIN = 900
+
+
+async def fail_once_each(
+    conn: db.Connection, clock: FakeClock, names: list[str], settings: Breaker
+) -> list[jobs.Failure]:
+    """Enqueue ``names``, claim them and fail each attempt once, in order."""
+    for name in names:
+        await enqueue(conn, name, user_id=1)
+    claimed = await jobs.claim(conn, owner="w", limit=len(names), lease_seconds=30, now=clock.now())
+    return [await fail(conn, clock, job, settings) for job in claimed]
+
+
+async def fail(
+    conn: db.Connection, clock: FakeClock, job: ClaimedJob, settings: Breaker
+) -> jobs.Failure:
+    return await jobs.record_failure(
+        conn, job, owner="w", error="401 wrong API key", final=job.is_last_attempt,
+        backoff_seconds=10, breaker=settings, now=clock.now(),
+    )  # fmt: skip
+
+
+async def test_failures_older_than_the_window_are_forgotten(db_url: str) -> None:
+    clock = FakeClock()
+    settings = Breaker(min_assets=3, window_seconds=60, admins=(ADMIN,))
+    async with await db.connect(db_url) as conn:
+        assert await fail_once_each(conn, clock, ["a", "b"], settings) == [jobs.Failure.RETRY] * 2
+        clock.advance(61)  # a and b fell out of the window: c is the first of a new streak
+        assert await fail_once_each(conn, clock, ["c"], settings) == [jobs.Failure.RETRY]
+        assert await scalar(conn, "SELECT streak_assets FROM breaker") == [3]
+        assert await fail_once_each(conn, clock, ["d", "e"], settings) == [
+            jobs.Failure.RETRY,
+            jobs.Failure.PAUSED,
+        ]
+        # c, d and e were given back their attempt; a and b (outside the streak) were not.
+        found = await rows(conn, "SELECT name, attempts FROM video_assets ORDER BY id")
+        assert {r["name"]: r["attempts"] for r in found} == {"a": 1, "b": 1, "c": 0, "d": 0, "e": 0}
+
+
+async def test_a_disabled_breaker_never_trips_but_a_manual_pause_still_refunds(
+    db_url: str,
+) -> None:
+    clock = FakeClock()
+    off = Breaker(enabled=False, min_assets=2)
+    async with await db.connect(db_url) as conn:
+        failures = await fail_once_each(conn, clock, [f"v{i}" for i in range(6)], off)
+        assert failures == [jobs.Failure.RETRY] * 6
+        assert await scalar(conn, "SELECT count(*) FROM queue_pauses") == 0
+        clock.advance(60)
+        (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=clock.now())
+        assert (
+            await breaker.pause(conn, actor="operator:ops", detail="maintenance", now=clock.now())
+            is breaker.Paused.PAUSED
+        )
+        assert await fail(conn, clock, job, off) is jobs.Failure.REFUNDED
+        assert await scalar(conn, "SELECT attempts FROM video_assets WHERE id = %s", job.id) == 1
+        assert await jobs.claim(conn, owner="w", limit=5, lease_seconds=30, now=clock.now()) == []
+        assert await breaker.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now()) is None
+
+
+@dataclass
+class Recorder:
+    texts: list[tuple[str, InlineButton | None]] = field(default_factory=list)
+
+    async def send_text(self, to: Recipient, html_text: str, button: InlineButton | None) -> int:
+        self.texts.append((html_text, button))
+        return len(self.texts)
+
+
+async def test_the_admins_read_why_the_queue_paused_and_how_long_it_was(db_url: str) -> None:
+    clock = FakeClock()
+    settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
+    async with await db.connect(db_url) as conn:
+        names = ["a", "b", "c"]
+        assert (await fail_once_each(conn, clock, names, settings))[1] is jobs.Failure.PAUSED
+        clock.advance(30)
+        probe = await breaker.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now())
+        assert probe is not None
+        assert probe.probe
+        await jobs.complete(conn, probe, owner="w", result="/v.mp4", now=clock.now())
+        resumed = await breaker.resume(
+            conn, actor="w", admins=[ADMIN], probe=probe.id, now=clock.now()
+        )
+        assert resumed is not None
+        assert resumed.paused_seconds == 30
+        notes = await outbox.claim(conn, owner="n", limit=10, lease_seconds=30, now=clock.now())
+    recorder = Recorder()
+    for note in notes:
+        if note.asset_id is not None:
+            continue  # the probe's video, to its user
+        await deliver_to(recorder, MessagesConfig(), note)  # type: ignore[arg-type]
+    (paused, no_button), (resumed_text, no_button_either) = recorder.texts
+    assert "Ждут: 3" in paused
+    assert "401 wrong API key" in paused
+    assert "0:00:30" in resumed_text
+    assert no_button is None
+    assert no_button_either is None
