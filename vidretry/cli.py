@@ -132,7 +132,7 @@ def _run(
 
 
 async def _session(config: Config) -> db.Connection:
-    conn = await db.connect(database_url(config))
+    conn = await db.connect(database_url(config), prepare=config.database.prepare)
     try:
         await db.check_schema(conn)
     except BaseException:
@@ -182,7 +182,8 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the schema. Running it twice changes nothing."""
 
     async def body(config: Config) -> None:
-        async with await db.connect(database_url(config)) as conn:
+        url = database_url(config)
+        async with await db.connect(url, prepare=config.database.prepare) as conn:
             applied = await db.upgrade(conn)
         if applied:
             out.print(f"schema upgraded to version {applied[-1]} (applied {applied})")
@@ -366,7 +367,9 @@ def worker(
         _setup_logging()
         url = _daemon_database_url(config)
         async with (
-            db.open_pool(url, max_size=settings.concurrency + 2) as pool,
+            db.open_pool(
+                url, max_size=settings.concurrency + 2, prepare=config.database.prepare
+            ) as pool,
             _metrics(config, metrics_port, pool),
         ):
             days = config.retention.days
@@ -374,7 +377,7 @@ def worker(
                 retention.BackgroundPruning(pool, days, clock=DatabaseClock()) if days else None
             )
             runner = Worker(
-                url,
+                config.database.listen_url or url,
                 pool,
                 settings,
                 handler,
@@ -464,8 +467,10 @@ def notifier(
         if warning:
             log.warning(warning)
         url = _daemon_database_url(config)
-        async with db.open_pool(url, max_size=6) as pool, _metrics(config, metrics_port, pool):
-            process = NotifierProcess(url, pool, config, rng=random.Random())  # noqa: S311
+        opened = db.open_pool(url, max_size=6, prepare=config.database.prepare)
+        async with opened as pool, _metrics(config, metrics_port, pool):
+            listen_url = config.database.listen_url or url
+            process = NotifierProcess(listen_url, pool, config, rng=random.Random())  # noqa: S311
             if transport is Transport.CONSOLE:
                 process.console = ConsoleSender(lambda text: out.print(text, markup=False))
             else:

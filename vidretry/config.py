@@ -34,6 +34,10 @@ def _bounded(low: float | None = None, high: float | None = None) -> dict[str, A
 class DatabaseConfig:
     url: str | None = field(default=None, repr=False)
     embedded_dir: Path | None = None
+    # A direct connection for LISTEN alone, when url goes through a transaction pooler.
+    listen_url: str | None = field(default=None, repr=False)
+    # Server-side prepared statements; false behind PgBouncer < 1.21 in transaction mode.
+    prepare: bool = True
 
 
 @dataclass(frozen=True)

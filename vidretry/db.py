@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import random
 import re
+import secrets
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -110,24 +112,38 @@ def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"database unreachable at {redact_url(url)}: {reason}")
 
 
-async def connect(url: str, *, autocommit: bool = True) -> Connection:
+def _prepare_threshold(prepare: bool) -> int | None:
+    # psycopg prepares a statement on the server after its fifth run on a connection. Behind
+    # a transaction pooler (PgBouncer before 1.21, or without max_prepared_statements) the
+    # next transaction may run on another server connection, which lacks it:
+    # [database] prepare = false turns server-side preparing off.
+    return 5 if prepare else None
+
+
+async def connect(url: str, *, autocommit: bool = True, prepare: bool = True) -> Connection:
     """Open one connection; a database that is down becomes ``DatabaseUnavailable``."""
     try:
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, row_factory=dict_row, connect_timeout=5
+            url,
+            autocommit=autocommit,
+            row_factory=dict_row,
+            connect_timeout=5,
+            prepare_threshold=_prepare_threshold(prepare),
         )
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc) from None
 
 
 @asynccontextmanager
-async def open_pool(url: str, *, max_size: int) -> AsyncIterator[AsyncConnectionPool[Connection]]:
+async def open_pool(
+    url: str, *, max_size: int, prepare: bool = True
+) -> AsyncIterator[AsyncConnectionPool[Connection]]:
     """A pool for a long-running process: it replaces connections a database restart broke.
 
     Checks the schema first, on one plain connection, so a down database or an old schema
     gives a clear error instead of a pool timeout.
     """
-    conn = await connect(url)
+    conn = await connect(url, prepare=prepare)
     async with conn:
         await check_schema(conn)
     pool = AsyncConnectionPool(
@@ -136,7 +152,12 @@ async def open_pool(url: str, *, max_size: int) -> AsyncIterator[AsyncConnection
         max_size=max_size,
         open=False,
         connection_class=psycopg.AsyncConnection[DictRow],
-        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": 5,
+            "prepare_threshold": _prepare_threshold(prepare),
+        },
         name="vidretry",
     )
     try:
@@ -251,8 +272,15 @@ async def listen(
     url: str, channel: str, wake: asyncio.Event, listening: asyncio.Event, rng: random.Random
 ) -> None:
     """LISTEN on ``channel`` and set ``wake`` on every notification, until ``listening`` is
-    cleared (checked every second, so the connection is closed cleanly, never mid-query)."""
+    cleared (checked every second, so the connection is closed cleanly, never mid-query).
+
+    The first time it listens it checks that notifications arrive at all: a transaction
+    pooler (PgBouncer in transaction mode) accepts LISTEN but hands the server connection to
+    other clients, so nothing would ever arrive. Then it says so once and returns: the
+    process wakes by polling alone. ``[database] listen_url`` gives LISTEN a direct
+    connection instead."""
     delay = ReconnectDelay(rng)
+    checked = False
     while listening.is_set():
         try:
             conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
@@ -260,6 +288,16 @@ async def listen(
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 delay.reset()
                 wake.set()  # whatever was sent while we were away is in the table: look
+                if not checked:
+                    if not await _notifications_arrive(conn, url, channel, wake):
+                        log.warning(
+                            "LISTEN on %s receives no notifications (a transaction pooler such "
+                            "as PgBouncer?): waking by polling alone; set [database] "
+                            "listen_url to a direct connection for instant wake-ups",
+                            redact_url(url),
+                        )
+                        return
+                    checked = True
                 while listening.is_set():
                     async for _ in conn.notifies(timeout=1.0):
                         wake.set()
@@ -269,6 +307,27 @@ async def listen(
                 "listener on %s down (%s); polling until it is back", channel, one_line(exc)
             )
             await asyncio.sleep(seconds)
+
+
+LISTEN_CHECK_SECONDS = 5.0
+
+
+async def _notifications_arrive(
+    conn: psycopg.AsyncConnection[Any], url: str, channel: str, wake: asyncio.Event
+) -> bool:
+    """Send a notification from a second connection and wait for it on ``conn``."""
+    token = f"vidretry-listen-check:{secrets.token_hex(8)}"
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, connect_timeout=5, prepare_threshold=None
+    ) as other:
+        await other.execute("SELECT pg_notify(%s, %s)", (channel, token))
+    deadline = time.monotonic() + LISTEN_CHECK_SECONDS
+    while (left := deadline - time.monotonic()) > 0:
+        async for notify in conn.notifies(timeout=left):
+            wake.set()
+            if notify.payload == token:
+                return True
+    return False
 
 
 class ReconnectDelay:
