@@ -3,6 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
+from bench import operations
 from bench.run import main
 
 
@@ -23,3 +24,13 @@ def test_benchmark_short_form_runs_every_case(capsys: pytest.CaptureFixture[str]
         "scale: claim throughput",
     ):
         assert case in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_operations_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert operations.main(["--short"]) == 0
+    report = capsys.readouterr().out
+    for row in ("`status` (counts, summary, pause)", "/metrics queue query",
+                "claims/s while pruning"):  # fmt: skip
+        assert row in report

@@ -222,9 +222,16 @@ def db_prune(
     assets: Annotated[
         bool, typer.Option("--assets", help="Also finished assets nobody waits for.")
     ] = False,
+    pace: Annotated[
+        float,
+        typer.Option(
+            "--pace", min=0, help="Rest this many times each batch's duration (0: full speed)."
+        ),
+    ] = retention.DEFAULT_PACE,
 ) -> None:
     """Delete history events and notifications in a final state older than --older-than, in
-    small batches that hold no long locks. Assets stay unless --assets is given."""
+    small batches that hold no long locks, resting between them so that running workers keep
+    their pace. Assets stay unless --assets is given."""
 
     async def body(config: Config) -> None:
         seconds = _parse_age(older_than)
@@ -238,7 +245,11 @@ def db_prune(
             with Progress(console=Console(stderr=True), transient=True) as bar:
                 task = bar.add_task("pruning", total=found.total)
                 done = await retention.prune(
-                    conn, before, assets=assets, on_progress=lambda n: bar.advance(task, n)
+                    conn,
+                    before,
+                    assets=assets,
+                    pace=pace,
+                    on_progress=lambda n: bar.advance(task, n),
                 )
         out.print(f"deleted {_counts(done)}")
 

@@ -17,6 +17,9 @@ from vidretry.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.db import Connection, fetch_all, fetch_one, fetch_records, queries
 from vidretry.models import ClaimedJob, NotificationKind
 
+# Expired leases are rescued at most this many per statement (after a mass crash, several).
+RESCUE_BATCH = 500
+
 
 class Failure(enum.StrEnum):
     """How a failed attempt was recorded."""
@@ -197,9 +200,19 @@ async def rescue_expired(
     Jobs that expired on their last attempt come back leased to ``owner``, for the caller to
     pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here).
     """
-    params = {"owner": owner, "lease_seconds": lease_seconds, "now": now}
-    requeued = [row["id"] for row in await fetch_all(conn, "rescue_expired_jobs", params)]
-    exhausted = await fetch_records(conn, "take_over_exhausted_jobs", params, ClaimedJob)
+    params = {"owner": owner, "lease_seconds": lease_seconds, "limit": RESCUE_BATCH, "now": now}
+    requeued: list[int] = []
+    while True:  # in bounded batches, each its own short transaction
+        batch = [row["id"] for row in await fetch_all(conn, "rescue_expired_jobs", params)]
+        requeued += batch
+        if len(batch) < RESCUE_BATCH:
+            break
+    exhausted: list[ClaimedJob] = []
+    while True:
+        taken = await fetch_records(conn, "take_over_exhausted_jobs", params, ClaimedJob)
+        exhausted += taken
+        if len(taken) < RESCUE_BATCH:
+            break
     return RescuedJobs(requeued, exhausted)
 
 

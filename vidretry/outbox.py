@@ -15,6 +15,9 @@ from uuid import UUID
 from vidretry.db import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.models import NotificationKind, NotificationState
 
+# Expired leases are rescued at most this many per statement.
+RESCUE_BATCH = 500
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -123,8 +126,18 @@ async def rescue_expired(
 ) -> int:
     """Rows whose lease expired come back to the outbox. ``leader``, a notifier that was just
     elected, also takes back the rows any other notifier still holds."""
-    params = {"give_up_after_seconds": give_up_after_seconds, "leader": leader, "now": now}
-    return len(await fetch_all(conn, "rescue_expired_notifications", params))
+    params = {
+        "give_up_after_seconds": give_up_after_seconds,
+        "leader": leader,
+        "limit": RESCUE_BATCH,
+        "now": now,
+    }
+    rescued = 0
+    while True:  # in bounded batches, each its own short transaction
+        batch = len(await fetch_all(conn, "rescue_expired_notifications", params))
+        rescued += batch
+        if batch < RESCUE_BATCH:
+            return rescued
 
 
 async def remember_user(

@@ -11,12 +11,18 @@ from vidretry.models import JobState
 
 
 async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
-    counts = {state.value: 0 for state in JobState}
-    for row in await fetch_all(conn, "state_counts", {}):
-        counts[row["state"]] = row["n"]
+    row = await fetch_one(conn, "state_counts", {})
+    assert row is not None
+    counts = {state.value: row[state.value] for state in JobState}
     summary = await fetch_one(conn, "queue_summary", {"now": now})
     assert summary is not None
-    return {"counts": counts, **summary, "queue": await breaker.state(conn)}
+    return {
+        "counts": counts,
+        # Beyond 100,000 assets the available ones are estimated (sql/queries/status.sql).
+        "available_estimated": row["available_estimated"],
+        **summary,
+        "queue": await breaker.state(conn),
+    }
 
 
 async def list_assets(conn: Connection, state: JobState | None, limit: int) -> list[dict[str, Any]]:

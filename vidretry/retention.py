@@ -28,6 +28,9 @@ log = logging.getLogger("vidretry.retention")
 # Rows per statement: big enough that a million rows take a few hundred round trips, small
 # enough that each transaction holds its row locks for milliseconds.
 BATCH_ROWS = 5000
+# After each batch, rest this many times as long as it took: pruning then uses about a
+# quarter of the time, and workers running beside it keep most of their pace (bench/).
+DEFAULT_PACE = 3.0
 # The advisory lock that keeps pruning to one process ("vidretrz": next to db upgrade's).
 PRUNE_LOCK = 0x766964726574727A
 _STATEMENTS = {
@@ -67,30 +70,53 @@ async def prune(
     *,
     assets: bool,
     batch: int = BATCH_ROWS,
+    pace: float = DEFAULT_PACE,
     on_progress: Callable[[int], None] = lambda rows: None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Counts:
     """Delete what is older than ``before``, batch by batch; ``RefusedError`` if another
-    process is pruning. ``conn`` must be in autocommit mode (each batch commits)."""
+    process is pruning. ``conn`` must be in autocommit mode (each batch commits). ``pace``
+    rests that many times a batch's duration after it, leaving the database to the workers
+    (3: a quarter of the time pruning; 0: as fast as it can)."""
+    bounds = await fetch_one(conn, "prune_range", {"before": before})
+    assert bounds is not None
     done = {"events": 0, "notifications": 0, "assets": 0}
-    for what in ("events", "notifications", *(("assets",) if assets else ())):
-        while True:
-            deleted = await _batch(conn, what, before, batch)
-            if deleted is None:
-                raise RefusedError("another process is pruning right now: try again later")
-            done[what] += deleted
-            on_progress(deleted)
-            if deleted < batch:
-                break
+
+    async def step(what: str, after: int = 0, upto: int = 0) -> int:
+        started = monotonic()
+        ids = await _batch(conn, what, before, batch, after=after, upto=upto)
+        if ids is None:
+            raise RefusedError("another process is pruning right now: try again later")
+        done[what] += len(ids)
+        on_progress(len(ids))
+        if pace > 0:
+            await asyncio.sleep((monotonic() - started) * pace)
+        return len(ids)
+
+    for what in ("events", "notifications"):  # a window of ids per batch
+        if bounds[what] is None:
+            continue  # nothing old enough
+        after, last = bounds[f"{what}_from"] - 1, bounds[what]
+        while after < last:
+            upto = min(after + batch, last)
+            await step(what, after, upto)
+            after = upto
+    if assets:  # few, and not in time order: up to a batch per statement
+        while await step("assets") == batch:
+            pass
     return Counts(**done)
 
 
-async def _batch(conn: Connection, what: str, before: datetime, batch: int) -> int | None:
+async def _batch(
+    conn: Connection, what: str, before: datetime, batch: int, *, after: int, upto: int
+) -> list[int] | None:
+    params = {"before": before, "batch": batch, "after": after, "upto": upto}
     async with conn.transaction():
         locked = await fetch_one(conn, "try_prune_lock", {"key": PRUNE_LOCK})
         if not (locked and locked["locked"]):
             return None
         await fetch_one(conn, "allow_pruning_before", {"before": before})
-        return len(await fetch_all(conn, _STATEMENTS[what], {"before": before, "batch": batch}))
+        return [row["id"] for row in await fetch_all(conn, _STATEMENTS[what], params)]
 
 
 class BackgroundPruning:

@@ -220,10 +220,13 @@ FROM queued;
 -- Jobs whose worker died or hung past its lease, with attempts left: back to pending at once.
 -- The lost attempt was counted when it was claimed.
 WITH expired AS (
+    -- At most "limit" per statement: after a mass crash, the caller repeats until a batch
+    -- comes back short, so no statement holds thousands of row locks at once.
     SELECT id
     FROM video_assets
     WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
       AND attempts < max_attempts
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
 rescued AS (
@@ -254,6 +257,7 @@ WITH expired AS (
     FROM video_assets
     WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
       AND attempts >= max_attempts
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE video_assets AS a
@@ -290,15 +294,17 @@ SELECT id FROM released;
 -- name: drain_outlook
 -- What --drain waits for: pending jobs (due now or after a backoff) and expired leases;
 -- none of them while an operator holds the queue paused (a breaker's pause ends by itself).
+-- Each part reads one partial index, however many finished assets there are.
 SELECT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL AND reason = 'manual')
            AS paused_by_hand,
-       count(*) FILTER (WHERE state = 'pending') AS pending,
-       count(*) FILTER (WHERE state = 'running'
-                        AND lease_expires_at < coalesce(%(now)s::timestamptz, now())) AS expired,
-       greatest(0, extract(epoch FROM min(run_at) FILTER (WHERE state = 'pending')
-                                      - coalesce(%(now)s::timestamptz, now())))::float8 AS next_due_in
-FROM video_assets
-WHERE state IN ('pending', 'running');
+       (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
+       (SELECT count(*) FROM video_assets
+        WHERE state = 'running'
+          AND lease_expires_at < coalesce(%(now)s::timestamptz, now())) AS expired,
+       greatest(0, extract(epoch FROM (SELECT min(run_at) FROM video_assets
+                                       WHERE state = 'pending')
+                                      - coalesce(%(now)s::timestamptz, now())))::float8
+           AS next_due_in;
 
 -- name: notify_workers
 -- Wake idle workers: a job was enqueued or retried. Delivered at commit.

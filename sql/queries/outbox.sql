@@ -133,6 +133,7 @@ WHERE n.id IN (
     WHERE state = 'sending'
       AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
            OR lease_owner <> %(leader)s::text)
+    LIMIT %(limit)s  -- in batches: the caller repeats until one comes back short
     FOR UPDATE SKIP LOCKED
 )
 RETURNING n.id, n.state;

@@ -10,24 +10,31 @@ SELECT set_config('vidretry.prune_before', %(before)s::timestamptz::text, true);
 -- One pruning process at a time: a transaction-level advisory lock, taken or not at once.
 SELECT pg_try_advisory_xact_lock(%(key)s) AS locked;
 
+-- name: prune_range
+-- The ids pruning walks: from the oldest row to the newest one created before "before". Rows
+-- are written in time order, so almost every id in between is old; the BRIN index on
+-- created_at finds the upper bound.
+SELECT (SELECT min(id) FROM job_events) AS events_from,
+       (SELECT max(id) FROM job_events WHERE created_at < %(before)s) AS events,
+       (SELECT min(id) FROM notifications) AS notifications_from,
+       (SELECT max(id) FROM notifications WHERE created_at < %(before)s) AS notifications;
+
 -- name: prune_events
--- Delete up to "batch" history rows older than "before".
+-- Delete the history rows older than "before" whose ids are in ("after", "upto"]: one
+-- window of the primary key per batch. A window, not a LIMIT: the plan is a range scan of
+-- the primary key whatever the planner estimates, so each batch costs what the first did
+-- (it never re-reads rows earlier batches deleted, which stay until vacuum).
 DELETE FROM job_events
-WHERE (asset_id, id) IN (
-    SELECT asset_id, id FROM job_events WHERE created_at < %(before)s LIMIT %(batch)s
-)
-RETURNING 1;
+WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
+RETURNING id;
 
 -- name: prune_notifications
--- Delete up to "batch" notifications in a final state (sent, dead, superseded) created
--- before "before". Pending and sending rows are never touched.
+-- Delete the notifications in a final state (sent, dead, superseded) created before
+-- "before" whose ids are in ("after", "upto"]. Pending and sending rows are never touched.
 DELETE FROM notifications
-WHERE id IN (
-    SELECT id FROM notifications
-    WHERE created_at < %(before)s AND state IN ('sent', 'dead', 'superseded')
-    LIMIT %(batch)s
-)
-RETURNING 1;
+WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
+  AND state IN ('sent', 'dead', 'superseded')
+RETURNING id;
 
 -- name: prune_assets
 -- With --assets only: delete up to "batch" finished assets (available or failed) finished
@@ -41,6 +48,7 @@ WITH doomed AS (
                       WHERE r.asset_id = a.id AND r.state = 'pending')
       AND NOT EXISTS (SELECT 1 FROM notifications AS n
                       WHERE n.asset_id = a.id AND n.state IN ('pending', 'sending'))
+    ORDER BY a.id
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 ),
@@ -48,7 +56,7 @@ requests AS (
     DELETE FROM user_requests WHERE asset_id IN (SELECT id FROM doomed)
 )
 DELETE FROM video_assets WHERE id IN (SELECT id FROM doomed)
-RETURNING 1;
+RETURNING id;
 
 -- name: prunable
 -- What a prune would delete (--dry-run, and the progress bar's total).
