@@ -63,7 +63,11 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
     from vidretry.worker import Outcome, Worker
 
     handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
-    config = WorkerConfig(concurrency=concurrency, poll_interval_seconds=2.0)
+    # Every job fails on purpose in "fail" mode: the circuit breaker would (rightly) take
+    # that for a broken generator and pause the queue instead of failing them.
+    config = WorkerConfig(
+        concurrency=concurrency, poll_interval_seconds=2.0, breaker=mode != "fail"
+    )
 
     class TimedWorker(Worker):
         async def process(self, item: Any) -> Outcome:
