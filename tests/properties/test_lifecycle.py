@@ -248,6 +248,7 @@ class Lifecycle(RuleBasedStateMachine):
         if self.pause is not None:
             assert failure is jobs.Failure.REFUNDED
             self.refund(asset)
+            self.streak.clear()  # nothing counts while paused: the streak starts afresh
             if self.pause.probe_asset == job.id:  # the probe failed: wait twice as long
                 self.pause.interval = min(self.pause.interval * 2, BREAKER.probe_max_seconds)
                 self.pause.next_probe_at = now + timedelta(seconds=self.pause.interval)
