@@ -92,6 +92,7 @@ class Worker:
             config.poll_interval_seconds, min(config.lease_seconds / 4, 15.0)
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
+        self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -259,6 +260,11 @@ class Worker:
             if claimed or limit <= 0 or not self.breaker.enabled:
                 return claimed
             # Nothing to claim: perhaps the breaker holds the queue paused and a probe is due.
+            # Asked at most once per maintenance interval, so an idle worker's queries stay
+            # at one claim per poll (probes are due tens of seconds apart anyway).
+            if time.monotonic() < self.next_probe_check:
+                return []
+            self.next_probe_check = time.monotonic() + self.maintenance_interval_seconds
             probe = await breaker.claim_probe(
                 conn, owner=self.name, lease_seconds=self.config.lease_seconds,
                 now=self.clock.now(),
