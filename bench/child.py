@@ -60,6 +60,7 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
     from vidretry import db
     from vidretry.clock import DatabaseClock
     from vidretry.config import WorkerConfig
+    from vidretry.listen import Listener
     from vidretry.worker import Outcome, Worker
 
     handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
@@ -78,10 +79,10 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
 
     async with db.open_pool(url, max_size=concurrency + 2) as pool:
         worker = TimedWorker(
-            url,
             pool,
             config,
             handler,
+            listener=Listener(url),
             clock=DatabaseClock(),
             rng=random.Random(1),  # noqa: S311
         )
@@ -93,6 +94,7 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     from vidretry.clock import DatabaseClock
     from vidretry.config import MessagesConfig, NotifierConfig
     from vidretry.delivery import InlineButton, Recipient
+    from vidretry.listen import Listener
     from vidretry.notifier import Notifier
 
     class RecordingSender:
@@ -110,8 +112,9 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
         rate_per_second=rate, per_chat_interval_seconds=chat_interval, poll_interval_seconds=2.0
     )
     async with db.open_pool(url, max_size=4) as pool:
-        notifier = Notifier(url, pool, config, MessagesConfig(), RecordingSender(),
-                            clock=DatabaseClock(), rng=random.Random(1))  # noqa: S311  # fmt: skip
+        notifier = Notifier(pool, config, MessagesConfig(), RecordingSender(),
+                            listener=Listener(url), clock=DatabaseClock(),
+                            rng=random.Random(1))  # noqa: S311  # fmt: skip
         await notifier.run(_stop_event())
 
 

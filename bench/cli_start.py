@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidretry import db
+from vidretry import db, schema
 from vidretry.embedded import EmbeddedServer
 from vidretry.enqueue import enqueue
 
@@ -28,7 +28,7 @@ TARGET_SECONDS = 0.35
 
 async def prepare(url: str) -> int:
     async with await db.connect(url) as conn:
-        await db.upgrade(conn)
+        await schema.upgrade(conn)
         asset = await enqueue(conn, "bench", user_id=1)
         await conn.execute(
             "UPDATE video_assets SET state = 'failed', attempts = max_attempts,"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString
 
-from vidretry import db, jobs, reports, retention
+from vidretry import db, jobs, reports, retention, schema
 from vidretry.embedded import EmbeddedServer
 
 
@@ -226,7 +226,7 @@ async def main_async(scale: Scale, base: Path, parts: set[str]) -> int:
     filled = 0.0
     try:
         async with await db.connect(url) as conn:
-            await db.upgrade(conn)
+            await schema.upgrade(conn)
         if "pruning" in parts:
             prune_rows = await pruning_rows(url, base, scale)
         if "status" in parts:

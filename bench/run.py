@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from bench.child import procrastinate_app
-from vidretry import db
+from vidretry import db, schema
 from vidretry.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ class Bench:
     def setup_vidretry(self, url: str, jobs: int, finished: int = 0) -> None:
         async def migrate() -> None:
             async with await db.connect(url) as conn:
-                await db.upgrade(conn)
+                await schema.upgrade(conn)
 
         asyncio.run(migrate())
         with psycopg.connect(url, autocommit=True) as conn:

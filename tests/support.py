@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from vidretry import db
+from vidretry import db, schema
 
 
 class FakeClock:
@@ -30,7 +32,7 @@ def apply_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None
     async def upgrade() -> None:
         url = f"postgresql://{user}@/{dbname}?host={host}&port={port}"
         async with await db.connect(url) as conn:
-            await db.upgrade(conn)
+            await schema.upgrade(conn)
 
     asyncio.run(upgrade())
 
@@ -49,3 +51,20 @@ async def rows(conn: db.Connection, query: str, *params: Any) -> list[dict[str, 
 
 def sync_url_connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True)
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float, every: float = 0.05
+) -> bool:
+    """Poll ``condition`` until it holds (True) or ``within`` seconds pass (False): tests
+    wait for what they need, never for a fixed time."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(every)

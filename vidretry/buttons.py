@@ -16,11 +16,12 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry import outbox
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
-from vidretry.db import Connection, fetch_one, one_line
+from vidretry.db import Connection, fetch_one
 from vidretry.delivery import parse_callback_data, render
 from vidretry.limits import over_retry_quota
 from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
+from vidretry.redact import one_line
 from vidretry.retry import Actor, RetryOutcome, retry
 
 log = logging.getLogger("vidretry.buttons")

@@ -99,6 +99,11 @@ class TelegramConfig:
     plugins: tuple[str, ...] = ()
 
 
+# Pruning rests this many times as long as each batch took: it then uses about a quarter of
+# the time, and workers running beside it keep most of their pace (bench/).
+DEFAULT_PRUNE_PACE = 3.0
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
     # Workers delete history events and delivered notifications older than this many days,
@@ -373,6 +378,25 @@ def _with_env(config: Config, env: Mapping[str, str]) -> Config:
     if env.get(API_HASH_ENV):
         telegram = dataclasses.replace(telegram, api_hash=env[API_HASH_ENV])
     return dataclasses.replace(config, database=database, telegram=telegram)
+
+
+_TOKEN_SHAPE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
+
+
+def telegram_login_token(config: TelegramConfig) -> str:
+    """The bot token, after checking that everything a login needs is configured."""
+    if config.api_id is None:
+        raise ConfigError("[telegram] api_id is not set (get it at my.telegram.org)")
+    if not config.api_hash:
+        raise ConfigError("[telegram] api_hash is not set (or VIDRETRY_TELEGRAM_API_HASH)")
+    token = config.bot_token
+    if not token:
+        raise ConfigError("[telegram] bot_token is not set (or VIDRETRY_TELEGRAM_BOT_TOKEN)")
+    if not _TOKEN_SHAPE.match(token):
+        raise ConfigError(
+            "[telegram] bot_token is malformed: expected <digits>:<secret> from @BotFather"
+        )
+    return token
 
 
 def exposed_secret_warning(config: Config) -> str | None:

@@ -1,36 +1,203 @@
-"""How ``vidretry notifier`` is put together: leadership, the bot session, the outbox loop.
+"""How the daemons are put together: the pool, the listener, signals, metrics, and for the
+notifier leadership and the bot session.
 
-One place for the wiring, so the command, the tests and the chaos run start the same thing:
-every notifier campaigns; the leader alone logs in to Telegram, answers buttons and sends,
-all through one ``Pacer``; standbys hold a database connection and nothing else.
+One place for the wiring, so the commands, the demo, the tests and the chaos run start the
+same thing. ``serve_worker`` and ``serve_notifier`` are what ``vidretry worker`` and
+``vidretry notifier`` run. Every notifier campaigns; the leader alone logs in to Telegram,
+answers buttons and sends, all through one ``Pacer``; standbys hold a database connection
+and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
-from collections.abc import Callable, Coroutine, Sequence
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from vidretry import db, retention
 from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
-from vidretry.config import Config
+from vidretry.config import Config, exposed_secret_warning, telegram_login_token
 from vidretry.conversation import USER_COMMANDS, Conversation
-from vidretry.db import Connection, one_line
+from vidretry.db import Connection
 from vidretry.delivery import Pacer, Sender
+from vidretry.embedded import database_url, default_dir
+from vidretry.handlers import Handler, build_handler
 from vidretry.leadership import Leadership
 from vidretry.limits import RequestRate
+from vidretry.listen import Listener
 from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.names import default_process_name
 from vidretry.notifier import Notifier
-from vidretry.telegram import TelegramBot
+from vidretry.redact import one_line
+from vidretry.worker import Worker, breaker_settings
+
+if TYPE_CHECKING:  # the console transport runs without Telethon loaded
+    from vidretry.telegram import TelegramBot
 
 log = logging.getLogger("vidretry.daemons")
+
+
+# -- what every daemon does ---------------------------------------------------------------
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # psycopg_pool logs every failed reconnection with its full message; ours say it once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def daemon_database_url(config: Config) -> str:
+    """The database's URL, saying once at start when it is the embedded server: the default
+    is fine on one machine and a trap on several."""
+    if not config.database.url:
+        directory = config.database.embedded_dir or default_dir()
+        log.warning(
+            "using the embedded PostgreSQL in %s: workers and notifiers on several machines "
+            "need one shared [database] url",
+            directory,
+        )
+    return database_url(config.database)
+
+
+@asynccontextmanager
+async def metrics_served(
+    config: Config, port: int | None, pool: AsyncConnectionPool[Connection]
+) -> AsyncIterator[None]:
+    """Serve /metrics (``port``, else ``[metrics] port``) and keep the queue's gauges current
+    while the daemon runs; nothing without a port."""
+    port = port or config.metrics.port
+    if port is None:
+        yield
+        return
+    from vidretry import metrics
+
+    metrics.serve(port, config.metrics.address)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(metrics.watch_queue(pool, None, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await watcher
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+def build_worker(
+    pool: AsyncConnectionPool[Connection],
+    config: Config,
+    handler: Handler,
+    *,
+    url: str,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    name: str | None = None,
+) -> Worker:
+    """A worker as ``config`` describes it: woken through ``[database] listen_url`` (else
+    ``url``), pruning history when ``[retention] days`` is set, its breaker's pauses told to
+    ``[telegram] admins``."""
+    clock = clock or DatabaseClock()
+    days = config.retention.days
+    return Worker(
+        pool,
+        config.worker,
+        handler,
+        listener=Listener(config.database.listen_url or url),
+        clock=clock,
+        rng=rng or random.Random(),  # noqa: S311 (jitter only)
+        name=name,
+        pruning=retention.BackgroundPruning(pool, days, clock=clock) if days else None,
+        breaker=breaker_settings(config.worker, config.telegram.admins),
+    )
+
+
+async def serve_worker(
+    config: Config, *, concurrency: int | None = None, drain: bool = False,
+    metrics_port: int | None = None,
+) -> None:  # fmt: skip
+    """``vidretry worker``: run jobs until SIGINT/SIGTERM (or, with ``drain``, until none is
+    left)."""
+    if concurrency is not None:
+        config = dataclasses.replace(
+            config, worker=dataclasses.replace(config.worker, concurrency=concurrency)
+        )
+    handler = build_handler(config.worker)
+    setup_logging()
+    url = daemon_database_url(config)
+    pool_size = config.worker.concurrency + 2
+    async with (
+        db.open_pool(url, max_size=pool_size, prepare=config.database.prepare) as pool,
+        metrics_served(config, metrics_port, pool),
+    ):
+        worker = build_worker(pool, config, handler, url=url)
+        log.info("worker %s started (concurrency %d)", worker.name, config.worker.concurrency)
+        await worker.run(stop_on_signals(), drain=drain)
+        log.info("worker %s stopped", worker.name)
+
+
+# -- the notifier -------------------------------------------------------------------------
+
+
+async def serve_notifier(
+    config: Config, *, console: Sender | None = None, drain: bool = False,
+    metrics_port: int | None = None,
+) -> None:  # fmt: skip
+    """``vidretry notifier``: deliver the outbox through the Telegram bot (or to ``console``)
+    and answer the bot's users, until SIGINT/SIGTERM (or, with ``drain``, until nothing is
+    due)."""
+    token, plugins = "", []
+    if console is None:
+        # Loaded before logging is set up: Telethon says at import which AES it found.
+        from vidretry.telegram import load_plugins
+
+        token = telegram_login_token(config.telegram)
+        plugins = load_plugins(config.telegram.plugins)
+    setup_logging()
+    warning = exposed_secret_warning(config)
+    if warning:
+        log.warning(warning)
+    url = daemon_database_url(config)
+    opened = db.open_pool(url, max_size=6, prepare=config.database.prepare)
+    async with opened as pool, metrics_served(config, metrics_port, pool):
+        process = NotifierProcess(
+            Listener(config.database.listen_url or url),
+            pool,
+            config,
+            console=console,
+            bot_token=token,
+            plugins=plugins,
+            rng=random.Random(),  # noqa: S311 (jitter only)
+        )
+        if console is None:
+            from vidretry.telegram import TelegramBot, build_client
+
+            process.open_bot = lambda pacer: TelegramBot(build_client(config.telegram), pacer=pacer)
+        await process.run(stop_on_signals(), drain=drain)
 
 
 @dataclass
@@ -38,7 +205,7 @@ class NotifierProcess:
     """What one ``vidretry notifier`` runs. ``open_bot`` makes the Telegram session the
     leader logs in with (None: deliver to ``console`` instead)."""
 
-    url: str
+    listener: Listener | None
     pool: AsyncConnectionPool[Connection]
     config: Config
     open_bot: Callable[[Pacer], TelegramBot] | None = None
@@ -71,11 +238,11 @@ class NotifierProcess:
         sender = bot or self.console
         assert sender is not None, "a notifier needs a bot or a console to deliver to"
         notifier = Notifier(
-            self.url,
             self.pool,
             notifier_config,
             self.config.messages,
             sender,
+            listener=self.listener,
             clock=self.clock,
             rng=self.rng,
             pacer=pacer,

@@ -23,18 +23,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vidretry import db, reports
+from vidretry import db, reports, schema
 from vidretry.buttons import ButtonService, Press
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.config import Config, MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
 from vidretry.conversation import Conversation, Incoming
+from vidretry.daemons import NotifierProcess, build_worker
 from vidretry.delivery import InlineButton, Recipient
 from vidretry.embedded import EmbeddedServer
 from vidretry.errors import HandlerError, VidretryError
 from vidretry.limits import RequestRate
+from vidretry.listen import Listener
 from vidretry.models import JobContext
-from vidretry.notifier import Notifier
-from vidretry.worker import Worker
 
 DEMO_DATABASE = "vidretry_demo"
 
@@ -127,7 +127,7 @@ async def prepare_database(server: EmbeddedServer) -> str:
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
     url = server.url_for(DEMO_DATABASE)
     async with await db.connect(url) as conn:
-        await db.upgrade(conn)
+        await schema.upgrade(conn)
     return url
 
 
@@ -156,16 +156,9 @@ async def run_demo(
         worker_config = dataclasses.replace(worker_config, output_dir=Path(output))
         generator = DemoGenerator(0.02 if fast else 2.5, rng)
         async with db.open_pool(url, max_size=6) as pool:
-            worker = Worker(url, pool, worker_config, generator, clock=DatabaseClock(), rng=rng)
-            notifier = Notifier(
-                url,
-                pool,
-                notifier_config,
-                MessagesConfig(),
-                console,
-                clock=DatabaseClock(),
-                rng=rng,
-            )
+            config = Config(worker=worker_config, notifier=notifier_config)
+            worker = build_worker(pool, config, generator, url=url, rng=rng)
+            notifier = NotifierProcess(Listener(url), pool, config, console=console, rng=rng)
             buttons = ButtonService(
                 pool, MessagesConfig(), admins=frozenset(), clock=DatabaseClock()
             )

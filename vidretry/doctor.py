@@ -8,11 +8,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidretry import db
-from vidretry.config import Config, exposed_secret_warning
+from vidretry import db, redact, schema
+from vidretry.config import Config, exposed_secret_warning, telegram_login_token
+from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.errors import VidretryError
 from vidretry.handlers import load_function
-from vidretry.telegram import check_settings
 
 
 class Verdict(enum.StrEnum):
@@ -28,9 +28,9 @@ class Check:
     detail: str
 
 
-async def examine(config: Config, url: str | None, problem: str = "") -> list[Check]:
-    """Every check, in order; none raises. ``url`` is the database to look at; without one,
-    ``problem`` says why there is none to look at."""
+async def examine(config: Config) -> list[Check]:
+    """Every check, in order; none raises, none changes anything."""
+    url, problem = _database_url(config)
     database = await _database(url) if url else [Check("database", Verdict.FAIL, problem)]
     return [
         _config_file(config),
@@ -39,6 +39,22 @@ async def examine(config: Config, url: str | None, problem: str = "") -> list[Ch
         _output_dir(config),
         _telegram(config),
     ]
+
+
+def _database_url(config: Config) -> tuple[str | None, str]:
+    """The database to look at, or why there is none. The embedded server is looked at,
+    never created or started."""
+    if config.database.url:
+        return config.database.url, ""
+    server = EmbeddedServer(config.database.embedded_dir or default_dir())
+    if not server.is_initialised():
+        return None, (
+            f"embedded PostgreSQL in {server.directory} does not exist yet "
+            "(`vidretry db up`, a worker or a notifier creates it)"
+        )
+    if not server.is_running():
+        return None, f"embedded PostgreSQL in {server.directory} is not running: vidretry db up"
+    return server.url, ""
 
 
 def _config_file(config: Config) -> Check:
@@ -56,9 +72,9 @@ async def _database(url: str) -> list[Check]:
     except VidretryError as exc:
         return [Check("database", Verdict.FAIL, str(exc))]
     async with conn:
-        version = await db.schema_version(conn)
-    checks = [Check("database", Verdict.OK, f"reachable at {db.redact_url(url)}")]
-    latest = db.latest_version()
+        version = await schema.schema_version(conn)
+    checks = [Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}")]
+    latest = schema.latest_version()
     if version == latest:
         checks.append(Check("schema", Verdict.OK, f"version {version}"))
     elif version < latest:
@@ -101,7 +117,7 @@ def _output_dir(config: Config) -> Check:
 
 def _telegram(config: Config) -> Check:
     try:
-        check_settings(config.telegram)
+        telegram_login_token(config.telegram)
     except VidretryError as exc:
         return Check("telegram", Verdict.WARN, f"{exc} (needed by `vidretry notifier`)")
     admins = len(config.telegram.admins)

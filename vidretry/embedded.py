@@ -19,8 +19,12 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidretry.errors import VidretryError
+
+if TYPE_CHECKING:
+    from vidretry.config import DatabaseConfig
 
 DATABASE = "vidretry"
 SUPERUSER = "vidretry"
@@ -224,3 +228,10 @@ def _tail(path: Path) -> str:
     except OSError:
         return "no server log"
     return lines[-1] if lines else "empty server log"
+
+
+def database_url(database: DatabaseConfig) -> str:
+    """``[database] url``, or the embedded server's (started on first use)."""
+    if database.url:
+        return database.url
+    return EmbeddedServer(database.embedded_dir or default_dir()).start()

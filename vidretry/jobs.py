@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vidretry.breaker import Breaker, LeaseLost, Verdict, judge_failure
-from vidretry.db import Connection, fetch_all, fetch_one, fetch_records, queries
+from vidretry.db import Connection, fetch_all, fetch_one, fetch_records
 from vidretry.models import ClaimedJob, NotificationKind
+from vidretry.sqlfiles import queries
 
 # Expired leases are rescued at most this many per statement (after a mass crash, several).
 RESCUE_BATCH = 500
@@ -105,7 +106,7 @@ async def complete_many(
     async with conn.pipeline():
         async with conn.transaction():
             done = await conn.execute(queries()["complete_jobs"], params)
-            await conn.execute(queries()["settle_requests"], settle)
+            await conn.execute(queries()["settle_requests_and_queue_notifications"], settle)
         return {row["id"] for row in await done.fetchall()}
 
 
@@ -127,7 +128,7 @@ async def retry_later(
         "backoff_seconds": backoff_seconds,
         "now": now,
     }
-    return await fetch_one(conn, "retry_attempt_later", params) is not None
+    return await fetch_one(conn, "schedule_next_attempt", params) is not None
 
 
 async def fail(
@@ -183,7 +184,11 @@ async def record_failure(
 async def _settle_requests(
     conn: Connection, asset_ids: list[int], kind: NotificationKind, now: datetime | None
 ) -> None:
-    await fetch_one(conn, "settle_requests", {"ids": asset_ids, "kind": kind, "now": now})
+    await fetch_one(
+        conn,
+        "settle_requests_and_queue_notifications",
+        {"ids": asset_ids, "kind": kind, "now": now},
+    )
 
 
 async def release(conn: Connection, job: ClaimedJob, *, owner: str, now: datetime | None) -> bool:

@@ -23,9 +23,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry import metrics
 from vidretry.clock import Clock
-from vidretry.db import Connection, fetch_one, one_line
+from vidretry.db import Connection, fetch_one
 from vidretry.errors import RefusedError
 from vidretry.loop import TRANSIENT_DB_ERRORS
+from vidretry.redact import one_line
 
 log = logging.getLogger("vidretry.leadership")
 

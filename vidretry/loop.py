@@ -18,8 +18,10 @@ from typing import Generic, Protocol, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry.db import Connection, ReconnectDelay, listen, one_line
+from vidretry.db import Connection
 from vidretry.errors import FatalError
+from vidretry.listen import Listener, ReconnectDelay
+from vidretry.redact import one_line
 
 log = logging.getLogger("vidretry.loop")
 
@@ -72,10 +74,16 @@ class Claimer(Protocol[Item]):
 
 class ClaimLoop(Generic[Item]):
     def __init__(
-        self, claimer: Claimer[Item], *, url: str, channel: str, rng: random.Random
+        self,
+        claimer: Claimer[Item],
+        *,
+        listener: Listener | None,
+        channel: str,
+        rng: random.Random,
     ) -> None:
+        """``listener``: how notifications on ``channel`` wake the loop (None: it polls)."""
         self.claimer = claimer
-        self.url = url
+        self.listener = listener
         self.channel = channel
         self.rng = rng
 
@@ -92,7 +100,11 @@ class ClaimLoop(Generic[Item]):
         wake = asyncio.Event()
         listening = asyncio.Event()
         listening.set()
-        listener = asyncio.create_task(listen(self.url, self.channel, wake, listening, self.rng))
+        listener = asyncio.create_task(
+            self.listener.run(self.channel, wake, listening, self.rng)
+            if self.listener is not None
+            else _poll_only()
+        )
         in_flight: dict[asyncio.Task[object], Item] = {}
         next_upkeep = 0.0
         outage = ReconnectDelay(self.rng)
@@ -161,6 +173,10 @@ class ClaimLoop(Generic[Item]):
                 "could not release everything (%s): the rest is rescued when its lease expires",
                 one_line(exc) if str(exc) else "the database did not answer",
             )
+
+
+async def _poll_only() -> None:
+    """The listener of a loop that has none: it wakes by polling alone."""
 
 
 async def _unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry import backoff, metrics, outbox
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, NotifierConfig
-from vidretry.db import OUTBOX_CHANNEL, Connection
+from vidretry.db import Connection
 from vidretry.delivery import (
     InlineButton,
     MessageRefused,
@@ -41,6 +41,7 @@ from vidretry.delivery import (
 )
 from vidretry.errors import FatalError
 from vidretry.leases import LeaseKeeper
+from vidretry.listen import OUTBOX_CHANNEL, Listener
 from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
@@ -156,19 +157,19 @@ class Notifier:
 
     def __init__(
         self,
-        url: str,
         pool: AsyncConnectionPool[Connection],
         config: NotifierConfig,
         messages: MessagesConfig,
         sender: Sender,
         *,
+        listener: Listener | None,
         clock: Clock,
         rng: random.Random,
         pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         name: str | None = None,
     ) -> None:
-        self.url = url
+        self.listener = listener  # woken by NOTIFY; None: polls alone
         self.pool = pool
         self.config = config
         self.messages = messages
@@ -447,7 +448,7 @@ class Notifier:
         """Deliver until ``stop`` is set (or, with ``drain``, until nothing is due). On stop,
         in-flight sends get a short grace; rows still waiting for a slot are released. With
         ``hurry`` set as well (leadership lost), nothing more is sent: all are released."""
-        loop = ClaimLoop(self, url=self.url, channel=OUTBOX_CHANNEL, rng=self.rng)
+        loop = ClaimLoop(self, listener=self.listener, channel=OUTBOX_CHANNEL, rng=self.rng)
         try:
             await loop.run(stop, drain=drain, hurry=hurry)
         finally:

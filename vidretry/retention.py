@@ -19,18 +19,18 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.db import Connection, fetch_all, fetch_one, one_line
+from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
+from vidretry.db import Connection, fetch_all, fetch_one
 from vidretry.errors import RefusedError
 from vidretry.loop import TRANSIENT_DB_ERRORS
+from vidretry.redact import one_line
 
 log = logging.getLogger("vidretry.retention")
 
 # Rows per statement: big enough that a million rows take a few hundred round trips, small
 # enough that each transaction holds its row locks for milliseconds.
 BATCH_ROWS = 5000
-# After each batch, rest this many times as long as it took: pruning then uses about a
-# quarter of the time, and workers running beside it keep most of their pace (bench/).
-DEFAULT_PACE = 3.0
+# After each batch, rest DEFAULT_PACE times as long as it took (vidretry.config).
 # The advisory lock that keeps pruning to one process ("vidretrz": next to db upgrade's).
 PRUNE_LOCK = 0x766964726574727A
 _STATEMENTS = {

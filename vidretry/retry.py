@@ -142,3 +142,8 @@ def describe_retry(result: RetryResult) -> str:
     return _REFUSALS[result.outcome].format(
         id=result.asset_id, state=result.state, generation=result.generation
     )
+
+
+async def failed_asset_ids(conn: Connection) -> list[int]:
+    """Every failed asset, oldest first (``vidretry retry --all-failed``)."""
+    return [row["id"] for row in await fetch_all(conn, "failed_asset_ids", {})]

@@ -40,7 +40,6 @@ from vidretry.errors import ConfigError, TelegramUnavailable
 
 log = logging.getLogger("vidretry.telegram")
 
-_TOKEN_SHAPE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
 
 # Permanent for the recipient: blocked, deactivated, or an id Telegram does not know.
 _RECIPIENT_GONE = (
@@ -74,22 +73,6 @@ _CLEANUP_REFUSED = (
     errors.MessageIdInvalidError,
     errors.MessageEditTimeExpiredError,
 )
-
-
-def check_settings(config: TelegramConfig) -> str:
-    """The bot token, after checking that everything a login needs is configured."""
-    if config.api_id is None:
-        raise ConfigError("[telegram] api_id is not set (get it at my.telegram.org)")
-    if not config.api_hash:
-        raise ConfigError("[telegram] api_hash is not set (or VIDRETRY_TELEGRAM_API_HASH)")
-    token = config.bot_token
-    if not token:
-        raise ConfigError("[telegram] bot_token is not set (or VIDRETRY_TELEGRAM_BOT_TOKEN)")
-    if not _TOKEN_SHAPE.match(token):
-        raise ConfigError(
-            "[telegram] bot_token is malformed: expected <digits>:<secret> from @BotFather"
-        )
-    return token
 
 
 def build_client(config: TelegramConfig) -> TelegramClient:

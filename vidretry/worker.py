@@ -1,7 +1,7 @@
 """The worker: claims jobs, runs the generation handler under a heartbeat, records the outcome.
 
-``run_once`` does one pass and returns what happened (tests call it directly); ``run`` loops
-until its stop event is set, woken by LISTEN/NOTIFY with polling as the fallback.
+``run`` loops until its stop event is set (or, with ``drain``, until nothing is left), woken
+by LISTEN/NOTIFY with polling as the fallback; ``outcomes`` tallies what its jobs came to.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -22,13 +21,15 @@ from vidretry import backoff, breaker, jobs, metrics
 from vidretry.breaker import Breaker
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.db import JOBS_CHANNEL, Connection, one_line
+from vidretry.db import Connection
 from vidretry.errors import HandlerError, PermanentError
 from vidretry.handlers import Handler, context_for
 from vidretry.leases import LeaseKeeper
+from vidretry.listen import JOBS_CHANNEL, Listener
 from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
+from vidretry.redact import one_line
 from vidretry.retention import BackgroundPruning
 
 log = logging.getLogger("vidretry.worker")
@@ -43,32 +44,23 @@ class Outcome(enum.StrEnum):
     REFUNDED = "refunded"  # failed while the queue was paused: the attempt was given back
 
 
-@dataclass(frozen=True)
-class PassResult:
-    """What ``run_once`` did."""
-
-    rescued: int
-    claimed: int
-    outcomes: Counter[Outcome]
-
-
 class Worker:
     """Constructing a worker does no I/O; the pool is opened by the caller."""
 
     def __init__(
         self,
-        url: str,
         pool: AsyncConnectionPool[Connection],
         config: WorkerConfig,
         handler: Handler,
         *,
+        listener: Listener | None,
         clock: Clock,
         rng: random.Random,
         name: str | None = None,
         pruning: BackgroundPruning | None = None,
         breaker: Breaker | None = None,
     ) -> None:
-        self.url = url  # for the LISTEN connection, which lives outside the pool
+        self.listener = listener  # woken by NOTIFY; None: polls alone
         self.pruning = pruning  # [retention] days: old history pruned in the background
         self.pool = pool
         self.config = config
@@ -78,7 +70,8 @@ class Worker:
         self.clock = clock
         self.rng = rng
         self.name = name or default_process_name()
-        self.completions = _Completions(self)
+        self.completions = _Completions(self._record_successes)
+        self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
             self._extend_leases, heartbeat_seconds=config.heartbeat_seconds
         )
@@ -93,18 +86,6 @@ class Worker:
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
-
-    # -- one pass -----------------------------------------------------------------------
-
-    async def run_once(self) -> PassResult:
-        """Rescue expired leases, claim up to ``concurrency`` due jobs and run them to the end."""
-        rescued = await self.rescue()
-        claimed = await self.claim(self.config.concurrency)
-        try:
-            outcomes = await asyncio.gather(*(self.work(job) for job in claimed))
-        finally:
-            await self.leases.stop()
-        return PassResult(rescued, len(claimed), Counter(outcomes))
 
     async def rescue(self) -> int:
         """Requeue jobs whose lease expired; fail those that had no attempts left."""
@@ -126,6 +107,17 @@ class Worker:
             return await jobs.extend_leases(
                 conn, running, lease_seconds=self.config.lease_seconds, now=self.clock.now()
             )
+
+    async def _record_successes(self, finished: list[tuple[ClaimedJob, str]]) -> set[int]:
+        """Write a batch of successes (through a database outage of up to a lease); return
+        the ids whose lease this worker still held."""
+
+        async def write(conn: Connection) -> set[int]:
+            return await jobs.complete_many(conn, finished, owner=self.name, now=self.clock.now())
+
+        return await through_outage(
+            self.pool, write, within=self.config.lease_seconds, rng=self.rng
+        )
 
     async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
         claimed = await jobs.claim(
@@ -276,7 +268,9 @@ class Worker:
         return [probe]
 
     async def process(self, item: ClaimedJob) -> Outcome:
-        return await self.work(item)
+        outcome = await self.work(item)
+        self.outcomes[outcome] += 1
+        return outcome
 
     async def drained(self) -> tuple[bool, float | None]:
         async with self.pool.connection() as conn:
@@ -297,9 +291,8 @@ class Worker:
         lease has expired). On stop: claim nothing more, give running jobs
         ``shutdown_grace_seconds`` to finish, then cancel the rest and release them."""
         try:
-            await ClaimLoop(self, url=self.url, channel=JOBS_CHANNEL, rng=self.rng).run(
-                stop, drain=drain
-            )
+            loop = ClaimLoop(self, listener=self.listener, channel=JOBS_CHANNEL, rng=self.rng)
+            await loop.run(stop, drain=drain)
         finally:
             await self.leases.stop()
             if self.pruning is not None:
@@ -309,10 +302,13 @@ class Worker:
 class _Completions:
     """Successes are written in batches: while one batch commits, the next one forms, as in
     a database's group commit. A busy worker pays one transaction per batch instead of one
-    per job; an idle one waits for nobody."""
+    per job; an idle one waits for nobody. ``write`` records a batch and returns the ids
+    that were still this worker's."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(
+        self, write: Callable[[list[tuple[ClaimedJob, str]]], Awaitable[set[int]]]
+    ) -> None:
+        self.write = write
         self.waiting: list[tuple[ClaimedJob, str, asyncio.Future[bool]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
@@ -326,22 +322,10 @@ class _Completions:
         return await written
 
     async def _flush(self) -> None:
-        worker = self.worker
         while self.waiting:
             batch, self.waiting = self.waiting, []
-            finished = [(job, result) for job, result, _ in batch]
-
-            async def write(
-                conn: Connection, finished: list[tuple[ClaimedJob, str]] = finished
-            ) -> set[int]:
-                return await jobs.complete_many(
-                    conn, finished, owner=worker.name, now=worker.clock.now()
-                )
-
             try:
-                done = await through_outage(
-                    worker.pool, write, within=worker.config.lease_seconds, rng=worker.rng
-                )
+                done = await self.write([(job, result) for job, result, _ in batch])
             except Exception as exc:  # a job's own task decides what an error means
                 for _, _, written in batch:
                     if not written.done():

@@ -1,4 +1,5 @@
--- Named statements for the job store (vidretry/jobs.py).
+-- Named statements for the job store (vidretry/jobs.py). Statements that write outbox rows
+-- have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
 -- all workers on all machines; tests pass a fixed time instead.
@@ -88,8 +89,8 @@ RETURNING id;
 -- name: complete_jobs
 -- Success for a batch of jobs in one statement, each fenced by its own lease token (as in
 -- extend_leases): a job whose lease was lost is simply not in the result. Requests and
--- 'ready' rows follow in settle_requests, a separate statement so that its snapshot sees
--- every request committed before these row locks were taken.
+-- 'ready' rows follow in settle_requests_and_queue_notifications, a separate statement so
+-- that its snapshot sees every request committed before these row locks were taken.
 WITH done AS (
     UPDATE video_assets AS a
     SET state = 'available',
@@ -116,8 +117,9 @@ forgotten AS (
 )
 SELECT id FROM done;
 
--- name: retry_attempt_later
--- A failed attempt with attempts left: back to pending after a backoff, error kept.
+-- name: schedule_next_attempt
+-- A failed attempt with attempts left: back to pending after a backoff, error kept. (Not
+-- the retry service, retry.sql, which puts a failed-for-good asset back in the queue.)
 WITH retried AS (
     UPDATE video_assets
     SET state = 'pending',
@@ -138,8 +140,9 @@ history AS (
 SELECT id, run_at FROM retried;
 
 -- name: fail_job
--- The final failure of a generation, fenced by the lease token. Runs in one transaction with
--- settle_requests, which fails the waiting requests and writes one outbox row per user.
+-- The final failure of a generation, fenced by the lease token. Runs in one transaction
+-- with settle_requests_and_queue_notifications, which fails the waiting requests and
+-- writes one outbox row per user.
 -- A NULL error keeps the error already recorded (a lost lease, by the rescuer).
 WITH failed AS (
     UPDATE video_assets
@@ -159,7 +162,7 @@ history AS (
 )
 SELECT id, generation FROM failed;
 
--- name: settle_requests
+-- name: settle_requests_and_queue_notifications
 -- Close every waiting request of finished assets and queue one notification per user.
 -- The kind is 'ready' (requests become 'done') or 'failed' (requests become 'failed').
 -- Only assets in the matching final state are settled, so the statement can be sent in

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vidretry import db
+from vidretry import sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,6 @@ def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -
     assert probe.returncode == 0, probe.stderr
     where, statements, versions = probe.stdout.splitlines()
     assert where.startswith(str(venv))
-    assert statements == str(sorted(db.queries()))  # every statement of the checkout
-    assert versions == str([m.version for m in db.migrations()])
+    assert statements == str(sorted(sqlfiles.queries()))  # every statement of the checkout
+    assert versions == str([m.version for m in sqlfiles.migrations()])
     assert not (Path(where).parent / "sql").is_symlink()

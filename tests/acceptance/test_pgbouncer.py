@@ -22,7 +22,7 @@ import pytest
 
 from tests.acceptance.conftest import Cli
 from vidretry import embedded
-from vidretry.db import LISTEN_CHECK_SECONDS
+from vidretry.listen import LISTEN_CHECK_SECONDS
 
 POLL_WARNING = "receives no notifications"
 

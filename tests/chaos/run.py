@@ -31,7 +31,7 @@ from typing import Any
 
 from tests.telegram.bot_process import blocked, most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
-from vidretry import db
+from vidretry import db, schema
 from vidretry.embedded import EmbeddedServer
 from vidretry.enqueue import enqueue
 
@@ -123,7 +123,7 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
     server = EmbeddedServer(base / "pg")  # default durability: this is about crashes
     url = await asyncio.to_thread(server.start)
     async with await db.connect(url) as conn:
-        await db.upgrade(conn)
+        await schema.upgrade(conn)
         await _enqueue_everything(conn, plan, rng)
     logs = base / "logs"
     logs.mkdir()

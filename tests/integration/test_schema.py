@@ -1,22 +1,22 @@
 import psycopg
 import pytest
 
-from tests.support import scalar
-from vidretry import db
+from tests.support import rows, scalar
+from vidretry import db, schema, sqlfiles
 from vidretry.errors import SchemaError
 
 
 async def test_upgrade_twice_changes_nothing(db_url: str) -> None:
     async with await db.connect(db_url) as conn:
-        assert await db.upgrade(conn) == []
-        assert await db.schema_version(conn) == db.latest_version()
+        assert await schema.upgrade(conn) == []
+        assert await schema.schema_version(conn) == schema.latest_version()
 
 
 async def test_fresh_database_gets_every_migration(db_url: str) -> None:
     async with await db.connect(db_url) as conn:
         await conn.execute("CREATE SCHEMA fresh")
         await conn.execute("SET search_path TO fresh")
-        assert await db.upgrade(conn) == [m.version for m in db.migrations()]
+        assert await schema.upgrade(conn) == [m.version for m in sqlfiles.migrations()]
         assert await scalar(conn, "SELECT count(*) FROM fresh.video_assets") == 0
 
 
@@ -24,16 +24,38 @@ async def test_newer_database_is_a_clear_error(db_url: str) -> None:
     async with await db.connect(db_url) as conn:
         await conn.execute("INSERT INTO vidretry_migrations (version, name) VALUES (999, 'future')")
         with pytest.raises(SchemaError, match="version 999, newer than this vidretry"):
-            await db.upgrade(conn)
+            await schema.upgrade(conn)
         with pytest.raises(SchemaError, match="newer than this vidretry"):
-            await db.check_schema(conn)
+            await schema.check_schema(conn)
 
 
 async def test_missing_schema_says_how_to_fix_it(db_url: str) -> None:
     async with await db.connect(db_url) as conn:
         await conn.execute("DROP TABLE vidretry_migrations")
         with pytest.raises(SchemaError, match="run `vidretry db upgrade`"):
-            await db.check_schema(conn)
+            await schema.check_schema(conn)
+
+
+async def test_a_changed_migration_is_refused(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("UPDATE vidretry_migrations SET checksum = 'f00d' WHERE version = 3")
+        with pytest.raises(SchemaError, match=r"migration 3 \(lean_writes\) applied to this"):
+            await schema.check_schema(conn)
+        with pytest.raises(SchemaError, match="differs from the one shipped"):
+            await schema.upgrade(conn)
+        assert await scalar(conn, "SELECT checksum FROM vidretry_migrations WHERE version = 3") == (
+            "f00d"
+        )
+
+
+async def test_checksums_are_recorded_for_migrations_applied_before_them(db_url: str) -> None:
+    async with await db.connect(db_url) as conn:
+        await conn.execute("ALTER TABLE vidretry_migrations DROP COLUMN checksum")
+        await schema.check_schema(conn)  # an older vidretry's bookkeeping is still read
+        assert await schema.upgrade(conn) == []
+        recorded = await rows(conn, "SELECT version, checksum FROM vidretry_migrations")
+        shipped = {m.version: m.checksum for m in sqlfiles.migrations()}
+        assert {r["version"]: r["checksum"] for r in recorded} == shipped
 
 
 @pytest.mark.parametrize(
@@ -50,6 +72,8 @@ async def test_missing_schema_says_how_to_fix_it(db_url: str) -> None:
         "INSERT INTO video_assets (name, state) VALUES ('a', 'failed')",
         # more attempts than allowed
         "INSERT INTO video_assets (name, attempts, max_attempts) VALUES ('a', 4, 3)",
+        # pending with no attempt left: it could never run
+        "INSERT INTO video_assets (name, attempts, max_attempts) VALUES ('a', 3, 3)",
         "INSERT INTO video_assets (name, state) VALUES ('a', 'done')",
         "INSERT INTO video_assets (name, params) VALUES ('a', '[1]')",
         # a name the unique index on names could not hold (2,001 bytes: 'я' is 2, 'x' is 1)

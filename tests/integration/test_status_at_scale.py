@@ -7,7 +7,8 @@ from datetime import timedelta
 from rich.console import Console
 
 from tests.support import FakeClock, rows, scalar
-from vidretry import db, jobs, outbox, reports, views
+from vidretry import db, jobs, outbox, reports
+from vidretry.cli import views
 
 
 async def test_available_is_counted_exactly_while_small_then_estimated(db_url: str) -> None:

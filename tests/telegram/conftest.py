@@ -28,6 +28,7 @@ from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
 from vidretry.conversation import Conversation
 from vidretry.delivery import Pacer
 from vidretry.limits import RequestRate
+from vidretry.listen import Listener
 from vidretry.notifier import Notifier
 from vidretry.telegram import TelegramBot, build_client
 
@@ -110,11 +111,11 @@ async def deployed(
                 plugins,
             )
             notifier = Notifier(
-                db_url,
                 pool,
                 config,
                 MessagesConfig(),
                 bot,
+                listener=Listener(db_url),
                 clock=clock or DatabaseClock(),
                 rng=random.Random(3),
                 pacer=pacer,

@@ -26,6 +26,7 @@ from vidretry.config import Config, NotifierConfig, TelegramConfig
 from vidretry.daemons import NotifierProcess
 from vidretry.delivery import Pacer
 from vidretry.enqueue import enqueue
+from vidretry.listen import Listener
 from vidretry.retry import Actor, retry
 from vidretry.telegram import TelegramBot, build_client
 
@@ -59,7 +60,7 @@ async def notifier_running(
 ) -> AsyncIterator[asyncio.Task[None]]:
     async with db.open_pool(db_url, max_size=6) as pool:
         process = NotifierProcess(
-            db_url,
+            Listener(db_url),
             pool,
             Config(notifier=config or NotifierConfig()),
             open_bot=offline_bot(telegram, tmp_path / f"{name}.session"),

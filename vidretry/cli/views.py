@@ -1,7 +1,6 @@
-"""Rich renderables for the command line: the demo's live view and the status dashboard.
-
-Part of the CLI layer (with cli.py): the core hands over plain data, this draws it.
-"""
+"""Rich renderables for the command line: the demo's live view, the status dashboard, the
+tables of ``list`` and ``show``, the lines of ``doctor``. The core hands over plain data;
+this draws it."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # the demo (and the daemons it runs) load only for `vidretry demo`
     from vidretry.demo import Snapshot
+    from vidretry.retention import Counts
 
 
 STATE_STYLE = {
@@ -96,3 +96,66 @@ def queue(pause: dict[str, Any]) -> Text:
     else:
         lines += ["\n", "no probes: a manual pause ends with `vidretry resume`"]
     return Text.assemble(*lines)
+
+
+def assets(rows: list[dict[str, Any]]) -> Table:
+    """``vidretry list``."""
+    table = Table("id", "name", "state", "attempts", "gen", "last error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            escape(row["name"]),
+            row["state"],
+            f"{row['attempts']}/{row['max_attempts']}",
+            str(row["generation"]),
+            escape((row["last_error"] or "")[:60]),
+        )
+    return table
+
+
+def asset(details: dict[str, Any]) -> RenderableType:
+    """``vidretry show``: one asset with its requests, notifications and history."""
+    lines = [
+        f"asset {details['id']} [bold]{escape(details['name'])}[/]: {details['state']}, "
+        f"attempt {details['attempts']}/{details['max_attempts']}, "
+        f"generation {details['generation']}"
+    ]
+    if details["last_error"]:
+        lines.append(f"last error: {escape(details['last_error'])}")
+    if details["result"]:
+        lines.append(f"result: {escape(details['result'])}")
+    parts: list[RenderableType] = [Text.from_markup("\n".join(lines))]
+    for title, rows, columns in (
+        ("requests", details["requests"], ("user_id", "chat_id", "state")),
+        (
+            "notifications",
+            details["notifications"],
+            ("user_id", "kind", "generation", "state", "attempts", "last_error"),
+        ),
+        (
+            "events",
+            details["events"],
+            ("created_at", "kind", "generation", "attempt", "actor", "detail"),
+        ),
+    ):
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*(escape(str(row[c] if row[c] is not None else "")) for c in columns))
+        parts.append(table)
+    return Group(*parts)
+
+
+DOCTOR_MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+
+
+def check(name: str, verdict: str, detail: str) -> str:
+    """One line of ``vidretry doctor``."""
+    return f"{DOCTOR_MARKS[verdict]} {name:<9} {escape(detail)}"
+
+
+def pruned(counts: Counts) -> str:
+    """What ``db prune`` deleted (or would)."""
+    return (
+        f"{counts.events} history event(s), {counts.notifications} notification(s)"
+        f", {counts.assets} asset(s)"
+    )

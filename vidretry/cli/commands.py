@@ -1,0 +1,584 @@
+"""The commands: each parses its arguments, calls the core (or vidretry.daemons) and hands
+the result to vidretry.cli.views. Everything heavy is imported inside the command that
+needs it, so ``vidretry --help`` starts without psycopg or the daemons."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vidretry import __version__
+from vidretry.cli.running import (
+    Options,
+    fail,
+    load,
+    login,
+    out,
+    parse_age,
+    parse_asset_id,
+    print_json,
+    progress,
+    run,
+    session,
+)
+from vidretry.config import DEFAULT_PRUNE_PACE, Config
+from vidretry.errors import RefusedError, VidretryError
+from vidretry.models import JobState
+
+if TYPE_CHECKING:
+    from vidretry.console import ConsoleSender
+    from vidretry.db import Connection
+    from vidretry.embedded import EmbeddedServer
+
+app = typer.Typer(
+    name="vidretry",
+    help="A Postgres job queue for video generation that answers every Telegram user.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Tracebacks with locals can print a bot token or a database password: never show them.
+    pretty_exceptions_enable=False,
+    # Plain help: typer's boxed help loads much of rich and costs every `--help` a tenth
+    # of a second (bench/cli_start.py).
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(
+    help="The database schema and the embedded PostgreSQL server.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Config file (default: $VIDRETRY_CONFIG, ./vidretry.toml)."
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = Options(config)
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the schema. Running it twice changes nothing."""
+
+    async def body(config: Config) -> None:
+        from vidretry import db, schema
+        from vidretry.embedded import database_url
+
+        url = database_url(config.database)
+        async with await db.connect(url, prepare=config.database.prepare) as conn:
+            applied = await schema.upgrade(conn)
+        if applied:
+            out().print(f"schema upgraded to version {applied[-1]} (applied {applied})")
+        else:
+            out().print(f"schema already at version {schema.latest_version()}")
+
+    run(ctx, body)
+
+
+@db_app.command("prune")
+def db_prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age, e.g. 30d, 12h.", show_default=False)
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    assets: Annotated[
+        bool, typer.Option("--assets", help="Also finished assets nobody waits for.")
+    ] = False,
+    pace: Annotated[
+        float,
+        typer.Option(
+            "--pace", min=0, help="Rest this many times each batch's duration (0: full speed)."
+        ),
+    ] = DEFAULT_PRUNE_PACE,
+) -> None:
+    """Delete history events and notifications in a final state older than --older-than, in
+    small batches that hold no long locks, resting between them so that running workers keep
+    their pace. Assets stay unless --assets is given."""
+
+    async def body(config: Config) -> None:
+        from vidretry import retention
+        from vidretry.cli import views
+
+        seconds = parse_age(older_than)
+        conn = await session(config)
+        async with conn:
+            before = await retention.cutoff(conn, seconds, now=None)
+            found = await retention.prunable(conn, before, assets=assets)
+            if dry_run:
+                out().print(
+                    f"would delete {views.pruned(found)} (older than {before:%Y-%m-%d %H:%M})"
+                )
+                return
+            with progress() as bar:
+                task = bar.add_task("pruning", total=found.total)
+                done = await retention.prune(
+                    conn, before, assets=assets, pace=pace,
+                    on_progress=lambda n: bar.advance(task, n),
+                )  # fmt: skip
+        out().print(f"deleted {views.pruned(done)}")
+
+    run(ctx, body)
+
+
+def _embedded(ctx: typer.Context) -> EmbeddedServer:
+    from vidretry.embedded import EmbeddedServer, default_dir
+
+    config = load(ctx)
+    return EmbeddedServer(config.database.embedded_dir or default_dir())
+
+
+@db_app.command("up")
+def db_up(ctx: typer.Context) -> None:
+    """Start the embedded PostgreSQL (initialising it on first use) and apply the schema."""
+    server = _embedded(ctx)
+
+    async def body(config: Config) -> None:
+        from vidretry import db, schema
+
+        async with await db.connect(server.start()) as conn:
+            await schema.upgrade(conn)
+        out().print(f"embedded PostgreSQL running in {server.directory}")
+
+    run(ctx, body)
+
+
+@db_app.command("down")
+def db_down(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL."""
+    server = _embedded(ctx)
+    try:
+        stopped = server.stop()
+    except VidretryError as exc:
+        fail(str(exc), exc.exit_code)
+    out().print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Say whether the embedded PostgreSQL is running (exit 1 if not)."""
+    server = _embedded(ctx)
+    if server.is_running():
+        out().print(f"embedded PostgreSQL running in {server.directory}")
+        return
+    out().print(f"embedded PostgreSQL not running ({server.directory})")
+    raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url(ctx: typer.Context) -> None:
+    """Print the embedded server's connection URL (for psql and other tools)."""
+    typer.echo(_embedded(ctx).url)
+
+
+# -- enqueue ---------------------------------------------------------------------------
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The video's name; the same name joins one asset.")],
+    user: Annotated[int, typer.Option("--user", help="Telegram user id of the requester.")],
+    chat: Annotated[
+        int | None, typer.Option("--chat", help="Chat to answer in (default: the user's).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for the handler.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Ask for a video on behalf of a Telegram user; print the asset id."""
+    params: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param must look like KEY=VALUE, got {item!r}", 2)
+        params[key] = value
+
+    async def body(config: Config) -> None:
+        from vidretry.enqueue import enqueue
+
+        conn = await session(config)
+        async with conn:
+            result = await enqueue(
+                conn, name, user_id=user, chat_id=chat, params=params,
+                max_attempts=config.worker.max_attempts,
+            )  # fmt: skip
+        if as_json:
+            print_json({"asset_id": result.asset_id, "state": result.state})
+        else:
+            typer.echo(result.asset_id)
+
+    run(ctx, body)
+
+
+# -- the daemons -------------------------------------------------------------------------
+
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option("--metrics-port", min=1, max=65535, help="Serve /metrics (Prometheus)."),
+]
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Jobs at once (default: config).")
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit 0 once nothing is runnable or in backoff.")
+    ] = False,
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Run jobs until SIGINT/SIGTERM (running jobs get a grace period, the rest are released)."""
+
+    async def body(config: Config) -> None:
+        from vidretry.daemons import serve_worker
+
+        await serve_worker(config, concurrency=concurrency, drain=drain, metrics_port=metrics_port)
+
+    run(ctx, body, fast_loop=True)
+
+
+class Transport(enum.StrEnum):
+    TELEGRAM = "telegram"
+    CONSOLE = "console"
+
+
+@app.command()
+def notifier(
+    ctx: typer.Context,
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="telegram, or console to print instead.")
+    ] = Transport.TELEGRAM,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Deliver what is due, then exit 0.")
+    ] = False,
+    mark_sent: Annotated[
+        bool,
+        typer.Option("--mark-sent", help="console: deliver for real (default: a preview)."),
+    ] = False,
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Deliver the outbox through the Telegram bot and answer its retry button."""
+
+    async def body(config: Config) -> None:
+        from vidretry.console import ConsoleSender
+        from vidretry.daemons import serve_notifier, setup_logging
+
+        console = None
+        if transport is Transport.CONSOLE:
+            console = ConsoleSender(lambda text: out().print(text, markup=False))
+            if not mark_sent:
+                setup_logging()
+                await _preview(config, console)
+                return
+        await serve_notifier(config, console=console, drain=drain, metrics_port=metrics_port)
+
+    run(ctx, body)
+
+
+async def _preview(config: Config, console: ConsoleSender) -> None:
+    """``--transport console`` alone: print what is due as the bot would send it, and change
+    nothing (no claim, no lease, nothing marked sent)."""
+    import logging
+
+    from vidretry import outbox
+    from vidretry.notifier import deliver_to
+
+    conn = await session(config)
+    async with conn:
+        due = await outbox.due(conn, limit=1000, now=None)
+    for note in due:
+        await deliver_to(console, config.messages, note)
+    logging.getLogger("vidretry").info(
+        "%d notification(s) due; nothing was marked sent (--mark-sent sends them)", len(due)
+    )
+
+
+# -- demo --------------------------------------------------------------------------------
+
+DEPLOYMENT_NOTE = """\
+What a real deployment configures (details: config.example.toml, README):
+  [database] url       one PostgreSQL for every worker and notifier
+  [worker] command     your generator, e.g. ["render", "{name}", "{output}"]
+  [worker] max_attempts, lease_seconds, backoff_base_seconds
+  [telegram] api_id, api_hash, bot_token (@BotFather; via env), admins
+Then run `vidretry db upgrade`, `vidretry worker`, `vidretry notifier`."""
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="A few seconds; exit 1 if a final state is missing.")
+    ] = False,
+) -> None:
+    """A guided 30-second run on the embedded database: failures, notifications, a retry."""
+
+    async def body(config: Config) -> int:
+        from rich.live import Live
+
+        from vidretry.cli import views
+        from vidretry.demo import Snapshot, run_demo
+        from vidretry.embedded import EmbeddedServer, default_dir
+
+        server = EmbeddedServer(config.database.embedded_dir or default_dir())
+        with Live(views.demo(Snapshot("Starting the embedded PostgreSQL")), console=out(),
+                  refresh_per_second=8) as live:  # fmt: skip
+            result = await run_demo(
+                server, fast=fast, on_update=lambda s: live.update(views.demo(s))
+            )
+        if not result.ok:
+            for line in result.missing:
+                typer.echo(f"vidretry: error: demo: {line}", err=True)
+            return 1
+        out().print("\n[green]Every asset reached its expected state.[/]\n")
+        out().print(DEPLOYMENT_NOTE, markup=False)
+        return 0
+
+    run(ctx, body)
+
+
+# -- retry -----------------------------------------------------------------------------
+
+
+@app.command("retry")
+def retry_command(
+    ctx: typer.Context,
+    asset: Annotated[str | None, typer.Argument(help="Asset id.", show_default=False)] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Retry every failed asset.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded with the retry.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Put a failed asset back in the queue (exit 1 if it is not failed)."""
+    if all_failed == (asset is not None):
+        fail("give an asset id or --all-failed (not both)", 2)
+
+    async def one(config: Config) -> int:
+        from vidretry.retry import Actor, describe_retry, retry
+
+        assert asset is not None
+        asset_id = parse_asset_id(asset)
+        conn = await session(config)
+        async with conn:
+            result = await retry(conn, asset_id, Actor.operator(login()), reason=reason)
+        if as_json:
+            print_json(dataclasses.asdict(result))
+        if not result.retried:
+            raise RefusedError(describe_retry(result))
+        if not as_json:
+            out().print(describe_retry(result))
+        return 0
+
+    async def every(config: Config) -> int:
+        from vidretry.retry import Actor, failed_asset_ids, retry
+
+        actor = Actor.operator(login())
+        conn = await session(config)
+        async with conn:
+            ids = await failed_asset_ids(conn)
+            retried = 0
+            with progress(disable=as_json) as bar:
+                task = bar.add_task("retrying", total=len(ids))
+                for asset_id in ids:
+                    result = await retry(conn, asset_id, actor, reason=reason)
+                    retried += result.retried
+                    bar.advance(task)
+        if as_json:
+            print_json({"failed": len(ids), "retried": retried})
+        else:
+            out().print(f"{retried} of {len(ids)} failed asset(s) queued again")
+        return 0
+
+    run(ctx, every if all_failed else one)
+
+
+# -- pause, resume ----------------------------------------------------------------------
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; shown by `status`.")] = None,
+) -> None:
+    """Pause the queue: no worker starts a job until `vidretry resume` (running jobs finish)."""
+
+    async def body(config: Config) -> None:
+        from vidretry import breaker
+
+        conn = await session(config)
+        async with conn:
+            done = await breaker.pause(conn, actor=f"operator:{login()}", detail=reason)
+        out().print(
+            {
+                breaker.Paused.PAUSED: "queue paused: no job starts until `vidretry resume`",
+                breaker.Paused.HELD: "queue paused (it was paused by the circuit breaker; "
+                "no probe will end it now, only `vidretry resume`)",
+                breaker.Paused.ALREADY: "queue already paused by hand; nothing changed",
+            }[done]
+        )
+
+    run(ctx, body)
+
+
+@app.command()
+def resume(ctx: typer.Context) -> None:
+    """End a pause, manual or the circuit breaker's: workers start claiming at once."""
+
+    async def body(config: Config) -> None:
+        from vidretry import breaker
+
+        conn = await session(config)
+        async with conn:
+            resumed = await breaker.resume(
+                conn, actor=f"operator:{login()}", admins=config.telegram.admins
+            )
+        if resumed is None:
+            out().print("queue is not paused; nothing changed")
+        else:
+            out().print(f"queue resumed after {resumed.paused_seconds:.0f}s paused")
+
+    run(ctx, body)
+
+
+# -- status, list, show ----------------------------------------------------------------
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="A live dashboard, refreshed every second.")
+    ] = False,
+) -> None:
+    """Counts by state, the oldest pending job, recent failures and the outbox backlog."""
+
+    async def body(config: Config) -> None:
+        from vidretry import reports
+        from vidretry.cli import views
+
+        conn = await session(config)
+        async with conn:
+            if watch:
+                await _watch(conn)
+                return
+            summary = await reports.status(conn, None)
+            running = await reports.running_jobs(conn, None)
+        if as_json:
+            print_json({**summary, "running": running})
+            return
+        out().print(views.dashboard(summary, running))
+
+    run(ctx, body)
+
+
+async def _watch(conn: Connection) -> None:
+    import asyncio
+    import contextlib
+
+    from rich.live import Live
+
+    from vidretry import reports
+    from vidretry.cli import views
+    from vidretry.daemons import stop_on_signals
+
+    stop = stop_on_signals()
+    with Live(console=out(), refresh_per_second=2, screen=False) as live:
+        while not stop.is_set():
+            summary = await reports.status(conn, None)
+            running = await reports.running_jobs(conn, None)
+            live.update(views.dashboard(summary, running))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    state: Annotated[JobState | None, typer.Option("--state", help="Only this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List assets, oldest first."""
+
+    async def body(config: Config) -> None:
+        from vidretry import reports
+        from vidretry.cli import views
+
+        conn = await session(config)
+        async with conn:
+            rows = await reports.list_assets(conn, state, limit)
+        if as_json:
+            print_json(rows)
+        else:
+            out().print(views.assets(rows))
+
+    run(ctx, body)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    asset: Annotated[str, typer.Argument(help="Asset id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One asset with its requests, notifications and event history."""
+
+    async def body(config: Config) -> None:
+        from vidretry import reports
+        from vidretry.cli import views
+
+        asset_id = parse_asset_id(asset)
+        conn = await session(config)
+        async with conn:
+            details = await reports.show_asset(conn, asset_id)
+        if details is None:
+            raise RefusedError(f"asset {asset_id} not found")
+        if as_json:
+            print_json(details)
+        else:
+            out().print(views.asset(details))
+
+    run(ctx, body)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the database, the schema, the handler and the Telegram settings (exit 1 on a
+    failure). Changes nothing; never prints a secret."""
+
+    async def body(config: Config) -> int:
+        from vidretry.cli import views
+        from vidretry.doctor import Verdict, examine
+
+        checks = await examine(config)
+        for check in checks:
+            out().print(views.check(check.name, check.verdict, check.detail), soft_wrap=True)
+        return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+
+    run(ctx, body)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
