@@ -1,5 +1,7 @@
 """Test harness: one private PostgreSQL for the session, a fresh database per test.
 
+``async def`` tests and fixtures run on pytest-asyncio, each test on its own event loop.
+
 pytest-postgresql clones each test's database from a template that already has the schema.
 The server is vidretry's own embedded one, started in a temporary directory: it works the
 same as root (it then runs as the ``postgres`` system user) and as an ordinary user, and it
@@ -9,12 +11,10 @@ instead.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from pytest_postgresql import factories
 
 from tests.support import FakeClock, apply_schema
+from vidretry import db
 from vidretry.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
 
 _server: EmbeddedServer | None = None
@@ -60,16 +61,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_server_dir, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests in a fresh event loop (all this suite needs of pytest-asyncio)."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    names = pyfuncitem._fixtureinfo.argnames
-    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
-    return True
-
-
 pg_server = factories.postgresql_noproc(load=[apply_schema])
 postgresql = factories.postgresql("pg_server")
 
@@ -79,6 +70,13 @@ def db_url(postgresql: psycopg.Connection[Any]) -> str:
     """URL of this test's own database (schema applied, empty tables)."""
     info = postgresql.info
     return f"postgresql://{info.user}@/{info.dbname}?host={info.host}&port={info.port}"
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[db.Connection]:
+    """A connection to this test's database (autocommit, rows as dicts)."""
+    async with await db.connect(db_url) as connection:
+        yield connection
 
 
 @pytest.fixture

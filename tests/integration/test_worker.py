@@ -11,10 +11,10 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
-from tests.support import rows, scalar
+from tests.support import eventually, rows, scalar
 from vidretry import db
-from vidretry.clock import DatabaseClock
-from vidretry.config import WorkerConfig
+from vidretry.config import Config, WorkerConfig
+from vidretry.daemons import build_worker
 from vidretry.enqueue import enqueue
 from vidretry.handlers import build_handler
 from vidretry.worker import Outcome, Worker
@@ -39,15 +39,15 @@ async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> Asy
 def make_worker(
     db_url: str, pool: AsyncConnectionPool[db.Connection], config: WorkerConfig, name: str
 ) -> Worker:
-    return Worker(
-        db_url,
-        pool,
-        config,
-        build_handler(config),
-        clock=DatabaseClock(),
-        rng=random.Random(1),
+    return build_worker(
+        pool, Config(worker=config), build_handler(config), url=db_url, rng=random.Random(1),
         name=name,
-    )
+    )  # fmt: skip
+
+
+async def drained(worker: Worker) -> None:
+    """Run the worker as `vidretry worker --drain` does, until nothing is left to do."""
+    await asyncio.wait_for(worker.run(asyncio.Event(), drain=True), 30)
 
 
 async def add(
@@ -60,6 +60,10 @@ async def add(
                 result = await enqueue(conn, name, user_id=user, params=dict(params))
             ids.append(result.asset_id)
     return ids
+
+
+async def state_is(db_url: str, asset_id: int, state: str) -> bool:
+    return (await state_of(db_url, asset_id))["state"] == state
 
 
 async def state_of(db_url: str, asset_id: int) -> dict[str, object]:
@@ -75,8 +79,8 @@ async def state_of(db_url: str, asset_id: int) -> dict[str, object]:
 async def test_success(db_url: str) -> None:
     (asset_id,) = await add(db_url, "a", users=(1, 2))
     async with worker_for(db_url, FAST) as worker:
-        result = await worker.run_once()
-    assert result.outcomes == {Outcome.SUCCEEDED: 1}
+        await drained(worker)
+    assert worker.outcomes == {Outcome.SUCCEEDED: 1}
     assert await state_of(db_url, asset_id) == {
         "state": "available",
         "attempts": 1,
@@ -155,8 +159,8 @@ async def rescuer_running(db_url: str) -> AsyncIterator[None]:
 async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
     (asset_id,) = await add(db_url, "a", seconds=2.5)
     async with worker_for(db_url, LONG_JOBS) as worker, rescuer_running(db_url):
-        result = await worker.run_once()
-    assert result.outcomes == {Outcome.SUCCEEDED: 1}
+        await drained(worker)
+    assert worker.outcomes == {Outcome.SUCCEEDED: 1}
     assert await state_of(db_url, asset_id) == {
         "state": "available",
         "attempts": 1,
@@ -169,14 +173,14 @@ async def test_a_lost_lease_cancels_the_handler_and_changes_nothing(db_url: str)
     (asset_id,) = await add(db_url, "a")
     config = replace(FAST, handler="python:tests.sample_handlers:hang", heartbeat_seconds=0.2)
     async with worker_for(db_url, config) as worker:
-        running = asyncio.create_task(worker.run_once())
-        await asyncio.sleep(0.3)
+        running = asyncio.create_task(drained(worker))
+        assert await eventually(lambda: state_is(db_url, asset_id, "running"), within=5)
         async with await db.connect(db_url) as conn:  # someone else took the job over
             await conn.execute(
                 "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other'"
             )
-        result = await asyncio.wait_for(running, 5)
-    assert result.outcomes == {Outcome.LOST: 1}
+        await asyncio.wait_for(running, 5)
+    assert worker.outcomes == {Outcome.LOST: 1}
     async with await db.connect(db_url) as conn:
         assert (
             await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", asset_id)
@@ -189,17 +193,18 @@ async def test_one_heartbeat_keeps_every_job_leased_and_cancels_only_the_lost_on
 ) -> None:
     kept, taken = await add(db_url, "kept", "taken", seconds=2.5)
     async with worker_for(db_url, LONG_JOBS) as worker, rescuer_running(db_url):
-        running = asyncio.create_task(worker.run_once())
-        await asyncio.sleep(0.5)
+        running = asyncio.create_task(drained(worker))
+        for asset in (kept, taken):
+            assert await eventually(lambda a=asset: state_is(db_url, a, "running"), within=5)
         async with await db.connect(db_url) as conn:  # someone else took one job over
             await conn.execute(
                 "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other',"
                 " lease_expires_at = now() + interval '1 hour' WHERE id = %s",
                 (taken,),
             )
-        result = await asyncio.wait_for(running, 10)
+        await asyncio.wait_for(running, 10)
     # Both ran past their 1 s lease on one heartbeat; the lost one was abandoned at once.
-    assert result.outcomes == {Outcome.SUCCEEDED: 1, Outcome.LOST: 1}
+    assert worker.outcomes == {Outcome.SUCCEEDED: 1, Outcome.LOST: 1}
     assert (await state_of(db_url, kept))["state"] == "available"
     async with await db.connect(db_url) as conn:
         assert await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", taken) == (
@@ -236,17 +241,23 @@ async def test_workers_on_separate_connections_never_claim_a_job_twice(db_url: s
 async def test_notify_wakes_an_idle_worker_long_before_its_poll(db_url: str) -> None:
     config = replace(FAST, poll_interval_seconds=60)
     stop = asyncio.Event()
-    async with worker_for(db_url, config) as worker:
+    async with worker_for(db_url, config) as worker, await db.connect(db_url) as conn:
         running = asyncio.create_task(worker.run(stop))
-        await asyncio.sleep(0.5)  # idle, listening
-        (asset_id,) = await add(db_url, "a")
-        for _ in range(100):
-            if (await state_of(db_url, asset_id))["state"] == "available":
-                break
-            await asyncio.sleep(0.05)
+        assert worker.listener is not None
+        await asyncio.wait_for(worker.listener.ready.wait(), 10)  # idle, listening
+        # A job written without a notification waits: nothing else wakes an idle worker
+        # before its 60-second poll (so what follows is the notification's doing). It is
+        # due a second later, so that no round already under way can take it.
+        asset_id = await scalar(
+            conn,
+            "INSERT INTO video_assets (name, run_at) VALUES ('a', now() + interval '1 second')"
+            " RETURNING id",
+        )
+        assert not await eventually(lambda: state_is(db_url, asset_id, "available"), within=2.5)
+        await conn.execute("SELECT pg_notify('vidretry_jobs', '')")
+        assert await eventually(lambda: state_is(db_url, asset_id, "available"), within=5)
         stop.set()
         await asyncio.wait_for(running, 10)
-    assert (await state_of(db_url, asset_id))["state"] == "available"
 
 
 async def test_stop_releases_jobs_that_outlive_the_grace_period(db_url: str) -> None:
@@ -255,10 +266,7 @@ async def test_stop_releases_jobs_that_outlive_the_grace_period(db_url: str) -> 
     stop = asyncio.Event()
     async with worker_for(db_url, config) as worker:
         running = asyncio.create_task(worker.run(stop))
-        for _ in range(100):
-            if (await state_of(db_url, asset_id))["state"] == "running":
-                break
-            await asyncio.sleep(0.05)
+        assert await eventually(lambda: state_is(db_url, asset_id, "running"), within=5)
         stop.set()
         await asyncio.wait_for(running, 10)
     assert await state_of(db_url, asset_id) == {
@@ -280,7 +288,7 @@ async def test_command_handler_writes_into_output_dir(db_url: str, tmp_path: Pat
         output_dir=tmp_path,
     )
     async with worker_for(db_url, config) as worker:
-        await worker.run_once()
+        await drained(worker)
     output = tmp_path / f"{asset_id}-g0.mp4"
     assert (await state_of(db_url, asset_id))["result"] == str(output)
     assert output.read_text() == "alto\n"

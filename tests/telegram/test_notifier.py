@@ -50,10 +50,10 @@ async def run_worker_to_failure(db_url: str) -> None:
     )
     async with db.open_pool(db_url, max_size=3) as pool:
         worker = Worker(
-            db_url, pool, config, build_handler(config), clock=DatabaseClock(), rng=random.Random(1)
-        )
-        for _ in range(3):
-            await worker.run_once()
+            pool, config, build_handler(config), listener=None, clock=DatabaseClock(),
+            rng=random.Random(1),
+        )  # fmt: skip
+        await worker.run(asyncio.Event(), drain=True)
 
 
 async def introduce(deployment: Deployment, *user_ids: int) -> None:
@@ -92,7 +92,8 @@ async def test_three_users_notified_one_press_requeues_once_and_a_stranger_chang
         await introduce(app, 111, 222, 333)
         telegram.add_user(444)  # a stranger
         async with running(app):
-            await asyncio.sleep(0.2)  # the notifier is idle and listening (poll: 60 s)
+            assert app.notifier.listener is not None  # idle and listening (poll: 60 s)
+            await asyncio.wait_for(app.notifier.listener.ready.wait(), 10)
             asset_id = await fail_for_good(db_url, "Маша", (111, 222, 333))
             # Woken by NOTIFY, not by its 60-second poll.
             await telegram.wait_for(lambda: len(failure_messages(telegram)) == 3, timeout=2)

@@ -4,6 +4,7 @@ from uuid import uuid4
 
 import pytest
 
+from tests.support import eventually
 from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError
 from vidretry.handlers import CommandHandler, PythonHandler, build_handler, load_function
@@ -75,16 +76,24 @@ async def test_listed_exit_status_is_permanent(tmp_path: Path) -> None:
 
 
 async def test_command_timeout_kills_the_process_group(tmp_path: Path) -> None:
-    marker = tmp_path / "survived"
+    pid_file = tmp_path / "child.pid"
     handler = CommandHandler(
-        ("sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"), timeout_seconds=0.3
+        ("sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"), timeout_seconds=0.3
     )
     with pytest.raises(HandlerError, match=r"timed out after 0.3s"):
         await handler(job(tmp_path))
-    import asyncio
+    child = int(pid_file.read_text())
+    assert await eventually(lambda: not _alive(child), within=5), (
+        "the child of the timed-out command was left running"
+    )
 
-    await asyncio.sleep(2.5)
-    assert not marker.exists(), "the child of the timed-out command was left running"
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped has stopped running)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 async def test_missing_program_is_an_attempt_failure(tmp_path: Path) -> None:

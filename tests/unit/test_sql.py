@@ -1,10 +1,10 @@
 import re
 
-from vidretry import db
+from vidretry import redact, sqlfiles
 
 
 def test_every_statement_is_named_and_commented_or_trivially_read_only() -> None:
-    queries = db.queries()
+    queries = sqlfiles.queries()
     assert "claim_jobs" in queries
     assert "retry_job" in queries
     for name, text in queries.items():
@@ -14,27 +14,135 @@ def test_every_statement_is_named_and_commented_or_trivially_read_only() -> None
             assert text.lstrip().startswith("--"), f"{name} changes state but has no comment"
 
 
-def test_every_update_of_a_state_is_guarded_by_the_state_it_leaves() -> None:
-    for name, text in db.queries().items():
-        for update in re.findall(r"UPDATE \w+.*?(?:RETURNING|;|\Z)", text, flags=re.S):
-            if re.search(r"SET\s+state\s*=", update) or "\n    SET state" in update:
-                assert re.search(r"state\s*=\s*'\w+'", update.split("WHERE", 1)[-1]) or (
-                    "FROM" in update  # guarded in a SKIP LOCKED sub-select
-                ), f"{name}: state change without a state guard"
-
-
 def test_comments_hold_no_placeholders() -> None:
     # psycopg would treat a %(x)s in a comment as a parameter.
-    for name, text in db.queries().items():
+    for name, text in sqlfiles.queries().items():
         for line in text.splitlines():
             if line.strip().startswith("--"):
                 assert "%" not in line, f"{name}: {line}"
 
 
 def test_migrations_are_numbered_from_one() -> None:
-    assert [m.version for m in db.migrations()] == list(range(1, len(db.migrations()) + 1))
+    assert [m.version for m in sqlfiles.migrations()] == list(
+        range(1, len(sqlfiles.migrations()) + 1)
+    )
 
 
 def test_redact_url_hides_the_password() -> None:
-    assert db.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
-    assert "hunter2" not in db.redact_url("host=h password=hunter2 dbname=x")
+    assert redact.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert "hunter2" not in redact.redact_url("host=h password=hunter2 dbname=x")
+
+
+# Every UPDATE, statement by statement and in order, with the guard that makes it a
+# compare-and-set: the state (or lease token, or open row) it may only change from. A guard
+# given as (cte, guard) lives in the named sub-select, which locks its rows FOR UPDATE SKIP
+# LOCKED, and the UPDATE must take its rows from it. A new UPDATE fails this test until it
+# is named here.
+EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
+    # breaker.sql: the breaker is one row (id is always true), serialised by lock_breaker.
+    "note_failed_attempt": ["b.id"],
+    "forget_streak": ["id"],
+    "refund_attempt": ["state = 'running' AND lease_token = %(token)s", "p.resumed_at IS NULL"],
+    "refund_streak": ["a.state IN ('pending', 'running')", "resumed_at IS NULL"],
+    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'"],
+    "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
+    "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
+    # jobs.sql
+    "claim_jobs": [("due", "state = 'pending'")],
+    "extend_leases": ["state = 'running' AND lease_token = ANY"],
+    "complete_jobs": [
+        "a.state = 'running' AND a.lease_token = ANY",
+        "EXISTS (SELECT 1 FROM done)",
+    ],
+    "schedule_next_attempt": ["state = 'running' AND lease_token = %(token)s"],
+    "fail_job": ["state = 'running' AND lease_token = %(token)s"],
+    "settle_requests_and_queue_notifications": ["r.state = 'pending'"],
+    "rescue_expired_jobs": [("expired", "state = 'running'")],
+    "take_over_exhausted_jobs": [("expired", "state = 'running'")],
+    "release_job": ["state = 'running' AND lease_token = %(token)s"],
+    # leadership.sql
+    "claim_leadership": ["leader IS NULL OR expires_at <"],
+    "renew_leadership": ["token = %(token)s"],
+    "resign_leadership": ["token = %(token)s"],
+    # outbox.sql
+    "claim_notifications": ["n.state = 'pending'", ("due", "state = 'pending'")],
+    "mark_notification_sent": ["state = 'sending' AND lease_token = %(token)s"],
+    "reschedule_notification": ["n.state = 'sending' AND n.lease_token = %(token)s"],
+    "bury_notification": ["state = 'sending' AND lease_token = %(token)s"],
+    "extend_notification_leases": ["state = 'sending' AND lease_token = ANY"],
+    "rescue_expired_notifications": ["SELECT id FROM notifications WHERE state = 'sending'"],
+    # retry.sql
+    "retry_job": ["a.state = 'failed'"],
+    "reopen_requests": ["state = 'failed'"],
+    "supersede_failure_notifications": ["state = 'pending'"],
+    # schema.sql
+    "record_missing_checksum": ["checksum IS NULL"],
+}
+
+
+# An UPDATE statement (not FOR UPDATE, not ON CONFLICT ... DO UPDATE).
+_UPDATE = re.compile(r"\bUPDATE\s+\w+(?:\s+AS\s+\w+)?\s+SET\b")
+
+
+def _updates(text: str) -> list[tuple[str, str]]:
+    """Each UPDATE's WHERE clause (its own, not a sub-select's) and the UPDATE's text."""
+    found = []
+    for match in _UPDATE.finditer(text):
+        depth, end = 0, len(text)
+        for i in range(match.end(), len(text)):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth < 0 or (depth == 0 and text.startswith(("RETURNING", ";"), i)):
+                end = i
+                break
+        body = text[match.start() : end]
+        depth, where = 0, ""
+        for i in range(len(body)):
+            depth += {"(": 1, ")": -1}.get(body[i], 0)
+            if depth == 0 and body.startswith("WHERE", i):
+                where = body[i + len("WHERE") :]
+        found.append((" ".join(where.split()), body))
+    return found
+
+
+def _cte(text: str, name: str) -> str:
+    match = re.search(rf"\b{name} AS (?:MATERIALIZED )?\(", text)
+    assert match, f"no sub-select {name}"
+    depth = 1
+    for i in range(match.end(), len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return " ".join(text[match.end() : i].split())
+    raise AssertionError(f"unbalanced sub-select {name}")
+
+
+def test_every_update_is_guarded_by_what_it_may_change_from() -> None:
+    statements = {n: t for n, t in sqlfiles.queries().items() if _UPDATE.search(t)}
+    assert set(statements) == set(EXPECTED_GUARDS), "name the guard of every new UPDATE here"
+    for name, text in statements.items():
+        updates = _updates(text)
+        assert len(updates) == len(EXPECTED_GUARDS[name]), f"{name}: {len(updates)} UPDATEs"
+        for (where, body), guard in zip(updates, EXPECTED_GUARDS[name], strict=True):
+            assert where, f"{name}: an UPDATE without WHERE"
+            if isinstance(guard, tuple):
+                cte, guard = guard
+                assert re.search(rf"\bFROM {cte}\b", body), f"{name}: rows not taken from {cte}"
+                locked = _cte(text, cte)
+                assert guard in locked, f"{name}: {cte} lacks {guard!r}"
+                assert "SKIP LOCKED" in locked, f"{name}: {cte} locks nothing"
+            else:
+                assert guard in where, f"{name}: expected guard {guard!r} in WHERE {where!r}"
+
+
+def test_the_guard_check_fails_an_unguarded_update() -> None:
+    # The check itself: an UPDATE with no WHERE, or a WHERE without the state, is caught.
+    assert _updates("UPDATE video_assets SET state = 'failed' RETURNING id") == [
+        ("", "UPDATE video_assets SET state = 'failed' ")
+    ]
+    where, _ = _updates("UPDATE t SET x = (SELECT 1 FROM u WHERE a) WHERE id = 1")[0]
+    assert where == "id = 1"
+
+
+def test_statements_that_write_the_outbox_say_so() -> None:
+    for name, text in sqlfiles.queries().items():
+        if re.search(r"INSERT INTO notifications\b", text):
+            assert "queue" in name, f"{name} writes outbox rows: name it queue_..."
