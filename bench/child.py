@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import resource
 import signal
 import sys
 import time
@@ -229,3 +230,6 @@ if __name__ == "__main__":
     finally:
         if RECORDS:
             dump(OUT)
+        if Path("/dev/null") != OUT:  # the peak memory of this worker, for the harness
+            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            Path(f"{OUT}.rss").write_text(str(peak_kib))

@@ -182,7 +182,7 @@ class Bench:
     # -- cases ----------------------------------------------------------------------------
 
     def throughput(self, label: str, system: str, processes: int, setup: Callable[[str, int], None],
-                   jobs: int, *extra: str) -> float:  # fmt: skip
+                   jobs: int, *extra: str, memory: str | None = None) -> float:  # fmt: skip
         url = self.database()
         try:
             setup(url, jobs)
@@ -192,6 +192,9 @@ class Bench:
                     error = out.with_suffix(".err").read_text().strip().splitlines()[-3:]
                     raise RuntimeError(f"{label}: a worker exited with {proc.returncode}: {error}")
             records = [r for _, out in children for r in self.read(out)]
+            if memory:  # the busiest process's peak
+                peak = max(int(Path(f"{out}.rss").read_text()) for _, out in children)
+                self.results[f"memory: {memory} under load, peak RSS (MiB)"].append(peak / 1024)
         finally:
             self.drop(url)
         counts = Counter(job_id for job_id, _ in records)
@@ -211,6 +214,7 @@ class Bench:
             setup(url, 0)
             proc, out = self.spawn(system, url, "wait")
             time.sleep(2.0)  # started, idle, listening
+            self.results[f"memory: {system} worker idle, RSS (MiB)"].append(rss_mib(proc.pid))
             sent: dict[Any, float] = {}
             for _ in range(self.size.latency_samples):
                 job_id, committed_at = enqueue(url)
@@ -315,6 +319,10 @@ class Bench:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                     proc, _ = self.spawn(system, url, *args)
                     time.sleep(3.0)
+                    if label == "notifier":
+                        self.results["memory: vidretry notifier idle, RSS (MiB)"].append(
+                            rss_mib(proc.pid)
+                        )
                     conn.execute("SELECT pg_stat_statements_reset()")
                     window = 10.0
                     time.sleep(window)
@@ -361,6 +369,7 @@ class Bench:
                 self.setup_vidretry,
                 n,
                 VIDRETRY_CONCURRENCY,
+                memory=f"vidretry worker, concurrency {VIDRETRY_CONCURRENCY},",
             )
             self.throughput(
                 "throughput: vidretry, 4 processes (jobs/s)",
@@ -371,10 +380,12 @@ class Bench:
                 VIDRETRY_CONCURRENCY,
             )
             self.throughput(
-                "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4, self.setup_pgqueuer, n
-            )
+                "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4, self.setup_pgqueuer, n,
+                memory="pgqueuer worker (its defaults)",
+            )  # fmt: skip
             self.throughput("throughput: procrastinate, 4 processes (jobs/s)", "procrastinate", 4,
-                            self.setup_procrastinate, n)  # fmt: skip
+                            self.setup_procrastinate, n,
+                            memory="procrastinate worker (its defaults)")  # fmt: skip
             self.latency(
                 "enqueue → start: vidretry", "vidretry", self.setup_vidretry, _enqueue_vidretry
             )
@@ -388,6 +399,14 @@ class Bench:
             self.pacing()
             self.idle_cost()
             self.scale()
+
+
+def rss_mib(pid: int) -> float:
+    """A running process's resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def _enqueue_vidretry(url: str, name: str = "", user_id: int = 1, max_attempts: int = 3) -> Any:

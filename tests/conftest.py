@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401
 import psycopg
 import pytest
 from pytest_postgresql import factories
@@ -25,6 +26,10 @@ from pytest_postgresql import factories
 from tests.support import FakeClock, apply_schema
 from vidretry import db
 from vidretry.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
+
+# hypothesis is imported up front: its pytest plugin otherwise imports it at the end of a
+# run that used none of its tests, and on Python 3.11.7 pytest's rewriting of it then fails
+# ("AST constructor recursion depth mismatch") once the Telegram tests have run.
 
 _server: EmbeddedServer | None = None
 _server_dir: Path | None = None

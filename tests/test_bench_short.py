@@ -3,7 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
-from bench import operations
+from bench import broadcast, operations
 from bench.run import main
 
 
@@ -22,6 +22,10 @@ def test_benchmark_short_form_runs_every_case(capsys: pytest.CaptureFixture[str]
         "pacing: busiest 1-second window",
         "idle notifier: queries per second",
         "scale: claim throughput",
+        "memory: vidretry worker, concurrency 64, under load",
+        "memory: vidretry notifier idle",
+        "memory: pgqueuer worker idle",
+        "memory: procrastinate worker (its defaults) under load",
     ):
         assert case in report
 
@@ -33,4 +37,17 @@ def test_operations_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]
     report = capsys.readouterr().out
     for row in ("`status` (counts, summary, pause)", "/metrics queue query",
                 "claims/s while pruning"):  # fmt: skip
+        assert row in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_broadcast_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # Through the real Telethon client and the Telegram double; the child process checks
+    # that every paid broadcast carried its flag.
+    assert broadcast.main(["--short"]) == 0
+    report = capsys.readouterr().out
+    for row in ("paid broadcast: messages/s", "paid broadcast: busiest 1-second window",
+                "paid broadcast: notifier peak RSS", "mass failure at 25/s",
+                "mass failure at 1000/s"):  # fmt: skip
         assert row in report

@@ -65,9 +65,18 @@ class WorkerConfig:
     breaker_probe_max_seconds: float = field(default=120.0, metadata=_bounded(0.1, 86400))
 
 
+# Messages a second: what Telegram allows a bot for free, and with paid broadcasts.
+FREE_RATE_LIMIT = 30.0
+PAID_RATE_LIMIT = 1000.0
+
+
 @dataclass(frozen=True)
 class NotifierConfig:
-    rate_per_second: float = field(default=25.0, metadata=_bounded(0.1, 30))
+    # Telegram lets a bot send about 30 messages a second for free; up to 1,000 with
+    # paid_broadcast (allow_paid_floodskip: Stars are charged for messages beyond the free
+    # limit, from the bot's balance).
+    rate_per_second: float = field(default=25.0, metadata=_bounded(0.1, PAID_RATE_LIMIT))
+    paid_broadcast: bool = False
     per_chat_interval_seconds: float = field(default=1.0, metadata=_bounded(0, 3600))
     # A message that keeps failing on its own is given up after this long; outages of
     # Telegram cost it nothing (they pause all sends instead). Real outages have lasted hours.
@@ -344,6 +353,12 @@ def _check_consistency(config: Config) -> None:
             f"(got {worker.breaker_probe_max_seconds:g} and {worker.breaker_probe_seconds:g})"
         )
     notifier = config.notifier
+    if notifier.rate_per_second > FREE_RATE_LIMIT and not notifier.paid_broadcast:
+        raise ConfigError(
+            f"[notifier] rate_per_second above {FREE_RATE_LIMIT:g} needs [notifier] "
+            "paid_broadcast = true (Telegram charges Stars for messages beyond the free limit; "
+            f"got {notifier.rate_per_second:g})"
+        )
     if notifier.heartbeat_seconds * 3 > notifier.lease_seconds:
         # A lease must survive two missed beats, or a slow upload could outlive it and be
         # sent again by the notifier that takes the row over.

@@ -196,7 +196,10 @@ async def serve_notifier(
         if console is None:
             from vidretry.telegram import TelegramBot, build_client
 
-            process.open_bot = lambda pacer: TelegramBot(build_client(config.telegram), pacer=pacer)
+            paid = config.notifier.paid_broadcast
+            process.open_bot = lambda pacer: TelegramBot(
+                build_client(config.telegram, paid_broadcast=paid), pacer=pacer
+            )
         await process.run(stop_on_signals(), drain=drain)
 
 

@@ -51,9 +51,9 @@ def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -
     probe = run(
         python,
         "-c",
-        "import vidretry, vidretry.db as d;"
-        "print(vidretry.__file__); print(sorted(d.queries())); "
-        "print([m.version for m in d.migrations()])",
+        "import vidretry, vidretry.sqlfiles as s;"
+        "print(vidretry.__file__); print(sorted(s.queries())); "
+        "print([m.version for m in s.migrations()])",
         cwd=tmp_path,
     )
     assert probe.returncode == 0, probe.stderr

@@ -85,7 +85,8 @@ async def deployed(
     client = build_client(
         TelegramConfig(
             api_id=1, api_hash="0" * 32, bot_token=BOT_TOKEN, session=tmp_path / f"{name}.session"
-        )
+        ),
+        paid_broadcast=config.paid_broadcast,
     )
     install(client, telegram)
     pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds)

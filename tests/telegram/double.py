@@ -192,7 +192,8 @@ class FakeTelegram:
                 types.UpdateMessageID(message_id, request.random_id),
                 types.UpdateNewMessage(message, self.pts, 1),
             ],
-            [self.bot, *self.users.values()],
+            # As Telegram does, the entities the update mentions: the bot and the recipient.
+            [self.bot, *([self.users[peer.user_id]] if peer.user_id in self.users else [])],
             [],
             self._now(),
             0,

@@ -424,6 +424,28 @@ async def test_ready_video_is_sent_and_a_missing_file_is_dead(
         assert dead[0]["last_error"] == f"video file missing: {tmp_path / 'missing.mp4'}"
 
 
+@pytest.mark.parametrize("paid", [False, True])
+async def test_paid_broadcast_marks_every_message_and_video_it_sends(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path, paid: bool
+) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\x00" * 2048)
+    config = replace(FAST, paid_broadcast=paid, rate_per_second=1000 if paid else 30)
+    async with deployed(db_url, telegram, tmp_path, config=config) as app:
+        await introduce(app, 1, 2)
+        async with await db.connect(db_url) as conn:
+            await enqueue(conn, "here", user_id=1)
+            (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+            await jobs.complete(conn, job, owner="w", result=str(video), now=None)
+        await fail_for_good(db_url, "gone", (2,))
+        assert (await app.notifier.run_once()).outcomes == {Delivery.SENT: 2}
+        (media,) = telegram.sent(functions.messages.SendMediaRequest)
+        (text,) = failure_messages(telegram)
+        # As Telegram reads them: the flag is in the serialised request, or not.
+        assert bool(media.allow_paid_floodskip) is paid
+        assert bool(text.allow_paid_floodskip) is paid
+
+
 async def test_a_notifier_killed_mid_batch_loses_nothing(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:

@@ -48,7 +48,11 @@ def test_values_are_typed() -> None:
         ({"worker": {"lease_seconds": 5}}, r"heartbeat_seconds must be shorter"),
         (
             {"notifier": {"rate_per_second": 100}},
-            r"\[notifier\] rate_per_second must be at most 30",
+            r"\[notifier\] rate_per_second above 30 needs \[notifier\] paid_broadcast = true",
+        ),
+        (
+            {"notifier": {"rate_per_second": 1001, "paid_broadcast": True}},
+            r"\[notifier\] rate_per_second must be at most 1000",
         ),
         ({"telegram": {"admins": [1, "x"]}}, r"\[telegram\] admins\[1\] must be an integer"),
         ({"telegram": {"api_id": "123"}}, r"\[telegram\] api_id must be an integer"),
@@ -107,6 +111,13 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         assert f"[{section.name}]" in text
         for key in fields(getattr(defaults, section.name)):
             assert re.search(rf"^#? ?{key.name} =", text, re.M), f"[{section.name}] {key.name}"
+
+
+def test_paid_broadcast_allows_telegram_s_paid_limit() -> None:
+    assert Config().notifier.paid_broadcast is False
+    config = parse_config({"notifier": {"rate_per_second": 1000, "paid_broadcast": True}})
+    assert config.notifier.rate_per_second == 1000
+    parse_config({"notifier": {"rate_per_second": 30}})  # the free limit needs no flag
 
 
 def test_a_notifier_heartbeat_must_leave_the_lease_two_missed_beats() -> None:
