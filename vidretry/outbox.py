@@ -61,8 +61,21 @@ async def due(conn: Connection, *, limit: int, now: datetime | None) -> list[Not
 async def mark_sent(
     conn: Connection, note: Notification, *, message_id: int | None, now: datetime | None
 ) -> bool:
-    params = {"id": note.id, "token": note.lease_token, "message_id": message_id, "now": now}
-    return await fetch_one(conn, "mark_notification_sent", params) is not None
+    """Delivered: False if the lease was lost meanwhile (nothing changed)."""
+    return note.id in await mark_sent_many(conn, [(note, message_id)], now=now)
+
+
+async def mark_sent_many(
+    conn: Connection, sent: Sequence[tuple[Notification, int | None]], *, now: datetime | None
+) -> set[int]:
+    """``mark_sent`` for a batch, in one statement; the ids whose lease still held."""
+    params = {
+        "ids": [note.id for note, _ in sent],
+        "tokens": [note.lease_token for note, _ in sent],
+        "message_ids": [message_id for _, message_id in sent],
+        "now": now,
+    }
+    return {row["id"] for row in await fetch_all(conn, "mark_notifications_sent", params)}
 
 
 async def reschedule(

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -23,6 +23,7 @@ from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
 from vidretry.db import Connection
 from vidretry.errors import HandlerError, PermanentError
+from vidretry.groupcommit import GroupCommit
 from vidretry.handlers import Handler, context_for
 from vidretry.leases import LeaseKeeper
 from vidretry.listen import JOBS_CHANNEL, Listener
@@ -70,7 +71,9 @@ class Worker:
         self.clock = clock
         self.rng = rng
         self.name = name or default_process_name()
-        self.completions = _Completions(self._record_successes)
+        self.completions: GroupCommit[tuple[ClaimedJob, str]] = GroupCommit(
+            self._record_successes, key=lambda done: done[0].id
+        )
         self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
             self._extend_leases, heartbeat_seconds=config.heartbeat_seconds
@@ -167,7 +170,7 @@ class Worker:
         except Exception as exc:
             return await self._record_failure(job, _describe(exc), permanent=False)
         try:
-            recorded = await self.completions.complete(job, result)
+            recorded = await self.completions.add((job, result))
         except TRANSIENT_DB_ERRORS as exc:
             return _not_recorded(job, Outcome.SUCCEEDED, exc)
         return Outcome.SUCCEEDED if recorded else _lease_gone(job, Outcome.SUCCEEDED)
@@ -297,43 +300,6 @@ class Worker:
             await self.leases.stop()
             if self.pruning is not None:
                 await self.pruning.stop()
-
-
-class _Completions:
-    """Successes are written in batches: while one batch commits, the next one forms, as in
-    a database's group commit. A busy worker pays one transaction per batch instead of one
-    per job; an idle one waits for nobody. ``write`` records a batch and returns the ids
-    that were still this worker's."""
-
-    def __init__(
-        self, write: Callable[[list[tuple[ClaimedJob, str]]], Awaitable[set[int]]]
-    ) -> None:
-        self.write = write
-        self.waiting: list[tuple[ClaimedJob, str, asyncio.Future[bool]]] = []
-        self.flusher: asyncio.Task[None] | None = None
-
-    async def complete(self, job: ClaimedJob, result: str) -> bool:
-        """Record a success; True if this worker still held the lease. A job cancelled while
-        it waits is still written: the flush runs in its own task."""
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting.append((job, result, written))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.create_task(self._flush())
-        return await written
-
-    async def _flush(self) -> None:
-        while self.waiting:
-            batch, self.waiting = self.waiting, []
-            try:
-                done = await self.write([(job, result) for job, result, _ in batch])
-            except Exception as exc:  # a job's own task decides what an error means
-                for _, _, written in batch:
-                    if not written.done():
-                        written.set_exception(exc)
-            else:
-                for job, _, written in batch:
-                    if not written.done():
-                        written.set_result(job.id in done)
 
 
 def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breaker:

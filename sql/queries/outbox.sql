@@ -53,17 +53,21 @@ WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz
 ORDER BY n.next_attempt_at, n.id
 LIMIT %(limit)s;
 
--- name: mark_notification_sent
--- Delivered: record Telegram's message id and the time. Fenced by the lease token.
-UPDATE notifications
+-- name: mark_notifications_sent
+-- Delivered, for a batch (the notifier writes its sends as a group commit): each row's
+-- Telegram message id and the time. Each row is fenced by its own lease token, as in
+-- complete_jobs: a row whose lease was lost is not in the result.
+UPDATE notifications AS n
 SET state = 'sent',
-    telegram_message_id = %(message_id)s,
+    -- message_ids[i] belongs to ids[i] (NULL: the transport reports none)
+    telegram_message_id = (%(message_ids)b::bigint[])[array_position(%(ids)b::bigint[], n.id)],
     sent_at = coalesce(%(now)s::timestamptz, now()),
     last_error = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE id = %(id)s AND state = 'sending' AND lease_token = %(token)s
-RETURNING id;
+WHERE n.id = ANY (%(ids)b::bigint[]) AND n.state = 'sending'
+  AND n.lease_token = ANY (%(tokens)b::uuid[])
+RETURNING n.id;
 
 -- name: reschedule_notification
 -- Back to the outbox: a transient error of this row's own ("refund" = 0: the attempt counts,

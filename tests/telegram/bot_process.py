@@ -131,8 +131,8 @@ def main() -> None:
 
     build_client = adapter.build_client
 
-    def build_offline_client(config: Any) -> Any:
-        client = build_client(config)
+    def build_offline_client(config: Any, **options: Any) -> Any:
+        client = build_client(config, **options)
         install(client, telegram)
         return client
 

@@ -66,7 +66,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "resign_leadership": ["token = %(token)s"],
     # outbox.sql
     "claim_notifications": ["n.state = 'pending'", ("due", "state = 'pending'")],
-    "mark_notification_sent": ["state = 'sending' AND lease_token = %(token)s"],
+    "mark_notifications_sent": ["n.state = 'sending' AND n.lease_token = ANY"],
     "reschedule_notification": ["n.state = 'sending' AND n.lease_token = %(token)s"],
     "bury_notification": ["state = 'sending' AND lease_token = %(token)s"],
     "extend_notification_leases": ["state = 'sending' AND lease_token = ANY"],
