@@ -60,6 +60,7 @@ SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
 
 # vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
 VIDRETRY_CONCURRENCY = "64"
+CASES = frozenset({"throughput", "latency", "failure", "pacing", "idle", "scale"})
 
 
 class Bench:
@@ -355,50 +356,47 @@ class Bench:
 
     # -- the whole run --------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, cases: frozenset[str] = CASES) -> None:
         n = self.size.jobs
         for rep in range(self.size.reps):
             print(f"repetition {rep + 1} of {self.size.reps}", file=sys.stderr, flush=True)
-            self.throughput(
-                "throughput: raw loop, 4 processes (jobs/s)", "raw", 4, self.setup_raw, n
-            )
-            self.throughput(
-                "throughput: vidretry, 1 process (jobs/s)",
-                "vidretry",
-                1,
-                self.setup_vidretry,
-                n,
-                VIDRETRY_CONCURRENCY,
-                memory=f"vidretry worker, concurrency {VIDRETRY_CONCURRENCY},",
-            )
-            self.throughput(
-                "throughput: vidretry, 4 processes (jobs/s)",
-                "vidretry",
-                4,
-                self.setup_vidretry,
-                n,
-                VIDRETRY_CONCURRENCY,
-            )
-            self.throughput(
-                "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4, self.setup_pgqueuer, n,
-                memory="pgqueuer worker (its defaults)",
-            )  # fmt: skip
-            self.throughput("throughput: procrastinate, 4 processes (jobs/s)", "procrastinate", 4,
-                            self.setup_procrastinate, n,
-                            memory="procrastinate worker (its defaults)")  # fmt: skip
-            self.latency(
-                "enqueue → start: vidretry", "vidretry", self.setup_vidretry, _enqueue_vidretry
-            )
-            self.latency(
-                "enqueue → start: pgqueuer", "pgqueuer", self.setup_pgqueuer, _enqueue_pgqueuer
-            )
-            self.latency("enqueue → start: procrastinate", "procrastinate",
-                         self.setup_procrastinate,
-                         _enqueue_procrastinate)  # fmt: skip
-            self.failure_to_notification()
-            self.pacing()
-            self.idle_cost()
-            self.scale()
+            if "throughput" in cases:
+                self.throughput(
+                    "throughput: raw loop, 4 processes (jobs/s)", "raw", 4, self.setup_raw, n
+                )
+                self.throughput(
+                    "throughput: vidretry, 1 process (jobs/s)", "vidretry", 1,
+                    self.setup_vidretry, n, VIDRETRY_CONCURRENCY,
+                    memory=f"vidretry worker, concurrency {VIDRETRY_CONCURRENCY},",
+                )  # fmt: skip
+                self.throughput(
+                    "throughput: vidretry, 4 processes (jobs/s)", "vidretry", 4,
+                    self.setup_vidretry, n, VIDRETRY_CONCURRENCY,
+                )  # fmt: skip
+                self.throughput(
+                    "throughput: pgqueuer, 4 processes (jobs/s)", "pgqueuer", 4,
+                    self.setup_pgqueuer, n, memory="pgqueuer worker (its defaults)",
+                )  # fmt: skip
+                self.throughput("throughput: procrastinate, 4 processes (jobs/s)",
+                                "procrastinate", 4, self.setup_procrastinate, n,
+                                memory="procrastinate worker (its defaults)")  # fmt: skip
+            if "latency" in cases:
+                self.latency(
+                    "enqueue → start: vidretry", "vidretry", self.setup_vidretry, _enqueue_vidretry
+                )
+                self.latency(
+                    "enqueue → start: pgqueuer", "pgqueuer", self.setup_pgqueuer, _enqueue_pgqueuer
+                )
+                self.latency("enqueue → start: procrastinate", "procrastinate",
+                             self.setup_procrastinate, _enqueue_procrastinate)  # fmt: skip
+            if "failure" in cases:
+                self.failure_to_notification()
+            if "pacing" in cases:
+                self.pacing()
+            if "idle" in cases:
+                self.idle_cost()
+            if "scale" in cases:
+                self.scale()
 
 
 def rss_mib(pid: int) -> float:
@@ -504,13 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few thousand jobs, once")
     parser.add_argument("--results", type=Path, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--case", choices=sorted(CASES), action="append", help="only these cases (default: all)"
+    )
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="vidretry-bench-"))
     base.chmod(0o755)
     bench = Bench(base, SHORT if args.short else FULL)
     try:
         bench.server.start()
-        bench.run()
+        bench.run(frozenset(args.case) if args.case else CASES)
     finally:
         bench.reap()
         bench.server.stop()

@@ -278,8 +278,11 @@ class Notifier:
             return await self._reschedule(note, paused, None)
         await self.pacer.go(note.chat_id)
         try:
-            async with asyncio.timeout(self.config.send_timeout_seconds):
-                message_id = await self._send(note)
+            try:
+                async with asyncio.timeout(self.config.send_timeout_seconds):
+                    message_id = await self._send(note)
+            finally:
+                self.pacer.sent(note.chat_id)
         except TelegramDown as exc:
             return await self._telegram_failed(
                 note, exc.reason, connection_lost=exc.connection_lost

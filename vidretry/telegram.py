@@ -11,13 +11,14 @@ at the shared ``Pacer``. The bot token is never logged, printed or put in an err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import logging
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -345,13 +346,13 @@ class TelegramBot:
         if reply.remove_button:
             await self._remove_button(event)
         try:
-            await self._turn(event.chat_id)
-            if reply.video:
-                await self.client.send_file(
-                    sender, reply.video, caption=reply.message, parse_mode="html"
-                )
-            elif reply.message:
-                await self.client.send_message(sender, reply.message, parse_mode="html")
+            async with self._turn(event.chat_id):
+                if reply.video:
+                    await self.client.send_file(
+                        sender, reply.video, caption=reply.message, parse_mode="html"
+                    )
+                elif reply.message:
+                    await self.client.send_message(sender, reply.message, parse_mode="html")
         except (errors.RPCError, ConnectionError, OSError, ValueError) as exc:
             log.warning("press by %s: follow-up not sent (%s)", event.sender_id, _describe(exc))
 
@@ -392,23 +393,31 @@ class TelegramBot:
         for message in answer:
             buttons = [[Button.inline(b.text, b.data.encode())] for b in message.buttons]
             try:
-                await self._turn(event.chat_id)
-                if message.video:
-                    await self.client.send_file(
-                        peer, message.video, caption=message.text, parse_mode="html"
-                    )
-                else:
-                    await self.client.send_message(
-                        peer, message.text, parse_mode="html", buttons=buttons or None
-                    )
+                async with self._turn(event.chat_id):
+                    if message.video:
+                        await self.client.send_file(
+                            peer, message.video, caption=message.text, parse_mode="html"
+                        )
+                    else:
+                        await self.client.send_message(
+                            peer, message.text, parse_mode="html", buttons=buttons or None
+                        )
             except (errors.RPCError, ValueError, *_TELEGRAM_DOWN) as exc:
                 log.warning("answer to %s not sent (%s)", event.sender_id, _describe(exc))
                 return
 
-    async def _turn(self, chat_id: int) -> None:
-        """Every message the bot sends keeps to the same limits as the outbox's."""
-        if self.pacer is not None:
-            await self.pacer.turn(chat_id)
+    @contextlib.asynccontextmanager
+    async def _turn(self, chat_id: int) -> AsyncIterator[None]:
+        """Every message the bot sends keeps to the same limits as the outbox's: wait for the
+        chat's turn, send inside, and the chat's interval counts from when it is done."""
+        if self.pacer is None:
+            yield
+            return
+        await self.pacer.turn(chat_id)
+        try:
+            yield
+        finally:
+            self.pacer.sent(chat_id)
 
 
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
