@@ -6,56 +6,52 @@ from vidretry import db, schema, sqlfiles
 from vidretry.errors import SchemaError
 
 
-async def test_upgrade_twice_changes_nothing(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        assert await schema.upgrade(conn) == []
-        assert await schema.schema_version(conn) == schema.latest_version()
+async def test_upgrade_twice_changes_nothing(conn: db.Connection) -> None:
+    assert await schema.upgrade(conn) == []
+    assert await schema.schema_version(conn) == schema.latest_version()
 
 
-async def test_fresh_database_gets_every_migration(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("CREATE SCHEMA fresh")
-        await conn.execute("SET search_path TO fresh")
-        assert await schema.upgrade(conn) == [m.version for m in sqlfiles.migrations()]
-        assert await scalar(conn, "SELECT count(*) FROM fresh.video_assets") == 0
+async def test_fresh_database_gets_every_migration(conn: db.Connection) -> None:
+    await conn.execute("CREATE SCHEMA fresh")
+    await conn.execute("SET search_path TO fresh")
+    assert await schema.upgrade(conn) == [m.version for m in sqlfiles.migrations()]
+    assert await scalar(conn, "SELECT count(*) FROM fresh.video_assets") == 0
 
 
-async def test_newer_database_is_a_clear_error(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("INSERT INTO vidretry_migrations (version, name) VALUES (999, 'future')")
-        with pytest.raises(SchemaError, match="version 999, newer than this vidretry"):
-            await schema.upgrade(conn)
-        with pytest.raises(SchemaError, match="newer than this vidretry"):
-            await schema.check_schema(conn)
+async def test_newer_database_is_a_clear_error(conn: db.Connection) -> None:
+    await conn.execute("INSERT INTO vidretry_migrations (version, name) VALUES (999, 'future')")
+    with pytest.raises(SchemaError, match="version 999, newer than this vidretry"):
+        await schema.upgrade(conn)
+    with pytest.raises(SchemaError, match="newer than this vidretry"):
+        await schema.check_schema(conn)
 
 
-async def test_missing_schema_says_how_to_fix_it(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("DROP TABLE vidretry_migrations")
-        with pytest.raises(SchemaError, match="run `vidretry db upgrade`"):
-            await schema.check_schema(conn)
+async def test_missing_schema_says_how_to_fix_it(conn: db.Connection) -> None:
+    await conn.execute("DROP TABLE vidretry_migrations")
+    with pytest.raises(SchemaError, match="run `vidretry db upgrade`"):
+        await schema.check_schema(conn)
 
 
-async def test_a_changed_migration_is_refused(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("UPDATE vidretry_migrations SET checksum = 'f00d' WHERE version = 3")
-        with pytest.raises(SchemaError, match=r"migration 3 \(lean_writes\) applied to this"):
-            await schema.check_schema(conn)
-        with pytest.raises(SchemaError, match="differs from the one shipped"):
-            await schema.upgrade(conn)
-        assert await scalar(conn, "SELECT checksum FROM vidretry_migrations WHERE version = 3") == (
-            "f00d"
-        )
+async def test_a_changed_migration_is_refused(conn: db.Connection) -> None:
+    await conn.execute("UPDATE vidretry_migrations SET checksum = 'f00d' WHERE version = 3")
+    with pytest.raises(SchemaError, match=r"migration 3 \(lean_writes\) applied to this"):
+        await schema.check_schema(conn)
+    with pytest.raises(SchemaError, match="differs from the one shipped"):
+        await schema.upgrade(conn)
+    assert await scalar(conn, "SELECT checksum FROM vidretry_migrations WHERE version = 3") == (
+        "f00d"
+    )
 
 
-async def test_checksums_are_recorded_for_migrations_applied_before_them(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("ALTER TABLE vidretry_migrations DROP COLUMN checksum")
-        await schema.check_schema(conn)  # an older vidretry's bookkeeping is still read
-        assert await schema.upgrade(conn) == []
-        recorded = await rows(conn, "SELECT version, checksum FROM vidretry_migrations")
-        shipped = {m.version: m.checksum for m in sqlfiles.migrations()}
-        assert {r["version"]: r["checksum"] for r in recorded} == shipped
+async def test_checksums_are_recorded_for_migrations_applied_before_them(
+    conn: db.Connection,
+) -> None:
+    await conn.execute("ALTER TABLE vidretry_migrations DROP COLUMN checksum")
+    await schema.check_schema(conn)  # an older vidretry's bookkeeping is still read
+    assert await schema.upgrade(conn) == []
+    recorded = await rows(conn, "SELECT version, checksum FROM vidretry_migrations")
+    shipped = {m.version: m.checksum for m in sqlfiles.migrations()}
+    assert {r["version"]: r["checksum"] for r in recorded} == shipped
 
 
 @pytest.mark.parametrize(
@@ -80,32 +76,29 @@ async def test_checksums_are_recorded_for_migrations_applied_before_them(db_url:
         "INSERT INTO video_assets (name) VALUES (repeat('я', 1000) || 'x')",
     ],
 )
-async def test_illegal_assets_are_unstorable(db_url: str, insert: str) -> None:
-    async with await db.connect(db_url) as conn:
-        with pytest.raises(psycopg.errors.CheckViolation):
-            await conn.execute(insert)  # type: ignore[arg-type]
+async def test_illegal_assets_are_unstorable(conn: db.Connection, insert: str) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await conn.execute(insert)  # type: ignore[arg-type]
 
 
-async def test_duplicate_notification_is_impossible(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
-        insert = (
-            "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation)"
-            " SELECT id, 1, 1, 'failed', 0 FROM video_assets"
-        )
+async def test_duplicate_notification_is_impossible(conn: db.Connection) -> None:
+    await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
+    insert = (
+        "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation)"
+        " SELECT id, 1, 1, 'failed', 0 FROM video_assets"
+    )
+    await conn.execute(insert)
+    with pytest.raises(psycopg.errors.UniqueViolation):
         await conn.execute(insert)
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            await conn.execute(insert)
 
 
-async def test_event_history_is_append_only(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
-        await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
-        await conn.execute(
-            "INSERT INTO job_events (asset_id, generation, kind)"
-            " SELECT id, 0, 'enqueued' FROM video_assets"
-        )
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            await conn.execute("UPDATE job_events SET actor = 'me'")
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            await conn.execute("DELETE FROM job_events")
+async def test_event_history_is_append_only(conn: db.Connection) -> None:
+    await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
+    await conn.execute(
+        "INSERT INTO job_events (asset_id, generation, kind)"
+        " SELECT id, 0, 'enqueued' FROM video_assets"
+    )
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        await conn.execute("UPDATE job_events SET actor = 'me'")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        await conn.execute("DELETE FROM job_events")
