@@ -171,7 +171,7 @@ class Bench:
         if not twice:  # the rate alone: every user's one message
             out = self.base / "broadcast-once.json"
             child = spawn(url, PAID_RATE, expected, out)
-            await asyncio.to_thread(child.wait)
+            await asyncio.to_thread(child.communicate)  # waits, and closes its stdout
             times = sorted(at for at, _ in json.loads(out.read_text())["sends"])
             if len(times) != expected:
                 raise RuntimeError(f"broadcast: {len(times)} of {expected} sent")
@@ -182,7 +182,7 @@ class Bench:
             return
         out = self.base / "broadcast.json"
         child = spawn(url, PAID_RATE, expected, out)
-        await asyncio.to_thread(child.wait)
+        await asyncio.to_thread(child.communicate)  # waits, and closes its stdout
         report = json.loads(out.read_text())
         sends = [(at, chat) for at, chat in report["sends"]]
         times = [at for at, _ in sends]
@@ -213,7 +213,7 @@ class Bench:
         if (await asyncio.to_thread(child.stdout.readline)).strip() != "ready":
             raise RuntimeError("the notifier did not start")
         last_failure = await fail_all(url, claimed)
-        await asyncio.to_thread(child.wait)
+        await asyncio.to_thread(child.communicate)  # waits, and closes its stdout
         report = json.loads(out.read_text())
         times = sorted(at for at, _ in report["sends"])
         if len(times) != expected:

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.05)  # idle again before the next one
         time.sleep(0.5)
         worker.terminate()
-        worker.wait(timeout=30)
+        worker.communicate(timeout=30)  # waits, and closes its stdout
         steps = [json.loads(line) for line in out.read_text().splitlines()]
     finally:
         server.stop()
