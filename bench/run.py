@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.broadcast import busiest_second
 from bench.child import procrastinate_app
 from vidretry import db, schema
 from vidretry.embedded import EmbeddedServer
@@ -302,7 +303,7 @@ class Bench:
                 self.results["pacing: achieved rate (msg/s, limit 25)"].append(
                     (len(times) - 1) / (times[-1] - times[0])
                 )
-                busiest = max(sum(1 for t in times if s <= t < s + 1) for s in times)
+                busiest = busiest_second(times)
                 self.results["pacing: busiest 1-second window (msgs)"].append(busiest)
             else:
                 gaps = [b - a for a, b in itertools.pairwise(times)]

@@ -303,15 +303,10 @@ class Notifier:
             raise
         self.outage.answered()
         metrics.SENT.labels(note.kind).inc()
-        try:
-            recorded = await self.sent.add((note, message_id))
-        except TRANSIENT_DB_ERRORS as exc:
-            log.error("notification %s: could not record the outcome (%s)", note.id, exc)
-            return Delivery.LOST
-        if not recorded:
-            log.warning("notification %s: lease lost before recording the outcome", note.id)
-            return Delivery.LOST
-        return Delivery.SENT
+        return await self._recorded(note, self._sent(note, message_id))
+
+    async def _sent(self, note: Notification, message_id: int | None) -> Delivery | None:
+        return Delivery.SENT if await self.sent.add((note, message_id)) else None
 
     async def _record_sent(self, sent: list[tuple[Notification, int | None]]) -> set[int]:
         """Record a batch of sends, through a database outage of up to a lease."""
@@ -412,10 +407,17 @@ class Notifier:
         self, note: Notification, change: Callable[[Connection], Awaitable[Delivery | None]]
     ) -> Delivery:
         """Run a fenced statement through a database outage; None from it: the lease was lost."""
+        return await self._recorded(
+            note, through_outage(self.pool, change, within=self.config.lease_seconds, rng=self.rng)
+        )
+
+    async def _recorded(
+        self, note: Notification, recording: Awaitable[Delivery | None]
+    ) -> Delivery:
+        """The outcome ``recording`` wrote, or LOST: the database stayed down, or (None) the
+        lease was lost meanwhile."""
         try:
-            outcome = await through_outage(
-                self.pool, change, within=self.config.lease_seconds, rng=self.rng
-            )
+            outcome = await recording
         except TRANSIENT_DB_ERRORS as exc:
             log.error("notification %s: could not record the outcome (%s)", note.id, exc)
             return Delivery.LOST
