@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
-from vidretry.db import Connection, fetch_all, fetch_one
+from vidretry.db import Connection, fetch_one
 from vidretry.errors import RefusedError
 from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.redact import one_line
@@ -84,14 +84,14 @@ async def prune(
 
     async def step(what: str, after: int = 0, upto: int = 0) -> int:
         started = monotonic()
-        ids = await _batch(conn, what, before, batch, after=after, upto=upto)
-        if ids is None:
+        deleted = await _batch(conn, what, before, batch, after=after, upto=upto)
+        if deleted is None:
             raise RefusedError("another process is pruning right now: try again later")
-        done[what] += len(ids)
-        on_progress(len(ids))
+        done[what] += deleted
+        on_progress(deleted)
         if pace > 0:
             await asyncio.sleep((monotonic() - started) * pace)
-        return len(ids)
+        return deleted
 
     for what in ("events", "notifications"):  # a window of ids per batch
         if bounds[what] is None:
@@ -109,14 +109,16 @@ async def prune(
 
 async def _batch(
     conn: Connection, what: str, before: datetime, batch: int, *, after: int, upto: int
-) -> list[int] | None:
+) -> int | None:
     params = {"before": before, "batch": batch, "after": after, "upto": upto}
     async with conn.transaction():
         locked = await fetch_one(conn, "try_prune_lock", {"key": PRUNE_LOCK})
         if not (locked and locked["locked"]):
             return None
         await fetch_one(conn, "allow_pruning_before", {"before": before})
-        return [row["id"] for row in await fetch_all(conn, _STATEMENTS[what], params)]
+        row = await fetch_one(conn, _STATEMENTS[what], params)
+        assert row is not None
+        return int(row["deleted"])
 
 
 class BackgroundPruning:

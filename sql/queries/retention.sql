@@ -24,17 +24,23 @@ SELECT (SELECT min(id) FROM job_events) AS events_from,
 -- window of the primary key per batch. A window, not a LIMIT: the plan is a range scan of
 -- the primary key whatever the planner estimates, so each batch costs what the first did
 -- (it never re-reads rows earlier batches deleted, which stay until vacuum).
-DELETE FROM job_events
-WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
-RETURNING id;
+WITH gone AS (
+    DELETE FROM job_events
+    WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
 
 -- name: prune_notifications
 -- Delete the notifications in a final state (sent, dead, superseded) created before
 -- "before" whose ids are in ("after", "upto"]. Pending and sending rows are never touched.
-DELETE FROM notifications
-WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
-  AND state IN ('sent', 'dead', 'superseded')
-RETURNING id;
+WITH gone AS (
+    DELETE FROM notifications
+    WHERE id > %(after)s AND id <= %(upto)s AND created_at < %(before)s
+      AND state IN ('sent', 'dead', 'superseded')
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
 
 -- name: prune_assets
 -- With --assets only: delete up to "batch" finished assets (available or failed) finished
@@ -54,9 +60,12 @@ WITH doomed AS (
 ),
 requests AS (
     DELETE FROM user_requests WHERE asset_id IN (SELECT id FROM doomed)
+),
+gone AS (
+    DELETE FROM video_assets WHERE id IN (SELECT id FROM doomed)
+    RETURNING 1
 )
-DELETE FROM video_assets WHERE id IN (SELECT id FROM doomed)
-RETURNING id;
+SELECT count(*) AS deleted FROM gone;
 
 -- name: prunable
 -- What a prune would delete (--dry-run, and the progress bar's total).
