@@ -40,7 +40,7 @@ class Scale:
 
 
 FULL = Scale(assets=1_000_000, events_per_asset=5, runs=7, prunable_assets=200_000,
-             jobs_per_run=600_000, alone_seconds=15)  # fmt: skip
+             jobs_per_run=1_500_000, alone_seconds=15)  # fmt: skip
 SHORT = Scale(assets=20_000, events_per_asset=5, runs=3, prunable_assets=4_000,
               jobs_per_run=40_000, alone_seconds=2)  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,15 +126,15 @@ async def _watch_refresh(conn: db.Connection) -> None:
 
 
 async def claim_rate(
-    url: str, base: Path, scale: Scale, during: Callable[[], Awaitable[Any]]
+    url: str, base: Path, jobs: int, during: Callable[[], Awaitable[Any]]
 ) -> tuple[float, float]:
-    """Two `vidretry worker` processes on ``jobs_per_run`` new no-op jobs: their claims per
+    """Two `vidretry worker` processes on ``jobs`` new no-op jobs: their claims per
     second while ``during`` runs (after a warm-up), and how long it ran."""
     async with await db.connect(url) as conn:
         await conn.execute(
             "INSERT INTO video_assets (name) SELECT 'job-' || gen_random_uuid()"
             " FROM generate_series(1, %s)",
-            (scale.jobs_per_run,),
+            (jobs,),
         )
         await conn.execute("ANALYZE video_assets")
     config = base / "vidretry.toml"
@@ -167,7 +167,7 @@ async def claim_rate(
             ).fetchone()
         left = await scalar_of(url, "SELECT count(*) FROM video_assets WHERE state = 'pending'")
         if left == 0:
-            raise RuntimeError("the workers ran out of jobs: raise jobs_per_run")
+            raise RuntimeError("the workers ran out of jobs: raise Scale.jobs_per_run")
         assert row is not None
         return row["n"] / (row["t"] - start).total_seconds(), took
     finally:
@@ -188,9 +188,11 @@ async def scalar_of(url: str, query: LiteralString) -> Any:
         return next(iter(row.values()))
 
 
-async def pruning_rows(url: str, base: Path, scale: Scale) -> list[tuple[str, float, float]]:
-    """Claims per second of two workers alone, while `vidretry db prune --older-than 30d`
-    deletes a million old events (and their notifications), and alone again."""
+async def pruning_rows(
+    url: str, base: Path, scale: Scale, pace: float
+) -> list[tuple[str, float, float]]:
+    """Claims per second of two workers alone, while `vidretry db prune --older-than 30d
+    --pace PACE` deletes a million old events (and their notifications), and alone again."""
     async with await db.connect(url) as conn:
         await fill(conn, scale, assets=scale.prunable_assets, days=(40, 100))
         before = await retention.cutoff(conn, 30 * 86400.0, None)
@@ -202,23 +204,23 @@ async def pruning_rows(url: str, base: Path, scale: Scale) -> list[tuple[str, fl
 
     async def prune() -> None:
         async with await db.connect(url) as conn:
-            await retention.prune(conn, before, assets=False)
+            await retention.prune(conn, before, assets=False, pace=pace)
 
     # Alone, pruning, alone again: the database grows a little with every run.
-    rate_before, _ = await claim_rate(url, base, scale, idle)
-    rate_prune, took = await claim_rate(url, base, scale, prune)
+    rate_before, _ = await claim_rate(url, base, scale.jobs_per_run, idle)
+    rate_prune, took = await claim_rate(url, base, scale.jobs_per_run, prune)
     idle_for = took
-    rate_after, _ = await claim_rate(url, base, scale, idle)
+    rate_after, _ = await claim_rate(url, base, scale.jobs_per_run, idle)
     baseline = (rate_before + rate_after) / 2
-    print(f"pruning {old.events:,} events and {old.notifications:,} notifications took "
-          f"{took:.1f}s")  # fmt: skip
+    print(f"pruning {old.events:,} events and {old.notifications:,} notifications at pace "
+          f"{pace:g} took {took:.1f}s")  # fmt: skip
     return [
         ("claims/s, two workers, nothing else", baseline, 1.0),
         (f"claims/s while pruning {old.events:,} events", rate_prune, rate_prune / baseline),
     ]
 
 
-async def main_async(scale: Scale, base: Path, parts: set[str]) -> int:
+async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> int:
     server = EmbeddedServer(base / "pg")
     url = await asyncio.to_thread(server.start)
     prune_rows: list[tuple[str, float, float]] = []
@@ -228,7 +230,7 @@ async def main_async(scale: Scale, base: Path, parts: set[str]) -> int:
         async with await db.connect(url) as conn:
             await schema.upgrade(conn)
         if "pruning" in parts:
-            prune_rows = await pruning_rows(url, base, scale)
+            prune_rows = await pruning_rows(url, base, scale, pace)
         if "status" in parts:
             async with await db.connect(url) as conn:
                 await conn.execute(
@@ -262,12 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--part", choices=["status", "pruning"], action="append")
+    parser.add_argument(
+        "--pace", type=float, default=retention.DEFAULT_PACE, help="db prune's --pace"
+    )
     args = parser.parse_args(argv)
     parts = set(args.part or ["status", "pruning"])
     base = Path(tempfile.mkdtemp(prefix="vidretry-bench-ops-"))
     base.chmod(0o755)  # the server may run as another user (we may be root)
     try:
-        missed = asyncio.run(main_async(SHORT if args.short else FULL, base, parts))
+        missed = asyncio.run(main_async(SHORT if args.short else FULL, base, parts, args.pace))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     # At 1/50 scale a prune lasts a second: too short to hold a ratio to; only the full
