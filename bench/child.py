@@ -3,12 +3,17 @@
 Every child records what it processed (job id, start time) and writes it as JSON lines to its
 output file on exit, so the harness can check that every job ran exactly once and measure
 from the first start to the last finish across all processes.
+
+In "drain" mode a child first starts up (imports, connections), says so with ``OUT.ready``
+and waits for the harness's go file (``$BENCH_GO``): throughput is measured with every
+process running, not while some of them are still importing their queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import resource
 import signal
@@ -30,6 +35,28 @@ def dump(out: Path) -> None:
     with out.open("w") as f:
         for job_id, at in RECORDS:
             f.write(json.dumps([job_id, at]) + "\n")
+
+
+def _ready() -> Path | None:
+    """Say this child has started; the go file to wait for (None: no start barrier)."""
+    go = os.environ.get("BENCH_GO")
+    if go is None:
+        return None
+    Path(f"{OUT}.ready").touch()
+    return Path(go)
+
+
+async def started_together() -> None:
+    go = _ready()
+    # Polled: the go file comes from another process, there is nothing to await.
+    while go is not None and not go.exists():  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+
+
+def started_together_sync() -> None:
+    go = _ready()
+    while go is not None and not go.exists():
+        time.sleep(0.001)
 
 
 def flush_line(out: Path, job_id: Any) -> None:
@@ -87,6 +114,7 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
             clock=DatabaseClock(),
             rng=random.Random(1),  # noqa: S311
         )
+        await started_together()
         await worker.run(_stop_event(), drain=mode == "drain")
 
 
@@ -142,6 +170,7 @@ async def run_pgqueuer(url: str, mode: str) -> None:
     stop = _stop_event()
     stopper = asyncio.create_task(_shutdown_when(stop, qm))
     execution = QueueExecutionMode.drain if mode == "drain" else QueueExecutionMode.continuous
+    await started_together()
     await qm.run(mode=execution)
     stopper.cancel()
 
@@ -174,6 +203,7 @@ async def run_procrastinate(url: str, mode: str) -> None:
     app = procrastinate_app(url, mode)
 
     async with app.open_async():
+        await started_together()
         await app.run_worker_async(wait=mode != "drain", install_signal_handlers=True)
 
 
@@ -191,6 +221,7 @@ def run_raw(url: str) -> None:
             " UPDATE raw_jobs r SET state = 'running' FROM c WHERE r.id = c.id RETURNING r.id"
         )
         done = "UPDATE raw_jobs SET state = 'done' WHERE id = ANY(%s)"
+        started_together_sync()
         while True:
             ids = [row[0] for row in conn.execute(claim)]
             if not ids:

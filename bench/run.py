@@ -98,12 +98,15 @@ class Bench:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def spawn(
-        self, system: str, url: str, mode: str, *extra: str
+        self, system: str, url: str, mode: str, *extra: str, go: Path | None = None
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        """A child; with ``go``, it starts up and then waits for that file (bench.child)."""
         self.counter += 1
         out = self.base / f"{system}-{self.counter}.out"
         out.touch()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if go is not None:
+            env["BENCH_GO"] = str(go)
         with (self.base / f"{system}-{self.counter}.err").open("wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.child", system, url, mode, str(out), *extra],
@@ -111,6 +114,20 @@ class Bench:
             )  # fmt: skip
         self.children.append(proc)
         return proc, out
+
+    @staticmethod
+    def start_together(
+        label: str, children: list[tuple[subprocess.Popen[bytes], Path]], go: Path
+    ) -> None:
+        """Wait until every child has started up, then let them all go at once."""
+        deadline = time.monotonic() + 120
+        while not all(Path(f"{out}.ready").exists() for _, out in children):
+            if any(proc.poll() is not None for proc, _ in children):
+                raise RuntimeError(f"{label}: a worker exited while starting up")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: the workers did not start within 120 s")
+            time.sleep(0.01)
+        go.touch()
 
     @staticmethod
     def read(out: Path) -> list[tuple[Any, float]]:
@@ -188,7 +205,9 @@ class Bench:
         url = self.database()
         try:
             setup(url, jobs)
-            children = [self.spawn(system, url, "drain", *extra) for _ in range(processes)]
+            go = self.base / f"go-{self.counter}"
+            children = [self.spawn(system, url, "drain", *extra, go=go) for _ in range(processes)]
+            self.start_together(label, children, go)
             for proc, out in children:
                 if proc.wait(timeout=600) != 0:
                     error = out.with_suffix(".err").read_text().strip().splitlines()[-3:]
