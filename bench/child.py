@@ -46,17 +46,14 @@ def _ready() -> Path | None:
     return Path(go)
 
 
-async def started_together() -> None:
-    go = _ready()
-    # Polled: the go file comes from another process, there is nothing to await.
-    while go is not None and not go.exists():  # noqa: ASYNC110
-        await asyncio.sleep(0.001)
-
-
 def started_together_sync() -> None:
     go = _ready()
-    while go is not None and not go.exists():
+    while go is not None and not go.exists():  # another process makes it: polled
         time.sleep(0.001)
+
+
+async def started_together() -> None:
+    await asyncio.to_thread(started_together_sync)
 
 
 def flush_line(out: Path, job_id: Any) -> None:
