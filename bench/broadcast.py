@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidretry import db, jobs, schema
-from vidretry.embedded import EmbeddedServer
+from vidretry.queue import jobs
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
+from vidretry.store.pool import open_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 PAID_RATE = 1000.0
@@ -285,10 +287,10 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     from tests.telegram.offline.sitecustomize import loopback_only
     from vidretry.clock import DatabaseClock
     from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
-    from vidretry.delivery import Pacer
-    from vidretry.listen import Listener
-    from vidretry.notifier import Notifier
-    from vidretry.telegram import TelegramBot, build_client
+    from vidretry.store.listen import Listener
+    from vidretry.telegram.adapter import TelegramBot, build_client
+    from vidretry.telegram.delivery import Pacer
+    from vidretry.telegram.notifier import Notifier
 
     SENDS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
     # Nothing here may reach Telegram, or anything but loopback and unix sockets.
@@ -310,7 +312,7 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     seen = 0
     cpu_before = time.process_time()
     try:
-        async with db.open_pool(url, max_size=6) as pool:
+        async with open_pool(url, max_size=6) as pool:
             listener = Listener(url)
             notifier = Notifier(
                 pool, config, MessagesConfig(), bot, listener=listener, clock=DatabaseClock(),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vidretry import eventloop
+from vidretry.store.pool import open_pool
 
 RECORDS: list[tuple[Any, float]] = []
 
@@ -82,11 +83,10 @@ async def vidretry_fail(job: Any) -> str:
 
 
 async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
-    from vidretry import db
     from vidretry.clock import DatabaseClock
     from vidretry.config import WorkerConfig
-    from vidretry.listen import Listener
-    from vidretry.worker import Outcome, Worker
+    from vidretry.queue.worker import Outcome, Worker
+    from vidretry.store.listen import Listener
 
     handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
     # Every job fails on purpose in "fail" mode: the circuit breaker would (rightly) take
@@ -102,7 +102,7 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
                 flush_line(OUT, item.id)
             return outcome
 
-    async with db.open_pool(url, max_size=concurrency + 2) as pool:
+    async with open_pool(url, max_size=concurrency + 2) as pool:
         worker = TimedWorker(
             pool,
             config,
@@ -116,12 +116,11 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
 
 
 async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
-    from vidretry import db
     from vidretry.clock import DatabaseClock
     from vidretry.config import MessagesConfig, NotifierConfig
-    from vidretry.delivery import InlineButton, Recipient
-    from vidretry.listen import Listener
-    from vidretry.notifier import Notifier
+    from vidretry.store.listen import Listener
+    from vidretry.telegram.delivery import InlineButton, Recipient
+    from vidretry.telegram.notifier import Notifier
 
     class RecordingSender:
         async def send_text(
@@ -137,7 +136,7 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     config = NotifierConfig(
         rate_per_second=rate, per_chat_interval_seconds=chat_interval, poll_interval_seconds=2.0
     )
-    async with db.open_pool(url, max_size=4) as pool:
+    async with open_pool(url, max_size=4) as pool:
         notifier = Notifier(pool, config, MessagesConfig(), RecordingSender(),
                             listener=Listener(url), clock=DatabaseClock(),
                             rng=random.Random(1))  # noqa: S311  # fmt: skip

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidretry import db, schema
-from vidretry.embedded import EmbeddedServer
-from vidretry.enqueue import enqueue
+from vidretry.queue.enqueue import enqueue
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
 
 RUNS = 7
 TARGET_SECONDS = 0.35

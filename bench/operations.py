@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString
 
-from vidretry import db, jobs, reports, retention, schema
-from vidretry.embedded import EmbeddedServer
+from vidretry.queue import jobs, reports, retention
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
 
 
 @dataclass(frozen=True)

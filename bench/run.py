@@ -36,8 +36,8 @@ from psycopg import sql
 
 from bench.broadcast import busiest_second
 from bench.child import procrastinate_app
-from vidretry import db, schema
-from vidretry.embedded import EmbeddedServer
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -428,7 +428,7 @@ def rss_mib(pid: int) -> float:
 
 
 def _enqueue_vidretry(url: str, name: str = "", user_id: int = 1, max_attempts: int = 3) -> Any:
-    from vidretry.enqueue import enqueue
+    from vidretry.queue.enqueue import enqueue
 
     async def go() -> tuple[int, float]:
         async with await db.connect(url) as conn:

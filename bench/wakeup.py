@@ -29,8 +29,9 @@ from typing import Any
 
 import psycopg
 
-from vidretry import db, schema
-from vidretry.embedded import EmbeddedServer
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
+from vidretry.store.pool import open_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,8 +115,8 @@ async def child(url: str, out_path: str) -> None:
     """A worker whose listener, claim and handler write down when they ran."""
     from vidretry.clock import DatabaseClock
     from vidretry.config import WorkerConfig
-    from vidretry.listen import Listener
-    from vidretry.worker import Worker
+    from vidretry.queue.worker import Worker
+    from vidretry.store.listen import Listener
 
     out = Path(out_path)
     steps: dict[int, dict[str, float]] = {}
@@ -152,7 +153,7 @@ async def child(url: str, out_path: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with db.open_pool(url, max_size=6) as pool:
+    async with open_pool(url, max_size=6) as pool:
         listener = StampedListener(url)
         worker = StampedWorker(pool, config, handler, listener=listener, clock=DatabaseClock(),
                                rng=random.Random(1))  # noqa: S311  # fmt: skip

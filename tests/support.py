@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from vidretry import db, schema
+from vidretry.store import db, schema
 
 
 class FakeClock:

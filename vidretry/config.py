@@ -55,7 +55,7 @@ class WorkerConfig:
     permanent_exit_codes: tuple[int, ...] = ()
     timeout_seconds: float = field(default=600.0, metadata=_bounded(0.1, 7 * 86400))
     output_dir: Path = Path("output")
-    # The circuit breaker (vidretry/breaker.py): attempts failing on this many different
+    # The circuit breaker (vidretry/queue/breaker.py): attempts failing on this many different
     # assets in a row, within the window, pause the queue; a probe every probe_seconds
     # (doubling up to probe_max_seconds) resumes it.
     breaker: bool = True

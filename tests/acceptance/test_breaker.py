@@ -15,9 +15,9 @@ import pytest
 
 from tests.acceptance.conftest import Cli
 from tests.support import rows, scalar
-from vidretry import db
 from vidretry.config import WorkerConfig
-from vidretry.enqueue import enqueue
+from vidretry.queue.enqueue import enqueue
+from vidretry.store import db
 
 ADMINS = (900, 901)
 SETUP = (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vidretry.embedded import EmbeddedError, EmbeddedServer, find_bindir
+from vidretry.store.embedded import EmbeddedError, EmbeddedServer, find_bindir
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vidretry import sqlfiles
+from vidretry.store import sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -
     probe = run(
         python,
         "-c",
-        "import vidretry, vidretry.sqlfiles as s;"
+        "import vidretry, vidretry.store.sqlfiles as s;"
         "print(vidretry.__file__); print(sorted(s.queries())); "
         "print([m.version for m in s.migrations()])",
         cwd=tmp_path,

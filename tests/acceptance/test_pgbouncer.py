@@ -21,8 +21,8 @@ import psycopg
 import pytest
 
 from tests.acceptance.conftest import Cli
-from vidretry import embedded
-from vidretry.listen import LISTEN_CHECK_SECONDS
+from vidretry.store import embedded
+from vidretry.store.listen import LISTEN_CHECK_SECONDS
 
 POLL_WARNING = "receives no notifications"
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from tests.telegram.bot_process import blocked, most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
-from vidretry import db, schema
-from vidretry.embedded import EmbeddedServer
-from vidretry.enqueue import enqueue
+from vidretry.queue.enqueue import enqueue
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "tests" / "telegram" / "offline"

@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.support import FakeClock, rows, scalar
-from vidretry import breaker, db, jobs, outbox
-from vidretry.breaker import Breaker
 from vidretry.config import MessagesConfig
-from vidretry.delivery import InlineButton, Recipient
-from vidretry.enqueue import enqueue
 from vidretry.models import ClaimedJob
-from vidretry.notifier import deliver_to
+from vidretry.queue import breaker, jobs
+from vidretry.queue.breaker import Breaker
+from vidretry.queue.enqueue import enqueue
+from vidretry.store import db
+from vidretry.telegram import outbox
+from vidretry.telegram.delivery import InlineButton, Recipient
+from vidretry.telegram.notifier import deliver_to
 
 ADMIN = 900
 

@@ -9,9 +9,11 @@ import psycopg
 import pytest
 
 from tests.support import FakeClock, rows
-from vidretry import db, jobs, retention
-from vidretry.enqueue import enqueue
-from vidretry.retention import BackgroundPruning, Counts
+from vidretry.queue import jobs, retention
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.retention import BackgroundPruning, Counts
+from vidretry.store import db
+from vidretry.store.pool import open_pool
 
 DAYS_30 = 30 * 86400
 
@@ -86,7 +88,7 @@ async def test_history_stays_append_only_for_everything_else(db_url: str) -> Non
 async def test_one_pruner_at_a_time(db_url: str) -> None:
     async with await db.connect(db_url) as conn, await db.connect(db_url) as other:
         await seed(conn)
-        async with db.open_pool(db_url, max_size=2) as pool:
+        async with open_pool(db_url, max_size=2) as pool:
             pruning = BackgroundPruning(pool, days=30, clock=FakeClock(datetime.now(UTC)))
             async with other.transaction():  # another process holds the prune lock
                 await other.execute("SELECT pg_advisory_xact_lock(%s)", (retention.PRUNE_LOCK,))

@@ -3,10 +3,11 @@
 import asyncio
 
 from tests.support import FakeClock, rows, scalar
-from vidretry import db, jobs
-from vidretry.enqueue import enqueue
 from vidretry.models import JobState
-from vidretry.retry import Actor, RetryOutcome, retry
+from vidretry.queue import jobs
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.retry import Actor, RetryOutcome, retry
+from vidretry.store import db
 
 
 async def failed_asset(

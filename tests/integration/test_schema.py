@@ -2,8 +2,8 @@ import psycopg
 import pytest
 
 from tests.support import rows, scalar
-from vidretry import db, schema, sqlfiles
 from vidretry.errors import SchemaError
+from vidretry.store import db, schema, sqlfiles
 
 
 async def test_upgrade_twice_changes_nothing(conn: db.Connection) -> None:

@@ -7,8 +7,10 @@ from datetime import timedelta
 from rich.console import Console
 
 from tests.support import FakeClock, rows, scalar
-from vidretry import db, jobs, outbox, reports
 from vidretry.cli import views
+from vidretry.queue import jobs, reports
+from vidretry.store import db
+from vidretry.telegram import outbox
 
 
 async def test_available_is_counted_exactly_while_small_then_estimated(db_url: str) -> None:

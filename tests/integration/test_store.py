@@ -7,9 +7,10 @@ import psycopg
 import pytest
 
 from tests.support import FakeClock, rows, scalar
-from vidretry import db, jobs
-from vidretry.enqueue import enqueue
 from vidretry.models import ClaimedJob, JobState
+from vidretry.queue import jobs
+from vidretry.queue.enqueue import enqueue
+from vidretry.store import db
 
 LEASE = 30.0
 

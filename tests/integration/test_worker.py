@@ -12,12 +12,13 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from tests.support import eventually, rows, scalar
-from vidretry import db
+from vidretry.app.daemons import build_worker
 from vidretry.config import Config, WorkerConfig
-from vidretry.daemons import build_worker
-from vidretry.enqueue import enqueue
-from vidretry.handlers import build_handler
-from vidretry.worker import Outcome, Worker
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.handlers import build_handler
+from vidretry.queue.worker import Outcome, Worker
+from vidretry.store import db
+from vidretry.store.pool import open_pool
 
 FAST = WorkerConfig(
     concurrency=2,
@@ -32,7 +33,7 @@ FAST = WorkerConfig(
 
 @asynccontextmanager
 async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> AsyncIterator[Worker]:
-    async with db.open_pool(db_url, max_size=config.concurrency + 2) as pool:
+    async with open_pool(db_url, max_size=config.concurrency + 2) as pool:
         yield make_worker(db_url, pool, config, name)
 
 

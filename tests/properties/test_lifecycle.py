@@ -30,11 +30,13 @@ from hypothesis.stateful import (
 )
 
 from tests.support import FakeClock
-from vidretry import breaker, db, jobs, outbox
-from vidretry.breaker import Breaker
-from vidretry.enqueue import enqueue
 from vidretry.models import ClaimedJob
-from vidretry.retry import Actor, RetryOutcome, retry
+from vidretry.queue import breaker, jobs
+from vidretry.queue.breaker import Breaker
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.retry import Actor, RetryOutcome, retry
+from vidretry.store import db
+from vidretry.telegram import outbox
 
 T = TypeVar("T")
 LEASE = 30.0

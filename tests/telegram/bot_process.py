@@ -127,7 +127,7 @@ def main() -> None:
     )
 
     from vidretry import cli
-    from vidretry import telegram as adapter
+    from vidretry.telegram import adapter
 
     build_client = adapter.build_client
 

@@ -21,16 +21,16 @@ import pytest
 
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
-from vidretry import db
-from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
-from vidretry.conversation import Conversation
-from vidretry.delivery import Pacer
-from vidretry.limits import RequestRate
-from vidretry.listen import Listener
-from vidretry.notifier import Notifier
-from vidretry.telegram import TelegramBot, build_client
+from vidretry.store.listen import Listener
+from vidretry.store.pool import open_pool
+from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.buttons import ButtonService
+from vidretry.telegram.conversation import Conversation
+from vidretry.telegram.delivery import Pacer
+from vidretry.telegram.limits import RequestRate
+from vidretry.telegram.notifier import Notifier
 
 ADMIN = 999
 WITH_ADMIN = TelegramConfig(admins=(ADMIN,))
@@ -93,7 +93,7 @@ async def deployed(
     bot = TelegramBot(client, pacer=pacer)
     await bot.start(BOT_TOKEN)
     try:
-        async with db.open_pool(db_url, max_size=4) as pool:
+        async with open_pool(db_url, max_size=4) as pool:
             bot.serve(
                 ButtonService(
                     pool,

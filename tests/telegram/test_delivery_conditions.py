@@ -21,14 +21,16 @@ from telethon import functions
 from tests.support import rows, scalar
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.test_notifier import fail_for_good
-from vidretry import db, jobs
+from vidretry.app.daemons import NotifierProcess
 from vidretry.config import Config, NotifierConfig, TelegramConfig
-from vidretry.daemons import NotifierProcess
-from vidretry.delivery import Pacer
-from vidretry.enqueue import enqueue
-from vidretry.listen import Listener
-from vidretry.retry import Actor, retry
-from vidretry.telegram import TelegramBot, build_client
+from vidretry.queue import jobs
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.retry import Actor, retry
+from vidretry.store import db
+from vidretry.store.listen import Listener
+from vidretry.store.pool import open_pool
+from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.delivery import Pacer
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
@@ -58,7 +60,7 @@ async def notifier_running(
     config: NotifierConfig | None = None,
     name: str = "n1",
 ) -> AsyncIterator[asyncio.Task[None]]:
-    async with db.open_pool(db_url, max_size=6) as pool:
+    async with open_pool(db_url, max_size=6) as pool:
         process = NotifierProcess(
             Listener(db_url),
             pool,

@@ -21,8 +21,9 @@ from tests.telegram.double import FakeTelegram
 from tests.telegram.plugins import echo_plugin
 from tests.telegram.test_delivery_conditions import notifier_running
 from tests.telegram.test_notifier import fail_for_good, introduce, run_worker_to_failure
-from vidretry import db, jobs
 from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.queue import jobs
+from vidretry.store import db
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest

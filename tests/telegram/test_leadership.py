@@ -21,10 +21,10 @@ from psycopg_pool import AsyncConnectionPool
 from tests.support import FakeClock
 from tests.telegram.bot_process import most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
-from vidretry import db
 from vidretry.clock import DatabaseClock
 from vidretry.config import NotifierConfig
-from vidretry.leadership import Leadership
+from vidretry.store.pool import open_pool
+from vidretry.telegram.leadership import Leadership
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = NotifierConfig()
@@ -36,7 +36,7 @@ def candidate(pool: Any, name: str, clock: FakeClock) -> Leadership:
 
 async def test_one_leader_until_its_term_lapses_then_the_next(db_url: str) -> None:
     clock = FakeClock(datetime.now(UTC))
-    async with db.open_pool(db_url, max_size=2) as pool:
+    async with open_pool(db_url, max_size=2) as pool:
         a, b = candidate(pool, "a", clock), candidate(pool, "b", clock)
         token_a = await a.try_claim()
         assert token_a is not None
@@ -55,7 +55,7 @@ async def test_one_leader_until_its_term_lapses_then_the_next(db_url: str) -> No
 
 
 async def test_the_term_and_the_standby_poll_keep_takeover_within_a_lease(db_url: str) -> None:
-    async with db.open_pool(db_url, max_size=1) as pool:
+    async with open_pool(db_url, max_size=1) as pool:
         leadership = candidate(pool, "a", FakeClock())
     # A dead leader's term runs out at most one term after its last renewal; a standby
     # notices within one poll; both together are well within lease_seconds.
@@ -71,7 +71,7 @@ async def test_a_leader_cut_off_from_the_database_steps_down_when_its_term_ends(
         "postgresql://x@127.0.0.1:1/none", open=False, timeout=1
     )
     await dead.open(wait=False)
-    async with db.open_pool(db_url, max_size=2) as pool:
+    async with open_pool(db_url, max_size=2) as pool:
         leadership = Leadership(pool, candidate="a", lease_seconds=4, clock=DatabaseClock())
         stepped_down: list[float] = []
 

@@ -17,16 +17,19 @@ from telethon import functions, types
 from tests.support import FakeClock, rows, scalar
 from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
-from vidretry import db, eventloop, jobs
+from vidretry import eventloop
 from vidretry.clock import DatabaseClock
 from vidretry.config import TelegramConfig, WorkerConfig
-from vidretry.delivery import TelegramDown
-from vidretry.enqueue import enqueue
 from vidretry.errors import TelegramUnavailable
-from vidretry.handlers import build_handler
-from vidretry.notifier import Delivery
-from vidretry.telegram import TelegramBot, build_client
-from vidretry.worker import Worker
+from vidretry.queue import jobs
+from vidretry.queue.enqueue import enqueue
+from vidretry.queue.handlers import build_handler
+from vidretry.queue.worker import Worker
+from vidretry.store import db
+from vidretry.store.pool import open_pool
+from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.delivery import TelegramDown
+from vidretry.telegram.notifier import Delivery
 
 SendMessage = functions.messages.SendMessageRequest
 CallbackAnswer = functions.messages.SetBotCallbackAnswerRequest
@@ -48,7 +51,7 @@ async def run_worker_to_failure(db_url: str) -> None:
         backoff_base_seconds=0,
         poll_interval_seconds=0.1,
     )
-    async with db.open_pool(db_url, max_size=3) as pool:
+    async with open_pool(db_url, max_size=3) as pool:
         worker = Worker(
             pool, config, build_handler(config), listener=None, clock=DatabaseClock(),
             rng=random.Random(1),
@@ -365,7 +368,7 @@ async def test_a_stale_button_after_a_second_failure(
         await introduce(app, 1)
         asset_id = await fail_for_good(db_url, "a", (1,))
         async with await db.connect(db_url) as conn:
-            from vidretry.retry import Actor, retry
+            from vidretry.queue.retry import Actor, retry
 
             assert (await retry(conn, asset_id, Actor.operator("op"))).retried
         await run_worker_to_failure(db_url)  # generation 1 fails too

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidretry.delivery import (
+from vidretry.telegram.delivery import (
     ButtonPress,
     RateLimiter,
     callback_data,

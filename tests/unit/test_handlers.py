@@ -7,8 +7,8 @@ import pytest
 from tests.support import eventually
 from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError
-from vidretry.handlers import CommandHandler, PythonHandler, build_handler, load_function
 from vidretry.models import JobContext
+from vidretry.queue.handlers import CommandHandler, PythonHandler, build_handler, load_function
 
 
 def job(tmp_path: Path, **params: object) -> JobContext:

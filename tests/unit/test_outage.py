@@ -3,7 +3,7 @@
 import itertools
 import random
 
-from vidretry.notifier import OUTAGE_AFTER_CHATS, PROBE_MAX_SECONDS, Outage
+from vidretry.telegram.notifier import OUTAGE_AFTER_CHATS, PROBE_MAX_SECONDS, Outage
 
 
 class Ticks:

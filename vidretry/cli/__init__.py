@@ -1,7 +1,10 @@
 """The ``vidretry`` command line: the CLI layer, the only code that imports typer and rich.
 
 ``commands`` holds the commands, ``running`` how one runs (config, event loop, errors as one
-line and an exit code), ``views`` the rendering; the daemons' wiring is vidretry.daemons.
+line and an exit code), ``views`` the rendering; the daemons' wiring is vidretry.app.daemons.
+
+May import every package of vidretry (it is the top layer); nothing imports it but
+``vidretry.__main__`` (``.importlinter`` checks it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The commands: each parses its arguments, calls the core (or vidretry.daemons) and hands
+"""The commands: each parses its arguments, calls the core (or vidretry.app.daemons) and hands
 the result to vidretry.cli.views. Everything heavy is imported inside the command that
 needs it, so ``vidretry --help`` starts without psycopg or the daemons."""
 
@@ -30,9 +30,9 @@ from vidretry.errors import RefusedError, VidretryError
 from vidretry.models import JobState
 
 if TYPE_CHECKING:
-    from vidretry.console import ConsoleSender
-    from vidretry.db import Connection
-    from vidretry.embedded import EmbeddedServer
+    from vidretry.store.db import Connection
+    from vidretry.store.embedded import EmbeddedServer
+    from vidretry.telegram.console import ConsoleSender
 
 app = typer.Typer(
     name="vidretry",
@@ -74,8 +74,8 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the schema. Running it twice changes nothing."""
 
     async def body(config: Config) -> None:
-        from vidretry import db, schema
-        from vidretry.embedded import database_url
+        from vidretry.store import db, schema
+        from vidretry.store.embedded import database_url
 
         url = database_url(config.database)
         async with await db.connect(url, prepare=config.database.prepare) as conn:
@@ -110,8 +110,8 @@ def db_prune(
     their pace. Assets stay unless --assets is given."""
 
     async def body(config: Config) -> None:
-        from vidretry import retention
         from vidretry.cli import views
+        from vidretry.queue import retention
 
         seconds = parse_age(older_than)
         conn = await session(config)
@@ -135,7 +135,7 @@ def db_prune(
 
 
 def _embedded(ctx: typer.Context) -> EmbeddedServer:
-    from vidretry.embedded import EmbeddedServer, default_dir
+    from vidretry.store.embedded import EmbeddedServer, default_dir
 
     config = load(ctx)
     return EmbeddedServer(config.database.embedded_dir or default_dir())
@@ -147,7 +147,7 @@ def db_up(ctx: typer.Context) -> None:
     server = _embedded(ctx)
 
     async def body(config: Config) -> None:
-        from vidretry import db, schema
+        from vidretry.store import db, schema
 
         async with await db.connect(server.start()) as conn:
             await schema.upgrade(conn)
@@ -209,7 +209,7 @@ def enqueue(
         params[key] = value
 
     async def body(config: Config) -> None:
-        from vidretry.enqueue import enqueue
+        from vidretry.queue.enqueue import enqueue
 
         conn = await session(config)
         async with conn:
@@ -248,7 +248,7 @@ def worker(
     """Run jobs until SIGINT/SIGTERM (running jobs get a grace period, the rest are released)."""
 
     async def body(config: Config) -> None:
-        from vidretry.daemons import serve_worker
+        from vidretry.app.daemons import serve_worker
 
         await serve_worker(config, concurrency=concurrency, drain=drain, metrics_port=metrics_port)
 
@@ -278,8 +278,8 @@ def notifier(
     """Deliver the outbox through the Telegram bot and answer its retry button."""
 
     async def body(config: Config) -> None:
-        from vidretry.console import ConsoleSender
-        from vidretry.daemons import serve_notifier, setup_logging
+        from vidretry.app.daemons import serve_notifier, setup_logging
+        from vidretry.telegram.console import ConsoleSender
 
         console = None
         if transport is Transport.CONSOLE:
@@ -298,8 +298,8 @@ async def _preview(config: Config, console: ConsoleSender) -> None:
     nothing (no claim, no lease, nothing marked sent)."""
     import logging
 
-    from vidretry import outbox
-    from vidretry.notifier import deliver_to
+    from vidretry.telegram import outbox
+    from vidretry.telegram.notifier import deliver_to
 
     conn = await session(config)
     async with conn:
@@ -334,9 +334,9 @@ def demo(
     async def body(config: Config) -> int:
         from rich.live import Live
 
+        from vidretry.app.demo import Snapshot, run_demo
         from vidretry.cli import views
-        from vidretry.demo import Snapshot, run_demo
-        from vidretry.embedded import EmbeddedServer, default_dir
+        from vidretry.store.embedded import EmbeddedServer, default_dir
 
         server = EmbeddedServer(config.database.embedded_dir or default_dir())
         with Live(views.demo(Snapshot("Starting the embedded PostgreSQL")), console=out(),
@@ -373,7 +373,7 @@ def retry_command(
         fail("give an asset id or --all-failed (not both)", 2)
 
     async def one(config: Config) -> int:
-        from vidretry.retry import Actor, describe_retry, retry
+        from vidretry.queue.retry import Actor, describe_retry, retry
 
         assert asset is not None
         asset_id = parse_asset_id(asset)
@@ -389,7 +389,7 @@ def retry_command(
         return 0
 
     async def every(config: Config) -> int:
-        from vidretry.retry import Actor, failed_asset_ids, retry
+        from vidretry.queue.retry import Actor, failed_asset_ids, retry
 
         actor = Actor.operator(login())
         conn = await session(config)
@@ -422,7 +422,7 @@ def pause(
     """Pause the queue: no worker starts a job until `vidretry resume` (running jobs finish)."""
 
     async def body(config: Config) -> None:
-        from vidretry import breaker
+        from vidretry.queue import breaker
 
         conn = await session(config)
         async with conn:
@@ -444,7 +444,7 @@ def resume(ctx: typer.Context) -> None:
     """End a pause, manual or the circuit breaker's: workers start claiming at once."""
 
     async def body(config: Config) -> None:
-        from vidretry import breaker
+        from vidretry.queue import breaker
 
         conn = await session(config)
         async with conn:
@@ -473,8 +473,8 @@ def status(
     """Counts by state, the oldest pending job, recent failures and the outbox backlog."""
 
     async def body(config: Config) -> None:
-        from vidretry import reports
         from vidretry.cli import views
+        from vidretry.queue import reports
 
         conn = await session(config)
         async with conn:
@@ -497,9 +497,9 @@ async def _watch(conn: Connection) -> None:
 
     from rich.live import Live
 
-    from vidretry import reports
+    from vidretry.app.daemons import stop_on_signals
     from vidretry.cli import views
-    from vidretry.daemons import stop_on_signals
+    from vidretry.queue import reports
 
     stop = stop_on_signals()
     with Live(console=out(), refresh_per_second=2, screen=False) as live:
@@ -521,8 +521,8 @@ def list_command(
     """List assets, oldest first."""
 
     async def body(config: Config) -> None:
-        from vidretry import reports
         from vidretry.cli import views
+        from vidretry.queue import reports
 
         conn = await session(config)
         async with conn:
@@ -544,8 +544,8 @@ def show(
     """One asset with its requests, notifications and event history."""
 
     async def body(config: Config) -> None:
-        from vidretry import reports
         from vidretry.cli import views
+        from vidretry.queue import reports
 
         asset_id = parse_asset_id(asset)
         conn = await session(config)
@@ -567,8 +567,8 @@ def doctor(ctx: typer.Context) -> None:
     failure). Changes nothing; never prints a secret."""
 
     async def body(config: Config) -> int:
+        from vidretry.app.doctor import Verdict, examine
         from vidretry.cli import views
-        from vidretry.doctor import Verdict, examine
 
         checks = await examine(config)
         for check in checks:

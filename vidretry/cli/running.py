@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from vidretry.db import Connection
+    from vidretry.store.db import Connection
 
 
 @functools.cache
@@ -79,7 +79,8 @@ def run(
     ``fast_loop``: on uvloop if installed (see vidretry.eventloop)."""
     import psycopg
 
-    from vidretry import eventloop, redact
+    from vidretry import eventloop
+    from vidretry.store import redact
 
     config = load(ctx)
     try:
@@ -97,8 +98,8 @@ def run(
 
 async def session(config: Config) -> Connection:
     """One connection for a short command, to a database whose schema this vidretry knows."""
-    from vidretry import db, schema
-    from vidretry.embedded import database_url
+    from vidretry.store import db, schema
+    from vidretry.store.embedded import database_url
 
     conn = await db.connect(database_url(config.database), prepare=config.database.prepare)
     try:

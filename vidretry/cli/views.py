@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the demo (and the daemons it runs) load only for `vidretry demo`
-    from vidretry.demo import Snapshot
-    from vidretry.retention import Counts
+    from vidretry.app.demo import Snapshot
+    from vidretry.queue.retention import Counts
 
 
 STATE_STYLE = {

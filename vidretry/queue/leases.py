@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from vidretry.loop import TRANSIENT_DB_ERRORS
-from vidretry.redact import one_line
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leases")
 

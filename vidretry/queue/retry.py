@@ -11,8 +11,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from vidretry.db import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
+from vidretry.store.db import Connection, fetch_all, fetch_one
 
 MAX_ID = 2**63 - 1  # bigint
 

@@ -21,17 +21,18 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import outbox, reports
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, TelegramConfig
-from vidretry.db import Connection, fetch_all, fetch_one
-from vidretry.delivery import InlineButton, callback_data, render
-from vidretry.enqueue import MAX_NAME_BYTES, enqueue
-from vidretry.limits import RequestRate, over_retry_quota
-from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
-from vidretry.redact import one_line
-from vidretry.retry import Actor, describe_retry, retry
+from vidretry.queue import reports
+from vidretry.queue.enqueue import MAX_NAME_BYTES, enqueue
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.queue.retry import Actor, describe_retry, retry
+from vidretry.store.db import Connection, fetch_all, fetch_one
+from vidretry.store.redact import one_line
+from vidretry.telegram import outbox
+from vidretry.telegram.delivery import InlineButton, callback_data, render
+from vidretry.telegram.limits import RequestRate, over_retry_quota
 
 log = logging.getLogger("vidretry.conversation")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vidretry.delivery import InlineButton, Recipient
+from vidretry.telegram.delivery import InlineButton, Recipient
 
 
 class ConsoleSender:

@@ -21,12 +21,12 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import metrics
 from vidretry.clock import Clock
-from vidretry.db import Connection, fetch_one
 from vidretry.errors import RefusedError
-from vidretry.loop import TRANSIENT_DB_ERRORS
-from vidretry.redact import one_line
+from vidretry.queue import metrics
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.store.db import Connection, fetch_one
+from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leadership")
 

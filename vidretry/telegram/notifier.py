@@ -23,11 +23,20 @@ from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import backoff, metrics, outbox
+from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, NotifierConfig
-from vidretry.db import Connection
-from vidretry.delivery import (
+from vidretry.errors import FatalError
+from vidretry.models import NotificationKind, NotificationState
+from vidretry.names import default_process_name
+from vidretry.queue import metrics
+from vidretry.queue.groupcommit import GroupCommit
+from vidretry.queue.leases import LeaseKeeper
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.store.db import Connection
+from vidretry.store.listen import OUTBOX_CHANNEL, Listener
+from vidretry.telegram import outbox
+from vidretry.telegram.delivery import (
     InlineButton,
     MessageRefused,
     Pacer,
@@ -39,14 +48,7 @@ from vidretry.delivery import (
     callback_data,
     render,
 )
-from vidretry.errors import FatalError
-from vidretry.groupcommit import GroupCommit
-from vidretry.leases import LeaseKeeper
-from vidretry.listen import OUTBOX_CHANNEL, Listener
-from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
-from vidretry.models import NotificationKind, NotificationState
-from vidretry.names import default_process_name
-from vidretry.outbox import Notification
+from vidretry.telegram.outbox import Notification
 
 log = logging.getLogger("vidretry.notifier")
 
@@ -179,7 +181,7 @@ class Notifier:
         self.rng = rng
         self.monotonic = monotonic
         self.name = name or default_process_name()
-        # What vidretry.loop.ClaimLoop reads.
+        # What vidretry.queue.loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
         # In flight: a batch, or a fifth of a second's sends when the rate is higher (a paid
         # broadcast at 1,000/s kept 50 busy and reached 930/s; 200 reach the limit), and no
@@ -429,7 +431,7 @@ class Notifier:
     async def _send(self, note: Notification) -> int | None:
         return await deliver_to(self.sender, self.messages, note)
 
-    # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
     async def maintain(self) -> None:
         await self.rescue()

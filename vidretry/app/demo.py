@@ -23,18 +23,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vidretry import db, reports, schema
-from vidretry.buttons import ButtonService, Press
+from vidretry.app.daemons import NotifierProcess, build_worker
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
-from vidretry.conversation import Conversation, Incoming
-from vidretry.daemons import NotifierProcess, build_worker
-from vidretry.delivery import InlineButton, Recipient
-from vidretry.embedded import EmbeddedServer
 from vidretry.errors import HandlerError, VidretryError
-from vidretry.limits import RequestRate
-from vidretry.listen import Listener
 from vidretry.models import JobContext
+from vidretry.queue import reports
+from vidretry.store import db, schema
+from vidretry.store.embedded import EmbeddedServer
+from vidretry.store.listen import Listener
+from vidretry.store.pool import open_pool
+from vidretry.telegram.buttons import ButtonService, Press
+from vidretry.telegram.conversation import Conversation, Incoming
+from vidretry.telegram.delivery import InlineButton, Recipient
+from vidretry.telegram.limits import RequestRate
 
 DEMO_DATABASE = "vidretry_demo"
 
@@ -155,7 +157,7 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="vidretry-demo-") as output:
         worker_config = dataclasses.replace(worker_config, output_dir=Path(output))
         generator = DemoGenerator(0.02 if fast else 2.5, rng)
-        async with db.open_pool(url, max_size=6) as pool:
+        async with open_pool(url, max_size=6) as pool:
             config = Config(worker=worker_config, notifier=notifier_config)
             worker = build_worker(pool, config, generator, url=url, rng=rng)
             notifier = NotifierProcess(Listener(url), pool, config, console=console, rng=rng)

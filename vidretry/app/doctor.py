@@ -8,11 +8,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidretry import db, redact, schema
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
-from vidretry.embedded import EmbeddedServer, default_dir
 from vidretry.errors import VidretryError
-from vidretry.handlers import load_function
+from vidretry.queue.handlers import load_function
+from vidretry.store import db, redact, schema
+from vidretry.store.embedded import EmbeddedServer, default_dir
 
 
 class Verdict(enum.StrEnum):

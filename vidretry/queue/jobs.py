@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from vidretry.breaker import Breaker, LeaseLost, Verdict, judge_failure
-from vidretry.db import Connection, fetch_all, fetch_one, fetch_records
 from vidretry.models import ClaimedJob, NotificationKind
-from vidretry.sqlfiles import queries
+from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
+from vidretry.store.db import Connection, fetch_all, fetch_one, fetch_records
+from vidretry.store.sqlfiles import queries
 
 # Expired leases are rescued at most this many per statement (after a mass crash, several).
 RESCUE_BATCH = 500

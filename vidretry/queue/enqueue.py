@@ -8,10 +8,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from vidretry.db import Connection, execute, fetch_one
 from vidretry.errors import ConfigError
 from vidretry.models import JobState, RequestState
-from vidretry.retry import Actor, retry
+from vidretry.queue.retry import Actor, retry
+from vidretry.store.db import Connection, execute, fetch_one
 
 # What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
 MAX_NAME_BYTES = 2000

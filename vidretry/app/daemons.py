@@ -24,26 +24,27 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import db, retention
-from vidretry.buttons import ButtonService
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
-from vidretry.conversation import USER_COMMANDS, Conversation
-from vidretry.db import Connection
-from vidretry.delivery import Pacer, Sender
-from vidretry.embedded import database_url, default_dir
-from vidretry.handlers import Handler, build_handler
-from vidretry.leadership import Leadership
-from vidretry.limits import RequestRate
-from vidretry.listen import Listener
-from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.names import default_process_name
-from vidretry.notifier import Notifier
-from vidretry.redact import one_line
-from vidretry.worker import Worker, breaker_settings
+from vidretry.queue import retention
+from vidretry.queue.handlers import Handler, build_handler
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.queue.worker import Worker, breaker_settings
+from vidretry.store.db import Connection
+from vidretry.store.embedded import database_url, default_dir
+from vidretry.store.listen import Listener
+from vidretry.store.pool import open_pool
+from vidretry.store.redact import one_line
+from vidretry.telegram.buttons import ButtonService
+from vidretry.telegram.conversation import USER_COMMANDS, Conversation
+from vidretry.telegram.delivery import Pacer, Sender
+from vidretry.telegram.leadership import Leadership
+from vidretry.telegram.limits import RequestRate
+from vidretry.telegram.notifier import Notifier
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
-    from vidretry.telegram import TelegramBot
+    from vidretry.telegram.adapter import TelegramBot
 
 log = logging.getLogger("vidretry.daemons")
 
@@ -93,7 +94,7 @@ async def metrics_served(
     if port is None:
         yield
         return
-    from vidretry import metrics
+    from vidretry.queue import metrics
 
     metrics.serve(port, config.metrics.address)
     stop = asyncio.Event()
@@ -151,7 +152,7 @@ async def serve_worker(
     url = daemon_database_url(config)
     pool_size = config.worker.concurrency + 2
     async with (
-        db.open_pool(url, max_size=pool_size, prepare=config.database.prepare) as pool,
+        open_pool(url, max_size=pool_size, prepare=config.database.prepare) as pool,
         metrics_served(config, metrics_port, pool),
     ):
         worker = build_worker(pool, config, handler, url=url)
@@ -173,7 +174,7 @@ async def serve_notifier(
     token, plugins = "", []
     if console is None:
         # Loaded before logging is set up: Telethon says at import which AES it found.
-        from vidretry.telegram import load_plugins
+        from vidretry.telegram.adapter import load_plugins
 
         token = telegram_login_token(config.telegram)
         plugins = load_plugins(config.telegram.plugins)
@@ -182,7 +183,7 @@ async def serve_notifier(
     if warning:
         log.warning(warning)
     url = daemon_database_url(config)
-    opened = db.open_pool(url, max_size=6, prepare=config.database.prepare)
+    opened = open_pool(url, max_size=6, prepare=config.database.prepare)
     async with opened as pool, metrics_served(config, metrics_port, pool):
         process = NotifierProcess(
             Listener(config.database.listen_url or url),
@@ -194,7 +195,7 @@ async def serve_notifier(
             rng=random.Random(),  # noqa: S311 (jitter only)
         )
         if console is None:
-            from vidretry.telegram import TelegramBot, build_client
+            from vidretry.telegram.adapter import TelegramBot, build_client
 
             paid = config.notifier.paid_broadcast
             process.open_bot = lambda pacer: TelegramBot(

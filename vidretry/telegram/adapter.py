@@ -25,11 +25,13 @@ from typing import Any
 from telethon import Button, TelegramClient, errors, events, functions, types
 from telethon.extensions import html
 
-from vidretry import backoff, metrics
-from vidretry.buttons import ButtonService, Press
+from vidretry import backoff
 from vidretry.config import TelegramConfig
-from vidretry.conversation import Conversation, Incoming, Outgoing
-from vidretry.delivery import (
+from vidretry.errors import ConfigError, TelegramUnavailable
+from vidretry.queue import metrics
+from vidretry.telegram.buttons import ButtonService, Press
+from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
+from vidretry.telegram.delivery import (
     InlineButton,
     MessageRefused,
     Pacer,
@@ -39,7 +41,6 @@ from vidretry.delivery import (
     TelegramDown,
     parse_callback_data,
 )
-from vidretry.errors import ConfigError, TelegramUnavailable
 
 log = logging.getLogger("vidretry.telegram")
 

@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from vidretry.db import Connection, fetch_one
-from vidretry.retry import Actor
+from vidretry.queue.retry import Actor
+from vidretry.store.db import Connection, fetch_one
 
 WINDOW_SECONDS = 60.0
 

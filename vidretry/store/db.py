@@ -1,28 +1,25 @@
-"""Connections: one for a command, a pool for a daemon, and running the named statements
-of ``sql/queries`` on them (vidretry.sqlfiles loads them, vidretry.schema checks the schema).
+"""Connections, and running the named statements of ``sql/queries`` on them
+(vidretry.store.sqlfiles loads them; a daemon's pool is vidretry.store.pool).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow, args_row, dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry.redact import unavailable
-from vidretry.schema import check_schema
-from vidretry.sqlfiles import queries
+from vidretry.store.redact import unavailable
+from vidretry.store.sqlfiles import queries
 
 Connection = psycopg.AsyncConnection[DictRow]
 Params = Mapping[str, Any]
 T = TypeVar("T")
 
 
-def _prepare_threshold(prepare: bool) -> int | None:
+def prepare_threshold(prepare: bool) -> int | None:
     # psycopg prepares a statement on the server after its fifth run on a connection. Behind
     # a transaction pooler (PgBouncer before 1.21, or without max_prepared_statements) the
     # next transaction may run on another server connection, which lacks it:
@@ -38,46 +35,10 @@ async def connect(url: str, *, autocommit: bool = True, prepare: bool = True) ->
             autocommit=autocommit,
             row_factory=dict_row,
             connect_timeout=5,
-            prepare_threshold=_prepare_threshold(prepare),
+            prepare_threshold=prepare_threshold(prepare),
         )
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc) from None
-
-
-@asynccontextmanager
-async def open_pool(
-    url: str, *, max_size: int, prepare: bool = True
-) -> AsyncIterator[AsyncConnectionPool[Connection]]:
-    """A pool for a long-running process: it replaces connections a database restart broke.
-
-    Checks the schema first, on one plain connection, so a down database or an old schema
-    gives a clear error instead of a pool timeout.
-    """
-    conn = await connect(url, prepare=prepare)
-    async with conn:
-        await check_schema(conn)
-    pool = AsyncConnectionPool(
-        url,
-        min_size=1,
-        max_size=max_size,
-        open=False,
-        connection_class=psycopg.AsyncConnection[DictRow],
-        kwargs={
-            "autocommit": True,
-            "row_factory": dict_row,
-            "connect_timeout": 5,
-            "prepare_threshold": _prepare_threshold(prepare),
-        },
-        name="vidretry",
-    )
-    try:
-        await pool.open(wait=True, timeout=10)
-    except PoolTimeout as exc:
-        raise unavailable(url, exc) from None
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def execute(conn: Connection, name: str, params: Params) -> None:

@@ -18,10 +18,10 @@ from typing import Generic, Protocol, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry.db import Connection
 from vidretry.errors import FatalError
-from vidretry.listen import Listener, ReconnectDelay
-from vidretry.redact import one_line
+from vidretry.store.db import Connection
+from vidretry.store.listen import Listener, ReconnectDelay
+from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.loop")
 

@@ -17,21 +17,22 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry import backoff, breaker, jobs, metrics
-from vidretry.breaker import Breaker
+from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.db import Connection
 from vidretry.errors import HandlerError, PermanentError
-from vidretry.groupcommit import GroupCommit
-from vidretry.handlers import Handler, context_for
-from vidretry.leases import LeaseKeeper
-from vidretry.listen import JOBS_CHANNEL, Listener
-from vidretry.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
-from vidretry.redact import one_line
-from vidretry.retention import BackgroundPruning
+from vidretry.queue import breaker, jobs, metrics
+from vidretry.queue.breaker import Breaker
+from vidretry.queue.groupcommit import GroupCommit
+from vidretry.queue.handlers import Handler, context_for
+from vidretry.queue.leases import LeaseKeeper
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.queue.retention import BackgroundPruning
+from vidretry.store.db import Connection
+from vidretry.store.listen import JOBS_CHANNEL, Listener
+from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.worker")
 
@@ -78,7 +79,7 @@ class Worker:
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
             self._extend_leases, heartbeat_seconds=config.heartbeat_seconds
         )
-        # What vidretry.loop.ClaimLoop reads.
+        # What vidretry.queue.loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
         self.poll_interval_seconds = config.poll_interval_seconds
@@ -242,7 +243,7 @@ class Worker:
                 probe.id, resumed.paused_seconds,
             )  # fmt: skip
 
-    # -- the loop: vidretry.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
     async def maintain(self) -> None:
         await self.rescue()

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vidretry.errors import SchemaError
-from vidretry.sqlfiles import Migration, latest_version, migrations, queries
+from vidretry.store.sqlfiles import Migration, latest_version, migrations, queries
 
 if TYPE_CHECKING:
-    from vidretry.db import Connection
+    from vidretry.store.db import Connection
 
 __all__ = ["check_schema", "latest_version", "schema_version", "upgrade"]
 

@@ -20,10 +20,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
-from vidretry.db import Connection, fetch_one
 from vidretry.errors import RefusedError
-from vidretry.loop import TRANSIENT_DB_ERRORS
-from vidretry.redact import one_line
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.store.db import Connection, fetch_one
+from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.retention")
 

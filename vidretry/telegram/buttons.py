@@ -13,16 +13,16 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from vidretry import outbox
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
-from vidretry.db import Connection, fetch_one
-from vidretry.delivery import parse_callback_data, render
-from vidretry.limits import over_retry_quota
-from vidretry.loop import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
-from vidretry.redact import one_line
-from vidretry.retry import Actor, RetryOutcome, retry
+from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.queue.retry import Actor, RetryOutcome, retry
+from vidretry.store.db import Connection, fetch_one
+from vidretry.store.redact import one_line
+from vidretry.telegram import outbox
+from vidretry.telegram.delivery import parse_callback_data, render
+from vidretry.telegram.limits import over_retry_quota
 
 log = logging.getLogger("vidretry.buttons")
 

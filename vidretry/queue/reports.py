@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from vidretry import breaker
-from vidretry.db import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
+from vidretry.queue import breaker
+from vidretry.store.db import Connection, fetch_all, fetch_one
 
 
 async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from vidretry import backoff
-from vidretry.redact import one_line, redact_url
+from vidretry.store.redact import one_line, redact_url
 
 log = logging.getLogger("vidretry.listen")
 

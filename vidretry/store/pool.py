@@ -1,0 +1,50 @@
+"""A daemon's connection pool, opened once the schema is known to be the right one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from vidretry.store.db import Connection, connect, prepare_threshold
+from vidretry.store.redact import unavailable
+from vidretry.store.schema import check_schema
+
+
+@asynccontextmanager
+async def open_pool(
+    url: str, *, max_size: int, prepare: bool = True
+) -> AsyncIterator[AsyncConnectionPool[Connection]]:
+    """A pool for a long-running process: it replaces connections a database restart broke.
+
+    Checks the schema first, on one plain connection, so a down database or an old schema
+    gives a clear error instead of a pool timeout.
+    """
+    conn = await connect(url, prepare=prepare)
+    async with conn:
+        await check_schema(conn)
+    pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        connection_class=psycopg.AsyncConnection[DictRow],
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": 5,
+            "prepare_threshold": prepare_threshold(prepare),
+        },
+        name="vidretry",
+    )
+    try:
+        await pool.open(wait=True, timeout=10)
+    except PoolTimeout as exc:
+        raise unavailable(url, exc) from None
+    try:
+        yield pool
+    finally:
+        await pool.close()
