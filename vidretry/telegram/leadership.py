@@ -4,7 +4,8 @@ Telegram gives a bot's updates to one connection, so only one notifier may be lo
 leader. Leadership is a row with a term (River's shape): the leader renews it every third of
 a term, a standby takes it when the term has lapsed, and a leader that resigns hands over at
 once. A leader that cannot renew (the database is gone) knows when its term ends by its own
-clock, and stops sending by then, before any standby can be elected.
+clock, and stops sending a margin before then (``step_down_margin``), so no standby can be
+elected while it still sends.
 
 With the notifier's ``lease_seconds`` L, the term is L/2 and standbys look every L/12 (at
 most 5 s), so after a leader dies a standby leads within L/2 + L/12 (35 s by default).
@@ -54,6 +55,14 @@ class Leadership:
         self.monotonic = monotonic
         self.term_seconds = lease_seconds / 2
         self.renew_every = self.term_seconds / 3
+        # A standby may take over at the very instant the term ends, so a leader cut off
+        # from the database steps down a margin before: a tenth of the term, at most 1 s.
+        # It covers a timer that fires late (the loop busy with a batch of sends, a
+        # collection pause: milliseconds to tens of them) and the moment the body needs to
+        # stop once ``lost`` is set, and leaves the renewals (every third of a term) their
+        # chances. The term itself is counted from before the statement that granted it was
+        # sent, so the database's end of the term is later still.
+        self.step_down_margin = min(self.term_seconds / 10, 1.0)
         self.standby_poll_seconds = min(lease_seconds / 12, 5.0)
 
     async def try_claim(self) -> UUID | None:
@@ -168,8 +177,10 @@ class Leadership:
     ) -> None:
         """Renew the term until ``stop``; set ``lost`` (and ``done``) if it is lost, or when
         it ends by the local clock without a successful renewal. Terms are counted from
-        before the statement that granted them was sent, so the local end comes first."""
-        term_ends = started + self.term_seconds
+        before the statement that granted them was sent, and end ``step_down_margin`` early,
+        so the local end comes first."""
+        term = self.term_seconds - self.step_down_margin
+        term_ends = started + term
         next_wait = self.renew_every
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -197,7 +208,7 @@ class Leadership:
                 if not renewed:
                     log.error("%s: another notifier was elected: stepping down", self.candidate)
                     break
-                term_ends = started + self.term_seconds
+                term_ends = started + term
                 next_wait = self.renew_every
         finally:
             stopping.cancel()
