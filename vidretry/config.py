@@ -83,6 +83,10 @@ class NotifierConfig:
     give_up_after_seconds: float = field(default=86400.0, metadata=_bounded(60, 30 * 86400))
     backoff_base_seconds: float = field(default=5.0, metadata=_bounded(0, 86400))
     backoff_max_seconds: float = field(default=3600.0, metadata=_bounded(0, 7 * 86400))
+    # While Telegram fails everybody, one message probes it (and a lost connection is tried
+    # again) after 1 s, 2 s, 4 s ... at most this far apart: what waited goes out within
+    # about this long of Telegram's recovery.
+    outage_probe_max_seconds: float = field(default=10.0, metadata=_bounded(0.1, 3600))
     # Also the leader's term: a standby takes over within this long of the leader's death.
     lease_seconds: float = field(default=60.0, metadata=_bounded(1, 86400))
     heartbeat_seconds: float = field(default=10.0, metadata=_bounded(0.1, 86400))

@@ -3,7 +3,10 @@
 import itertools
 import random
 
-from vidretry.telegram.notifier import OUTAGE_AFTER_CHATS, PROBE_MAX_SECONDS, Outage
+from vidretry.config import NotifierConfig
+from vidretry.telegram.notifier import OUTAGE_AFTER_CHATS, Outage, recovery_bound_seconds
+
+PROBE_MAX_SECONDS = NotifierConfig().outage_probe_max_seconds
 
 
 class Ticks:
@@ -16,7 +19,7 @@ class Ticks:
 
 def outage() -> tuple[Outage, Ticks]:
     ticks = Ticks()
-    return Outage(random.Random(1), ticks), ticks
+    return Outage(random.Random(1), ticks, probe_max_seconds=PROBE_MAX_SECONDS), ticks
 
 
 def test_a_lone_server_error_is_not_an_outage_but_failures_in_three_chats_are() -> None:
@@ -88,3 +91,23 @@ def test_the_connection_coming_back_makes_the_probe_due_at_once() -> None:
     assert state.claim_limit(1) == 0
     state.probe_now()
     assert state.claim_limit(1) == 1
+
+
+def test_with_the_defaults_what_waited_goes_out_within_30_s_of_telegrams_recovery() -> None:
+    # The promise the README makes. The outage tests (tests/telegram) run it with small
+    # settings and check the measured recovery against the same bound.
+    assert PROBE_MAX_SECONDS == 10.0
+    assert recovery_bound_seconds(NotifierConfig()) <= 30
+
+
+def test_the_probe_cap_is_a_setting_and_a_small_one_keeps_probes_close() -> None:
+    ticks = Ticks()
+    state = Outage(random.Random(1), ticks, probe_max_seconds=0.5)
+    state.failed(1, chat_id=1, reason="x", connection_lost=True)
+    for probe in range(2, 12):
+        before = ticks.now
+        while state.claim_limit(1) == 0:
+            ticks.now += 0.01
+        assert ticks.now - before <= 0.5 * 1.25 + 0.01
+        state.probing(probe)
+        state.failed(probe, chat_id=1, reason="still down")

@@ -199,7 +199,9 @@ async def serve_notifier(
 
             paid = config.notifier.paid_broadcast
             process.open_bot = lambda pacer: TelegramBot(
-                build_client(config.telegram, paid_broadcast=paid), pacer=pacer
+                build_client(config.telegram, paid_broadcast=paid),
+                pacer=pacer,
+                reconnect_max_seconds=config.notifier.outage_probe_max_seconds,
             )
         await process.run(stop_on_signals(), drain=drain)
 

@@ -66,7 +66,8 @@ _CONNECTION_LOST = (ConnectionError, OSError)
 _TELEGRAM_DOWN = (errors.ServerError, errors.TimedOutError, asyncio.TimeoutError, *_CONNECTION_LOST)
 # Reading the video file failed: this message's trouble, not Telegram's (they are OSErrors).
 _UNREADABLE_FILE = (FileNotFoundError, PermissionError, IsADirectoryError)
-# Reconnecting: 1 s doubling to 10 s, jittered, so a recovered Telegram is found quickly.
+# Reconnecting: 1 s doubling to 10 s ([notifier] outage_probe_max_seconds), jittered, so a
+# recovered Telegram is found quickly.
 RECONNECT_BASE_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 10.0
 # Cleaning up after a press: Telegram may refuse, and that is fine.
@@ -148,10 +149,12 @@ class TelegramBot:
         *,
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
+        reconnect_max_seconds: float = RECONNECT_MAX_SECONDS,
     ) -> None:
         self.client = client
         self.pacer = pacer
         self.rng = rng or random.Random()  # noqa: S311 (jitter only)
+        self.reconnect_max_seconds = reconnect_max_seconds
         self._token = ""
 
     async def start(self, bot_token: str) -> None:
@@ -184,7 +187,11 @@ class TelegramBot:
                 await self.start(bot_token)
             except TelegramDown as exc:
                 wait = exc.seconds or backoff.jittered(
-                    backoff.exponential(attempt, RECONNECT_BASE_SECONDS, RECONNECT_MAX_SECONDS),
+                    backoff.exponential(
+                        attempt,
+                        min(RECONNECT_BASE_SECONDS, self.reconnect_max_seconds),
+                        self.reconnect_max_seconds,
+                    ),
                     self.rng,
                 )
                 log.warning("%s; trying again in %.1fs (try %d)", exc.reason, wait, attempt)

@@ -53,12 +53,11 @@ from vidretry.telegram.outbox import Notification
 log = logging.getLogger("vidretry.notifier")
 
 # While Telegram fails everybody, one message probes it: after 1 s, 2 s, 4 s, ... at most
-# PROBE_MAX_SECONDS apart (jittered), so what waited goes out within about that long of
-# Telegram's recovery. A lost connection is such an outage at once; server errors, timeouts
-# and other transient failures are when they hit OUTAGE_AFTER_CHATS different chats in a
-# row with no answer between them (one alone may be a passing hiccup).
+# [notifier] outage_probe_max_seconds apart (jittered), so what waited goes out within about
+# that long of Telegram's recovery. A lost connection is such an outage at once; server
+# errors, timeouts and other transient failures are when they hit OUTAGE_AFTER_CHATS
+# different chats in a row with no answer between them (one alone may be a passing hiccup).
 PROBE_BASE_SECONDS = 1.0
-PROBE_MAX_SECONDS = 10.0
 OUTAGE_AFTER_CHATS = 3
 # An admin alert quotes the last error up to this long (a message holds 4,096 characters).
 ALERT_ERROR_CHARS = 1000
@@ -79,6 +78,16 @@ class PassResult:
     outcomes: Counter[Delivery]
 
 
+def recovery_bound_seconds(config: NotifierConfig) -> float:
+    """How soon after Telegram recovers from an outage of any length what waited is out.
+
+    The next probe (or reconnect try) is at most ``outage_probe_max_seconds`` away, jittered
+    by up to a quarter; allow twice that (a probe under way when Telegram recovered may
+    still fail), then a poll interval for the rows to be claimed. With the defaults: 27 s.
+    """
+    return 2 * 1.25 * config.outage_probe_max_seconds + config.poll_interval_seconds
+
+
 class Outage:
     """Whether Telegram is failing everybody, and when to probe it with one message.
 
@@ -86,9 +95,12 @@ class Outage:
     that were in flight go back to the outbox without being charged. Times are monotonic.
     """
 
-    def __init__(self, rng: random.Random, monotonic: Callable[[], float]) -> None:
+    def __init__(
+        self, rng: random.Random, monotonic: Callable[[], float], *, probe_max_seconds: float
+    ) -> None:
         self.rng = rng
         self.monotonic = monotonic
+        self.probe_max_seconds = probe_max_seconds
         self.since: float | None = None
         self.probes = 0
         self.next_probe_at = 0.0
@@ -129,7 +141,9 @@ class Outage:
             metrics.TELEGRAM_OUTAGE.set(1)
             log.warning("Telegram is failing (%s): sends paused, probing with one message", reason)
         self.probe_id = None
-        delay = backoff.exponential(self.probes + 1, PROBE_BASE_SECONDS, PROBE_MAX_SECONDS)
+        delay = backoff.exponential(
+            self.probes + 1, min(PROBE_BASE_SECONDS, self.probe_max_seconds), self.probe_max_seconds
+        )
         self.probes += 1
         self.next_probe_at = now + backoff.jittered(delay, self.rng)
 
@@ -204,7 +218,7 @@ class Notifier:
         self.pacer = pacer or Pacer(
             config.rate_per_second, config.per_chat_interval_seconds, monotonic=monotonic
         )
-        self.outage = Outage(rng, monotonic)
+        self.outage = Outage(rng, monotonic, probe_max_seconds=config.outage_probe_max_seconds)
         # Sends are recorded as a group commit: at a paid broadcast's 1,000 messages a
         # second, one statement per message was a fifth of the notifier's time.
         self.sent: GroupCommit[tuple[Notification, int | None]] = GroupCommit(
