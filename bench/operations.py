@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -36,14 +37,14 @@ class Scale:
     events_per_asset: int
     runs: int
     prunable_assets: int  # their 5 events each are older than the cut-off
-    jobs_per_run: int
+    queue_depth: int  # new jobs kept waiting while the workers' claim rate is measured
     alone_seconds: float  # the first run without pruning; the second lasts as long as it
 
 
 FULL = Scale(assets=1_000_000, events_per_asset=5, runs=7, prunable_assets=200_000,
-             jobs_per_run=1_500_000, alone_seconds=15)  # fmt: skip
+             queue_depth=200_000, alone_seconds=15)  # fmt: skip
 SHORT = Scale(assets=20_000, events_per_asset=5, runs=3, prunable_assets=4_000,
-              jobs_per_run=40_000, alone_seconds=2)  # fmt: skip
+              queue_depth=20_000, alone_seconds=2)  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
 WARM_SECONDS = 3.0
 # What an operator may expect of every status view, whatever the history's size.
@@ -126,18 +127,44 @@ async def _watch_refresh(conn: db.Connection) -> None:
     await reports.running_jobs(conn, None)
 
 
-async def claim_rate(
-    url: str, base: Path, jobs: int, during: Callable[[], Awaitable[Any]]
-) -> tuple[float, float]:
-    """Two `vidretry worker` processes on ``jobs`` new no-op jobs: their claims per
-    second while ``during`` runs (after a warm-up), and how long it ran."""
+async def add_jobs(conn: db.Connection, count: int) -> None:
+    await conn.execute(
+        "INSERT INTO video_assets (name) SELECT 'job-' || gen_random_uuid()"
+        " FROM generate_series(1, %s)",
+        (count,),
+    )
+
+
+async def keep_queued(url: str, depth: int, stop: asyncio.Event) -> None:
+    """Keep at least ``depth`` / 2 new jobs waiting until ``stop``, adding ``depth`` / 2 at a
+    time: the measurement lasts as long as it must, however fast the workers are today."""
     async with await db.connect(url) as conn:
-        await conn.execute(
-            "INSERT INTO video_assets (name) SELECT 'job-' || gen_random_uuid()"
-            " FROM generate_series(1, %s)",
-            (jobs,),
-        )
+        while not stop.is_set():
+            # Counting stops at the threshold: a cheap look at a deep queue.
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM video_assets"
+                " WHERE state = 'pending' LIMIT %s) AS waiting",
+                (depth // 2,),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if row["n"] < depth // 2:
+                await add_jobs(conn, depth // 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+
+
+async def claim_rate(
+    url: str, base: Path, depth: int, during: Callable[[], Awaitable[Any]]
+) -> tuple[float, float]:
+    """Two `vidretry worker` processes on new no-op jobs, at least ``depth`` / 2 of them
+    waiting throughout: their claims per second while ``during`` runs (after a warm-up),
+    and how long it ran."""
+    async with await db.connect(url) as conn:
+        await add_jobs(conn, depth)
         await conn.execute("ANALYZE video_assets")
+    stop_feeding = asyncio.Event()
+    feeder = asyncio.create_task(keep_queued(url, depth, stop_feeding))
     config = base / "vidretry.toml"
     config.write_text(
         f'[database]\nurl = "{url}"\n\n[worker]\nconcurrency = 32\n'
@@ -166,12 +193,11 @@ async def claim_rate(
                     (start,),
                 )
             ).fetchone()
-        left = await scalar_of(url, "SELECT count(*) FROM video_assets WHERE state = 'pending'")
-        if left == 0:
-            raise RuntimeError("the workers ran out of jobs: raise Scale.jobs_per_run")
         assert row is not None
         return row["n"] / (row["t"] - start).total_seconds(), took
     finally:
+        stop_feeding.set()
+        await feeder
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
@@ -208,10 +234,10 @@ async def pruning_rows(
             await retention.prune(conn, before, assets=False, pace=pace)
 
     # Alone, pruning, alone again: the database grows a little with every run.
-    rate_before, _ = await claim_rate(url, base, scale.jobs_per_run, idle)
-    rate_prune, took = await claim_rate(url, base, scale.jobs_per_run, prune)
+    rate_before, _ = await claim_rate(url, base, scale.queue_depth, idle)
+    rate_prune, took = await claim_rate(url, base, scale.queue_depth, prune)
     idle_for = took
-    rate_after, _ = await claim_rate(url, base, scale.jobs_per_run, idle)
+    rate_after, _ = await claim_rate(url, base, scale.queue_depth, idle)
     baseline = (rate_before + rate_after) / 2
     print(f"pruning {old.events:,} events and {old.notifications:,} notifications at pace "
           f"{pace:g} took {took:.1f}s")  # fmt: skip
