@@ -1,12 +1,14 @@
-"""Test harness: one private PostgreSQL for the session, a fresh database per test.
+"""Test harness: one private PostgreSQL per test process, a fresh database per test.
 
 ``async def`` tests and fixtures run on pytest-asyncio, each test on its own event loop.
 
 pytest-postgresql clones each test's database from a template that already has the schema.
 The server is vidretry's own embedded one, started in a temporary directory: it works the
 same as root (it then runs as the ``postgres`` system user) and as an ordinary user, and it
-listens only on a unix socket. Set VIDRETRY_TEST_PG_HOST/PORT/USER to use a running server
-instead.
+listens only on a unix socket. Under pytest-xdist each worker starts its own server in its
+own directory (the controller, which runs no test, starts none), so workers share no
+socket, port or file. Set VIDRETRY_TEST_PG_HOST/PORT/USER to use a running server instead
+(xdist workers then get databases of their own names from pytest-postgresql).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import pytest
 from pytest_postgresql import factories
 
 from tests.support import FakeClock, apply_schema
-from vidretry import db
-from vidretry.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
+from vidretry.store import db
+from vidretry.store.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
 
 # hypothesis is imported up front: its pytest plugin otherwise imports it at the end of a
 # run that used none of its tests, and on Python 3.11.7 pytest's rewriting of it then fails
@@ -35,8 +37,14 @@ _server: EmbeddedServer | None = None
 _server_dir: Path | None = None
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _server_dir
+    if _is_xdist_controller(config):
+        return
     if os.environ.get("VIDRETRY_TEST_PG_HOST"):
         config.option.postgresql_host = os.environ["VIDRETRY_TEST_PG_HOST"]
         config.option.postgresql_port = os.environ.get("VIDRETRY_TEST_PG_PORT", "5432")
