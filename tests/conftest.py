@@ -35,6 +35,18 @@ from vidretry.store.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
 
 _server: EmbeddedServer | None = None
 _server_dir: Path | None = None
+_bytecode_dir: Path | None = None
+
+
+def _cache_bytecode_for_subprocesses() -> None:
+    """The ``vidretry`` processes the tests start cache their bytecode, in a directory of
+    this test process's own, as they would on a user's machine: with
+    PYTHONDONTWRITEBYTECODE (set in some environments) every one of them compiled vidretry
+    from source, hundreds of times a run."""
+    global _bytecode_dir
+    _bytecode_dir = Path(tempfile.mkdtemp(prefix="vidretry-test-bytecode-"))
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(_bytecode_dir)
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -45,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _server, _server_dir
     if _is_xdist_controller(config):
         return
+    _cache_bytecode_for_subprocesses()
     if os.environ.get("VIDRETRY_TEST_PG_HOST"):
         config.option.postgresql_host = os.environ["VIDRETRY_TEST_PG_HOST"]
         config.option.postgresql_port = os.environ.get("VIDRETRY_TEST_PG_PORT", "5432")
@@ -72,6 +85,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _server.stop()
     if _server_dir is not None:
         shutil.rmtree(_server_dir, ignore_errors=True)
+    if _bytecode_dir is not None:
+        shutil.rmtree(_bytecode_dir, ignore_errors=True)
 
 
 pg_server = factories.postgresql_noproc(load=[apply_schema])

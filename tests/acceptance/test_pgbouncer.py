@@ -125,6 +125,7 @@ def wait_until(cli: Cli, check: Callable[[dict[str, int]], bool], log: Path) -> 
         time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_worker_notifier_and_cli_through_transaction_pooling(
     make_cli: Callable[[str], Cli], pgbouncer: str
 ) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -465,6 +466,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert row["streak_assets"] == self.streak
 
 
+@pytest.mark.slow  # 5,000 steps against the database: the full suite's, not the edit loop's
 def test_lifecycle(db_url: str) -> None:
     run_state_machine_as_test(
         lambda: Lifecycle(db_url),
