@@ -132,8 +132,16 @@ def test_sigterm_lets_the_worker_release_and_exit_zero(
         (("retry", "1", "--all-failed"), 2, "give an asset id or --all-failed"),
         (("enqueue", "x", "--user", "abc"), 2, "--user"),
         (("enqueue", "x", "--user", "1", "--param", "novalue"), 2, "KEY=VALUE"),
-        (("enqueue", "x" * 2001, "--user", "1"), 2, "1 to 2000 bytes of UTF-8 (this one is 2001)"),
-        (("enqueue", "🎬" * 501, "--user", "1"), 2, "1 to 2000 bytes of UTF-8 (this one is 2004)"),
+        (("enqueue", "x" * 2001, "--user", "1"), 2, "1 to 2000 bytes of UTF-8"),
+        (("enqueue", "🎬" * 501, "--user", "1"), 2, "(2004 bytes)"),
+        # One name rule for the CLI and the bot (tests/telegram/test_front_door.py).
+        (("enqueue", "   ", "--user", "1"), 2, "asset name must be 1 to 2000 bytes"),
+        (("enqueue", "a\tb", "--user", "1"), 2, "no control characters, got 'a\\tb'"),
+        (("enqueue", "x", "--user", "99999999999999999999999"), 2, "user id must be a positive"),
+        (("enqueue", "x", "--user", "-5"), 2, "a group's chat id goes in --chat"),
+        (("enqueue", "x", "--user", "0"), 2, "user id must be a positive Telegram user id"),
+        (("enqueue", "x", "--user", "1", "--chat", "0"), 2, "chat id must be a Telegram chat id"),
+        (("enqueue", "x", "--user", "1", "--chat", str(-(2**63))), 2, "chat id must be"),
         (("list", "--state", "done"), 2, "--state"),
         (("frobnicate",), 2, "No such command"),
     ],
@@ -153,6 +161,16 @@ def test_injection_strings_are_just_names(make_cli: Callable[[str], Cli]) -> Non
     name = "x'); DROP TABLE video_assets; -- <b>Маша</b> 🎬"
     created = cli.json("enqueue", name, "--user", "1", "--param", "k='; DELETE FROM jobs")
     assert cli.json("show", str(created["asset_id"]))["name"] == name
+
+
+def test_a_name_means_the_same_asset_however_it_is_spaced(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    first = cli.json("enqueue", "  Маша ", "--user", "1")
+    second = cli.json("enqueue", "Маша", "--user", "2")
+    assert first["asset_id"] == second["asset_id"]
+    assert cli.json("show", str(first["asset_id"]))["name"] == "Маша"
+    group = cli.json("enqueue", "Маша", "--user", "3", "--chat", "-1001234567890")
+    assert group["asset_id"] == first["asset_id"]
 
 
 def test_config_errors(make_cli: Callable[[str], Cli]) -> None:

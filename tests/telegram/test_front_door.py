@@ -259,6 +259,7 @@ async def test_a_plugin_answers_its_command_and_vidretrys_come_first(
         ("/video    ", M.ask_name),
         ("/video a\x07b", M.bad_name),
         ("/video line\nbreak", M.bad_name),
+        ("/video a\tb", M.bad_name),  # the CLI refuses it too (tests/acceptance/test_cli.py)
         ("/video " + "ж" * 1001, M.bad_name),  # 2,002 bytes of UTF-8
     ],
 )

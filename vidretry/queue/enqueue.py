@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,40 @@ from vidretry.store.db import Connection, execute, fetch_one
 
 # What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
 MAX_NAME_BYTES = 2000
+NAME_RULE = f"1 to {MAX_NAME_BYTES} bytes of UTF-8, not only spaces, no control characters"
+# Telegram's user ids are positive and have at most 52 significant bits; chat ids of groups
+# and channels are negative (-100… for channels), all well inside 53 bits.
+MAX_TELEGRAM_ID = 2**53 - 1
+
+
+def normalise_name(text: str) -> str:
+    """The one rule for a video's name, whoever asks (CLI, bot, Python API): surrounding
+    whitespace goes; what is left must be ``NAME_RULE``, else ``ConfigError``."""
+    name = text.strip()
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_NAME_BYTES or any(
+        unicodedata.category(c) in ("Cc", "Cs") for c in name
+    ):
+        raise ConfigError(f"asset name must be {NAME_RULE}, got {_shown(text)} ({size} bytes)")
+    return name
+
+
+def check_ids(user_id: int, chat_id: int | None) -> None:
+    """A Telegram user id is positive and within Telegram's range; a chat id may be negative
+    (a group) but not 0. ``ConfigError`` names the one that is not."""
+    if not 1 <= user_id <= MAX_TELEGRAM_ID:
+        raise ConfigError(
+            f"user id must be a positive Telegram user id (1 to {MAX_TELEGRAM_ID}), got {user_id}"
+            + (" (a group's chat id goes in --chat)" if user_id < 0 else "")
+        )
+    if chat_id is not None and not (chat_id != 0 and abs(chat_id) <= MAX_TELEGRAM_ID):
+        raise ConfigError(
+            f"chat id must be a Telegram chat id (not 0, at most 53 bits), got {chat_id}"
+        )
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:39] + "…")
 
 
 @dataclass(frozen=True)
@@ -42,12 +77,10 @@ async def enqueue(
     joins the same asset. For an asset that is already available the request is satisfied at
     once with a 'ready' notification; for a failed one the asset is retried with this user
     as the actor. ``chat_id`` defaults to the user's private chat, whose id is the user id.
+    The name is normalised by ``normalise_name``; a bad name or id is ``ConfigError``.
     """
-    size = len(name.encode("utf-8", "surrogatepass"))
-    if not 1 <= size <= MAX_NAME_BYTES:
-        raise ConfigError(
-            f"asset name must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 (this one is {size})"
-        )
+    name = normalise_name(name)
+    check_ids(user_id, chat_id)
     chat = user_id if chat_id is None else chat_id
     retried = ready_queued = False
     async with conn.transaction():

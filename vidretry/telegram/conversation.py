@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import logging
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,9 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.errors import ConfigError
 from vidretry.models import JobState
 from vidretry.queue import reports
-from vidretry.queue.enqueue import MAX_NAME_BYTES, enqueue
+from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
@@ -124,7 +124,9 @@ class Conversation:
         m = self.messages
         if not name:
             return [Outgoing(m.ask_name)]
-        if not _acceptable_name(name):
+        try:
+            name = normalise_name(name)
+        except ConfigError:
             return [Outgoing(m.bad_name)]
         verdict = self.rate.admit(user_id)
         if verdict is not True:
@@ -231,12 +233,6 @@ def _split_command(text: str) -> tuple[str | None, str]:
     head, _, rest = text[1:].partition(" ")
     command = head.split("@", 1)[0].lower()
     return command, rest
-
-
-def _acceptable_name(name: str) -> bool:
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        return False
-    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
 
 
 def _short(text: str, limit: int) -> str:
