@@ -143,6 +143,8 @@ def test_sigterm_lets_the_worker_release_and_exit_zero(
         (("enqueue", "x", "--user", "1", "--chat", "0"), 2, "chat id must be a Telegram chat id"),
         (("enqueue", "x", "--user", "1", "--chat", str(-(2**63))), 2, "chat id must be"),
         (("list", "--state", "done"), 2, "--state"),
+        (("db", "prune", "--older-than", "0d"), 2, "--older-than must be more than 0, got '0d'"),
+        (("db", "prune", "--older-than", "30x"), 2, "must look like 30d, 12h, 90m or 3600s"),
         (("frobnicate",), 2, "No such command"),
     ],
 )

@@ -122,8 +122,10 @@ _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_age(text: str) -> float:
     """``30d``, ``12h``, ``90m``, ``3600s`` in seconds."""
     number, unit = text[:-1], text[-1:]
-    if unit not in _AGE_UNITS or not number.isdigit() or int(number) < 1:
+    if unit not in _AGE_UNITS or not number.isdigit():
         raise ConfigError(f"--older-than must look like 30d, 12h, 90m or 3600s, got {text!r}")
+    if int(number) < 1:
+        raise ConfigError(f"--older-than must be more than 0, got {text!r}")
     return float(int(number) * _AGE_UNITS[unit])
 
 
