@@ -2,7 +2,7 @@
 
     python -m bench.cli_start
 
-Each command runs 7 times, interleaved with the others; the table gives medians of the wall
+Each command runs 15 times, interleaved with the others; the table gives medians of the wall
 time, from starting the process to its exit, on a temporary PostgreSQL, and each command's
 ratio to the floor, `python -c "import psycopg, typer"` measured in the same run (the
 machine's speed drifts from day to day; a ratio within one run does not). The commands run
@@ -25,7 +25,7 @@ from vidretry.queue.enqueue import enqueue
 from vidretry.store import db, schema
 from vidretry.store.embedded import EmbeddedServer
 
-RUNS = 7
+RUNS = 15
 FLOOR = "python -c 'import psycopg, typer' (the floor)"
 # status and retry start within this many times the floor.
 TARGET_RATIO = 1.5
