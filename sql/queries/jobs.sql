@@ -296,10 +296,12 @@ SELECT id FROM released;
 
 -- name: drain_outlook
 -- What --drain waits for: pending jobs (due now or after a backoff) and expired leases;
--- none of them while an operator holds the queue paused (a breaker's pause ends by itself).
+-- and who holds the queue paused, if anyone (an operator, or the circuit breaker): nothing
+-- would run until that pause ends, so a drain does not wait for it.
 -- Each part reads one partial index, however many finished assets there are.
-SELECT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL AND reason = 'manual')
-           AS paused_by_hand,
+SELECT (SELECT CASE reason WHEN 'breaker' THEN 'the circuit breaker' ELSE paused_by END
+        FROM queue_pauses WHERE resumed_at IS NULL
+        ORDER BY paused_at LIMIT 1) AS paused_by,
        (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
        (SELECT count(*) FROM video_assets
         WHERE state = 'running'

@@ -175,12 +175,14 @@ async def test_a_manual_pause_holds_through_probe_intervals_until_resume(
         await wait_for(db_url, OPEN, lambda n: n == 0, seconds=30)  # NOTIFY wakes them
     assert cli.json("status")["queue"]["state"] == "running"
     assert "not paused" in cli("resume").stdout
-    # A drain does not wait for a manual pause to end: nothing would run until then.
+    # A drain does not wait for a manual pause to end, nor say "drained": nothing would
+    # run until then (tests/acceptance/test_cli.py has the breaker's pause too).
     assert cli("pause").returncode == 0
     await add_assets(db_url, ["d"], down=str(tmp_path / "never"))
     drained = cli("worker", "--drain", timeout=60)
-    assert drained.returncode == 0, drained.stderr
-    assert "wait for `vidretry resume`" in drained.stderr
+    assert drained.returncode == 1, drained.stderr
+    assert "vidretry: error: queue paused (by operator:" in drained.stderr
+    assert "1 job(s) wait" in drained.stderr
     async with await db.connect(db_url) as conn:
         assert await scalar(
             conn, "SELECT count(*) FROM video_assets WHERE state = 'available'"

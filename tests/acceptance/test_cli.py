@@ -175,6 +175,36 @@ def test_a_name_means_the_same_asset_however_it_is_spaced(make_cli: Callable[[st
     assert group["asset_id"] == first["asset_id"]
 
 
+def test_a_drain_under_any_pause_says_so_and_exits_1_at_once(
+    make_cli: Callable[[str], Cli], db_url: str
+) -> None:
+    cli = make_cli(FAILING)
+    for name in ("a", "b", "c"):
+        cli.json("enqueue", name, "--user", "1")
+    assert cli("pause", "--reason", "maintenance").returncode == 0
+    started = time.monotonic()
+    drained = cli("worker", "--drain", timeout=60)
+    assert drained.returncode == 1, drained.stderr
+    assert "queue paused (by operator:" in drained.stderr
+    assert "3 job(s) wait" in drained.stderr
+    assert "drained" not in drained.stderr
+    assert cli("resume").returncode == 0
+    # The circuit breaker's pause: probes would come, but nothing runs before one does.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO queue_pauses (reason, detail, paused_by, paused_at, next_probe_at,"
+            " probe_interval_seconds) VALUES ('breaker', 'boom', 'worker:w1', now(),"
+            " now() + interval '1 hour', 3600)"
+        )
+    drained = cli("worker", "--drain", timeout=60)
+    assert drained.returncode == 1, drained.stderr
+    assert "queue paused (by the circuit breaker): 3 job(s) wait" in drained.stderr
+    assert time.monotonic() - started < 50  # at once, not after probes
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        claimed = conn.execute("SELECT count(*) FROM job_events WHERE kind = 'claimed'")
+        assert claimed.fetchone() == (0,)
+
+
 def test_config_errors(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli("concurency = 3")
     result = cli("status")

@@ -241,7 +241,11 @@ def worker(
         int | None, typer.Option("--concurrency", min=1, help="Jobs at once (default: config).")
     ] = None,
     drain: Annotated[
-        bool, typer.Option("--drain", help="Exit 0 once nothing is runnable or in backoff.")
+        bool,
+        typer.Option(
+            "--drain",
+            help="Exit 0 once nothing is runnable or in backoff (1 if paused with jobs waiting).",
+        ),
     ] = False,
     metrics_port: MetricsPort = None,
 ) -> None:

@@ -42,14 +42,15 @@ class RescuedJobs:
 
 @dataclass(frozen=True)
 class DrainOutlook:
-    paused_by_hand: bool  # nothing will run until `vidretry resume`
+    paused_by: str | None  # who holds the queue paused (nothing runs until it ends), or None
     pending: int
     expired: int
     next_due_in: float | None
 
     @property
-    def finished(self) -> bool:
-        return self.paused_by_hand or (self.pending == 0 and self.expired == 0)
+    def waiting(self) -> int:
+        """Jobs that still have to run: pending ones, and those whose lease expired."""
+        return self.pending + self.expired
 
 
 async def claim(
@@ -224,4 +225,4 @@ async def rescue_expired(
 async def drain_outlook(conn: Connection, now: datetime | None) -> DrainOutlook:
     row = await fetch_one(conn, "drain_outlook", {"now": now})
     assert row is not None  # an aggregate always returns a row
-    return DrainOutlook(row["paused_by_hand"], row["pending"], row["expired"], row["next_due_in"])
+    return DrainOutlook(row["paused_by"], row["pending"], row["expired"], row["next_due_in"])

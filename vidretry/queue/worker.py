@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.errors import HandlerError, PermanentError
+from vidretry.errors import HandlerError, PermanentError, RefusedError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
 from vidretry.queue import breaker, jobs, metrics
@@ -277,13 +277,15 @@ class Worker:
         return outcome
 
     async def drained(self) -> tuple[bool, float | None]:
+        """For --drain: whether nothing is left to run. A paused queue with jobs waiting is
+        no drain at all — nothing runs until the pause ends — so it is ``RefusedError``."""
         async with self.pool.connection() as conn:
             outlook = await jobs.drain_outlook(conn, self.clock.now())
-        if outlook.paused_by_hand and outlook.pending:
-            log.warning(
-                "queue paused by hand: %d job(s) wait for `vidretry resume`", outlook.pending
+        if outlook.paused_by is not None and outlook.waiting:
+            raise RefusedError(
+                f"queue paused (by {outlook.paused_by}): {outlook.waiting} job(s) wait"
             )
-        return outlook.finished, outlook.next_due_in
+        return outlook.waiting == 0, outlook.next_due_in
 
     async def release(self, item: ClaimedJob) -> None:
         async with self.pool.connection() as conn:
