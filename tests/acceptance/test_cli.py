@@ -205,6 +205,26 @@ def test_a_drain_under_any_pause_says_so_and_exits_1_at_once(
         assert claimed.fetchone() == (0,)
 
 
+def test_db_commands_for_the_embedded_server_say_when_the_database_is_elsewhere(
+    make_cli: Callable[[str], Cli], db_url: str
+) -> None:
+    cli = make_cli(FAILING)
+    cli.env["VIDRETRY_DATABASE_URL"] = db_url.replace("?", "?password=hunter2&")
+    for command in ("up", "down", "status"):
+        result = cli("db", command)
+        assert result.returncode == 1, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"vidretry: error: `db {command}` manages the embedded PostgreSQL")
+        assert "VIDRETRY_DATABASE_URL" in line
+        assert db_url.split("?")[0] in line
+        assert "hunter2" not in line
+        assert result.stdout == ""
+    # `db url` is for psql: it prints the database in use, the configured one as it is.
+    url = cli("db", "url")
+    assert url.returncode == 0, url.stderr
+    assert url.stdout.strip() == cli.env["VIDRETRY_DATABASE_URL"]
+
+
 def test_config_errors(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli("concurency = 3")
     result = cli("status")

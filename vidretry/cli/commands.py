@@ -25,7 +25,7 @@ from vidretry.cli.running import (
     run,
     session,
 )
-from vidretry.config import DEFAULT_PRUNE_PACE, Config
+from vidretry.config import DATABASE_URL_ENV, DEFAULT_PRUNE_PACE, Config
 from vidretry.errors import RefusedError, VidretryError
 from vidretry.models import JobState
 
@@ -134,17 +134,26 @@ def db_prune(
     run(ctx, body)
 
 
-def _embedded(ctx: typer.Context) -> EmbeddedServer:
+def _embedded(ctx: typer.Context, command: str) -> EmbeddedServer:
+    """The embedded server ``db COMMAND`` manages; with a configured database there is
+    none to manage, and saying nothing would hide where the data is: exit 1, one line."""
     from vidretry.store.embedded import EmbeddedServer, default_dir
+    from vidretry.store.redact import redact_url
 
     config = load(ctx)
+    if config.database.url:
+        fail(
+            f"`db {command}` manages the embedded PostgreSQL, but the database is configured "
+            f"([database] url or ${DATABASE_URL_ENV}): {redact_url(config.database.url)}",
+            1,
+        )
     return EmbeddedServer(config.database.embedded_dir or default_dir())
 
 
 @db_app.command("up")
 def db_up(ctx: typer.Context) -> None:
     """Start the embedded PostgreSQL (initialising it on first use) and apply the schema."""
-    server = _embedded(ctx)
+    server = _embedded(ctx, "up")
 
     async def body(config: Config) -> None:
         from vidretry.store import db, schema
@@ -159,7 +168,7 @@ def db_up(ctx: typer.Context) -> None:
 @db_app.command("down")
 def db_down(ctx: typer.Context) -> None:
     """Stop the embedded PostgreSQL."""
-    server = _embedded(ctx)
+    server = _embedded(ctx, "down")
     try:
         stopped = server.stop()
     except VidretryError as exc:
@@ -170,7 +179,7 @@ def db_down(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Say whether the embedded PostgreSQL is running (exit 1 if not)."""
-    server = _embedded(ctx)
+    server = _embedded(ctx, "status")
     if server.is_running():
         out().print(f"embedded PostgreSQL running in {server.directory}")
         return
@@ -180,8 +189,10 @@ def db_status(ctx: typer.Context) -> None:
 
 @db_app.command("url")
 def db_url(ctx: typer.Context) -> None:
-    """Print the embedded server's connection URL (for psql and other tools)."""
-    typer.echo(_embedded(ctx).url)
+    """Print the database's connection URL (for psql and other tools): the configured one,
+    as configured, or the embedded server's."""
+    config = load(ctx)
+    typer.echo(config.database.url or _embedded(ctx, "url").url)
 
 
 # -- enqueue ---------------------------------------------------------------------------
