@@ -295,6 +295,20 @@ def test_doctor_checks_without_printing_secrets(
     assert not any(line.startswith("! config") for line in cli("doctor").stdout.splitlines())
 
 
+def test_doctor_imports_the_configured_plugins(make_cli: Callable[[str], Cli]) -> None:
+    cli = make_cli(FAILING)
+    base = cli.config.read_text()
+    cli.config.write_text(base + '\n[telegram]\nplugins = ["no.such.module"]\n')
+    result = cli("doctor")
+    assert result.returncode == 1
+    (line,) = [line for line in result.stdout.splitlines() if "plugins" in line]
+    assert line.startswith("✗ plugins")
+    assert "[telegram] plugins[0]: cannot import 'no.such.module'" in line
+    cli.config.write_text(base + '\n[telegram]\nplugins = ["tests.telegram.plugins.echo_plugin"]\n')
+    lines = cli("doctor").stdout.splitlines()
+    assert "✓ plugins tests.telegram.plugins.echo_plugin" in [" ".join(li.split()) for li in lines]
+
+
 def test_status_watch_runs_until_sigterm(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli(FAILING)
     assert cli("enqueue", "a", "--user", "1").returncode == 0

@@ -174,7 +174,7 @@ async def serve_notifier(
     token, plugins = "", []
     if console is None:
         # Loaded before logging is set up: Telethon says at import which AES it found.
-        from vidretry.telegram.adapter import load_plugins
+        from vidretry.telegram.plugins import load_plugins
 
         token = telegram_login_token(config.telegram)
         plugins = load_plugins(config.telegram.plugins)

@@ -13,6 +13,7 @@ from vidretry.errors import VidretryError
 from vidretry.queue.handlers import load_function
 from vidretry.store import db, redact, schema
 from vidretry.store.embedded import EmbeddedServer, default_dir
+from vidretry.telegram.plugins import load_plugins
 
 
 class Verdict(enum.StrEnum):
@@ -38,6 +39,7 @@ async def examine(config: Config) -> list[Check]:
         _handler(config),
         _output_dir(config),
         _telegram(config),
+        *_plugins(config),
     ]
 
 
@@ -113,6 +115,17 @@ def _output_dir(config: Config) -> Check:
     if not os.access(existing, os.W_OK):
         return Check("output", Verdict.FAIL, f"{directory} is not writable")
     return Check("output", Verdict.OK, str(directory))
+
+
+def _plugins(config: Config) -> list[Check]:
+    """Import the configured plugins as ``vidretry notifier`` will at start."""
+    if not config.telegram.plugins:
+        return []
+    try:
+        load_plugins(config.telegram.plugins)
+    except VidretryError as exc:
+        return [Check("plugins", Verdict.FAIL, str(exc))]
+    return [Check("plugins", Verdict.OK, ", ".join(config.telegram.plugins))]
 
 
 def _telegram(config: Config) -> Check:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import random
@@ -27,7 +26,7 @@ from telethon.extensions import html
 
 from vidretry import backoff
 from vidretry.config import TelegramConfig
-from vidretry.errors import ConfigError, TelegramUnavailable
+from vidretry.errors import TelegramUnavailable
 from vidretry.queue import metrics
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
@@ -436,22 +435,6 @@ async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def load_plugins(names: Sequence[str]) -> list[ModuleType]:
-    """Import the operator's plugin modules at start, so a typo is a config error (exit 2),
-    not a surprise at the first login."""
-    plugins = []
-    for i, name in enumerate(names):
-        key = f"[telegram] plugins[{i}]"
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:
-            raise ConfigError(f"{key}: cannot import {name!r}: {_describe(exc)}") from None
-        if not callable(getattr(module, "register", None)):
-            raise ConfigError(f"{key}: {name!r} has no register(client) function")
-        plugins.append(module)
-    return plugins
 
 
 def _peer(to: Recipient) -> Any:
