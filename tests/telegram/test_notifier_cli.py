@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -187,3 +188,41 @@ def test_sigterm_stops_a_running_notifier_with_exit_0(db_url: str, tmp_path: Pat
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
     assert "stopped" in stderr
+
+
+def test_the_session_file_is_kept_to_its_owner(db_url: str, tmp_path: Path) -> None:
+    session = tmp_path / "bot.session"
+    path = tmp_path / "vidretry.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n'
+        f'[telegram]\napi_id = 1\napi_hash = "abc"\nsession = "{session}"\n'
+    )
+    argv = [sys.executable, "-m", "tests.telegram.bot_process", "--config", str(path)]
+    env = {**os.environ, "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN}
+
+    def notifier() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, "notifier", "--drain"], capture_output=True, text=True, timeout=60,
+            check=False, cwd=TESTS.parent, env=env,
+        )  # fmt: skip
+
+    old = os.umask(0o022)  # the usual umask, which made it 0644 before
+    try:
+        first = notifier()
+    finally:
+        os.umask(old)
+    assert first.returncode == 0, first.stderr
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600  # created so, and logged in
+    assert session.stat().st_size > 0
+    session.chmod(0o644)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "vidretry", "--config", str(path), "doctor"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert f"{session} holds the bot's login and other users can read it" in doctor.stdout
+    second = notifier()
+    assert second.returncode == 0, second.stderr
+    assert f"{session} (the bot's login) was readable by other users: now mode 600" in (
+        second.stderr
+    )
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600

@@ -42,6 +42,7 @@ from vidretry.telegram.delivery import Pacer, Sender
 from vidretry.telegram.leadership import Leadership
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.session import keep_private
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
     from vidretry.telegram.adapter import TelegramBot
@@ -182,6 +183,9 @@ async def serve_notifier(
     warning = exposed_secret_warning(config)
     if warning:
         log.warning(warning)
+    if console is None:
+        for line in keep_private(config.telegram.session):
+            log.warning(line)
     url = daemon_database_url(config)
     opened = open_pool(url, max_size=6, prepare=config.database.prepare)
     async with opened as pool, metrics_served(config, metrics_port, pool):

@@ -14,6 +14,7 @@ from vidretry.queue.handlers import load_function
 from vidretry.store import db, redact, schema
 from vidretry.store.embedded import EmbeddedServer, default_dir
 from vidretry.telegram.plugins import load_plugins
+from vidretry.telegram.session import readable_by_others, session_file
 
 
 class Verdict(enum.StrEnum):
@@ -40,6 +41,7 @@ async def examine(config: Config) -> list[Check]:
         _output_dir(config),
         _telegram(config),
         *_plugins(config),
+        *_session(config),
     ]
 
 
@@ -126,6 +128,20 @@ def _plugins(config: Config) -> list[Check]:
     except VidretryError as exc:
         return [Check("plugins", Verdict.FAIL, str(exc))]
     return [Check("plugins", Verdict.OK, ", ".join(config.telegram.plugins))]
+
+
+def _session(config: Config) -> list[Check]:
+    """The bot's login file, if it exists: nobody else may read it."""
+    path = session_file(config.telegram.session)
+    if not readable_by_others(path):
+        return []
+    return [
+        Check(
+            "session",
+            Verdict.WARN,
+            f"{path} holds the bot's login and other users can read it: chmod 600 {path}",
+        )
+    ]
 
 
 def _telegram(config: Config) -> Check:
