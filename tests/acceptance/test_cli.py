@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -309,11 +311,24 @@ def test_doctor_imports_the_configured_plugins(make_cli: Callable[[str], Cli]) -
     assert "✓ plugins tests.telegram.plugins.echo_plugin" in [" ".join(li.split()) for li in lines]
 
 
-def test_status_watch_runs_until_sigterm(make_cli: Callable[[str], Cli]) -> None:
+def test_status_watch_runs_until_sigterm(make_cli: Callable[[str], Cli], db_url: str) -> None:
     cli = make_cli(FAILING)
     assert cli("enqueue", "a", "--user", "1").returncode == 0
     with cli.spawn("status", "--watch") as proc:
-        time.sleep(2)
+        # Signalled once its connection has run a few queries apart in time (the refresh
+        # loop is running, its signal handlers on), not after a fixed time a loaded machine
+        # may not have started it in.
+        starts: set[Any] = set()
+        deadline = time.monotonic() + 30
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while len(starts) < 4:
+                assert time.monotonic() < deadline, "status --watch never refreshed"
+                for (started,) in conn.execute(
+                    "SELECT query_start FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query_start IS NOT NULL"
+                ):
+                    starts.add(started)
+                time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
