@@ -227,6 +227,33 @@ def test_db_commands_for_the_embedded_server_say_when_the_database_is_elsewhere(
     assert url.stdout.strip() == cli.env["VIDRETRY_DATABASE_URL"]
 
 
+def test_in_80_columns_nothing_that_tells_rows_apart_is_cut(
+    make_cli: Callable[[str], Cli],
+) -> None:
+    cli = make_cli(FAILING)
+    cli.env["COLUMNS"] = "80"
+    asset = str(cli.json("enqueue", "Маша", "--user", "111")["asset_id"])
+    cli.json("enqueue", "Маша", "--user", "222")
+    assert cli("worker", "--drain").returncode == 0
+    shown = cli("show", asset)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in shown.stdout
+    for whole in ("telegram:111", "telegram:222", "attempt_failed", "pending"):
+        assert any(whole in line for line in lines), whole
+    # Sentences are left for the terminal to wrap: one line each, dates whole.
+    dry = cli("db", "prune", "--older-than", "30d", "--dry-run")
+    (line,) = dry.stdout.splitlines()
+    assert line.startswith("would delete 0 history event(s), 0 notification(s), 0 asset(s)")
+    assert re.search(r"older than \d{4}-\d\d-\d\d \d\d:\d\d\)$", line)
+    reason = "render farm maintenance until the new GPUs are racked in the second hall"
+    assert cli("pause", "--reason", reason).returncode == 0
+    status = cli("status").stdout
+    assert any(line.startswith("queue: PAUSED by operator:") for line in status.splitlines())
+    assert f"why: {reason}" in status.splitlines()
+
+
 def test_config_errors(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli("concurency = 3")
     result = cli("status")

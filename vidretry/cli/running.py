@@ -38,7 +38,9 @@ def out() -> Console:
     """Standard output, through rich (loaded on first use: `--help` does without)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Sentences are not broken by rich at the terminal's width (the terminal wraps them, and
+    # a copied line stays one line); tables still fit the width.
+    return Console(highlight=False, soft_wrap=True)
 
 
 def progress(*, disable: bool = False) -> Progress:

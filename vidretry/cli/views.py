@@ -4,6 +4,7 @@ this draws it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
@@ -100,7 +101,7 @@ def queue(pause: dict[str, Any]) -> Text:
 
 def assets(rows: list[dict[str, Any]]) -> Table:
     """``vidretry list``."""
-    table = Table("id", "name", "state", "attempts", "gen", "last error")
+    table = folding_table("id", "name", "state", "attempts", "gen", "last error")
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -130,19 +131,48 @@ def asset(details: dict[str, Any]) -> RenderableType:
         (
             "notifications",
             details["notifications"],
-            ("user_id", "kind", "generation", "state", "attempts", "last_error"),
+            ("user_id", "kind", "gen", "state", "attempts", "last_error"),
         ),
         (
             "events",
             details["events"],
-            ("created_at", "kind", "generation", "attempt", "actor", "detail"),
+            ("at", "kind", "gen", "attempt", "actor", "detail"),
         ),
     ):
-        table = Table(*columns, title=title)
+        table = folding_table(*columns, title=title)
         for row in rows:
-            table.add_row(*(escape(str(row[c] if row[c] is not None else "")) for c in columns))
+            table.add_row(*(escape(_cell(row[_FIELD.get(c, c)])) for c in columns))
         parts.append(table)
     return Group(*parts)
+
+
+# Columns of free text: they take the squeeze in a narrow terminal, wrapping onto more lines.
+FREE_TEXT = frozenset({"name", "last_error", "last error", "detail", "at"})
+
+
+def folding_table(*columns: str, title: str | None = None) -> Table:
+    """A table that fits a narrow terminal (80 columns) without cutting what tells rows
+    apart: ids, kinds, states and actors keep their whole text (`telegram:111` and
+    `telegram:222` stay two users); free text wraps, and nothing ends in "…"."""
+    table = Table(title=title)
+    for column in columns:
+        if column in FREE_TEXT:
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True, overflow="fold")
+    return table
+
+
+# Short headers for the fields they show.
+_FIELD = {"gen": "generation", "at": "created_at"}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return str(value)
 
 
 DOCTOR_MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
