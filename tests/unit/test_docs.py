@@ -45,3 +45,13 @@ def test_every_relative_link_resolves() -> None:
 def test_docs_has_the_topics_the_readme_points_to() -> None:
     for name in ("operations", "bot", "guarantees", "performance", "deployment", "development"):
         assert (ROOT / "docs" / f"{name}.md").exists(), name
+
+
+def test_the_quick_start_says_how_to_stop_what_it_started_and_git_ignores_its_files() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "vidretry db down" in quick_start
+    assert "./dev test` takes about" in quick_start
+    assert "PgBouncer" in quick_start
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert {"vidretry.toml", "*.session"} <= set(ignored)
