@@ -228,7 +228,7 @@ def test_db_commands_for_the_embedded_server_say_when_the_database_is_elsewhere(
 
 
 def test_in_80_columns_nothing_that_tells_rows_apart_is_cut(
-    make_cli: Callable[[str], Cli],
+    make_cli: Callable[[str], Cli], db_url: str
 ) -> None:
     cli = make_cli(FAILING)
     cli.env["COLUMNS"] = "80"
@@ -252,6 +252,19 @@ def test_in_80_columns_nothing_that_tells_rows_apart_is_cut(
     status = cli("status").stdout
     assert any(line.startswith("queue: PAUSED by operator:") for line in status.splitlines())
     assert f"why: {reason}" in status.splitlines()
+    # The dashboard's running jobs keep their worker's whole name.
+    owner = "render-farm-07:123456"  # the default worker name is host:pid
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO video_assets (name, state, attempts, lease_owner, lease_token,"
+            " lease_expires_at) VALUES ('long-running', 'running', 1, %s,"
+            " gen_random_uuid(), now() + interval '1 minute')",
+            (owner,),
+        )
+    status = cli("status").stdout
+    assert max(len(line) for line in status.splitlines()) <= 80
+    assert "…" not in status
+    assert any(owner in line for line in status.splitlines())
 
 
 def test_config_errors(make_cli: Callable[[str], Cli]) -> None:

@@ -54,11 +54,13 @@ def demo(snapshot: Snapshot) -> RenderableType:
 
 
 def dashboard(summary: dict[str, Any], running: list[dict[str, Any]]) -> RenderableType:
-    counts = Table("state", "assets", title="queue")
+    counts = folding_table("state", "assets", title="queue")
     for name, n in summary["counts"].items():
         about = "≈ " if name == "available" and summary.get("available_estimated") else ""
         counts.add_row(state(name), f"{about}{n:,}")
-    jobs = Table("id", "name", "attempt", "worker", "lease age", "expires in", title="running")
+    jobs = folding_table(
+        "id", "name", "attempt", "worker", "lease age", "expires in", title="running"
+    )
     for job in running:
         now = job["now"]
         jobs.add_row(
