@@ -59,6 +59,7 @@ def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli]) -
     )
 
 
+@pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
 def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli(FAILING)
     for name in ("a", "b", "c"):
@@ -389,6 +390,7 @@ def test_long_unicode_names_round_trip(make_cli: Callable[[str], Cli]) -> None:
     assert cli.json("show", str(created["asset_id"]))["name"] == name
 
 
+@pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
 def test_secrets_never_appear_in_any_output(make_cli: Callable[[str], Cli], db_url: str) -> None:
     cli = make_cli(FAILING)
     # trust authentication ignores the password, but it is in the URL vidretry is given

@@ -220,6 +220,7 @@ async def test_a_flood_wait_reschedules_without_charging_and_pauses_sending(
         assert (await app.notifier.run_once()).outcomes == {Delivery.SENT: 3}
 
 
+@pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
 async def test_server_errors_never_use_up_a_row(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.telegram.double import BOT_TOKEN
 
@@ -94,6 +95,7 @@ def test_a_malformed_token_is_refused_without_being_shown(db_url: str, tmp_path:
     assert "hunter2" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
 def test_unreachable_telegram_is_ridden_out_until_sigterm(db_url: str, tmp_path: Path) -> None:
     # The real network layer: the child's sitecustomize refuses every non-loopback address,
     # so Telegram is unreachable. The notifier keeps trying, one line per try, and a SIGTERM
