@@ -71,3 +71,21 @@ def down_while_flagged(job: JobContext) -> str:
     if job.params.get("poison"):
         raise RuntimeError("the template cannot render this name")
     return f"/videos/{job.asset_id}.mp4"
+
+
+async def nap(job: JobContext) -> str:
+    """Sleeps ``params.seconds`` without blocking the worker, logging ``start``, then ``end``
+    or (when the worker cancels it) ``stop``, with the asset, pid and time, to ``params.log``."""
+
+    def note(what: str) -> None:
+        with Path(job.params["log"]).open("a") as f:
+            f.write(f"{what} {job.asset_id} {os.getpid()} {time.time()}\n")
+
+    note("start")
+    try:
+        await asyncio.sleep(float(job.params.get("seconds", 0.2)))
+    except asyncio.CancelledError:
+        note("stop")
+        raise
+    note("end")
+    return f"/videos/{job.asset_id}.mp4"

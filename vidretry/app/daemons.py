@@ -32,6 +32,7 @@ from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.worker import Worker, breaker_settings
 from vidretry.store.db import Connection
+from vidretry.store.deadlink import answer_seconds_for
 from vidretry.store.embedded import database_url, default_dir
 from vidretry.store.listen import Listener
 from vidretry.store.pool import open_pool
@@ -125,11 +126,12 @@ def build_worker(
     ``[telegram] admins``."""
     clock = clock or DatabaseClock()
     days = config.retention.days
+    lease = config.worker.lease_seconds
     return Worker(
         pool,
         config.worker,
         handler,
-        listener=Listener(config.database.listen_url or url),
+        listener=Listener(config.database.listen_url or url, answer_seconds_for(lease)),
         clock=clock,
         rng=rng or random.Random(),  # noqa: S311 (jitter only)
         name=name,
@@ -153,7 +155,12 @@ async def serve_worker(
     url = daemon_database_url(config)
     pool_size = config.worker.concurrency + 2
     async with (
-        open_pool(url, max_size=pool_size, prepare=config.database.prepare) as pool,
+        open_pool(
+            url,
+            max_size=pool_size,
+            prepare=config.database.prepare,
+            answer_seconds=answer_seconds_for(config.worker.lease_seconds),
+        ) as pool,  # fmt: skip
         metrics_served(config, metrics_port, pool),
     ):
         worker = build_worker(pool, config, handler, url=url)
@@ -187,10 +194,13 @@ async def serve_notifier(
         for line in keep_private(config.telegram.session):
             log.warning(line)
     url = daemon_database_url(config)
-    opened = open_pool(url, max_size=6, prepare=config.database.prepare)
+    answer_seconds = answer_seconds_for(config.notifier.lease_seconds)
+    opened = open_pool(
+        url, max_size=6, prepare=config.database.prepare, answer_seconds=answer_seconds
+    )
     async with opened as pool, metrics_served(config, metrics_port, pool):
         process = NotifierProcess(
-            Listener(config.database.listen_url or url),
+            Listener(config.database.listen_url or url, answer_seconds),
             pool,
             config,
             console=console,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from vidretry.eventloop import within
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.store.redact import one_line
 
@@ -49,9 +50,11 @@ class Held(Generic[Item]):
 class LeaseKeeper(Generic[Item]):
     """Keeps the leases of the items being worked on alive.
 
-    ``extend`` runs the fenced heartbeat statement and returns the ids still held. With
-    ``lease_seconds``, a lease that could not be extended for that long (the database is
-    unreachable) counts as lost too: someone else may have taken the item over by then.
+    ``extend`` runs the fenced heartbeat statement and returns the ids still held. A lease
+    not confirmed for ``lease_seconds`` (counted from before the statement that last
+    extended it was sent) counts as lost too, on time: whether the database is down or the
+    statement hangs on a dead link, someone else may take the item over from then on, so
+    the work on it stops then, not when the statement gives up.
     """
 
     def __init__(
@@ -59,7 +62,7 @@ class LeaseKeeper(Generic[Item]):
         extend: Callable[[Sequence[Item]], Awaitable[set[int]]],
         *,
         heartbeat_seconds: float,
-        lease_seconds: float | None = None,
+        lease_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.extend = extend
@@ -98,18 +101,25 @@ class LeaseKeeper(Generic[Item]):
             if not due:
                 continue
             try:
-                alive = await self.extend([h.item for h in due])
-            except TRANSIENT_DB_ERRORS as exc:
+                alive = await self._extend_before_loss(due, started)
+            except (TimeoutError, *TRANSIENT_DB_ERRORS) as exc:
                 # Not known to be lost: keep working, try again at the next beat, unless the
                 # lease has run out meanwhile.
-                log.warning("heartbeat failed, will try again: %s", one_line(exc))
-                if self.lease_seconds is not None:
-                    self._lose([h for h in due if started - h.beat_at >= self.lease_seconds])
+                reason = one_line(exc) if str(exc) else "no answer before a lease ran out"
+                log.warning("heartbeat failed, will try again: %s", reason)
+                now = self.monotonic()
+                self._lose([h for h in due if now - h.beat_at >= self.lease_seconds])
                 continue
             for held in due:
                 if held.item.id in alive:
                     held.beat_at = started
             self._lose([h for h in due if h.item.id not in alive])
+
+    async def _extend_before_loss(self, due: list[Held[Item]], started: float) -> set[int]:
+        """``extend`` for ``due``, or ``TimeoutError`` the moment the first of their leases
+        runs out (the statement is left to end in the background)."""
+        left = min(h.beat_at for h in due) + self.lease_seconds - started
+        return await within(left, self.extend([h.item for h in due]))
 
     def _lose(self, lost: list[Held[Item]]) -> None:
         for held in lost:

@@ -77,7 +77,9 @@ class Worker:
         )
         self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
-            self._extend_leases, heartbeat_seconds=config.heartbeat_seconds
+            self._extend_leases,
+            heartbeat_seconds=config.heartbeat_seconds,
+            lease_seconds=config.lease_seconds,
         )
         # What vidretry.queue.loop.ClaimLoop reads.
         self.label = f"worker {self.name}"

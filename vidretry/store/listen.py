@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from vidretry import backoff
+from vidretry.store.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
 from vidretry.store.redact import one_line, redact_url
 
 log = logging.getLogger("vidretry.listen")
@@ -31,15 +32,20 @@ OUTBOX_CHANNEL = "vidretry_outbox"
 class Listener:
     """What a claim loop needs to be woken: LISTEN on a direct connection to ``url``
     (``[database] listen_url``, else the database url). ``ready`` is set while a LISTEN
-    that was seen to receive notifications is on."""
+    that was seen to receive notifications is on. ``answer_seconds``: how long a
+    statement on it may go unanswered before the connection counts as dead."""
 
     url: str
+    answer_seconds: float = ANSWER_SECONDS
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(
         self, channel: str, wake: asyncio.Event, listening: asyncio.Event, rng: random.Random
     ) -> None:
-        await listen(self.url, channel, wake, listening, rng, ready=self.ready)
+        await listen(
+            self.url, channel, wake, listening, rng,
+            answer_seconds=self.answer_seconds, ready=self.ready,
+        )  # fmt: skip
 
 
 async def listen(
@@ -49,6 +55,7 @@ async def listen(
     listening: asyncio.Event,
     rng: random.Random,
     *,
+    answer_seconds: float = ANSWER_SECONDS,
     ready: asyncio.Event | None = None,
 ) -> None:
     """LISTEN on ``channel`` and set ``wake`` on every notification, until ``listening`` is
@@ -58,12 +65,18 @@ async def listen(
     pooler (PgBouncer in transaction mode) accepts LISTEN but hands the server connection to
     other clients, so nothing would ever arrive. Then it says so once and returns: the
     process wakes by polling alone. ``[database] listen_url`` gives LISTEN a direct
-    connection instead."""
+    connection instead.
+
+    An idle LISTEN connection whose link died silently would wait forever, so every
+    ``answer_seconds`` it runs ``SELECT 1``: no answer in that time, and it reconnects."""
     delay = ReconnectDelay(rng)
     checked = False
     while listening.is_set():
         try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+            conn = await WatchedConnection.connect(
+                url, autocommit=True, connect_timeout=5, **dead_link_params(url, answer_seconds)
+            )
+            conn.answer_seconds = answer_seconds
             async with conn:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 delay.reset()
@@ -80,9 +93,13 @@ async def listen(
                     checked = True
                 if ready is not None:
                     ready.set()
+                ping_at = time.monotonic() + answer_seconds
                 while listening.is_set():
                     async for _ in conn.notifies(timeout=1.0):
                         wake.set()
+                    if time.monotonic() >= ping_at:
+                        await conn.execute("SELECT 1")
+                        ping_at = time.monotonic() + answer_seconds
         except psycopg.Error as exc:
             if ready is not None:
                 ready.clear()

@@ -5,20 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from vidretry.store.db import Connection, connect, prepare_threshold
+from vidretry.store.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
 from vidretry.store.redact import unavailable
 from vidretry.store.schema import check_schema
 
 
 @asynccontextmanager
 async def open_pool(
-    url: str, *, max_size: int, prepare: bool = True
+    url: str, *, max_size: int, answer_seconds: float = ANSWER_SECONDS, prepare: bool = True
 ) -> AsyncIterator[AsyncConnectionPool[Connection]]:
-    """A pool for a long-running process: it replaces connections a database restart broke.
+    """A pool for a long-running process: it replaces connections a database restart broke,
+    and those found dead because a statement got no answer within ``answer_seconds``
+    (vidretry.store.deadlink).
 
     Checks the schema first, on one plain connection, so a down database or an old schema
     gives a clear error instead of a pool timeout.
@@ -26,13 +28,20 @@ async def open_pool(
     conn = await connect(url, prepare=prepare)
     async with conn:
         await check_schema(conn)
-    pool = AsyncConnectionPool(
+
+    async def watch(conn: Connection) -> None:
+        assert isinstance(conn, WatchedConnection)
+        conn.answer_seconds = answer_seconds
+
+    pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
-        connection_class=psycopg.AsyncConnection[DictRow],
+        connection_class=WatchedConnection,
+        configure=watch,
         kwargs={
+            **dead_link_params(url, answer_seconds),
             "autocommit": True,
             "row_factory": dict_row,
             "connect_timeout": 5,

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.errors import RefusedError
+from vidretry.eventloop import within
 from vidretry.queue import metrics
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.store.db import Connection, fetch_one
@@ -196,8 +197,9 @@ class Leadership:
                     break
                 started = self.monotonic()
                 try:
-                    async with asyncio.timeout(term_ends - started):
-                        renewed = await self.renew(token)
+                    # Not asyncio.timeout: it would wait for the cancelled renewal, which
+                    # on a dead link ends seconds after the term (vidretry.eventloop).
+                    renewed = await within(term_ends - started, self.renew(token))
                 except TimeoutError:
                     log.error("%s: term ended while renewing: stepping down", self.candidate)
                     break

@@ -1,0 +1,49 @@
+"""Fault tests run the real ``vidretry`` processes against faults made on this machine: a
+dead link (tests.faults.proxy), a full disk, a crashing send, a failover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import TESTS, Cli
+
+
+@pytest.fixture
+def cli_for(tmp_path: Path) -> Callable[[str, str], Cli]:
+    """``cli_for(name, toml)``: a ``vidretry`` whose config file ``name``.toml holds ``toml``."""
+
+    def make(name: str, toml: str) -> Cli:
+        config = tmp_path / f"{name}.toml"
+        config.write_text(toml)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+            "VIDRETRY_DATABASE_URL": "",
+        }
+        env.pop("VIDRETRY_CONFIG", None)
+        return Cli(config, env)
+
+    return make
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    """SIGTERM ``process``, wait for it, and return what it wrote on stderr."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=timeout)
+    return stderr
+
+
+def wait_for(check: Callable[[], object], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:g}s: {what}")
+        time.sleep(0.1)
