@@ -1,3 +1,4 @@
+import errno
 import sys
 from pathlib import Path
 from uuid import uuid4
@@ -8,7 +9,13 @@ from tests.support import eventually
 from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError
 from vidretry.models import JobContext
-from vidretry.queue.handlers import CommandHandler, PythonHandler, build_handler, load_function
+from vidretry.queue.handlers import (
+    CommandHandler,
+    PythonHandler,
+    build_handler,
+    describe_os_error,
+    load_function,
+)
 
 
 def job(tmp_path: Path, **params: object) -> JobContext:
@@ -137,3 +144,9 @@ def test_python_handler_spec_errors() -> None:
     with pytest.raises(ConfigError, match="has no function nope"):
         load_function("python:tests.sample_handlers:nope")
     assert sys.modules["tests.sample_handlers"]
+
+
+def test_a_full_disk_is_named_plainly() -> None:
+    full = OSError(errno.ENOSPC, "No space left on device", "/srv/videos/7-g0.mp4")
+    assert describe_os_error(full) == "no space left on device (/srv/videos/7-g0.mp4)"
+    assert describe_os_error(OSError(errno.EACCES, "Permission denied")) == "Permission denied"

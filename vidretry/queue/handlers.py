@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import inspect
 import os
@@ -79,7 +80,11 @@ class CommandHandler:
 
     async def __call__(self, job: JobContext) -> str:
         argv = self.argv(job)
-        job.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            error = describe_os_error(exc)
+            raise HandlerError(f"cannot create {job.output.parent}: {error}") from None
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -89,7 +94,7 @@ class CommandHandler:
                 start_new_session=True,  # so a timeout can kill the whole process group
             )
         except OSError as exc:
-            raise HandlerError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+            raise HandlerError(f"cannot run {argv[0]}: {describe_os_error(exc)}") from None
         try:
             _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_seconds)
         except TimeoutError:
@@ -104,10 +109,22 @@ class CommandHandler:
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
             message = f"exit status {proc.returncode}" + (f": {tail}" if tail else "")
+            if DISK_FULL.lower() in tail.lower():  # the generator's write failed: ENOSPC
+                message = f"{DISK_FULL} writing {job.output} (exit status {proc.returncode})"
             if proc.returncode in self.permanent_exit_codes:
                 raise PermanentError(message)
             raise HandlerError(message)
         return str(job.output)
+
+
+DISK_FULL = "no space left on device"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed write or exec: a full disk says so plainly."""
+    if exc.errno == errno.ENOSPC:
+        return DISK_FULL + (f" ({exc.filename})" if exc.filename else "")
+    return exc.strerror or str(exc)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -54,13 +54,28 @@ class DrainOutlook:
 
 
 async def claim(
-    conn: Connection, *, owner: str, limit: int, lease_seconds: float, now: datetime | None
+    conn: Connection,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime | None,
+    suspects: bool = False,
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease."""
+    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease. Jobs that
+    were running when a worker died are claimed only with ``suspects`` (to run alone)."""
     if limit <= 0:
         return []
-    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
+    params = {
+        "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
+        "suspects": suspects,
+    }  # fmt: skip
     return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+
+
+async def suspect_due(conn: Connection, now: datetime | None) -> bool:
+    row = await fetch_one(conn, "suspect_job_due", {"now": now})
+    return bool(row and row["due"])
 
 
 async def extend_leases(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ from vidretry.names import default_process_name
 from vidretry.queue import breaker, jobs, metrics
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.groupcommit import GroupCommit
-from vidretry.queue.handlers import Handler, context_for
+from vidretry.queue.handlers import Handler, context_for, describe_os_error
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.retention import BackgroundPruning
@@ -92,6 +93,11 @@ class Worker:
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
+        # Suspects: jobs that were running when a worker died. One runs alone, so a crash
+        # while it runs is charged to it only; the jobs beside it at the first crash then
+        # run without it. Looked up with every rescue.
+        self.suspects_due = False
+        self.alone: int | None = None  # the suspect running now
 
     async def rescue(self) -> int:
         """Requeue jobs whose lease expired; fail those that had no attempts left."""
@@ -101,6 +107,7 @@ class Worker:
             )
             for job in rescued.exhausted:
                 await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
+            self.suspects_due = await jobs.suspect_due(conn, self.clock.now())
         metrics.JOBS_RESCUED.inc(len(rescued.requeued) + len(rescued.exhausted))
         for job_id in rescued.requeued:
             log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)
@@ -125,13 +132,16 @@ class Worker:
             self.pool, write, within=self.config.lease_seconds, rng=self.rng
         )
 
-    async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
+    async def _claim(
+        self, conn: Connection, limit: int, *, suspects: bool = False
+    ) -> list[ClaimedJob]:
         claimed = await jobs.claim(
             conn,
             owner=self.name,
             limit=limit,
             lease_seconds=self.config.lease_seconds,
             now=self.clock.now(),
+            suspects=suspects,
         )
         metrics.JOBS_CLAIMED.inc(len(claimed))
         return claimed
@@ -253,7 +263,17 @@ class Worker:
             self.pruning.poke()
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
+        """Due jobs for ``limit`` free slots; a suspect alone, once nothing else runs."""
+        if self.alone is not None or (self.suspects_due and limit < self.capacity):
+            return []
         async with self.pool.connection() as conn:
+            if self.suspects_due:
+                suspect = await self._claim(conn, 1, suspects=True)
+                if suspect:
+                    self.alone = suspect[0].id
+                    log.info("job %s: running when a worker died; runs alone", self.alone)
+                    return suspect
+                self.suspects_due = False
             claimed = await self._claim(conn, limit)
             if claimed or limit <= 0 or not self.breaker.enabled:
                 return claimed
@@ -274,7 +294,11 @@ class Worker:
         return [probe]
 
     async def process(self, item: ClaimedJob) -> Outcome:
-        outcome = await self.work(item)
+        try:
+            outcome = await self.work(item)
+        finally:
+            if self.alone == item.id:
+                self.alone = None
         self.outcomes[outcome] += 1
         return outcome
 
@@ -334,4 +358,6 @@ def _describe(exc: BaseException) -> str:
     """An error for the job's record: a handler's own message, or the exception's type too."""
     if isinstance(exc, HandlerError | psycopg.Error | PoolTimeout):
         return one_line(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a Python handler's write
+        return describe_os_error(exc)
     return f"{type(exc).__name__}: {one_line(exc)}"
