@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def down_while_flagged(job: JobContext) -> str:
 
 async def nap(job: JobContext) -> str:
     """Sleeps ``params.seconds`` without blocking the worker, logging ``start``, then ``end``
-    or (when the worker cancels it) ``stop``, with the asset, pid and time, to ``params.log``."""
+    or (when the worker cancels it) ``stop``, with the asset, pid and time, to ``params.log``.
+    With ``params.video``, writes a small file as the video."""
 
     def note(what: str) -> None:
         with Path(job.params["log"]).open("a") as f:
@@ -88,4 +90,16 @@ async def nap(job: JobContext) -> str:
         note("stop")
         raise
     note("end")
+    if job.params.get("video"):  # a file the notifier can send
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_bytes(b"a tiny video\n")
+        return str(job.output)
+    return f"/videos/{job.asset_id}.mp4"
+
+
+def kill_worker_for(job: JobContext) -> str:
+    """With ``params.kill``, kills the worker process itself (as a segfault in a library
+    would); otherwise succeeds."""
+    if job.params.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
     return f"/videos/{job.asset_id}.mp4"

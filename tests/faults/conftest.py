@@ -33,12 +33,27 @@ def cli_for(tmp_path: Path) -> Callable[[str, str], Cli]:
     return make
 
 
+_LOGS: dict[int, Path] = {}  # pid -> the file a process started by ``spawn`` logs to
+
+
+def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[str]:
+    """Start a daemon whose stderr goes to ``log``: a pipe nobody reads until the end would
+    fill up and block a talkative process mid-run."""
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=out, text=True
+        )
+    _LOGS[process.pid] = log
+    return process
+
+
 def stop(process: subprocess.Popen[str], timeout: float = 60) -> str:
     """SIGTERM ``process``, wait for it, and return what it wrote on stderr."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=timeout)
-    return stderr
+    log = _LOGS.pop(process.pid, None)
+    return log.read_text() if log is not None else stderr
 
 
 def wait_for(check: Callable[[], object], *, within: float, what: str) -> None:
