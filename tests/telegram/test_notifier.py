@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import random
+import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,11 +46,14 @@ async def fail_for_good(db_url: str, name: str, users: tuple[int, ...]) -> int:
 
 
 async def run_worker_to_failure(db_url: str) -> None:
+    # The command handler makes the output directory: a temporary one, not ./output.
+    out = tempfile.TemporaryDirectory(prefix="vidretry-test-output-")
     config = WorkerConfig(
         handler="command",
         command=("sh", "-c", "exit 3"),
         backoff_base_seconds=0,
         poll_interval_seconds=0.1,
+        output_dir=Path(out.name),
     )
     async with open_pool(db_url, max_size=3) as pool:
         worker = Worker(
@@ -57,6 +61,7 @@ async def run_worker_to_failure(db_url: str) -> None:
             rng=random.Random(1),
         )  # fmt: skip
         await worker.run(asyncio.Event(), drain=True)
+    out.cleanup()
 
 
 async def introduce(deployment: Deployment, *user_ids: int) -> None:
