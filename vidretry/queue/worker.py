@@ -28,7 +28,7 @@ from vidretry.queue import breaker, jobs, metrics
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.handlers import Handler, context_for, describe_os_error
-from vidretry.queue.leases import LeaseKeeper
+from vidretry.queue.leases import SUSPECT_CHECK_SECONDS, LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.retention import BackgroundPruning
 from vidretry.store.db import Connection
@@ -98,6 +98,7 @@ class Worker:
         # run without it. Looked up with every rescue.
         self.suspects_due = False
         self.alone: int | None = None  # the suspect running now
+        self.next_suspect_check = 0.0  # also looked for now and then: another may have rescued
 
     async def rescue(self) -> int:
         """Requeue jobs whose lease expired; fail those that had no attempts left."""
@@ -107,7 +108,9 @@ class Worker:
             )
             for job in rescued.exhausted:
                 await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
-            self.suspects_due = await jobs.suspect_due(conn, self.clock.now())
+            if rescued.requeued or time.monotonic() >= self.next_suspect_check:
+                self.suspects_due = await jobs.suspect_due(conn, self.clock.now())
+                self.next_suspect_check = time.monotonic() + SUSPECT_CHECK_SECONDS
         metrics.JOBS_RESCUED.inc(len(rescued.requeued) + len(rescued.exhausted))
         for job_id in rescued.requeued:
             log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)

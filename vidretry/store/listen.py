@@ -67,8 +67,9 @@ async def listen(
     process wakes by polling alone. ``[database] listen_url`` gives LISTEN a direct
     connection instead.
 
-    An idle LISTEN connection whose link died silently would wait forever, so every
-    ``answer_seconds`` it runs ``SELECT 1``: no answer in that time, and it reconnects."""
+    An idle LISTEN connection whose link died silently would wait forever, so every three
+    ``answer_seconds`` (30 s by default: the loop polls meanwhile anyway) it runs
+    ``SELECT 1``: no answer within ``answer_seconds``, and it reconnects."""
     delay = ReconnectDelay(rng)
     checked = False
     while listening.is_set():
@@ -93,13 +94,13 @@ async def listen(
                     checked = True
                 if ready is not None:
                     ready.set()
-                ping_at = time.monotonic() + answer_seconds
+                ping_at = time.monotonic() + 3 * answer_seconds
                 while listening.is_set():
                     async for _ in conn.notifies(timeout=1.0):
                         wake.set()
                     if time.monotonic() >= ping_at:
                         await conn.execute("SELECT 1")
-                        ping_at = time.monotonic() + answer_seconds
+                        ping_at = time.monotonic() + 3 * answer_seconds
         except psycopg.Error as exc:
             if ready is not None:
                 ready.clear()

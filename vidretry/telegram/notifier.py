@@ -31,7 +31,7 @@ from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
 from vidretry.queue import metrics
 from vidretry.queue.groupcommit import GroupCommit
-from vidretry.queue.leases import LeaseKeeper
+from vidretry.queue.leases import SUSPECT_CHECK_SECONDS, LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.store.db import Connection
 from vidretry.store.listen import OUTBOX_CHANNEL, Listener
@@ -237,6 +237,7 @@ class Notifier:
         # of those set it aside); the others out at that crash are then sent, not blamed.
         self.suspects_due = False  # looked up with every rescue
         self.alone: int | None = None  # the suspect out now
+        self.next_suspect_check = 0.0  # also looked for now and then (a former leader's)
         self.delivering = 0
 
     # -- one pass -----------------------------------------------------------------------
@@ -262,7 +263,9 @@ class Notifier:
                 leader=self.name if take_over else None,
                 now=self.clock.now(),
             )
-            self.suspects_due = await outbox.suspect_due(conn, self.clock.now())
+            if rescued.count or time.monotonic() >= self.next_suspect_check:
+                self.suspects_due = await outbox.suspect_due(conn, self.clock.now())
+                self.next_suspect_check = time.monotonic() + SUSPECT_CHECK_SECONDS
         if rescued.count:
             log.warning("%d notification(s) of a lost notifier back in the outbox", rescued.count)
         for note_id in rescued.set_aside:
