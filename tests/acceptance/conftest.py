@@ -20,6 +20,18 @@ class Cli:
         self.config = config
         self.env = env
 
+    @classmethod
+    def for_config(cls, config: Path) -> Cli:
+        """A ``vidretry`` that reads ``config`` alone (no VIDRETRY_CONFIG, no database URL
+        from the environment) and imports the tests' handlers."""
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+            "VIDRETRY_DATABASE_URL": "",
+        }
+        env.pop("VIDRETRY_CONFIG", None)
+        return cls(config, env)
+
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "vidretry", "--config", str(self.config), *args]
 
@@ -57,12 +69,6 @@ def make_cli(db_url: str, tmp_path: Path) -> Callable[[str], Cli]:
     def make(worker_toml: str) -> Cli:
         config = tmp_path / "vidretry.toml"
         config.write_text(f'[database]\nurl = "{db_url}"\n\n[worker]\n{worker_toml}\n')
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-            "VIDRETRY_DATABASE_URL": "",
-        }
-        env.pop("VIDRETRY_CONFIG", None)
-        return Cli(config, env)
+        return Cli.for_config(config)
 
     return make

@@ -3,7 +3,6 @@ dead link (tests.faults.proxy), a full disk, a crashing send, a failover."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import TESTS, Cli
+from tests.acceptance.conftest import Cli
 
 
 @pytest.fixture
@@ -22,13 +21,7 @@ def cli_for(tmp_path: Path) -> Callable[[str, str], Cli]:
     def make(name: str, toml: str) -> Cli:
         config = tmp_path / f"{name}.toml"
         config.write_text(toml)
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-            "VIDRETRY_DATABASE_URL": "",
-        }
-        env.pop("VIDRETRY_CONFIG", None)
-        return Cli(config, env)
+        return Cli.for_config(config)
 
     return make
 

@@ -109,7 +109,7 @@ class CommandHandler:
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
             message = f"exit status {proc.returncode}" + (f": {tail}" if tail else "")
-            if DISK_FULL.lower() in tail.lower():  # the generator's write failed: ENOSPC
+            if DISK_FULL in tail.lower():  # the generator's write failed: ENOSPC
                 message = f"{DISK_FULL} writing {job.output} (exit status {proc.returncode})"
             if proc.returncode in self.permanent_exit_codes:
                 raise PermanentError(message)

@@ -95,7 +95,7 @@ class Worker:
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
         # Suspects: jobs that were running when a worker died. One runs alone, so a crash
         # while it runs is charged to it only; the jobs beside it at the first crash then
-        # run without it. Looked up with every rescue.
+        # run without it. Looked for after a rescue, and once a minute otherwise.
         self.suspects_due = False
         self.alone: int | None = None  # the suspect running now
         self.next_suspect_check = 0.0  # also looked for now and then: another may have rescued

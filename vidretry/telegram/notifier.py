@@ -235,7 +235,7 @@ class Notifier:
         # Suspects: rows that were out when a notifier crashed. One is sent alone, with
         # nothing else in flight, so a crash while it is out is its own (outbox.MAX_CRASHES
         # of those set it aside); the others out at that crash are then sent, not blamed.
-        self.suspects_due = False  # looked up with every rescue
+        self.suspects_due = False  # looked for after a rescue, and once a minute otherwise
         self.alone: int | None = None  # the suspect out now
         self.next_suspect_check = 0.0  # also looked for now and then (a former leader's)
         self.delivering = 0
