@@ -73,6 +73,9 @@ class LeaseKeeper(Generic[Item]):
         self.extend = extend
         self.heartbeat_seconds = heartbeat_seconds
         self.lease_seconds = lease_seconds
+        # Let go a margin before the lease ends (a tenth, at most 1 s), as a leader steps
+        # down before its term: a timer that fires late must not overlap the rescuer.
+        self.give_up_after = lease_seconds - min(lease_seconds / 10, 1.0)
         self.monotonic = monotonic
         self.held: dict[int, Held[Item]] = {}
         self.beater: asyncio.Task[None] | None = None
@@ -100,9 +103,13 @@ class LeaseKeeper(Generic[Item]):
     async def _beat(self) -> None:
         half = self.heartbeat_seconds / 2
         while self.held:
-            await asyncio.sleep(half)
+            # Wake for the next beat, or sooner when a lease runs out before it: a lease is
+            # let go on time whether or not a beat is under way.
+            ends = min(h.beat_at for h in self.held.values()) + self.give_up_after
+            await asyncio.sleep(max(0.0, min(half, ends - self.monotonic())))
             started = self.monotonic()
-            due = [h for h in self.held.values() if started - h.beat_at >= half]
+            self._lose([h for h in self.held.values() if started - h.beat_at >= self.give_up_after])
+            due = [h for h in self.held.values() if not h.lost and started - h.beat_at >= half]
             if not due:
                 continue
             try:
@@ -113,7 +120,7 @@ class LeaseKeeper(Generic[Item]):
                 reason = one_line(exc) if str(exc) else "no answer before a lease ran out"
                 log.warning("heartbeat failed, will try again: %s", reason)
                 now = self.monotonic()
-                self._lose([h for h in due if now - h.beat_at >= self.lease_seconds])
+                self._lose([h for h in due if now - h.beat_at >= self.give_up_after])
                 continue
             for held in due:
                 if held.item.id in alive:
@@ -123,11 +130,11 @@ class LeaseKeeper(Generic[Item]):
     async def _extend_before_loss(self, due: list[Held[Item]], started: float) -> set[int]:
         """``extend`` for ``due``, or ``TimeoutError`` the moment the first of their leases
         runs out (the statement is left to end in the background)."""
-        left = min(h.beat_at for h in due) + self.lease_seconds - started
+        left = min(h.beat_at for h in due) + self.give_up_after - started
         return await within(left, self.extend([h.item for h in due]))
 
     def _lose(self, lost: list[Held[Item]]) -> None:
         for held in lost:
-            if self.held.get(held.item.id) is held:  # still being worked on
+            if self.held.get(held.item.id) is held and not held.lost:  # still worked on
                 held.lost = True
                 held.task.cancel()
