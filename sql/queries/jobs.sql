@@ -36,8 +36,7 @@ SELECT request.asset_id, %(generation)s,
 FROM request;
 
 -- name: claim_jobs
--- Claim up to "limit" due jobs for one worker in a single statement: jobs that never crashed
--- a worker, or ("suspects") only those that did, which a worker runs alone (schema 12).
+-- Claim up to "limit" due jobs for one worker in a single statement.
 WITH due AS (
     -- Retried jobs first (generation > 0: the retry service put them back, a user waits
     -- for them), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint
@@ -46,7 +45,6 @@ WITH due AS (
     SELECT id
     FROM video_assets
     WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, now())
-      AND (crashes > 0) = %(suspects)s
       AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
     ORDER BY (generation = 0), run_at, id
     LIMIT %(limit)s
@@ -238,7 +236,6 @@ rescued AS (
     UPDATE video_assets AS a
     SET state = 'pending',
         run_at = coalesce(%(now)s::timestamptz, now()),
-        crashes = a.crashes + 1,
         last_error = 'lease of ' || a.lease_owner || ' expired (worker lost)',
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
         updated_at = coalesce(%(now)s::timestamptz, now())
@@ -253,16 +250,6 @@ history AS (
     FROM rescued
 )
 SELECT id FROM rescued ORDER BY id;
-
--- name: suspect_job_due
--- Whether a job that was running when its worker died is due: the worker then lets what it
--- runs finish and runs that one alone. Served by the partial index video_assets_suspects.
-SELECT EXISTS (
-    SELECT 1 FROM video_assets
-    WHERE state = 'pending' AND crashes > 0
-      AND run_at <= coalesce(%(now)s::timestamptz, now())
-      AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
-) AS due;
 
 -- name: take_over_exhausted_jobs
 -- Jobs whose lease expired on their last attempt must fail for good. The rescuer takes their

@@ -4,8 +4,6 @@
 -- name: claim_notifications
 -- Claim up to "limit" due notifications for one notifier, with a lease; several notifiers
 -- may run. Each claim counts a delivery attempt (a notifier killed mid-send used one up).
--- Rows that never were out at a crash, or ("suspects") only those that were, which the
--- notifier sends one at a time with nothing else in flight (schema 12).
 WITH skipped AS (
     -- Recipients marked blocked are not attempted until they write to the bot again.
     UPDATE notifications AS n
@@ -22,7 +20,6 @@ due AS (
     SELECT n.id
     FROM notifications AS n
     WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
-      AND (n.crashes > 0) = %(suspects)s
       AND NOT EXISTS (SELECT 1 FROM telegram_users AS u
                       WHERE u.user_id = n.user_id AND u.blocked_at IS NOT NULL)
     ORDER BY n.next_attempt_at, n.id
@@ -45,15 +42,6 @@ claimed AS (
 SELECT claimed.*, u.access_hash
 FROM claimed LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
 ORDER BY claimed.id;
-
--- name: suspect_notification_due
--- Whether a suspect is due: then the notifier lets what is in flight finish and sends it
--- alone. Served by the partial index notifications_suspects.
-SELECT EXISTS (
-    SELECT 1 FROM notifications
-    WHERE state = 'pending' AND crashes > 0
-      AND next_attempt_at <= coalesce(%(now)s::timestamptz, now())
-) AS due;
 
 -- name: due_notifications
 -- What claim_notifications would take, read only, for `notifier --transport console`'s
@@ -127,57 +115,32 @@ SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(sec
 WHERE id = ANY (%(ids)b::bigint[]) AND state = 'sending' AND lease_token = ANY (%(tokens)b::uuid[])
 RETURNING id;
 
--- name: rescue_notifications_and_queue_set_aside_notices
+-- name: rescue_expired_notifications
 -- Rows of a notifier that died mid-send come back, due at once: it may have sent them
 -- already (delivery is at-least-once), and the lost try counts. A new leader ("leader" set)
 -- also takes back every row another notifier still holds: a notifier sends only while it
--- leads, so those belong to a leader whose term is over. Each counts a crash: a row out at
--- "max_crashes" of them is dead ("crashed the notifier N times"), and the admins are told
--- once each ('set_aside', not for a set_aside notice itself, or notices could breed). Rows
--- older than the time budget are dead; failure messages made obsolete by a retry are
--- superseded.
-WITH rescued AS (
-    UPDATE notifications AS n
-    SET state = CASE
-            WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
-                                                       WHERE a.id = n.asset_id) THEN 'superseded'
-            WHEN n.crashes + 1 >= %(max_crashes)s THEN 'dead'
-            WHEN n.created_at < coalesce(%(now)s::timestamptz, now())
-                                - make_interval(secs => %(give_up_after_seconds)s) THEN 'dead'
-            ELSE 'pending' END,
-        crashes = n.crashes + 1,
-        last_error = CASE
-            WHEN n.crashes + 1 >= %(max_crashes)s
-                THEN 'crashed the notifier ' || (n.crashes + 1)::text || ' times: set aside (last: lease of '
-                     || n.lease_owner || ' ended)'
-            ELSE 'lease of ' || n.lease_owner || ' ended (notifier lost)' END,
-        next_attempt_at = coalesce(%(now)s::timestamptz, now()),
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    WHERE n.id IN (
-        SELECT id FROM notifications
-        WHERE state = 'sending'
-          AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
-               OR lease_owner <> %(leader)s::text)
-        LIMIT %(limit)s  -- in batches: the caller repeats until one comes back short
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING n.id, n.state, n.kind, n.crashes, n.user_id, n.asset_id, n.payload
-),
-told AS (
-    INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
-                               next_attempt_at, created_at, updated_at)
-    SELECT NULL, admin, admin, 'set_aside', r.id,
-           jsonb_build_object('notification', r.id, 'kind', r.kind, 'user', r.user_id,
-                              'asset', r.asset_id, 'name', coalesce(r.payload ->> 'name', ''),
-                              'crashes', r.crashes),
-           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
-           coalesce(%(now)s::timestamptz, now())
-    FROM rescued AS r CROSS JOIN unnest(%(admins)s::bigint[]) AS admin
-    WHERE r.state = 'dead' AND r.crashes >= %(max_crashes)s AND r.kind <> 'set_aside'
-    ON CONFLICT (user_id, kind, generation) WHERE asset_id IS NULL DO NOTHING
+-- leads, so those belong to a leader whose term is over. Rows older than the time budget
+-- are dead instead; failure messages made obsolete by a retry are superseded.
+UPDATE notifications AS n
+SET state = CASE
+        WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
+                                                   WHERE a.id = n.asset_id) THEN 'superseded'
+        WHEN n.created_at < coalesce(%(now)s::timestamptz, now())
+                            - make_interval(secs => %(give_up_after_seconds)s) THEN 'dead'
+        ELSE 'pending' END,
+    last_error = 'lease of ' || n.lease_owner || ' ended (notifier lost)',
+    next_attempt_at = coalesce(%(now)s::timestamptz, now()),
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+    updated_at = coalesce(%(now)s::timestamptz, now())
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE state = 'sending'
+      AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
+           OR lease_owner <> %(leader)s::text)
+    LIMIT %(limit)s  -- in batches: the caller repeats until one comes back short
+    FOR UPDATE SKIP LOCKED
 )
-SELECT id, state, state = 'dead' AND crashes >= %(max_crashes)s AS set_aside FROM rescued;
+RETURNING n.id, n.state;
 
 -- name: remember_user
 -- A user wrote to the bot or pressed a button: keep how to address them, and clear any

@@ -9,7 +9,6 @@ WITH retried AS (
     UPDATE video_assets AS a
     SET state = 'pending',
         attempts = 0,
-        crashes = 0,
         run_at = coalesce(%(now)s::timestamptz, now()),
         generation = a.generation + 1,
         finished_at = NULL,

@@ -15,12 +15,8 @@ from vidretry.store import db
 LEASE = 30.0
 
 
-async def claim_one(
-    conn: db.Connection, clock: FakeClock, owner: str = "w1", *, suspects: bool = False
-) -> ClaimedJob:
-    claimed = await jobs.claim(
-        conn, owner=owner, limit=1, lease_seconds=LEASE, now=clock.now(), suspects=suspects
-    )
+async def claim_one(conn: db.Connection, clock: FakeClock, owner: str = "w1") -> ClaimedJob:
+    claimed = await jobs.claim(conn, owner=owner, limit=1, lease_seconds=LEASE, now=clock.now())
     assert len(claimed) == 1
     return claimed[0]
 
@@ -245,11 +241,7 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
         row = await asset(conn, lost.id)
         assert (row["state"], row["attempts"]) == ("pending", 1)
         assert "lease of crashed expired" in str(row["last_error"])
-        # A job running at a crash is a suspect: it is claimed only as one (to run alone).
-        assert (
-            await jobs.claim(conn, owner="w2", limit=5, lease_seconds=LEASE, now=clock.now()) == []
-        )
-        again = await claim_one(conn, clock, owner="w2", suspects=True)
+        again = await claim_one(conn, clock, owner="w2")
         assert again.attempts == 2
         # The crashed worker comes back: its token no longer fences anything.
         assert not await jobs.complete(conn, lost, owner="crashed", result="x", now=clock.now())

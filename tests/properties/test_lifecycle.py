@@ -69,7 +69,6 @@ class Asset:
     generation: int = 0
     token: UUID | None = None
     run_at: datetime | None = None  # when it became pending: the claim order
-    crashes: int = 0  # rescued after its worker died: claimed only as a suspect, alone
     requests: dict[int, str] = field(default_factory=dict)  # user -> request state
     notes: set[tuple[int, str, int]] = field(default_factory=set)  # (user, kind, generation)
 
@@ -81,7 +80,7 @@ class Asset:
 
     def retried(self, now: datetime) -> None:
         self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
-        self.run_at, self.crashes = now, 0
+        self.run_at = now
         for user, state in self.requests.items():
             if state == "failed":
                 self.requests[user] = "pending"
@@ -140,19 +139,12 @@ class Lifecycle(RuleBasedStateMachine):
             asset.retried(self.clock.now())
         assert result.state == asset.state
 
-    @rule(limit=st.integers(1, 3), suspects=st.booleans())
-    def claim(self, limit: int, suspects: bool) -> None:
+    @rule(limit=st.integers(1, 3))
+    def claim(self, limit: int) -> None:
         claimed = self.run(
-            jobs.claim(
-                self.conn, owner="w", limit=limit, lease_seconds=LEASE, now=self.clock.now(),
-                suspects=suspects,
-            )
-        )  # fmt: skip
-        # Jobs that were running at a crash are claimed only as suspects (to run alone).
-        pending = [
-            a for a in self.assets.values()
-            if a.state == "pending" and (a.crashes > 0) == suspects
-        ]  # fmt: skip
+            jobs.claim(self.conn, owner="w", limit=limit, lease_seconds=LEASE, now=self.clock.now())
+        )
+        pending = [a for a in self.assets.values() if a.state == "pending"]
         # Nothing while paused; else retried jobs first, then by due time and id.
         pending.sort(key=lambda a: (a.generation == 0, a.run_at, a.id))
         expected = [] if self.pause else pending[:limit]
@@ -347,7 +339,6 @@ class Lifecycle(RuleBasedStateMachine):
         )
         for asset in running:
             asset.token = None
-            asset.crashes += 1
             if asset.attempts < MAX_ATTEMPTS:
                 asset.state, asset.run_at = "pending", self.clock.now()
             else:

@@ -54,28 +54,13 @@ class DrainOutlook:
 
 
 async def claim(
-    conn: Connection,
-    *,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    now: datetime | None,
-    suspects: bool = False,
+    conn: Connection, *, owner: str, limit: int, lease_seconds: float, now: datetime | None
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease. Jobs that
-    were running when a worker died are claimed only with ``suspects`` (to run alone)."""
+    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease."""
     if limit <= 0:
         return []
-    params = {
-        "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
-        "suspects": suspects,
-    }  # fmt: skip
+    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
     return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
-
-
-async def suspect_due(conn: Connection, now: datetime | None) -> bool:
-    row = await fetch_one(conn, "suspect_job_due", {"now": now})
-    return bool(row and row["due"])
 
 
 async def extend_leases(

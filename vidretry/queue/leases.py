@@ -21,11 +21,6 @@ from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leases")
 
-# Suspects — rows that were held when their process died — go alone (schema 12). A process
-# looks for them at once after a rescue of its own, and otherwise this often, in case
-# another one rescued them: a query a minute, not one every maintenance round.
-SUSPECT_CHECK_SECONDS = 60.0
-
 
 class Leased(Protocol):
     @property

@@ -28,7 +28,7 @@ from vidretry.queue import breaker, jobs, metrics
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.handlers import Handler, context_for, describe_os_error
-from vidretry.queue.leases import SUSPECT_CHECK_SECONDS, LeaseKeeper
+from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.retention import BackgroundPruning
 from vidretry.store.db import Connection
@@ -93,12 +93,6 @@ class Worker:
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
-        # Suspects: jobs that were running when a worker died. One runs alone, so a crash
-        # while it runs is charged to it only; the jobs beside it at the first crash then
-        # run without it. Looked for after a rescue, and once a minute otherwise.
-        self.suspects_due = False
-        self.alone: int | None = None  # the suspect running now
-        self.next_suspect_check = 0.0  # also looked for now and then: another may have rescued
 
     async def rescue(self) -> int:
         """Requeue jobs whose lease expired; fail those that had no attempts left."""
@@ -108,9 +102,6 @@ class Worker:
             )
             for job in rescued.exhausted:
                 await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
-            if rescued.requeued or time.monotonic() >= self.next_suspect_check:
-                self.suspects_due = await jobs.suspect_due(conn, self.clock.now())
-                self.next_suspect_check = time.monotonic() + SUSPECT_CHECK_SECONDS
         metrics.JOBS_RESCUED.inc(len(rescued.requeued) + len(rescued.exhausted))
         for job_id in rescued.requeued:
             log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)
@@ -135,16 +126,13 @@ class Worker:
             self.pool, write, within=self.config.lease_seconds, rng=self.rng
         )
 
-    async def _claim(
-        self, conn: Connection, limit: int, *, suspects: bool = False
-    ) -> list[ClaimedJob]:
+    async def _claim(self, conn: Connection, limit: int) -> list[ClaimedJob]:
         claimed = await jobs.claim(
             conn,
             owner=self.name,
             limit=limit,
             lease_seconds=self.config.lease_seconds,
             now=self.clock.now(),
-            suspects=suspects,
         )
         metrics.JOBS_CLAIMED.inc(len(claimed))
         return claimed
@@ -266,17 +254,7 @@ class Worker:
             self.pruning.poke()
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
-        """Due jobs for ``limit`` free slots; a suspect alone, once nothing else runs."""
-        if self.alone is not None or (self.suspects_due and limit < self.capacity):
-            return []
         async with self.pool.connection() as conn:
-            if self.suspects_due:
-                suspect = await self._claim(conn, 1, suspects=True)
-                if suspect:
-                    self.alone = suspect[0].id
-                    log.info("job %s: running when a worker died; runs alone", self.alone)
-                    return suspect
-                self.suspects_due = False
             claimed = await self._claim(conn, limit)
             if claimed or limit <= 0 or not self.breaker.enabled:
                 return claimed
@@ -297,11 +275,7 @@ class Worker:
         return [probe]
 
     async def process(self, item: ClaimedJob) -> Outcome:
-        try:
-            outcome = await self.work(item)
-        finally:
-            if self.alone == item.id:
-                self.alone = None
+        outcome = await self.work(item)
         self.outcomes[outcome] += 1
         return outcome
 

@@ -31,7 +31,7 @@ from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
 from vidretry.queue import metrics
 from vidretry.queue.groupcommit import GroupCommit
-from vidretry.queue.leases import SUSPECT_CHECK_SECONDS, LeaseKeeper
+from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.store.db import Connection
 from vidretry.store.listen import OUTBOX_CHANNEL, Listener
@@ -185,10 +185,8 @@ class Notifier:
         pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         name: str | None = None,
-        admins: Sequence[int] = (),
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
-        self.admins = tuple(admins)  # told when a notification is set aside
         self.pool = pool
         self.config = config
         self.messages = messages
@@ -232,13 +230,6 @@ class Notifier:
             lease_seconds=config.lease_seconds,
             monotonic=monotonic,
         )
-        # Suspects: rows that were out when a notifier crashed. One is sent alone, with
-        # nothing else in flight, so a crash while it is out is its own (outbox.MAX_CRASHES
-        # of those set it aside); the others out at that crash are then sent, not blamed.
-        self.suspects_due = False  # looked for after a rescue, and once a minute otherwise
-        self.alone: int | None = None  # the suspect out now
-        self.next_suspect_check = 0.0  # also looked for now and then (a former leader's)
-        self.delivering = 0
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -259,22 +250,12 @@ class Notifier:
             rescued = await outbox.rescue_expired(
                 conn,
                 give_up_after_seconds=self.config.give_up_after_seconds,
-                admins=self.admins,
                 leader=self.name if take_over else None,
                 now=self.clock.now(),
             )
-            if rescued.count or time.monotonic() >= self.next_suspect_check:
-                self.suspects_due = await outbox.suspect_due(conn, self.clock.now())
-                self.next_suspect_check = time.monotonic() + SUSPECT_CHECK_SECONDS
-        if rescued.count:
-            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued.count)
-        for note_id in rescued.set_aside:
-            log.error(
-                "notification %s was out each of the %d times a notifier crashed: set aside "
-                "(dead), admins told",
-                note_id, outbox.MAX_CRASHES,
-            )  # fmt: skip
-        return rescued.count
+        if rescued:
+            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued)
+        return rescued
 
     async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
         async with self.pool.connection() as conn:
@@ -289,14 +270,10 @@ class Notifier:
         the row's lease alive however long the upload takes. A send whose lease is lost is
         cancelled and not recorded: the notifier that took the row over sends it."""
         held = self.leases.hold(note)
-        self.delivering += 1
         try:
             try:
                 return await self._deliver(note)
             finally:
-                self.delivering -= 1
-                if self.alone == note.id:
-                    self.alone = None
                 self.leases.release(held)
                 self.outage.settled(note.id)
         except asyncio.CancelledError:
@@ -474,26 +451,10 @@ class Notifier:
         await self.rescue()
 
     async def claim(self, limit: int) -> list[Notification]:
-        """Due rows, up to ``limit``; while Telegram is down, only the probe when it is due.
-        A suspect goes alone: nothing more is claimed while it is out, nor while what is in
-        flight finishes before it."""
-        if self.alone is not None or (self.suspects_due and self.delivering):
-            return []
+        """Due rows, up to ``limit``; while Telegram is down, only the probe when it is due."""
         limit = self.outage.claim_limit(limit)
         if limit == 0:
             return []
-        if self.suspects_due:
-            async with self.pool.connection() as conn:
-                suspect = await outbox.claim(
-                    conn, owner=self.name, limit=1, lease_seconds=self.config.lease_seconds,
-                    now=self.clock.now(), suspects=True,
-                )  # fmt: skip
-            if suspect:
-                self.alone = suspect[0].id
-                self.outage.probing(self.alone)
-                log.info("notification %s: out at a crash before; sent alone", self.alone)
-                return suspect
-            self.suspects_due = False
         async with self.pool.connection() as conn:
             claimed = await outbox.claim(
                 conn,
@@ -558,16 +519,7 @@ async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notificatio
         return await sender.send_text(
             to, render(messages.queue_resumed, "", duration=str(paused)), None
         )
-    if note.kind == NotificationKind.SET_ASIDE:
-        text = render(
-            messages.set_aside_alert,
-            str(note.payload.get("name", "")),
-            notification=str(note.payload.get("notification", "")),
-            user=str(note.payload.get("user", "")),
-            crashes=str(note.payload.get("crashes", 3)),
-        )
-        return await sender.send_text(to, text, None)
-    assert note.asset_id is not None  # only the admins' notices belong to no asset
+    assert note.asset_id is not None  # only the notices of a pause belong to no asset
     if note.kind == NotificationKind.READY:
         path = str(note.payload.get("result") or "")
         return await sender.send_video(to, path, render(messages.ready_caption, note.name))

@@ -17,10 +17,6 @@ from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_r
 
 # Expired leases are rescued at most this many per statement.
 RESCUE_BATCH = 500
-# A notification out when the notifier crashed this many times is set aside: a send that
-# kills its process (a library's segfault, an OOM kill) must not take the outbox down with
-# it every lease for a day.
-MAX_CRASHES = 3
 
 
 @dataclass(frozen=True)
@@ -47,21 +43,11 @@ class Notification:
 
 
 async def claim(
-    conn: Connection,
-    *,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    now: datetime | None,
-    suspects: bool = False,
+    conn: Connection, *, owner: str, limit: int, lease_seconds: float, now: datetime | None
 ) -> list[Notification]:
-    """Due rows, leased to ``owner``; rows that were out at a crash only with ``suspects``."""
     if limit <= 0:
         return []
-    params = {
-        "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
-        "suspects": suspects,
-    }  # fmt: skip
+    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
     return await fetch_records(conn, "claim_notifications", params, Notification)
 
 
@@ -144,46 +130,27 @@ async def extend_leases(
     return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
 
 
-@dataclass(frozen=True)
-class Rescued:
-    """What a rescue brought back: how many rows, and the ids of those set aside."""
-
-    count: int = 0
-    set_aside: tuple[int, ...] = ()
-
-
 async def rescue_expired(
     conn: Connection,
     *,
     give_up_after_seconds: float,
-    admins: Sequence[int] = (),
     leader: str | None = None,
     now: datetime | None,
-) -> Rescued:
-    """Rows whose lease expired come back to the outbox, a crash counted on each; those at
-    ``MAX_CRASHES`` are set aside (dead) and ``admins`` told. ``leader``, a notifier that
-    was just elected, also takes back the rows any other notifier still holds."""
+) -> int:
+    """Rows whose lease expired come back to the outbox. ``leader``, a notifier that was just
+    elected, also takes back the rows any other notifier still holds."""
     params = {
         "give_up_after_seconds": give_up_after_seconds,
         "leader": leader,
         "limit": RESCUE_BATCH,
-        "max_crashes": MAX_CRASHES,
-        "admins": list(admins),
         "now": now,
     }
-    count, set_aside = 0, []
+    rescued = 0
     while True:  # in bounded batches, each its own short transaction
-        batch = await fetch_all(conn, "rescue_notifications_and_queue_set_aside_notices", params)
-        count += len(batch)
-        set_aside += [row["id"] for row in batch if row["set_aside"]]
-        if len(batch) < RESCUE_BATCH:
-            return Rescued(count, tuple(set_aside))
-
-
-async def suspect_due(conn: Connection, now: datetime | None) -> bool:
-    """Whether a row that was out when a notifier crashed is due (it is to be sent alone)."""
-    row = await fetch_one(conn, "suspect_notification_due", {"now": now})
-    return bool(row and row["due"])
+        batch = len(await fetch_all(conn, "rescue_expired_notifications", params))
+        rescued += batch
+        if batch < RESCUE_BATCH:
+            return rescued
 
 
 async def remember_user(
