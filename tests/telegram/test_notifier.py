@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from telethon import functions, types
 
-from tests.support import FakeClock, rows, scalar
+from tests.support import FakeClock, eventually, rows, scalar
 from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from vidretry import eventloop
@@ -119,6 +119,12 @@ async def test_three_users_notified_one_press_requeues_once_and_a_stranger_chang
                 assert request.message[bold.offset : bold.offset + bold.length] == "Маша"
                 assert isinstance(request.reply_markup, types.ReplyInlineMarkup)
                 assert button_data(request) == f"retry_video:{asset_id}:0".encode()
+
+            # Telegram has them; their record is a group commit a moment later.
+            async def all_recorded() -> bool:
+                return all(n["state"] == "sent" for n in await notifications(db_url))
+
+            await eventually(all_recorded, within=10)
             recorded = await notifications(db_url)
             assert [n["state"] for n in recorded] == ["sent"] * 3
             assert all(n["telegram_message_id"] for n in recorded)
