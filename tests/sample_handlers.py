@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -93,4 +94,12 @@ async def nap(job: JobContext) -> str:
         job.output.parent.mkdir(parents=True, exist_ok=True)
         job.output.write_bytes(b"a tiny video\n")
         return str(job.output)
+    return f"/videos/{job.asset_id}.mp4"
+
+
+def kill_worker_for(job: JobContext) -> str:
+    """With ``params.kill``, kills the worker process itself (as a segfault in a library
+    would); otherwise succeeds."""
+    if job.params.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
     return f"/videos/{job.asset_id}.mp4"

@@ -188,6 +188,10 @@ class MessagesConfig:
         "Я проверяю генератор и продолжу сам, как только он заработает."
     )
     queue_resumed: str = "▶️ Генератор снова работает — очередь продолжена (пауза: {duration})."
+    set_aside_alert: str = (
+        "☠️ Уведомление #{notification} пользователю {user} (видео <b>{name}</b>) "
+        "{crashes} раза подряд обрушило уведомитель — я отложил его, остальные идут дальше."
+    )
     retry_limit_short: str = "На сегодня перезапуски закончились — я сообщил администратору."
     my_header: str = "<b>Ваши видео</b>"
     my_empty: str = "Вы ещё ничего не заказывали. Напишите /video и имя."
@@ -206,6 +210,7 @@ PLACEHOLDERS = {
     "retry_limit_alert": ("name", "user", "asset", "error"),
     "queue_paused": ("waiting", "error"),
     "queue_resumed": ("duration",),
+    "set_aside_alert": ("name", "notification", "user", "crashes"),
 }
 
 

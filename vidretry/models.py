@@ -29,6 +29,7 @@ class NotificationKind(enum.StrEnum):
     ALERT = "alert"  # to an admin: a user used up their retries on a failed asset
     PAUSED = "paused"  # to an admin: the circuit breaker paused the queue (no asset)
     RESUMED = "resumed"  # to an admin: the pause that was announced ended (no asset)
+    SET_ASIDE = "set_aside"  # to an admin: a notification kept crashing the notifier (no asset)
 
 
 class NotificationState(enum.StrEnum):

@@ -53,6 +53,16 @@ WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz
 ORDER BY n.next_attempt_at, n.id
 LIMIT %(limit)s;
 
+-- name: mark_notifications_started
+-- The notifier is about to hand these rows to Telegram's library (schema 12): if it dies
+-- before an outcome is recorded, the rescue counts a crash on each. Group-committed like
+-- the sends; fenced by each row's lease token: a row not in the result is not sent.
+UPDATE notifications AS n
+SET send_started_at = coalesce(%(now)s::timestamptz, now())
+WHERE n.id = ANY (%(ids)b::bigint[]) AND n.state = 'sending'
+  AND n.lease_token = ANY (%(tokens)b::uuid[])
+RETURNING n.id;
+
 -- name: mark_notifications_sent
 -- Delivered, for a batch (the notifier writes its sends as a group commit): each row's
 -- Telegram message id and the time. Each row is fenced by its own lease token, as in
@@ -63,6 +73,7 @@ SET state = 'sent',
     telegram_message_id = (%(message_ids)b::bigint[])[array_position(%(ids)b::bigint[], n.id)],
     sent_at = coalesce(%(now)s::timestamptz, now()),
     last_error = NULL,
+    send_started_at = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE n.id = ANY (%(ids)b::bigint[]) AND n.state = 'sending'
@@ -84,6 +95,10 @@ SET state = CASE
             THEN 'dead'
         ELSE 'pending' END,
     attempts = n.attempts - %(refund)s,
+    -- A send that came back with an answer ends a run of crashes, one that never began
+    -- (its chat was busy, Telegram went down meanwhile, a shutdown) leaves it as it was.
+    crashes = CASE WHEN n.send_started_at IS NULL THEN n.crashes ELSE 0 END,
+    send_started_at = NULL,
     next_attempt_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(delay_seconds)s),
     last_error = CASE
         WHEN %(refund)s = 0 AND n.created_at < coalesce(%(now)s::timestamptz, now())
@@ -101,6 +116,7 @@ RETURNING n.state;
 UPDATE notifications
 SET state = 'dead',
     last_error = %(error)s,
+    send_started_at = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s AND state = 'sending' AND lease_token = %(token)s
@@ -115,32 +131,61 @@ SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(sec
 WHERE id = ANY (%(ids)b::bigint[]) AND state = 'sending' AND lease_token = ANY (%(tokens)b::uuid[])
 RETURNING id;
 
--- name: rescue_expired_notifications
+-- name: rescue_notifications_and_queue_set_aside_notices
 -- Rows of a notifier that died mid-send come back, due at once: it may have sent them
 -- already (delivery is at-least-once), and the lost try counts. A new leader ("leader" set)
 -- also takes back every row another notifier still holds: a notifier sends only while it
--- leads, so those belong to a leader whose term is over. Rows older than the time budget
--- are dead instead; failure messages made obsolete by a retry are superseded.
-UPDATE notifications AS n
-SET state = CASE
-        WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
-                                                   WHERE a.id = n.asset_id) THEN 'superseded'
-        WHEN n.created_at < coalesce(%(now)s::timestamptz, now())
-                            - make_interval(secs => %(give_up_after_seconds)s) THEN 'dead'
-        ELSE 'pending' END,
-    last_error = 'lease of ' || n.lease_owner || ' ended (notifier lost)',
-    next_attempt_at = coalesce(%(now)s::timestamptz, now()),
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-    updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE n.id IN (
-    SELECT id FROM notifications
-    WHERE state = 'sending'
-      AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
-           OR lease_owner <> %(leader)s::text)
-    LIMIT %(limit)s  -- in batches: the caller repeats until one comes back short
-    FOR UPDATE SKIP LOCKED
+-- leads, so those belong to a leader whose term is over. A row whose send had begun
+-- (send_started_at) counts a crash; one at "max_crashes" crashes in a row is dead, and the
+-- admins are told once each ('set_aside'; not for a set_aside notice itself, or notices
+-- could breed). Rows older than the time budget are dead; failure messages made obsolete
+-- by a retry are superseded.
+WITH rescued AS (
+    UPDATE notifications AS n
+    SET state = CASE
+            WHEN n.kind = 'failed' AND n.generation < (SELECT a.generation FROM video_assets AS a
+                                                       WHERE a.id = n.asset_id) THEN 'superseded'
+            WHEN n.send_started_at IS NOT NULL AND n.crashes + 1 >= %(max_crashes)s THEN 'dead'
+            WHEN n.created_at < coalesce(%(now)s::timestamptz, now())
+                                - make_interval(secs => %(give_up_after_seconds)s) THEN 'dead'
+            ELSE 'pending' END,
+        crashes = n.crashes + (n.send_started_at IS NOT NULL)::int,
+        last_error = CASE
+            WHEN n.send_started_at IS NOT NULL AND n.crashes + 1 >= %(max_crashes)s
+                THEN 'crashed the notifier ' || (n.crashes + 1)::text
+                     || ' times while sending it: set aside (last: lease of ' || n.lease_owner
+                     || ' ended mid-send)'
+            WHEN n.send_started_at IS NOT NULL
+                THEN 'lease of ' || n.lease_owner || ' ended mid-send (notifier lost)'
+            ELSE 'lease of ' || n.lease_owner || ' ended (notifier lost)' END,
+        send_started_at = NULL,
+        next_attempt_at = coalesce(%(now)s::timestamptz, now()),
+        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE n.id IN (
+        SELECT id FROM notifications
+        WHERE state = 'sending'
+          AND (lease_expires_at < coalesce(%(now)s::timestamptz, now())
+               OR lease_owner <> %(leader)s::text)
+        LIMIT %(limit)s  -- in batches: the caller repeats until one comes back short
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING n.id, n.state, n.kind, n.crashes, n.user_id, n.asset_id, n.payload
+),
+told AS (
+    INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
+                               next_attempt_at, created_at, updated_at)
+    SELECT NULL, admin, admin, 'set_aside', r.id,
+           jsonb_build_object('notification', r.id, 'kind', r.kind, 'user', r.user_id,
+                              'asset', r.asset_id, 'name', coalesce(r.payload ->> 'name', ''),
+                              'crashes', r.crashes),
+           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
+           coalesce(%(now)s::timestamptz, now())
+    FROM rescued AS r CROSS JOIN unnest(%(admins)s::bigint[]) AS admin
+    WHERE r.state = 'dead' AND r.crashes >= %(max_crashes)s AND r.kind <> 'set_aside'
+    ON CONFLICT (user_id, kind, generation) WHERE asset_id IS NULL DO NOTHING
 )
-RETURNING n.id, n.state;
+SELECT id, state, state = 'dead' AND crashes >= %(max_crashes)s AS set_aside FROM rescued;
 
 -- name: remember_user
 -- A user wrote to the bot or pressed a button: keep how to address them, and clear any

@@ -66,6 +66,6 @@ async def test_rescues_work_in_bounded_batches(db_url: str) -> None:
         assert len(notes) == n
         later = clock.now() + timedelta(seconds=31)
         back = await outbox.rescue_expired(conn, give_up_after_seconds=86400, now=later)
-        assert back == n
+        assert back.count == n
         states = await rows(conn, "SELECT DISTINCT state FROM notifications")
         assert states == [{"state": "pending"}]

@@ -13,6 +13,8 @@ nothing can leave the machine. Environment variables steer the double:
 - ``VIDRETRY_TEST_OUTAGE``: a path; while that file exists, every send fails with a server
   error (a Telegram outage).
 - ``VIDRETRY_TEST_VALID_TOKEN``: the token the double accepts (default: the tests' token).
+- ``VIDRETRY_TEST_CRASH_ON``: a text; sending a message that holds it kills the process
+  with SIGKILL, as a library's segfault or an OOM kill would (a poison notification).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -85,6 +88,9 @@ class ProcessTelegram(FakeTelegram):
         self.rng = random.Random()
 
     def answer(self, request: Any) -> Any:
+        crash_on = os.environ.get("VIDRETRY_TEST_CRASH_ON")
+        if crash_on and isinstance(request, SENDS) and crash_on in (request.message or ""):
+            os.kill(os.getpid(), signal.SIGKILL)
         if isinstance(request, SENDS):
             user_id = request.peer.user_id
             if user_id not in self.users:

@@ -66,11 +66,14 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "resign_leadership": ["token = %(token)s"],
     # outbox.sql
     "claim_notifications": ["n.state = 'pending'", ("due", "state = 'pending'")],
+    "mark_notifications_started": ["n.state = 'sending' AND n.lease_token = ANY"],
     "mark_notifications_sent": ["n.state = 'sending' AND n.lease_token = ANY"],
     "reschedule_notification": ["n.state = 'sending' AND n.lease_token = %(token)s"],
     "bury_notification": ["state = 'sending' AND lease_token = %(token)s"],
     "extend_notification_leases": ["state = 'sending' AND lease_token = ANY"],
-    "rescue_expired_notifications": ["SELECT id FROM notifications WHERE state = 'sending'"],
+    "rescue_notifications_and_queue_set_aside_notices": [
+        "SELECT id FROM notifications WHERE state = 'sending'"
+    ],
     # retry.sql
     "retry_job": ["a.state = 'failed'"],
     "reopen_requests": ["state = 'failed'"],

@@ -267,6 +267,7 @@ class NotifierProcess:
             rng=self.rng,
             pacer=pacer,
             name=self.name,
+            admins=self.config.telegram.admins,
         )
         try:  # what a former leader still held is this leader's to send now
             await notifier.rescue(take_over=True)

@@ -185,8 +185,10 @@ class Notifier:
         pacer: Pacer | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         name: str | None = None,
+        admins: Sequence[int] = (),
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
+        self.admins = tuple(admins)  # told when a notification is set aside
         self.pool = pool
         self.config = config
         self.messages = messages
@@ -224,6 +226,11 @@ class Notifier:
         self.sent: GroupCommit[tuple[Notification, int | None]] = GroupCommit(
             self._record_sent, key=lambda sent: sent[0].id
         )
+        # And so is the mark a row gets just before its send begins: a notifier that dies
+        # while a row is marked is charged a crash on it (outbox.MAX_CRASHES set it aside).
+        self.started: GroupCommit[Notification] = GroupCommit(
+            self._record_started, key=lambda note: note.id
+        )
         self.leases: LeaseKeeper[Notification] = LeaseKeeper(
             self._extend_leases,
             heartbeat_seconds=config.heartbeat_seconds,
@@ -250,12 +257,19 @@ class Notifier:
             rescued = await outbox.rescue_expired(
                 conn,
                 give_up_after_seconds=self.config.give_up_after_seconds,
+                admins=self.admins,
                 leader=self.name if take_over else None,
                 now=self.clock.now(),
             )
-        if rescued:
-            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued)
-        return rescued
+        if rescued.count:
+            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued.count)
+        for note_id in rescued.set_aside:
+            log.error(
+                "notification %s was being sent each of the last %d times a notifier died: "
+                "set aside (dead), admins told",
+                note_id, outbox.MAX_CRASHES,
+            )  # fmt: skip
+        return rescued.count
 
     async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
         async with self.pool.connection() as conn:
@@ -292,6 +306,14 @@ class Notifier:
         paused = self.pacer.paused_for()
         if paused > 0:  # a flood wait arrived while this one waited for its slot
             return await self._reschedule(note, paused, None)
+        try:
+            marked = await self.started.add(note)
+        except TRANSIENT_DB_ERRORS as exc:
+            log.error("notification %s: could not mark it as being sent (%s)", note.id, exc)
+            return Delivery.LOST  # not sent; its lease runs out, and no crash is counted
+        if not marked:
+            log.warning("notification %s: lease lost before its send; not sent", note.id)
+            return Delivery.LOST
         await self.pacer.go(note.chat_id)
         try:
             try:
@@ -320,6 +342,16 @@ class Notifier:
         self.outage.answered()
         metrics.SENT.labels(note.kind).inc()
         return await self._recorded(note, self._sent(note, message_id))
+
+    async def _record_started(self, notes: list[Notification]) -> set[int]:
+        """Mark a batch as being sent, through a database outage of up to a lease."""
+
+        async def write(conn: Connection) -> set[int]:
+            return await outbox.mark_started(conn, notes, now=self.clock.now())
+
+        return await through_outage(
+            self.pool, write, within=self.config.lease_seconds, rng=self.rng
+        )
 
     async def _sent(self, note: Notification, message_id: int | None) -> Delivery | None:
         return Delivery.SENT if await self.sent.add((note, message_id)) else None
@@ -519,7 +551,16 @@ async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notificatio
         return await sender.send_text(
             to, render(messages.queue_resumed, "", duration=str(paused)), None
         )
-    assert note.asset_id is not None  # only the notices of a pause belong to no asset
+    if note.kind == NotificationKind.SET_ASIDE:
+        text = render(
+            messages.set_aside_alert,
+            note.name,
+            notification=str(note.payload.get("notification", "")),
+            user=str(note.payload.get("user", "")),
+            crashes=str(note.payload.get("crashes", "")),
+        )
+        return await sender.send_text(to, text, None)
+    assert note.asset_id is not None  # only the admins' notices belong to no asset
     if note.kind == NotificationKind.READY:
         path = str(note.payload.get("result") or "")
         return await sender.send_video(to, path, render(messages.ready_caption, note.name))

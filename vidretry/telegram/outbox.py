@@ -17,6 +17,10 @@ from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_r
 
 # Expired leases are rescued at most this many per statement.
 RESCUE_BATCH = 500
+# A notification being sent each time a notifier died, this many times in a row, is set
+# aside: a send that kills its process (a library's segfault, an OOM kill) must not take
+# the outbox down with it every lease for a day.
+MAX_CRASHES = 3
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class Notification:
     """A claimed outbox row, with how to address its recipient."""
 
     id: int
-    asset_id: int | None  # None for the admins' notices of a pause (kinds paused, resumed)
+    asset_id: int | None  # None for the admins' notices (kinds paused, resumed, set_aside)
     user_id: int
     chat_id: int
     kind: NotificationKind
@@ -56,6 +60,19 @@ async def due(conn: Connection, *, limit: int, now: datetime | None) -> list[Not
     return await fetch_records(
         conn, "due_notifications", {"limit": limit, "now": now}, Notification
     )
+
+
+async def mark_started(
+    conn: Connection, notes: Sequence[Notification], *, now: datetime | None
+) -> set[int]:
+    """About to be sent: a crash from here until an outcome is recorded is charged to each.
+    The ids whose lease still held (only those may be sent)."""
+    params = {
+        "ids": [note.id for note in notes],
+        "tokens": [note.lease_token for note in notes],
+        "now": now,
+    }
+    return {row["id"] for row in await fetch_all(conn, "mark_notifications_started", params)}
 
 
 async def mark_sent(
@@ -130,27 +147,41 @@ async def extend_leases(
     return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
 
 
+@dataclass(frozen=True)
+class Rescued:
+    """What a rescue brought back: how many rows, and the ids of those set aside."""
+
+    count: int = 0
+    set_aside: tuple[int, ...] = ()
+
+
 async def rescue_expired(
     conn: Connection,
     *,
     give_up_after_seconds: float,
+    admins: Sequence[int] = (),
     leader: str | None = None,
     now: datetime | None,
-) -> int:
-    """Rows whose lease expired come back to the outbox. ``leader``, a notifier that was just
-    elected, also takes back the rows any other notifier still holds."""
+) -> Rescued:
+    """Rows whose lease expired come back to the outbox; a row that was being sent counts a
+    crash, and one at ``MAX_CRASHES`` in a row is set aside (dead), ``admins`` told.
+    ``leader``, a notifier that was just elected, also takes back the rows any other
+    notifier still holds."""
     params = {
         "give_up_after_seconds": give_up_after_seconds,
         "leader": leader,
         "limit": RESCUE_BATCH,
+        "max_crashes": MAX_CRASHES,
+        "admins": list(admins),
         "now": now,
     }
-    rescued = 0
+    count, set_aside = 0, []
     while True:  # in bounded batches, each its own short transaction
-        batch = len(await fetch_all(conn, "rescue_expired_notifications", params))
-        rescued += batch
-        if batch < RESCUE_BATCH:
-            return rescued
+        batch = await fetch_all(conn, "rescue_notifications_and_queue_set_aside_notices", params)
+        count += len(batch)
+        set_aside += [row["id"] for row in batch if row["set_aside"]]
+        if len(batch) < RESCUE_BATCH:
+            return Rescued(count, tuple(set_aside))
 
 
 async def remember_user(
