@@ -488,7 +488,7 @@ def status(
     """Counts by state, the oldest pending job, recent failures and the outbox backlog."""
 
     async def body(config: Config) -> None:
-        from vidretry.cli import views
+        from vidretry.cli import plain
         from vidretry.queue import reports
 
         conn = await session(config)
@@ -501,7 +501,7 @@ def status(
         if as_json:
             print_json({**summary, "running": running})
             return
-        out().print(views.dashboard(summary, running))
+        print(plain.dashboard(summary, running))  # without rich: see vidretry/cli/plain.py
 
     run(ctx, body)
 
@@ -511,17 +511,20 @@ async def _watch(conn: Connection) -> None:
     import contextlib
 
     from rich.live import Live
+    from rich.text import Text
 
     from vidretry.app.daemons import stop_on_signals
-    from vidretry.cli import views
+    from vidretry.cli import plain
     from vidretry.queue import reports
 
     stop = stop_on_signals()
-    with Live(console=out(), refresh_per_second=2, screen=False) as live:
+    console = out()
+    with Live(console=console, refresh_per_second=2, screen=False) as live:
         while not stop.is_set():
             summary = await reports.status(conn, None)
             running = await reports.running_jobs(conn, None)
-            live.update(views.dashboard(summary, running))
+            shown = plain.dashboard(summary, running, width=console.width, colour=True)
+            live.update(Text.from_ansi(shown))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 

@@ -1,6 +1,6 @@
-"""Rich renderables for the command line: the demo's live view, the status dashboard, the
-tables of ``list`` and ``show``, the lines of ``doctor``. The core hands over plain data;
-this draws it."""
+"""Rich renderables for the command line: the demo's live view, the tables of ``list`` and
+``show``, the lines of ``doctor``. The core hands over plain data; this draws it. (The status
+dashboard is drawn without rich, for a fast start: ``vidretry.cli.plain``.)"""
 
 from __future__ import annotations
 
@@ -51,54 +51,6 @@ def demo(snapshot: Snapshot) -> RenderableType:
             f"{outbox.get('waiting', 0)} waiting, {outbox.get('dead', 0)} dead",
         ),
     )
-
-
-def dashboard(summary: dict[str, Any], running: list[dict[str, Any]]) -> RenderableType:
-    counts = folding_table("state", "assets", title="queue")
-    for name, n in summary["counts"].items():
-        about = "≈ " if name == "available" and summary.get("available_estimated") else ""
-        counts.add_row(state(name), f"{about}{n:,}")
-    jobs = folding_table(
-        "id", "name", "attempt", "worker", "lease age", "expires in", title="running"
-    )
-    for job in running:
-        now = job["now"]
-        jobs.add_row(
-            str(job["id"]),
-            escape(job["name"]),
-            f"{job['attempts']}/{job['max_attempts']}",
-            escape(job["lease_owner"]),
-            f"{(now - job['claimed_at']).total_seconds():.0f}s" if job["claimed_at"] else "-",
-            f"{(job['lease_expires_at'] - now).total_seconds():.0f}s",
-        )
-    facts = Text.assemble(
-        ("oldest pending: ", "bold"), str(summary["oldest_pending"] or "-"), "\n",
-        ("failed in the last hour: ", "bold"), str(summary["failed_last_hour"]), "\n",
-        ("outbox: ", "bold"), f"{summary['outbox_backlog']} waiting, ",
-        (f"{summary['outbox_dead']} dead", "red" if summary["outbox_dead"] else ""),
-    )  # fmt: skip
-    return Group(counts, facts, queue(summary["queue"]), jobs)
-
-
-def queue(pause: dict[str, Any]) -> Text:
-    """Running, or paused: by whom, why, since when, and the breaker's probes."""
-    if pause["state"] == "running":
-        return Text.assemble(("queue: ", "bold"), ("running", "green"))
-    who = "the circuit breaker" if pause["reason"] == "breaker" else escape(pause["paused_by"])
-    lines: list[str | tuple[str, str]] = [
-        ("queue: ", "bold"), ("PAUSED", "bold red"), f" by {who} since {pause['paused_at']}",
-    ]  # fmt: skip
-    if pause["detail"]:
-        lines += ["\n", ("why: ", "bold"), pause["detail"]]
-    if pause["reason"] == "breaker":
-        last = pause["last_probe_at"] or "none yet"
-        lines += ["\n", ("probes: ", "bold"), f"{pause['probes']}, last {last}"]
-        if pause["last_probe_error"]:
-            lines += [f" ({pause['last_probe_error']})"]
-        lines += [f", next {pause['next_probe_at']}"]
-    else:
-        lines += ["\n", "no probes: a manual pause ends with `vidretry resume`"]
-    return Text.assemble(*lines)
 
 
 def assets(rows: list[dict[str, Any]]) -> Table:

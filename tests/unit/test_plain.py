@@ -1,0 +1,85 @@
+"""The status dashboard drawn without rich: the same rules as the rich tables."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vidretry.cli import plain
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def summary(**queue: Any) -> dict[str, Any]:
+    return {
+        "counts": {"pending": 3, "running": 1, "available": 1234567, "failed": 0},
+        "available_estimated": True,
+        "oldest_pending": NOW - timedelta(minutes=5),
+        "failed_last_hour": 2,
+        "outbox_backlog": 4,
+        "outbox_dead": 1,
+        "queue": queue or {"state": "running"},
+    }
+
+
+def job(name: str, owner: str) -> dict[str, Any]:
+    return {
+        "id": 42, "name": name, "attempts": 1, "max_attempts": 3, "lease_owner": owner,
+        "now": NOW, "claimed_at": NOW - timedelta(seconds=7),
+        "lease_expires_at": NOW + timedelta(seconds=23),
+    }  # fmt: skip
+
+
+def test_the_dashboard_fits_80_columns_and_keeps_what_tells_rows_apart() -> None:
+    name = "очень длинное имя видео для проверки переноса " * 3 + "🎬 конец"
+    owner = "render-farm-07:123456"  # the default worker name is host:pid
+    text = plain.dashboard(summary(), [job(name, owner)], width=80, colour=False)
+    lines = text.splitlines()
+    assert max(plain.cell_width(line) for line in lines) <= 80
+    assert "…" not in text
+    assert any(owner in line for line in lines)  # a worker's name is never cut
+    assert "≈ 1,234,567" in text
+    assert "outbox: 4 waiting, 1 dead" in lines
+    assert "queue: running" in lines
+    # Every row of a table is as wide as its borders (wide characters count twice).
+    running = lines[[line.strip() for line in lines].index("running") + 1 :]
+    # The name wraps between its words, and reads whole again.
+    name_lines = [line.split("│")[2].strip() for line in running if line.startswith("│")]
+    assert len(name_lines) > 5
+    assert " ".join(name_lines) == name
+    assert {plain.cell_width(line) for line in running} == {80}
+
+
+def test_colour_only_when_asked_and_sentences_are_not_wrapped() -> None:
+    reason = "render farm maintenance until the new GPUs are racked in the second hall, then"
+    paused = summary(
+        state="paused", reason="manual", paused_by="operator:root", paused_at=NOW, detail=reason
+    )
+    bare = plain.dashboard(paused, [], width=60, colour=False)
+    assert "\x1b[" not in bare
+    assert f"why: {reason}" in bare.splitlines()
+    assert any(line.startswith("queue: PAUSED by operator:root") for line in bare.splitlines())
+    coloured = plain.dashboard(paused, [], width=60, colour=True)
+    assert "\x1b[1;31mPAUSED\x1b[0m" in coloured
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == bare
+
+
+def test_a_breaker_pause_shows_its_probes() -> None:
+    paused = summary(
+        state="paused", reason="breaker", paused_by="breaker", paused_at=NOW,
+        detail="5 assets in a row", probes=2, last_probe_at=NOW, last_probe_error="exit 1",
+        next_probe_at=NOW + timedelta(seconds=30),
+    )  # fmt: skip
+    lines = plain.dashboard(paused, [], width=80, colour=False).splitlines()
+    assert any(line.startswith("queue: PAUSED by the circuit breaker since") for line in lines)
+    (probes,) = [line for line in lines if line.startswith("probes: ")]
+    assert probes.startswith("probes: 2, last 2026-12-02 12:00:00+00:00 (exit 1), next ")
+
+
+def test_fold_and_cell_width() -> None:
+    assert plain.cell_width("ab") == 2
+    assert plain.cell_width("视频") == 4
+    assert plain.cell_width("é") == 1  # e + combining acute
+    assert plain.fold("视频视频", 5) == ["视频", "视频"]
+    assert plain.fold("", 3) == [""]
