@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 import stat
+import string
 import tomllib
 import types
 from collections.abc import Mapping
@@ -134,7 +135,10 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class MessagesConfig:
-    """Every text a Telegram user sees. ``{name}`` is HTML-escaped before it is inserted."""
+    """Every text a Telegram user sees, in the default language (Russian: the first users
+    were). ``{name}`` is HTML-escaped before it is inserted. ``languages`` holds the complete
+    texts of every other language (English built in, and each ``[messages.<code>]`` table):
+    ``in_language`` picks a recipient's."""
 
     failed: str = (
         "Упс! Что-то пошло не так при создании видео для <b>{name}</b>. 😔\n\n"
@@ -203,6 +207,120 @@ class MessagesConfig:
     command_video: str = "Заказать видео: /video Маша"
     command_my: str = "Мои видео"
     command_help: str = "Что я умею"
+    languages: Mapping[str, MessagesConfig] = field(
+        default_factory=lambda: _languages(MessagesConfig(languages={}), {}),
+        compare=False,
+        repr=False,
+    )
+
+    def in_language(self, code: str | None) -> MessagesConfig:
+        """The texts for a user whose Telegram speaks ``code`` (its ``lang_code``): that
+        language ("pt-br"), else its base ("pt"), else the default."""
+        if code:
+            code = code.strip().lower().replace("_", "-")
+            for candidate in (code, code.partition("-")[0]):
+                if candidate in self.languages:
+                    return self.languages[candidate]
+        return self
+
+
+def message_keys() -> tuple[str, ...]:
+    """The [messages] keys: every text, not the ``languages`` that hold them again."""
+    return tuple(f.name for f in dataclasses.fields(MessagesConfig) if f.name != "languages")
+
+
+# English, built in: a user whose Telegram speaks English gets it with no configuration;
+# [messages.en] overrides any of it. The same keys and placeholders as MessagesConfig.
+ENGLISH: dict[str, str] = {
+    "failed": (
+        "Oops! Something went wrong while making the video for <b>{name}</b>. 😔\n\n"
+        "Don't worry, you can try again!"
+    ),
+    "retry_button": "🔄 Try again",
+    "ready_caption": "Your video for <b>{name}</b> is ready! 🎬",
+    "retried": "Started again! 🔄",
+    "retried_message": (
+        "We are making the video for <b>{name}</b> again. We'll send it as soon as it is ready."
+    ),
+    "already_queued": "The video is already being made — please wait a little. ⏳",
+    "already_available": "The video is ready — sending it again. 🎬",
+    "stale": "Someone has already restarted this video. ⏳",
+    "not_found": "This video was not found.",
+    "not_allowed": "This button is not for you.",
+    "bad_button": "This button no longer works.",
+    "try_later": "That didn't work — please try again in a moment.",
+    "start": (
+        "Hi! I make videos for a name. Write /video and a name — for example, /video Masha — "
+        "and I'll send the finished video here. If something goes wrong, I'll tell you and "
+        "offer to try again. /my — your videos, /help — help."
+    ),
+    "help": (
+        "<b>What I can do</b>\n"
+        "/video <i>name</i> — order a video, for example /video Masha\n"
+        "/my — your videos and how they are doing\n"
+        "/help — this help"
+    ),
+    "requested": "Got it! The video for <b>{name}</b> will be ready soon — I'll send it here.",
+    "ask_name": "Write a name after the command, for example: /video Masha",
+    "bad_name": (
+        "That name won't do: it is too long or has special characters in it. "
+        "Try something shorter, in ordinary letters."
+    ),
+    "too_many_open": (
+        "You already have several videos in the works — please wait for them before you "
+        "order the next one."
+    ),
+    "slow_down": "Too many requests in a row — please wait a minute.",
+    "retry_limit": (
+        "The video for <b>{name}</b> has failed several times today. "
+        "I've told the administrator — they'll look into it."
+    ),
+    "retry_limit_alert": (
+        "⚠️ User {user} has used up today's retries: the video <b>{name}</b> "
+        "(#{asset}) failed again.\nLast error: {error}"
+    ),
+    "queue_paused": (
+        "⏸ The queue is paused: the video generator seems to be down — several videos in a "
+        "row failed. Waiting: {waiting}.\nLast error: {error}\n"
+        "I'm checking the generator and will carry on by myself as soon as it works."
+    ),
+    "queue_resumed": "▶️ The generator works again — the queue carries on (paused: {duration}).",
+    "set_aside_alert": (
+        "☠️ Notification #{notification} to user {user} (video <b>{name}</b>) crashed the "
+        "notifier {crashes} times in a row — I've set it aside, everything else carries on."
+    ),
+    "retry_limit_short": "No more retries today — I've told the administrator.",
+    "my_header": "<b>Your videos</b>",
+    "my_empty": "You haven't ordered anything yet. Write /video and a name.",
+    "state_pending": "in the queue",
+    "state_running": "being made",
+    "state_available": "ready",
+    "state_failed": "failed",
+    "unknown_command": "I don't know that command. /help — what I can do.",
+    "command_video": "Order a video: /video Masha",
+    "command_my": "My videos",
+    "command_help": "What I can do",
+}
+BUILT_IN_LANGUAGES: dict[str, dict[str, str]] = {"en": ENGLISH}
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+
+
+def _languages(
+    default: MessagesConfig, tables: Mapping[str, Mapping[str, str]]
+) -> dict[str, MessagesConfig]:
+    """Every language's complete texts: the built-in ones and each configured table. A
+    language's texts are the default's, then its base language's ("pt" for "pt-br"), then
+    its own, each overriding the one before (a built-in language under its table)."""
+
+    def layer(code: str) -> dict[str, str]:
+        return {**BUILT_IN_LANGUAGES.get(code, {}), **tables.get(code, {})}
+
+    resolved = {}
+    for code in {*BUILT_IN_LANGUAGES, *tables}:
+        base = code.partition("-")[0]
+        texts = {**(layer(base) if base != code else {}), **layer(code)}
+        resolved[code] = dataclasses.replace(default, **texts, languages={})
+    return resolved
 
 
 # The placeholders a message may use; every other message has {name} alone.
@@ -299,7 +417,10 @@ def parse_config(raw: Mapping[str, Any], source: Path | None = None) -> Config:
         table = raw.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table")
-        sections[section] = _build(cls, section, table)
+        if cls is MessagesConfig:
+            sections[section] = _parse_messages(table)
+        else:
+            sections[section] = _build(cls, section, table)
     config = Config(**sections, source=source)
     _check_consistency(config)
     return config
@@ -376,22 +497,68 @@ def _check_consistency(config: Config) -> None:
             "[notifier] heartbeat_seconds must be at most a third of [notifier] lease_seconds "
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
-    for key, template in dataclasses.asdict(config.messages).items():
-        allowed = PLACEHOLDERS.get(key, ("name",))
-        try:
-            template.format(**dict.fromkeys(allowed, "x"))
-        except (KeyError, IndexError, ValueError):
-            names = ", ".join(f"{{{name}}}" for name in allowed)
-            raise ConfigError(
-                f"[messages] {key} may use only the placeholders {names} "
-                "(write {{ and }} for literal braces)"
-            ) from None
+    _check_messages("[messages]", config.messages)
     handler = worker.handler
     if handler != "command" and not (handler.startswith("python:") and handler.count(":") == 2):
         raise ConfigError(
             '[worker] handler must be "command" or "python:package.module:function", '
             f"got {handler!r}"
         )
+
+
+def _placeholders(template: str) -> frozenset[str]:
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def _check_messages(section: str, messages: MessagesConfig) -> None:
+    for key in message_keys():
+        template = getattr(messages, key)
+        allowed = PLACEHOLDERS.get(key, ("name",))
+        try:
+            template.format(**dict.fromkeys(allowed, "x"))
+        except (KeyError, IndexError, ValueError):
+            names = ", ".join(f"{{{name}}}" for name in allowed)
+            raise ConfigError(
+                f"{section} {key} may use only the placeholders {names} "
+                "(write {{ and }} for literal braces)"
+            ) from None
+
+
+def _parse_messages(table: Mapping[str, Any]) -> MessagesConfig:
+    """[messages] and its [messages.<language>] tables. Each language uses the same
+    placeholders as the default for every key it sets (a translation that drops {name}
+    would tell a user about no video in particular)."""
+    texts = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if "languages" in texts:
+        raise ConfigError("unknown config key [messages] languages")
+    default: MessagesConfig = _build(MessagesConfig, "messages", texts)
+    _check_messages("[messages]", default)
+    tables: dict[str, dict[str, str]] = {}
+    for code, language in table.items():
+        if not isinstance(language, dict):
+            continue
+        section = f"[messages.{code}]"
+        if not _LANGUAGE_CODE.match(code):
+            raise ConfigError(
+                f"{section} is not a language code: use Telegram's, in lower case "
+                '(e.g. "en", "pt-br")'
+            )
+        if "languages" in language:
+            raise ConfigError(f"unknown config key {section} languages")
+        built = _build(MessagesConfig, f"messages.{code}", language)
+        _check_messages(section, built)
+        for key in language:
+            if key in BUILT_IN_LANGUAGES.get(code, {}) and key not in texts:
+                expected = _placeholders(BUILT_IN_LANGUAGES[code][key])
+            else:
+                expected = _placeholders(getattr(default, key))
+            if _placeholders(language[key]) != expected:
+                names = ", ".join(f"{{{name}}}" for name in sorted(expected)) or "none"
+                raise ConfigError(
+                    f"{section} {key} must use the same placeholders as [messages] {key}: {names}"
+                )
+        tables[code] = dict(language)
+    return dataclasses.replace(default, languages=_languages(default, tables))
 
 
 def _with_env(config: Config, env: Mapping[str, str]) -> Config:

@@ -39,7 +39,7 @@ claimed AS (
     RETURNING n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload,
               n.attempts, n.lease_token
 )
-SELECT claimed.*, u.access_hash
+SELECT claimed.*, u.access_hash, u.lang_code
 FROM claimed LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
 ORDER BY claimed.id;
 
@@ -47,7 +47,7 @@ ORDER BY claimed.id;
 -- What claim_notifications would take, read only, for `notifier --transport console`'s
 -- preview. No lease: lease_token is NULL.
 SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload, n.attempts,
-       n.lease_token, u.access_hash
+       n.lease_token, u.access_hash, u.lang_code
 FROM notifications AS n LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
 WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
 ORDER BY n.next_attempt_at, n.id
@@ -188,16 +188,19 @@ told AS (
 SELECT id, state, state = 'dead' AND crashes >= %(max_crashes)s AS set_aside FROM rescued;
 
 -- name: remember_user
--- A user wrote to the bot or pressed a button: keep how to address them, and clear any
--- blocked mark (they talk to us again).
-INSERT INTO telegram_users (user_id, access_hash, first_seen_at, last_seen_at)
-VALUES (%(user_id)s, %(access_hash)s, coalesce(%(now)s::timestamptz, now()),
+-- A user wrote to the bot or pressed a button: keep how to address them and their language
+-- (schema 13; an update without one keeps the last), and clear any blocked mark (they talk
+-- to us again).
+INSERT INTO telegram_users (user_id, access_hash, lang_code, first_seen_at, last_seen_at)
+VALUES (%(user_id)s, %(access_hash)s, %(lang_code)s, coalesce(%(now)s::timestamptz, now()),
         coalesce(%(now)s::timestamptz, now()))
 ON CONFLICT (user_id) DO UPDATE
 SET access_hash = coalesce(excluded.access_hash, telegram_users.access_hash),
+    lang_code = coalesce(excluded.lang_code, telegram_users.lang_code),
     last_seen_at = excluded.last_seen_at,
     blocked_at = NULL,
-    blocked_reason = NULL;
+    blocked_reason = NULL
+RETURNING lang_code;  -- the language to answer in: this update's, else the last known
 
 -- name: mark_user_blocked
 -- Telegram refused a recipient for good (blocked the bot, deactivated, never started it).
@@ -206,6 +209,11 @@ VALUES (%(user_id)s, coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::ti
         %(reason)s)
 ON CONFLICT (user_id) DO UPDATE
 SET blocked_at = excluded.blocked_at, blocked_reason = excluded.blocked_reason;
+
+-- name: user_language
+-- The language a user's Telegram last reported (schema 13), for an answer to an update that
+-- carried none.
+SELECT lang_code FROM telegram_users WHERE user_id = %(user_id)s;
 
 -- name: asset_for_button
 -- What the button handler needs to answer: the asset's name and, once available, its video.

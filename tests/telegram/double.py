@@ -65,10 +65,18 @@ class FakeTelegram:
     # -- test controls ---------------------------------------------------------------
 
     def add_user(
-        self, user_id: int, access_hash: int | None = None, name: str = "user"
+        self,
+        user_id: int,
+        access_hash: int | None = None,
+        name: str = "user",
+        lang_code: str | None = None,
     ) -> types.User:
+        """A Telegram user; ``lang_code`` is their app's language, as bots see it."""
         user = types.User(
-            id=user_id, access_hash=access_hash or user_id * 1000 + 7, first_name=name
+            id=user_id,
+            access_hash=access_hash or user_id * 1000 + 7,
+            first_name=name,
+            lang_code=lang_code,
         )
         self.users[user_id] = user
         return user

@@ -304,11 +304,15 @@ async def test_the_command_menu_is_registered_at_login(
 ) -> None:
     async with notifier_running(db_url, telegram, tmp_path):
         await telegram.wait_for(
-            lambda: bool(telegram.sent(functions.bots.SetBotCommandsRequest)), timeout=10
+            lambda: len(telegram.sent(functions.bots.SetBotCommandsRequest)) == 2, timeout=10
         )
-    (request,) = telegram.sent(functions.bots.SetBotCommandsRequest)
-    assert [(c.command, c.description) for c in request.commands] == [
-        ("video", M.command_video),
-        ("my", M.command_my),
-        ("help", M.command_help),
-    ]
+    menus = {r.lang_code: r.commands for r in telegram.sent(functions.bots.SetBotCommandsRequest)}
+    english = M.in_language("en")
+    assert {code: [(c.command, c.description) for c in menu] for code, menu in menus.items()} == {
+        "": [("video", M.command_video), ("my", M.command_my), ("help", M.command_help)],
+        "en": [
+            ("video", english.command_video),
+            ("my", english.command_my),
+            ("help", english.command_help),
+        ],
+    }

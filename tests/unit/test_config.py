@@ -1,11 +1,21 @@
 import re
+import string
 import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from vidretry.config import Config, ConfigError, load_config, parse_config
+from vidretry.config import (
+    ENGLISH,
+    PLACEHOLDERS,
+    Config,
+    ConfigError,
+    MessagesConfig,
+    load_config,
+    message_keys,
+    parse_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +120,9 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             continue
         assert f"[{section.name}]" in text
         for key in fields(getattr(defaults, section.name)):
+            if key.name == "languages":  # [messages.<code>] tables, not a key
+                assert re.search(r"^#? ?\[messages\.en\]", text, re.M)
+                continue
             assert re.search(rf"^#? ?{key.name} =", text, re.M), f"[{section.name}] {key.name}"
 
 
@@ -157,3 +170,62 @@ def test_without_a_file_the_defaults_are_absolute_too(monkeypatch: pytest.Monkey
     config = load_config(env={})
     assert config.worker.output_dir == tmp_path / "output"
     assert config.telegram.session == tmp_path / "vidretry-bot.session"
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_english_is_built_in_complete_with_the_same_placeholders() -> None:
+    russian, english = MessagesConfig(), MessagesConfig().in_language("en")
+    assert set(ENGLISH) == set(message_keys())
+    for key in message_keys():
+        assert getattr(english, key) == ENGLISH[key]
+        allowed = PLACEHOLDERS.get(key, ("name",))
+        for template in (getattr(russian, key), ENGLISH[key]):
+            template.format(**dict.fromkeys(allowed, "x"))  # only the allowed ones
+        assert placeholders(ENGLISH[key]) == placeholders(getattr(russian, key)), key
+
+
+def test_a_language_falls_back_to_its_base_then_to_the_default() -> None:
+    messages = parse_config(
+        {
+            "messages": {
+                "retry_button": "R",
+                "pt": {"retry_button": "🔄 Tentar de novo", "failed": "Ops, {name}!"},
+                "pt-br": {"failed": "Eita, {name}!"},
+                "en": {"retry_button": "Again"},
+            }
+        }
+    ).messages
+    brazil = messages.in_language("pt-BR")
+    assert (brazil.failed, brazil.retry_button) == ("Eita, {name}!", "🔄 Tentar de novo")
+    portugal = messages.in_language("pt_PT")
+    assert (portugal.failed, portugal.retry_button) == ("Ops, {name}!", "🔄 Tentar de novo")
+    assert portugal.requested == messages.requested  # not translated: the default's
+    english = messages.in_language("en-us")
+    assert (english.retry_button, english.failed) == ("Again", ENGLISH["failed"])
+    for code in (None, "", "de", "x"):
+        assert messages.in_language(code) is messages
+    assert messages.retry_button == "R"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"en": {"failed": "No name"}},
+         "[messages.en] failed must use the same placeholders as [messages] failed: {name}"),
+        ({"de": {"retry_limit_alert": "{user} {name} {asset}"}},
+         "[messages.de] retry_limit_alert must use the same placeholders as [messages] "
+         "retry_limit_alert: {asset}, {error}, {name}, {user}"),
+        ({"de": {"failed": "{nme}"}}, "[messages.de] failed may use only the placeholders {name}"),
+        ({"de": {"faild": "x"}}, "unknown config key [messages.de] faild"),
+        ({"German": {"failed": "{name}"}}, "[messages.German] is not a language code"),
+        ({"de": {"failed": 3}}, "[messages.de] failed must be a string, not int"),
+        ({"languages": "x"}, "unknown config key [messages] languages"),
+    ],
+)  # fmt: skip
+def test_language_tables_are_checked(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"messages": table})
+    assert str(caught.value).startswith(message)

@@ -297,9 +297,12 @@ class NotifierProcess:
                 ),
                 self.plugins,
             )
-            await bot.register_commands(
-                [(command, getattr(messages, key)) for command, key in USER_COMMANDS]
-            )
+            # The menu in the default language, and in each other one for its users.
+            for lang_code, texts in [("", messages), *messages.languages.items()]:
+                await bot.register_commands(
+                    [(command, getattr(texts, key)) for command, key in USER_COMMANDS],
+                    lang_code=lang_code,
+                )
             await until_first(
                 notifier.run(done, drain=drain, hurry=lost),
                 bot.stay_connected(done, notifier.outage.probe_now),

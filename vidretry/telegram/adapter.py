@@ -320,7 +320,7 @@ class TelegramBot:
 
         async def on_unknown(event: events.NewMessage.Event) -> None:
             if event.is_private:
-                await self._answer(event, conversation.unknown(event.raw_text or ""))
+                await self._answer(event, await conversation.unknown(await _incoming(event)))
 
         self.client.add_event_handler(on_press, events.CallbackQuery())
         self.client.add_event_handler(on_message, events.NewMessage(incoming=True))
@@ -328,11 +328,14 @@ class TelegramBot:
             plugin.register(self.client)
         self.client.add_event_handler(on_unknown, events.NewMessage(incoming=True))
 
-    async def register_commands(self, commands: Sequence[tuple[str, str]]) -> None:
-        """Show the bot's commands in Telegram's menu (bots.setBotCommands); best effort."""
+    async def register_commands(
+        self, commands: Sequence[tuple[str, str]], *, lang_code: str = ""
+    ) -> None:
+        """Show the bot's commands in Telegram's menu (bots.setBotCommands) for users whose
+        app speaks ``lang_code`` ("": everybody else); best effort."""
         request = functions.bots.SetBotCommandsRequest(
             scope=types.BotCommandScopeDefault(),
-            lang_code="",
+            lang_code=lang_code,
             commands=[types.BotCommand(command, text) for command, text in commands],
         )
         try:
@@ -343,7 +346,12 @@ class TelegramBot:
     async def _on_press(self, event: events.CallbackQuery.Event, buttons: ButtonService) -> None:
         sender = await event.get_input_sender()
         reply = await buttons.press(
-            Press(event.sender_id, getattr(sender, "access_hash", None), bytes(event.data or b""))
+            Press(
+                event.sender_id,
+                getattr(sender, "access_hash", None),
+                bytes(event.data or b""),
+                lang_code=_lang_code(event),
+            )
         )
         # Answer first: delete/edit/respond would otherwise answer empty in the background.
         try:
@@ -385,10 +393,7 @@ class TelegramBot:
     async def _on_message(self, event: events.NewMessage.Event, conversation: Conversation) -> None:
         if not event.is_private:
             return  # silent in groups and channels
-        sender = await event.get_input_sender()
-        answer = await conversation.handle(
-            Incoming(event.sender_id, getattr(sender, "access_hash", None), event.raw_text or "")
-        )
+        answer = await conversation.handle(await _incoming(event))
         if answer is None:
             return  # not vidretry's: the plugins', or the unknown-command answer
         await self._answer(event, answer)
@@ -435,6 +440,25 @@ async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _incoming(event: events.NewMessage.Event) -> Incoming:
+    """A private message as the conversation reads it."""
+    sender = await event.get_input_sender()
+    return Incoming(
+        event.sender_id,
+        getattr(sender, "access_hash", None),
+        event.raw_text or "",
+        lang_code=_lang_code(event),
+    )
+
+
+def _lang_code(event: Any) -> str | None:
+    """The language of the sender's Telegram app (``User.lang_code``, given to bots only),
+    from the users the update carries (``event.sender``: no request is made for it). None
+    when Telegram gives none."""
+    code = getattr(getattr(event, "sender", None), "lang_code", None)
+    return code if isinstance(code, str) and code else None
 
 
 def _peer(to: Recipient) -> Any:

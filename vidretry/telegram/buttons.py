@@ -32,6 +32,7 @@ class Press:
     user_id: int
     access_hash: int | None
     data: bytes
+    lang_code: str | None = None  # the presser's language, as Telegram gives it
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class ButtonService:
                 return await self._press(conn, press, self.clock.now())
         except TRANSIENT_DB_ERRORS as exc:
             log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
-            return PressReply(self.messages.try_later)
+            return PressReply(self.messages.in_language(press.lang_code).try_later)
 
     async def _out_of_retries(
         self, conn: Connection, user_id: int, asset_id: int, now: datetime | None
@@ -83,20 +84,21 @@ class ButtonService:
         return True
 
     async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
-        await outbox.remember_user(conn, press.user_id, press.access_hash, now)
+        lang_code = await outbox.remember_user(
+            conn, press.user_id, press.access_hash, now, lang_code=press.lang_code
+        )
+        m = self.messages.in_language(lang_code)
         button = parse_callback_data(press.data)
         if button is None:
             log.warning(
                 "user %s pressed a button with unknown data %r", press.user_id, press.data[:64]
             )
-            return PressReply(self.messages.bad_button)
+            return PressReply(m.bad_button)
         actor = Actor.telegram(press.user_id, is_admin=press.user_id in self.admins)
         if await self._out_of_retries(conn, press.user_id, button.asset_id, now):
             asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
             name = asset["name"] if asset else ""
-            return PressReply(
-                self.messages.retry_limit_short, message=render(self.messages.retry_limit, name)
-            )
+            return PressReply(m.retry_limit_short, message=render(m.retry_limit, name))
         result = await retry(
             conn,
             button.asset_id,
@@ -105,7 +107,6 @@ class ButtonService:
             reason="retry button",
             now=now,
         )
-        m = self.messages
         if result.outcome is RetryOutcome.FORBIDDEN:
             return PressReply(m.not_allowed)
         if result.outcome is RetryOutcome.NOT_FOUND:

@@ -50,6 +50,7 @@ class Incoming:
     user_id: int
     access_hash: int | None
     text: str
+    lang_code: str | None = None  # the writer's language, as Telegram gives it
 
 
 @dataclass(frozen=True)
@@ -92,36 +93,58 @@ class Conversation:
         handler = _USER_COMMANDS.get(command or "")
         if handler is None and message.user_id in self.admins:
             handler = _ADMIN_COMMANDS.get(command or "")
+        m = self.messages.in_language(message.lang_code)
         try:
             async with self.pool.connection() as conn:
-                # Any message tells us how to reach the user, and lifts a 'blocked' mark.
-                await outbox.remember_user(
-                    conn, message.user_id, message.access_hash, self.clock.now()
+                # Any message tells us how to reach the user and their language, and lifts
+                # a 'blocked' mark.
+                lang_code = await outbox.remember_user(
+                    conn,
+                    message.user_id,
+                    message.access_hash,
+                    self.clock.now(),
+                    lang_code=message.lang_code,
                 )
+                m = self.messages.in_language(lang_code)
                 if handler is None:
                     return None
-                return await handler(self, conn, message.user_id, argument.strip())
+                return await handler(self, conn, m, message.user_id, argument.strip())
         except TRANSIENT_DB_ERRORS as exc:
             log.error("message from %s not handled: %s", message.user_id, one_line(exc))
-            return [Outgoing(self.messages.try_later)]
+            return [Outgoing(m.try_later)]
 
-    def unknown(self, text: str) -> list[Outgoing]:
+    async def unknown(self, message: Incoming) -> list[Outgoing]:
         """The answer to a private message that nobody took: a command vidretry does not know
-        (an admin command, for a non-admin), or plain text while plain-text requests are off."""
-        if text.startswith("/"):
-            return [Outgoing(self.messages.unknown_command)]
-        return [Outgoing(self.messages.help)]
+        (an admin command, for a non-admin), or plain text while plain-text requests are off.
+        In the writer's language (``handle`` has recorded it; an update without one: the
+        last known)."""
+        lang_code = message.lang_code
+        if lang_code is None:
+            try:
+                async with self.pool.connection() as conn:
+                    lang_code = await outbox.user_language(conn, message.user_id)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.error("language of %s unknown: %s", message.user_id, one_line(exc))
+        m = self.messages.in_language(lang_code)
+        if message.text.startswith("/"):
+            return [Outgoing(m.unknown_command)]
+        return [Outgoing(m.help)]
 
-    # -- every user ---------------------------------------------------------------------
+    # -- every user: ``m`` is the texts in the writer's language -------------------------
 
-    async def _start(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
-        return [Outgoing(self.messages.start)]
+    async def _start(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
+        return [Outgoing(m.start)]
 
-    async def _help(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
-        return [Outgoing(self.messages.help)]
+    async def _help(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
+        return [Outgoing(m.help)]
 
-    async def _video(self, conn: Connection, user_id: int, name: str) -> list[Outgoing]:
-        m = self.messages
+    async def _video(
+        self, conn: Connection, m: MessagesConfig, user_id: int, name: str
+    ) -> list[Outgoing]:
         if not name:
             return [Outgoing(m.ask_name)]
         try:
@@ -152,8 +175,9 @@ class Conversation:
             return [Outgoing(render(m.retried_message, name))]
         return [Outgoing(render(m.requested, name))]
 
-    async def _my(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
-        m = self.messages
+    async def _my(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
         rows = await fetch_all(
             conn, "user_requests_newest", {"user_id": user_id, "limit": LIST_LIMIT}
         )
@@ -180,7 +204,11 @@ class Conversation:
 
     # -- admins -------------------------------------------------------------------------
 
-    async def _stats(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+    # The admins' commands answer in English, like the command line they mirror.
+
+    async def _stats(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
         status = await reports.status(conn, self.clock.now())
         counts = status["counts"]
         lines = [
@@ -192,14 +220,18 @@ class Conversation:
         ]
         return [Outgoing("\n".join(lines))]
 
-    async def _retry(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+    async def _retry(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
         if not argument.isascii() or not argument.isdigit() or len(argument) > 19:
             return [Outgoing("Usage: /retry &lt;asset id&gt;")]
         actor = Actor.telegram_admin(user_id)
         result = await retry(conn, int(argument), actor, reason="/retry", now=self.clock.now())
         return [Outgoing(html.escape(describe_retry(result), quote=False))]
 
-    async def _failed(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+    async def _failed(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
         rows = await fetch_all(conn, "latest_failed", {"limit": LIST_LIMIT})
         if not rows:
             return [Outgoing("No failed assets.")]

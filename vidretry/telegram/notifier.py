@@ -536,8 +536,10 @@ class Notifier:
 
 async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notification) -> int | None:
     """Send one notification as its kind says; Telegram's message id. The transport's
-    exceptions (``delivery.DeliveryError``) tell what went wrong."""
+    exceptions (``delivery.DeliveryError``) tell what went wrong. Rendered now, in the
+    recipient's language as Telegram last told it (the default when unknown)."""
     to = Recipient(note.user_id, note.chat_id, note.access_hash)
+    messages = messages.in_language(note.lang_code)
     if note.kind == NotificationKind.PAUSED:
         text = render(
             messages.queue_paused,

@@ -37,6 +37,7 @@ class Notification:
     attempts: int
     lease_token: UUID
     access_hash: int | None
+    lang_code: str | None = None  # the recipient's language, as Telegram last told it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))
@@ -184,11 +185,25 @@ async def rescue_expired(
             return Rescued(count, tuple(set_aside))
 
 
+async def user_language(conn: Connection, user_id: int) -> str | None:
+    """The language the user's Telegram last reported; None if it never did."""
+    row = await fetch_one(conn, "user_language", {"user_id": user_id})
+    return row["lang_code"] if row else None
+
+
 async def remember_user(
-    conn: Connection, user_id: int, access_hash: int | None, now: datetime | None
-) -> None:
-    params = {"user_id": user_id, "access_hash": access_hash, "now": now}
-    await execute(conn, "remember_user", params)
+    conn: Connection,
+    user_id: int,
+    access_hash: int | None,
+    now: datetime | None,
+    *,
+    lang_code: str | None = None,
+) -> str | None:
+    """How to reach a user who just wrote or pressed, and their language (None: unknown
+    this time, the last one known is kept). Returns the language to answer them in."""
+    params = {"user_id": user_id, "access_hash": access_hash, "lang_code": lang_code, "now": now}
+    row = await fetch_one(conn, "remember_user", params)
+    return row["lang_code"] if row else None
 
 
 async def mark_user_blocked(
