@@ -3,7 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
-from bench import broadcast, operations
+from bench import broadcast, operations, videos
 from bench.run import main
 
 
@@ -51,3 +51,13 @@ def test_broadcast_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str])
                 "paid broadcast: notifier peak RSS", "mass failure at 25/s",
                 "mass failure at 1000/s"):  # fmt: skip
         assert row in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_video_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert videos.main(["--short"]) == 0
+    report = capsys.readouterr().out
+    uploaded = next(line for line in report.splitlines() if "bytes uploaded" in line)
+    assert uploaded.split("|")[2].strip() == "1.00"  # one upload, whatever the machine's speed
+    assert "success → last delivery" in report

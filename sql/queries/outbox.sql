@@ -216,5 +216,6 @@ SET blocked_at = excluded.blocked_at, blocked_reason = excluded.blocked_reason;
 SELECT lang_code FROM telegram_users WHERE user_id = %(user_id)s;
 
 -- name: asset_for_button
--- What the button handler needs to answer: the asset's name and, once available, its video.
-SELECT name, state, result FROM video_assets WHERE id = %(id)s;
+-- What the button handler needs to answer: the asset's name and, once available, its video
+-- (and its generation: the key of the video's stored Telegram reference).
+SELECT name, state, result, generation FROM video_assets WHERE id = %(id)s;

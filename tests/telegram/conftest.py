@@ -94,6 +94,17 @@ async def deployed(
     await bot.start(BOT_TOKEN)
     try:
         async with open_pool(db_url, max_size=4) as pool:
+            notifier = Notifier(
+                pool,
+                config,
+                MessagesConfig(),
+                bot,
+                listener=Listener(db_url),
+                clock=clock or DatabaseClock(),
+                rng=random.Random(3),
+                pacer=pacer,
+                name=name,
+            )
             bot.serve(
                 ButtonService(
                     pool,
@@ -110,17 +121,7 @@ async def deployed(
                     rate=RequestRate(settings.requests_per_minute),
                 ),
                 plugins,
-            )
-            notifier = Notifier(
-                pool,
-                config,
-                MessagesConfig(),
-                bot,
-                listener=Listener(db_url),
-                clock=clock or DatabaseClock(),
-                rng=random.Random(3),
-                pacer=pacer,
-                name=name,
+                videos=notifier.videos,
             )
             yield Deployment(telegram, bot, notifier, pool)
     finally:

@@ -54,6 +54,20 @@ class FakeTelegram:
     # Seconds before a request of a type is answered (a slow upload).
     delays: dict[type, float] = field(default_factory=dict)
     senders: list[FakeSender] = field(default_factory=list)
+    # Uploads: the bytes received, and the link's bandwidth (None: instant). File parts
+    # share the link: each waits for the ones before it.
+    uploaded_bytes: int = 0
+    upload_bytes_per_second: float | None = None
+    upload_busy_until: float = 0.0
+    # Documents by id, each with its current file reference; references no longer valid;
+    # the messages the bot sent, by (chat, message id), for messages.getMessages.
+    documents: dict[int, types.Document] = field(default_factory=dict)
+    expired_references: set[bytes] = field(default_factory=set)
+    messages: dict[tuple[int, int], types.Message] = field(default_factory=dict)
+    document_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7_000))
+    # Expire every file reference right after each upload (the reference the upload's
+    # message carries is stale at once): the refresh path, on demand.
+    expire_after_upload: bool = False
     # When each request in ``requests`` arrived (monotonic seconds).
     arrived_at: list[float] = field(default_factory=list)
 
@@ -132,6 +146,25 @@ class FakeTelegram:
             types.Updates([update], [self.users[user_id]], chats, self._now(), 0)
         )
 
+    def expire_file_references(self) -> None:
+        """Telegram expires file references after some hours: every document gets a new
+        one, and sending by an old one fails with FILE_REFERENCE_EXPIRED."""
+        for doc_id, doc in self.documents.items():
+            self.expired_references.add(doc.file_reference)
+            fresh = doc.file_reference[:-4] + (
+                int.from_bytes(doc.file_reference[-4:]) + 1
+            ).to_bytes(4)
+            self.documents[doc_id] = _with_reference(doc, fresh)
+
+    def upload_delay(self, request: Any) -> float:
+        """Seconds until a file part is through the link (0 without a bandwidth limit)."""
+        if self.upload_bytes_per_second is None or not isinstance(request, _FILE_PARTS):
+            return 0.0
+        now = time.monotonic()
+        start = max(now, self.upload_busy_until)
+        self.upload_busy_until = start + len(request.bytes) / self.upload_bytes_per_second
+        return self.upload_busy_until - now
+
     def go_offline(self) -> None:
         """The network is gone: live connections drop (as after Telethon's own retries), and
         every new connection fails until ``go_online``."""
@@ -180,6 +213,34 @@ class FakeTelegram:
     def _now(self) -> datetime:
         return datetime.now(UTC).replace(microsecond=0)
 
+    def _media(self, request: Any) -> types.MessageMediaDocument:
+        """The document a sendMedia carries: a new one for an upload, or the one an
+        InputMediaDocument names, if its reference is current."""
+        media = request.media
+        if isinstance(media, types.InputMediaUploadedDocument):
+            doc_id = next(self.document_ids)
+            reference = b"ref:" + doc_id.to_bytes(8) + bytes(4)  # the last 4 bytes: a version
+            doc = types.Document(
+                id=doc_id, access_hash=doc_id * 31 + 5, file_reference=reference,
+                date=self._now(), mime_type=media.mime_type, size=media.file.parts * 512 * 1024,
+                dc_id=2, attributes=media.attributes,
+            )  # fmt: skip
+            self.documents[doc_id] = doc
+            if self.expire_after_upload:
+                self.expire_file_references()
+            return types.MessageMediaDocument(document=doc)
+        if isinstance(media, types.InputMediaDocument):
+            wanted = media.id
+            doc = self.documents.get(wanted.id)
+            if doc is None or doc.access_hash != wanted.access_hash:
+                raise errors.rpc_message_to_error(types.RpcError(400, "MEDIA_EMPTY"), request)
+            if wanted.file_reference != doc.file_reference:
+                expired = wanted.file_reference in self.expired_references
+                code = "FILE_REFERENCE_EXPIRED" if expired else "FILE_REFERENCE_INVALID"
+                raise errors.rpc_message_to_error(types.RpcError(400, code), request)
+            return types.MessageMediaDocument(document=doc)
+        return types.MessageMediaDocument(document=types.DocumentEmpty(1))
+
     def _message_updates(self, request: Any, message_text: str, media: Any = None) -> types.Updates:
         message_id = next(self.message_ids)
         peer = _peer_of(request.peer)
@@ -194,6 +255,7 @@ class FakeTelegram:
             entities=getattr(request, "entities", None),
             media=media,
         )
+        self.messages[peer.user_id, message_id] = message
         self.pts += 1
         return types.Updates(
             [
@@ -206,6 +268,41 @@ class FakeTelegram:
             self._now(),
             0,
         )
+
+
+_FILE_PARTS = (functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
+
+
+def _with_reference(doc: types.Document, reference: bytes) -> types.Document:
+    return types.Document(
+        id=doc.id, access_hash=doc.access_hash, file_reference=reference, date=doc.date,
+        mime_type=doc.mime_type, size=doc.size, dc_id=doc.dc_id, attributes=doc.attributes,
+    )  # fmt: skip
+
+
+def _save_part(t: FakeTelegram, r: Any) -> bool:
+    t.uploaded_bytes += len(r.bytes)
+    return True
+
+
+def _get_messages(t: FakeTelegram, r: Any) -> types.messages.Messages:
+    """A bot's messages.getMessages (private chats): each message as it is now, its
+    document with the current file reference; MessageEmpty for one that is gone."""
+    found: list[Any] = []
+    for wanted in r.id:
+        stored = next((m for (_, i), m in t.messages.items() if i == wanted.id), None)
+        if stored is None:
+            found.append(types.MessageEmpty(wanted.id, peer_id=types.PeerUser(0)))
+            continue
+        media = stored.media
+        if isinstance(media, types.MessageMediaDocument) and isinstance(
+            media.document, types.Document
+        ):
+            current = t.documents.get(media.document.id)
+            if current is not None:
+                stored.media = types.MessageMediaDocument(document=current)
+        found.append(stored)
+    return types.messages.Messages(found, [], [], [t.bot, *t.users.values()])
 
 
 def _peer_of(input_peer: Any) -> types.PeerUser:
@@ -261,11 +358,10 @@ _HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
     functions.updates.GetStateRequest: lambda t, r: types.updates.State(t.pts, 0, t._now(), 1, 0),
     functions.updates.GetDifferenceRequest: lambda t, r: types.updates.DifferenceEmpty(t._now(), 1),
     functions.messages.SendMessageRequest: lambda t, r: t._message_updates(r, r.message),
-    functions.messages.SendMediaRequest: lambda t, r: t._message_updates(
-        r, r.message, types.MessageMediaDocument(document=types.DocumentEmpty(1))
-    ),
-    functions.upload.SaveFilePartRequest: lambda t, r: True,
-    functions.upload.SaveBigFilePartRequest: lambda t, r: True,
+    functions.messages.SendMediaRequest: lambda t, r: t._message_updates(r, r.message, t._media(r)),
+    functions.upload.SaveFilePartRequest: _save_part,
+    functions.upload.SaveBigFilePartRequest: _save_part,
+    functions.messages.GetMessagesRequest: _get_messages,
     functions.messages.SetBotCallbackAnswerRequest: lambda t, r: True,
     functions.messages.DeleteMessagesRequest: _affected,
     functions.messages.EditMessageRequest: _edit,
@@ -344,7 +440,7 @@ class FakeSender:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        delay = self.telegram.delays.get(type(request))
+        delay = (self.telegram.delays.get(type(request)) or 0) + self.telegram.upload_delay(request)
         if delay:
             asyncio.get_running_loop().call_later(delay, self._answer, request, future)
         else:

@@ -296,6 +296,7 @@ class NotifierProcess:
                     rate=RequestRate(telegram.requests_per_minute),
                 ),
                 self.plugins,
+                videos=notifier.videos,
             )
             # The menu in the default language, and in each other one for its users.
             for lang_code, texts in [("", messages), *messages.languages.items()]:

@@ -31,15 +31,19 @@ from vidretry.queue import metrics
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
 from vidretry.telegram.delivery import (
+    DeliveryError,
     InlineButton,
     MessageRefused,
     Pacer,
     Recipient,
     RecipientRefused,
     SendLater,
+    SentVideo,
     TelegramDown,
+    VideoFile,
     parse_callback_data,
 )
+from vidretry.telegram.videos import VideoFiles
 
 log = logging.getLogger("vidretry.telegram")
 
@@ -65,6 +69,15 @@ _CONNECTION_LOST = (ConnectionError, OSError)
 _TELEGRAM_DOWN = (errors.ServerError, errors.TimedOutError, asyncio.TimeoutError, *_CONNECTION_LOST)
 # Reading the video file failed: this message's trouble, not Telegram's (they are OSErrors).
 _UNREADABLE_FILE = (FileNotFoundError, PermissionError, IsADirectoryError)
+# A stored video reference Telegram will not take: expired (fetch a fresh one from the
+# message it was first sent in), or gone for good (upload again).
+_REFERENCE_EXPIRED = (errors.FileReferenceExpiredError,)
+_REFERENCE_GONE = (
+    errors.FileReferenceInvalidError,
+    errors.FileReferenceEmptyError,
+    errors.MediaEmptyError,
+    errors.FileIdInvalidError,
+)
 # Reconnecting: 1 s doubling to 10 s ([notifier] outage_probe_max_seconds), jittered, so a
 # recovered Telegram is found quickly.
 RECONNECT_BASE_SECONDS = 1.0
@@ -154,6 +167,9 @@ class TelegramBot:
         self.pacer = pacer
         self.rng = rng or random.Random()  # noqa: S311 (jitter only)
         self.reconnect_max_seconds = reconnect_max_seconds
+        # The stored video references, shared with the notifier (``serve`` sets them): the
+        # bot's own answers send a finished video by reference too.
+        self.videos: VideoFiles | None = None
         self._token = ""
 
     async def start(self, bot_token: str) -> None:
@@ -257,19 +273,98 @@ class TelegramBot:
         return int(message.id)
 
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
+        return int((await self._upload_video(to, path, caption_html)).id)
+
+    async def _upload_video(self, to: Recipient, path: str, caption_html: str) -> Any:
         if not os.path.isfile(path):  # noqa: ASYNC240 (one stat, not worth a thread)
             raise MessageRefused(f"video file missing: {path}")
-        message = await self._sending(
+        return await self._sending(
             lambda peer: self.client.send_file(
                 peer, path, caption=caption_html, parse_mode="html", supports_streaming=True
             ),
             to,
         )
-        return int(message.id)
 
-    async def _sending(self, send: Callable[[Any], Awaitable[Any]], to: Recipient) -> Any:
+    async def send_video_file(
+        self, to: Recipient, path: str, caption_html: str, file: VideoFile | None
+    ) -> SentVideo:
+        """One upload per video: by reference when Telegram has it, refreshing an expired
+        reference from the message it was first sent in; an upload when there is no
+        reference, or the origin is gone, or Telegram refuses the reference for good."""
+        if file is not None:
+            try:
+                return await self._send_by_reference(to, file, caption_html)
+            except _REFERENCE_EXPIRED:
+                fresh = await self._fresh_reference(file)
+                if fresh is not None:
+                    try:
+                        return await self._send_by_reference(to, fresh, caption_html)
+                    except (*_REFERENCE_EXPIRED, *_REFERENCE_GONE) as exc:
+                        log.info(
+                            "video %s: a fresh reference refused too (%s)",
+                            fresh.document_id,
+                            _code(exc),
+                        )
+            except _REFERENCE_GONE as exc:
+                log.info(
+                    "video %s: reference refused (%s): uploading again",
+                    file.document_id,
+                    _code(exc),
+                )
+        message = await self._upload_video(to, path, caption_html)
+        uploaded = _video_file(message, to)
+        if uploaded is None:
+            raise MessageRefused("Telegram returned no document for the uploaded video")
+        return SentVideo(int(message.id), uploaded)
+
+    async def _send_by_reference(
+        self, to: Recipient, file: VideoFile, caption_html: str
+    ) -> SentVideo:
+        document = types.InputDocument(file.document_id, file.access_hash, file.file_reference)
+        message = await self._sending(
+            lambda peer: self.client.send_file(
+                peer, document, caption=caption_html, parse_mode="html"
+            ),
+            to,
+            passing=(*_REFERENCE_EXPIRED, *_REFERENCE_GONE),
+        )
+        return SentVideo(int(message.id), file)
+
+    async def _fresh_reference(self, file: VideoFile) -> VideoFile | None:
+        """The document of the message the video was first sent in, with the reference it
+        has now; None when that message or its video is gone."""
+        origin = Recipient(file.origin_chat_id, file.origin_chat_id, file.origin_access_hash)
+        try:
+            message = await self.client.get_messages(_peer(origin), ids=file.origin_message_id)
+        except (errors.RPCError, ValueError) as exc:
+            log.info("video %s: origin unreadable (%s)", file.document_id, _describe(exc))
+            return None
+        fresh = _video_file(message, origin) if message is not None else None
+        if fresh is None or fresh.document_id != file.document_id:
+            return None
+        log.info("video %s: file reference refreshed from its origin", file.document_id)
+        return VideoFile(
+            fresh.document_id,
+            fresh.access_hash,
+            fresh.file_reference,
+            file.origin_chat_id,
+            file.origin_access_hash,
+            file.origin_message_id,
+        )
+
+    async def _sending(
+        self,
+        send: Callable[[Any], Awaitable[Any]],
+        to: Recipient,
+        *,
+        passing: tuple[type[BaseException], ...] = (),
+    ) -> Any:
+        """``send`` to ``to``, Telethon's errors told as ``DeliveryError``s; those in
+        ``passing`` are raised as they are (the caller handles them)."""
         try:
             return await send(_peer(to))
+        except passing:
+            raise
         except _UNREADABLE_FILE as exc:
             raise MessageRefused(f"cannot read the video: {_describe(exc)}") from None
         except (
@@ -302,12 +397,15 @@ class TelegramBot:
         buttons: ButtonService,
         conversation: Conversation,
         plugins: Sequence[ModuleType] = (),
+        *,
+        videos: VideoFiles | None = None,
     ) -> None:
         """Answer retry buttons and private messages through Telethon's update loop.
 
         vidretry's own commands and the button come first and stop there; then each plugin's
         handlers, in the order configured; last, private messages nobody took get the
         unknown-command answer (a plugin that answers raises ``events.StopPropagation``)."""
+        self.videos = videos
 
         async def on_press(event: events.CallbackQuery.Event) -> None:
             if parse_callback_data(bytes(event.data or b"")) is None and plugins:
@@ -363,12 +461,15 @@ class TelegramBot:
         try:
             async with self._turn(event.chat_id):
                 if reply.video:
-                    await self.client.send_file(
-                        sender, reply.video, caption=reply.message, parse_mode="html"
+                    to = Recipient(
+                        event.sender_id, event.chat_id, getattr(sender, "access_hash", None)
+                    )
+                    await self._send_answer_video(
+                        to, reply.video, reply.message or "", reply.video_of
                     )
                 elif reply.message:
                     await self.client.send_message(sender, reply.message, parse_mode="html")
-        except (errors.RPCError, ConnectionError, OSError, ValueError) as exc:
+        except (errors.RPCError, ConnectionError, OSError, ValueError, DeliveryError) as exc:
             log.warning("press by %s: follow-up not sent (%s)", event.sender_id, _describe(exc))
 
     async def _remove_button(self, event: events.CallbackQuery.Event) -> None:
@@ -407,16 +508,35 @@ class TelegramBot:
             try:
                 async with self._turn(event.chat_id):
                     if message.video:
-                        await self.client.send_file(
-                            peer, message.video, caption=message.text, parse_mode="html"
+                        to = Recipient(
+                            event.sender_id, event.chat_id, getattr(peer, "access_hash", None)
+                        )
+                        await self._send_answer_video(
+                            to, message.video, message.text, message.video_of
                         )
                     else:
                         await self.client.send_message(
                             peer, message.text, parse_mode="html", buttons=buttons or None
                         )
-            except (errors.RPCError, ValueError, *_TELEGRAM_DOWN) as exc:
+            except (errors.RPCError, ValueError, DeliveryError, *_TELEGRAM_DOWN) as exc:
                 log.warning("answer to %s not sent (%s)", event.sender_id, _describe(exc))
                 return
+
+    async def _send_answer_video(
+        self, to: Recipient, path: str, caption_html: str, key: tuple[int, int] | None
+    ) -> None:
+        """A finished video in an answer: by its stored reference (or uploaded once and
+        stored), like the outbox's; a plain upload without a key."""
+        if self.videos is None or key is None:
+            await self.client.send_file(_peer(to), path, caption=caption_html, parse_mode="html")
+            return
+        if await self.videos.turn(key) is not None:
+            await self.videos.send(self, key, to, path, caption_html)
+            return
+        try:
+            await self.videos.send(self, key, to, path, caption_html)
+        finally:
+            self.videos.done(key)
 
     @contextlib.asynccontextmanager
     async def _turn(self, chat_id: int) -> AsyncIterator[None]:
@@ -450,6 +570,21 @@ async def _incoming(event: events.NewMessage.Event) -> Incoming:
         getattr(sender, "access_hash", None),
         event.raw_text or "",
         lang_code=_lang_code(event),
+    )
+
+
+def _video_file(message: Any, to: Recipient) -> VideoFile | None:
+    """How to send the video in ``message`` (sent to ``to``) again by reference."""
+    document = getattr(getattr(message, "media", None), "document", None)
+    if not isinstance(document, types.Document):
+        return None
+    return VideoFile(
+        document_id=document.id,
+        access_hash=document.access_hash,
+        file_reference=bytes(document.file_reference),
+        origin_chat_id=to.chat_id,
+        origin_access_hash=to.access_hash,
+        origin_message_id=int(message.id),
     )
 
 

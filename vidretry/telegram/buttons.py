@@ -41,6 +41,7 @@ class PressReply:
     remove_button: bool = False  # delete the message (or drop its keyboard if too old)
     message: str | None = None  # an HTML message to send after answering
     video: str | None = None  # a video to send again, with ``message`` as its caption
+    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
 
 
 class ButtonService:
@@ -123,6 +124,7 @@ class ButtonService:
                 remove_button=True,
                 message=render(m.ready_caption, name),
                 video=asset["result"],
+                video_of=(button.asset_id, asset["generation"]),
             )
         if result.outcome is RetryOutcome.STALE:
             return PressReply(m.stale, remove_button=True)

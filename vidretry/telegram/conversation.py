@@ -61,6 +61,7 @@ class Outgoing:
     text: str
     buttons: tuple[InlineButton, ...] = ()
     video: str | None = None
+    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
 
 
 # The commands the bot shows in Telegram's menu, with the [messages] key of each description.
@@ -168,8 +169,14 @@ class Conversation:
             if done.ready_queued:
                 return []  # the video is on its way through the outbox, paced like the rest
             video = await fetch_one(conn, "asset_for_button", {"id": done.asset_id})
+            if video is None:
+                return [Outgoing(render(m.ready_caption, name))]
             return [
-                Outgoing(render(m.ready_caption, name), video=video["result"] if video else None)
+                Outgoing(
+                    render(m.ready_caption, name),
+                    video=video["result"],
+                    video_of=(done.asset_id, video["generation"]),
+                )
             ]
         if done.retried:
             return [Outgoing(render(m.retried_message, name))]

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vidretry.errors import VidretryError
 
@@ -48,6 +48,38 @@ class Sender(Protocol):
 
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
         """Send a video file with an HTML caption; return Telegram's message id."""
+        ...
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    """A video Telegram already has: how to send it again without an upload (the document's
+    id, access hash and file reference), and where it came from (the message it was first
+    sent in), to fetch a fresh reference when Telegram expires this one."""
+
+    document_id: int
+    access_hash: int
+    file_reference: bytes
+    origin_chat_id: int
+    origin_access_hash: int | None
+    origin_message_id: int
+
+
+@dataclass(frozen=True)
+class SentVideo:
+    message_id: int | None
+    file: VideoFile  # the reference that worked, or the new one (an upload, a refresh)
+
+
+@runtime_checkable
+class SharesVideos(Protocol):
+    """A transport that can send a video it sent before by reference (the Telegram adapter)."""
+
+    async def send_video_file(
+        self, to: Recipient, path: str, caption_html: str, file: VideoFile | None
+    ) -> SentVideo:
+        """Send ``file`` by reference (refreshing an expired reference from its origin), or
+        upload ``path`` when there is none or it is gone for good."""
         ...
 
 

@@ -44,11 +44,13 @@ from vidretry.telegram.delivery import (
     RecipientRefused,
     Sender,
     SendLater,
+    SharesVideos,
     TelegramDown,
     callback_data,
     render,
 )
 from vidretry.telegram.outbox import Notification
+from vidretry.telegram.videos import VideoFiles
 
 log = logging.getLogger("vidretry.notifier")
 
@@ -186,8 +188,13 @@ class Notifier:
         monotonic: Callable[[], float] = time.monotonic,
         name: str | None = None,
         admins: Sequence[int] = (),
+        videos: VideoFiles | None = None,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
+        # One upload per video, when the transport can send by reference (Telegram can).
+        self.videos = videos or (
+            VideoFiles(pool, clock) if isinstance(sender, SharesVideos) else None
+        )
         self.admins = tuple(admins)  # told when a notification is set aside
         self.pool = pool
         self.config = config
@@ -297,6 +304,19 @@ class Notifier:
             raise
 
     async def _deliver(self, note: Notification) -> Delivery:
+        if self.videos is None or note.kind != NotificationKind.READY or note.asset_id is None:
+            return await self._deliver_now(note)
+        # One upload per video: wait, before taking a send slot, while another delivery
+        # uploads it; then send by its reference, or upload in its place.
+        key = (note.asset_id, note.generation)
+        if await self.videos.turn(key) is not None:
+            return await self._deliver_now(note)
+        try:
+            return await self._deliver_now(note)
+        finally:
+            self.videos.done(key)
+
+    async def _deliver_now(self, note: Notification) -> Delivery:
         wait = self.pacer.reserve(note.chat_id, max_wait=self.config.lease_seconds / 4)
         if wait is None:  # this chat is busy for a while: come back then, attempt refunded
             return await self._reschedule(note, self.pacer.chat_wait(note.chat_id), None)
@@ -475,7 +495,7 @@ class Notifier:
         return outcome
 
     async def _send(self, note: Notification) -> int | None:
-        return await deliver_to(self.sender, self.messages, note)
+        return await deliver_to(self.sender, self.messages, note, videos=self.videos)
 
     # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
@@ -534,7 +554,13 @@ class Notifier:
             await self.leases.stop()
 
 
-async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notification) -> int | None:
+async def deliver_to(
+    sender: Sender,
+    messages: MessagesConfig,
+    note: Notification,
+    *,
+    videos: VideoFiles | None = None,
+) -> int | None:
     """Send one notification as its kind says; Telegram's message id. The transport's
     exceptions (``delivery.DeliveryError``) tell what went wrong. Rendered now, in the
     recipient's language as Telegram last told it (the default when unknown)."""
@@ -565,7 +591,10 @@ async def deliver_to(sender: Sender, messages: MessagesConfig, note: Notificatio
     assert note.asset_id is not None  # only the admins' notices belong to no asset
     if note.kind == NotificationKind.READY:
         path = str(note.payload.get("result") or "")
-        return await sender.send_video(to, path, render(messages.ready_caption, note.name))
+        caption = render(messages.ready_caption, note.name)
+        if videos is not None and isinstance(sender, SharesVideos):
+            return await videos.send(sender, (note.asset_id, note.generation), to, path, caption)
+        return await sender.send_video(to, path, caption)
     button = InlineButton(messages.retry_button, callback_data(note.asset_id, note.generation))
     if note.kind == NotificationKind.ALERT:
         text = render(
