@@ -129,6 +129,18 @@ class Bench:
             time.sleep(0.01)
         go.touch()
 
+    def wait_for_starts(self, out: Path, jobs: set[Any], system: str) -> None:
+        """Until every one of ``jobs`` has started (a minute at most: then the caller reports
+        the ones that never did)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if jobs <= {job for job, _ in self.read(out)}:
+                    return
+            except ValueError:  # a line the child is still writing
+                pass
+            time.sleep(0.05)
+
     @staticmethod
     def read(out: Path) -> list[tuple[Any, float]]:
         return [tuple(json.loads(line)) for line in out.read_text().splitlines() if line]  # type: ignore[misc]
@@ -234,14 +246,19 @@ class Bench:
         try:
             setup(url, 0)
             proc, out = self.spawn(system, url, "wait")
-            time.sleep(2.0)  # started, idle, listening
+            # Listening, proven by a first job started (a fixed sleep was not enough on a
+            # busy machine: pgqueuer's ten samples once all went out before it listened);
+            # then idle a while for the RSS figure.
+            warm_up, _ = enqueue(url)
+            self.wait_for_starts(out, {warm_up}, system)
+            time.sleep(2.0)
             self.results[f"memory: {system} worker idle, RSS (MiB)"].append(rss_mib(proc.pid))
             sent: dict[Any, float] = {}
             for _ in range(self.size.latency_samples):
                 job_id, committed_at = enqueue(url)
                 sent[job_id] = committed_at
                 time.sleep(0.1)
-            time.sleep(0.5)
+            self.wait_for_starts(out, set(sent), system)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             started = dict(self.read(out))
