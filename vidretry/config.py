@@ -169,6 +169,9 @@ class MessagesConfig:
         "/help — эта подсказка"
     )
     requested: str = "Принято! Видео для <b>{name}</b> скоро будет готово — я пришлю его сюда."
+    # Added to the acceptance and to /my for a request still in line.
+    place_in_line: str = "Место в очереди: {place}."
+    expected_wait: str = "Ждать — около {minutes} мин."
     ask_name: str = "Напишите имя после команды, например: /video Маша"
     bad_name: str = (
         "Такое имя не подойдёт: оно слишком длинное или в нём есть служебные символы. "
@@ -261,6 +264,8 @@ ENGLISH: dict[str, str] = {
         "/help — this help"
     ),
     "requested": "Got it! The video for <b>{name}</b> will be ready soon — I'll send it here.",
+    "place_in_line": "Place in line: {place}.",
+    "expected_wait": "Expected wait: about {minutes} min.",
     "ask_name": "Write a name after the command, for example: /video Masha",
     "bad_name": (
         "That name won't do: it is too long or has special characters in it. "
@@ -329,6 +334,8 @@ PLACEHOLDERS = {
     "queue_paused": ("waiting", "error"),
     "queue_resumed": ("duration",),
     "set_aside_alert": ("name", "notification", "user", "crashes"),
+    "place_in_line": ("place",),
+    "expected_wait": ("minutes",),
 }
 
 

@@ -23,11 +23,15 @@ from tests.telegram.test_delivery_conditions import notifier_running
 from tests.telegram.test_notifier import fail_for_good, introduce, run_worker_to_failure
 from vidretry.config import MessagesConfig, TelegramConfig
 from vidretry.queue import jobs
+from vidretry.queue.enqueue import enqueue
 from vidretry.store import db
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
 M = MessagesConfig()
+ACCEPTED_MASHA = (
+    "Принято! Видео для Маша скоро будет готово — я пришлю его сюда.\nМесто в очереди: 1."
+)
 
 
 def texts_to(telegram: FakeTelegram, user_id: int) -> list[str]:
@@ -67,9 +71,7 @@ async def test_ask_then_the_video_arrives(
     async with deployed(db_url, telegram, tmp_path) as app:
         telegram.add_user(1)
         async with running(app):
-            assert await say(app, 1, "/video Маша") == [
-                "Принято! Видео для Маша скоро будет готово — я пришлю его сюда."
-            ]
+            assert await say(app, 1, "/video Маша") == [ACCEPTED_MASHA]
             (request,) = await query(db_url, "SELECT user_id, state FROM user_requests")
             assert request == {"user_id": 1, "state": "pending"}
             stored = await query(db_url, "SELECT access_hash FROM telegram_users WHERE user_id = 1")
@@ -87,9 +89,7 @@ async def test_asking_twice_is_one_request(
     async with deployed(db_url, telegram, tmp_path) as app:
         telegram.add_user(1)
         await say(app, 1, "/video Маша")
-        assert await say(app, 1, "/video@vidretry_bot Маша") == [
-            "Принято! Видео для Маша скоро будет готово — я пришлю его сюда."
-        ]
+        assert await say(app, 1, "/video@vidretry_bot Маша") == [ACCEPTED_MASHA]
         assert await query(db_url, "SELECT count(*) AS n FROM user_requests") == [{"n": 1}]
 
 
@@ -117,7 +117,8 @@ async def test_asking_for_a_failed_video_retries_it_as_the_user(
         await introduce(app, 1)
         asset_id = await fail_for_good(db_url, "Маша", (1,))
         assert await say(app, 1, "/video Маша") == [
-            "Мы снова создаём видео для Маша. Пришлём его, как только оно будет готово."
+            "Мы снова создаём видео для Маша. Пришлём его, как только оно будет готово.\n"
+            "Место в очереди: 1."
         ]
         (asset,) = await query(db_url, "SELECT state, generation FROM video_assets")
         assert asset == {"state": "pending", "generation": 1}
@@ -141,7 +142,8 @@ async def test_my_lists_requests_newest_first_with_buttons_for_failed_ones(
         await say(app, 1, "/video в очереди")
         (answer,) = await say(app, 1, "/my")
         assert answer == (
-            "Ваши видео\n• в очереди — в очереди\n• <b>сломанное</b> — не получилось\n"
+            "Ваши видео\n• в очереди — в очереди · Место в очереди: 1.\n"
+            "• <b>сломанное</b> — не получилось\n"
             "• готовое — готово"
         )
         (request,) = [r for r in telegram.sent() if r.message == answer]
@@ -161,7 +163,7 @@ async def test_too_many_open_requests_are_refused_politely(
         await say(app, 1, "/video b")
         assert await say(app, 1, "/video c") == [M.too_many_open]
         assert await say(app, 1, "/video a") == [  # asking again for one of them is fine
-            "Принято! Видео для a скоро будет готово — я пришлю его сюда."
+            "Принято! Видео для a скоро будет готово — я пришлю его сюда.\nМесто в очереди: 1."
         ]
         names = await query(db_url, "SELECT name FROM video_assets ORDER BY name")
         assert [n["name"] for n in names] == ["a", "b"]
@@ -294,9 +296,7 @@ async def test_plain_text_asks_for_a_video_when_turned_on(
     settings = TelegramConfig(admins=(ADMIN,), plain_text_requests=True)
     async with deployed(db_url, telegram, tmp_path, settings=settings) as app:
         telegram.add_user(1)
-        assert await say(app, 1, "Маша") == [
-            "Принято! Видео для Маша скоро будет готово — я пришлю его сюда."
-        ]
+        assert await say(app, 1, "Маша") == [ACCEPTED_MASHA]
 
 
 async def test_the_command_menu_is_registered_at_login(
@@ -316,3 +316,32 @@ async def test_the_command_menu_is_registered_at_login(
             ("help", english.command_help),
         ],
     }
+
+
+async def test_the_acceptance_and_my_tell_the_place_in_line_and_the_wait(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    async with await db.connect(db_url) as conn:
+        for name in ("x", "y", "z"):
+            await enqueue(conn, name, user_id=9)
+        # One runs now; the last attempts took two minutes each (claim to outcome).
+        (busy,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=60, now=None)
+        await conn.execute(
+            "INSERT INTO job_events (asset_id, generation, kind, attempt, created_at)"
+            " SELECT %s, 0, kind, 1, now() - make_interval(secs => ago)"
+            " FROM (VALUES ('claimed', 125), ('succeeded', 5)) AS e (kind, ago)",
+            (busy.id,),
+        )
+    async with deployed(db_url, telegram, tmp_path) as app:
+        telegram.add_user(1)
+        telegram.add_user(2, lang_code="en")
+        async with running(app):
+            # y and z go first (x runs): place 3, three rounds of the one busy worker.
+            assert await say(app, 1, "/video Маша") == [
+                "Принято! Видео для Маша скоро будет готово — я пришлю его сюда.\n"
+                "Место в очереди: 3. Ждать — около 6 мин."
+            ]
+            (mine,) = await say(app, 1, "/my")
+            assert "• Маша — в очереди · Место в очереди: 3. Ждать — около 6 мин." in mine
+            (answer,) = await say(app, 2, "/video y")
+            assert answer.endswith("\nPlace in line: 1. Expected wait: about 2 min.")

@@ -34,9 +34,13 @@ async def test_an_english_speaking_user_gets_english_and_the_others_the_default(
         telegram.add_user(4, lang_code="de")  # a language vidretry has no texts for
         async with running(app):
             assert await say(app, 1, "/video Masha") == [
-                "Got it! The video for Masha will be ready soon — I'll send it here."
+                "Got it! The video for Masha will be ready soon — I'll send it here.\n"
+                "Place in line: 1."
             ]
-            russian = "Принято! Видео для Masha скоро будет готово — я пришлю его сюда."
+            russian = (
+                "Принято! Видео для Masha скоро будет готово — я пришлю его сюда.\n"
+                "Место в очереди: 1."
+            )
             for user in (2, 3, 4):
                 assert await say(app, user, "/video Masha") == [russian]
             languages = await query(

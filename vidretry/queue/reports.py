@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,3 +51,25 @@ async def running_jobs(
     conn: Connection, now: datetime | None, limit: int = 50
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await fetch_all(conn, "running_jobs", {"now": now, "limit": limit})]
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a pending job is in line, and about how long it will wait."""
+
+    place: int  # 1: the next to be claimed
+    minutes: int | None  # None: nothing to go by (no recent attempts, or no worker busy)
+
+
+async def place_in_line(conn: Connection, asset_id: int) -> Place | None:
+    """The place of a pending asset among the jobs claimed before it, and an expected wait:
+    the rounds of the workers busy now it takes to reach it, each the median of the recent
+    attempts. None when the asset is not pending."""
+    row = await fetch_one(conn, "place_in_line", {"id": asset_id})
+    if row is None:
+        return None
+    place, running, median = row["place"], row["running"], row["median_seconds"]
+    if not running or median is None:
+        return Place(place, None)
+    rounds = math.ceil(place / running)
+    return Place(place, max(1, math.ceil(rounds * float(median) / 60)))

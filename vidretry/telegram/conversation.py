@@ -178,9 +178,9 @@ class Conversation:
                     video_of=(done.asset_id, video["generation"]),
                 )
             ]
-        if done.retried:
-            return [Outgoing(render(m.retried_message, name))]
-        return [Outgoing(render(m.requested, name))]
+        accepted = render(m.retried_message if done.retried else m.requested, name)
+        in_line = await _in_line(conn, m, done.asset_id)
+        return [Outgoing(f"{accepted}\n{in_line}" if in_line else accepted)]
 
     async def _my(
         self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
@@ -200,7 +200,10 @@ class Conversation:
         buttons = []
         for row in rows:
             name = _short(row["name"], SHORT_NAME)
-            lines.append(f"• <b>{html.escape(name, quote=False)}</b> — {words[row['state']]}")
+            state = words[row["state"]]
+            if row["state"] == JobState.PENDING and (in_line := await _in_line(conn, m, row["id"])):
+                state = f"{state} · {in_line}"
+            lines.append(f"• <b>{html.escape(name, quote=False)}</b> — {state}")
             if row["state"] == JobState.FAILED:
                 buttons.append(
                     InlineButton(
@@ -263,6 +266,18 @@ class Conversation:
         self, conn: Connection, asset_id: int, user_id: int, now: datetime | None
     ) -> None:
         await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
+
+
+async def _in_line(conn: Connection, m: MessagesConfig, asset_id: int) -> str:
+    """ "Place in line: 3. Expected wait: about 5 min." for a pending asset; "" otherwise
+    (and no wait when there is nothing to go by: no number rather than a wrong one)."""
+    place = await reports.place_in_line(conn, asset_id)
+    if place is None:
+        return ""
+    text = render(m.place_in_line, "", place=str(place.place))
+    if place.minutes is not None:
+        text += " " + render(m.expected_wait, "", minutes=str(place.minutes))
+    return text
 
 
 def _split_command(text: str) -> tuple[str | None, str]:
