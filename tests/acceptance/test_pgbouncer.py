@@ -163,14 +163,23 @@ def test_worker_notifier_and_cli_through_transaction_pooling(
 def test_listen_url_wakes_workers_at_once_through_pgbouncer(
     make_cli: Callable[[str], Cli], pgbouncer: str, db_url: str
 ) -> None:
-    # A poll every 30 s: only a notification can make the job start within seconds.
-    slow_poll = WORKER.replace("poll_interval_seconds = 0.2", "poll_interval_seconds = 30")
+    # A poll every 60 s: only a notification can make the job start well within it.
+    slow_poll = WORKER.replace("poll_interval_seconds = 0.2", "poll_interval_seconds = 60")
     cli = through(make_cli, pgbouncer, slow_poll, f'prepare = false\nlisten_url = "{db_url}"')
-    with worker_running(cli) as log:
-        time.sleep(3)  # started, listening, its first idle poll done
+    with worker_running(cli) as log, psycopg.connect(db_url, autocommit=True) as conn:
+        # Listening (its LISTEN seen on the direct connection), and its first idle poll
+        # done: a fixed sleep was too short on a busy machine.
+        deadline = time.monotonic() + 60
+        while not conn.execute(
+            "SELECT count(*) > 0 FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%%'"
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the worker never listened"
+            time.sleep(0.1)
+        time.sleep(1)
         asked = time.monotonic()
         assert cli("enqueue", "good-1", "--user", "1").returncode == 0
         wait_until(cli, lambda n: n["available"] == 1, log)
-        assert time.monotonic() - asked < 10  # not the 30 s poll
+        assert time.monotonic() - asked < 30  # not the 60 s poll, even on a slow day
         time.sleep(LISTEN_CHECK_SECONDS)
     assert POLL_WARNING not in log.read_text()
