@@ -530,13 +530,8 @@ class TelegramBot:
         if self.videos is None or key is None:
             await self.client.send_file(_peer(to), path, caption=caption_html, parse_mode="html")
             return
-        if await self.videos.turn(key) is not None:
+        async with self.videos.in_turn(key):
             await self.videos.send(self, key, to, path, caption_html)
-            return
-        try:
-            await self.videos.send(self, key, to, path, caption_html)
-        finally:
-            self.videos.done(key)
 
     @contextlib.asynccontextmanager
     async def _turn(self, chat_id: int) -> AsyncIterator[None]:

@@ -308,13 +308,8 @@ class Notifier:
             return await self._deliver_now(note)
         # One upload per video: wait, before taking a send slot, while another delivery
         # uploads it; then send by its reference, or upload in its place.
-        key = (note.asset_id, note.generation)
-        if await self.videos.turn(key) is not None:
+        async with self.videos.in_turn((note.asset_id, note.generation)):
             return await self._deliver_now(note)
-        try:
-            return await self._deliver_now(note)
-        finally:
-            self.videos.done(key)
 
     async def _deliver_now(self, note: Notification) -> Delivery:
         wait = self.pacer.reserve(note.chat_id, max_wait=self.config.lease_seconds / 4)

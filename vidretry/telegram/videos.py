@@ -13,8 +13,10 @@ the plain ``VideoFile``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
@@ -93,6 +95,18 @@ class VideoFiles:
             self._keep(key, file)
             self.done(key)
         return file
+
+    @contextlib.asynccontextmanager
+    async def in_turn(self, key: Key) -> AsyncIterator[None]:
+        """Send this video inside: after any upload of it under way, and as the one that
+        uploads it when nobody has (the next in line goes when this ends, however)."""
+        if await self.turn(key) is not None:
+            yield
+            return
+        try:
+            yield
+        finally:
+            self.done(key)
 
     def done(self, key: Key) -> None:
         """The upload this delivery owned is over (sent, failed or cancelled): the next in
