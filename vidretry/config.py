@@ -56,6 +56,9 @@ class WorkerConfig:
     permanent_exit_codes: tuple[int, ...] = ()
     timeout_seconds: float = field(default=600.0, metadata=_bounded(0.1, 7 * 86400))
     output_dir: Path = Path("output")
+    # A generator's progress reports are written to the job at most this often (the
+    # notifier shows them); a chatty generator costs no more than this.
+    progress_write_seconds: float = field(default=2.0, metadata=_bounded(0.1, 3600))
     # The circuit breaker (vidretry/queue/breaker.py): attempts failing on this many different
     # assets in a row, within the window, pause the queue; a probe every probe_seconds
     # (doubling up to probe_max_seconds) resumes it.
@@ -94,6 +97,10 @@ class NotifierConfig:
     send_timeout_seconds: float = field(default=300.0, metadata=_bounded(1, 86400))
     poll_interval_seconds: float = field(default=2.0, metadata=_bounded(0.01, 3600))
     batch_size: int = field(default=50, metadata=_bounded(1, 1000))
+    # A waiting user's acceptance message is edited into their place in line and the
+    # video's progress at most this often per chat (bots editing every 2 s meet flood
+    # waits; 4-10 s is common practice), at the lowest priority; 0 turns it off.
+    progress_edit_seconds: float = field(default=5.0, metadata=_bounded(0, 3600))
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class MessagesConfig:
         "<b>Что я умею</b>\n"
         "/video <i>имя</i> — заказать видео, например /video Маша\n"
         "/my — ваши видео и что с ними\n"
+        "/cancel — отменить заказ\n"
         "/help — эта подсказка"
     )
     requested: str = "Принято! Видео для <b>{name}</b> скоро будет готово — я пришлю его сюда."
@@ -210,6 +218,21 @@ class MessagesConfig:
     command_video: str = "Заказать видео: /video Маша"
     command_my: str = "Мои видео"
     command_help: str = "Что я умею"
+    command_cancel: str = "Отменить заказ"
+    cancel_button: str = "✖️ Отменить"
+    cancelled: str = "Отменено."
+    cancelled_message: str = (
+        "Хорошо, видео для <b>{name}</b> не делаем. Передумаете — просто закажите снова."
+    )
+    cancel_too_late: str = "Отменять уже нечего."
+    cancel_list_header: str = "<b>Что можно отменить</b> — нажмите на видео:"
+    cancel_list_empty: str = "Отменять нечего: вы ничего не ждёте."
+    cancelled_by_operator: str = (
+        "Видео для <b>{name}</b> отменено администратором. Можно заказать его снова."
+    )
+    progress_started: str = "⏳ Создаём видео для <b>{name}</b>…"
+    progress: str = "⏳ Создаём видео для <b>{name}</b> — {percent} % {bar}"
+    state_cancelled: str = "отменено"
     languages: Mapping[str, MessagesConfig] = field(
         default_factory=lambda: _languages(MessagesConfig(languages={}), {}),
         compare=False,
@@ -261,6 +284,7 @@ ENGLISH: dict[str, str] = {
         "<b>What I can do</b>\n"
         "/video <i>name</i> — order a video, for example /video Masha\n"
         "/my — your videos and how they are doing\n"
+        "/cancel — cancel an order\n"
         "/help — this help"
     ),
     "requested": "Got it! The video for <b>{name}</b> will be ready soon — I'll send it here.",
@@ -305,6 +329,21 @@ ENGLISH: dict[str, str] = {
     "command_video": "Order a video: /video Masha",
     "command_my": "My videos",
     "command_help": "What I can do",
+    "command_cancel": "Cancel an order",
+    "cancel_button": "✖️ Cancel",
+    "cancelled": "Cancelled.",
+    "cancelled_message": (
+        "All right, no video for <b>{name}</b>. Changed your mind? Just order it again."
+    ),
+    "cancel_too_late": "There is nothing left to cancel.",
+    "cancel_list_header": "<b>What you can cancel</b> — tap a video:",
+    "cancel_list_empty": "Nothing to cancel: you are not waiting for anything.",
+    "cancelled_by_operator": (
+        "The video for <b>{name}</b> was cancelled by the administrator. You can order it again."
+    ),
+    "progress_started": "⏳ Making the video for <b>{name}</b>…",
+    "progress": "⏳ Making the video for <b>{name}</b> — {percent} % {bar}",
+    "state_cancelled": "cancelled",
 }
 BUILT_IN_LANGUAGES: dict[str, dict[str, str]] = {"en": ENGLISH}
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
@@ -336,6 +375,7 @@ PLACEHOLDERS = {
     "set_aside_alert": ("name", "notification", "user", "crashes"),
     "place_in_line": ("place",),
     "expected_wait": ("minutes",),
+    "progress": ("name", "percent", "bar"),
 }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ class JobState(enum.StrEnum):
     RUNNING = "running"
     AVAILABLE = "available"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # nobody waits for it any more, or an operator cancelled it
 
 
 class RequestState(enum.StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # the user took it back, or the asset was cancelled
 
 
 class NotificationKind(enum.StrEnum):
@@ -30,6 +33,7 @@ class NotificationKind(enum.StrEnum):
     PAUSED = "paused"  # to an admin: the circuit breaker paused the queue (no asset)
     RESUMED = "resumed"  # to an admin: the pause that was announced ended (no asset)
     SET_ASIDE = "set_aside"  # to an admin: a notification kept crashing the notifier (no asset)
+    CANCELLED = "cancelled"  # to a waiting user: an operator cancelled the asset
 
 
 class NotificationState(enum.StrEnum):
@@ -72,6 +76,16 @@ class JobContext:
     output_dir: Path
     # The lease this attempt runs under: unique per attempt, usable as an idempotency key.
     lease_token: UUID
+    # Where progress reports go (the worker writes them to the job at a bounded rate).
+    report_progress: Callable[[float], None] = field(
+        default=lambda fraction: None, repr=False, compare=False
+    )
+
+    def progress(self, fraction: float) -> None:
+        """Report how far the generation is, from 0 to 1 (e.g. ``job.progress(0.4)``): the
+        waiting Telegram users see it. As often as you like, from any thread; the worker
+        writes the latest at most every ``[worker] progress_write_seconds``."""
+        self.report_progress(fraction)
 
     @cached_property
     def output(self) -> Path:

@@ -191,6 +191,7 @@ claimed AS (
     UPDATE video_assets AS a
     SET state = 'running',
         attempts = a.attempts + 1,
+        progress = NULL,
         lease_owner = %(owner)s,
         lease_token = gen_random_uuid(),
         lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),

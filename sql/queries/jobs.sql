@@ -21,12 +21,16 @@ RETURNING id, name, state, generation, result, (xmax = 0) AS created;
 
 -- name: add_request
 -- Record that a user waits for an asset; asking twice is one request. The state is 'pending'
--- for a job still to run, 'done' for an asset that is already available.
+-- for a job still to run, 'done' for an asset that is already available. A request the
+-- user cancelled before is theirs again (the only conflict that changes anything).
 WITH request AS (
     INSERT INTO user_requests (asset_id, user_id, chat_id, state, created_at, updated_at)
     VALUES (%(asset_id)s, %(user_id)s, %(chat_id)s, %(state)s,
             coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
-    ON CONFLICT (asset_id, user_id) DO NOTHING
+    ON CONFLICT (asset_id, user_id) DO UPDATE
+    SET state = excluded.state, chat_id = excluded.chat_id, updated_at = excluded.updated_at,
+        accept_message_id = NULL, shown = NULL, checked_at = NULL, edited_at = NULL
+    WHERE user_requests.state = 'cancelled'
     RETURNING asset_id
 )
 INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
@@ -55,6 +59,7 @@ claimed AS (
     UPDATE video_assets AS a
     SET state = 'running',
         attempts = a.attempts + 1,
+        progress = NULL,  -- the new attempt has reported nothing yet
         lease_owner = %(owner)s,
         lease_token = gen_random_uuid(),
         lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
@@ -218,6 +223,20 @@ queued AS (
 SELECT count(*) AS queued,
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(id)s::text) END AS notified
 FROM queued;
+
+-- name: record_progress
+-- A generator's progress report for the running attempt (0 to 1), fenced by the lease token
+-- and written at most every [worker] progress_write_seconds; the notifiers are woken at
+-- commit to show it. A report equal to the last one writes nothing.
+UPDATE video_assets
+SET progress = %(progress)s
+WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+  AND progress IS DISTINCT FROM %(progress)s::real
+RETURNING id, pg_notify('vidretry_progress', id::text) AS notified;
+
+-- name: asset_state
+-- Why a worker lost a lease (cancelled, or rescued after a stall): read only to log it.
+SELECT state FROM video_assets WHERE id = %(id)s;
 
 -- name: rescue_expired_jobs
 -- Jobs whose worker died or hung past its lease, with attempts left: back to pending at once.

@@ -43,13 +43,13 @@ WITH gone AS (
 SELECT count(*) AS deleted FROM gone;
 
 -- name: prune_assets
--- With --assets only: delete up to "batch" finished assets (available or failed) finished
+-- With --assets only: delete up to "batch" finished assets (available, failed or cancelled) finished
 -- before "before" that nobody still waits for and that have nothing left to deliver, with
 -- their requests. Their history and notifications are older than the cut-off and go with
 -- the other statements.
 WITH doomed AS (
     SELECT a.id FROM video_assets AS a
-    WHERE a.state IN ('available', 'failed') AND a.finished_at < %(before)s
+    WHERE a.state IN ('available', 'failed', 'cancelled') AND a.finished_at < %(before)s
       AND NOT EXISTS (SELECT 1 FROM user_requests AS r
                       WHERE r.asset_id = a.id AND r.state = 'pending')
       AND NOT EXISTS (SELECT 1 FROM notifications AS n
@@ -74,7 +74,7 @@ SELECT (SELECT count(*) FROM job_events WHERE created_at < %(before)s) AS events
         WHERE created_at < %(before)s AND state IN ('sent', 'dead', 'superseded'))
            AS notifications,
        (SELECT count(*) FROM video_assets AS a
-        WHERE a.state IN ('available', 'failed') AND a.finished_at < %(before)s
+        WHERE a.state IN ('available', 'failed', 'cancelled') AND a.finished_at < %(before)s
           AND NOT EXISTS (SELECT 1 FROM user_requests AS r
                           WHERE r.asset_id = a.id AND r.state = 'pending')
           AND NOT EXISTS (SELECT 1 FROM notifications AS n

@@ -1,23 +1,25 @@
 -- Named read-only statements for `vidretry status`, `list` and `show`.
 
 -- name: state_counts
--- Assets by state. pending, running and failed are counted exactly, each from its partial
--- index. available only grows: it is counted exactly while the table is small, and beyond
--- 100,000 rows estimated from the planner's row count (pg_class.reltuples, which
+-- Assets by state. pending, running, failed and cancelled are counted exactly, each from its
+-- partial index. available only grows: it is counted exactly while the table is small, and
+-- beyond 100,000 rows estimated from the planner's row count (pg_class.reltuples, which
 -- autovacuum keeps current) less the others — counting a million finished rows costs a
 -- dashboard a quarter of a second on every refresh.
 WITH counts AS (
     SELECT (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
            (SELECT count(*) FROM video_assets WHERE state = 'running') AS running,
            (SELECT count(*) FROM video_assets WHERE state = 'failed') AS failed,
+           (SELECT count(*) FROM video_assets WHERE state = 'cancelled') AS cancelled,
            (SELECT reltuples::bigint FROM pg_class
             WHERE oid = 'video_assets'::regclass) AS estimated_rows
 )
 SELECT pending, running,
        CASE WHEN estimated_rows < 100000
             THEN (SELECT count(*) FROM video_assets WHERE state = 'available')
-            ELSE greatest(0, estimated_rows - pending - running - failed) END AS available,
-       failed,
+            ELSE greatest(0, estimated_rows - pending - running - failed - cancelled)
+       END AS available,
+       failed, cancelled,
        estimated_rows >= 100000 AS available_estimated
 FROM counts;
 

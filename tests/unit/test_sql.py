@@ -47,7 +47,15 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'"],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
+    # cancel.sql
+    "withdraw_request": ["r.state = 'pending'"],
+    "supersede_withdrawn_notifications": ["state = 'pending'"],
+    "cancel_unwanted_job": ["a.state IN ('pending', 'running')"],
+    "cancel_asset": ["a.state IN ('pending', 'running')"],
+    "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
+    "reopen_cancelled": ["state = 'cancelled'"],
     # jobs.sql
+    "record_progress": ["state = 'running' AND lease_token = %(token)s"],
     "claim_jobs": [("due", "state = 'pending'")],
     "extend_leases": ["state = 'running' AND lease_token = ANY"],
     "complete_jobs": [

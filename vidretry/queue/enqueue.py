@@ -76,7 +76,8 @@ async def enqueue(
     A new name creates a pending job (and wakes the workers). A second user for the same name
     joins the same asset. For an asset that is already available the request is satisfied at
     once with a 'ready' notification; for a failed one the asset is retried with this user
-    as the actor. ``chat_id`` defaults to the user's private chat, whose id is the user id.
+    as the actor; a cancelled one is re-opened as a new generation. ``chat_id`` defaults to
+    the user's private chat, whose id is the user id.
     The name is normalised by ``normalise_name``; a bad name or id is ``ConfigError``.
     """
     name = normalise_name(name)
@@ -90,7 +91,16 @@ async def enqueue(
             {"name": name, "params": Jsonb(params or {}), "max_attempts": max_attempts, "now": now},
         )
         assert asset is not None  # an upsert always returns its row
-        asset_id, state = asset["id"], JobState(asset["state"])
+        asset_id, state, generation = asset["id"], JobState(asset["state"]), asset["generation"]
+        if state is JobState.CANCELLED:
+            # Nobody wanted it any more; now somebody does: made afresh, a new generation.
+            reopened = await fetch_one(
+                conn,
+                "reopen_cancelled",
+                {"id": asset_id, "actor": Actor.telegram(user_id).label, "now": now},
+            )
+            assert reopened is not None  # the asset is locked: still cancelled
+            state, generation = JobState.PENDING, reopened["generation"]
         request_state = {
             JobState.AVAILABLE: RequestState.DONE,
             JobState.FAILED: RequestState.FAILED,
@@ -103,7 +113,7 @@ async def enqueue(
                 "user_id": user_id,
                 "chat_id": chat,
                 "state": request_state,
-                "generation": asset["generation"],
+                "generation": generation,
                 "created": asset["created"],
                 "now": now,
             },

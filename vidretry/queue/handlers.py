@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import inspect
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -22,8 +23,11 @@ from typing import Any, Protocol
 from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError
 from vidretry.models import ClaimedJob, JobContext
+from vidretry.queue.progress import parse_progress_line
 
 STDERR_TAIL = 2000
+
+log = logging.getLogger("vidretry.handler")
 
 
 class Handler(Protocol):
@@ -32,7 +36,11 @@ class Handler(Protocol):
         ...
 
 
-def context_for(job: ClaimedJob, output_dir: Path) -> JobContext:
+def context_for(
+    job: ClaimedJob,
+    output_dir: Path,
+    report_progress: Callable[[float], None] = lambda fraction: None,
+) -> JobContext:
     return JobContext(
         asset_id=job.id,
         name=job.name,
@@ -42,13 +50,19 @@ def context_for(job: ClaimedJob, output_dir: Path) -> JobContext:
         generation=job.generation,
         output_dir=output_dir,
         lease_token=job.lease_token,
+        report_progress=report_progress,
     )
 
 
 class CommandHandler:
     """Runs ``command`` with ``{asset_id}``, ``{name}``, ``{output}``, ``{attempt}``,
     ``{generation}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
-    so a name or param can never become part of a command line's syntax."""
+    so a name or param can never become part of a command line's syntax.
+
+    A line ``progress <percent>`` on its standard output reports progress; other lines are
+    logged. When the attempt must stop (a timeout, a cancel, a lost lease, a shutdown's
+    end), its whole process group gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later
+    if it is still there."""
 
     def __init__(
         self,
@@ -89,22 +103,19 @@ class CommandHandler:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # so a timeout can kill the whole process group
+                start_new_session=True,  # its own process group: stopped as a whole
             )
         except OSError as exc:
             raise HandlerError(f"cannot run {argv[0]}: {describe_os_error(exc)}") from None
         try:
-            _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_seconds)
+            stderr = await asyncio.wait_for(_outputs(proc, job), self.timeout_seconds)
         except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
+            await _stop_group(proc)
             raise HandlerError(f"timed out after {self.timeout_seconds:g}s") from None
         except asyncio.CancelledError:
-            _kill_group(proc)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(proc.wait())
+            await asyncio.shield(_stop_group(proc))
             raise
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
@@ -127,9 +138,51 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+# A generator asked to stop (SIGTERM) has this long to clean up before SIGKILL: a cancel
+# stops it within [worker] heartbeat_seconds and this.
+TERM_GRACE_SECONDS = 1.5
+
+
+async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> bytes:
+    """Read the generator's standard output line by line (its progress reports) and its
+    standard error whole, until it exits; its standard error."""
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    errors = asyncio.ensure_future(proc.stderr.read())
+    try:
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except ValueError:  # a line longer than the stream's limit: not a report
+                await proc.stdout.read(2**16)
+                continue
+            if not line:
+                break
+            text = line.decode("utf-8", errors="replace").rstrip()
+            fraction = parse_progress_line(text)
+            if fraction is not None:
+                job.progress(fraction)
+            elif text:
+                log.info("job %s: %s", job.asset_id, text[:STDERR_TAIL])
+        await proc.wait()
+        return await errors
+    finally:
+        errors.cancel()
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the generator's process group; SIGKILL after the grace if it is still
+    running (and to whatever of its group is left)."""
+    _signal_group(proc, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), TERM_GRACE_SECONDS)
+    _signal_group(proc, signal.SIGKILL)
+    await proc.wait()
+
+
+def _signal_group(proc: asyncio.subprocess.Process, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
 
 
 class PythonHandler:

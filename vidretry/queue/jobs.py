@@ -198,6 +198,21 @@ async def release(conn: Connection, job: ClaimedJob, *, owner: str, now: datetim
     return await fetch_one(conn, "release_job", params) is not None
 
 
+async def record_progress(
+    conn: Connection, job: ClaimedJob, fraction: float, *, now: datetime | None
+) -> bool:
+    """The generator's latest progress report (0 to 1), fenced by the lease; the
+    notifiers are woken to show it. False if the lease was lost."""
+    params = {"id": job.id, "token": job.lease_token, "progress": fraction, "now": now}
+    return await fetch_one(conn, "record_progress", params) is not None
+
+
+async def was_cancelled(conn: Connection, job_id: int) -> bool:
+    """After a lost lease: whether the job was cancelled (rather than rescued)."""
+    row = await fetch_one(conn, "asset_state", {"id": job_id})
+    return row is not None and row["state"] == "cancelled"
+
+
 async def rescue_expired(
     conn: Connection, *, owner: str, lease_seconds: float, now: datetime | None
 ) -> RescuedJobs:

@@ -30,6 +30,7 @@ from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.handlers import Handler, context_for, describe_os_error
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.queue.progress import ProgressWriter
 from vidretry.queue.retention import BackgroundPruning
 from vidretry.store.db import Connection
 from vidretry.store.listen import JOBS_CHANNEL, Listener
@@ -45,6 +46,7 @@ class Outcome(enum.StrEnum):
     LOST = "lost"  # the lease was lost, or the outcome could not be recorded
     RELEASED = "released"
     REFUNDED = "refunded"  # failed while the queue was paused: the attempt was given back
+    CANCELLED = "cancelled"  # nobody waits any more (or an operator cancelled): stopped
 
 
 class Worker:
@@ -157,17 +159,21 @@ class Worker:
         return outcome
 
     async def _work(self, job: ClaimedJob) -> Outcome:
-        context = context_for(job, self.config.output_dir)
+        progress = ProgressWriter(
+            lambda fraction: self._record_progress(job, fraction),
+            every=self.config.progress_write_seconds,
+        )
+        context = context_for(job, self.config.output_dir, progress.report)
         held = self.leases.hold(job)
         try:
             try:
                 result = await self.handler(context)
             finally:
                 self.leases.release(held)
+                await progress.stop()
         except asyncio.CancelledError:
             if held.cancelled_for_its_lease():
-                log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
-                return Outcome.LOST
+                return await self._lease_lost_mid_run(job)
             raise
         except PermanentError as exc:
             return await self._record_failure(job, str(exc), permanent=True)
@@ -178,6 +184,24 @@ class Worker:
         except TRANSIENT_DB_ERRORS as exc:
             return _not_recorded(job, Outcome.SUCCEEDED, exc)
         return Outcome.SUCCEEDED if recorded else _lease_gone(job, Outcome.SUCCEEDED)
+
+    async def _record_progress(self, job: ClaimedJob, fraction: float) -> None:
+        async with self.pool.connection() as conn:
+            await jobs.record_progress(conn, job, fraction, now=self.clock.now())
+
+    async def _lease_lost_mid_run(self, job: ClaimedJob) -> Outcome:
+        """The heartbeat found the lease gone and the generator was stopped: because the
+        job was cancelled (nobody waits any more), or it was rescued after a stall."""
+        try:
+            async with self.pool.connection() as conn:
+                cancelled = await jobs.was_cancelled(conn, job.id)
+        except TRANSIENT_DB_ERRORS:
+            cancelled = False
+        if cancelled:
+            log.info("job %s: cancelled; generator stopped, no attempt counted", job.id)
+            return Outcome.CANCELLED
+        log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
+        return Outcome.LOST
 
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
         final = permanent or job.is_last_attempt

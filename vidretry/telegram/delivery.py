@@ -21,6 +21,9 @@ from vidretry.errors import VidretryError
 # accepts the two older forms (see parse_callback_data). Telegram allows 1-64 bytes.
 CALLBACK_PREFIX = "retry_video"
 CALLBACK_FORMAT = CALLBACK_PREFIX + ":{asset_id}:{generation}"
+# The cancel button on an acceptance message and in /cancel's list: the same shape.
+CANCEL_PREFIX = "cancel_video"
+CANCEL_FORMAT = CANCEL_PREFIX + ":{asset_id}:{generation}"
 MAX_CALLBACK_BYTES = 64
 _MAX_ID_DIGITS = 19  # bigint
 _MAX_GENERATION = 2**31 - 1
@@ -135,17 +138,25 @@ def callback_data(asset_id: int, generation: int) -> str:
     return data
 
 
+def cancel_data(asset_id: int, generation: int) -> str:
+    data = CANCEL_FORMAT.format(asset_id=asset_id, generation=generation)
+    assert len(data.encode()) <= MAX_CALLBACK_BYTES
+    return data
+
+
 @dataclass(frozen=True)
 class ButtonPress:
     asset_id: int
     generation: int | None
+    cancel: bool = False  # the cancel button; else the retry button
 
 
 def parse_callback_data(data: bytes) -> ButtonPress | None:
-    """The asset (and generation) a retry button names, or None for anything else.
+    """The asset (and generation) a retry or cancel button names, or None for anything else.
 
     Accepts ``retry_video:<id>:<generation>`` (current), ``retry_video:<id>`` and the legacy
-    ``retry_video_<id>``. Ids are plain decimal digits that fit a bigint.
+    ``retry_video_<id>``; and ``cancel_video:<id>:<generation>``. Ids are plain decimal
+    digits that fit a bigint.
     """
     if not 1 <= len(data) <= MAX_CALLBACK_BYTES:
         return None
@@ -153,7 +164,12 @@ def parse_callback_data(data: bytes) -> ButtonPress | None:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         return None
-    if text.startswith(CALLBACK_PREFIX + ":"):
+    cancel = text.startswith(CANCEL_PREFIX + ":")
+    if cancel:
+        parts = text[len(CANCEL_PREFIX) + 1 :].split(":")
+        if len(parts) != 2:
+            return None
+    elif text.startswith(CALLBACK_PREFIX + ":"):
         parts = text[len(CALLBACK_PREFIX) + 1 :].split(":")
     elif text.startswith(CALLBACK_PREFIX + "_"):
         parts = [text[len(CALLBACK_PREFIX) + 1 :]]
@@ -167,7 +183,7 @@ def parse_callback_data(data: bytes) -> ButtonPress | None:
         return None
     if generation is not None and generation > _MAX_GENERATION:
         return None
-    return ButtonPress(asset_id, generation)
+    return ButtonPress(asset_id, generation, cancel)
 
 
 def _is_number(text: str, max_digits: int) -> bool:

@@ -1,0 +1,159 @@
+"""The worker's side of the wait: a generator's progress reaches the job at a bounded rate,
+and a cancelled job's generator is stopped with no attempt counted."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tests.integration.test_worker import FAST, add, state_of, worker_for
+from tests.support import eventually, rows, scalar
+from vidretry.queue.cancel import CancelOutcome, withdraw
+from vidretry.queue.handlers import TERM_GRACE_SECONDS
+from vidretry.queue.progress import ProgressWriter, parse_progress_line
+from vidretry.queue.worker import Outcome
+from vidretry.store import db
+
+# A generator that reports progress as fast as it can for a while, then a last 100 %.
+# (No braces: the command line is a template.)
+CHATTY = (
+    "import sys, time\n"
+    "end = time.monotonic() + float(sys.argv[1])\n"
+    "n = 0\n"
+    "while time.monotonic() < end:\n"
+    "    n += 1\n"
+    "    print('progress', n % 100, flush=True)\n"
+    "    print('frame', n, flush=True)\n"
+    "    time.sleep(0.01)\n"
+    "print('progress 100', flush=True)\n"
+)
+
+# A generator that records SIGTERM and then takes its time (or hangs, ignoring it).
+STUBBORN = (
+    "import signal, sys, time\n"
+    "log = open(sys.argv[1], 'a', buffering=1)\n"
+    "def term(*_):\n"
+    "    log.write('term\\n')\n"
+    "    if sys.argv[2] == 'exit':\n"
+    "        sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, term)\n"
+    "log.write('started\\n')\n"
+    "print('progress 10', flush=True)\n"
+    "while True:\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def test_progress_lines() -> None:
+    assert parse_progress_line("progress 40") == 0.4
+    assert parse_progress_line("  progress 12.5%\n") == 0.125
+    assert parse_progress_line("Progress 250") == 1.0
+    assert parse_progress_line("progress -3") == 0.0
+    for other in ("progress", "progress nan", "progress forty", "frame 12", "", "progressive 1"):
+        assert parse_progress_line(other) is None
+
+
+async def test_the_writer_writes_the_first_report_at_once_then_at_most_every_interval() -> None:
+    writes: list[tuple[float, float]] = []
+
+    async def write(fraction: float) -> None:
+        writes.append((time.monotonic(), fraction))
+
+    writer = ProgressWriter(write, every=0.2)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        writer.report((time.monotonic() - started) / 2)
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.3)
+    await writer.stop()
+    assert writes[0][0] - started < 0.1  # the first one is not held back
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(writes)]
+    assert gaps
+    assert min(gaps) >= 0.2 - 0.01
+    assert writes[-1][1] >= 0.49  # the latest report is the last one written
+    writer.report(float("nan"))
+    assert writer.latest == writes[-1][1]
+
+
+async def test_a_chatty_generator_writes_its_progress_at_most_every_two_seconds(
+    db_url: str, tmp_path: Path
+) -> None:
+    """With the default progress_write_seconds, hundreds of reports a second reach the job
+    as one write per 2 s, each waking the notifiers."""
+    (asset_id,) = await add(db_url, "a", seconds=5)
+    config = replace(
+        FAST,
+        handler="command",
+        command=(sys.executable, "-c", CHATTY, "{seconds}"),
+        output_dir=tmp_path,
+        progress_write_seconds=replace(FAST).progress_write_seconds,
+    )
+    assert config.progress_write_seconds == 2.0
+    wakes: list[float] = []
+    seen: list[float] = []
+    async with await db.connect(db_url) as listener, worker_for(db_url, config) as worker:
+        await listener.execute("LISTEN vidretry_progress")
+        task = asyncio.create_task(worker.run(asyncio.Event(), drain=True))
+        async for _ in listener.notifies(timeout=8):
+            wakes.append(time.monotonic())
+            async with await db.connect(db_url) as conn:
+                seen.append(await scalar(conn, "SELECT progress FROM video_assets"))
+        await asyncio.wait_for(task, 30)
+    assert (await state_of(db_url, asset_id))["state"] == "available"
+    assert 2 <= len(wakes) <= 4  # 5 s of reports: one write at once, then one per 2 s
+    gaps = [b - a for a, b in itertools.pairwise(wakes)]
+    assert min(gaps) >= 2.0 - 0.1
+    assert all(0 <= p <= 1 for p in seen)
+
+
+async def test_cancelling_a_running_job_stops_its_generator_without_counting_the_attempt(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The generator gets SIGTERM within heartbeat_seconds + 2 s of the cancel; one that
+    ignores it is killed after the grace. The job ends cancelled, its attempt given back,
+    no failure recorded (the breaker sees nothing)."""
+    for mode in ("exit", "ignore"):
+        log = tmp_path / f"{mode}.log"
+        (asset_id,) = await add(db_url, f"a-{mode}", log=str(log), mode=mode)
+        config = replace(
+            FAST,
+            handler="command",
+            command=(sys.executable, "-c", STUBBORN, "{log}", "{mode}"),
+            output_dir=tmp_path,
+            heartbeat_seconds=1,
+        )
+        async with worker_for(db_url, config) as worker:
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            assert await eventually(lambda log=log: "started" in _read(log), within=20)
+            async with await db.connect(db_url) as conn:
+                cancelled_at = time.monotonic()
+                result = await withdraw(conn, asset_id, 1)
+            assert result.outcome is CancelOutcome.CANCELLED
+            assert result.was_running
+            assert await eventually(lambda: worker.outcomes[Outcome.CANCELLED] >= 1, within=20)
+            stopped_within = time.monotonic() - cancelled_at
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        worker.outcomes.clear()
+        assert "term" in log.read_text()
+        assert stopped_within <= config.heartbeat_seconds + 2 + (
+            TERM_GRACE_SECONDS if mode == "ignore" else 0
+        )
+        assert await state_of(db_url, asset_id) == {
+            "state": "cancelled", "attempts": 0, "result": None, "last_error": None,
+        }  # fmt: skip
+        async with await db.connect(db_url) as conn:
+            kinds = await rows(
+                conn, "SELECT kind FROM job_events WHERE asset_id = %s ORDER BY id", asset_id
+            )
+            assert [k["kind"] for k in kinds] == ["enqueued", "claimed", "withdrawn", "cancelled"]
+            assert await scalar(conn, "SELECT cardinality(streak_assets) FROM breaker") == 0
