@@ -15,7 +15,7 @@ SELECT id, state, generation FROM video_assets WHERE name = %(name)s;
 
 -- name: user_requests_newest
 -- /my: a user's requests, newest first (the index user_requests_by_user serves it).
-SELECT a.id, a.name, a.state, a.generation
+SELECT a.id, a.name, a.state, a.generation, r.state AS request_state
 FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s
 ORDER BY r.id DESC

@@ -31,6 +31,7 @@ from vidretry.telegram.conversation import Conversation
 from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.progress import ProgressEditor
 
 ADMIN = 999
 WITH_ADMIN = TelegramConfig(admins=(ADMIN,))
@@ -56,6 +57,7 @@ class Deployment:
     bot: TelegramBot
     notifier: Notifier
     pool: Any
+    editor: ProgressEditor  # runs in ``running(..., edits=True)``
 
     @property
     def client(self) -> Any:
@@ -105,6 +107,16 @@ async def deployed(
                 pacer=pacer,
                 name=name,
             )
+            editor = ProgressEditor(
+                pool,
+                MessagesConfig(),
+                bot,
+                pacer,
+                interval_seconds=config.progress_edit_seconds,
+                listener=Listener(db_url),
+                clock=DatabaseClock(),
+                rng=random.Random(4),
+            )
             bot.serve(
                 ButtonService(
                     pool,
@@ -122,18 +134,22 @@ async def deployed(
                 ),
                 plugins,
                 videos=notifier.videos,
+                accepted=editor.remember,
             )
-            yield Deployment(telegram, bot, notifier, pool)
+            yield Deployment(telegram, bot, notifier, pool, editor)
     finally:
         await bot.stop()
 
 
 @asynccontextmanager
-async def running(deployment: Deployment) -> AsyncIterator[None]:
+async def running(deployment: Deployment, *, edits: bool = False) -> AsyncIterator[None]:
+    """The notifier delivering (and, with ``edits``, keeping acceptances current)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(deployment.notifier.run(stop))
+    tasks = [asyncio.create_task(deployment.notifier.run(stop))]
+    if edits:
+        tasks.append(asyncio.create_task(deployment.editor.run(stop)))
     try:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)

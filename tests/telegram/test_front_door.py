@@ -309,10 +309,16 @@ async def test_the_command_menu_is_registered_at_login(
     menus = {r.lang_code: r.commands for r in telegram.sent(functions.bots.SetBotCommandsRequest)}
     english = M.in_language("en")
     assert {code: [(c.command, c.description) for c in menu] for code, menu in menus.items()} == {
-        "": [("video", M.command_video), ("my", M.command_my), ("help", M.command_help)],
+        "": [
+            ("video", M.command_video),
+            ("my", M.command_my),
+            ("cancel", M.command_cancel),
+            ("help", M.command_help),
+        ],
         "en": [
             ("video", english.command_video),
             ("my", english.command_my),
+            ("cancel", english.command_cancel),
             ("help", english.command_help),
         ],
     }

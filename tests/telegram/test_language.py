@@ -88,7 +88,8 @@ async def test_the_language_follows_the_user_and_an_update_without_one_keeps_it(
         async with running(app):
             assert await say(app, 7, "/help") == [
                 "What I can do\n/video name — order a video, for example /video Masha\n"
-                "/my — your videos and how they are doing\n/help — this help"
+                "/my — your videos and how they are doing\n/cancel — cancel an order\n"
+                "/help — this help"
             ]
             user.lang_code = None
             assert await say(app, 7, "/nonsense") == [ENGLISH["unknown_command"]]

@@ -82,6 +82,11 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "rescue_notifications_and_queue_set_aside_notices": [
         "SELECT id FROM notifications WHERE state = 'sending'"
     ],
+    # progress.sql
+    "remember_acceptance": ["state = 'pending'"],
+    "progress_shown": ["r.state = 'pending'"],
+    "progress_checked": ["state = 'pending'"],
+    "forget_acceptances": ["state = 'pending'"],
     # retry.sql
     "retry_job": ["a.state = 'failed'"],
     "reopen_requests": ["state = 'failed'"],

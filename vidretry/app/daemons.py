@@ -39,10 +39,11 @@ from vidretry.store.pool import open_pool
 from vidretry.store.redact import one_line
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
-from vidretry.telegram.delivery import Pacer, Sender
+from vidretry.telegram.delivery import EditsMessages, Pacer, Sender
 from vidretry.telegram.leadership import Leadership
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.progress import ProgressEditor
 from vidretry.telegram.session import keep_private
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
@@ -269,12 +270,29 @@ class NotifierProcess:
             name=self.name,
             admins=self.config.telegram.admins,
         )
+        editor = (
+            ProgressEditor(
+                self.pool,
+                self.config.messages,
+                sender,
+                pacer,
+                interval_seconds=0 if drain else notifier_config.progress_edit_seconds,
+                listener=self.listener,
+                clock=self.clock,
+                rng=self.rng,
+            )
+            if isinstance(sender, EditsMessages)
+            else None
+        )
         try:  # what a former leader still held is this leader's to send now
             await notifier.rescue(take_over=True)
         except TRANSIENT_DB_ERRORS as exc:
             log.error("could not take over (%s): rows come back as leases expire", one_line(exc))
         if bot is None:
-            await notifier.run(done, drain=drain, hurry=lost)
+            if editor is None or drain:
+                await notifier.run(done, drain=drain, hurry=lost)
+            else:
+                await until_first(notifier.run(done, drain=drain, hurry=lost), editor.run(done))
             return
         try:
             if not await bot.connect(self.bot_token, done):
@@ -297,6 +315,7 @@ class NotifierProcess:
                 ),
                 self.plugins,
                 videos=notifier.videos,
+                accepted=editor.remember if editor is not None else None,
             )
             # The menu in the default language, and in each other one for its users.
             for lang_code, texts in [("", messages), *messages.languages.items()]:
@@ -308,6 +327,7 @@ class NotifierProcess:
                 notifier.run(done, drain=drain, hurry=lost),
                 bot.stay_connected(done, notifier.outage.probe_now),
                 _log_out_when(lost, bot),
+                *([] if editor is None else [editor.run(done)]),
             )
         finally:
             await bot.stop()

@@ -33,6 +33,7 @@ from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
 from vidretry.telegram.delivery import (
     DeliveryError,
     InlineButton,
+    MessageGone,
     MessageRefused,
     Pacer,
     Recipient,
@@ -91,6 +92,14 @@ _CLEANUP_REFUSED = (
     errors.MessageEditTimeExpiredError,
 )
 
+# An acceptance message that can no longer be edited: deleted, or not the bot's to edit.
+_MESSAGE_GONE = (
+    errors.MessageIdInvalidError,
+    errors.MessageEditTimeExpiredError,
+    errors.MessageAuthorRequiredError,
+)
+# Telegram shows "sending a video…" for about 5 s: sent again this often while an upload runs.
+CHAT_ACTION_SECONDS = 4.0
 
 # The sends a paid broadcast may push past the free limit of about 30 messages a second.
 _PAID_REQUESTS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
@@ -170,6 +179,8 @@ class TelegramBot:
         # The stored video references, shared with the notifier (``serve`` sets them): the
         # bot's own answers send a finished video by reference too.
         self.videos: VideoFiles | None = None
+        # Told of every acceptance message sent (``serve`` sets it): the progress editor.
+        self.accepted: Callable[[int, int, int, str], Awaitable[None]] | None = None
         self._token = ""
 
     async def start(self, bot_token: str) -> None:
@@ -272,18 +283,59 @@ class TelegramBot:
         )
         return int(message.id)
 
+    async def edit_text(
+        self, to: Recipient, message_id: int, html_text: str, buttons: Sequence[InlineButton]
+    ) -> None:
+        markup = [[Button.inline(b.text, b.data.encode())] for b in buttons] or None
+        try:
+            await self._sending(
+                lambda peer: self.client.edit_message(
+                    peer, message_id, text=html_text, parse_mode="html", buttons=markup
+                ),
+                to,
+                passing=(errors.MessageNotModifiedError, *_MESSAGE_GONE),
+            )
+        except errors.MessageNotModifiedError:
+            return  # it already says this
+        except _MESSAGE_GONE as exc:
+            raise MessageGone(f"message {message_id} cannot be edited: {_code(exc)}") from None
+
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
         return int((await self._upload_video(to, path, caption_html)).id)
 
     async def _upload_video(self, to: Recipient, path: str, caption_html: str) -> Any:
         if not os.path.isfile(path):  # noqa: ASYNC240 (one stat, not worth a thread)
             raise MessageRefused(f"video file missing: {path}")
-        return await self._sending(
-            lambda peer: self.client.send_file(
-                peer, path, caption=caption_html, parse_mode="html", supports_streaming=True
-            ),
-            to,
+        async with self._showing_upload(to):
+            return await self._sending(
+                lambda peer: self.client.send_file(
+                    peer, path, caption=caption_html, parse_mode="html", supports_streaming=True
+                ),
+                to,
+            )
+
+    @contextlib.asynccontextmanager
+    async def _showing_upload(self, to: Recipient) -> AsyncIterator[None]:
+        """Telegram's "sending a video…" in the chat while the upload runs. Best effort and
+        not paced (an action is not a message); the video's arrival ends it. Not Telethon's
+        ``client.action``: its background task lets an RPC error escape into the send."""
+        request = functions.messages.SetTypingRequest(
+            _peer(to), types.SendMessageUploadVideoAction(progress=0)
         )
+
+        async def show() -> None:
+            while True:
+                with contextlib.suppress(errors.RPCError, ValueError, *_TELEGRAM_DOWN):
+                    await self.client(request)
+                await asyncio.sleep(CHAT_ACTION_SECONDS)
+
+        showing = asyncio.create_task(show())
+        try:
+            yield
+        finally:
+            showing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await showing
 
     async def send_video_file(
         self, to: Recipient, path: str, caption_html: str, file: VideoFile | None
@@ -399,13 +451,16 @@ class TelegramBot:
         plugins: Sequence[ModuleType] = (),
         *,
         videos: VideoFiles | None = None,
+        accepted: Callable[[int, int, int, str], Awaitable[None]] | None = None,
     ) -> None:
-        """Answer retry buttons and private messages through Telethon's update loop.
+        """Answer retry and cancel buttons and private messages through Telethon's update
+        loop; ``accepted(user, asset, message id, text)`` hears of each acceptance sent.
 
         vidretry's own commands and the button come first and stop there; then each plugin's
         handlers, in the order configured; last, private messages nobody took get the
         unknown-command answer (a plugin that answers raises ``events.StopPropagation``)."""
         self.videos = videos
+        self.accepted = accepted
 
         async def on_press(event: events.CallbackQuery.Event) -> None:
             if parse_callback_data(bytes(event.data or b"")) is None and plugins:
@@ -515,9 +570,13 @@ class TelegramBot:
                             to, message.video, message.text, message.video_of
                         )
                     else:
-                        await self.client.send_message(
+                        sent = await self.client.send_message(
                             peer, message.text, parse_mode="html", buttons=buttons or None
                         )
+                        if message.accepts is not None and self.accepted is not None:
+                            await self.accepted(
+                                event.sender_id, message.accepts, int(sent.id), message.text
+                            )
             except (errors.RPCError, ValueError, DeliveryError, *_TELEGRAM_DOWN) as exc:
                 log.warning("answer to %s not sent (%s)", event.sender_id, _describe(exc))
                 return

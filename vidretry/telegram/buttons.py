@@ -1,4 +1,5 @@
-"""What happens when a user presses the retry button: the answer, and what to do next.
+"""What happens when a user presses the retry or the cancel button: the answer, and what to
+do next.
 
 Transport-free: the Telegram adapter turns a CallbackQuery into a ``Press``, calls
 ``ButtonService.press`` and carries out the ``PressReply`` (answer the query first, then
@@ -16,12 +17,13 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
 from vidretry.models import JobState
+from vidretry.queue.cancel import CancelOutcome, withdraw
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, RetryOutcome, retry
 from vidretry.store.db import Connection, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import parse_callback_data, render
+from vidretry.telegram.delivery import ButtonPress, parse_callback_data, render
 from vidretry.telegram.limits import over_retry_quota
 
 log = logging.getLogger("vidretry.buttons")
@@ -61,7 +63,8 @@ class ButtonService:
         self.max_retries_per_day = max_retries_per_day
 
     async def press(self, press: Press) -> PressReply:
-        """Retry the asset the button names, as the presser; never raises for bad input."""
+        """Retry (or cancel) the asset the button names, as the presser; never raises for
+        bad input."""
         try:
             async with self.pool.connection() as conn:
                 return await self._press(conn, press, self.clock.now())
@@ -95,6 +98,8 @@ class ButtonService:
                 "user %s pressed a button with unknown data %r", press.user_id, press.data[:64]
             )
             return PressReply(m.bad_button)
+        if button.cancel:
+            return await self._cancel(conn, m, press.user_id, button, now)
         actor = Actor.telegram(press.user_id, is_admin=press.user_id in self.admins)
         if await self._out_of_retries(conn, press.user_id, button.asset_id, now):
             asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
@@ -129,3 +134,28 @@ class ButtonService:
         if result.outcome is RetryOutcome.STALE:
             return PressReply(m.stale, remove_button=True)
         return PressReply(m.already_queued)
+
+    async def _cancel(
+        self,
+        conn: Connection,
+        m: MessagesConfig,
+        user_id: int,
+        button: ButtonPress,
+        now: datetime | None,
+    ) -> PressReply:
+        """The cancel button: the presser withdraws their own request (an admin's press is
+        no different: their own). A stale button is answered and changes nothing."""
+        result = await withdraw(
+            conn, button.asset_id, user_id, generation=button.generation, now=now
+        )
+        if result.outcome is CancelOutcome.FORBIDDEN:
+            return PressReply(m.not_allowed)
+        if result.outcome is CancelOutcome.NOT_FOUND:
+            return PressReply(m.not_found)
+        if not result.changed:
+            return PressReply(m.cancel_too_late, remove_button=True)
+        asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
+        name = asset["name"] if asset else ""
+        return PressReply(
+            m.cancelled, remove_button=True, message=render(m.cancelled_message, name)
+        )

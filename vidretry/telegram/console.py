@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vidretry.telegram.delivery import InlineButton, Recipient
 
@@ -26,3 +26,13 @@ class ConsoleSender:
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
         self.write(f"→ user {to.user_id} (chat {to.chat_id}): video {path}\n  {caption_html}")
         return None
+
+    async def edit_text(
+        self, to: Recipient, message_id: int, html_text: str, buttons: Sequence[InlineButton]
+    ) -> None:
+        lines = [
+            f"✎ user {to.user_id} (chat {to.chat_id}), message {message_id} now says:",
+            *("  " + line for line in html_text.splitlines()),
+            *(f"  [ {b.text} ]  callback_data={b.data}" for b in buttons),
+        ]
+        self.write("\n".join(lines))

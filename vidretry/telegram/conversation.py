@@ -6,8 +6,9 @@ demo does the same with the console. Groups and channels never get here.
 
 A user asks for a video (``/video <name>``, or plain text when ``[telegram]
 plain_text_requests`` is on) through the same ``enqueue`` service as the command line, follows
-their requests with ``/my``, and meets the limits that protect the generator in friendly
-words. Admins also get ``/stats``, ``/retry <asset>`` and ``/failed``.
+their requests with ``/my``, takes one back with ``/cancel`` (or the acceptance's button), and
+meets the limits that protect the generator in friendly words. Admins also get ``/stats``,
+``/retry <asset>``, ``/cancel <asset>`` and ``/failed``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, TelegramConfig
 from vidretry.errors import ConfigError
-from vidretry.models import JobState
+from vidretry.models import JobState, RequestState
 from vidretry.queue import reports
+from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, callback_data, render
+from vidretry.telegram.delivery import InlineButton, callback_data, cancel_data, render
 from vidretry.telegram.limits import RequestRate, over_retry_quota
+from vidretry.telegram.progress import in_line
 
 log = logging.getLogger("vidretry.conversation")
 
@@ -62,10 +65,18 @@ class Outgoing:
     buttons: tuple[InlineButton, ...] = ()
     video: str | None = None
     video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
+    # The acceptance of a request for this asset: once sent, its message id is recorded, and
+    # the notifier edits it into the request's place in line and progress.
+    accepts: int | None = None
 
 
 # The commands the bot shows in Telegram's menu, with the [messages] key of each description.
-USER_COMMANDS = (("video", "command_video"), ("my", "command_my"), ("help", "command_help"))
+USER_COMMANDS = (
+    ("video", "command_video"),
+    ("my", "command_my"),
+    ("cancel", "command_cancel"),
+    ("help", "command_help"),
+)
 
 
 class Conversation:
@@ -179,8 +190,16 @@ class Conversation:
                 )
             ]
         accepted = render(m.retried_message if done.retried else m.requested, name)
-        in_line = await _in_line(conn, m, done.asset_id)
-        return [Outgoing(f"{accepted}\n{in_line}" if in_line else accepted)]
+        place = await in_line(conn, m, done.asset_id)
+        asset = await fetch_one(conn, "asset_for_button", {"id": done.asset_id})
+        generation = asset["generation"] if asset else 0
+        return [
+            Outgoing(
+                f"{accepted}\n{place}" if place else accepted,
+                (InlineButton(m.cancel_button, cancel_data(done.asset_id, generation)),),
+                accepts=done.asset_id,
+            )
+        ]
 
     async def _my(
         self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
@@ -195,14 +214,18 @@ class Conversation:
             JobState.RUNNING: m.state_running,
             JobState.AVAILABLE: m.state_available,
             JobState.FAILED: m.state_failed,
+            JobState.CANCELLED: m.state_cancelled,
         }
         lines = [m.my_header]
         buttons = []
         for row in rows:
             name = _short(row["name"], SHORT_NAME)
+            if row["request_state"] == RequestState.CANCELLED:
+                lines.append(f"• <b>{html.escape(name, quote=False)}</b> — {m.state_cancelled}")
+                continue
             state = words[row["state"]]
-            if row["state"] == JobState.PENDING and (in_line := await _in_line(conn, m, row["id"])):
-                state = f"{state} · {in_line}"
+            if row["state"] == JobState.PENDING and (place := await in_line(conn, m, row["id"])):
+                state = f"{state} · {place}"
             lines.append(f"• <b>{html.escape(name, quote=False)}</b> — {state}")
             if row["state"] == JobState.FAILED:
                 buttons.append(
@@ -211,6 +234,25 @@ class Conversation:
                     )
                 )
         return [Outgoing("\n".join(lines), tuple(buttons))]
+
+    async def _cancel(
+        self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
+    ) -> list[Outgoing]:
+        """The user's open requests, a cancel button each; an admin's ``/cancel <asset>``
+        cancels the whole asset."""
+        if argument and user_id in self.admins:
+            return await self._cancel_asset(conn, user_id, argument)
+        rows = await open_requests(conn, user_id, LIST_LIMIT)
+        if not rows:
+            return [Outgoing(m.cancel_list_empty)]
+        buttons = tuple(
+            InlineButton(
+                f"{m.cancel_button}: {_short(row['name'], SHORT_NAME)}",
+                cancel_data(row["id"], row["generation"]),
+            )
+            for row in rows
+        )
+        return [Outgoing(m.cancel_list_header, buttons)]
 
     # -- admins -------------------------------------------------------------------------
 
@@ -233,11 +275,20 @@ class Conversation:
     async def _retry(
         self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
     ) -> list[Outgoing]:
-        if not argument.isascii() or not argument.isdigit() or len(argument) > 19:
+        asset_id = _asset_id(argument)
+        if asset_id is None:
             return [Outgoing("Usage: /retry &lt;asset id&gt;")]
         actor = Actor.telegram_admin(user_id)
-        result = await retry(conn, int(argument), actor, reason="/retry", now=self.clock.now())
+        result = await retry(conn, asset_id, actor, reason="/retry", now=self.clock.now())
         return [Outgoing(html.escape(describe_retry(result), quote=False))]
+
+    async def _cancel_asset(self, conn: Connection, user_id: int, argument: str) -> list[Outgoing]:
+        asset_id = _asset_id(argument)
+        if asset_id is None:
+            return [Outgoing("Usage: /cancel &lt;asset id&gt;")]
+        actor = Actor.telegram_admin(user_id)
+        result = await cancel(conn, asset_id, actor, reason="/cancel", now=self.clock.now())
+        return [Outgoing(html.escape(describe_cancel(result), quote=False))]
 
     async def _failed(
         self, conn: Connection, m: MessagesConfig, user_id: int, argument: str
@@ -268,16 +319,11 @@ class Conversation:
         await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
 
 
-async def _in_line(conn: Connection, m: MessagesConfig, asset_id: int) -> str:
-    """ "Place in line: 3. Expected wait: about 5 min." for a pending asset; "" otherwise
-    (and no wait when there is nothing to go by: no number rather than a wrong one)."""
-    place = await reports.place_in_line(conn, asset_id)
-    if place is None:
-        return ""
-    text = render(m.place_in_line, "", place=str(place.place))
-    if place.minutes is not None:
-        text += " " + render(m.expected_wait, "", minutes=str(place.minutes))
-    return text
+def _asset_id(argument: str) -> int | None:
+    """An admin command's asset id: plain decimal digits, at most a bigint's 19."""
+    if not argument.isascii() or not argument.isdigit() or len(argument) > 19:
+        return None
+    return int(argument)
 
 
 def _split_command(text: str) -> tuple[str | None, str]:
@@ -302,6 +348,7 @@ _USER_COMMANDS = {
     "help": Conversation._help,
     "video": Conversation._video,
     "my": Conversation._my,
+    "cancel": Conversation._cancel,
 }
 _ADMIN_COMMANDS = {
     "stats": Conversation._stats,

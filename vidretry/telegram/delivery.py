@@ -11,7 +11,7 @@ import bisect
 import html
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -51,6 +51,18 @@ class Sender(Protocol):
 
     async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
         """Send a video file with an HTML caption; return Telegram's message id."""
+        ...
+
+
+@runtime_checkable
+class EditsMessages(Protocol):
+    """A transport that can edit a message it sent (the Telegram adapter, the console)."""
+
+    async def edit_text(
+        self, to: Recipient, message_id: int, html_text: str, buttons: Sequence[InlineButton]
+    ) -> None:
+        """Replace the text (and the buttons, one per row) of the bot's message
+        ``message_id``; ``MessageGone`` when it no longer exists or cannot be edited."""
         ...
 
 
@@ -100,6 +112,10 @@ class RecipientRefused(DeliveryError):
 
 class MessageRefused(DeliveryError):
     """Permanent for this message (too long, bad markup, missing file): a bug to look at."""
+
+
+class MessageGone(DeliveryError):
+    """The message to edit is no more: deleted by the user, or no longer editable."""
 
 
 class SendLater(DeliveryError):
@@ -301,6 +317,26 @@ class Pacer:
                     if len(self._sent_in_chat) > 10_000:
                         self._forget_chats(now)
                     return
+
+    def spare(self, chat_id: int) -> bool:
+        """A send that may be dropped (a progress edit), at the lowest priority: True, and
+        the send counted in the rate's window, only when no message waits for a slot, the
+        last second used under half the rate, nothing is paused, and the chat had no send
+        within its interval. Never waits, and reserves nothing: the chat's next message is
+        not held back by it."""
+        now = self.monotonic()
+        if self.paused_for() > 0:
+            return False
+        if self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval > now:
+            return False
+        if self.limiter.starts and self.limiter.starts[-1] > now - self.limiter.spacing:
+            return False  # a message has a slot reserved from about now on: it comes first
+        assert self._recent_sends.maxlen is not None
+        recent = sum(1 for t in self._recent_sends if t > now - 1.0)
+        if recent * 2 >= self._recent_sends.maxlen:
+            return False
+        self._recent_sends.append(now)
+        return True
 
     def sent(self, chat_id: int) -> None:
         """A send to ``chat_id`` has left (or failed): its chat's interval counts from now as

@@ -584,6 +584,8 @@ async def deliver_to(
         )
         return await sender.send_text(to, text, None)
     assert note.asset_id is not None  # only the admins' notices belong to no asset
+    if note.kind == NotificationKind.CANCELLED:
+        return await sender.send_text(to, render(messages.cancelled_by_operator, note.name), None)
     if note.kind == NotificationKind.READY:
         path = str(note.payload.get("result") or "")
         caption = render(messages.ready_caption, note.name)
