@@ -10,6 +10,20 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from vidretry.errors import ConfigError
+
+MAX_ASSET_ID = 2**63 - 1  # bigint
+
+
+def parse_asset_id(text: str) -> int:
+    """The one rule for an asset id, wherever it is typed (the command line, an admin's
+    /retry or /cancel): ASCII digits, 1 to 2^63-1. Anything else is ``ConfigError``."""
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_ASSET_ID:
+        return int(digits)
+    shown = repr(text if len(text) <= 40 else text[:39] + "…")
+    raise ConfigError(f"asset id must be a positive integer (at most {MAX_ASSET_ID}), got {shown}")
+
 
 class JobState(enum.StrEnum):
     PENDING = "pending"

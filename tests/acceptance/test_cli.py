@@ -59,6 +59,37 @@ def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli]) -
     )
 
 
+def test_an_operator_cancels_an_asset_and_its_waiters_are_told(
+    make_cli: Callable[[str], Cli],
+) -> None:
+    cli = make_cli(FAILING)
+    asset = str(cli.json("enqueue", "Маша", "--user", "111")["asset_id"])
+    cli.json("enqueue", "Маша", "--user", "222")
+    done = cli("cancel", asset, "--reason", "wrong name")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"asset {asset} cancelled; 2 waiting user(s) told"
+    shown = cli.json("show", asset)
+    assert shown["state"] == "cancelled"
+    assert {r["state"] for r in shown["requests"]} == {"cancelled"}
+    assert sorted((n["user_id"], n["kind"]) for n in shown["notifications"]) == [
+        (111, "cancelled"),
+        (222, "cancelled"),
+    ]
+    assert shown["events"][-1]["kind"] == "cancelled"
+    assert shown["events"][-1]["detail"] == "wrong name"
+    assert shown["events"][-1]["actor"].startswith("operator:")
+    again = cli("cancel", asset)
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        f"vidretry: error: asset {asset} is cancelled: nothing to cancel"
+    )
+    # Nothing is claimed; asking again makes it afresh.
+    assert cli("worker", "--drain").returncode == 0
+    assert cli.json("show", asset)["state"] == "cancelled"
+    assert cli.json("enqueue", "Маша", "--user", "111")["state"] == "pending"
+    assert cli.json("show", asset)["generation"] == 1
+
+
 @pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
 def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli(FAILING)
@@ -66,7 +97,13 @@ def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
         assert cli("enqueue", name, "--user", "1").returncode == 0
     assert cli("worker", "--drain").returncode == 0
     status = cli.json("status")
-    assert status["counts"] == {"pending": 0, "running": 0, "available": 0, "failed": 3}
+    assert status["counts"] == {
+        "pending": 0,
+        "running": 0,
+        "available": 0,
+        "failed": 3,
+        "cancelled": 0,
+    }
     assert status["failed_last_hour"] == 3
     assert status["outbox_backlog"] == 3
     assert [a["name"] for a in cli.json("list", "--state", "failed")] == ["a", "b", "c"]
@@ -125,11 +162,19 @@ def test_sigterm_lets_the_worker_release_and_exit_zero(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("show", "abc"), 2, "asset id must be a positive integer, got 'abc'"),
+        (
+            ("show", "abc"),
+            2,
+            "asset id must be a positive integer (at most 9223372036854775807), got 'abc'",
+        ),
         (("show", "0"), 2, "asset id must be a positive integer"),
         (("show", "-5"), 2, "No such option: -5"),
         (("retry", "-5"), 2, "No such option: -5"),
-        (("show", "99999999999999999999999"), 1, "not found"),
+        (("show", "99999999999999999999999"), 2, "at most 9223372036854775807"),
+        (("show", "١٢"), 2, "asset id must be a positive integer"),  # Arabic-Indic digits
+        (("cancel", "abc"), 2, "got 'abc'"),
+        (("cancel", "424242"), 1, "asset 424242 not found"),
+        (("cancel",), 2, "Missing argument 'asset'"),
         (("retry", "424242"), 1, "asset 424242 not found"),
         (("retry",), 2, "give an asset id or --all-failed"),
         (("retry", "1", "--all-failed"), 2, "give an asset id or --all-failed"),

@@ -19,7 +19,6 @@ from vidretry.cli.running import (
     login,
     out,
     parse_age,
-    parse_asset_id,
     print_json,
     progress,
     run,
@@ -27,7 +26,7 @@ from vidretry.cli.running import (
 )
 from vidretry.config import DATABASE_URL_ENV, DEFAULT_PRUNE_PACE, Config
 from vidretry.errors import RefusedError, VidretryError
-from vidretry.models import JobState
+from vidretry.models import JobState, parse_asset_id
 
 if TYPE_CHECKING:
     from vidretry.store.db import Connection
@@ -424,6 +423,38 @@ def retry_command(
         return 0
 
     run(ctx, every if all_failed else one)
+
+
+@app.command("cancel")
+def cancel_command(
+    ctx: typer.Context,
+    asset: Annotated[str, typer.Argument(help="Asset id.", show_default=False)],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Recorded with the cancel.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Cancel an asset still to be made or being made, whoever waits for it: its worker
+    stops the generator, and every waiting user is told (exit 1 if nothing was left to
+    cancel)."""
+
+    async def body(config: Config) -> int:
+        from vidretry.queue.cancel import cancel, describe_cancel
+        from vidretry.queue.retry import Actor
+
+        asset_id = parse_asset_id(asset)
+        conn = await session(config)
+        async with conn:
+            result = await cancel(conn, asset_id, Actor.operator(login()), reason=reason)
+        if as_json:
+            print_json(dataclasses.asdict(result))
+        if not result.changed:
+            raise RefusedError(describe_cancel(result))
+        if not as_json:
+            out().print(describe_cancel(result))
+        return 0
+
+    run(ctx, body)
 
 
 # -- pause, resume ----------------------------------------------------------------------

@@ -112,12 +112,6 @@ async def session(config: Config) -> Connection:
     return conn
 
 
-def parse_asset_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"asset id must be a positive integer, got {text!r}")
-    return int(text)
-
-
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

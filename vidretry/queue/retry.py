@@ -11,10 +11,10 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from vidretry.models import JobState
+from vidretry.models import MAX_ASSET_ID, JobState
 from vidretry.store.db import Connection, fetch_all, fetch_one
 
-MAX_ID = 2**63 - 1  # bigint
+MAX_ID = MAX_ASSET_ID
 
 
 class RetryOutcome(enum.StrEnum):

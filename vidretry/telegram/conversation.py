@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, TelegramConfig
 from vidretry.errors import ConfigError
-from vidretry.models import JobState, RequestState
+from vidretry.models import JobState, RequestState, parse_asset_id
 from vidretry.queue import reports
 from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
@@ -320,10 +320,11 @@ class Conversation:
 
 
 def _asset_id(argument: str) -> int | None:
-    """An admin command's asset id: plain decimal digits, at most a bigint's 19."""
-    if not argument.isascii() or not argument.isdigit() or len(argument) > 19:
+    """An admin command's asset id, by the command line's rule (``parse_asset_id``)."""
+    try:
+        return parse_asset_id(argument)
+    except ConfigError:
         return None
-    return int(argument)
 
 
 def _split_command(text: str) -> tuple[str | None, str]:
