@@ -2,7 +2,8 @@
 
 Hypothesis drives random sequences of enqueue, claim, heartbeat, success, failure, crash
 (every lease expires and the rescuer runs), retry from the CLI, button presses (current,
-stale, by a stranger, by an admin), stale workers finishing late, and delivery; and the
+stale, by a stranger, by an admin), cancel (a user withdrawing, current or stale; an operator
+cancelling the asset; asking again re-opens it), stale workers finishing late, and delivery; and the
 circuit breaker: failures on two different assets in a row pause the queue and are refunded,
 probes, pause and resume by hand, and the retries-first claim order. A small model predicts
 every outcome; after each step the database must match it and its invariants hold. Time is
@@ -34,6 +35,7 @@ from tests.support import FakeClock
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs
 from vidretry.queue.breaker import Breaker
+from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, RetryOutcome, retry
 from vidretry.store import db
@@ -71,12 +73,24 @@ class Asset:
     run_at: datetime | None = None  # when it became pending: the claim order
     requests: dict[int, str] = field(default_factory=dict)  # user -> request state
     notes: set[tuple[int, str, int]] = field(default_factory=set)  # (user, kind, generation)
+    # Notes never to be sent: the user withdrew their request before it went out.
+    withdrawn: set[tuple[int, str, int]] = field(default_factory=set)
 
     def settle(self, kind: str) -> None:
         for user, state in self.requests.items():
             if state == "pending":
                 self.requests[user] = "done" if kind == "ready" else "failed"
                 self.notes.add((user, kind, self.generation))
+
+    def cancelled(self, now: datetime) -> None:
+        """The job is cancelled: nobody waits any more, or an operator said so."""
+        if self.state == "running":
+            self.attempts -= 1  # the attempt is given back
+        self.state, self.token = "cancelled", None
+
+    def reopened(self, now: datetime) -> None:
+        self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
+        self.run_at = now
 
     def retried(self, now: datetime) -> None:
         self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
@@ -100,6 +114,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.assets: dict[str, Asset] = {}
         self.held: list[ClaimedJob] = []  # leases our pretend workers believe they hold
         self.delivered: set[int] = set()
+        self.delivered_keys: set[tuple[int | None, int, str, int]] = set()
         self.streak: list[int] = []  # assets whose attempts failed since the last success
         self.pause: Pause | None = None
         self.notices: set[tuple[str, int]] = set()  # (kind, pause id) told to the admin
@@ -127,15 +142,21 @@ class Lifecycle(RuleBasedStateMachine):
         )
         asset = self.assets.setdefault(name, Asset(result.asset_id, run_at=self.clock.now()))
         assert result.asset_id == asset.id
-        new_user = user not in asset.requests
+        if asset.state == "cancelled":
+            event("a cancelled asset asked for again")
+            asset.reopened(self.clock.now())
+        # A new request, or one the user cancelled before: theirs again.
+        fresh = asset.requests.get(user, "cancelled") == "cancelled"
         if asset.state in ("pending", "running"):
-            asset.requests.setdefault(user, "pending")
+            if fresh:
+                asset.requests[user] = "pending"
         elif asset.state == "available":
-            if new_user:
+            if fresh:
                 asset.requests[user] = "done"
             asset.notes.add((user, "ready", asset.generation))
         elif asset.state == "failed":
-            asset.requests.setdefault(user, "failed")
+            if fresh:
+                asset.requests[user] = "failed"
             asset.retried(self.clock.now())
         assert result.state == asset.state
 
@@ -379,6 +400,64 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             assert result.outcome is RetryOutcome.NOT_FAILED
 
+    @rule(name=NAMES, user=USERS, stale=st.booleans())
+    def withdraw(self, name: str, user: int, stale: bool) -> None:
+        """A user presses the cancel button of their request (or a stale one)."""
+        asset = self.assets.get(name)
+        asset_id = asset.id if asset else 10_000
+        generation = None if asset is None else asset.generation - (1 if stale else 0)
+        result = self.run(
+            withdraw(self.conn, asset_id, user, generation=generation, now=self.clock.now())
+        )
+        if asset is None:
+            assert result.outcome is CancelOutcome.NOT_FOUND
+            return
+        if user not in asset.requests:
+            assert result.outcome is CancelOutcome.FORBIDDEN
+            return
+        state = asset.requests[user]
+        unsent = {
+            note for note in asset.notes
+            if note[0] == user and note[1] in ("ready", "failed")
+            and note not in asset.withdrawn and not self.is_delivered(asset, note)
+            and not (note[1] == "failed" and note[2] < asset.generation)
+        }  # fmt: skip
+        if stale or not (state == "pending" or (state in ("done", "failed") and unsent)):
+            assert result.outcome is CancelOutcome.NOT_OPEN
+            return
+        asset.requests[user] = "cancelled"
+        asset.withdrawn |= unsent
+        nobody = all(s != "pending" for s in asset.requests.values())
+        if nobody and asset.state in ("pending", "running"):
+            event(f"withdrawn: a {asset.state} job cancelled")
+            assert result.outcome is CancelOutcome.CANCELLED
+            assert result.was_running == (asset.state == "running")
+            asset.cancelled(self.clock.now())
+        else:
+            assert result.outcome is CancelOutcome.WITHDRAWN
+
+    @rule(name=NAMES)
+    def operator_cancels(self, name: str) -> None:
+        asset = self.assets.get(name)
+        asset_id = asset.id if asset else 10_000
+        result = self.run(cancel(self.conn, asset_id, Actor.operator("op"), now=self.clock.now()))
+        if asset is None:
+            assert result.outcome is CancelOutcome.NOT_FOUND
+        elif asset.state in ("pending", "running"):
+            assert result.outcome is CancelOutcome.CANCELLED
+            waiting = sorted(u for u, s in asset.requests.items() if s == "pending")
+            assert list(result.told_users) == waiting
+            for user in waiting:
+                asset.requests[user] = "cancelled"
+                asset.notes.add((user, "cancelled", asset.generation))
+            asset.cancelled(self.clock.now())
+        else:
+            assert result.outcome is CancelOutcome.NOT_OPEN
+            assert result.state == asset.state
+
+    def is_delivered(self, asset: Asset, note: tuple[int, str, int]) -> bool:
+        return (asset.id, *note) in self.delivered_keys
+
     @rule(limit=st.integers(1, 5))
     def deliver(self, limit: int) -> None:
         notes = self.run(
@@ -390,6 +469,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert note.id not in self.delivered
             assert self.run(outbox.mark_sent(self.conn, note, message_id=1, now=self.clock.now()))
             self.delivered.add(note.id)
+            self.delivered_keys.add((note.asset_id, note.user_id, note.kind, note.generation))
 
     # -- what must always hold ------------------------------------------------------------
 
@@ -427,11 +507,14 @@ class Lifecycle(RuleBasedStateMachine):
         assert {(n["asset_id"], n["user_id"], n["kind"], n["generation"]) for n in notes} == {
             (a.id, *note) for a in self.assets.values() for note in a.notes
         }
-        generation = {a.id: a.generation for a in self.assets.values()}
+        by_id = {a.id: a for a in self.assets.values()}
         for n in notes:
+            asset = by_id[n["asset_id"]]
             # A retry supersedes the failure messages of the generation it ends that were not
-            # delivered yet: they are never sent.
-            obsolete = n["kind"] == "failed" and n["generation"] < generation[n["asset_id"]]
+            # delivered yet, and a withdrawal the user's own: they are never sent.
+            obsolete = (n["kind"] == "failed" and n["generation"] < asset.generation) or (
+                (n["user_id"], n["kind"], n["generation"]) in asset.withdrawn
+            )
             expected = (
                 "sent" if n["id"] in self.delivered else "superseded" if obsolete else "pending"
             )
