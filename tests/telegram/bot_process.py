@@ -15,10 +15,16 @@ nothing can leave the machine. Environment variables steer the double:
 - ``VIDRETRY_TEST_VALID_TOKEN``: the token the double accepts (default: the tests' token).
 - ``VIDRETRY_TEST_CRASH_ON``: a text; sending a message that holds it kills the process
   with SIGKILL, as a library's segfault or an OOM kill would (a poison notification).
+- ``VIDRETRY_TEST_INBOX``: a file the test appends JSON lines to, each a user's action fed
+  through the bot's real update loop: ``{"user": 1, "text": "/video Маша"}`` writes to the
+  bot, ``{"user": 1, "press": "<callback data>", "msg_id": 1002}`` presses a button. Every
+  message the bot sends, edits and the chat actions are logged to the events file then, with
+  their text, buttons and message ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -29,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from telethon import functions
+from telethon import functions, types
 
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
@@ -86,8 +92,37 @@ class ProcessTelegram(FakeTelegram):
         self.chaos = chaos
         self.outage = outage
         self.rng = random.Random()
+        inbox = os.environ.get("VIDRETRY_TEST_INBOX")
+        self.inbox = Path(inbox) if inbox else None
+        self.clients: list[Any] = []  # the bot sessions built, the newest last
+        self.reading: asyncio.Task[None] | None = None
+
+    def read_inbox(self) -> None:
+        """Start feeding the inbox's actions to the newest client (in its event loop)."""
+        if self.inbox is not None and self.reading is None:
+            self.reading = asyncio.get_running_loop().create_task(self._feed())
+
+    async def _feed(self) -> None:
+        assert self.inbox is not None
+        done = 0
+        while True:
+            await asyncio.sleep(0.05)
+            lines = self.inbox.read_text().splitlines() if self.inbox.exists() else []
+            for line in lines[done:]:
+                action = json.loads(line)
+                user = int(action["user"])
+                if user not in self.users:
+                    self.add_user(user, lang_code=action.get("lang"))
+                if "text" in action:
+                    self.write(self.clients[-1], user, action["text"])
+                else:
+                    self.press(
+                        self.clients[-1], user, action["press"].encode(), int(action["msg_id"])
+                    )
+            done = len(lines)
 
     def answer(self, request: Any) -> Any:
+        self.read_inbox()
         crash_on = os.environ.get("VIDRETRY_TEST_CRASH_ON")
         if crash_on and isinstance(request, SENDS) and crash_on in (request.message or ""):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -106,7 +141,22 @@ class ProcessTelegram(FakeTelegram):
                 self.fail(type(request), "INTERNAL_SERVER_ERROR", 500)
         result = super().answer(request)  # raises what was injected above
         if isinstance(request, SENDS):
-            self.log("send", chat=request.peer.user_id, key=message_key(request))
+            fields: dict[str, Any] = {}
+            if self.inbox is not None:
+                fields = {"text": request.message, "id": _message_id(result)}
+                fields["buttons"] = _buttons(request.reply_markup)
+            self.log("send", chat=request.peer.user_id, key=message_key(request), **fields)
+        elif self.inbox is not None and isinstance(request, functions.messages.EditMessageRequest):
+            self.log(
+                "edit", chat=request.peer.user_id, id=request.id, text=request.message,
+                buttons=_buttons(request.reply_markup),
+            )  # fmt: skip
+        elif self.inbox is not None and isinstance(request, functions.messages.SetTypingRequest):
+            self.log("action", chat=request.peer.user_id, action=type(request.action).__name__)
+        elif self.inbox is not None and isinstance(
+            request, functions.messages.SetBotCallbackAnswerRequest
+        ):
+            self.log("answer", text=request.message)
         return result
 
     def on_connection(self, connected: bool) -> None:
@@ -119,6 +169,25 @@ class ProcessTelegram(FakeTelegram):
         line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), **fields})
         with self.events.open("a") as f:
             f.write(line + "\n")
+
+
+def _message_id(updates: Any) -> int | None:
+    for update in getattr(updates, "updates", []):
+        if isinstance(update, types.UpdateMessageID):
+            return int(update.id)
+    return None
+
+
+def _buttons(markup: Any) -> list[str]:
+    """The callback data of every inline button."""
+    rows = getattr(markup, "rows", None) or []
+    found = []
+    for row in rows:
+        for button in row.buttons:
+            button = getattr(button, "type", button)  # Telethon's wrapper, or the TL object
+            if getattr(button, "data", None) is not None:
+                found.append(bytes(button.data).decode())
+    return found
 
 
 def main() -> None:
@@ -140,6 +209,7 @@ def main() -> None:
     def build_offline_client(config: Any, **options: Any) -> Any:
         client = build_client(config, **options)
         install(client, telegram)
+        telegram.clients.append(client)
         return client
 
     # The command imports the adapter when it runs, and takes build_client from it then.

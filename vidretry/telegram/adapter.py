@@ -324,12 +324,20 @@ class TelegramBot:
         )
 
         async def show() -> None:
-            while True:
-                with contextlib.suppress(errors.RPCError, ValueError, *_TELEGRAM_DOWN):
-                    await self.client(request)
-                await asyncio.sleep(CHAT_ACTION_SECONDS)
+            with contextlib.suppress(errors.RPCError, ValueError, *_TELEGRAM_DOWN):
+                await self.client(request)
 
-        showing = asyncio.create_task(show())
+        async def keep_showing() -> None:
+            while True:
+                await asyncio.sleep(CHAT_ACTION_SECONDS)
+                await show()
+
+        # The first one before the upload starts (a short upload would end before it left),
+        # not waited for longer than a second.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await show()
+        showing = asyncio.create_task(keep_showing())
         try:
             yield
         finally:
