@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -86,5 +87,7 @@ def test_demo_fast_reaches_every_expected_state(embedded_dir: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "Every asset reached its expected state." in result.stdout
     assert "Запустили заново!" in result.stdout  # the button was pressed and answered
+    assert re.search(r"Done: [1-9]\d* progress edits, one cancel", result.stdout)
+    assert re.search(r"Вася\s+│ cancelled", result.stdout)
     assert "What a real deployment configures" in result.stdout
     assert not (tmp_path / "output").exists()  # the demo's files stay in its own temp dir

@@ -3,8 +3,10 @@
 A few pretend Telegram users ask the bot for videos (``/video <name>``, answered by the same
 conversation service the real bot uses), a generator fails some assets always and some once,
 a worker and a notifier (console transport) run in this process; then one user presses the
-retry button of a failed asset and it succeeds. The scenario reports snapshots
-through a callback; drawing them is the command line's business.
+retry button of a failed asset and it succeeds. The acceptances are edited into the
+progress as the videos are made, and one user cancels a video half way through: its worker
+stops it. The scenario reports snapshots through a callback; drawing them is the command
+line's business.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
+import itertools
 import random
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from vidretry.app.daemons import NotifierProcess, build_worker
 from vidretry.clock import DatabaseClock
@@ -37,6 +41,7 @@ from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming
 from vidretry.telegram.delivery import InlineButton, Recipient
 from vidretry.telegram.limits import RequestRate
+from vidretry.telegram.progress import remember_acceptance
 
 DEMO_DATABASE = "vidretry_demo"
 
@@ -48,11 +53,14 @@ ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("Аня", "fail_until_retried", (101, 104)),
     ("Коля", "ok", (105,)),
     ("Дима", "always_fails", (102,)),
+    ("Вася", "until_cancelled", (106,)),
 )
 BEHAVIOURS = {name: behaviour for name, behaviour, _ in ASSETS}
 PRESSER = 104  # presses Аня's retry button
+CANCELLER = 106  # changes their mind about Вася while it is being made
 EXPECTED = {"Маша": "available", "Петя": "available", "Аня": "available", "Коля": "available",
-            "Дима": "failed"}  # fmt: skip
+            "Дима": "failed", "Вася": "cancelled"}  # fmt: skip
+PROGRESS_STEPS = 10
 
 
 @dataclass
@@ -81,8 +89,15 @@ class DemoGenerator:
         self.rng = rng
 
     async def __call__(self, job: JobContext) -> str:
-        await asyncio.sleep(self.seconds * (0.5 + self.rng.random()))
         behaviour = BEHAVIOURS.get(job.name)
+        if behaviour == "until_cancelled":  # 2 % every quarter second, until stopped
+            for step in itertools.count():
+                job.progress(min(0.98, step / 50))
+                await asyncio.sleep(0.25)
+        seconds = self.seconds * (0.5 + self.rng.random())
+        for step in range(PROGRESS_STEPS):  # a real generator prints "progress <percent>"
+            job.progress(step / PROGRESS_STEPS)
+            await asyncio.sleep(seconds / PROGRESS_STEPS)
         if behaviour == "always_fails" or (
             behaviour == "fail_until_retried" and job.generation == 0
         ):
@@ -101,6 +116,9 @@ class RecordingConsole:
         self.lines: list[str] = []
         self.sent = 0  # messages delivered from the outbox
         self.buttons: dict[int, str] = {}  # user id -> callback data of their last button
+        self.cancels: dict[int, str] = {}  # user id -> their acceptance's cancel button
+        self.edits = 0  # acceptance messages edited into the progress or the place in line
+        self.message_ids = itertools.count(1)
 
     async def send_text(
         self, to: Recipient, html_text: str, button: InlineButton | None
@@ -118,6 +136,12 @@ class RecordingConsole:
         self.sent += 1
         self.lines.append(f"→ {to.user_id}: 🎬 {Path(path).name} — {_plain(caption_html)}")
         return None
+
+    async def edit_text(
+        self, to: Recipient, message_id: int, html_text: str, buttons: Sequence[InlineButton]
+    ) -> None:
+        self.edits += 1
+        self.lines.append(f"✎ {to.user_id}: {_plain(html_text).splitlines()[0]}")
 
 
 async def prepare_database(server: EmbeddedServer) -> str:
@@ -152,7 +176,9 @@ async def run_demo(
         shutdown_grace_seconds=1,
     )
     notifier_config = NotifierConfig(
-        per_chat_interval_seconds=0 if fast else 1, poll_interval_seconds=0.2
+        per_chat_interval_seconds=0 if fast else 1,
+        poll_interval_seconds=0.2,
+        progress_edit_seconds=0.5 if fast else 2,  # a demo's pace; 5 s by default
     )
     with tempfile.TemporaryDirectory(prefix="vidretry-demo-") as output:
         worker_config = dataclasses.replace(worker_config, output_dir=Path(output))
@@ -204,12 +230,22 @@ async def run_demo(
             try:
                 for name, _, users in ASSETS:
                     for user in users:
-                        await _ask(bot, console, user, f"/video {name}")
+                        await _ask(bot, pool, console, user, f"/video {name}")
                     if not fast:
                         await asyncio.sleep(0.8)
                 snapshot.phase = (
-                    "Worker generating; failures retried with backoff; the notifier answers"
+                    "Worker generating; progress shown in the acceptances; failures retried"
                 )
+                await settle(lambda s: s.get("Вася") == "running" and console.edits >= 2, 60)
+                if not fast:
+                    await settle(lambda s: False, 4)
+                snapshot.phase = f"User {CANCELLER} changes their mind: «✖️ Отменить» on Вася"
+                cancel = console.cancels.get(CANCELLER)
+                if cancel is None:
+                    raise VidretryError(f"demo: user {CANCELLER} never got a cancel button")
+                reply = await buttons.press(Press(CANCELLER, None, cancel.encode()))
+                console.lines.append(f"← {CANCELLER} pressed «✖️ Отменить»; bot: {reply.answer}")
+                snapshot.phase = "Вася cancelled: its worker stops it, no attempt counted"
                 await settle(lambda s: _all_terminal(s) and snapshot.outbox.get("waiting") == 0
                              and len(console.buttons) >= 3, 60)  # fmt: skip
                 data = console.buttons.get(PRESSER)
@@ -224,7 +260,9 @@ async def run_demo(
                 states = await settle(
                     lambda s: s == EXPECTED and snapshot.outbox.get("waiting") == 0, 60
                 )
-                snapshot.phase = "Done"
+                snapshot.phase = (
+                    f"Done: {console.edits} progress edits, one cancel, one retry by button"
+                )
                 on_update(snapshot)
             finally:
                 stop.set()
@@ -234,11 +272,24 @@ async def run_demo(
     return DemoResult(states, missing)
 
 
-async def _ask(bot: Conversation, console: RecordingConsole, user: int, text: str) -> None:
-    """A user writes to the bot; the bot's answer is shown as the console shows messages."""
+async def _ask(
+    bot: Conversation,
+    pool: AsyncConnectionPool[db.Connection],
+    console: RecordingConsole,
+    user: int,
+    text: str,
+) -> None:
+    """A user writes to the bot; the bot's answer is shown as the console shows messages,
+    and an acceptance is remembered as the Telegram adapter remembers it (to be edited)."""
     console.lines.append(f"← {user}: {text}")
     for message in await bot.handle(Incoming(user, None, text)) or []:
         console.lines.append(f"→ {user}: {_plain(message.text).splitlines()[0]}")
+        if message.accepts is not None:
+            await remember_acceptance(
+                pool, DatabaseClock(), user, message.accepts, next(console.message_ids),
+                message.text,
+            )  # fmt: skip
+            console.cancels[user] = message.buttons[0].data
 
 
 def _plain(html_text: str) -> str:
@@ -247,4 +298,6 @@ def _plain(html_text: str) -> str:
 
 
 def _all_terminal(states: dict[str, str]) -> bool:
-    return len(states) == len(ASSETS) and all(s in ("available", "failed") for s in states.values())
+    return len(states) == len(ASSETS) and all(
+        s in ("available", "failed", "cancelled") for s in states.values()
+    )
