@@ -1,7 +1,8 @@
 """The chaos run: workers and notifiers killed at random (the leading notifier above all),
 PostgreSQL restarted, Telegram failing everybody for 30 s, the generator failing every job
 for 20 s (the circuit breaker must pause the queue), failed assets retried from the CLI,
-and then SQL that proves nothing was lost or done twice.
+assets cancelled from the CLI and requests taken back by their users, and then SQL that
+proves nothing was lost or done twice.
 
     python -m tests.chaos.run            # short form, under two minutes (CI runs it)
     python -m tests.chaos.run --long     # 2,000 assets, 3,000 requests, four minutes of chaos
@@ -31,6 +32,7 @@ from typing import Any
 
 from tests.telegram.bot_process import blocked, most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
+from vidretry.queue.cancel import withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.store import db, schema
 from vidretry.store.embedded import EmbeddedServer
@@ -89,6 +91,7 @@ class Figures:
     leader_kills: int = 0
     restarts_of_postgres: int = 0
     cli_retries: int = 0
+    cancels: int = 0
     failures: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # wall-clock times
@@ -197,6 +200,7 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
             figures.restarts_of_postgres += 1
         if time.monotonic() >= next_retry:
             figures.cli_retries += await _retry_some(cli, env, url, rng)
+            figures.cancels += await _cancel_some(cli, env, url, rng)
             next_retry = time.monotonic() + rng.uniform(2, 4)
     while outage.exists() or generator_down.exists():  # the chaos may end before they do
         await asyncio.sleep(0.5)
@@ -307,6 +311,30 @@ async def _retry_some(cli: list[str], env: dict[str, str], url: str, rng: random
     return len(chosen)
 
 
+async def _cancel_some(cli: list[str], env: dict[str, str], url: str, rng: random.Random) -> int:
+    """An operator cancels one asset still to be made (or being made) from the CLI, and two
+    users take back a waiting request each (the cancel button's service)."""
+    try:
+        async with await db.connect(url) as conn:
+            cur = await conn.execute(
+                "SELECT a.id, r.user_id FROM video_assets AS a"
+                " JOIN user_requests AS r ON r.asset_id = a.id AND r.state = 'pending'"
+                " WHERE a.state IN ('pending', 'running')"
+            )
+            open_requests = [(row["id"], row["user_id"]) for row in await cur.fetchall()]
+            chosen = rng.sample(open_requests, min(3, len(open_requests)))
+            for asset_id, user_id in chosen[1:]:
+                await withdraw(conn, asset_id, user_id)
+    except Exception:  # the database may be restarting
+        return 0
+    for asset_id, _ in chosen[:1]:
+        await asyncio.to_thread(
+            subprocess.run, [*cli, "cancel", str(asset_id), "--reason", "chaos"], env=env,
+            capture_output=True, check=False,
+        )  # fmt: skip
+    return len(chosen)
+
+
 async def _settle(url: str, seconds: float) -> float:
     """Wait until every asset is terminal and every notification sent or dead."""
     started = time.monotonic()
@@ -343,8 +371,22 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
 
         states = await by_state("video_assets")
         facts["assets by final state"] = states
-        if set(states) - {"available", "failed"}:
+        if set(states) - {"available", "failed", "cancelled"}:
             fail(f"assets not in a final state: {states}")
+        facts["cancels (an operator's, a user's)"] = figures.cancels
+        claimed_after = await rows(
+            "SELECT c.asset_id FROM job_events AS c JOIN job_events AS k"
+            " ON k.asset_id = c.asset_id AND k.generation = c.generation"
+            " AND k.kind = 'claimed' AND k.id > c.id WHERE c.kind = 'cancelled'"
+        )
+        if claimed_after:
+            fail(f"{len(claimed_after)} cancelled job(s) claimed again: {claimed_after[:3]}")
+        stranded = await rows(
+            "SELECT a.id FROM video_assets AS a JOIN user_requests AS r ON r.asset_id = a.id"
+            " WHERE a.state = 'cancelled' AND r.state = 'pending'"
+        )
+        if stranded:
+            fail(f"{len(stranded)} cancelled asset(s) with a user still waiting: {stranded[:3]}")
 
         # Attempts that counted: claimed, less those handed back at shutdown and those
         # refunded because the queue was paused.
@@ -361,16 +403,25 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
         )[0]["n"]
         facts["retries from the CLI"] = figures.cli_retries
 
+        # Every user still waiting when a generation failed was told once; a user who took
+        # their request back (cancelled) may have been told of an earlier generation or not.
         missing = await rows(
             """
             SELECT e.asset_id, e.generation,
-                   (SELECT count(*) FROM user_requests r WHERE r.asset_id = e.asset_id) AS users,
+                   (SELECT count(*) FROM user_requests r WHERE r.asset_id = e.asset_id
+                      AND r.state <> 'cancelled' AND NOT EXISTS (
+                          SELECT 1 FROM notifications n WHERE n.asset_id = r.asset_id
+                            AND n.user_id = r.user_id AND n.generation = e.generation
+                            AND n.kind = 'failed')) AS unnotified,
                    (SELECT count(*) FROM notifications n WHERE n.asset_id = e.asset_id
-                      AND n.generation = e.generation AND n.kind = 'failed') AS notified
+                      AND n.generation = e.generation AND n.kind = 'failed'
+                      AND NOT EXISTS (SELECT 1 FROM user_requests r
+                                      WHERE r.asset_id = n.asset_id
+                                        AND r.user_id = n.user_id)) AS strangers
             FROM job_events e WHERE e.kind = 'failed'
             """
         )
-        wrong = [m for m in missing if m["users"] != m["notified"]]
+        wrong = [m for m in missing if m["unnotified"] or m["strangers"]]
         if wrong:
             fail(
                 f"{len(wrong)} failed generation(s) without one notification per user: {wrong[:3]}"
