@@ -46,39 +46,13 @@ WHERE asset_id = %(id)s AND user_id = %(user_id)s AND kind IN ('ready', 'failed'
   AND state = 'pending'
 RETURNING id;
 
--- name: cancel_unwanted_job
--- After withdraw_request: a job that nobody waits for any more is cancelled. A pending one
--- is never claimed; a running one loses its lease (its worker's heartbeat notices and stops
--- the generator) and the attempt it was charged at the claim is given back.
-WITH old AS (
-    SELECT id, state, lease_owner FROM video_assets WHERE id = %(id)s
-),
-cancelled AS (
-    UPDATE video_assets AS a
-    SET state = 'cancelled',
-        attempts = CASE WHEN a.state = 'running' THEN a.attempts - 1 ELSE a.attempts END,
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, progress = NULL,
-        finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM old
-    WHERE a.id = old.id AND a.state IN ('pending', 'running')
-      AND NOT EXISTS (SELECT 1 FROM user_requests AS r
-                      WHERE r.asset_id = a.id AND r.state = 'pending')
-    RETURNING a.id, a.generation, old.state AS was, old.lease_owner
-),
-history AS (
-    INSERT INTO job_events (asset_id, generation, kind, actor, detail, created_at)
-    SELECT id, generation, 'cancelled', %(actor)s,
-           CASE WHEN was = 'running' THEN 'nobody waits any more; stopped on ' || lease_owner
-                ELSE 'nobody waits any more' END,
-           coalesce(%(now)s::timestamptz, now())
-    FROM cancelled
-)
-SELECT id, was FROM cancelled;
-
--- name: cancel_asset
--- An operator (or an admin in Telegram) cancels a whole asset that is still to be made or
--- being made, whoever waits for it. Its requests follow in cancel_requests_and_queue_notices.
+-- name: cancel_job
+-- Cancel a job still to be made or being made: a pending one is never claimed; a running one
+-- loses its lease (its worker's heartbeat notices and stops the generator) and the attempt
+-- it was charged at the claim is given back. With "unwanted" (after withdraw_request, in its
+-- transaction) only when nobody waits for it any more; without, an operator's (or an
+-- admin's) cancel of the whole asset, whoever waits — its requests follow in
+-- cancel_requests_and_queue_notices. The asset row is locked first either way.
 WITH old AS (
     SELECT id, state, lease_owner FROM video_assets WHERE id = %(id)s FOR UPDATE
 ),
@@ -91,20 +65,24 @@ cancelled AS (
         updated_at = coalesce(%(now)s::timestamptz, now())
     FROM old
     WHERE a.id = old.id AND a.state IN ('pending', 'running')
+      AND (NOT %(unwanted)s OR NOT EXISTS (SELECT 1 FROM user_requests AS r
+                                           WHERE r.asset_id = a.id AND r.state = 'pending'))
     RETURNING a.id, a.generation, old.state AS was, old.lease_owner
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, actor, detail, created_at)
     SELECT id, generation, 'cancelled', %(actor)s,
-           concat_ws('; ', %(reason)s::text,
-                     CASE WHEN was = 'running' THEN 'stopped on ' || lease_owner END),
+           nullif(concat_ws('; ',
+                            coalesce(%(reason)s::text,
+                                     CASE WHEN %(unwanted)s THEN 'nobody waits any more' END),
+                            CASE WHEN was = 'running' THEN 'stopped on ' || lease_owner END), ''),
            coalesce(%(now)s::timestamptz, now())
     FROM cancelled
 )
 SELECT id, was FROM cancelled;
 
 -- name: cancel_requests_and_queue_notices
--- After cancel_asset, in its own snapshot: every request still waiting is cancelled and its
+-- After an operator's cancel_job, in its own snapshot: every request still waiting is cancelled and its
 -- user told, one 'cancelled' outbox row each.
 WITH asset AS (
     SELECT id, name, generation FROM video_assets WHERE id = %(id)s AND state = 'cancelled'

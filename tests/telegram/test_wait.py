@@ -80,11 +80,7 @@ async def test_one_of_two_waiters_cancels_and_only_the_other_gets_the_video(
             await telegram.wait_for(lambda: len(telegram.sent(SendMedia)) == 1)
             await asyncio.sleep(0.3)  # nothing more is on its way
         assert [m.peer.user_id for m in telegram.sent(SendMedia)] == [2]
-        assert "Ваши видео" in (await say_after(app, 1, "/my"))[0]
-
-
-async def say_after(app: Deployment, user_id: int, text: str) -> list[str]:
-    return await say(app, user_id, text)
+        assert "Ваши видео" in (await say(app, 1, "/my"))[0]
 
 
 async def test_a_lone_pending_request_cancelled_from_the_list_is_never_made(

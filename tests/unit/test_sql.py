@@ -50,8 +50,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # cancel.sql
     "withdraw_request": ["r.state = 'pending'"],
     "supersede_withdrawn_notifications": ["state = 'pending'"],
-    "cancel_unwanted_job": ["a.state IN ('pending', 'running')"],
-    "cancel_asset": ["a.state IN ('pending', 'running')"],
+    "cancel_job": ["a.state IN ('pending', 'running')"],
     "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
     "reopen_cancelled": ["state = 'cancelled'"],
     # jobs.sql

@@ -19,7 +19,9 @@ from typing import Any
 
 # Columns whose text may wrap: everything else keeps its whole text on one line.
 FREE_TEXT = frozenset({"name"})
-STATE_COLOUR = {"pending": "33", "running": "36", "available": "32", "failed": "31"}
+STATE_COLOUR = {
+    "pending": "33", "running": "36", "available": "32", "failed": "31", "cancelled": "2",
+}  # fmt: skip
 BOLD, RED, GREEN, BOLD_RED = "1", "31", "32", "1;31"
 
 

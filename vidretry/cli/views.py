@@ -23,6 +23,7 @@ STATE_STYLE = {
     "running": "cyan",
     "available": "green",
     "failed": "red",
+    "cancelled": "dim",
 }
 
 

@@ -60,13 +60,14 @@ async def withdraw(
         return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
     actor = Actor.telegram(user_id).label
     params = {
-        "id": asset_id, "user_id": user_id, "generation": generation, "actor": actor, "now": now,
+        "id": asset_id, "user_id": user_id, "generation": generation, "actor": actor,
+        "unwanted": True, "reason": None, "now": now,
     }  # fmt: skip
     async with conn.transaction():
         if await fetch_one(conn, "withdraw_request", params) is None:
             return await _refusal(conn, asset_id, user_id)
         await fetch_all(conn, "supersede_withdrawn_notifications", params)
-        job = await fetch_one(conn, "cancel_unwanted_job", params)
+        job = await fetch_one(conn, "cancel_job", params)
     if job is None:
         return CancelResult(CancelOutcome.WITHDRAWN, asset_id)
     return CancelResult(CancelOutcome.CANCELLED, asset_id, was_running=job["was"] == "running")
@@ -84,9 +85,9 @@ async def cancel(
     each waiting user is told. ``NOT_OPEN`` for an asset already made, failed or cancelled."""
     if not 1 <= asset_id <= MAX_ID:
         return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
-    params = {"id": asset_id, "actor": actor.label, "reason": reason, "now": now}
+    params = {"id": asset_id, "actor": actor.label, "reason": reason, "unwanted": False, "now": now}
     async with conn.transaction():
-        job = await fetch_one(conn, "cancel_asset", params)
+        job = await fetch_one(conn, "cancel_job", params)
         if job is None:
             return await _refusal(conn, asset_id, None)
         told = await fetch_one(conn, "cancel_requests_and_queue_notices", params)

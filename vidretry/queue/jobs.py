@@ -202,7 +202,8 @@ async def record_progress(
     conn: Connection, job: ClaimedJob, fraction: float, *, now: datetime | None
 ) -> bool:
     """The generator's latest progress report (0 to 1), fenced by the lease; the
-    notifiers are woken to show it. False if the lease was lost."""
+    notifiers are woken to show it. False if nothing was written: the lease was lost, or
+    the report is the one already recorded."""
     params = {"id": job.id, "token": job.lease_token, "progress": fraction, "now": now}
     return await fetch_one(conn, "record_progress", params) is not None
 

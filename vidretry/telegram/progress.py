@@ -212,6 +212,7 @@ class ProgressEditor:
             {"seconds": self.interval_seconds, "limit": PASS_LIMIT, "now": self.clock.now()},
         )
         due = []
+        places: dict[tuple[int, str], str] = {}  # (asset, language): one query per asset
         for row in rows:
             m = self.messages.in_language(row["lang_code"])
             if row["state"] == JobState.RUNNING:
@@ -226,7 +227,10 @@ class ProgressEditor:
                     )
             else:
                 accepted = render(m.requested, row["name"])
-                place = await in_line(conn, m, row["asset_id"])
+                key = (row["asset_id"], row["lang_code"] or "")
+                if key not in places:
+                    places[key] = await in_line(conn, m, row["asset_id"])
+                place = places[key]
                 text = f"{accepted}\n{place}" if place else accepted
             button = InlineButton(m.cancel_button, cancel_data(row["asset_id"], row["generation"]))
             to = Recipient(row["user_id"], row["chat_id"], row["access_hash"])
