@@ -141,6 +141,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    # `vidretry web`: the operator's console. Loopback by default; every page and API call
+    # needs a login (a token: `vidretry web token add`) on any address.
+    address: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=_bounded(1, 65535))
+    # Behind a reverse proxy that speaks https: session cookies are marked Secure.
+    behind_https: bool = False
+
+
+@dataclass(frozen=True)
 class MessagesConfig:
     """Every text a Telegram user sees, in the default language (Russian: the first users
     were). ``{name}`` is HTML-escaped before it is inserted. ``languages`` holds the complete
@@ -388,6 +398,7 @@ class Config:
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: Path | None = None
 
 
@@ -398,6 +409,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
     "metrics": MetricsConfig,
+    "web": WebConfig,
     "retention": RetentionConfig,
 }
 

@@ -84,3 +84,10 @@ SELECT (SELECT count(*) FROM job_events WHERE created_at < %(before)s) AS events
 -- name: prune_cutoff
 -- "Older than" in the database's time (the one clock every process shares).
 SELECT coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s) AS before;
+
+-- name: record_prune
+-- A prune finished: the console's overview shows when, by whom and how much went.
+INSERT INTO last_prune (pruned_at, pruned_by, deleted)
+VALUES (now(), %(by)s, %(deleted)s)
+ON CONFLICT (id) DO UPDATE
+SET pruned_at = excluded.pruned_at, pruned_by = excluded.pruned_by, deleted = excluded.deleted;

@@ -86,6 +86,9 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "progress_shown": ["r.state = 'pending'"],
     "progress_checked": ["state = 'pending'"],
     "forget_acceptances": ["state = 'pending'"],
+    # web.sql
+    "note_web_token_used": ["token_hash = %(hash)s"],
+    "resend_notification": ["state = 'dead'"],
     # retry.sql
     "retry_job": ["a.state = 'failed'"],
     "reopen_requests": ["state = 'failed'"],

@@ -126,6 +126,7 @@ def build_worker(
     ``url``), pruning history when ``[retention] days`` is set, its breaker's pauses told to
     ``[telegram] admins``."""
     clock = clock or DatabaseClock()
+    name = name or default_process_name()
     days = config.retention.days
     lease = config.worker.lease_seconds
     return Worker(
@@ -136,7 +137,11 @@ def build_worker(
         clock=clock,
         rng=rng or random.Random(),  # noqa: S311 (jitter only)
         name=name,
-        pruning=retention.BackgroundPruning(pool, days, clock=clock) if days else None,
+        pruning=(
+            retention.BackgroundPruning(pool, days, clock=clock, by=f"worker {name}")
+            if days
+            else None
+        ),
         breaker=breaker_settings(config.worker, config.telegram.admins),
     )
 

@@ -25,7 +25,7 @@ from vidretry.cli.running import (
     session,
 )
 from vidretry.config import DATABASE_URL_ENV, DEFAULT_PRUNE_PACE, Config
-from vidretry.errors import RefusedError, VidretryError
+from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.models import JobState, parse_asset_id
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def db_prune(
                 task = bar.add_task("pruning", total=found.total)
                 done = await retention.prune(
                     conn, before, assets=assets, pace=pace,
-                    on_progress=lambda n: bar.advance(task, n),
+                    on_progress=lambda n: bar.advance(task, n), by=f"operator:{login()}",
                 )  # fmt: skip
         out().print(f"deleted {views.pruned(done)}")
 
@@ -453,6 +453,109 @@ def cancel_command(
         if not as_json:
             out().print(describe_cancel(result))
         return 0
+
+    run(ctx, body)
+
+
+# -- web ----------------------------------------------------------------------------------
+
+web_app = typer.Typer(
+    help="The operator's web console, and the tokens that log in to it.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+token_app = typer.Typer(
+    help="Tokens for the web console (kept only as hashes).", no_args_is_help=True
+)
+web_app.add_typer(token_app, name="token")
+app.add_typer(web_app, name="web")
+
+
+@web_app.callback()
+def web(
+    ctx: typer.Context,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Listen here ([web] address: 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="[web] port: 8080.")] = None,
+) -> None:
+    """Serve the web console until SIGINT/SIGTERM (log in with a token: `web token add`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def body(config: Config) -> None:
+        from vidretry.app.daemons import setup_logging
+        from vidretry.web.serve import serve_web
+
+        setup_logging()
+        await serve_web(config, address=address or config.web.address, port=port or config.web.port)
+
+    run(ctx, body)
+
+
+@token_app.command("add")
+def token_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Who the token is for (recorded in the history).")],
+    role: Annotated[
+        str, typer.Option("--role", help="viewer (reads) or operator (also acts).")
+    ] = "viewer",
+) -> None:
+    """Make a token and print it, once, alone on the last line (only its hash is kept)."""
+
+    async def body(config: Config) -> None:
+        from vidretry.web import tokens
+
+        if role not in set(tokens.Role):
+            raise ConfigError(f"--role must be viewer or operator, got {role!r}")
+        conn = await session(config)
+        async with conn:
+            token = await tokens.add(conn, name, tokens.Role(role))
+        typer.echo(f"token for {name} ({role}); shown once, keep it secret:")
+        typer.echo(token)
+
+    run(ctx, body)
+
+
+@token_app.command("list")
+def token_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The tokens: name, role, made and last used (never the tokens themselves)."""
+
+    async def body(config: Config) -> None:
+        from vidretry.web import tokens
+
+        conn = await session(config)
+        async with conn:
+            rows = await tokens.listed(conn)
+        if as_json:
+            print_json(rows)
+            return
+        for row in rows:
+            used = row["last_used_at"]
+            last = f"last used {used:%Y-%m-%d %H:%M}" if used else "never used"
+            typer.echo(
+                f"{row['name']}\t{row['role']}\tmade {row['created_at']:%Y-%m-%d %H:%M}\t{last}"
+            )
+
+    run(ctx, body)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The token's name.")]
+) -> None:
+    """Revoke a token: its sessions end on every web process at their next request."""
+
+    async def body(config: Config) -> None:
+        from vidretry.web import tokens
+
+        conn = await session(config)
+        async with conn:
+            await tokens.revoke(conn, name)
+        typer.echo(f"token {name} revoked")
 
     run(ctx, body)
 

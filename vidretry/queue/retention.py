@@ -22,7 +22,7 @@ from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
 from vidretry.errors import RefusedError
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, fetch_one
+from vidretry.store.db import Connection, execute, fetch_one
 from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.retention")
@@ -73,6 +73,7 @@ async def prune(
     pace: float = DEFAULT_PACE,
     on_progress: Callable[[int], None] = lambda rows: None,
     monotonic: Callable[[], float] = time.monotonic,
+    by: str = "vidretry",
 ) -> Counts:
     """Delete what is older than ``before``, batch by batch; ``RefusedError`` if another
     process is pruning. ``conn`` must be in autocommit mode (each batch commits). ``pace``
@@ -104,6 +105,7 @@ async def prune(
     if assets:  # few, and not in time order: up to a batch per statement
         while await step("assets") == batch:
             pass
+    await execute(conn, "record_prune", {"by": by, "deleted": sum(done.values())})
     return Counts(**done)
 
 
@@ -133,12 +135,14 @@ class BackgroundPruning:
         clock: Clock,
         every_seconds: float = 3600.0,
         monotonic: Callable[[], float] = time.monotonic,
+        by: str = "a worker",
     ) -> None:
         self.pool = pool
         self.days = days
         self.clock = clock
         self.every_seconds = every_seconds
         self.monotonic = monotonic
+        self.by = by
         self.next_at = 0.0
         self.task: asyncio.Task[Counts | None] | None = None
 
@@ -153,7 +157,7 @@ class BackgroundPruning:
         try:
             async with self.pool.connection() as conn:
                 before = await cutoff(conn, self.days * 86400, self.clock.now())
-                counts = await prune(conn, before, assets=False)
+                counts = await prune(conn, before, assets=False, by=self.by)
         except RefusedError:
             return None
         except TRANSIENT_DB_ERRORS as exc:
