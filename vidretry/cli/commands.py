@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -484,11 +485,14 @@ def web(
         return
 
     async def body(config: Config) -> None:
-        from vidretry.app.daemons import setup_logging
+        from vidretry.app.daemons import setup_logging, stop_on_signals
         from vidretry.web.serve import serve_web
 
         setup_logging()
-        await serve_web(config, address=address or config.web.address, port=port or config.web.port)
+        where, at = address or config.web.address, port or config.web.port
+        stop = stop_on_signals()
+        logging.getLogger("vidretry.web").warning("vidretry web on http://%s:%d/", where, at)
+        await serve_web(config, address=where, port=at, stop=stop)
 
     run(ctx, body)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 
 from vidretry.config import Config
 from vidretry.errors import ConfigError
@@ -14,7 +17,9 @@ from vidretry.store.pool import open_pool
 log = logging.getLogger("vidretry.web")
 
 
-async def serve_web(config: Config, *, address: str, port: int) -> None:
+async def serve_web(config: Config, *, address: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; ``ConfigError`` when the web extra is missing or the
+    address cannot be listened on."""
     try:
         import uvicorn
 
@@ -23,6 +28,14 @@ async def serve_web(config: Config, *, address: str, port: int) -> None:
         raise ConfigError(
             f"the web console needs its extra: pip install 'vidretry[web]' ({exc.name} missing)"
         ) from None
+
+    class Server(uvicorn.Server):
+        """Signals are vidretry's (``stop``): uvicorn's own handling would re-raise the
+        signal once it stopped, and the process would not exit 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
     url = database_url(config.database)
     # Unprepared statements: each is planned with its parameters' values, so the console's
@@ -40,7 +53,7 @@ async def serve_web(config: Config, *, address: str, port: int) -> None:
             listen_url=config.database.listen_url or url,
             behind_https=config.web.behind_https,
         )
-        server = uvicorn.Server(
+        server = Server(
             uvicorn.Config(
                 app,
                 host=address,
@@ -50,12 +63,17 @@ async def serve_web(config: Config, *, address: str, port: int) -> None:
                 proxy_headers=False,
                 server_header=False,
                 date_header=False,
+                # Open event streams end at a stop instead of holding it up.
+                timeout_graceful_shutdown=2,
             )
         )
-        log.warning("vidretry web on http://%s:%d/", address, port)
-        try:
-            await server.serve()
-        except OSError as exc:  # the port is taken, the address is not ours
-            raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
-        if server.started is False and not server.should_exit:
-            raise ConfigError(f"cannot listen on {address}:{port}")
+        serving = asyncio.create_task(server.serve())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        stopping.cancel()
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
+            await serving
+        if not server.started:
+            raise ConfigError(f"cannot listen on {address}:{port} (in use, or not this machine's)")
+        log.info("vidretry web stopped")
