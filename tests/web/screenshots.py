@@ -48,7 +48,8 @@ async def seed(url: str) -> tuple[str, int]:
         failed = [row["id"] for row in await cur.fetchall()]
         await retry(conn, failed[0], Actor.operator("olga"), reason="new GPU")
         cur = await conn.execute(
-            "SELECT asset_id, user_id FROM user_requests WHERE state = 'pending' ORDER BY id DESC LIMIT 1"
+            "SELECT asset_id, user_id FROM user_requests WHERE state = 'pending'"
+            " ORDER BY id DESC LIMIT 1"
         )
         row = await cur.fetchone()
         assert row is not None
