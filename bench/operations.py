@@ -1,5 +1,5 @@
-"""Operations at scale: what `status`, `list` and `/metrics` cost on a big database, and
-what pruning costs the workers. One temporary PostgreSQL, default durability.
+"""Operations at scale: what `status`, `list`, `/metrics` and the web console's pages cost on
+a big database, and what pruning costs the workers. One temporary PostgreSQL, default durability.
 
     python -m bench.operations              # 1,000,000 finished assets, 5,000,000 events;
                                             # pruning 1,000,000 events under two workers
@@ -120,6 +120,72 @@ async def status_rows(conn: db.Connection, scale: Scale) -> list[tuple[str, floa
         ("`worker --drain` outlook", lambda: jobs.drain_outlook(conn, None)),
     ]
     return [(label, await timed(call, scale.runs)) for label, call in views]
+
+
+# What every page and API call of the console may take, in server time, at this scale.
+WEB_BUDGET_MS = 100.0
+
+
+async def web_rows(url: str, scale: Scale) -> list[tuple[str, float]]:
+    """Each console page and API call on the filled database, in-process (the Starlette
+    app through httpx: the server's time, rendering included), median ms. Every asset gets a
+    Telegram user first (100,000 users), as a real deployment's would have."""
+    import secrets
+
+    import httpx
+
+    from vidretry.store.pool import open_pool
+    from vidretry.web import tokens
+    from vidretry.web.app import build_app
+
+    async with await db.connect(url) as conn:
+        await conn.execute(
+            "INSERT INTO user_requests (asset_id, user_id, chat_id, state)"
+            " SELECT id, 1 + id % 100000, 1 + id % 100000,"
+            "        CASE state WHEN 'failed' THEN 'failed' ELSE 'done' END"
+            " FROM video_assets WHERE state IN ('available', 'failed')"
+        )
+        await conn.execute("ANALYZE user_requests")
+        token = await tokens.add(conn, "bench", tokens.Role.OPERATOR)
+        cur = await conn.execute(
+            "SELECT id FROM video_assets WHERE state = 'failed' ORDER BY id DESC LIMIT %s",
+            (scale.runs + 1,),
+        )
+        failed = [row["id"] for row in await cur.fetchall()]
+    one = failed[-1]
+    retries = iter(failed)
+    async with open_pool(url, max_size=4, prepare=False) as pool:
+        app = build_app(pool, session_key=secrets.token_bytes(32), listen_url=None)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=headers
+        ) as client:
+
+            async def get(path: str) -> None:
+                response = await client.get(path)
+                assert response.status_code == 200, (path, response.status_code)
+
+            async def post_retry() -> None:
+                response = await client.post(f"/api/assets/{next(retries)}/retry")
+                assert response.status_code == 200, response.text
+
+            calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+                ("page `/` (overview)", lambda: get("/")),
+                ("page `/assets` (newest 50)", lambda: get("/assets")),
+                ("page `/assets?state=failed`", lambda: get("/assets?state=failed")),
+                ("page `/assets?q=<user id>`", lambda: get("/assets?q=4242")),
+                ("page `/assets?q=<name prefix>`", lambda: get("/assets?q=asset-12345")),
+                ("page `/assets/{id}`", lambda: get(f"/assets/{one}")),
+                ("page `/failed` (count and newest 50)", lambda: get("/failed")),
+                ("page `/outbox?show=dead`", lambda: get("/outbox?show=dead")),
+                ("`GET /api/assets?state=failed`", lambda: get("/api/assets?state=failed")),
+                ("`GET /api/assets/{id}`", lambda: get(f"/api/assets/{one}")),
+                ("`POST /api/assets/{id}/retry`", post_retry),
+            ]
+            rows = [(label, await timed(call, scale.runs)) for label, call in calls]
+        await app.state.console.live.stop()
+    return rows
 
 
 async def _watch_refresh(conn: db.Connection) -> None:
@@ -252,13 +318,14 @@ async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> 
     url = await asyncio.to_thread(server.start)
     prune_rows: list[tuple[str, float, float]] = []
     rows: list[tuple[str, float]] = []
+    web: list[tuple[str, float]] = []
     filled = 0.0
     try:
         async with await db.connect(url) as conn:
             await schema.upgrade(conn)
         if "pruning" in parts:
             prune_rows = await pruning_rows(url, base, scale, pace)
-        if "status" in parts:
+        if parts & {"status", "web"}:
             async with await db.connect(url) as conn:
                 await conn.execute(
                     "TRUNCATE video_assets, job_events, notifications, user_requests CASCADE"
@@ -266,7 +333,10 @@ async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> 
                 started = time.monotonic()
                 await fill(conn, scale)
                 filled = time.monotonic() - started
-                rows = await status_rows(conn, scale)
+                if "status" in parts:
+                    rows = await status_rows(conn, scale)
+            if "web" in parts:
+                web = await web_rows(url, scale)
     finally:
         await asyncio.to_thread(server.stop)
     events = scale.assets * scale.events_per_asset
@@ -278,6 +348,13 @@ async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> 
     for label, ms in rows:
         print(f"| {label} | {ms:.1f} | {STATUS_BUDGET_MS:g} |")
         over += ms > STATUS_BUDGET_MS
+    if web:
+        print()
+        print("| console (server time) | ms | budget |")
+        print("| --- | ---: | ---: |")
+        for label, ms in web:
+            print(f"| {label} | {ms:.1f} | {WEB_BUDGET_MS:g} |")
+            over += ms > WEB_BUDGET_MS
     print()
     print("| pruning | claims/s | ratio (target ≥ 0.8) |")
     print("| --- | ---: | ---: |")
@@ -290,12 +367,12 @@ async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true")
-    parser.add_argument("--part", choices=["status", "pruning"], action="append")
+    parser.add_argument("--part", choices=["status", "web", "pruning"], action="append")
     parser.add_argument(
         "--pace", type=float, default=retention.DEFAULT_PACE, help="db prune's --pace"
     )
     args = parser.parse_args(argv)
-    parts = set(args.part or ["status", "pruning"])
+    parts = set(args.part or ["status", "web", "pruning"])
     base = Path(tempfile.mkdtemp(prefix="vidretry-bench-ops-"))
     base.chmod(0o755)  # the server may run as another user (we may be root)
     try:

@@ -29,15 +29,26 @@ RETURNING name;
 -- name: search_assets
 -- Newest first, a page after "before" (keyset: no OFFSET), optionally in one state, with a
 -- name that starts with "prefix" (a LIKE pattern, its wildcards escaped; the index
--- video_assets_name_prefix), or asked for by one Telegram user (user_requests_by_user).
+-- video_assets_name_prefix).
 SELECT a.id, a.name, a.state, a.attempts, a.max_attempts, a.generation, a.last_error,
        a.updated_at
 FROM video_assets AS a
 WHERE (%(state)s::text IS NULL OR a.state = %(state)s::text)
   AND (%(before)s::bigint IS NULL OR a.id < %(before)s::bigint)
   AND (%(prefix)s::text IS NULL OR a.name LIKE %(prefix)s::text)
-  AND (%(user_id)s::bigint IS NULL
-       OR a.id IN (SELECT r.asset_id FROM user_requests AS r WHERE r.user_id = %(user_id)s::bigint))
+ORDER BY a.id DESC
+LIMIT %(limit)s;
+
+-- name: assets_of_user
+-- The same page for the assets one Telegram user asked for, read from their requests (the
+-- index user_requests_by_user): a user's few assets are never looked for among a million.
+SELECT a.id, a.name, a.state, a.attempts, a.max_attempts, a.generation, a.last_error,
+       a.updated_at
+FROM user_requests AS r
+JOIN video_assets AS a ON a.id = r.asset_id
+WHERE r.user_id = %(user_id)s
+  AND (%(state)s::text IS NULL OR a.state = %(state)s::text)
+  AND (%(before)s::bigint IS NULL OR a.id < %(before)s::bigint)
 ORDER BY a.id DESC
 LIMIT %(limit)s;
 

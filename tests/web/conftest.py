@@ -53,3 +53,6 @@ def csrf_of(page: str) -> str:
     marker = '<meta name="csrf" content="'
     start = page.index(marker) + len(marker)
     return page[start : page.index('"', start)]
+
+
+from tests.acceptance.conftest import make_cli  # noqa: E402, F401 (a fixture the CLI tests use)

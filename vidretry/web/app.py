@@ -96,12 +96,16 @@ class Console:
         pool: AsyncConnectionPool[Connection],
         *,
         listen_url: str | None,
+        behind_https: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Any = None,
     ) -> None:
         import random
 
         self.pool = pool
+        # Behind a proxy that speaks https, a browser's Origin says https while this
+        # process sees http: the proxy must pass the Host header on (docs/deployment.md).
+        self.scheme = "https" if behind_https else None
         self.monotonic = monotonic
         self.live = Broadcaster(
             self._overview,
@@ -153,7 +157,7 @@ class Console:
         """A change made with the session cookie: from this origin, with the CSRF token."""
         site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
-        own = f"{request.url.scheme}://{request.url.netloc}"
+        own = f"{self.scheme or request.url.scheme}://{request.url.netloc}"
         if site is not None and site not in ("same-origin", "none"):
             raise Refused(403, "cross-site request refused")
         if origin is not None and origin != own:
@@ -257,21 +261,21 @@ class Console:
         q = (request.query_params.get("q") or "").strip()[:200]
         before = _int_param(request, "before")
         params: dict[str, Any] = {
-            "state": state, "before": before, "prefix": None, "user_id": None,
-            "limit": PAGE_SIZE,
+            "state": state, "before": before, "prefix": None, "limit": PAGE_SIZE,
         }  # fmt: skip
         exact = None
         async with self.pool.connection() as conn:
             if q.isascii() and q.isdigit() and len(q) <= 19:
                 # Digits: that asset, and the assets that Telegram user asked for.
-                params["user_id"] = int(q)
                 if before is None:
                     exact = await fetch_one(conn, "show_asset", {"id": int(q)})
-            elif q:
-                params["prefix"] = _like_prefix(q)
-            rows = [dict(r) for r in await fetch_all(conn, "search_assets", params)]
+                found = await fetch_all(conn, "assets_of_user", {**params, "user_id": int(q)})
+            else:
+                params["prefix"] = _like_prefix(q) if q else None
+                found = await fetch_all(conn, "search_assets", params)
+            rows = [dict(r) for r in found]
         if exact is not None and all(r["id"] != exact["id"] for r in rows):
-            rows.insert(0, {k: exact[k] for k in rows[0]} if rows else _asset_row(exact))
+            rows.insert(0, _asset_row(exact))
         more = None
         if len(rows) >= PAGE_SIZE:
             more = urlencode(
@@ -300,8 +304,7 @@ class Console:
             count = await fetch_one(conn, "count_failed", {"prefix": prefix})
             rows = await fetch_all(
                 conn, "search_assets",
-                {"state": "failed", "before": None, "prefix": prefix, "user_id": None,
-                 "limit": PAGE_SIZE},
+                {"state": "failed", "before": None, "prefix": prefix, "limit": PAGE_SIZE},
             )  # fmt: skip
         assert count is not None
         return self.page(request, "failed.html", caller, q=q, count=count["n"], assets=rows)
@@ -425,7 +428,7 @@ def build_app(
     listen_url: str | None,
     behind_https: bool = False,
 ) -> Starlette:
-    console = Console(pool, listen_url=listen_url)
+    console = Console(pool, listen_url=listen_url, behind_https=behind_https)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -67,13 +67,24 @@ async def serve_web(config: Config, *, address: str, port: int, stop: asyncio.Ev
                 timeout_graceful_shutdown=2,
             )
         )
-        serving = asyncio.create_task(server.serve())
+
+        async def serve() -> None:
+            with contextlib.suppress(SystemExit):  # uvicorn's way to say it cannot bind
+                await server.serve()
+
+        # A port in use is our one-line error below, not uvicorn's log line and traceback.
+        startup_log = logging.getLogger("uvicorn.error")
+        level = startup_log.level
+        startup_log.setLevel(logging.CRITICAL)
+        serving = asyncio.create_task(serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has a flag, no event)
+            await asyncio.sleep(0.05)
+        startup_log.setLevel(level)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
         stopping.cancel()
-        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
-            await serving
+        await serving
         if not server.started:
             raise ConfigError(f"cannot listen on {address}:{port} (in use, or not this machine's)")
         log.info("vidretry web stopped")
