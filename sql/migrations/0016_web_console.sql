@@ -35,3 +35,7 @@ CREATE TABLE web_secret (
     id          boolean PRIMARY KEY DEFAULT true CHECK (id),
     session_key bytea   NOT NULL CHECK (length(session_key) >= 32)
 );
+
+-- Whether the leading notifier is logged in to Telegram right now, for the overview: the
+-- leader sets it as its connection comes and goes; a new term starts without it.
+ALTER TABLE leadership ADD COLUMN telegram_connected boolean NOT NULL DEFAULT false;

@@ -9,7 +9,8 @@ UPDATE leadership
 SET leader = %(candidate)s,
     token = gen_random_uuid(),
     elected_at = coalesce(%(now)s::timestamptz, now()),
-    expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(term_seconds)s)
+    expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(term_seconds)s),
+    telegram_connected = false
 WHERE role = %(role)s
   AND (leader IS NULL OR expires_at < coalesce(%(now)s::timestamptz, now()))
 RETURNING token;
@@ -24,8 +25,17 @@ RETURNING expires_at;
 -- name: resign_leadership
 -- A leader that stops hands over at once instead of making the others wait for its term.
 UPDATE leadership
-SET leader = NULL, token = NULL, elected_at = NULL, expires_at = NULL
+SET leader = NULL, token = NULL, elected_at = NULL, expires_at = NULL,
+    telegram_connected = false
 WHERE role = %(role)s AND token = %(token)s
+RETURNING role;
+
+-- name: note_telegram_connection
+-- The leader's bot session connected or lost its connection (the console's overview shows
+-- it). Only the current leader's word counts.
+UPDATE leadership
+SET telegram_connected = %(connected)s
+WHERE role = 'notifier' AND leader = %(leader)s
 RETURNING role;
 
 -- name: current_leader

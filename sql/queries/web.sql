@@ -76,9 +76,11 @@ GROUP BY 1
 ORDER BY 1;
 
 -- name: console_facts
--- The rest of the overview: who leads the notifiers (and until when), the last prune.
+-- The rest of the overview: who leads the notifiers (until when, and whether its bot is
+-- connected to Telegram), the last prune.
 SELECT (SELECT leader FROM leadership WHERE role = 'notifier') AS leader,
        (SELECT expires_at FROM leadership WHERE role = 'notifier') AS leader_until,
+       (SELECT telegram_connected FROM leadership WHERE role = 'notifier') AS telegram,
        (SELECT pruned_at FROM last_prune) AS pruned_at,
        (SELECT pruned_by FROM last_prune) AS pruned_by,
        now() AS now;

@@ -108,6 +108,9 @@ def test_cancel_and_progress_through_the_real_worker_and_notifier(
                 row = conn.execute(query, params).fetchone()
                 return row[0] if row else None
 
+            # The leader says its bot is connected (the web console's overview shows it).
+            wait_for(lambda: one("SELECT telegram_connected FROM leadership") is True,
+                     within=10, what="the leader's connection recorded")  # fmt: skip
             for user, name in ((1, "Маша"), (2, "Маша"), (3, "Петя")):
                 act(user=user, text=f"/video {name}")
             running = "SELECT count(*) FROM video_assets WHERE state = 'running'"

@@ -71,6 +71,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "claim_leadership": ["leader IS NULL OR expires_at <"],
     "renew_leadership": ["token = %(token)s"],
     "resign_leadership": ["token = %(token)s"],
+    "note_telegram_connection": ["leader = %(leader)s"],
     # outbox.sql
     "claim_notifications": ["n.state = 'pending'", ("due", "state = 'pending'")],
     "mark_notifications_started": ["n.state = 'sending' AND n.lease_token = ANY"],

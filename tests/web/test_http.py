@@ -76,6 +76,16 @@ async def test_a_failed_login_is_slowed_and_a_good_one_makes_a_strict_session(
         page = await client.get("/")
         assert page.status_code == 200
         assert "alice · operator" in page.text
+        assert 'data-field="telegram">not connected<' in page.text
+        async with await db.connect(console.url) as conn:
+            await conn.execute(
+                "UPDATE leadership SET leader = 'n1', token = gen_random_uuid(),"
+                " elected_at = now(), expires_at = now() + interval '1 minute',"
+                " telegram_connected = true"
+            )
+        page = await client.get("/")
+        assert 'data-field="leader">n1<' in page.text
+        assert 'data-field="telegram">connected<' in page.text
         assert "<script>" not in page.text  # the CSP allows only /static/app.js
 
 

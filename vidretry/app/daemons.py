@@ -31,7 +31,7 @@ from vidretry.queue import retention
 from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.worker import Worker, breaker_settings
-from vidretry.store.db import Connection
+from vidretry.store.db import Connection, execute
 from vidretry.store.deadlink import answer_seconds_for
 from vidretry.store.embedded import database_url, default_dir
 from vidretry.store.listen import Listener
@@ -257,10 +257,15 @@ class NotifierProcess:
         )
         log.info("notifier %s stopped", self.name)
 
+    async def _note_connection(self, connected: bool) -> None:
+        await _note_connection_of(self.pool, self.name, connected)
+
     async def _lead(self, done: asyncio.Event, lost: asyncio.Event, drain: bool) -> None:
         notifier_config = self.config.notifier
         pacer = Pacer(notifier_config.rate_per_second, notifier_config.per_chat_interval_seconds)
         bot = self.open_bot(pacer) if self.open_bot is not None else None
+        if bot is not None:
+            bot.on_connection = self._note_connection
         sender = bot or self.console
         assert sender is not None, "a notifier needs a bot or a console to deliver to"
         notifier = Notifier(
@@ -336,6 +341,20 @@ class NotifierProcess:
             )
         finally:
             await bot.stop()
+
+
+async def _note_connection_of(
+    pool: AsyncConnectionPool[Connection], leader: str, connected: bool
+) -> None:
+    """Record whether the leader's bot is connected (the web console shows it); best effort:
+    a database away now is no reason to hold up Telegram."""
+    try:
+        async with pool.connection(timeout=5) as conn:
+            await execute(
+                conn, "note_telegram_connection", {"leader": leader, "connected": connected}
+            )
+    except (*TRANSIENT_DB_ERRORS, TimeoutError) as exc:
+        log.info("Telegram connection (%s) not recorded: %s", connected, one_line(exc))
 
 
 async def _log_out_when(lost: asyncio.Event, bot: TelegramBot) -> None:

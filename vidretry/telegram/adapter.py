@@ -181,6 +181,8 @@ class TelegramBot:
         self.videos: VideoFiles | None = None
         # Told of every acceptance message sent (``serve`` sets it): the progress editor.
         self.accepted: Callable[[int, int, int, str], Awaitable[None]] | None = None
+        # Told when the session connects and when it is lost (the leader records it).
+        self.on_connection: Callable[[bool], Awaitable[None]] | None = None
         self._token = ""
 
     async def start(self, bot_token: str) -> None:
@@ -199,7 +201,7 @@ class TelegramBot:
         except _TELEGRAM_DOWN as exc:
             raise TelegramDown(f"Telegram unreachable: {_describe(exc)}") from None
         me = await self.client.get_me()
-        metrics.TELEGRAM_CONNECTED.set(1)
+        await self._connection(True)
         log.info("logged in to Telegram as @%s", getattr(me, "username", None) or me.id)
 
     async def connect(self, bot_token: str, until: asyncio.Event) -> bool:
@@ -253,7 +255,7 @@ class TelegramBot:
         if not gone.done():
             gone.cancel()
             return None
-        metrics.TELEGRAM_CONNECTED.set(0)
+        await self._connection(False)
         try:
             gone.result()
         except _BOT_REFUSED as exc:
@@ -263,8 +265,14 @@ class TelegramBot:
         return "disconnected"
 
     async def stop(self) -> None:
-        metrics.TELEGRAM_CONNECTED.set(0)
+        await self._connection(False)
         await self.client.disconnect()
+
+    async def _connection(self, connected: bool) -> None:
+        """The bot session connected or lost: the metric, and whoever asked to know."""
+        metrics.TELEGRAM_CONNECTED.set(1 if connected else 0)
+        if self.on_connection is not None:
+            await self.on_connection(connected)
 
     # -- Sender -------------------------------------------------------------------------
 

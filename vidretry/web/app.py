@@ -243,6 +243,7 @@ class Console:
             "paused": queue["state"] == "paused",
             "queue": queue,
             "leader": facts["leader"],
+            "telegram": bool(facts["leader"]) and bool(facts["telegram"]),
             "leader_until": facts["leader_until"],
             "pruned_at": facts["pruned_at"],
             "pruned_by": facts["pruned_by"],

@@ -21,6 +21,7 @@ function showOverview(o) {
     outbox_waiting: o.outbox_waiting,
     outbox_dead: o.outbox_dead,
     leader: o.leader || "none",
+    telegram: o.telegram ? "connected" : "not connected",
     queue_state: o.paused ? "paused" : "running",
   };
   for (const [name, value] of Object.entries(fields)) {
