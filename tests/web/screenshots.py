@@ -12,6 +12,7 @@ import asyncio
 import os
 import random
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.web.browser import browser, console_process, log_in, shoot
@@ -31,17 +32,23 @@ async def seed(url: str) -> tuple[str, int]:
     rng = random.Random(5)
     async with await db.connect(url) as conn:
         await schema.upgrade(conn)
-        for i, name in enumerate(NAMES * 3):
-            await enqueue(conn, f"{name} {i}", user_id=100 + rng.randrange(12))
-        for _ in range(22):
-            (job,) = await jobs.claim(conn, owner="worker-a", limit=1, lease_seconds=60, now=None)
-            if rng.random() < 0.2:
+        # An hour of work: each job made (or failed) at its own minute, for the chart.
+        start = datetime.now(UTC) - timedelta(minutes=58)
+        for i, name in enumerate(NAMES * 12):
+            await enqueue(
+                conn, f"{name} {i}", user_id=100 + rng.randrange(40), max_attempts=1, now=start
+            )
+        for i in range(110):
+            at = start + timedelta(seconds=i * 30 + rng.uniform(0, 20))
+            (job,) = await jobs.claim(conn, owner="worker-a", limit=1, lease_seconds=60, now=at)
+            at += timedelta(seconds=rng.uniform(5, 9))
+            if rng.random() < 0.12:
                 await jobs.fail(
-                    conn, job, owner="worker-a", error="render farm: out of GPU memory", now=None
+                    conn, job, owner="worker-a", error="render farm: out of GPU memory", now=at
                 )
             else:
                 await jobs.complete(
-                    conn, job, owner="worker-a", result=f"/videos/{job.id}.mp4", now=None
+                    conn, job, owner="worker-a", result=f"/videos/{job.id}.mp4", now=at
                 )
         await jobs.claim(conn, owner="worker-b", limit=2, lease_seconds=60, now=None)
         cur = await conn.execute("SELECT id FROM video_assets WHERE state = 'failed' ORDER BY id")
