@@ -67,6 +67,11 @@ async def test_a_failed_login_is_slowed_and_a_good_one_makes_a_strict_session(
         assert bad.status_code == 401
         assert time.monotonic() - started >= 1.0
         assert "That token is not valid." in bad.text
+        # Another site cannot log a browser in either (as someone of its choosing).
+        forged = await client.post(
+            "/login", data={"token": console.operator}, headers={"origin": "https://evil.example"}
+        )
+        assert forged.status_code == 403
         good = await client.post("/login", data={"token": console.operator})
         assert (good.status_code, good.headers["location"]) == (303, "/")
         cookie = good.headers["set-cookie"]

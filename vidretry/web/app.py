@@ -153,16 +153,20 @@ class Console:
                 await self._same_origin_with_csrf(request)
         return caller
 
-    async def _same_origin_with_csrf(self, request: Request) -> None:
-        """A change made with the session cookie: from this origin, with the CSRF token."""
+    def _cross_site(self, request: Request) -> bool:
+        """The browser says the request comes from another site (or another origin)."""
         site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
         own = f"{self.scheme or request.url.scheme}://{request.url.netloc}"
-        if site is not None and site not in ("same-origin", "none"):
+        return (site is not None and site not in ("same-origin", "none")) or (
+            origin is not None and origin != own
+        )
+
+    async def _same_origin_with_csrf(self, request: Request) -> None:
+        """A change made with the session cookie: from this origin, with the CSRF token."""
+        if self._cross_site(request):
             raise Refused(403, "cross-site request refused")
-        if origin is not None and origin != own:
-            raise Refused(403, "cross-site request refused")
-        if site is None and origin is None:
+        if "sec-fetch-site" not in request.headers and "origin" not in request.headers:
             raise Refused(403, "request without Origin or Sec-Fetch-Site refused")
         expected = request.session.get("csrf")
         sent = request.headers.get("x-csrf-token")
@@ -188,6 +192,8 @@ class Console:
         return self.page(request, "login.html", None, error=None)
 
     async def login(self, request: Request) -> Response:
+        if self._cross_site(request):  # another site logging a browser in as someone else
+            raise Refused(403, "cross-site request refused")
         form = await request.form()
         token = str(form.get("token", ""))
         address = request.client.host if request.client else "?"
