@@ -15,6 +15,8 @@ nothing can leave the machine. Environment variables steer the double:
 - ``VIDRETRY_TEST_VALID_TOKEN``: the token the double accepts (default: the tests' token).
 - ``VIDRETRY_TEST_CRASH_ON``: a text; sending a message that holds it kills the process
   with SIGKILL, as a library's segfault or an OOM kill would (a poison notification).
+- ``VIDRETRY_TEST_EXPIRE_REFERENCES=1``: every upload's file reference is expired at once,
+  so the next send by reference must fetch a fresh one from the message it went out in.
 - ``VIDRETRY_TEST_INBOX``: a file the test appends JSON lines to, each a user's action fed
   through the bot's real update loop: ``{"user": 1, "text": "/video Маша"}`` writes to the
   bot, ``{"user": 1, "press": "<callback data>", "msg_id": 1002}`` presses a button. Every
@@ -95,6 +97,8 @@ class ProcessTelegram(FakeTelegram):
         inbox = os.environ.get("VIDRETRY_TEST_INBOX")
         self.inbox = Path(inbox) if inbox else None
         self.clients: list[Any] = []  # the bot sessions built, the newest last
+        # Telegram expiring file references: each upload's reference is stale at once.
+        self.expire_after_upload = os.environ.get("VIDRETRY_TEST_EXPIRE_REFERENCES") == "1"
         self.reading: asyncio.Task[None] | None = None
 
     def read_inbox(self) -> None:
@@ -145,6 +149,9 @@ class ProcessTelegram(FakeTelegram):
             if self.inbox is not None:
                 fields = {"text": request.message, "id": _message_id(result)}
                 fields["buttons"] = _buttons(request.reply_markup)
+                media = getattr(request, "media", None)
+                if media is not None:
+                    fields["upload"] = isinstance(media, types.InputMediaUploadedDocument)
             self.log("send", chat=request.peer.user_id, key=message_key(request), **fields)
         elif self.inbox is not None and isinstance(request, functions.messages.EditMessageRequest):
             self.log(

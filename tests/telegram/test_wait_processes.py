@@ -6,7 +6,8 @@ Four users ask for three videos. The lone request still in line is cancelled and
 made; one of two waiters cancels and the other gets the video; the lone running request is
 cancelled and its generator stopped within heartbeat_seconds + 2 s, no attempt counted. The
 acceptance of the one who waits shows the progress, edited at most every 5 s, and the video
-arrives at once when it is done, with "sending a video" shown while it uploads.
+arrives at once when it is done, with "sending a video" shown while it uploads; a later
+request gets it by its stored reference, refreshed after Telegram expired it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def test_cancel_and_progress_through_the_real_worker_and_notifier(
         "VIDRETRY_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
         "VIDRETRY_TEST_INBOX": str(inbox),
         "VIDRETRY_TEST_EVENTS": str(events_file),
+        "VIDRETRY_TEST_EXPIRE_REFERENCES": "1",
     }
     notifier_argv = [
         sys.executable, "-m", "tests.telegram.bot_process", "--config", str(config), "notifier"
@@ -147,6 +149,11 @@ def test_cancel_and_progress_through_the_real_worker_and_notifier(
             # Маша is made; user 1 gets the video, user 2 does not.
             wait_for(lambda: any(e["key"] == "ready Маша" for e in sends(events(), 1)),
                      within=60, what="Маша's video sent to user 1")  # fmt: skip
+            # A later request for the finished video: sent by its stored reference (expired
+            # by then, so refreshed from the message it first went out in), not uploaded.
+            act(user=5, text="/video Маша")
+            wait_for(lambda: any(e["key"] == "ready Маша" for e in sends(events(), 5)),
+                     within=30, what="Маша's video sent to user 5")  # fmt: skip
             done_at: datetime = one(
                 "SELECT e.created_at FROM job_events AS e JOIN video_assets AS a"
                 " ON a.id = e.asset_id WHERE a.name = 'Маша' AND e.kind = 'succeeded'"
@@ -169,6 +176,13 @@ def test_cancel_and_progress_through_the_real_worker_and_notifier(
     assert [e for e in sends(seen, 2) if e["key"] == "ready Маша"] == []
     (video,) = [e for e in sends(seen, 1) if e["key"] == "ready Маша"]
     assert video["t"] - done_at.timestamp() < 2.0  # no progress edit held it back
+    assert video["upload"] is True
+    (later,) = [e for e in sends(seen, 5) if e["key"] == "ready Маша"]
+    assert later["upload"] is False  # one upload per video, through a refreshed reference
+    with psycopg.connect(db_url) as conn:
+        refreshed = conn.execute("SELECT refreshed_at FROM telegram_videos").fetchone()
+    assert refreshed is not None
+    assert refreshed[0] is not None
     actions = [e for e in seen if e["event"] == "action" and e["chat"] == 1]
     assert actions
     assert actions[0]["action"] == "SendMessageUploadVideoAction"
