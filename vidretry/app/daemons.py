@@ -241,6 +241,7 @@ class NotifierProcess:
     clock: Clock = field(default_factory=DatabaseClock)
     rng: random.Random = field(default_factory=random.Random)
     name: str = field(default_factory=default_process_name)
+    _noting: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
         """Campaign and, while leading, deliver until ``stop`` (with ``drain``: deliver what
@@ -258,7 +259,8 @@ class NotifierProcess:
         log.info("notifier %s stopped", self.name)
 
     async def _note_connection(self, connected: bool) -> None:
-        await _note_connection_of(self.pool, self.name, connected)
+        async with self._noting:  # in the order the changes happened (the lock is FIFO)
+            await _note_connection_of(self.pool, self.name, connected)
 
     async def _lead(self, done: asyncio.Event, lost: asyncio.Event, drain: bool) -> None:
         notifier_config = self.config.notifier
@@ -346,10 +348,10 @@ class NotifierProcess:
 async def _note_connection_of(
     pool: AsyncConnectionPool[Connection], leader: str, connected: bool
 ) -> None:
-    """Record whether the leader's bot is connected (the web console shows it); best effort:
-    a database away now is no reason to hold up Telegram."""
+    """Record whether the leader's bot is connected (the web console shows it); best effort,
+    and never for long: a database away now is no reason to hold up Telegram."""
     try:
-        async with pool.connection(timeout=5) as conn:
+        async with asyncio.timeout(2), pool.connection(timeout=2) as conn:
             await execute(
                 conn, "note_telegram_connection", {"leader": leader, "connected": connected}
             )

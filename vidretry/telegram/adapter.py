@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -182,7 +182,8 @@ class TelegramBot:
         # Told of every acceptance message sent (``serve`` sets it): the progress editor.
         self.accepted: Callable[[int, int, int, str], Awaitable[None]] | None = None
         # Told when the session connects and when it is lost (the leader records it).
-        self.on_connection: Callable[[bool], Awaitable[None]] | None = None
+        self.on_connection: Callable[[bool], Coroutine[Any, Any, None]] | None = None
+        self._telling: set[asyncio.Task[None]] = set()
         self._token = ""
 
     async def start(self, bot_token: str) -> None:
@@ -201,7 +202,7 @@ class TelegramBot:
         except _TELEGRAM_DOWN as exc:
             raise TelegramDown(f"Telegram unreachable: {_describe(exc)}") from None
         me = await self.client.get_me()
-        await self._connection(True)
+        self._connection(True)
         log.info("logged in to Telegram as @%s", getattr(me, "username", None) or me.id)
 
     async def connect(self, bot_token: str, until: asyncio.Event) -> bool:
@@ -255,7 +256,7 @@ class TelegramBot:
         if not gone.done():
             gone.cancel()
             return None
-        await self._connection(False)
+        self._connection(False)
         try:
             gone.result()
         except _BOT_REFUSED as exc:
@@ -265,14 +266,20 @@ class TelegramBot:
         return "disconnected"
 
     async def stop(self) -> None:
-        await self._connection(False)
+        # Log out first, then say so: a leader whose term ended must be gone before a
+        # standby logs in (a slow database must not keep two sessions up at once).
         await self.client.disconnect()
+        self._connection(False)
 
-    async def _connection(self, connected: bool) -> None:
-        """The bot session connected or lost: the metric, and whoever asked to know."""
+    def _connection(self, connected: bool) -> None:
+        """The bot session connected or lost: the metric, and whoever asked to know — in the
+        background, so that nothing Telegram-side (a login, a logout at the end of a term)
+        ever waits for it."""
         metrics.TELEGRAM_CONNECTED.set(1 if connected else 0)
         if self.on_connection is not None:
-            await self.on_connection(connected)
+            told = asyncio.create_task(self.on_connection(connected))
+            self._telling.add(told)
+            told.add_done_callback(self._telling.discard)
 
     # -- Sender -------------------------------------------------------------------------
 
