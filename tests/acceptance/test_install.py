@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,11 @@ def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -
     ]
     assert warnings == []
     (wheel,) = (tmp_path / "wheels").glob("vidretry-*.whl")
+    # The web console serves its pages and its one script from the package itself.
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    console = ROOT / "vidretry" / "web"
+    for path in [*console.glob("templates/*.html"), *console.glob("static/*")]:
+        assert f"vidretry/web/{path.parent.name}/{path.name}" in packaged, path.name
 
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", venv, cwd=tmp_path).returncode == 0
