@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import html
 import logging
+import random
 import secrets
 import time
 from collections import defaultdict, deque
@@ -98,10 +99,8 @@ class Console:
         listen_url: str | None,
         behind_https: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
-        rng: Any = None,
+        rng: random.Random | None = None,
     ) -> None:
-        import random
-
         self.pool = pool
         # Behind a proxy that speaks https, a browser's Origin says https while this
         # process sees http: the proxy must pass the Host header on (docs/deployment.md).
@@ -110,7 +109,7 @@ class Console:
         self.live = Broadcaster(
             self._overview,
             listen_url=listen_url,
-            rng=rng or random.Random(),  # noqa: S311
+            rng=rng or random.Random(),  # noqa: S311 (reconnect jitter only)
         )
         self.failures: dict[str, deque[float]] = defaultdict(deque)
         self.templates = Jinja2Templates(
