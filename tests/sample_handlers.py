@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from vidretry.errors import PermanentError
+from vidretry.errors import PermanentError, RateLimited
 from vidretry.models import JobContext
 
 
@@ -31,6 +31,11 @@ def fail(job: JobContext) -> str:
 
 def fail_permanently(job: JobContext) -> str:
     raise PermanentError("the template does not exist")
+
+
+def slow_down(job: JobContext) -> str:
+    """An API that answers 429 with a Retry-After of ``params.seconds``."""
+    raise RateLimited("429 Too Many Requests", retry_after=float(job.params["seconds"]))
 
 
 def fail_once(job: JobContext) -> str:

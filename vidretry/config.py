@@ -67,6 +67,23 @@ class WorkerConfig:
     breaker_window_seconds: float = field(default=600.0, metadata=_bounded(1, 7 * 86400))
     breaker_probe_seconds: float = field(default=30.0, metadata=_bounded(0.1, 86400))
     breaker_probe_max_seconds: float = field(default=120.0, metadata=_bounded(0.1, 86400))
+    # Global quotas on the generator, across every worker on every machine (0: none): at most
+    # max_running jobs running at once, and no 60-second window with more than
+    # max_starts_per_minute starts. Give every worker the same values.
+    max_running: int = field(default=0, metadata=_bounded(0, 100_000))
+    max_starts_per_minute: int = field(default=0, metadata=_bounded(0, 100_000))
+    # A generator's "slow down" (exit status listed here, or RateLimited raised): the job
+    # waits with its attempt given back and every worker holds off new starts for its
+    # `retry-after <seconds>` (default: the backoff). 75 is EX_TEMPFAIL.
+    rate_limited_exit_codes: tuple[int, ...] = (75,)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    # Claim round-robin across the users who wait (false: first come, first served within
+    # a priority). The workers' setting: each writes it to the database when it starts, and
+    # every enqueue follows it, from whatever program.
+    fair: bool = True
 
 
 # Messages a second: what Telegram allows a bot for free, and with paid broadcasts.
@@ -393,6 +410,7 @@ PLACEHOLDERS = {
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
@@ -405,6 +423,7 @@ class Config:
 _SECTIONS: dict[str, type[Any]] = {
     "database": DatabaseConfig,
     "worker": WorkerConfig,
+    "queue": QueueConfig,
     "notifier": NotifierConfig,
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
@@ -541,6 +560,13 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             "[worker] breaker_probe_max_seconds must be at least [worker] breaker_probe_seconds "
             f"(got {worker.breaker_probe_max_seconds:g} and {worker.breaker_probe_seconds:g})"
+        )
+    overlap = set(worker.rate_limited_exit_codes) & set(worker.permanent_exit_codes)
+    if overlap or 0 in worker.rate_limited_exit_codes:
+        code = min(overlap) if overlap else 0
+        raise ConfigError(
+            f"[worker] rate_limited_exit_codes must not hold {code}: "
+            + ("it is listed in permanent_exit_codes too" if overlap else "0 is success")
         )
     notifier = config.notifier
     if notifier.rate_per_second > FREE_RATE_LIMIT and not notifier.paid_broadcast:

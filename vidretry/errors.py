@@ -47,3 +47,16 @@ class HandlerError(VidretryError):
 
 class PermanentError(HandlerError):
     """A generation attempt failed in a way retrying cannot fix: fail the job now."""
+
+
+class RateLimited(VidretryError):
+    """The generator says "slow down" (an API's HTTP 429, a GPU pool that is full): not a
+    failure. Raise it from a Python handler (``RateLimited(retry_after=30)``): the job waits
+    with its attempt given back, and every worker holds off new starts for ``retry_after``
+    seconds (None: the backoff the attempt would have had)."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        if retry_after is not None and not retry_after >= 0:  # also refuses NaN
+            raise ValueError(f"retry_after must be a number of seconds >= 0, got {retry_after}")
+        super().__init__(message or "the generator asked to slow down")
+        self.retry_after = retry_after

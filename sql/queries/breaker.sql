@@ -159,6 +159,8 @@ FROM queued;
 -- probe is due and no probe is running) claims one job to see whether the generator works
 -- again. Oldest due first, ignoring the retries-first order: a failed probe is due again at
 -- once, so successive probes walk through the queue instead of trying one bad job forever.
+-- A probe is a start like any other: not while the generator asked to slow down, and within
+-- the global quotas (the caller holds lock_quota when one is set, as for claim_jobs).
 WITH pause AS (
     SELECT p.id
     FROM queue_pauses AS p
@@ -166,6 +168,15 @@ WITH pause AS (
       AND p.next_probe_at <= coalesce(%(now)s::timestamptz, now())
       AND NOT EXISTS (SELECT 1 FROM video_assets AS a
                       WHERE a.id = p.probe_asset AND a.state = 'running')
+      AND NOT EXISTS (SELECT 1 FROM generator_hold
+                      WHERE until > coalesce(%(now)s::timestamptz, now()))
+      AND (%(max_running)s::integer = 0
+           OR (SELECT count(*) FROM video_assets WHERE state = 'running')
+              < %(max_running)s::integer)
+      AND (%(max_starts)s::integer = 0
+           OR EXISTS (SELECT 1 FROM start_tokens
+                      WHERE id <= %(max_starts)s::integer
+                        AND free_at <= coalesce(%(now)s::timestamptz, now())))
     FOR UPDATE SKIP LOCKED
 ),
 due AS (
@@ -199,6 +210,17 @@ claimed AS (
     FROM probing
     WHERE a.id = probing.probe_asset AND a.state = 'pending'
     RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
+),
+spent AS (
+    -- The probe's start takes a token, like a claim's (none without the quota).
+    UPDATE start_tokens AS t
+    SET free_at = coalesce(%(now)s::timestamptz, now()) + interval '60 seconds'
+    WHERE t.id = (SELECT id FROM start_tokens
+                  WHERE id <= %(max_starts)s::integer
+                    AND free_at <= coalesce(%(now)s::timestamptz, now())
+                  ORDER BY id LIMIT 1)
+      AND t.free_at <= coalesce(%(now)s::timestamptz, now())
+      AND EXISTS (SELECT 1 FROM claimed)
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)

@@ -11,12 +11,44 @@
 -- Create the asset for a name, or lock and return the existing one. The no-op DO UPDATE makes
 -- the row lock part of this statement, so a worker finishing the job concurrently either
 -- commits before us (we see its final state) or waits for our request to be inserted.
-INSERT INTO video_assets (name, params, max_attempts, run_at, created_at, updated_at)
-VALUES (%(name)s, %(params)s, %(max_attempts)s,
-        coalesce(%(now)s::timestamptz, now()),
-        coalesce(%(now)s::timestamptz, now()),
-        coalesce(%(now)s::timestamptz, now()))
-ON CONFLICT (name) DO UPDATE SET name = excluded.name
+--
+-- A new job gets its turn (schema 17): the current round at its priority, plus the number
+-- of jobs its owner has waiting there (counted up to 1,000: a bigger backlog shares the last
+-- turn). A joining request of a higher priority lifts the job to it, at the turn it would
+-- have had as that requester's.
+WITH round AS (
+    -- The current round: the newest turn started (claims go in turn order) or, with nothing
+    -- running, the oldest turn waiting. A retried job's old turn and a backoff do not hold
+    -- it back: the newest running turn is already past them.
+    SELECT coalesce(greatest(
+               (SELECT max(turn) FROM video_assets
+                WHERE state = 'running' AND priority = %(priority)s),
+               (SELECT turn FROM video_assets
+                WHERE state = 'pending' AND priority = %(priority)s AND generation = 0
+                ORDER BY turn LIMIT 1)), 0) AS turn
+),
+ahead AS (
+    -- The owner's jobs already in this round or later: waiting, or started in this round.
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM video_assets
+                                  WHERE state = 'pending' AND owner = %(owner)s
+                                    AND priority = %(priority)s
+                                  LIMIT 1000) AS waiting)
+           + (SELECT count(*) FROM video_assets, round
+              WHERE state = 'running' AND owner = %(owner)s AND priority = %(priority)s
+                AND video_assets.turn >= round.turn) AS n
+)
+INSERT INTO video_assets (name, params, max_attempts, owner, priority, turn,
+                          run_at, created_at, updated_at)
+SELECT %(name)s, %(params)s, %(max_attempts)s, %(owner)s, %(priority)s,
+       CASE WHEN (SELECT fair FROM queue_policy) THEN round.turn + ahead.n ELSE 0 END,
+       coalesce(%(now)s::timestamptz, now()),
+       coalesce(%(now)s::timestamptz, now()),
+       coalesce(%(now)s::timestamptz, now())
+FROM round, ahead
+ON CONFLICT (name) DO UPDATE
+SET priority = greatest(video_assets.priority, excluded.priority),
+    turn = CASE WHEN excluded.priority > video_assets.priority THEN excluded.turn
+                ELSE video_assets.turn END
 RETURNING id, name, state, generation, result, (xmax = 0) AS created;
 
 -- name: add_request
@@ -39,19 +71,47 @@ SELECT request.asset_id, %(generation)s,
        'telegram:' || %(user_id)s::text, coalesce(%(now)s::timestamptz, now())
 FROM request;
 
+-- name: record_enqueued
+-- A job enqueued with nobody to tell (no Telegram user: an operator or another program):
+-- its history starts with who asked for it.
+INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
+SELECT id, generation, 'enqueued', %(actor)s, coalesce(%(now)s::timestamptz, now())
+FROM video_assets WHERE id = %(id)s;
+
 -- name: claim_jobs
--- Claim up to "limit" due jobs for one worker in a single statement.
-WITH due AS (
-    -- Retried jobs first (generation > 0: the retry service put them back, a user waits
-    -- for them), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint
-    -- rows without waiting on each other; the partial index video_assets_claimable serves
-    -- this scan in this order. Nothing is claimed while a pause is open (breaker.sql).
+-- Claim up to "limit" due jobs for one worker in a single statement. With a global quota on
+-- ([worker] max_running, max_starts_per_minute: 0 is none) the caller runs it after
+-- lock_quota in one transaction, so claims under a quota see each other's starts.
+WITH room AS (
+    -- How many may start now: the caller's free slots, less what the quotas leave. Each
+    -- count is read only when its quota is set.
+    SELECT least(
+        %(limit)s::integer,
+        CASE WHEN %(max_running)s::integer > 0
+             THEN greatest(0, %(max_running)s::integer
+                              - (SELECT count(*) FROM video_assets WHERE state = 'running'))
+             ELSE %(limit)s::integer END,
+        CASE WHEN %(max_starts)s::integer > 0
+             THEN (SELECT count(*) FROM start_tokens
+                   WHERE id <= %(max_starts)s::integer
+                     AND free_at <= coalesce(%(now)s::timestamptz, statement_timestamp()))
+             ELSE %(limit)s::integer END) AS n
+),
+due AS (
+    -- Higher priority first; within a priority retried jobs (generation > 0: the retry
+    -- service put them back, a user waits for them), then by turn (the fair order, schema
+    -- 17), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows
+    -- without waiting on each other; the partial index video_assets_claimable serves this
+    -- scan in this order. Nothing is claimed while a pause is open (breaker.sql) or while
+    -- the generator asked every worker to slow down (generator_hold).
     SELECT id
     FROM video_assets
-    WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, now())
+    WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
       AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
-    ORDER BY (generation = 0), run_at, id
-    LIMIT %(limit)s
+      AND NOT EXISTS (SELECT 1 FROM generator_hold
+                      WHERE until > coalesce(%(now)s::timestamptz, statement_timestamp()))
+    ORDER BY priority DESC, (generation = 0), turn, run_at, id
+    LIMIT (SELECT n FROM room)
     FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
@@ -62,21 +122,55 @@ claimed AS (
         progress = NULL,  -- the new attempt has reported nothing yet
         lease_owner = %(owner)s,
         lease_token = gen_random_uuid(),
-        lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        lease_expires_at = coalesce(%(now)s::timestamptz, statement_timestamp())
+                           + make_interval(secs => %(lease_seconds)s),
+        updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     -- An array rather than a join: its plan does not depend on the LIMIT, so the statement
     -- can keep one prepared (generic) plan instead of being planned on every call.
     WHERE a.id = ANY (ARRAY(SELECT id FROM due))
     RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
 ),
+spent AS (
+    -- Each start takes a free token for 60 seconds (none without the quota).
+    UPDATE start_tokens AS t
+    SET free_at = coalesce(%(now)s::timestamptz, statement_timestamp()) + interval '60 seconds'
+    WHERE t.id = ANY (ARRAY(
+              SELECT id FROM start_tokens
+              WHERE id <= %(max_starts)s::integer
+                AND free_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
+              ORDER BY id
+              LIMIT (SELECT count(*) FROM claimed)))
+      AND t.free_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
+),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, created_at)
-    SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
+    SELECT id, generation, 'claimed', attempts, %(owner)s,
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
 SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
 FROM claimed
 ORDER BY id;
+
+-- name: lock_quota
+-- Claims under a global quota take turns: this lock, held to the end of the claim's
+-- transaction, makes the claim that follows (a new statement, so a new snapshot) see every
+-- start committed before it. Counting under it is exact, as slots would be, and costs the
+-- claims without a quota nothing.
+SELECT pg_advisory_xact_lock(hashtext('vidretry quota')) IS NOT NULL AS locked;
+
+-- name: provide_start_tokens
+-- [worker] max_starts_per_minute = N needs N tokens: a worker adds the missing ones at start.
+INSERT INTO start_tokens (id, free_at)
+SELECT n, '-infinity' FROM generate_series(1, %(n)s::integer) AS n
+ON CONFLICT (id) DO NOTHING;
+
+-- name: set_queue_policy
+-- A worker's [queue] fair, written when it starts; returns whether it changed anything.
+UPDATE queue_policy
+SET fair = %(fair)s, set_by = %(owner)s, set_at = coalesce(%(now)s::timestamptz, now())
+WHERE id AND fair IS DISTINCT FROM %(fair)s
+RETURNING fair;
 
 -- name: extend_leases
 -- Heartbeat for every job a worker is running, in one statement. A job missing from the
@@ -293,9 +387,15 @@ WHERE a.id = expired.id
 RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token,
           false AS probe;
 
--- name: release_job
--- Graceful shutdown: hand a job we could not finish back, without charging the attempt.
-WITH released AS (
+-- name: give_back_job
+-- Hand a job back without charging the attempt it is on, fenced by the lease token: pending
+-- again, due at once, its turn kept. Two transitions share it ("kind"):
+--   'released': a graceful shutdown could not wait for it;
+--   'rate_limited': the generator said "slow down" (an API's 429, a full GPU pool). Not a
+--     failure: it never moves a job towards failed however often it happens, the circuit
+--     breaker never sees it, and every worker holds off new starts for "hold_seconds" — a
+--     hold is only ever extended, never cut short. Then the job is first in its round.
+WITH given_back AS (
     UPDATE video_assets
     SET state = 'pending',
         attempts = attempts - 1,
@@ -305,18 +405,32 @@ WITH released AS (
     WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
     RETURNING id, generation, attempts
 ),
+held AS (
+    INSERT INTO generator_hold AS h (until, detail, held_by, held_at)
+    SELECT coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(hold_seconds)s),
+           %(detail)s, %(owner)s, coalesce(%(now)s::timestamptz, now())
+    FROM given_back
+    WHERE %(hold_seconds)s::float8 IS NOT NULL
+    ON CONFLICT (id) DO UPDATE
+    SET until = greatest(h.until, excluded.until),
+        detail = CASE WHEN excluded.until > h.until THEN excluded.detail ELSE h.detail END,
+        held_by = CASE WHEN excluded.until > h.until THEN excluded.held_by ELSE h.held_by END,
+        held_at = CASE WHEN excluded.until > h.until THEN excluded.held_at ELSE h.held_at END
+    RETURNING until
+),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
-    SELECT id, generation, 'released', attempts, %(owner)s, 'worker shut down',
+    SELECT id, generation, %(kind)s, attempts + 1, %(owner)s, %(detail)s,
            coalesce(%(now)s::timestamptz, now())
-    FROM released
+    FROM given_back
 )
-SELECT id FROM released;
+SELECT id, (SELECT until FROM held) AS held_until FROM given_back;
 
 -- name: drain_outlook
 -- What --drain waits for: pending jobs (due now or after a backoff) and expired leases;
 -- and who holds the queue paused, if anyone (an operator, or the circuit breaker): nothing
--- would run until that pause ends, so a drain does not wait for it.
+-- would run until that pause ends, so a drain does not wait for it. A generator's "slow
+-- down" hold ends by itself: the next job is due when both it and its backoff are over.
 -- Each part reads one partial index, however many finished assets there are.
 SELECT (SELECT CASE reason WHEN 'breaker' THEN 'the circuit breaker' ELSE paused_by END
         FROM queue_pauses WHERE resumed_at IS NULL
@@ -325,8 +439,9 @@ SELECT (SELECT CASE reason WHEN 'breaker' THEN 'the circuit breaker' ELSE paused
        (SELECT count(*) FROM video_assets
         WHERE state = 'running'
           AND lease_expires_at < coalesce(%(now)s::timestamptz, now())) AS expired,
-       greatest(0, extract(epoch FROM (SELECT min(run_at) FROM video_assets
-                                       WHERE state = 'pending')
+       greatest(0, extract(epoch FROM greatest((SELECT min(run_at) FROM video_assets
+                                                WHERE state = 'pending'),
+                                               (SELECT until FROM generator_hold))
                                       - coalesce(%(now)s::timestamptz, now())))::float8
            AS next_due_in;
 

@@ -90,17 +90,24 @@ SELECT (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
 
 -- name: place_in_line
 -- A pending request's place among the jobs a worker will claim before it (claim_jobs'
--- order: retried jobs first, then by due time and id), how many run now, and the median of
--- the last 50 attempts' durations (claim to outcome): what the acceptance message and /my
--- say about the wait. No row for an asset that is not pending.
+-- order: higher priority, then retried jobs, then by turn, due time and id), how many run
+-- now, and the median of the last 50 attempts' durations (claim to outcome): what the
+-- acceptance message and /my say about the wait. No row for an asset that is not pending.
+-- Jobs enqueued later may still come before it (a user's first job goes before another
+-- user's backlog): the place is where it stands now.
 WITH me AS (
-    SELECT id, generation, run_at FROM video_assets WHERE id = %(id)s AND state = 'pending'
+    SELECT id, priority, generation, turn, run_at FROM video_assets
+    WHERE id = %(id)s AND state = 'pending'
 ),
 ahead AS (
-    SELECT count(*) AS n
-    FROM video_assets AS a, me
-    WHERE a.state = 'pending'
-      AND ((a.generation = 0), a.run_at, a.id) < ((me.generation = 0), me.run_at, me.id)
+    -- Two ranges of the claim index: every higher priority, and the jobs before this one
+    -- within its own.
+    SELECT (SELECT count(*) FROM video_assets AS a, me
+            WHERE a.state = 'pending' AND a.priority > me.priority)
+           + (SELECT count(*) FROM video_assets AS a, me
+              WHERE a.state = 'pending' AND a.priority = me.priority
+                AND ((a.generation = 0), a.turn, a.run_at, a.id)
+                    < ((me.generation = 0), me.turn, me.run_at, me.id)) AS n
 ),
 running AS (
     SELECT count(*) AS n FROM video_assets WHERE state = 'running'

@@ -4,6 +4,7 @@ the admins read."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from tests.support import FakeClock, rows, scalar
@@ -18,14 +19,16 @@ from vidretry.telegram.delivery import InlineButton, Recipient
 from vidretry.telegram.notifier import deliver_to
 
 ADMIN = 900
+USERS = itertools.count(1)
 
 
 async def fail_once_each(
     conn: db.Connection, clock: FakeClock, names: list[str], settings: Breaker
 ) -> list[jobs.Failure]:
-    """Enqueue ``names``, claim them and fail each attempt once, in order."""
+    """Enqueue ``names``, claim them and fail each attempt once, in order. Each has a user
+    of its own: the fair order would put one user's later job behind their earlier ones."""
     for name in names:
-        await enqueue(conn, name, user_id=1)
+        await enqueue(conn, name, user_id=next(USERS))
     claimed = await jobs.claim(conn, owner="w", limit=len(names), lease_seconds=30, now=clock.now())
     return [await fail(conn, clock, job, settings) for job in claimed]
 

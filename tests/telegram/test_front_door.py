@@ -342,12 +342,14 @@ async def test_the_acceptance_and_my_tell_the_place_in_line_and_the_wait(
         telegram.add_user(1)
         telegram.add_user(2, lang_code="en")
         async with running(app):
-            # y and z go first (x runs): place 3, three rounds of the one busy worker.
+            # x runs; user 9's y is in this round, so it goes first, then Маша, then z
+            # (the fair order: user 1 is not put behind user 9's backlog). Place 2, two
+            # rounds of the one busy worker.
             assert await say(app, 1, "/video Маша") == [
                 "Принято! Видео для Маша скоро будет готово — я пришлю его сюда.\n"
-                "Место в очереди: 3. Ждать — около 6 мин."
+                "Место в очереди: 2. Ждать — около 4 мин."
             ]
             (mine,) = await say(app, 1, "/my")
-            assert "• Маша — в очереди · Место в очереди: 3. Ждать — около 6 мин." in mine
+            assert "• Маша — в очереди · Место в очереди: 2. Ждать — около 4 мин." in mine
             (answer,) = await say(app, 2, "/video y")
             assert answer.endswith("\nPlace in line: 1. Expected wait: about 2 min.")

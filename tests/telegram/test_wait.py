@@ -287,8 +287,8 @@ async def test_a_pending_acceptance_shows_its_place_in_line_as_it_moves_up(
     async with deployed(db_url, telegram, tmp_path, config=config) as app:
         await introduce(app, 1)
         async with await db.connect(db_url) as conn:
-            for name in ("x", "y"):
-                await enqueue(conn, name, user_id=2)
+            for name, user in (("x", 2), ("y", 3)):
+                await enqueue(conn, name, user_id=user)
         async with running(app, edits=True):
             (accepted,) = await say(app, 1, "/video Маша")
             assert accepted.endswith("Место в очереди: 3.")

@@ -44,7 +44,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "forget_streak": ["id"],
     "refund_attempt": ["state = 'running' AND lease_token = %(token)s", "p.resumed_at IS NULL"],
     "refund_streak": ["a.state IN ('pending', 'running')", "resumed_at IS NULL"],
-    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'"],
+    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'", "t.free_at <="],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
     # cancel.sql
@@ -55,7 +55,8 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "reopen_cancelled": ["state = 'cancelled'"],
     # jobs.sql
     "record_progress": ["state = 'running' AND lease_token = %(token)s"],
-    "claim_jobs": [("due", "state = 'pending'")],
+    "claim_jobs": [("due", "state = 'pending'"), "t.free_at <="],
+    "set_queue_policy": ["fair IS DISTINCT FROM"],
     "extend_leases": ["state = 'running' AND lease_token = ANY"],
     "complete_jobs": [
         "a.state = 'running' AND a.lease_token = ANY",
@@ -66,7 +67,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "settle_requests_and_queue_notifications": ["r.state = 'pending'"],
     "rescue_expired_jobs": [("expired", "state = 'running'")],
     "take_over_exhausted_jobs": [("expired", "state = 'running'")],
-    "release_job": ["state = 'running' AND lease_token = %(token)s"],
+    "give_back_job": ["state = 'running' AND lease_token = %(token)s"],
     # leadership.sql
     "claim_leadership": ["leader IS NULL OR expires_at <"],
     "renew_leadership": ["token = %(token)s"],

@@ -43,6 +43,7 @@ from vidretry.telegram.delivery import EditsMessages, Pacer, Sender
 from vidretry.telegram.leadership import Leadership
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 from vidretry.telegram.session import keep_private
 
@@ -143,6 +144,7 @@ def build_worker(
             else None
         ),
         breaker=breaker_settings(config.worker, config.telegram.admins),
+        fair=config.queue.fair,
     )
 
 
@@ -324,8 +326,9 @@ class NotifierProcess:
                     telegram,
                     clock=self.clock,
                     rate=RequestRate(telegram.requests_per_minute),
+                    priorities=Priorities(self.plugins),
                 ),
-                self.plugins,
+                registering(self.plugins),
                 videos=notifier.videos,
                 accepted=editor.remember if editor is not None else None,
             )

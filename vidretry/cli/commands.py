@@ -202,16 +202,26 @@ def db_url(ctx: typer.Context) -> None:
 def enqueue(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The video's name; the same name joins one asset.")],
-    user: Annotated[int, typer.Option("--user", help="Telegram user id of the requester.")],
+    user: Annotated[
+        int | None,
+        typer.Option(
+            "--user",
+            help="Telegram user id of the requester (none: nobody is told; the job "
+            "is its own owner in the fair order).",
+        ),
+    ] = None,
     chat: Annotated[
         int | None, typer.Option("--chat", help="Chat to answer in (default: the user's).")
     ] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for the handler.")
     ] = None,
+    priority: Annotated[
+        int, typer.Option("--priority", help="0 to 9, higher first (fair within a priority).")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Ask for a video on behalf of a Telegram user; print the asset id."""
+    """Ask for a video (on behalf of a Telegram user, with --user); print the asset id."""
     params: dict[str, str] = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -225,8 +235,8 @@ def enqueue(
         conn = await session(config)
         async with conn:
             result = await enqueue(
-                conn, name, user_id=user, chat_id=chat, params=params,
-                max_attempts=config.worker.max_attempts,
+                conn, name, user_id=user, chat_id=chat, params=params, priority=priority,
+                max_attempts=config.worker.max_attempts, operator=login(),
             )  # fmt: skip
         if as_json:
             print_json({"asset_id": result.asset_id, "state": result.state})

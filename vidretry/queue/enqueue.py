@@ -52,6 +52,17 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:39] + "…")
 
 
+# Priorities: 0 (the default) to 9, higher first. Fairness applies within a priority.
+MAX_PRIORITY = 9
+
+
+def check_priority(priority: int) -> None:
+    if isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
+        raise ConfigError(
+            f"priority must be an integer from 0 to {MAX_PRIORITY} (higher first), got {priority}"
+        )
+
+
 @dataclass(frozen=True)
 class Enqueued:
     asset_id: int
@@ -65,72 +76,89 @@ async def enqueue(
     conn: Connection,
     name: str,
     *,
-    user_id: int,
+    user_id: int | None,
     chat_id: int | None = None,
     params: dict[str, Any] | None = None,
+    priority: int = 0,
     max_attempts: int = 3,
+    operator: str = "api",
     now: datetime | None = None,
 ) -> Enqueued:
     """Record that ``user_id`` wants the video ``name``; return the asset and its state.
 
-    A new name creates a pending job (and wakes the workers). A second user for the same name
-    joins the same asset. For an asset that is already available the request is satisfied at
-    once with a 'ready' notification; for a failed one the asset is retried with this user
-    as the actor; a cancelled one is re-opened as a new generation. ``chat_id`` defaults to
-    the user's private chat, whose id is the user id.
-    The name is normalised by ``normalise_name``; a bad name or id is ``ConfigError``.
+    A new name creates a pending job (and wakes the workers at commit) owned by
+    ``user_id``, at ``priority`` (0-9, higher first) and in its owner's fair turn. A second
+    user for the same name joins the same asset (a higher ``priority`` lifts the job). For
+    an asset that is already available the request is satisfied at once with a 'ready'
+    notification; for a failed one the asset is retried with this user as the actor; a
+    cancelled one is re-opened as a new generation. ``chat_id`` defaults to the user's
+    private chat, whose id is the user id.
+
+    With ``user_id`` None nobody is recorded as waiting (nobody will be told): the job is
+    its own owner, and ``operator`` names who retried or re-opened it in the history.
+    The name is normalised by ``normalise_name``; a bad name, id or priority is
+    ``ConfigError``. Runs in the caller's transaction when there is one (a savepoint).
     """
     name = normalise_name(name)
-    check_ids(user_id, chat_id)
-    chat = user_id if chat_id is None else chat_id
+    check_priority(priority)
+    if user_id is not None:
+        check_ids(user_id, chat_id)
+    elif chat_id is not None:
+        raise ConfigError("a chat id needs the user id of the requester (--user)")
+    actor = Actor.operator(operator) if user_id is None else Actor.telegram(user_id)
     retried = ready_queued = False
     async with conn.transaction():
         asset = await fetch_one(
             conn,
             "upsert_asset",
-            {"name": name, "params": Jsonb(params or {}), "max_attempts": max_attempts, "now": now},
-        )
+            {
+                "name": name, "params": Jsonb(params or {}), "max_attempts": max_attempts,
+                "owner": user_id, "priority": priority, "now": now,
+            },
+        )  # fmt: skip
         assert asset is not None  # an upsert always returns its row
         asset_id, state, generation = asset["id"], JobState(asset["state"]), asset["generation"]
         if state is JobState.CANCELLED:
             # Nobody wanted it any more; now somebody does: made afresh, a new generation.
             reopened = await fetch_one(
-                conn,
-                "reopen_cancelled",
-                {"id": asset_id, "actor": Actor.telegram(user_id).label, "now": now},
+                conn, "reopen_cancelled", {"id": asset_id, "actor": actor.label, "now": now}
             )
             assert reopened is not None  # the asset is locked: still cancelled
             state, generation = JobState.PENDING, reopened["generation"]
-        request_state = {
-            JobState.AVAILABLE: RequestState.DONE,
-            JobState.FAILED: RequestState.FAILED,
-        }.get(state, RequestState.PENDING)
-        await execute(
-            conn,
-            "add_request",
-            {
-                "asset_id": asset_id,
-                "user_id": user_id,
-                "chat_id": chat,
-                "state": request_state,
-                "generation": generation,
-                "created": asset["created"],
-                "now": now,
-            },
-        )
+        if user_id is not None:
+            chat = user_id if chat_id is None else chat_id
+            request_state = {
+                JobState.AVAILABLE: RequestState.DONE,
+                JobState.FAILED: RequestState.FAILED,
+            }.get(state, RequestState.PENDING)
+            await execute(
+                conn,
+                "add_request",
+                {
+                    "asset_id": asset_id,
+                    "user_id": user_id,
+                    "chat_id": chat,
+                    "state": request_state,
+                    "generation": generation,
+                    "created": asset["created"],
+                    "now": now,
+                },
+            )
+            if state is JobState.AVAILABLE and not asset["created"]:
+                queued = await fetch_one(
+                    conn,
+                    "queue_ready_notification",
+                    {"id": asset_id, "user_id": user_id, "chat_id": chat, "now": now},
+                )
+                ready_queued = bool(queued and queued["queued"])
+        elif asset["created"]:
+            await execute(
+                conn, "record_enqueued", {"id": asset_id, "actor": actor.label, "now": now}
+            )
         if asset["created"]:
             await execute(conn, "notify_workers", {"id": asset_id})
-        elif state is JobState.AVAILABLE:
-            queued = await fetch_one(
-                conn,
-                "queue_ready_notification",
-                {"id": asset_id, "user_id": user_id, "chat_id": chat, "now": now},
-            )
-            ready_queued = bool(queued and queued["queued"])
         elif state is JobState.FAILED:
-            result = await retry(
-                conn, asset_id, Actor.telegram(user_id), reason="asked again", now=now
-            )
+            result = await retry(conn, asset_id, actor, reason="asked again", now=now)
             if result.retried:
                 state, retried = JobState.PENDING, True
     return Enqueued(asset_id, state, asset["created"], retried, ready_queued)

@@ -3,7 +3,8 @@
 ``handler = "command"`` runs an argv template; ``handler = "python:package.module:function"``
 calls a function (plain or ``async``). Either signals a failure by raising (or exiting
 non-zero); a ``PermanentError`` (or an exit status listed in ``permanent_exit_codes``) skips
-the remaining attempts.
+the remaining attempts. ``RateLimited`` (or an exit status listed in
+``rate_limited_exit_codes``) is no failure: the generator asks everybody to slow down.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import errno
 import importlib
 import inspect
 import logging
+import math
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from vidretry.config import WorkerConfig
-from vidretry.errors import ConfigError, HandlerError, PermanentError
+from vidretry.errors import ConfigError, HandlerError, PermanentError, RateLimited
 from vidretry.models import ClaimedJob, JobContext
 from vidretry.queue.progress import parse_progress_line
 
@@ -59,10 +62,11 @@ class CommandHandler:
     ``{generation}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
     so a name or param can never become part of a command line's syntax.
 
-    A line ``progress <percent>`` on its standard output reports progress; other lines are
-    logged. When the attempt must stop (a timeout, a cancel, a lost lease, a shutdown's
-    end), its whole process group gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later
-    if it is still there."""
+    A line ``progress <percent>`` on its standard output reports progress, and
+    ``retry-after <seconds>`` says how long to hold off after an exit status listed in
+    ``rate_limited_exit_codes``; other lines are logged. When the attempt must stop (a
+    timeout, a cancel, a lost lease, a shutdown's end), its whole process group gets
+    SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there."""
 
     def __init__(
         self,
@@ -70,12 +74,14 @@ class CommandHandler:
         *,
         timeout_seconds: float,
         permanent_exit_codes: tuple[int, ...] = (),
+        rate_limited_exit_codes: tuple[int, ...] = (),
     ) -> None:
         if not command:
             raise ConfigError('[worker] command is empty but [worker] handler is "command"')
         self.command = command
         self.timeout_seconds = timeout_seconds
         self.permanent_exit_codes = permanent_exit_codes
+        self.rate_limited_exit_codes = rate_limited_exit_codes
 
     def argv(self, job: JobContext) -> list[str]:
         values: dict[str, Any] = {
@@ -110,7 +116,7 @@ class CommandHandler:
         except OSError as exc:
             raise HandlerError(f"cannot run {argv[0]}: {describe_os_error(exc)}") from None
         try:
-            stderr = await asyncio.wait_for(_outputs(proc, job), self.timeout_seconds)
+            said = await asyncio.wait_for(_outputs(proc, job), self.timeout_seconds)
         except TimeoutError:
             await _stop_group(proc)
             raise HandlerError(f"timed out after {self.timeout_seconds:g}s") from None
@@ -118,8 +124,10 @@ class CommandHandler:
             await asyncio.shield(_stop_group(proc))
             raise
         if proc.returncode != 0:
-            tail = stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
+            tail = said.stderr.decode("utf-8", errors="replace").strip()[-STDERR_TAIL:]
             message = f"exit status {proc.returncode}" + (f": {tail}" if tail else "")
+            if proc.returncode in self.rate_limited_exit_codes:
+                raise RateLimited(message, retry_after=said.retry_after)
             if DISK_FULL in tail.lower():  # the generator's write failed: ENOSPC
                 message = f"{DISK_FULL} writing {job.output} (exit status {proc.returncode})"
             if proc.returncode in self.permanent_exit_codes:
@@ -143,11 +151,33 @@ def describe_os_error(exc: OSError) -> str:
 TERM_GRACE_SECONDS = 1.5
 
 
-async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> bytes:
-    """Read the generator's standard output line by line (its progress reports) and its
-    standard error whole, until it exits; its standard error."""
+@dataclass
+class _Said:
+    """What a command said besides its exit status."""
+
+    stderr: bytes = b""
+    retry_after: float | None = None  # its last ``retry-after <seconds>`` line
+
+
+def parse_retry_after(line: str) -> float | None:
+    """``retry-after 30`` (or ``Retry-After: 30``, as an HTTP header is often echoed) → 30.0;
+    None for any other line, or for a number that is not finite and at least 0."""
+    head, _, rest = line.strip().partition(" ")
+    if head.lower().rstrip(":") != "retry-after":
+        return None
+    try:
+        seconds = float(rest.strip().removesuffix("s"))
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> _Said:
+    """Read the generator's standard output line by line (its progress reports, a
+    ``retry-after``) and its standard error whole, until it exits."""
     assert proc.stdout is not None
     assert proc.stderr is not None
+    said = _Said()
     errors = asyncio.ensure_future(proc.stderr.read())
     try:
         while True:
@@ -162,10 +192,13 @@ async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> bytes:
             fraction = parse_progress_line(text)
             if fraction is not None:
                 job.progress(fraction)
+            elif (seconds := parse_retry_after(text)) is not None:
+                said.retry_after = seconds
             elif text:
                 log.info("job %s: %s", job.asset_id, text[:STDERR_TAIL])
         await proc.wait()
-        return await errors
+        said.stderr = await errors
+        return said
     finally:
         errors.cancel()
 
@@ -225,5 +258,6 @@ def build_handler(config: WorkerConfig) -> Handler:
             config.command,
             timeout_seconds=config.timeout_seconds,
             permanent_exit_codes=config.permanent_exit_codes,
+            rate_limited_exit_codes=config.rate_limited_exit_codes,
         )
     return PythonHandler(config.handler, timeout_seconds=config.timeout_seconds)

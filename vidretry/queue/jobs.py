@@ -15,7 +15,8 @@ from datetime import datetime
 
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
-from vidretry.store.db import Connection, fetch_all, fetch_one, fetch_records
+from vidretry.queue.quota import NO_QUOTA, Quota
+from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.store.sqlfiles import queries
 
 # Expired leases are rescued at most this many per statement (after a mass crash, several).
@@ -54,13 +55,40 @@ class DrainOutlook:
 
 
 async def claim(
-    conn: Connection, *, owner: str, limit: int, lease_seconds: float, now: datetime | None
+    conn: Connection,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime | None,
+    quota: Quota = NO_QUOTA,
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` due jobs: running, one more attempt, a fresh lease."""
+    """Claim up to ``limit`` due jobs, in the fair order and within ``quota``: running, one
+    more attempt, a fresh lease. Without a quota it is one statement; with one, claims take
+    turns (``lock_quota``) so that every worker's starts count."""
     if limit <= 0:
         return []
-    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
-    return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+    params = {
+        "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
+        **quota.params(),
+    }  # fmt: skip
+    if not quota.limited:
+        return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+    async with conn.transaction():
+        await execute(conn, "lock_quota", {})
+        return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+
+
+async def prepare_quota(conn: Connection, quota: Quota) -> None:
+    """The start tokens ``max_starts_per_minute`` needs (added once, at a worker's start)."""
+    if quota.max_starts_per_minute > 0:
+        await execute(conn, "provide_start_tokens", {"n": quota.max_starts_per_minute})
+
+
+async def set_policy(conn: Connection, *, fair: bool, owner: str, now: datetime | None) -> bool:
+    """Write ``[queue] fair`` for every enqueue to follow; True if it changed."""
+    params = {"fair": fair, "owner": owner, "now": now}
+    return await fetch_one(conn, "set_queue_policy", params) is not None
 
 
 async def extend_leases(
@@ -194,8 +222,31 @@ async def _settle_requests(
 
 async def release(conn: Connection, job: ClaimedJob, *, owner: str, now: datetime | None) -> bool:
     """Give back a job interrupted by a graceful shutdown; the attempt is not charged."""
-    params = {"id": job.id, "token": job.lease_token, "owner": owner, "now": now}
-    return await fetch_one(conn, "release_job", params) is not None
+    params = {
+        "id": job.id, "token": job.lease_token, "owner": owner, "kind": "released",
+        "detail": "worker shut down", "hold_seconds": None, "now": now,
+    }  # fmt: skip
+    return await fetch_one(conn, "give_back_job", params) is not None
+
+
+async def rate_limit(
+    conn: Connection,
+    job: ClaimedJob,
+    *,
+    owner: str,
+    detail: str,
+    retry_after: float,
+    now: datetime | None,
+) -> datetime | None:
+    """ "Slow down": the job waits again with its attempt given back, and every worker holds
+    off new starts for ``retry_after`` seconds. Returns when the hold ends, or None if the
+    lease was lost (nothing changed)."""
+    params = {
+        "id": job.id, "token": job.lease_token, "owner": owner, "kind": "rate_limited",
+        "detail": detail, "hold_seconds": retry_after, "now": now,
+    }  # fmt: skip
+    row = await fetch_one(conn, "give_back_job", params)
+    return None if row is None else row["held_until"]
 
 
 async def record_progress(

@@ -35,6 +35,10 @@ ATTEMPTS_REFUNDED = Counter(
     "vidretry_job_attempts_refunded",
     "Failed attempts given back because the queue was paused (or this failure paused it).",
 )
+ATTEMPTS_RATE_LIMITED = Counter(
+    "vidretry_job_attempts_rate_limited",
+    "Attempts the generator answered with 'slow down': given back, every worker held off.",
+)
 JOB_DURATION = Histogram(
     "vidretry_job_duration_seconds",
     "How long one attempt's generation took, whatever its outcome.",

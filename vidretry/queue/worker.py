@@ -14,6 +14,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -21,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.errors import HandlerError, PermanentError, RefusedError
+from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
 from vidretry.queue import breaker, jobs, metrics
@@ -31,12 +32,17 @@ from vidretry.queue.handlers import Handler, context_for, describe_os_error
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.progress import ProgressWriter
+from vidretry.queue.quota import Quota
 from vidretry.queue.retention import BackgroundPruning
 from vidretry.store.db import Connection
 from vidretry.store.listen import JOBS_CHANNEL, Listener
 from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.worker")
+
+# A "slow down" holds every worker off at least this long, whatever the generator said: a
+# generator answering 429 with "retry-after 0" must not turn the workers into a busy loop.
+MIN_HOLD_SECONDS = 1.0
 
 
 class Outcome(enum.StrEnum):
@@ -47,6 +53,7 @@ class Outcome(enum.StrEnum):
     RELEASED = "released"
     REFUNDED = "refunded"  # failed while the queue was paused: the attempt was given back
     CANCELLED = "cancelled"  # nobody waits any more (or an operator cancelled): stopped
+    RATE_LIMITED = "rate_limited"  # the generator said "slow down": given back, all held off
 
 
 class Worker:
@@ -64,6 +71,7 @@ class Worker:
         name: str | None = None,
         pruning: BackgroundPruning | None = None,
         breaker: Breaker | None = None,
+        fair: bool = True,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
         self.pruning = pruning  # [retention] days: old history pruned in the background
@@ -72,6 +80,9 @@ class Worker:
         # The circuit breaker: its settings come from [worker], its admins from [telegram].
         self.breaker = breaker if breaker is not None else breaker_settings(config)
         self.handler = handler
+        self.fair = fair  # [queue] fair, written for every enqueue to follow
+        self.quota = Quota(config.max_running, config.max_starts_per_minute)
+        self.prepared = False  # the queue's policy and quota tokens written, at the start
         self.clock = clock
         self.rng = rng
         self.name = name or default_process_name()
@@ -95,6 +106,19 @@ class Worker:
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
+
+    async def _prepare(self) -> None:
+        """At the start (the loop's first upkeep, so a database that is down is waited
+        for): write ``[queue] fair`` for every enqueue, and the quota's start tokens."""
+        async with self.pool.connection() as conn:
+            if await jobs.set_policy(conn, fair=self.fair, owner=self.name, now=self.clock.now()):
+                log.warning(
+                    "the queue's order is now %s ([queue] fair = %s): jobs enqueued from now "
+                    "on follow it", "fair" if self.fair else "first come, first served",
+                    str(self.fair).lower(),
+                )  # fmt: skip
+            await jobs.prepare_quota(conn, self.quota)
+        self.prepared = True
 
     async def rescue(self) -> int:
         """Requeue jobs whose lease expired; fail those that had no attempts left."""
@@ -135,6 +159,7 @@ class Worker:
             limit=limit,
             lease_seconds=self.config.lease_seconds,
             now=self.clock.now(),
+            quota=self.quota,
         )
         metrics.JOBS_CLAIMED.inc(len(claimed))
         return claimed
@@ -152,6 +177,8 @@ class Worker:
                 await self._resume_after(job)
         elif outcome is Outcome.REFUNDED:
             metrics.ATTEMPTS_REFUNDED.inc()
+        elif outcome is Outcome.RATE_LIMITED:
+            metrics.ATTEMPTS_RATE_LIMITED.inc()
         elif outcome in (Outcome.WILL_RETRY, Outcome.FAILED):
             metrics.ATTEMPTS_FAILED.inc()
             if outcome is Outcome.FAILED:
@@ -175,6 +202,8 @@ class Worker:
             if held.cancelled_for_its_lease():
                 return await self._lease_lost_mid_run(job)
             raise
+        except RateLimited as exc:
+            return await self._record_rate_limit(job, exc)
         except PermanentError as exc:
             return await self._record_failure(job, str(exc), permanent=True)
         except Exception as exc:
@@ -248,6 +277,38 @@ class Worker:
             return Outcome.REFUNDED
         return _lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
 
+    async def _record_rate_limit(self, job: ClaimedJob, said: RateLimited) -> Outcome:
+        """The generator said "slow down": give the attempt back and hold every worker off
+        for its ``retry_after`` (the backoff this attempt would have had when it gave none),
+        at least ``MIN_HOLD_SECONDS`` and at most ``[worker] backoff_max_seconds``."""
+        seconds = said.retry_after
+        if seconds is None:
+            seconds = backoff.exponential(
+                job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
+            )
+        seconds = min(max(seconds, MIN_HOLD_SECONDS), max(self.config.backoff_max_seconds, 1.0))
+        detail = f"{one_line(said)}; every worker holds off for {seconds:g}s"
+
+        async def write(conn: Connection) -> datetime | None:
+            return await jobs.rate_limit(
+                conn, job, owner=self.name, detail=detail, retry_after=seconds,
+                now=self.clock.now(),
+            )  # fmt: skip
+
+        try:
+            until = await through_outage(
+                self.pool, write, within=self.config.lease_seconds, rng=self.rng
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            return _not_recorded(job, Outcome.RATE_LIMITED, exc)
+        if until is None:
+            return _lease_gone(job, Outcome.RATE_LIMITED)
+        log.warning(
+            "job %s: attempt %d: the generator asked to slow down; not counted, no new start "
+            "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), one_line(said),
+        )  # fmt: skip
+        return Outcome.RATE_LIMITED
+
     async def _resume_after(self, probe: ClaimedJob) -> None:
         """A probe succeeded: the generator works again; end the breaker's pause."""
         try:
@@ -273,6 +334,8 @@ class Worker:
     # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
     async def maintain(self) -> None:
+        if not self.prepared:
+            await self._prepare()
         await self.rescue()
         if self.pruning is not None:
             self.pruning.poke()
@@ -290,7 +353,7 @@ class Worker:
             self.next_probe_check = time.monotonic() + self.maintenance_interval_seconds
             probe = await breaker.claim_probe(
                 conn, owner=self.name, lease_seconds=self.config.lease_seconds,
-                now=self.clock.now(),
+                now=self.clock.now(), quota=self.quota,
             )  # fmt: skip
         if probe is None:
             return []

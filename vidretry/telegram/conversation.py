@@ -35,6 +35,7 @@ from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, callback_data, cancel_data, render
 from vidretry.telegram.limits import RequestRate, over_retry_quota
+from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
 
 log = logging.getLogger("vidretry.conversation")
@@ -88,6 +89,7 @@ class Conversation:
         *,
         clock: Clock,
         rate: RequestRate,
+        priorities: Priorities | None = None,
     ) -> None:
         self.pool = pool
         self.messages = messages
@@ -95,6 +97,8 @@ class Conversation:
         self.admins = frozenset(settings.admins)
         self.clock = clock
         self.rate = rate
+        # The plugins' request_priority (none: every request at priority 0).
+        self.priorities = priorities or Priorities(())
 
     async def handle(self, message: Incoming) -> list[Outgoing] | None:
         """The answer to a private message; None when it is not vidretry's (an unknown
@@ -175,7 +179,10 @@ class Conversation:
         if asset and asset["state"] == JobState.FAILED and await self._over_quota(conn, user_id):
             await self._alert_admins(conn, asset["id"], user_id, now)
             return [Outgoing(render(m.retry_limit, name))]
-        done = await enqueue(conn, name, user_id=user_id, now=now)
+        priority = await self.priorities.of(
+            PriorityRequest(user_id, name, is_admin=user_id in self.admins)
+        )
+        done = await enqueue(conn, name, user_id=user_id, priority=priority, now=now)
         if done.state is JobState.AVAILABLE:
             if done.ready_queued:
                 return []  # the video is on its way through the outbox, paced like the rest
