@@ -35,15 +35,31 @@ SELECT (SELECT min(run_at) FROM video_assets WHERE state = 'pending') AS oldest_
        + (SELECT count(*) FROM notifications WHERE state = 'sending') AS outbox_backlog,
        (SELECT count(*) FROM notifications WHERE state = 'dead') AS outbox_dead;
 
+-- name: queue_shape
+-- The claim order's facts for `status` and the console: the order the workers set, pending
+-- jobs by priority (from the claim index), a generator's "slow down" hold while it lasts,
+-- and the starts in the last 60 seconds (the spent tokens of max_starts_per_minute).
+SELECT (SELECT fair FROM queue_policy) AS fair,
+       (SELECT coalesce(jsonb_object_agg(priority, n), '{}')
+        FROM (SELECT priority, count(*) AS n FROM video_assets
+              WHERE state = 'pending' GROUP BY priority) AS p) AS pending_by_priority,
+       (SELECT until FROM generator_hold
+        WHERE until > coalesce(%(now)s::timestamptz, now())) AS rate_limited_until,
+       (SELECT detail FROM generator_hold
+        WHERE until > coalesce(%(now)s::timestamptz, now())) AS rate_limited_why,
+       (SELECT count(*) FROM start_tokens
+        WHERE free_at > coalesce(%(now)s::timestamptz, now())) AS starts_last_minute;
+
 -- name: list_assets
-SELECT id, name, state, attempts, max_attempts, generation, last_error, updated_at
+SELECT id, name, state, priority, attempts, max_attempts, generation, last_error, updated_at
 FROM video_assets
 WHERE %(state)s::text IS NULL OR state = %(state)s::text
 ORDER BY id
 LIMIT %(limit)s;
 
 -- name: show_asset
-SELECT id, name, params, state, attempts, max_attempts, generation, run_at, lease_owner,
+SELECT id, name, params, state, priority, owner, turn, attempts, max_attempts, generation,
+       run_at, lease_owner,
        lease_expires_at, last_error, result, created_at, updated_at, finished_at
 FROM video_assets
 WHERE id = %(id)s;

@@ -20,6 +20,10 @@ def summary(**queue: Any) -> dict[str, Any]:
         "outbox_backlog": 4,
         "outbox_dead": 1,
         "queue": queue or {"state": "running"},
+        "order": "fair",
+        "pending_by_priority": {0: 3},
+        "rate_limited": None,
+        "starts_last_minute": 0,
     }
 
 
@@ -83,3 +87,22 @@ def test_fold_and_cell_width() -> None:
     assert plain.cell_width("é") == 1  # e + combining acute
     assert plain.fold("视频视频", 5) == ["视频", "视频"]
     assert plain.fold("", 3) == [""]
+
+
+def test_priorities_quotas_and_a_slow_down_hold_are_shown() -> None:
+    plain_queue = plain.dashboard(summary(), [], width=80, colour=False).splitlines()
+    assert "order: fair" in plain_queue
+    assert not any(line.startswith(("quota:", "generator:")) for line in plain_queue)
+    until = datetime(2026, 12, 2, 12, 3, 4, tzinfo=UTC)
+    busy = {
+        **summary(),
+        "pending_by_priority": {9: 1, 5: 20, 0: 1300},
+        "quota": {"max_running": 4, "max_starts_per_minute": 10},
+        "starts_last_minute": 7,
+        "rate_limited": {"until": until, "why": "429 Too Many Requests"},
+    }
+    lines = plain.dashboard(busy, [], width=80, colour=False).splitlines()
+    assert "order: fair; pending by priority 9: 1 · 5: 20 · 0: 1,300" in lines
+    assert "quota: 1 of 4 running, 7 of 10 starts in the last minute" in lines
+    shown = until.astimezone().strftime("%H:%M:%S")
+    assert f"generator: rate limited until {shown} (429 Too Many Requests)" in lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,26 @@ async def test_a_dead_notification_is_sent_again(console: Console) -> None:
         )
         assert detail == f"web:alice notification {note} to 1 (was: recipient refused: X)"
         assert asset_id
+
+
+async def test_priorities_and_a_slow_down_hold_are_on_the_pages(console: Console) -> None:
+    async with await db.connect(console.url) as conn:
+        urgent = await enqueue(conn, "срочно", user_id=1, priority=7)
+        await enqueue(conn, "потом", user_id=2)
+        (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+        until = await jobs.rate_limit(
+            conn, job, owner="w", detail="429 Too Many Requests", retry_after=600, now=None
+        )
+    assert until is not None
+    async with console.logged_in(console.viewer) as client:
+        overview = (await client.get("/")).text
+        assert f"rate limited until {until.astimezone(UTC):%H:%M:%S} UTC" in overview
+        assert "429 Too Many Requests" in overview
+        assert "pending by priority:\n      7: 1 · 0: 1" in overview
+        page = (await client.get(f"/assets/{urgent.asset_id}")).text
+        assert "<p>priority 7 · attempts 0/3" in page
+        listed = (await client.get("/api/assets?state=pending")).json()["assets"]
+        assert [(a["name"], a["priority"]) for a in listed] == [("потом", 0), ("срочно", 7)]
 
 
 async def test_the_live_overview_streams_the_first_snapshot(console: Console) -> None:

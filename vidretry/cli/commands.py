@@ -642,10 +642,11 @@ def status(
         conn = await session(config)
         async with conn:
             if watch:
-                await _watch(conn)
+                await _watch(conn, config)
                 return
             summary = await reports.status(conn, None)
             running = await reports.running_jobs(conn, None)
+        summary["quota"] = _quota(config)
         if as_json:
             print_json({**summary, "running": running})
             return
@@ -654,7 +655,16 @@ def status(
     run(ctx, body)
 
 
-async def _watch(conn: Connection) -> None:
+def _quota(config: Config) -> dict[str, int]:
+    """This machine's [worker] quotas (0: none): the workers enforce them, status shows them."""
+    worker = config.worker
+    return {
+        "max_running": worker.max_running,
+        "max_starts_per_minute": worker.max_starts_per_minute,
+    }
+
+
+async def _watch(conn: Connection, config: Config) -> None:
     import asyncio
     import contextlib
 
@@ -671,6 +681,7 @@ async def _watch(conn: Connection) -> None:
         while not stop.is_set():
             summary = await reports.status(conn, None)
             running = await reports.running_jobs(conn, None)
+            summary["quota"] = _quota(config)
             shown = plain.dashboard(summary, running, width=console.width, colour=True)
             live.update(Text.from_ansi(shown))
             with contextlib.suppress(TimeoutError):

@@ -157,6 +157,7 @@ def dashboard(
         + f"{summary['outbox_backlog']} waiting, "
         + style(f"{dead} dead", RED if dead else None),
         *queue(summary["queue"], style),
+        *generator(summary, style),
     ]
     jobs = []
     for job in running:
@@ -192,4 +193,34 @@ def queue(pause: dict[str, Any], style: Style) -> list[str]:
         lines.append(style("probes: ", BOLD) + probes + f", next {pause['next_probe_at']}")
     else:
         lines.append("no probes: a manual pause ends with `vidretry resume`")
+    return lines
+
+
+def generator(summary: dict[str, Any], style: Style) -> list[str]:
+    """The claim order, pending jobs by priority, the quotas and a "slow down" hold."""
+    by_priority = summary["pending_by_priority"]
+    order = summary["order"]
+    if any(priority > 0 for priority in by_priority):
+        shown = " · ".join(f"{priority}: {n:,}" for priority, n in by_priority.items())
+        order += f"; pending by priority {shown}"
+    lines = [style("order: ", BOLD) + order]
+    quota = summary.get("quota") or {}
+    used = []
+    if quota.get("max_running"):
+        used.append(f"{summary['counts']['running']} of {quota['max_running']} running")
+    if quota.get("max_starts_per_minute"):
+        used.append(
+            f"{summary['starts_last_minute']} of {quota['max_starts_per_minute']} starts "
+            "in the last minute"
+        )
+    if used:
+        lines.append(style("quota: ", BOLD) + ", ".join(used))
+    limited = summary["rate_limited"]
+    if limited is not None:
+        until = limited["until"].astimezone().strftime("%H:%M:%S")
+        lines.append(
+            style("generator: ", BOLD)
+            + style(f"rate limited until {until}", BOLD_RED)
+            + f" ({limited['why']})"
+        )
     return lines

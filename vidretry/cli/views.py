@@ -56,12 +56,13 @@ def demo(snapshot: Snapshot) -> RenderableType:
 
 def assets(rows: list[dict[str, Any]]) -> Table:
     """``vidretry list``."""
-    table = folding_table("id", "name", "state", "attempts", "gen", "last error")
+    table = folding_table("id", "name", "state", "prio", "attempts", "gen", "last error")
     for row in rows:
         table.add_row(
             str(row["id"]),
             escape(row["name"]),
             row["state"],
+            str(row["priority"]),
             f"{row['attempts']}/{row['max_attempts']}",
             str(row["generation"]),
             escape((row["last_error"] or "")[:60]),
@@ -74,7 +75,9 @@ def asset(details: dict[str, Any]) -> RenderableType:
     lines = [
         f"asset {details['id']} [bold]{escape(details['name'])}[/]: {details['state']}, "
         f"attempt {details['attempts']}/{details['max_attempts']}, "
-        f"generation {details['generation']}"
+        f"generation {details['generation']}",
+        f"priority {details['priority']}, turn {details['turn']}, owner "
+        + (f"telegram:{details['owner']}" if details["owner"] is not None else "itself"),
     ]
     if details["last_error"]:
         lines.append(f"last error: {escape(details['last_error'])}")

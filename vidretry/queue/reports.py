@@ -18,12 +18,26 @@ async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
     counts = {state.value: row[state.value] for state in JobState}
     summary = await fetch_one(conn, "queue_summary", {"now": now})
     assert summary is not None
+    shape = await fetch_one(conn, "queue_shape", {"now": now})
+    assert shape is not None
     return {
         "counts": counts,
         # Beyond 100,000 assets the available ones are estimated (sql/queries/status.sql).
         "available_estimated": row["available_estimated"],
         **summary,
         "queue": await breaker.state(conn),
+        "order": "fair" if shape["fair"] else "first come, first served",
+        # Pending jobs by priority, highest first (a JSON object's keys are strings and
+        # come in no useful order).
+        "pending_by_priority": dict(
+            sorted(((int(p), n) for p, n in shape["pending_by_priority"].items()), reverse=True)
+        ),
+        "rate_limited": (
+            None
+            if shape["rate_limited_until"] is None
+            else {"until": shape["rate_limited_until"], "why": shape["rate_limited_why"]}
+        ),
+        "starts_last_minute": shape["starts_last_minute"],
     }
 
 

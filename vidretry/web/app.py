@@ -26,7 +26,7 @@ import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -247,6 +247,10 @@ class Console:
             "outbox_dead": status["outbox_dead"],
             "paused": queue["state"] == "paused",
             "queue": queue,
+            "order": status["order"],
+            "pending_by_priority": status["pending_by_priority"],
+            "rate_limited": status["rate_limited"],
+            "generator": _generator(status["rate_limited"]),
             "leader": facts["leader"],
             "telegram": bool(facts["leader"]) and bool(facts["telegram"]),
             "leader_until": facts["leader_until"],
@@ -580,3 +584,10 @@ def _asset_row(asset: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "name", "state", "attempts", "max_attempts", "generation", "last_error",
             "updated_at")  # fmt: skip
     return {k: asset[k] for k in keys}
+
+
+def _generator(rate_limited: dict[str, Any] | None) -> str:
+    """The generator as the overview says it: free to start jobs, or told to slow down."""
+    if rate_limited is None:
+        return "starting jobs"
+    return f"rate limited until {rate_limited['until'].astimezone(UTC).strftime('%H:%M:%S UTC')}"

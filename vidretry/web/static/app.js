@@ -23,6 +23,7 @@ function showOverview(o) {
     leader: o.leader || "none",
     telegram: o.telegram ? "connected" : "not connected",
     queue_state: o.paused ? "paused" : "running",
+    generator: o.generator,
   };
   for (const [name, value] of Object.entries(fields)) {
     for (const el of document.querySelectorAll(`[data-field="${name}"]`)) {
