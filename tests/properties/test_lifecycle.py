@@ -5,9 +5,11 @@ Hypothesis drives random sequences of enqueue, claim, heartbeat, success, failur
 stale, by a stranger, by an admin), cancel (a user withdrawing, current or stale; an operator
 cancelling the asset; asking again re-opens it), stale workers finishing late, and delivery; and the
 circuit breaker: failures on two different assets in a row pause the queue and are refunded,
-probes, pause and resume by hand, and the retries-first claim order. A small model predicts
-every outcome; after each step the database must match it and its invariants hold. Time is
-a clock moved by hand.
+probes, pause and resume by hand; and the claim order: priorities, retries first within a
+priority, and the fair turns users get when they ask (a higher-priority request lifts a
+waiting job), with every pending job's place in line where it is claimed. A small model
+predicts every outcome; after each step the database must match it and its invariants
+hold. Time is a clock moved by hand.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hypothesis.stateful import (
 
 from tests.support import FakeClock
 from vidretry.models import ClaimedJob
-from vidretry.queue import breaker, jobs
+from vidretry.queue import breaker, jobs, reports
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
@@ -44,8 +46,9 @@ from vidretry.telegram import outbox
 T = TypeVar("T")
 LEASE = 30.0
 MAX_ATTEMPTS = 2
-NAMES = st.sampled_from(["a", "b", "c"])
-USERS = st.integers(1, 4)
+NAMES = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+USERS = st.integers(1, 3)
+PRIORITIES = st.sampled_from([0, 0, 0, 3])
 ADMIN = 99
 # Two different assets failing in a row trip it; the window never forgets within a run.
 BREAKER = Breaker(
@@ -71,6 +74,9 @@ class Asset:
     generation: int = 0
     token: UUID | None = None
     run_at: datetime | None = None  # when it became pending: the claim order
+    owner: int = 0  # the user who asked first
+    priority: int = 0
+    turn: int = 0  # its round in the fair order, given when it was asked for
     requests: dict[int, str] = field(default_factory=dict)  # user -> request state
     notes: set[tuple[int, str, int]] = field(default_factory=set)  # (user, kind, generation)
     # Notes never to be sent: the user withdrew their request before it went out.
@@ -126,6 +132,29 @@ class Lifecycle(RuleBasedStateMachine):
         self.run(self.conn.close())
         self.loop.close()
 
+    def turn_for(self, owner: int, priority: int) -> int:
+        """The fair order's turn for a job ``owner`` asks for now: the current round at the
+        priority (the newest turn running, else the oldest waiting), plus the owner's jobs
+        waiting there and started in this round."""
+        at = [a for a in self.assets.values() if a.priority == priority]
+        running = [a.turn for a in at if a.state == "running"]
+        waiting = [a.turn for a in at if a.state == "pending" and a.generation == 0]
+        current = max(
+            [*([max(running)] if running else []), *([min(waiting)] if waiting else [])],
+            default=0,
+        )
+        mine = [a for a in at if a.owner == owner]
+        ahead = sum(a.state == "pending" for a in mine)
+        ahead += sum(a.state == "running" and a.turn >= current for a in mine)
+        return current + ahead
+
+    def claim_order(self) -> list[Asset]:
+        """Pending jobs in the order they are claimed."""
+        pending = [a for a in self.assets.values() if a.state == "pending"]
+        return sorted(
+            pending, key=lambda a: (-a.priority, a.generation == 0, a.turn, a.run_at, a.id)
+        )
+
     def model(self, asset_id: int) -> Asset:
         return next(a for a in self.assets.values() if a.id == asset_id)
 
@@ -135,12 +164,21 @@ class Lifecycle(RuleBasedStateMachine):
 
     # -- rules ----------------------------------------------------------------------------
 
-    @rule(name=NAMES, user=USERS)
-    def ask(self, name: str, user: int) -> None:
-        result = self.run(
-            enqueue(self.conn, name, user_id=user, max_attempts=MAX_ATTEMPTS, now=self.clock.now())
-        )
-        asset = self.assets.setdefault(name, Asset(result.asset_id, run_at=self.clock.now()))
+    @rule(name=NAMES, user=USERS, priority=PRIORITIES)
+    def ask(self, name: str, user: int, priority: int) -> None:
+        turn = self.turn_for(user, priority)  # as the database counts, before this request
+        result = self.run(enqueue(
+            self.conn, name, user_id=user, priority=priority, max_attempts=MAX_ATTEMPTS,
+            now=self.clock.now(),
+        ))  # fmt: skip
+        asset = self.assets.get(name)
+        if asset is None:
+            asset = Asset(result.asset_id, run_at=self.clock.now(), owner=user,
+                          priority=priority, turn=turn)  # fmt: skip
+            self.assets[name] = asset
+        elif priority > asset.priority:
+            event("a waiting job lifted to a higher priority")
+            asset.priority, asset.turn = priority, turn
         assert result.asset_id == asset.id
         if asset.state == "cancelled":
             event("a cancelled asset asked for again")
@@ -165,10 +203,13 @@ class Lifecycle(RuleBasedStateMachine):
         claimed = self.run(
             jobs.claim(self.conn, owner="w", limit=limit, lease_seconds=LEASE, now=self.clock.now())
         )
-        pending = [a for a in self.assets.values() if a.state == "pending"]
-        # Nothing while paused; else retried jobs first, then by due time and id.
-        pending.sort(key=lambda a: (a.generation == 0, a.run_at, a.id))
-        expected = [] if self.pause else pending[:limit]
+        # Nothing while paused; else by priority, retried jobs first, then by turn, due
+        # time and id.
+        order = self.claim_order()
+        expected = [] if self.pause else order[:limit]
+        first_come = sorted(order, key=lambda a: (-a.priority, a.generation == 0, a.run_at, a.id))
+        if not self.pause and order[:limit] != first_come[:limit]:
+            event("claimed in the fair order, not first come, first served")
         assert sorted(job.id for job in claimed) == sorted(a.id for a in expected)
         for job in claimed:
             self.took(job)
@@ -489,6 +530,16 @@ class Lifecycle(RuleBasedStateMachine):
             assert (row["lease_token"] is not None) == (asset.state == "running")
             if asset.token is not None:
                 assert row["lease_token"] == asset.token
+
+    @invariant()
+    def the_order_and_every_place_in_line_match(self) -> None:
+        cur = self.run(self.conn.execute("SELECT id, priority, turn FROM video_assets"))
+        rows = {r["id"]: (r["priority"], r["turn"]) for r in self.run(cur.fetchall())}
+        assert rows == {a.id: (a.priority, a.turn) for a in self.assets.values()}
+        for place, asset in enumerate(self.claim_order(), start=1):
+            shown = self.run(reports.place_in_line(self.conn, asset.id))
+            assert shown is not None
+            assert shown.place == place
 
     @invariant()
     def requests_and_notifications_match(self) -> None:

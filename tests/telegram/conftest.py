@@ -31,6 +31,7 @@ from vidretry.telegram.conversation import Conversation
 from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 
 ADMIN = 999
@@ -131,8 +132,9 @@ async def deployed(
                     settings,
                     clock=DatabaseClock(),
                     rate=RequestRate(settings.requests_per_minute),
+                    priorities=Priorities(plugins),
                 ),
-                plugins,
+                registering(plugins),
                 videos=notifier.videos,
                 accepted=editor.remember,
             )

@@ -18,7 +18,7 @@ from telethon import functions
 from tests.support import rows
 from tests.telegram.conftest import ADMIN, Deployment, deployed, running
 from tests.telegram.double import FakeTelegram
-from tests.telegram.plugins import echo_plugin
+from tests.telegram.plugins import broken_priority, echo_plugin, paying_users
 from tests.telegram.test_delivery_conditions import notifier_running
 from tests.telegram.test_notifier import fail_for_good, introduce, run_worker_to_failure
 from vidretry.config import MessagesConfig, TelegramConfig
@@ -252,6 +252,24 @@ async def test_a_plugin_answers_its_command_and_vidretrys_come_first(
         await say(app, 1, "/video Маша")
         assert await say(app, 1, "/nonsense") == [M.unknown_command]
         assert echo_plugin.SEEN == ["/ping", "/nonsense"]  # never vidretry's own command
+
+
+async def test_a_plugin_gives_paying_users_and_admins_a_higher_priority(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    plugins = [paying_users, broken_priority]
+    async with deployed(db_url, telegram, tmp_path, plugins=plugins) as app:
+        for user, name in ((1, "бесплатно"), (7, "платно"), (ADMIN, "админ"), (8, "тоже")):
+            telegram.add_user(user)
+            (accepted,) = await say(app, user, f"/video {name}")
+            assert accepted.startswith("Принято!")
+    # The highest answer wins; a broken plugin's (an exception, 42) counts as 0.
+    assert await query(db_url, "SELECT name, priority FROM video_assets ORDER BY id") == [
+        {"name": "бесплатно", "priority": 0},
+        {"name": "платно", "priority": 5},
+        {"name": "админ", "priority": 9},
+        {"name": "тоже", "priority": 5},
+    ]
 
 
 @pytest.mark.parametrize(
