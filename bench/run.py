@@ -52,16 +52,20 @@ class Size:
     finished_large: int
     scale_jobs: int
     one_chat: int
+    fair_pairs: int  # runs of each layout of the fair case, per repetition
 
 
 FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000, finished_small=10_000,
-            finished_large=1_000_000, scale_jobs=5000, one_chat=20)  # fmt: skip
+            finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3)  # fmt: skip
 SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
-             finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5)  # fmt: skip
+             finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5,
+             fair_pairs=1)  # fmt: skip
 
 # vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
 VIDRETRY_CONCURRENCY = "64"
-CASES = frozenset({"throughput", "latency", "failure", "pacing", "idle", "scale"})
+CASES = frozenset({"throughput", "fair", "latency", "failure", "pacing", "idle", "scale"})
+# The fair case's users: each no-op job is one user's in turn, as they would have asked.
+FAIR_OWNERS = 1000
 
 
 class Bench:
@@ -147,7 +151,9 @@ class Bench:
 
     # -- setups ---------------------------------------------------------------------------
 
-    def setup_vidretry(self, url: str, jobs: int, finished: int = 0) -> None:
+    def setup_vidretry(
+        self, url: str, jobs: int, finished: int = 0, owners: int = 0, bursts: bool = False
+    ) -> None:
         async def migrate() -> None:
             async with await db.connect(url) as conn:
                 await schema.upgrade(conn)
@@ -161,15 +167,36 @@ class Bench:
                     " FROM generate_series(1, %s) g",
                     (finished,),
                 )
+            # Job g: owner and turn as the fair order gives them when its owners ask in turn
+            # (or each in one burst); first come, first served gives every job turn 0.
             conn.execute(
-                "INSERT INTO video_assets (name) SELECT 'v-' || g FROM generate_series(1, %s) g",
-                (jobs,),
-            )
+                "INSERT INTO video_assets (name, owner, turn)"
+                " SELECT 'v-' || g, o, CASE WHEN %(owners)s > 0 THEN t ELSE 0 END"
+                " FROM generate_series(1, %(n)s) AS g,"
+                "      LATERAL (SELECT CASE WHEN %(bursts)s THEN (g - 1) / %(burst)s + 1"
+                "                           ELSE (g - 1) %% greatest(%(owners)s, 1) + 1 END AS o,"
+                "                      CASE WHEN %(bursts)s THEN (g - 1) %% %(burst)s"
+                "                           ELSE (g - 1) / greatest(%(owners)s, 1) END AS t) AS f",
+                {"n": jobs, "owners": owners, "bursts": bursts,
+                 "burst": -(-jobs // max(owners, 1))},
+            )  # fmt: skip
             conn.execute(
                 "INSERT INTO user_requests (asset_id, user_id, chat_id)"
                 " SELECT id, id, id FROM video_assets WHERE state = 'pending'"
             )
             conn.execute("VACUUM ANALYZE")
+
+    def setup_vidretry_fair(self, url: str, jobs: int) -> None:
+        """``setup_vidretry``'s jobs as ``FAIR_OWNERS`` users asked for them one after the
+        other, in turn, with the turns the fair order gives them: the claim takes them in
+        the order they were written, as first come, first served does."""
+        self.setup_vidretry(url, jobs, owners=FAIR_OWNERS)
+
+    def setup_vidretry_bursts(self, url: str, jobs: int) -> None:
+        """The same jobs, but each user asked for all of theirs in one burst, after the
+        previous user's: the claim takes them user by user, one row from each burst, across
+        the whole table (the worst case for the heap's locality)."""
+        self.setup_vidretry(url, jobs, owners=FAIR_OWNERS, bursts=True)
 
     def setup_raw(self, url: str, jobs: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -417,6 +444,20 @@ class Bench:
                 self.throughput("throughput: procrastinate, 4 processes (jobs/s)",
                                 "procrastinate", 4, self.setup_procrastinate, n,
                                 memory="procrastinate worker (its defaults)")  # fmt: skip
+            if "fair" in cases:  # the same run as "throughput: vidretry, 4 processes"
+                # Three runs of each a repetition, each layout first in turn: two runs of
+                # the same case differ by ±10 % on this machine.
+                for pair in range(self.size.fair_pairs):
+                    for label, setup in (
+                        ("first come, first served", self.setup_vidretry),
+                        (f"fair, {FAIR_OWNERS:,} users asking in turn", self.setup_vidretry_fair),
+                        (f"fair, {FAIR_OWNERS:,} users asking in bursts",
+                         self.setup_vidretry_bursts),
+                    )[:: 1 if (rep + pair) % 2 == 0 else -1]:  # fmt: skip
+                        self.throughput(
+                            f"fair: vidretry, 4 processes, {label} (jobs/s)", "vidretry", 4,
+                            setup, n, VIDRETRY_CONCURRENCY,
+                        )  # fmt: skip
             if "latency" in cases:
                 self.latency(
                     "enqueue → start: vidretry", "vidretry", self.setup_vidretry, _enqueue_vidretry
@@ -495,6 +536,15 @@ def table(results: dict[str, list[float]]) -> list[str]:
             ("procrastinate", "throughput: procrastinate, 4 processes (jobs/s)"),
             ("raw loop", "throughput: raw loop, 4 processes (jobs/s)"),
         ],
+        **{
+            f"fair: vidretry, 4 processes, fair, {FAIR_OWNERS:,} users asking in {how} (jobs/s)": [
+                (
+                    "first come, first served",
+                    "fair: vidretry, 4 processes, first come, first served (jobs/s)",
+                ),
+            ]
+            for how in ("turn", "bursts")
+        },
         "enqueue → start: vidretry p50 (ms)": [
             ("pgqueuer", "enqueue → start: pgqueuer p50 (ms)"),
             ("procrastinate", "enqueue → start: procrastinate p50 (ms)"),

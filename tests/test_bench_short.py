@@ -3,7 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
-from bench import broadcast, operations, videos
+from bench import broadcast, fairness, operations, videos
 from bench.run import main
 
 
@@ -15,6 +15,7 @@ def test_benchmark_short_form_runs_every_case(capsys: pytest.CaptureFixture[str]
     for case in (
         "throughput: raw loop",
         "throughput: vidretry, 4 processes",
+        "fair: vidretry, 4 processes, fair, 1,000 users asking in bursts",
         "throughput: pgqueuer",
         "throughput: procrastinate",
         "enqueue → start: vidretry",
@@ -61,3 +62,12 @@ def test_video_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> 
     uploaded = next(line for line in report.splitlines() if "bytes uploaded" in line)
     assert uploaded.split("|")[2].strip() == "1.00"  # one upload, whatever the machine's speed
     assert "success → last delivery" in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fairness_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fairness.main(["--short"]) == 0
+    report = capsys.readouterr().out
+    for row in ("claim, fair, 50,000 pending across 500 owners", "light users' wait, fair"):
+        assert row in report
