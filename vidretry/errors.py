@@ -5,6 +5,8 @@ class VidretryError(Exception):
     """Base of every error vidretry raises on purpose; its message is one line for a human."""
 
     exit_code = 1
+    # The SQLSTATE of the SQL interface's error this one translates (VR001, VR012, ...).
+    sqlstate: str | None = None
 
 
 class RefusedError(VidretryError):

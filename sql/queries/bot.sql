@@ -58,3 +58,12 @@ queued AS (
 SELECT count(*) AS queued,
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(asset_id)s::text) END AS notified
 FROM queued;
+
+-- name: set_bot_policy
+-- The leading notifier's [telegram] admins and max_retries_per_user_per_day, written when it
+-- starts to lead: the SQL interface's vidretry_retry applies the button's rules with them.
+UPDATE queue_policy
+SET admins = %(admins)s, max_retries_per_user_per_day = %(per_day)s
+WHERE id AND (admins, max_retries_per_user_per_day)
+             IS DISTINCT FROM (%(admins)s::bigint[], %(per_day)s::integer)
+RETURNING id;

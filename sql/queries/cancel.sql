@@ -5,81 +5,21 @@
 -- Lock order, as everywhere: the asset row first, then its requests, then its outbox rows.
 -- Each statement that decides from the requests runs after the asset is locked, in its own
 -- snapshot, so it sees every request committed by whoever held the lock before (enqueue
--- locks the asset in upsert_asset; a worker finishing the job, in complete_jobs/fail_job).
+-- locks the asset in vidretry_enqueue_request; a worker finishing the job, in
+-- complete_jobs/fail_job).
 
 -- name: withdraw_request
--- One user takes back their request: a waiting one, or one whose video or failure message
--- has not gone out yet (that message is superseded next). The asset row is locked first.
--- A button names the generation it was made for: one from before a retry or a re-opening
--- changes nothing.
-WITH asset AS (
-    SELECT id, generation FROM video_assets WHERE id = %(id)s FOR UPDATE
-),
-withdrawn AS (
-    UPDATE user_requests AS r
-    SET state = 'cancelled', updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM asset
-    WHERE r.asset_id = asset.id AND r.user_id = %(user_id)s
-      AND (%(generation)s::integer IS NULL OR asset.generation = %(generation)s::integer)
-      AND (r.state = 'pending'
-           OR (r.state IN ('done', 'failed') AND EXISTS (
-                   SELECT 1 FROM notifications AS n
-                   WHERE n.asset_id = r.asset_id AND n.user_id = r.user_id
-                     AND n.kind IN ('ready', 'failed') AND n.state = 'pending')))
-    RETURNING r.asset_id, asset.generation
-),
-history AS (
-    INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-    SELECT asset_id, generation, 'withdrawn', %(actor)s, coalesce(%(now)s::timestamptz, now())
-    FROM withdrawn
-)
-SELECT asset_id FROM withdrawn;
-
--- name: supersede_withdrawn_notifications
--- After withdraw_request, in its transaction: the user's video or failure message that has
--- not gone out is never sent. One being sent right now is left alone (as after a retry).
-UPDATE notifications
-SET state = 'superseded',
-    last_error = 'the request was cancelled',
-    updated_at = coalesce(%(now)s::timestamptz, now())
-WHERE asset_id = %(id)s AND user_id = %(user_id)s AND kind IN ('ready', 'failed')
-  AND state = 'pending'
-RETURNING id;
+-- One user takes back their request, and when nobody else waits the job is cancelled too:
+-- every rule of it is in the function vidretry_withdraw_request (schema 18), which the SQL
+-- interface's vidretry_cancel calls too.
+SELECT outcome, state, was_running
+FROM vidretry_withdraw_request(%(id)s, %(user_id)s, %(generation)s, %(now)s);
 
 -- name: cancel_job
--- Cancel a job still to be made or being made: a pending one is never claimed; a running one
--- loses its lease (its worker's heartbeat notices and stops the generator) and the attempt
--- it was charged at the claim is given back. With "unwanted" (after withdraw_request, in its
--- transaction) only when nobody waits for it any more; without, an operator's (or an
--- admin's) cancel of the whole asset, whoever waits — its requests follow in
--- cancel_requests_and_queue_notices. The asset row is locked first either way.
-WITH old AS (
-    SELECT id, state, lease_owner FROM video_assets WHERE id = %(id)s FOR UPDATE
-),
-cancelled AS (
-    UPDATE video_assets AS a
-    SET state = 'cancelled',
-        attempts = CASE WHEN a.state = 'running' THEN a.attempts - 1 ELSE a.attempts END,
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, progress = NULL,
-        finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM old
-    WHERE a.id = old.id AND a.state IN ('pending', 'running')
-      AND (NOT %(unwanted)s OR NOT EXISTS (SELECT 1 FROM user_requests AS r
-                                           WHERE r.asset_id = a.id AND r.state = 'pending'))
-    RETURNING a.id, a.generation, old.state AS was, old.lease_owner
-),
-history AS (
-    INSERT INTO job_events (asset_id, generation, kind, actor, detail, created_at)
-    SELECT id, generation, 'cancelled', %(actor)s,
-           nullif(concat_ws('; ',
-                            coalesce(%(reason)s::text,
-                                     CASE WHEN %(unwanted)s THEN 'nobody waits any more' END),
-                            CASE WHEN was = 'running' THEN 'stopped on ' || lease_owner END), ''),
-           coalesce(%(now)s::timestamptz, now())
-    FROM cancelled
-)
-SELECT id, was FROM cancelled;
+-- An operator's (or an admin's) cancel of a whole asset, whoever waits: the function
+-- vidretry_cancel_job (schema 18), which a user's withdrawal uses when nobody waits any more.
+-- Its requests follow in cancel_requests_and_queue_notices.
+SELECT id, was FROM vidretry_cancel_job(%(id)s, %(actor)s, %(reason)s, false, %(now)s);
 
 -- name: cancel_requests_and_queue_notices
 -- After an operator's cancel_job, in its own snapshot: every request still waiting is cancelled and its
@@ -116,27 +56,6 @@ SELECT a.state,
         WHERE r.asset_id = a.id AND r.user_id = %(user_id)s::bigint) AS request_state
 FROM video_assets AS a
 WHERE a.id = %(id)s;
-
--- name: reopen_cancelled
--- Somebody asks again for a cancelled asset: it is made afresh, as a new generation with
--- all its attempts (enqueue, with the asset locked by upsert_asset).
-WITH reopened AS (
-    UPDATE video_assets
-    SET state = 'pending',
-        attempts = 0,
-        run_at = coalesce(%(now)s::timestamptz, now()),
-        generation = generation + 1,
-        finished_at = NULL,
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    WHERE id = %(id)s AND state = 'cancelled'
-    RETURNING id, generation
-),
-history AS (
-    INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-    SELECT id, generation, 'reopened', %(actor)s, coalesce(%(now)s::timestamptz, now())
-    FROM reopened
-)
-SELECT id, generation, pg_notify('vidretry_jobs', id::text) AS notified FROM reopened;
 
 -- name: open_requests_of_user
 -- /cancel: a user's requests that can still be cancelled, newest first.

@@ -7,76 +7,14 @@
 -- Batches of ids, tokens and results are sent as binary parameters (%(x)b): psycopg dumps a
 -- list of 64 of them in a third to a fifth of the time the text format takes.
 
--- name: upsert_asset
--- Create the asset for a name, or lock and return the existing one. The no-op DO UPDATE makes
--- the row lock part of this statement, so a worker finishing the job concurrently either
--- commits before us (we see its final state) or waits for our request to be inserted.
---
--- A new job gets its turn (schema 17): the current round at its priority, plus the number
--- of jobs its owner has waiting there (counted up to 1,000: a bigger backlog shares the last
--- turn). A joining request of a higher priority lifts the job to it, at the turn it would
--- have had as that requester's.
-WITH round AS (
-    -- The current round: the newest turn started (claims go in turn order) or, with nothing
-    -- running, the oldest turn waiting. A retried job's old turn and a backoff do not hold
-    -- it back: the newest running turn is already past them.
-    SELECT coalesce(greatest(
-               (SELECT max(turn) FROM video_assets
-                WHERE state = 'running' AND priority = %(priority)s),
-               (SELECT turn FROM video_assets
-                WHERE state = 'pending' AND priority = %(priority)s AND generation = 0
-                ORDER BY turn LIMIT 1)), 0) AS turn
-),
-ahead AS (
-    -- The owner's jobs already in this round or later: waiting, or started in this round.
-    SELECT (SELECT count(*) FROM (SELECT 1 FROM video_assets
-                                  WHERE state = 'pending' AND owner = %(owner)s
-                                    AND priority = %(priority)s
-                                  LIMIT 1000) AS waiting)
-           + (SELECT count(*) FROM video_assets, round
-              WHERE state = 'running' AND owner = %(owner)s AND priority = %(priority)s
-                AND video_assets.turn >= round.turn) AS n
-)
-INSERT INTO video_assets (name, params, max_attempts, owner, priority, turn,
-                          run_at, created_at, updated_at)
-SELECT %(name)s, %(params)s, %(max_attempts)s, %(owner)s, %(priority)s,
-       CASE WHEN (SELECT fair FROM queue_policy) THEN round.turn + ahead.n ELSE 0 END,
-       coalesce(%(now)s::timestamptz, now()),
-       coalesce(%(now)s::timestamptz, now()),
-       coalesce(%(now)s::timestamptz, now())
-FROM round, ahead
-ON CONFLICT (name) DO UPDATE
-SET priority = greatest(video_assets.priority, excluded.priority),
-    turn = CASE WHEN excluded.priority > video_assets.priority THEN excluded.turn
-                ELSE video_assets.turn END
-RETURNING id, name, state, generation, result, (xmax = 0) AS created;
-
--- name: add_request
--- Record that a user waits for an asset; asking twice is one request. The state is 'pending'
--- for a job still to run, 'done' for an asset that is already available. A request the
--- user cancelled before is theirs again (the only conflict that changes anything).
-WITH request AS (
-    INSERT INTO user_requests (asset_id, user_id, chat_id, state, created_at, updated_at)
-    VALUES (%(asset_id)s, %(user_id)s, %(chat_id)s, %(state)s,
-            coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
-    ON CONFLICT (asset_id, user_id) DO UPDATE
-    SET state = excluded.state, chat_id = excluded.chat_id, updated_at = excluded.updated_at,
-        accept_message_id = NULL, shown = NULL, checked_at = NULL, edited_at = NULL
-    WHERE user_requests.state = 'cancelled'
-    RETURNING asset_id
-)
-INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-SELECT request.asset_id, %(generation)s,
-       CASE WHEN %(created)s THEN 'enqueued' ELSE 'requested' END,
-       'telegram:' || %(user_id)s::text, coalesce(%(now)s::timestamptz, now())
-FROM request;
-
--- name: record_enqueued
--- A job enqueued with nobody to tell (no Telegram user: an operator or another program):
--- its history starts with who asked for it.
-INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-SELECT id, generation, 'enqueued', %(actor)s, coalesce(%(now)s::timestamptz, now())
-FROM video_assets WHERE id = %(id)s;
+-- name: enqueue_request
+-- Ask for a video: every rule of it is in the function vidretry_enqueue_request (schema 18),
+-- which the SQL interface's vidretry_enqueue calls too. "max_attempts" NULL: the workers'.
+SELECT asset_id, state, created, retried, ready_queued
+FROM vidretry_enqueue_request(
+    %(name)s, %(user_id)s, %(chat_id)s, %(params)s, %(priority)s,
+    coalesce(%(max_attempts)s::integer, (SELECT max_attempts FROM queue_policy)),
+    %(actor)s, %(now)s);
 
 -- name: claim_jobs
 -- Claim up to "limit" due jobs for one worker in a single statement. With a global quota on
@@ -166,11 +104,15 @@ SELECT n, '-infinity' FROM generate_series(1, %(n)s::integer) AS n
 ON CONFLICT (id) DO NOTHING;
 
 -- name: set_queue_policy
--- A worker's [queue] fair, written when it starts; returns whether it changed anything.
-UPDATE queue_policy
-SET fair = %(fair)s, set_by = %(owner)s, set_at = coalesce(%(now)s::timestamptz, now())
-WHERE id AND fair IS DISTINCT FROM %(fair)s
-RETURNING fair;
+-- A worker's [queue] fair and [worker] max_attempts, written when it starts (every enqueue
+-- follows them, from whatever program); returns the order that was there before.
+WITH old AS (SELECT fair FROM queue_policy WHERE id FOR UPDATE)
+UPDATE queue_policy AS q
+SET fair = %(fair)s, max_attempts = %(max_attempts)s, set_by = %(owner)s,
+    set_at = coalesce(%(now)s::timestamptz, now())
+FROM old
+WHERE q.id AND (q.fair, q.max_attempts) IS DISTINCT FROM (%(fair)s, %(max_attempts)s)
+RETURNING old.fair AS was_fair;
 
 -- name: extend_leases
 -- Heartbeat for every job a worker is running, in one statement. A job missing from the
@@ -296,26 +238,6 @@ queued AS (
 SELECT count(*) AS queued,
        -- Wake the notifiers; delivered at commit, and only if something was queued.
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', '') END AS notified
-FROM queued;
-
--- name: queue_ready_notification
--- A user asked for an asset that is already available: tell them at once.
-WITH asset AS (
-    SELECT id, name, generation, result FROM video_assets WHERE id = %(id)s AND state = 'available'
-),
-queued AS (
-    INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
-                               next_attempt_at, created_at, updated_at)
-    SELECT asset.id, %(user_id)s, %(chat_id)s, 'ready', asset.generation,
-           jsonb_build_object('name', asset.name, 'result', asset.result),
-           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
-           coalesce(%(now)s::timestamptz, now())
-    FROM asset
-    ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
-    RETURNING id
-)
-SELECT count(*) AS queued,
-       CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', %(id)s::text) END AS notified
 FROM queued;
 
 -- name: record_progress
@@ -444,7 +366,3 @@ SELECT (SELECT CASE reason WHEN 'breaker' THEN 'the circuit breaker' ELSE paused
                                                (SELECT until FROM generator_hold))
                                       - coalesce(%(now)s::timestamptz, now())))::float8
            AS next_due_in;
-
--- name: notify_workers
--- Wake idle workers: a job was enqueued or retried. Delivered at commit.
-SELECT pg_notify('vidretry_jobs', %(id)s::text);

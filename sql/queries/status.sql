@@ -105,49 +105,7 @@ SELECT (SELECT count(*) FROM video_assets WHERE state = 'pending') AS pending,
        EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL) AS paused;
 
 -- name: place_in_line
--- A pending request's place among the jobs a worker will claim before it (claim_jobs'
--- order: higher priority, then retried jobs, then by turn, due time and id), how many run
--- now, and the median of the last 50 attempts' durations (claim to outcome): what the
--- acceptance message and /my say about the wait. No row for an asset that is not pending.
--- Jobs enqueued later may still come before it (a user's first job goes before another
--- user's backlog): the place is where it stands now.
-WITH me AS (
-    SELECT id, priority, generation, turn, run_at FROM video_assets
-    WHERE id = %(id)s AND state = 'pending'
-),
-ahead AS (
-    -- Two ranges of the claim index: every higher priority, and the jobs before this one
-    -- within its own.
-    SELECT (SELECT count(*) FROM video_assets AS a, me
-            WHERE a.state = 'pending' AND a.priority > me.priority)
-           + (SELECT count(*) FROM video_assets AS a, me
-              WHERE a.state = 'pending' AND a.priority = me.priority
-                AND ((a.generation = 0), a.turn, a.run_at, a.id)
-                    < ((me.generation = 0), me.turn, me.run_at, me.id)) AS n
-),
-running AS (
-    SELECT count(*) AS n FROM video_assets WHERE state = 'running'
-),
-finished AS (
-    -- The newest outcomes, through the primary key backwards; each with its claim.
-    SELECT asset_id, generation, attempt, created_at
-    FROM job_events
-    WHERE kind IN ('succeeded', 'attempt_failed')
-    ORDER BY id DESC
-    LIMIT 50
-),
-durations AS (
-    SELECT extract(epoch FROM f.created_at - c.created_at) AS seconds
-    FROM finished AS f
-    JOIN LATERAL (
-        SELECT created_at FROM job_events AS e
-        WHERE e.asset_id = f.asset_id AND e.generation = f.generation
-          AND e.attempt = f.attempt AND e.kind = 'claimed'
-        ORDER BY e.id DESC
-        LIMIT 1
-    ) AS c ON true
-)
-SELECT ahead.n + 1 AS place, running.n AS running,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM durations)
-           AS median_seconds
-FROM me, ahead, running;
+-- A pending request's place in the claim's order, how many run now, and the median of the
+-- recent attempts' durations: the function vidretry_place_in_line (schema 18), which the SQL
+-- interface's vidretry_asset shows too. No row for an asset that is not pending.
+SELECT place, running, median_seconds FROM vidretry_place_in_line(%(id)s);

@@ -207,8 +207,8 @@ async def test_the_place_in_line_is_the_order_the_jobs_are_claimed_in(
 
 async def test_first_come_first_served_when_the_workers_say_so(conn: db.Connection) -> None:
     clock = FakeClock()
-    assert await jobs.set_policy(conn, fair=False, owner="w", now=None)
-    assert not await jobs.set_policy(conn, fair=False, owner="w", now=None)  # no change
+    assert await jobs.set_policy(conn, fair=False, max_attempts=3, owner="w", now=None)
+    assert not await jobs.set_policy(conn, fair=False, max_attempts=3, owner="w", now=None)
     for i in range(3):
         await ask(conn, clock, f"a{i}", 1)
     await ask(conn, clock, "b0", 2)

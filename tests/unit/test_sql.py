@@ -6,7 +6,7 @@ from vidretry.store import redact, sqlfiles
 def test_every_statement_is_named_and_commented_or_trivially_read_only() -> None:
     queries = sqlfiles.queries()
     assert "claim_jobs" in queries
-    assert "retry_job" in queries
+    assert "retry_asset" in queries
     for name, text in queries.items():
         assert text.strip(), name
         changes_state = re.search(r"\b(UPDATE|INSERT|DELETE)\b", text)
@@ -47,16 +47,14 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'", "t.free_at <="],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
+    # bot.sql
+    "set_bot_policy": ["id AND (admins, max_retries_per_user_per_day)"],
     # cancel.sql
-    "withdraw_request": ["r.state = 'pending'"],
-    "supersede_withdrawn_notifications": ["state = 'pending'"],
-    "cancel_job": ["a.state IN ('pending', 'running')"],
     "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
-    "reopen_cancelled": ["state = 'cancelled'"],
     # jobs.sql
     "record_progress": ["state = 'running' AND lease_token = %(token)s"],
     "claim_jobs": [("due", "state = 'pending'"), "t.free_at <="],
-    "set_queue_policy": ["fair IS DISTINCT FROM"],
+    "set_queue_policy": ["q.id AND (q.fair, q.max_attempts) IS DISTINCT FROM"],
     "extend_leases": ["state = 'running' AND lease_token = ANY"],
     "complete_jobs": [
         "a.state = 'running' AND a.lease_token = ANY",
@@ -91,13 +89,34 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # web.sql
     "note_web_token_used": ["token_hash = %(hash)s"],
     "resend_notification": ["state = 'dead'"],
-    # retry.sql
-    "retry_job": ["a.state = 'failed'"],
-    "reopen_requests": ["state = 'failed'"],
-    "supersede_failure_notifications": ["state = 'pending'"],
     # schema.sql
     "record_missing_checksum": ["checksum IS NULL"],
+    # the functions of sql/migrations (schema 18)
+    "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
+    "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
+    "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
+    "vidretry_enqueue_request": ["v.state = 'cancelled'"],
 }
+
+# A function a migration defines, with its body (between the $$ quotes).
+_FUNCTION = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\(.*?\$\$(.*?)\$\$", re.S)
+
+
+def functions() -> dict[str, str]:
+    """The body of every SQL function the migrations define, as the newest defines it."""
+    found = {}
+    for migration in sqlfiles.migrations():
+        for match in _FUNCTION.finditer(migration.sql):
+            found[match[1]] = match[2]
+    return found
+
+
+def test_every_function_says_what_it_is_for() -> None:
+    for migration in sqlfiles.migrations()[17:]:  # since schema 18, the SQL interface's
+        for match in _FUNCTION.finditer(migration.sql):
+            before = migration.sql[: match.start()].rstrip().splitlines()[-1]
+            assert before.startswith("--"), f"{match[1]} has no comment"
+    assert {"vidretry_enqueue", "vidretry_retry", "vidretry_cancel"} <= set(functions())
 
 
 # An UPDATE statement (not FOR UPDATE, not ON CONFLICT ... DO UPDATE).
@@ -136,7 +155,8 @@ def _cte(text: str, name: str) -> str:
 
 
 def test_every_update_is_guarded_by_what_it_may_change_from() -> None:
-    statements = {n: t for n, t in sqlfiles.queries().items() if _UPDATE.search(t)}
+    texts = {**sqlfiles.queries(), **functions()}
+    statements = {n: t for n, t in texts.items() if _UPDATE.search(t)}
     assert set(statements) == set(EXPECTED_GUARDS), "name the guard of every new UPDATE here"
     for name, text in statements.items():
         updates = _updates(text)

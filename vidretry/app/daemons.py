@@ -264,7 +264,23 @@ class NotifierProcess:
         async with self._noting:  # in the order the changes happened (the lock is FIFO)
             await _note_connection_of(self.pool, self.name, connected)
 
+    async def _publish_bot_rules(self) -> None:
+        """The button's rules, for other programs retrying through SQL (vidretry_retry): this
+        leader's [telegram] admins and daily retries. Best effort: the next term writes
+        them again."""
+        telegram = self.config.telegram
+        params = {
+            "admins": list(telegram.admins),
+            "per_day": telegram.max_retries_per_user_per_day,
+        }
+        try:
+            async with self.pool.connection() as conn:
+                await execute(conn, "set_bot_policy", params)
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("the button's rules were not written for SQL callers: %s", one_line(exc))
+
     async def _lead(self, done: asyncio.Event, lost: asyncio.Event, drain: bool) -> None:
+        await self._publish_bot_rules()
         notifier_config = self.config.notifier
         pacer = Pacer(notifier_config.rate_per_second, notifier_config.per_chat_interval_seconds)
         bot = self.open_bot(pacer) if self.open_bot is not None else None

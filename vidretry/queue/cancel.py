@@ -6,9 +6,11 @@ is cancelled with it. An operator (or an admin's ``/cancel``) *cancels* a whole 
 (``cancel``): every waiting user is told. Either way a pending job is never claimed, and a
 running one loses its lease: its worker's heartbeat notices and stops the generator. No
 attempt is counted and no failure recorded, so the circuit breaker never sees a cancel.
-Every change is a guarded UPDATE (``sql/queries/cancel.sql``): a double press, a stale
-button or two operators at once change things once, and the asset is read only to word the
-answer when nothing changed.
+Every change is a guarded UPDATE (``sql/queries/cancel.sql``, and the functions
+``vidretry_withdraw_request`` and ``vidretry_cancel_job`` of sql/migrations/0018, which the
+SQL interface's ``vidretry_cancel`` calls too): a double press, a stale button or two
+operators at once change things once, and the asset is read only to word the answer when
+nothing changed.
 """
 
 from __future__ import annotations
@@ -58,19 +60,15 @@ async def withdraw(
     ``generation`` (a button's) must still be the asset's, else nothing changes."""
     if not 1 <= asset_id <= MAX_ID:
         return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
-    actor = Actor.telegram(user_id).label
-    params = {
-        "id": asset_id, "user_id": user_id, "generation": generation, "actor": actor,
-        "unwanted": True, "reason": None, "now": now,
-    }  # fmt: skip
-    async with conn.transaction():
-        if await fetch_one(conn, "withdraw_request", params) is None:
-            return await _refusal(conn, asset_id, user_id)
-        await fetch_all(conn, "supersede_withdrawn_notifications", params)
-        job = await fetch_one(conn, "cancel_job", params)
-    if job is None:
-        return CancelResult(CancelOutcome.WITHDRAWN, asset_id)
-    return CancelResult(CancelOutcome.CANCELLED, asset_id, was_running=job["was"] == "running")
+    params = {"id": asset_id, "user_id": user_id, "generation": generation, "now": now}
+    row = await fetch_one(conn, "withdraw_request", params)
+    assert row is not None  # the function always returns its row
+    return CancelResult(
+        CancelOutcome(row["outcome"]),
+        asset_id,
+        JobState(row["state"]) if row["outcome"] == CancelOutcome.NOT_OPEN else None,
+        was_running=row["was_running"],
+    )
 
 
 async def cancel(

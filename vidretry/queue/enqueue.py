@@ -10,9 +10,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from vidretry.errors import ConfigError
-from vidretry.models import JobState, RequestState
-from vidretry.queue.retry import Actor, retry
-from vidretry.store.db import Connection, execute, fetch_one
+from vidretry.models import JobState
+from vidretry.queue.retry import Actor
+from vidretry.store.db import Connection, fetch_one
 
 # What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
 MAX_NAME_BYTES = 2000
@@ -80,7 +80,7 @@ async def enqueue(
     chat_id: int | None = None,
     params: dict[str, Any] | None = None,
     priority: int = 0,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     operator: str = "api",
     now: datetime | None = None,
 ) -> Enqueued:
@@ -92,12 +92,15 @@ async def enqueue(
     an asset that is already available the request is satisfied at once with a 'ready'
     notification; for a failed one the asset is retried with this user as the actor; a
     cancelled one is re-opened as a new generation. ``chat_id`` defaults to the user's
-    private chat, whose id is the user id.
+    private chat, whose id is the user id. ``max_attempts`` None: the workers'
+    ``[worker] max_attempts``, as they wrote it at start.
 
     With ``user_id`` None nobody is recorded as waiting (nobody will be told): the job is
-    its own owner, and ``operator`` names who retried or re-opened it in the history.
+    its own owner, and ``operator`` names who asked in the history.
     The name is normalised by ``normalise_name``; a bad name, id or priority is
-    ``ConfigError``. Runs in the caller's transaction when there is one (a savepoint).
+    ``ConfigError``, before the database is asked. Runs in the caller's transaction when
+    there is one: one statement, the function ``vidretry_enqueue_request`` (schema 18),
+    which holds every rule of it and which other programs call through ``vidretry_enqueue``.
     """
     name = normalise_name(name)
     check_priority(priority)
@@ -106,59 +109,17 @@ async def enqueue(
     elif chat_id is not None:
         raise ConfigError("a chat id needs the user id of the requester (--user)")
     actor = Actor.operator(operator) if user_id is None else Actor.telegram(user_id)
-    retried = ready_queued = False
-    async with conn.transaction():
-        asset = await fetch_one(
-            conn,
-            "upsert_asset",
-            {
-                "name": name, "params": Jsonb(params or {}), "max_attempts": max_attempts,
-                "owner": user_id, "priority": priority, "now": now,
-            },
-        )  # fmt: skip
-        assert asset is not None  # an upsert always returns its row
-        asset_id, state, generation = asset["id"], JobState(asset["state"]), asset["generation"]
-        if state is JobState.CANCELLED:
-            # Nobody wanted it any more; now somebody does: made afresh, a new generation.
-            reopened = await fetch_one(
-                conn, "reopen_cancelled", {"id": asset_id, "actor": actor.label, "now": now}
-            )
-            assert reopened is not None  # the asset is locked: still cancelled
-            state, generation = JobState.PENDING, reopened["generation"]
-        if user_id is not None:
-            chat = user_id if chat_id is None else chat_id
-            request_state = {
-                JobState.AVAILABLE: RequestState.DONE,
-                JobState.FAILED: RequestState.FAILED,
-            }.get(state, RequestState.PENDING)
-            await execute(
-                conn,
-                "add_request",
-                {
-                    "asset_id": asset_id,
-                    "user_id": user_id,
-                    "chat_id": chat,
-                    "state": request_state,
-                    "generation": generation,
-                    "created": asset["created"],
-                    "now": now,
-                },
-            )
-            if state is JobState.AVAILABLE and not asset["created"]:
-                queued = await fetch_one(
-                    conn,
-                    "queue_ready_notification",
-                    {"id": asset_id, "user_id": user_id, "chat_id": chat, "now": now},
-                )
-                ready_queued = bool(queued and queued["queued"])
-        elif asset["created"]:
-            await execute(
-                conn, "record_enqueued", {"id": asset_id, "actor": actor.label, "now": now}
-            )
-        if asset["created"]:
-            await execute(conn, "notify_workers", {"id": asset_id})
-        elif state is JobState.FAILED:
-            result = await retry(conn, asset_id, actor, reason="asked again", now=now)
-            if result.retried:
-                state, retried = JobState.PENDING, True
-    return Enqueued(asset_id, state, asset["created"], retried, ready_queued)
+    row = await fetch_one(
+        conn,
+        "enqueue_request",
+        {
+            "name": name, "user_id": user_id, "chat_id": chat_id, "params": Jsonb(params or {}),
+            "priority": priority, "max_attempts": max_attempts, "actor": actor.label,
+            "now": now,
+        },
+    )  # fmt: skip
+    assert row is not None  # the function always returns its row
+    return Enqueued(
+        row["asset_id"], JobState(row["state"]), row["created"], row["retried"],
+        row["ready_queued"],
+    )  # fmt: skip

@@ -85,10 +85,14 @@ async def prepare_quota(conn: Connection, quota: Quota) -> None:
         await execute(conn, "provide_start_tokens", {"n": quota.max_starts_per_minute})
 
 
-async def set_policy(conn: Connection, *, fair: bool, owner: str, now: datetime | None) -> bool:
-    """Write ``[queue] fair`` for every enqueue to follow; True if it changed."""
-    params = {"fair": fair, "owner": owner, "now": now}
-    return await fetch_one(conn, "set_queue_policy", params) is not None
+async def set_policy(
+    conn: Connection, *, fair: bool, max_attempts: int, owner: str, now: datetime | None
+) -> bool:
+    """Write ``[queue] fair`` and ``[worker] max_attempts`` for every enqueue to follow;
+    True if that changed the order."""
+    params = {"fair": fair, "max_attempts": max_attempts, "owner": owner, "now": now}
+    row = await fetch_one(conn, "set_queue_policy", params)
+    return row is not None and row["was_fair"] != fair
 
 
 async def extend_leases(

@@ -1,8 +1,10 @@
-"""The one retry service, shared by ``vidretry retry`` and the Telegram retry button.
+"""The one retry service, shared by ``vidretry retry``, the Telegram retry button, the
+console, asking again for a failed video, and other programs (``vidretry_retry`` in SQL).
 
-A retry is a single guarded UPDATE (``retry_job``): of any number of concurrent callers for
-one asset exactly one changes it, and stale buttons and double clicks find nothing to change.
-Only when nothing changed is the asset read, to tell the caller why.
+Its rules are the function ``vidretry_retry_asset`` (sql/migrations/0018): a retry is a
+single guarded UPDATE, so of any number of concurrent callers for one asset exactly one
+changes it, and stale buttons and double clicks find nothing to change. Only when nothing
+changed is the asset read, to tell the caller why.
 """
 
 from __future__ import annotations
@@ -94,35 +96,17 @@ async def retry(
         "reason": reason,
         "now": now,
     }
-    async with conn.transaction():
-        row = await fetch_one(conn, "retry_job", params)
-        if row is not None:
-            reopened = await fetch_all(conn, "reopen_requests", params)
-            superseded = await fetch_all(conn, "supersede_failure_notifications", params)
-            return RetryResult(
-                RetryOutcome.RETRIED,
-                asset_id,
-                JobState.PENDING,
-                row["generation"],
-                tuple(r["user_id"] for r in reopened),
-                len(superseded),
-            )
-        return await _refusal(conn, asset_id, user_id, generation)
-
-
-async def _refusal(
-    conn: Connection, asset_id: int, user_id: int | None, generation: int | None
-) -> RetryResult:
-    row = await fetch_one(conn, "retry_refusal", {"id": asset_id, "user_id": user_id})
-    if row is None:
-        return RetryResult(RetryOutcome.NOT_FOUND, asset_id)
-    if user_id is not None and not row["has_request"]:
-        # Say nothing about the asset to someone who may not touch it.
-        return RetryResult(RetryOutcome.FORBIDDEN, asset_id)
-    state, current = JobState(row["state"]), row["generation"]
-    if generation is not None and generation != current:
-        return RetryResult(RetryOutcome.STALE, asset_id, state, current)
-    return RetryResult(RetryOutcome.NOT_FAILED, asset_id, state, current)
+    row = await fetch_one(conn, "retry_asset", params)
+    assert row is not None  # the function always returns its row
+    outcome = RetryOutcome(row["outcome"])
+    return RetryResult(
+        outcome,
+        asset_id,
+        JobState(row["state"]) if row["state"] is not None else None,
+        row["generation"],
+        tuple(row["reopened_users"]),
+        row["superseded"],
+    )
 
 
 _REFUSALS = {

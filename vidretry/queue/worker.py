@@ -109,9 +109,14 @@ class Worker:
 
     async def _prepare(self) -> None:
         """At the start (the loop's first upkeep, so a database that is down is waited
-        for): write ``[queue] fair`` for every enqueue, and the quota's start tokens."""
+        for): write ``[queue] fair`` and ``[worker] max_attempts`` for every enqueue, and
+        the quota's start tokens."""
         async with self.pool.connection() as conn:
-            if await jobs.set_policy(conn, fair=self.fair, owner=self.name, now=self.clock.now()):
+            changed = await jobs.set_policy(
+                conn, fair=self.fair, max_attempts=self.config.max_attempts, owner=self.name,
+                now=self.clock.now(),
+            )  # fmt: skip
+            if changed:
                 log.warning(
                     "the queue's order is now %s ([queue] fair = %s): jobs enqueued from now "
                     "on follow it", "fair" if self.fair else "first come, first served",
