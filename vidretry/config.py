@@ -118,6 +118,11 @@ class NotifierConfig:
     # video's progress at most this often per chat (bots editing every 2 s meet flood
     # waits; 4-10 s is common practice), at the lowest priority; 0 turns it off.
     progress_edit_seconds: float = field(default=5.0, metadata=_bounded(0, 3600))
+    # Beside a bot that keeps its own framework (grammY, aiogram; docs/integrate.md): deliver
+    # the outbox and edit acceptances, but ask Telegram for none of the bot's updates, answer
+    # no message or button, and leave the command menu alone. Retry buttons then carry the
+    # seed's data, retry_video:<asset id>, for the host bot's handler.
+    send_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -581,6 +586,11 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             "[notifier] heartbeat_seconds must be at most a third of [notifier] lease_seconds "
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
+        )
+    if notifier.send_only and config.telegram.plugins:
+        raise ConfigError(
+            "[notifier] send_only = true leaves the bot's messages and buttons to its own "
+            "framework: [telegram] plugins would never be called; remove them"
         )
     _check_messages("[messages]", config.messages)
     handler = worker.handler

@@ -8,7 +8,7 @@
 -- them is one guarded UPDATE, as everywhere (tests/unit/test_sql.py reads these bodies too).
 --
 -- The public functions (vidretry_enqueue, vidretry_retry, vidretry_cancel, vidretry_asset,
--- vidretry_interface_version) are a stable interface, version 1: their names, arguments,
+-- vidretry_track_message, vidretry_interface_version) are a stable interface, version 1: their names, arguments,
 -- results and SQLSTATEs change only with a new interface version. They run with the rights
 -- of their owner (SECURITY DEFINER, with this schema's search_path), so another program's
 -- role needs EXECUTE on them and nothing on the tables; EXECUTE is not granted to PUBLIC.
@@ -576,7 +576,33 @@ FROM video_assets AS a
 WHERE a.id = asset_id;
 $$;
 
+-- A host bot sent its own message accepting a request (with the Bot API, say): vidretry's
+-- notifier keeps it current, as it does its own acceptances — edited into the place in line,
+-- then the video's progress, with a cancel button (cancel_video:<asset id>:<generation>).
+-- False when "user_id" has no waiting request on the asset (nothing to keep current).
+CREATE FUNCTION vidretry_track_message(asset_id bigint, user_id bigint, message_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM vidretry_check_ids(vidretry_track_message.user_id, NULL,
+                               vidretry_track_message.asset_id);
+    IF vidretry_track_message.message_id IS NULL OR vidretry_track_message.message_id < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'VR002', MESSAGE = format(
+            'message id must be a positive Telegram message id, got %s',
+            coalesce(vidretry_track_message.message_id::text, 'null'));
+    END IF;
+    UPDATE user_requests AS r
+    SET accept_message_id = vidretry_track_message.message_id, shown = NULL, checked_at = NULL,
+        edited_at = NULL
+    WHERE r.asset_id = vidretry_track_message.asset_id
+      AND r.user_id = vidretry_track_message.user_id AND r.state = 'pending';
+    RETURN FOUND;
+END;
+$$;
+
 REVOKE ALL ON FUNCTION vidretry_enqueue(text, bigint, bigint, jsonb, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vidretry_retry(bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vidretry_cancel(bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vidretry_asset(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vidretry_track_message(bigint, bigint, bigint) FROM PUBLIC;

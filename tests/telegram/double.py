@@ -70,6 +70,8 @@ class FakeTelegram:
     expire_after_upload: bool = False
     # When each request in ``requests`` arrived (monotonic seconds).
     arrived_at: list[float] = field(default_factory=list)
+    # Every request as it came over the wire, wrappers (invokeWithoutUpdates) and all.
+    wire: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bot = types.User(
@@ -192,6 +194,10 @@ class FakeTelegram:
 
     def answer(self, request: Any) -> Any:
         bytes(request)  # serialise exactly as the wire would; a malformed request fails here
+        self.wire.append(request)
+        # invokeWithoutUpdates (a send-only client's every request) wraps the request itself.
+        while isinstance(request, functions.InvokeWithoutUpdatesRequest):
+            request = request.query
         self.requests.append(request)
         self.arrived_at.append(time.monotonic())
         self.arrived.set()
@@ -357,6 +363,9 @@ _HANDLERS: dict[type, Callable[[FakeTelegram, Any], Any]] = {
     functions.auth.ImportBotAuthorizationRequest: _import_bot,
     functions.updates.GetStateRequest: lambda t, r: types.updates.State(t.pts, 0, t._now(), 1, 0),
     functions.updates.GetDifferenceRequest: lambda t, r: types.updates.DifferenceEmpty(t._now(), 1),
+    functions.updates.GetChannelDifferenceRequest: lambda t, r: (
+        types.updates.ChannelDifferenceEmpty(r.pts, final=True)
+    ),
     functions.messages.SendMessageRequest: lambda t, r: t._message_updates(r, r.message),
     functions.messages.SendMediaRequest: lambda t, r: t._message_updates(r, r.message, t._media(r)),
     functions.upload.SaveFilePartRequest: _save_part,

@@ -96,6 +96,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
     "vidretry_enqueue_request": ["v.state = 'cancelled'"],
+    "vidretry_track_message": ["r.state = 'pending'"],
 }
 
 # A function a migration defines, with its body (between the $$ quotes).

@@ -219,11 +219,12 @@ async def serve_notifier(
         if console is None:
             from vidretry.telegram.adapter import TelegramBot, build_client
 
-            paid = config.notifier.paid_broadcast
+            paid, send_only = config.notifier.paid_broadcast, config.notifier.send_only
             process.open_bot = lambda pacer: TelegramBot(
-                build_client(config.telegram, paid_broadcast=paid),
+                build_client(config.telegram, paid_broadcast=paid, send_only=send_only),
                 pacer=pacer,
                 reconnect_max_seconds=config.notifier.outage_probe_max_seconds,
+                send_only=send_only,
             )
         await process.run(stop_on_signals(), drain=drain)
 
@@ -299,6 +300,7 @@ class NotifierProcess:
             pacer=pacer,
             name=self.name,
             admins=self.config.telegram.admins,
+            seed_buttons=notifier_config.send_only,
         )
         editor = (
             ProgressEditor(
@@ -327,33 +329,13 @@ class NotifierProcess:
         try:
             if not await bot.connect(self.bot_token, done):
                 return
-            telegram, messages = self.config.telegram, self.config.messages
-            bot.serve(
-                ButtonService(
-                    self.pool,
-                    messages,
-                    admins=frozenset(telegram.admins),
-                    clock=self.clock,
-                    max_retries_per_day=telegram.max_retries_per_user_per_day,
-                ),
-                Conversation(
-                    self.pool,
-                    messages,
-                    telegram,
-                    clock=self.clock,
-                    rate=RequestRate(telegram.requests_per_minute),
-                    priorities=Priorities(self.plugins),
-                ),
-                registering(self.plugins),
-                videos=notifier.videos,
-                accepted=editor.remember if editor is not None else None,
-            )
-            # The menu in the default language, and in each other one for its users.
-            for lang_code, texts in [("", messages), *messages.languages.items()]:
-                await bot.register_commands(
-                    [(command, getattr(texts, key)) for command, key in USER_COMMANDS],
-                    lang_code=lang_code,
+            if notifier_config.send_only:
+                log.info(
+                    "send-only: delivering the outbox; the bot's messages and buttons are its "
+                    "own framework's (no update is asked for, no command menu is set)"
                 )
+            else:
+                await self._serve(bot, notifier, editor)
             await until_first(
                 notifier.run(done, drain=drain, hurry=lost),
                 bot.stay_connected(done, notifier.outage.probe_now),
@@ -362,6 +344,38 @@ class NotifierProcess:
             )
         finally:
             await bot.stop()
+
+    async def _serve(
+        self, bot: TelegramBot, notifier: Notifier, editor: ProgressEditor | None
+    ) -> None:
+        """The bot's front door: its buttons, its conversations, the plugins, the menu."""
+        telegram, messages = self.config.telegram, self.config.messages
+        bot.serve(
+            ButtonService(
+                self.pool,
+                messages,
+                admins=frozenset(telegram.admins),
+                clock=self.clock,
+                max_retries_per_day=telegram.max_retries_per_user_per_day,
+            ),
+            Conversation(
+                self.pool,
+                messages,
+                telegram,
+                clock=self.clock,
+                rate=RequestRate(telegram.requests_per_minute),
+                priorities=Priorities(self.plugins),
+            ),
+            registering(self.plugins),
+            videos=notifier.videos,
+            accepted=editor.remember if editor is not None else None,
+        )
+        # The menu in the default language, and in each other one for its users.
+        for lang_code, texts in [("", messages), *messages.languages.items()]:
+            await bot.register_commands(
+                [(command, getattr(texts, key)) for command, key in USER_COMMANDS],
+                lang_code=lang_code,
+            )
 
 
 async def _note_connection_of(

@@ -298,6 +298,13 @@ def notifier(
         bool,
         typer.Option("--mark-sent", help="console: deliver for real (default: a preview)."),
     ] = False,
+    send_only: Annotated[
+        bool,
+        typer.Option(
+            "--send-only",
+            help="Beside a bot with its own framework: deliver, take none of its updates.",
+        ),
+    ] = False,
     metrics_port: MetricsPort = None,
 ) -> None:
     """Deliver the outbox through the Telegram bot and answer its retry button."""
@@ -305,6 +312,11 @@ def notifier(
     async def body(config: Config) -> None:
         from vidretry.app.daemons import serve_notifier, setup_logging
         from vidretry.telegram.console import ConsoleSender
+
+        if send_only:
+            config = dataclasses.replace(
+                config, notifier=dataclasses.replace(config.notifier, send_only=True)
+            )
 
         console = None
         if transport is Transport.CONSOLE:

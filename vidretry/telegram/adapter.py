@@ -18,6 +18,7 @@ import os
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -138,13 +139,18 @@ _MENTIONS = (types.MessageEntityTextUrl, types.MessageEntityMentionName,
              types.InputMessageEntityMentionName)  # fmt: skip
 
 
-def build_client(config: TelegramConfig, *, paid_broadcast: bool = False) -> BotClient:
+def build_client(
+    config: TelegramConfig, *, paid_broadcast: bool = False, send_only: bool = False
+) -> BotClient:
     """A Telethon client for the bot. No I/O: nothing connects until ``TelegramBot.start``.
-    ``paid_broadcast``: ``[notifier] paid_broadcast``."""
+    ``paid_broadcast``: ``[notifier] paid_broadcast``. ``send_only``: every request asks
+    Telegram not to send this session updates (``invokeWithoutUpdates``); see
+    ``NoUpdateFetching`` for the requests Telethon would still make to fetch them."""
     client = BotClient(
         str(config.session),
         config.api_id,
         config.api_hash,
+        receive_updates=not send_only,
         # FloodWaitError must reach us (to reschedule the row), not sleep inside Telethon.
         flood_sleep_threshold=0,
         # Telethon tries a lost connection once; after that TelegramBot reconnects, with
@@ -161,8 +167,66 @@ def build_client(config: TelegramConfig, *, paid_broadcast: bool = False) -> Bot
     return client
 
 
+# The requests that fetch a bot's updates. Telethon makes them by itself: at every login
+# (its _on_login asks for the state and the difference since it), and whenever its update
+# state looks stale. A send-only session must never make them: they would hand the host
+# bot's updates to a session that drops them.
+_FETCHES_UPDATES = (
+    functions.updates.GetStateRequest,
+    functions.updates.GetDifferenceRequest,
+    functions.updates.GetChannelDifferenceRequest,
+)
+
+
+class NoUpdateFetching:
+    """Telethon's network layer for a send-only bot: every request goes to Telegram except
+    those that fetch updates (``_FETCHES_UPDATES``), which are answered here — "nothing
+    new" — and never leave the process. Wraps the client's sender (Telethon is pinned: its
+    ``_sender`` is the one private name this relies on, as the tests' double does)."""
+
+    def __init__(self, sender: Any) -> None:
+        self._wrapped = sender
+        self.answered_here = 0  # update fetches that Telethon asked for and never sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+    def send(self, request: Any, ordered: bool = False) -> Any:
+        if isinstance(request, list):
+            if not any(_fetches_updates(r) for r in request):
+                return self._wrapped.send(request, ordered=ordered)
+            return [self.send(r, ordered=ordered) for r in request]
+        if not _fetches_updates(request):
+            return self._wrapped.send(request, ordered=ordered)
+        self.answered_here += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(_nothing_new(_unwrapped(request)))
+        return future
+
+
+def _unwrapped(request: Any) -> Any:
+    while isinstance(request, functions.InvokeWithoutUpdatesRequest):
+        request = request.query
+    return request
+
+
+def _fetches_updates(request: Any) -> bool:
+    return isinstance(_unwrapped(request), _FETCHES_UPDATES)
+
+
+def _nothing_new(request: Any) -> Any:
+    """What Telegram answers when there is no update: the same, made here."""
+    now = datetime.now(UTC)
+    if isinstance(request, functions.updates.GetStateRequest):
+        return types.updates.State(pts=1, qts=0, date=now, seq=0, unread_count=0)
+    if isinstance(request, functions.updates.GetDifferenceRequest):
+        return types.updates.DifferenceEmpty(date=now, seq=0)
+    return types.updates.ChannelDifferenceEmpty(pts=request.pts, final=True)
+
+
 class TelegramBot:
-    """Sends through one logged-in Telethon client and serves the retry button."""
+    """Sends through one logged-in Telethon client and serves the retry button (a send-only
+    bot serves nothing: ``send_only``, with a client from ``build_client(send_only=True)``)."""
 
     def __init__(
         self,
@@ -171,8 +235,10 @@ class TelegramBot:
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
         reconnect_max_seconds: float = RECONNECT_MAX_SECONDS,
+        send_only: bool = False,
     ) -> None:
         self.client = client
+        self.send_only = send_only
         self.pacer = pacer
         self.rng = rng or random.Random()  # noqa: S311 (jitter only)
         self.reconnect_max_seconds = reconnect_max_seconds
@@ -190,6 +256,8 @@ class TelegramBot:
         """Connect and log in as the bot, once. A refused token is ``TelegramUnavailable``;
         no connection (or a request to wait) is ``TelegramDown``."""
         self._token = bot_token
+        if self.send_only and not isinstance(self.client._sender, NoUpdateFetching):
+            self.client._sender = NoUpdateFetching(self.client._sender)
         try:
             await self.client.start(bot_token=bot_token)
         except _BOT_REFUSED as exc:

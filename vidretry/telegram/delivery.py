@@ -148,8 +148,13 @@ def render(template: str, name: str, **more: str) -> str:
     return template.format(name=html.escape(name, quote=False), **values)
 
 
-def callback_data(asset_id: int, generation: int) -> str:
-    data = CALLBACK_FORMAT.format(asset_id=asset_id, generation=generation)
+def callback_data(asset_id: int, generation: int | None) -> str:
+    """The retry button's data; without a generation, the seed's ``retry_video:<id>``, what
+    a host bot's own handler parses (a send-only notifier's buttons)."""
+    if generation is None:
+        data = f"{CALLBACK_PREFIX}:{asset_id}"
+    else:
+        data = CALLBACK_FORMAT.format(asset_id=asset_id, generation=generation)
     assert len(data.encode()) <= MAX_CALLBACK_BYTES
     return data
 

@@ -189,6 +189,7 @@ class Notifier:
         name: str | None = None,
         admins: Sequence[int] = (),
         videos: VideoFiles | None = None,
+        seed_buttons: bool = False,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
         # One upload per video, when the transport can send by reference (Telegram can).
@@ -196,6 +197,9 @@ class Notifier:
             VideoFiles(pool, clock) if isinstance(sender, SharesVideos) else None
         )
         self.admins = tuple(admins)  # told when a notification is set aside
+        # Retry buttons with the seed's data, retry_video:<id> (a send-only notifier's: the
+        # host bot's own handler answers them).
+        self.seed_buttons = seed_buttons
         self.pool = pool
         self.config = config
         self.messages = messages
@@ -490,7 +494,9 @@ class Notifier:
         return outcome
 
     async def _send(self, note: Notification) -> int | None:
-        return await deliver_to(self.sender, self.messages, note, videos=self.videos)
+        return await deliver_to(
+            self.sender, self.messages, note, videos=self.videos, seed_buttons=self.seed_buttons
+        )
 
     # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
@@ -555,10 +561,12 @@ async def deliver_to(
     note: Notification,
     *,
     videos: VideoFiles | None = None,
+    seed_buttons: bool = False,
 ) -> int | None:
     """Send one notification as its kind says; Telegram's message id. The transport's
     exceptions (``delivery.DeliveryError``) tell what went wrong. Rendered now, in the
-    recipient's language as Telegram last told it (the default when unknown)."""
+    recipient's language as Telegram last told it (the default when unknown).
+    ``seed_buttons``: retry buttons carry ``retry_video:<id>`` (no generation)."""
     to = Recipient(note.user_id, note.chat_id, note.access_hash)
     messages = messages.in_language(note.lang_code)
     if note.kind == NotificationKind.PAUSED:
@@ -592,7 +600,8 @@ async def deliver_to(
         if videos is not None and isinstance(sender, SharesVideos):
             return await videos.send(sender, (note.asset_id, note.generation), to, path, caption)
         return await sender.send_video(to, path, caption)
-    button = InlineButton(messages.retry_button, callback_data(note.asset_id, note.generation))
+    generation = None if seed_buttons else note.generation
+    button = InlineButton(messages.retry_button, callback_data(note.asset_id, generation))
     if note.kind == NotificationKind.ALERT:
         text = render(
             messages.retry_limit_alert,
