@@ -30,6 +30,12 @@ ALTER TABLE queue_policy
     ADD COLUMN max_retries_per_user_per_day integer NOT NULL DEFAULT 3
         CHECK (max_retries_per_user_per_day >= 0);
 
+-- The console's HTTP API for services: a token of the role 'service' asks for videos, and
+-- retries and cancels on behalf of Telegram users with the button's rules (docs/web.md).
+ALTER TABLE web_tokens DROP CONSTRAINT web_tokens_role_check;
+ALTER TABLE web_tokens ADD CONSTRAINT web_tokens_role_check
+    CHECK (role IN ('viewer', 'operator', 'service'));
+
 -- The one rule for a video's name (vidretry.queue.enqueue.normalise_name says the same, so
 -- the command line refuses a bad name before it asks the database; a test holds the two to
 -- one answer): whitespace at either end goes — every character Python's str.strip() takes —

@@ -23,6 +23,7 @@ class Console:
     app: object
     operator: str  # tokens
     viewer: str
+    service: str
 
     def client(self, **headers: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
@@ -42,9 +43,10 @@ async def console(db_url: str) -> AsyncIterator[Console]:
     async with await db.connect(db_url) as conn:
         operator = await tokens.add(conn, "alice", tokens.Role.OPERATOR)
         viewer = await tokens.add(conn, "victor", tokens.Role.VIEWER)
+        service = await tokens.add(conn, "hostbot", tokens.Role.SERVICE)
     async with open_pool(db_url, max_size=4, prepare=False) as pool:
         app = build_app(pool, session_key=b"k" * 32, listen_url=db_url)
-        yield Console(db_url, app, operator, viewer)
+        yield Console(db_url, app, operator, viewer, service)
         await app.state.console.live.stop()
 
 

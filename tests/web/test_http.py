@@ -21,6 +21,7 @@ from vidretry.web.live import Broadcaster
 PAGES = ["/", "/assets", "/assets/1", "/failed", "/outbox"]
 API_GETS = ["/api/assets", "/api/assets/1", "/api/events"]
 API_POSTS = [
+    "/api/assets",
     "/api/assets/1/retry",
     "/api/assets/1/cancel",
     "/api/queue/pause",
@@ -180,6 +181,94 @@ async def test_the_api_with_a_bearer_token(console: Console) -> None:
         assert actors == [{"paused_by": "web:alice", "resumed_by": "web:alice"}]
         used = await scalar(conn, "SELECT last_used_at FROM web_tokens WHERE name = 'alice'")
         assert used is not None
+
+
+async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_rules(
+    console: Console,
+) -> None:
+    bearer = {"authorization": f"Bearer {console.service}"}
+    async with await db.connect(console.url) as conn:
+        await conn.execute("UPDATE queue_policy SET max_retries_per_user_per_day = 1")
+    async with console.client(**bearer) as client:
+        made = await client.post(
+            "/api/assets",
+            json={"name": " Маша ", "telegram_user": 7, "params": {"voice": "alto"}, "priority": 2},
+        )
+        assert made.status_code == 200, made.text
+        asset_id = made.json()["asset_id"]
+        assert made.json() == {
+            "ok": True,
+            "asset_id": asset_id,
+            "state": "pending",
+            "created": True,
+        }
+        joined = await client.post("/api/assets", json={"name": "Маша", "telegram_user": 8})
+        assert (joined.json()["asset_id"], joined.json()["created"]) == (asset_id, False)
+        bad = await client.post("/api/assets", json={"name": "a\u0007b"})
+        assert bad.status_code == 400
+        assert bad.json()["error"].startswith("asset name must be 1 to 2000 bytes")
+        assert (
+            await client.post("/api/assets", json={"name": "x", "priority": 11})
+        ).status_code == 400
+        # A service changes nothing else, and retries only as a user.
+        assert (await client.post("/api/queue/pause")).status_code == 403
+        assert (await client.post(f"/api/assets/{asset_id}/retry")).status_code == 403
+        not_failed = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
+        assert (not_failed.status_code, not_failed.json()["sqlstate"]) == (409, "VR012")
+    async with await db.connect(console.url) as conn:
+        (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+        await jobs.fail(conn, job, owner="w", error="boom", now=None)
+    async with console.client(**bearer) as client:
+        stranger = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 9})
+        assert (stranger.status_code, stranger.json()["sqlstate"]) == (403, "VR011")
+        # A form body from a script is still answered in JSON: a Bearer caller is no browser.
+        done = await client.post(f"/api/assets/{asset_id}/retry", data={"telegram_user": "7"})
+        assert done.status_code == 200
+        assert done.json() == {"ok": True, "message": f"asset {asset_id} retried", "result": 1}
+        gone = await client.post("/api/assets/99999/retry", json={"telegram_user": 7})
+        assert (gone.status_code, gone.json()["sqlstate"]) == (404, "VR010")
+    async with await db.connect(console.url) as conn:
+        (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+        await jobs.fail(conn, job, owner="w", error="boom", now=None)
+    async with console.client(**bearer) as client:
+        again = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
+        assert (again.status_code, again.json()["sqlstate"]) == (429, "VR014")
+        took_back = await client.post(f"/api/assets/{asset_id}/cancel", json={"telegram_user": 8})
+        assert took_back.json()["result"] == "withdrawn"
+    async with await db.connect(console.url) as conn:
+        events = await rows(
+            conn, "SELECT kind, actor FROM job_events WHERE kind IN ('retried', 'withdrawn')"
+        )
+        assert events == [
+            {"kind": "retried", "actor": "telegram:7"},
+            {"kind": "withdrawn", "actor": "telegram:8"},
+        ]
+
+
+async def test_a_script_s_empty_post_gets_json_not_a_redirect(console: Console) -> None:
+    # curl -d '' -H "Authorization: Bearer ..." .../retry: a form content type, and a script.
+    asset_id = await failed(console.url, "Маша")
+    bearer = {"authorization": f"Bearer {console.operator}"}
+    async with console.client(**bearer) as client:
+        done = await client.post(
+            f"/api/assets/{asset_id}/retry",
+            content=b"",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert done.status_code == 200
+        assert done.json()["ok"] is True
+    async with console.client(authorization=f"Bearer {console.viewer}") as client:
+        made = await client.post("/api/assets", json={"name": "x"})
+        assert made.status_code == 403
+
+
+async def test_nobody_but_a_service_or_operator_asks(console: Console) -> None:
+    async with console.client(authorization=f"Bearer {console.operator}") as client:
+        made = await client.post("/api/assets", json={"name": "от оператора"})
+        assert made.json()["created"] is True
+    async with await db.connect(console.url) as conn:
+        (event,) = await rows(conn, "SELECT kind, actor FROM job_events")
+        assert event == {"kind": "enqueued", "actor": "web:alice"}
 
 
 async def test_a_revoked_token_ends_its_sessions(console: Console) -> None:

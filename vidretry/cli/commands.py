@@ -236,7 +236,7 @@ def enqueue(
         async with conn:
             result = await enqueue(
                 conn, name, user_id=user, chat_id=chat, params=params, priority=priority,
-                max_attempts=config.worker.max_attempts, operator=login(),
+                max_attempts=config.worker.max_attempts, asked_by=f"operator:{login()}",
             )  # fmt: skip
         if as_json:
             print_json({"asset_id": result.asset_id, "state": result.state})
@@ -524,7 +524,10 @@ def token_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Who the token is for (recorded in the history).")],
     role: Annotated[
-        str, typer.Option("--role", help="viewer (reads) or operator (also acts).")
+        str,
+        typer.Option(
+            "--role", help="viewer (reads), operator (also acts), service (asks, as users)."
+        ),
     ] = "viewer",
 ) -> None:
     """Make a token and print it, once, alone on the last line (only its hash is kept)."""
@@ -533,7 +536,7 @@ def token_add(
         from vidretry.web import tokens
 
         if role not in set(tokens.Role):
-            raise ConfigError(f"--role must be viewer or operator, got {role!r}")
+            raise ConfigError(f"--role must be viewer, operator or service, got {role!r}")
         conn = await session(config)
         async with conn:
             token = await tokens.add(conn, name, tokens.Role(role))

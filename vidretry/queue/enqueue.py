@@ -81,7 +81,7 @@ async def enqueue(
     params: dict[str, Any] | None = None,
     priority: int = 0,
     max_attempts: int | None = None,
-    operator: str = "api",
+    asked_by: str = "api",
     now: datetime | None = None,
 ) -> Enqueued:
     """Record that ``user_id`` wants the video ``name``; return the asset and its state.
@@ -96,7 +96,8 @@ async def enqueue(
     ``[worker] max_attempts``, as they wrote it at start.
 
     With ``user_id`` None nobody is recorded as waiting (nobody will be told): the job is
-    its own owner, and ``operator`` names who asked in the history.
+    its own owner, and ``asked_by`` is who asked, as the history records them (e.g.
+    ``operator:alice``, ``web:alice``).
     The name is normalised by ``normalise_name``; a bad name, id or priority is
     ``ConfigError``, before the database is asked. Runs in the caller's transaction when
     there is one: one statement, the function ``vidretry_enqueue_request`` (schema 18),
@@ -108,13 +109,13 @@ async def enqueue(
         check_ids(user_id, chat_id)
     elif chat_id is not None:
         raise ConfigError("a chat id needs the user id of the requester (--user)")
-    actor = Actor.operator(operator) if user_id is None else Actor.telegram(user_id)
+    actor = asked_by if user_id is None else Actor.telegram(user_id).label
     row = await fetch_one(
         conn,
         "enqueue_request",
         {
             "name": name, "user_id": user_id, "chat_id": chat_id, "params": Jsonb(params or {}),
-            "priority": priority, "max_attempts": max_attempts, "actor": actor.label,
+            "priority": priority, "max_attempts": max_attempts, "actor": actor,
             "now": now,
         },
     )  # fmt: skip

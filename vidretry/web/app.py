@@ -48,9 +48,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from vidretry.errors import ConfigError, RefusedError
 from vidretry.models import JobState, NotificationState
-from vidretry.queue import breaker, reports
+from vidretry.queue import breaker, interface, reports
 from vidretry.queue.cancel import cancel, describe_cancel
+from vidretry.queue.enqueue import enqueue
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
@@ -141,13 +143,15 @@ class Console:
         async with self.pool.connection() as conn:
             return await tokens.caller_for_hash(conn, digest)
 
-    async def require(self, request: Request, *, act: bool = False) -> Caller:
+    async def require(self, request: Request, *, act: bool = False, ask: bool = False) -> Caller:
+        """The caller, allowed to: read (always), ``ask`` (a service's changes: ask for a
+        video, retry or cancel as a Telegram user) or ``act`` (an operator's)."""
         caller = await self.caller(request)
         if caller is None:
             raise Refused(401, "log in first")
-        if act:
-            if not caller.may_act:
-                raise Refused(403, f"token {caller.name} is a viewer: it may not change anything")
+        if act or ask:
+            if not (caller.may_act if act else caller.may_ask):
+                raise Refused(403, f"token {caller.name} is a {caller.role}: it may not do this")
             if "authorization" not in request.headers:
                 await self._same_origin_with_csrf(request)
         return caller
@@ -347,13 +351,67 @@ class Console:
         await self.require(request)
         return _json(await self._asset(request))
 
+    async def api_enqueue(self, request: Request) -> Response:
+        """Ask for a video: ``name``, and optionally ``telegram_user`` (who waits; the
+        request is then theirs), ``chat``, ``params`` (an object) and ``priority`` (0-9)."""
+        caller = await self.require(request, ask=True)
+        values = await _values(request)
+        name = values.get("name")
+        params = values.get("params") or {}
+        if not isinstance(name, str) or not isinstance(params, dict):
+            raise Refused(400, "name must be a string and params an object")
+        try:
+            user = _optional_int(values, "telegram_user")
+            chat = _optional_int(values, "chat")
+            priority = _optional_int(values, "priority") or 0
+            async with self.pool.connection() as conn:
+                done = await enqueue(
+                    conn, name, user_id=user, chat_id=chat, params=params, priority=priority,
+                    asked_by=caller.actor,
+                )  # fmt: skip
+        except ConfigError as exc:
+            raise Refused(400, str(exc)) from None
+        return _json(
+            {"ok": True, "asset_id": done.asset_id, "state": done.state, "created": done.created}
+        )
+
     async def api_retry(self, request: Request) -> Response:
+        """Retry as an operator; or, with ``telegram_user``, as that user's button press
+        would (a service may only do that)."""
+        user = _optional_int(await _values(request), "telegram_user")
+        if user is not None:
+            await self.require(request, ask=True)
+            return await self._as_user(request, interface.retry, user, "retried")
         caller = await self.require(request, act=True)
         async with self.pool.connection() as conn:
             result = await retry(conn, _path_id(request), Actor(caller.actor), reason="web console")
         return self._done(request, result.retried, describe_retry(result), result)
 
+    async def _as_user(
+        self,
+        request: Request,
+        action: Callable[..., Awaitable[object]],
+        user: int,
+        done: str,
+    ) -> Response:
+        """The SQL interface's rules for a Telegram user (vidretry_retry, vidretry_cancel):
+        its refusals as HTTP statuses, with its SQLSTATE."""
+        asset_id = _path_id(request)
+        try:
+            async with self.pool.connection() as conn:
+                result = await action(conn, asset_id, user_id=user)
+        except (ConfigError, RefusedError) as exc:
+            status = _STATUS_OF.get(exc.sqlstate or "", 409)
+            return _json({"ok": False, "error": str(exc), "sqlstate": exc.sqlstate}, status=status)
+        return _json({"ok": True, "message": f"asset {asset_id} {done}", "result": result})
+
     async def api_cancel(self, request: Request) -> Response:
+        """Cancel the asset as an operator; or, with ``telegram_user``, take back that
+        user's request, as their cancel button would."""
+        user = _optional_int(await _values(request), "telegram_user")
+        if user is not None:
+            await self.require(request, ask=True)
+            return await self._as_user(request, interface.cancel, user, "request taken back")
         caller = await self.require(request, act=True)
         async with self.pool.connection() as conn:
             result = await cancel(
@@ -410,8 +468,9 @@ class Console:
         )  # fmt: skip
 
     def _done(self, request: Request, ok: bool, text: str, result: Any) -> Response:
-        """An action's answer: back to the page for a form, JSON for a script."""
-        if _is_form(request):
+        """An action's answer: back to the page for a browser's form, JSON for a script (one
+        with a Bearer token is never a browser, whatever content type it sends)."""
+        if _is_form(request) and "authorization" not in request.headers:
             request.session["flash"] = text
             return _redirect(_next(request))
         body = result if isinstance(result, dict) else _jsonable(result)
@@ -469,6 +528,7 @@ def build_app(
         Route("/failed", guarded(c.failed_page), methods=["GET"]),
         Route("/outbox", guarded(c.outbox_page), methods=["GET"]),
         Route("/api/assets", guarded(c.api_assets), methods=["GET"]),
+        Route("/api/assets", guarded(c.api_enqueue), methods=["POST"]),
         Route("/api/assets/{id}", guarded(c.api_asset), methods=["GET"]),
         Route("/api/assets/{id}/retry", guarded(c.api_retry), methods=["POST"]),
         Route("/api/assets/{id}/cancel", guarded(c.api_cancel), methods=["POST"]),
@@ -534,6 +594,26 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+# The SQL interface's refusals, as HTTP says them.
+_STATUS_OF = {
+    "VR001": 400, "VR002": 400, "VR003": 400, "VR004": 400,
+    "VR010": 404, "VR011": 403, "VR012": 409, "VR013": 409, "VR014": 429,
+}  # fmt: skip
+
+
+def _optional_int(values: dict[str, Any], key: str) -> int | None:
+    """An integer field of a form or a JSON body: absent (None), or a whole number."""
+    value = values.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise Refused(400, f"{key} must be an integer")
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit() or not text.isascii() or len(text) > 20:
+        raise Refused(400, f"{key} must be an integer, got {text[:30]!r}")
+    return int(text)
 
 
 def _is_form(request: Request) -> bool:

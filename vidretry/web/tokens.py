@@ -25,6 +25,9 @@ NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 class Role(enum.StrEnum):
     VIEWER = "viewer"  # reads everything, changes nothing
     OPERATOR = "operator"  # retries, cancels, pauses, resumes, sends again
+    # Another program (a bot with its own framework): asks for videos, and retries and
+    # cancels on behalf of a Telegram user with the button's rules; nothing else.
+    SERVICE = "service"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,13 @@ class Caller:
 
     @property
     def may_act(self) -> bool:
+        """An operator's changes: retry or cancel any asset, pause, resume, send again."""
         return self.role is Role.OPERATOR
+
+    @property
+    def may_ask(self) -> bool:
+        """A service's: ask for a video, and retry or cancel as a Telegram user would."""
+        return self.role in (Role.OPERATOR, Role.SERVICE)
 
 
 def new_token() -> str:
