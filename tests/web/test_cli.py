@@ -37,7 +37,7 @@ def test_bad_input_is_one_line(make_cli: Callable[[str], Cli]) -> None:
     cli = make_cli("")
     for args, code, line in [
         (("web", "token", "add", "olga", "--role", "admin"), 2,
-         "vidretry: error: --role must be viewer or operator, got 'admin'"),
+         "vidretry: error: --role must be viewer, operator or service, got 'admin'"),
         (("web", "token", "add", "no spaces"), 2,
          "vidretry: error: token name must be 1 to 64 letters, digits or . _ @ -, got 'no spaces'"),
     ]:  # fmt: skip
