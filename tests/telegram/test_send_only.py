@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telethon import functions
+from telethon import functions, types
 
 from tests.support import eventually, rows, scalar
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
+from tests.telegram.test_front_door import finish
 from tests.telegram.test_notifier import fail_for_good
 from vidretry.app.daemons import NotifierProcess
 from vidretry.config import Config, NotifierConfig, TelegramConfig, parse_config
@@ -33,6 +34,7 @@ from vidretry.telegram.delivery import Pacer
 
 SEND_ONLY = NotifierConfig(send_only=True, progress_edit_seconds=1)  # else the defaults
 SendMessage = functions.messages.SendMessageRequest
+SendMedia = functions.messages.SendMediaRequest
 FETCHES = (
     functions.updates.GetStateRequest,
     functions.updates.GetDifferenceRequest,
@@ -161,3 +163,23 @@ async def test_a_running_job_s_progress_reaches_the_host_s_message(
 def test_send_only_and_plugins_do_not_mix() -> None:
     with pytest.raises(ConfigError, match=r"send_only = true .* \[telegram\] plugins"):
         parse_config({"notifier": {"send_only": True}, "telegram": {"plugins": ["x"]}})
+
+
+async def test_one_upload_per_video_in_send_only_mode_too(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: two upload parts
+    for user in (1, 2, 3):
+        telegram.add_user(user)
+    async with await db.connect(db_url) as conn:
+        for user in (1, 2, 3):
+            await enqueue(conn, "Маша", user_id=user)
+    await finish(db_url, video)
+    bots: list[TelegramBot] = []
+    async with send_only_notifier(db_url, telegram, tmp_path, bots):
+        await telegram.wait_for(lambda: len(telegram.sent(SendMedia)) == 3, timeout=20)
+    uploads = [r for r in telegram.sent(SendMedia)
+               if isinstance(r.media, types.InputMediaUploadedDocument)]  # fmt: skip
+    assert len(uploads) == 1
+    assert telegram.uploaded_bytes == video.stat().st_size
