@@ -119,7 +119,7 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     from vidretry.clock import DatabaseClock
     from vidretry.config import MessagesConfig, NotifierConfig
     from vidretry.store.listen import Listener
-    from vidretry.telegram.delivery import InlineButton, Recipient
+    from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
     from vidretry.telegram.notifier import Notifier
 
     class RecordingSender:
@@ -129,7 +129,7 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
             flush_line(OUT, [to.chat_id, button.data if button else None])
             return 1
 
-        async def send_video(self, to: Recipient, path: str, caption_html: str) -> int:
+        async def send_video(self, to: Recipient, video: VideoRef, caption_html: str) -> int:
             flush_line(OUT, [to.chat_id, path])
             return 1
 

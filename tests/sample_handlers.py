@@ -16,13 +16,20 @@ from vidretry.errors import PermanentError, RateLimited
 from vidretry.models import JobContext
 
 
+def made(job: JobContext) -> str:
+    """A tiny video written where the worker asked for it: the handler's result."""
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    job.output.write_bytes(b"a tiny video\n")
+    return str(job.output)
+
+
 def succeed(job: JobContext) -> str:
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 async def succeed_async(job: JobContext) -> str:
     await asyncio.sleep(0)
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 def fail(job: JobContext) -> str:
@@ -41,7 +48,7 @@ def slow_down(job: JobContext) -> str:
 def fail_once(job: JobContext) -> str:
     if job.attempt == 1:
         raise RuntimeError("flaky GPU")
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 def sleep_then_succeed(job: JobContext) -> str:
@@ -54,7 +61,7 @@ def sleep_then_succeed(job: JobContext) -> str:
     if log:
         with Path(log).open("a") as f:
             f.write(f"end {job.asset_id} {os.getpid()} {time.time()}\n")
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 async def hang(job: JobContext) -> str:
@@ -66,7 +73,7 @@ async def hang_on_first_attempt(job: JobContext) -> str:
     """Hangs on attempt 1 (the test kills the worker); succeeds after that."""
     if job.attempt == 1:
         await asyncio.sleep(3600)
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 def down_while_flagged(job: JobContext) -> str:
@@ -76,13 +83,13 @@ def down_while_flagged(job: JobContext) -> str:
         raise RuntimeError("401 Unauthorized: wrong API key")
     if job.params.get("poison"):
         raise RuntimeError("the template cannot render this name")
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 async def nap(job: JobContext) -> str:
     """Sleeps ``params.seconds`` without blocking the worker, logging ``start``, then ``end``
-    or (when the worker cancels it) ``stop``, with the asset, pid and time, to ``params.log``.
-    With ``params.video``, writes a small file as the video."""
+    or (when the worker cancels it) ``stop``, with the asset, pid and time, to ``params.log``;
+    then writes a small file as the video."""
 
     def note(what: str) -> None:
         with Path(job.params["log"]).open("a") as f:
@@ -95,11 +102,7 @@ async def nap(job: JobContext) -> str:
         note("stop")
         raise
     note("end")
-    if job.params.get("video"):  # a file the notifier can send
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        job.output.write_bytes(b"a tiny video\n")
-        return str(job.output)
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)
 
 
 def kill_worker_for(job: JobContext) -> str:
@@ -107,4 +110,4 @@ def kill_worker_for(job: JobContext) -> str:
     would); otherwise succeeds."""
     if job.params.get("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
-    return f"/videos/{job.asset_id}.mp4"
+    return made(job)

@@ -79,6 +79,36 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    # Where finished videos are kept: "file:///srv/videos" (a directory; unset: [worker]
+    # output_dir, as before) or "s3://bucket/prefix" (S3-compatible object storage: workers
+    # and notifiers on different machines need no shared disk).
+    url: str | None = None
+    # For S3: the endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...), its
+    # region, and path-style addressing (http://host/bucket/key) where the store needs it.
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    # Credentials; unset: the standard environment (AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...). Never printed.
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    # A video larger than this fails its job at the worker (Telegram lets a bot upload at
+    # most 2,000 MiB).
+    max_video_mib: int = field(default=2000, metadata=_bounded(1, 2000))
+    # Delete a video's object once every waiting user has it (later sends go by Telegram's
+    # reference); a reference Telegram refuses for good cannot be uploaded again then.
+    delete_after_delivery: bool = False
+    # While the store cannot be reached, workers keep their finished videos and try again;
+    # after this long the admins ([telegram] admins) are told.
+    alert_after_seconds: float = field(default=300.0, metadata=_bounded(1, 7 * 86400))
+
+    @property
+    def scheme(self) -> str:
+        return "file" if self.url is None else self.url.split("://", 1)[0]
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     # Claim round-robin across the users who wait (false: first come, first served within
     # a priority). The workers' setting: each writes it to the database when it starts, and
@@ -416,6 +446,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
@@ -429,6 +460,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "database": DatabaseConfig,
     "worker": WorkerConfig,
     "queue": QueueConfig,
+    "storage": StorageConfig,
     "notifier": NotifierConfig,
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
@@ -587,6 +619,7 @@ def _check_consistency(config: Config) -> None:
             "[notifier] heartbeat_seconds must be at most a third of [notifier] lease_seconds "
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
+    _check_storage(config.storage)
     if notifier.send_only and config.telegram.plugins:
         raise ConfigError(
             "[notifier] send_only = true leaves the bot's messages and buttons to its own "
@@ -599,6 +632,29 @@ def _check_consistency(config: Config) -> None:
             '[worker] handler must be "command" or "python:package.module:function", '
             f"got {handler!r}"
         )
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_storage(storage: StorageConfig) -> None:
+    url = storage.url
+    if url is not None:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("file", "s3"):
+            raise ConfigError(
+                '[storage] url must be "file:///a/directory" or "s3://bucket/prefix", '
+                f"got {url[:80]!r}"
+            )
+        if scheme == "file" and not rest.startswith("/"):
+            raise ConfigError(f"[storage] url must name an absolute directory, got {url[:80]!r}")
+        if scheme == "s3" and not _BUCKET.match(rest.partition("/")[0]):
+            raise ConfigError(f"[storage] url must name an S3 bucket, got {url[:80]!r}")
+    endpoint = storage.endpoint_url
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"[storage] endpoint_url must be an http(s) URL, got {endpoint[:80]!r}")
+    if storage.scheme != "s3" and (endpoint or storage.access_key_id or storage.region):
+        raise ConfigError("[storage] endpoint_url, region and keys are for an s3:// url")
 
 
 def _placeholders(template: str) -> frozenset[str]:

@@ -132,11 +132,15 @@ RETURNING id;
 -- extend_leases): a job whose lease was lost is simply not in the result. Requests and
 -- 'ready' rows follow in settle_requests_and_queue_notifications, a separate statement so
 -- that its snapshot sees every request committed before these row locks were taken.
+-- The result is the kept video's URI, with its size and SHA-256 (schema 19).
 WITH done AS (
     UPDATE video_assets AS a
     SET state = 'available',
-        -- results[i] is the result of ids[i]
+        -- results[i], sizes[i] and hashes[i] are those of ids[i]
         result = (%(results)b::text[])[array_position(%(ids)b::bigint[], a.id)],
+        result_size = (%(sizes)b::bigint[])[array_position(%(ids)b::bigint[], a.id)],
+        result_sha256 = (%(hashes)b::bytea[])[array_position(%(ids)b::bigint[], a.id)],
+        result_deleted_at = NULL,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
         finished_at = coalesce(%(now)s::timestamptz, now()),
         updated_at = coalesce(%(now)s::timestamptz, now())

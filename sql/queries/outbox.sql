@@ -39,16 +39,28 @@ claimed AS (
     RETURNING n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload,
               n.attempts, n.lease_token
 )
-SELECT claimed.*, u.access_hash, u.lang_code
-FROM claimed LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
+SELECT claimed.*, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+       a.result_deleted_at IS NOT NULL AS result_deleted
+FROM claimed
+LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
+-- A video's size and SHA-256, to check it as it is read back: the asset's, while it is
+-- still the result this notification carries.
+LEFT JOIN video_assets AS a
+       ON claimed.kind = 'ready' AND a.id = claimed.asset_id
+      AND a.generation = claimed.generation AND a.result = claimed.payload ->> 'result'
 ORDER BY claimed.id;
 
 -- name: due_notifications
 -- What claim_notifications would take, read only, for `notifier --transport console`'s
 -- preview. No lease: lease_token is NULL.
 SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload, n.attempts,
-       n.lease_token, u.access_hash, u.lang_code
-FROM notifications AS n LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
+       n.lease_token, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+       a.result_deleted_at IS NOT NULL AS result_deleted
+FROM notifications AS n
+LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
+LEFT JOIN video_assets AS a
+       ON n.kind = 'ready' AND a.id = n.asset_id AND a.generation = n.generation
+      AND a.result = n.payload ->> 'result'
 WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
 ORDER BY n.next_attempt_at, n.id
 LIMIT %(limit)s;
@@ -217,5 +229,8 @@ SELECT lang_code FROM telegram_users WHERE user_id = %(user_id)s;
 
 -- name: asset_for_button
 -- What the button handler needs to answer: the asset's name and, once available, its video
--- (and its generation: the key of the video's stored Telegram reference).
-SELECT name, state, result, generation FROM video_assets WHERE id = %(id)s;
+-- with its size and SHA-256 (and its generation: the key of the video's stored Telegram
+-- reference).
+SELECT name, state, result, generation, result_size, result_sha256,
+       result_deleted_at IS NOT NULL AS result_deleted
+FROM video_assets WHERE id = %(id)s;

@@ -30,6 +30,7 @@ CHATTY = (
     "    print('frame', n, flush=True)\n"
     "    time.sleep(0.01)\n"
     "print('progress 100', flush=True)\n"
+    "open(sys.argv[2], 'wb').write(b'a video')\n"
 )
 
 # A generator that records SIGTERM and then takes its time (or hangs, ignoring it).
@@ -92,7 +93,7 @@ async def test_a_chatty_generator_writes_its_progress_at_most_every_two_seconds(
     config = replace(
         FAST,
         handler="command",
-        command=(sys.executable, "-c", CHATTY, "{seconds}"),
+        command=(sys.executable, "-c", CHATTY, "{seconds}", "{output}"),
         output_dir=tmp_path,
         progress_write_seconds=replace(FAST).progress_write_seconds,
     )

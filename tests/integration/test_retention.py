@@ -24,7 +24,7 @@ async def seed(conn: db.Connection) -> None:
     old = FakeClock(datetime.now(UTC) - timedelta(days=40))
     await enqueue(conn, "old-made", user_id=1, now=old.now())
     (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=old.now())
-    await jobs.complete(conn, job, owner="w", result="/videos/1.mp4", now=old.now())
+    await jobs.complete(conn, job, owner="w", result="file:///videos/1.mp4", now=old.now())
     await conn.execute(
         "UPDATE notifications SET state = 'sent', sent_at = %s WHERE kind = 'ready'",
         (old.now(),),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -33,8 +34,18 @@ FAST = WorkerConfig(
 
 @asynccontextmanager
 async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> AsyncIterator[Worker]:
-    async with open_pool(db_url, max_size=config.concurrency + 2) as pool:
-        yield make_worker(db_url, pool, config, name)
+    """A worker whose videos go to a temporary directory of its own (the default
+    ``output_dir``, "output", would be the working directory's)."""
+    with tempfile.TemporaryDirectory(prefix="vidretry-videos-") as videos:
+        if not config.output_dir.is_absolute():
+            config = replace(config, output_dir=Path(videos))
+        async with open_pool(db_url, max_size=config.concurrency + 2) as pool:
+            yield make_worker(db_url, pool, config, name)
+
+
+def video_of(worker: Worker, asset_id: int, generation: int = 0) -> str:
+    """The URI a video the sample handlers made is kept under: where they wrote it."""
+    return (worker.config.output_dir / f"{asset_id}-g{generation}.mp4").as_uri()
 
 
 def make_worker(
@@ -85,7 +96,7 @@ async def test_success(db_url: str) -> None:
     assert await state_of(db_url, asset_id) == {
         "state": "available",
         "attempts": 1,
-        "result": f"/videos/{asset_id}.mp4",
+        "result": video_of(worker, asset_id),
         "last_error": None,
     }
 
@@ -165,7 +176,7 @@ async def test_heartbeat_keeps_a_long_job_leased(db_url: str) -> None:
     assert await state_of(db_url, asset_id) == {
         "state": "available",
         "attempts": 1,
-        "result": f"/videos/{asset_id}.mp4",
+        "result": video_of(worker, asset_id),
         "last_error": None,
     }
 
@@ -291,5 +302,5 @@ async def test_command_handler_writes_into_output_dir(db_url: str, tmp_path: Pat
     async with worker_for(db_url, config) as worker:
         await drained(worker)
     output = tmp_path / f"{asset_id}-g0.mp4"
-    assert (await state_of(db_url, asset_id))["result"] == str(output)
+    assert (await state_of(db_url, asset_id))["result"] == output.as_uri()
     assert output.read_text() == "alto\n"

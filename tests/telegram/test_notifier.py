@@ -437,7 +437,7 @@ async def test_ready_video_is_sent_and_a_missing_file_is_dead(
         assert media.peer.user_id == 1
         assert media.message == "Ваше видео для here готово! 🎬"
         dead = [n for n in await notifications(db_url) if n["state"] == "dead"]
-        assert dead[0]["last_error"] == f"video file missing: {tmp_path / 'missing.mp4'}"
+        assert dead[0]["last_error"] == f"video missing: {tmp_path / 'missing.mp4'}"
 
 
 @pytest.mark.parametrize("paid", [False, True])

@@ -123,7 +123,7 @@ def test_empty_command_is_a_config_error() -> None:
 async def test_python_handlers_sync_and_async(tmp_path: Path) -> None:
     for name in ("succeed", "succeed_async"):
         handler = PythonHandler(f"python:tests.sample_handlers:{name}", timeout_seconds=5)
-        assert await handler(job(tmp_path)) == "/videos/7.mp4"
+        assert await handler(job(tmp_path)) == str(job(tmp_path).output)
 
 
 async def test_python_handler_permanent_error(tmp_path: Path) -> None:

@@ -89,6 +89,9 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # web.sql
     "note_web_token_used": ["token_hash = %(hash)s"],
     "resend_notification": ["state = 'dead'"],
+    # results.sql
+    "note_store_outage_and_queue_notices": ["id AND NOT told"],
+    "delivered_video_to_delete": ["a.state = 'available'"],
     # schema.sql
     "record_missing_checksum": ["checksum IS NULL"],
     # the functions of sql/migrations (schema 18)

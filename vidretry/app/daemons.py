@@ -31,6 +31,7 @@ from vidretry.queue import retention
 from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.worker import Worker, breaker_settings
+from vidretry.results.configured import configured
 from vidretry.store.db import Connection, execute
 from vidretry.store.deadlink import answer_seconds_for
 from vidretry.store.embedded import database_url, default_dir
@@ -145,6 +146,8 @@ def build_worker(
         ),
         breaker=breaker_settings(config.worker, config.telegram.admins),
         fair=config.queue.fair,
+        results=configured(config),
+        store_alert_seconds=config.storage.alert_after_seconds,
     )
 
 
@@ -220,11 +223,13 @@ async def serve_notifier(
             from vidretry.telegram.adapter import TelegramBot, build_client
 
             paid, send_only = config.notifier.paid_broadcast, config.notifier.send_only
+            results = configured(config)
             process.open_bot = lambda pacer: TelegramBot(
                 build_client(config.telegram, paid_broadcast=paid, send_only=send_only),
                 pacer=pacer,
                 reconnect_max_seconds=config.notifier.outage_probe_max_seconds,
                 send_only=send_only,
+                results=results,
             )
         await process.run(stop_on_signals(), drain=drain)
 
@@ -301,6 +306,7 @@ class NotifierProcess:
             name=self.name,
             admins=self.config.telegram.admins,
             seed_buttons=notifier_config.send_only,
+            results=configured(self.config) if self.config.storage.delete_after_delivery else None,
         )
         editor = (
             ProgressEditor(

@@ -39,7 +39,7 @@ from vidretry.store.listen import Listener
 from vidretry.store.pool import open_pool
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming
-from vidretry.telegram.delivery import InlineButton, Recipient
+from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.progress import remember_acceptance
 
@@ -132,9 +132,10 @@ class RecordingConsole:
             self.buttons[to.user_id] = button.data
         return None
 
-    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
+    async def send_video(self, to: Recipient, video: VideoRef, caption_html: str) -> int | None:
         self.sent += 1
-        self.lines.append(f"→ {to.user_id}: 🎬 {Path(path).name} — {_plain(caption_html)}")
+        name = video.uri.rsplit("/", 1)[-1]
+        self.lines.append(f"→ {to.user_id}: 🎬 {name} — {_plain(caption_html)}")
         return None
 
     async def edit_text(

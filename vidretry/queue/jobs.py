@@ -16,6 +16,7 @@ from datetime import datetime
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.queue.quota import NO_QUOTA, Quota
+from vidretry.results.base import Stored
 from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.store.sqlfiles import queries
 
@@ -112,25 +113,32 @@ async def extend_leases(
 
 
 async def complete(
-    conn: Connection, job: ClaimedJob, *, owner: str, result: str, now: datetime | None
+    conn: Connection, job: ClaimedJob, *, owner: str, result: Stored | str, now: datetime | None
 ) -> bool:
-    """Success: the asset becomes available, its requests done, one 'ready' row per user."""
+    """Success: the asset becomes available, its requests done, one 'ready' row per user.
+    ``result``: the kept video (a bare string: one whose size and hash are not known)."""
     return job.id in await complete_many(conn, [(job, result)], owner=owner, now=now)
 
 
 async def complete_many(
     conn: Connection,
-    finished: Sequence[tuple[ClaimedJob, str]],
+    finished: Sequence[tuple[ClaimedJob, Stored | str]],
     *,
     owner: str,
     now: datetime | None,
 ) -> set[int]:
     """``complete`` for a batch, in one transaction; returns the ids whose lease still held
     (the others changed nothing)."""
+    kept = [
+        result if isinstance(result, Stored) else Stored(result, None, None)
+        for _, result in finished
+    ]
     params = {
         "ids": [job.id for job, _ in finished],
         "tokens": [job.lease_token for job, _ in finished],
-        "results": [result for _, result in finished],
+        "results": [stored.uri for stored in kept],
+        "sizes": [stored.size for stored in kept],
+        "hashes": [stored.sha256 for stored in kept],
         "owner": owner,
         "now": now,
     }

@@ -7,6 +7,7 @@ by LISTEN/NOTIFY with polling as the fallback; ``outcomes`` tallies what its job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import errno
 import logging
@@ -22,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
-from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError
+from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError, VidretryError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
 from vidretry.queue import breaker, jobs, metrics
@@ -34,12 +35,18 @@ from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.progress import ProgressWriter
 from vidretry.queue.quota import Quota
 from vidretry.queue.retention import BackgroundPruning
-from vidretry.store.db import Connection
-from vidretry.store.listen import JOBS_CHANNEL, Listener
+from vidretry.results.base import Stored, StoreUnavailable, object_key
+from vidretry.results.files import FileStore
+from vidretry.results.keeping import Results
+from vidretry.store.db import Connection, execute, fetch_one
+from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
 from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.worker")
 
+# A store that cannot take a finished video is tried again after 1 s, 2 s, 4 s ... at most
+# this far apart: the video goes in within about this long of the store's recovery.
+STORE_RETRY_MAX_SECONDS = 10.0
 # A "slow down" holds every worker off at least this long, whatever the generator said: a
 # generator answering 429 with "retry-after 0" must not turn the workers into a busy loop.
 MIN_HOLD_SECONDS = 1.0
@@ -72,6 +79,8 @@ class Worker:
         pruning: BackgroundPruning | None = None,
         breaker: Breaker | None = None,
         fair: bool = True,
+        results: Results | None = None,
+        store_alert_seconds: float = 300.0,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
         self.pruning = pruning  # [retention] days: old history pruned in the background
@@ -80,13 +89,17 @@ class Worker:
         # The circuit breaker: its settings come from [worker], its admins from [telegram].
         self.breaker = breaker if breaker is not None else breaker_settings(config)
         self.handler = handler
+        # Where finished videos are kept ([storage]; without one, where they were written).
+        self.results = results or Results(FileStore(config.output_dir), scratch=config.output_dir)
+        self.store_alert_seconds = store_alert_seconds  # [storage] alert_after_seconds
+        self.store_down = False  # this worker last found the store unreachable
         self.fair = fair  # [queue] fair, written for every enqueue to follow
         self.quota = Quota(config.max_running, config.max_starts_per_minute)
         self.prepared = False  # the queue's policy and quota tokens written, at the start
         self.clock = clock
         self.rng = rng
         self.name = name or default_process_name()
-        self.completions: GroupCommit[tuple[ClaimedJob, str]] = GroupCommit(
+        self.completions: GroupCommit[tuple[ClaimedJob, Stored]] = GroupCommit(
             self._record_successes, key=lambda done: done[0].id
         )
         self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
@@ -146,7 +159,7 @@ class Worker:
                 conn, running, lease_seconds=self.config.lease_seconds, now=self.clock.now()
             )
 
-    async def _record_successes(self, finished: list[tuple[ClaimedJob, str]]) -> set[int]:
+    async def _record_successes(self, finished: list[tuple[ClaimedJob, Stored]]) -> set[int]:
         """Write a batch of successes (through a database outage of up to a lease); return
         the ids whose lease this worker still held."""
 
@@ -199,10 +212,14 @@ class Worker:
         held = self.leases.hold(job)
         try:
             try:
-                result = await self.handler(context)
+                try:
+                    result = await self.handler(context)
+                finally:
+                    await progress.stop()
+                # Kept under the lease: a store that is down holds the job, not loses it.
+                stored = await self._keep(job, result)
             finally:
                 self.leases.release(held)
-                await progress.stop()
         except asyncio.CancelledError:
             if held.cancelled_for_its_lease():
                 return await self._lease_lost_mid_run(job)
@@ -214,10 +231,70 @@ class Worker:
         except Exception as exc:
             return await self._record_failure(job, _describe(exc), permanent=False)
         try:
-            recorded = await self.completions.add((job, result))
+            recorded = await self.completions.add((job, stored))
         except TRANSIENT_DB_ERRORS as exc:
             return _not_recorded(job, Outcome.SUCCEEDED, exc)
-        return Outcome.SUCCEEDED if recorded else _lease_gone(job, Outcome.SUCCEEDED)
+        if not recorded:
+            await self._let_go(stored)
+            return _lease_gone(job, Outcome.SUCCEEDED)
+        return Outcome.SUCCEEDED
+
+    async def _keep(self, job: ClaimedJob, result: str) -> Stored:
+        """Keep the generator's video in the store, trying again while the store cannot be
+        reached (an outage of infrastructure: the attempt is not charged, the breaker sees
+        nothing, the admins are told after ``store_alert_seconds``). A shutdown meanwhile
+        cancels this, and the job is handed back as any running job is."""
+        key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
+        delay = ReconnectDelay(self.rng)
+        while True:
+            try:
+                stored = await self.results.keep(
+                    result, key, url_timeout=self.config.timeout_seconds
+                )
+            except StoreUnavailable as exc:
+                wait = min(delay.next(), STORE_RETRY_MAX_SECONDS)
+                log.warning(
+                    "job %s: video made, but the store cannot take it (%s); it is kept here, "
+                    "trying again in %.1fs", job.id, one_line(exc), wait,
+                )  # fmt: skip
+                await self._note_store_outage(str(exc))
+                await asyncio.sleep(wait)
+                continue
+            if self.store_down:
+                await self._note_store_back()
+            return stored
+
+    async def _note_store_outage(self, detail: str) -> None:
+        """The store is down: noted for everybody, the admins told once it lasts."""
+        self.store_down = True
+        params = {
+            "owner": self.name, "detail": detail[:500], "alert_after": self.store_alert_seconds,
+            "admins": list(self.breaker.admins), "now": self.clock.now(),
+        }  # fmt: skip
+        try:
+            async with self.pool.connection() as conn:
+                await execute(conn, "note_store_outage_and_queue_notices", params)
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("the store's outage was not recorded: %s", one_line(exc))
+
+    async def _note_store_back(self) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                ended = await fetch_one(conn, "end_store_outage", {})
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("the store's recovery was not recorded: %s", one_line(exc))
+            return
+        self.store_down = False
+        if ended is not None:
+            log.warning("the store takes videos again (down since %s)", ended["since"])
+
+    async def _let_go(self, stored: Stored) -> None:
+        """A video kept for an attempt whose lease was lost: nobody will send it (another
+        attempt's video is the one recorded)."""
+        if stored.uri.startswith("file://") and self.results.store.owns(stored.uri):
+            return  # the generator's own output, where it wrote it: the next attempt's too
+        with contextlib.suppress(VidretryError, OSError):
+            await self.results.delete(stored.uri)
 
     async def _record_progress(self, job: ClaimedJob, fraction: float) -> None:
         async with self.pool.connection() as conn:

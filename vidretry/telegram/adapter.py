@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +29,9 @@ from vidretry import backoff
 from vidretry.config import TelegramConfig
 from vidretry.errors import TelegramUnavailable
 from vidretry.queue import metrics
+from vidretry.results.base import ResultCorrupt, ResultMissing, StoreUnavailable
+from vidretry.results.files import FileStore
+from vidretry.results.keeping import Results
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
 from vidretry.telegram.delivery import (
@@ -41,8 +44,10 @@ from vidretry.telegram.delivery import (
     RecipientRefused,
     SendLater,
     SentVideo,
+    StoreDown,
     TelegramDown,
     VideoFile,
+    VideoRef,
     parse_callback_data,
 )
 from vidretry.telegram.videos import VideoFiles
@@ -236,9 +241,12 @@ class TelegramBot:
         rng: random.Random | None = None,
         reconnect_max_seconds: float = RECONNECT_MAX_SECONDS,
         send_only: bool = False,
+        results: Results | None = None,
     ) -> None:
         self.client = client
         self.send_only = send_only
+        # Where finished videos are read from ([storage]; without one, local files only).
+        self.results = results or Results(FileStore(Path("/")), scratch=Path("/"))
         self.pacer = pacer
         self.rng = rng or random.Random()  # noqa: S311 (jitter only)
         self.reconnect_max_seconds = reconnect_max_seconds
@@ -383,19 +391,35 @@ class TelegramBot:
         except _MESSAGE_GONE as exc:
             raise MessageGone(f"message {message_id} cannot be edited: {_code(exc)}") from None
 
-    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
-        return int((await self._upload_video(to, path, caption_html)).id)
+    async def send_video(self, to: Recipient, video: VideoRef, caption_html: str) -> int | None:
+        return int((await self._upload_video(to, video, caption_html)).id)
 
-    async def _upload_video(self, to: Recipient, path: str, caption_html: str) -> Any:
-        if not os.path.isfile(path):  # noqa: ASYNC240 (one stat, not worth a thread)
-            raise MessageRefused(f"video file missing: {path}")
-        async with self._showing_upload(to):
-            return await self._sending(
-                lambda peer: self.client.send_file(
-                    peer, path, caption=caption_html, parse_mode="html", supports_streaming=True
-                ),
-                to,
+    async def _upload_video(self, to: Recipient, video: VideoRef, caption_html: str) -> Any:
+        """Upload the video from its store: read as a stream of Telegram's part size, checked
+        against its recorded size and SHA-256 (a mismatch fails the last read, so the upload
+        never completes). Never the whole video in memory."""
+        if video.deleted:
+            raise MessageRefused(
+                f"the video was deleted after delivery ([storage] delete_after_delivery) and "
+                f"Telegram's reference is gone: {video.uri}"
             )
+        try:
+            download = await self.results.open(video.uri, size=video.size, sha256=video.sha256)
+        except ResultMissing as exc:
+            raise MessageRefused(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise StoreDown(f"the video store is unreachable: {exc}") from None
+        try:
+            async with self._showing_upload(to):
+                return await self._sending(
+                    lambda peer: self.client.send_file(
+                        peer, download, file_size=download.size, caption=caption_html,
+                        parse_mode="html", supports_streaming=True,
+                    ),
+                    to,
+                )  # fmt: skip
+        finally:
+            await download.aclose()
 
     @contextlib.asynccontextmanager
     async def _showing_upload(self, to: Recipient) -> AsyncIterator[None]:
@@ -429,7 +453,7 @@ class TelegramBot:
                 await showing
 
     async def send_video_file(
-        self, to: Recipient, path: str, caption_html: str, file: VideoFile | None
+        self, to: Recipient, video: VideoRef, caption_html: str, file: VideoFile | None
     ) -> SentVideo:
         """One upload per video: by reference when Telegram has it, refreshing an expired
         reference from the message it was first sent in; an upload when there is no
@@ -454,7 +478,7 @@ class TelegramBot:
                     file.document_id,
                     _code(exc),
                 )
-        message = await self._upload_video(to, path, caption_html)
+        message = await self._upload_video(to, video, caption_html)
         uploaded = _video_file(message, to)
         if uploaded is None:
             raise MessageRefused("Telegram returned no document for the uploaded video")
@@ -508,8 +532,10 @@ class TelegramBot:
             return await send(_peer(to))
         except passing:
             raise
-        except _UNREADABLE_FILE as exc:
+        except (*_UNREADABLE_FILE, ResultMissing, ResultCorrupt) as exc:
             raise MessageRefused(f"cannot read the video: {_describe(exc)}") from None
+        except StoreUnavailable as exc:
+            raise StoreDown(f"the video store is unreachable: {exc}") from None
         except (
             errors.FloodWaitError,
             errors.FloodPremiumWaitError,
@@ -673,15 +699,15 @@ class TelegramBot:
                 return
 
     async def _send_answer_video(
-        self, to: Recipient, path: str, caption_html: str, key: tuple[int, int] | None
+        self, to: Recipient, video: VideoRef, caption_html: str, key: tuple[int, int] | None
     ) -> None:
         """A finished video in an answer: by its stored reference (or uploaded once and
         stored), like the outbox's; a plain upload without a key."""
         if self.videos is None or key is None:
-            await self.client.send_file(_peer(to), path, caption=caption_html, parse_mode="html")
+            await self._upload_video(to, video, caption_html)
             return
         async with self.videos.in_turn(key):
-            await self.videos.send(self, key, to, path, caption_html)
+            await self.videos.send(self, key, to, video, caption_html)
 
     @contextlib.asynccontextmanager
     async def _turn(self, chat_id: int) -> AsyncIterator[None]:

@@ -23,7 +23,7 @@ from vidretry.queue.retry import Actor, RetryOutcome, retry
 from vidretry.store.db import Connection, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import ButtonPress, parse_callback_data, render
+from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
 from vidretry.telegram.limits import over_retry_quota
 
 log = logging.getLogger("vidretry.buttons")
@@ -42,7 +42,7 @@ class PressReply:
     answer: str  # the toast answering the callback query
     remove_button: bool = False  # delete the message (or drop its keyboard if too old)
     message: str | None = None  # an HTML message to send after answering
-    video: str | None = None  # a video to send again, with ``message`` as its caption
+    video: VideoRef | None = None  # a video to send again, with ``message`` as its caption
     video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
 
 
@@ -128,7 +128,7 @@ class ButtonService:
                 m.already_available,
                 remove_button=True,
                 message=render(m.ready_caption, name),
-                video=asset["result"],
+                video=VideoRef.of(asset),
                 video_of=(button.asset_id, asset["generation"]),
             )
         if result.outcome is RetryOutcome.STALE:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from vidretry.telegram.delivery import InlineButton, Recipient
+from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
 
 
 class ConsoleSender:
@@ -23,8 +23,8 @@ class ConsoleSender:
         self.write("\n".join(lines))
         return None
 
-    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
-        self.write(f"→ user {to.user_id} (chat {to.chat_id}): video {path}\n  {caption_html}")
+    async def send_video(self, to: Recipient, video: VideoRef, caption_html: str) -> int | None:
+        self.write(f"→ user {to.user_id} (chat {to.chat_id}): video {video.uri}\n  {caption_html}")
         return None
 
     async def edit_text(

@@ -33,7 +33,7 @@ from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, callback_data, cancel_data, render
+from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, cancel_data, render
 from vidretry.telegram.limits import RequestRate, over_retry_quota
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
@@ -64,7 +64,7 @@ class Outgoing:
 
     text: str
     buttons: tuple[InlineButton, ...] = ()
-    video: str | None = None
+    video: VideoRef | None = None
     video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
     # The acceptance of a request for this asset: once sent, its message id is recorded, and
     # the notifier edits it into the request's place in line and progress.
@@ -192,7 +192,7 @@ class Conversation:
             return [
                 Outgoing(
                     render(m.ready_caption, name),
-                    video=video["result"],
+                    video=VideoRef.of(video),
                     video_of=(done.asset_id, video["generation"]),
                 )
             ]

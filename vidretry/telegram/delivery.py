@@ -11,9 +11,9 @@ import bisect
 import html
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from vidretry.errors import VidretryError
 
@@ -42,6 +42,29 @@ class InlineButton:
     data: str
 
 
+@dataclass(frozen=True)
+class VideoRef:
+    """A finished video as the notifier sends it: where it is kept (a ``file://`` or
+    ``s3://`` URI, or a bare path recorded before schema 19), its recorded size and SHA-256
+    (None: not recorded), and whether its object was deleted after delivery."""
+
+    uri: str
+    size: int | None = None
+    sha256: bytes | None = None
+    deleted: bool = False
+
+    @classmethod
+    def of(cls, asset: Mapping[str, Any]) -> VideoRef:
+        """From an asset's row (``result``, ``result_size``, ``result_sha256``,
+        ``result_deleted``)."""
+        return cls(
+            str(asset["result"]),
+            asset.get("result_size"),
+            None if asset.get("result_sha256") is None else bytes(asset["result_sha256"]),
+            bool(asset.get("result_deleted")),
+        )
+
+
 class Sender(Protocol):
     async def send_text(
         self, to: Recipient, html_text: str, button: InlineButton | None
@@ -49,8 +72,8 @@ class Sender(Protocol):
         """Send an HTML message (with one inline button); return Telegram's message id."""
         ...
 
-    async def send_video(self, to: Recipient, path: str, caption_html: str) -> int | None:
-        """Send a video file with an HTML caption; return Telegram's message id."""
+    async def send_video(self, to: Recipient, video: VideoRef, caption_html: str) -> int | None:
+        """Send a video with an HTML caption; return Telegram's message id."""
         ...
 
 
@@ -91,10 +114,10 @@ class SharesVideos(Protocol):
     """A transport that can send a video it sent before by reference (the Telegram adapter)."""
 
     async def send_video_file(
-        self, to: Recipient, path: str, caption_html: str, file: VideoFile | None
+        self, to: Recipient, video: VideoRef, caption_html: str, file: VideoFile | None
     ) -> SentVideo:
         """Send ``file`` by reference (refreshing an expired reference from its origin), or
-        upload ``path`` when there is none or it is gone for good."""
+        upload ``video`` when there is none or it is gone for good."""
         ...
 
 
@@ -116,6 +139,11 @@ class MessageRefused(DeliveryError):
 
 class MessageGone(DeliveryError):
     """The message to edit is no more: deleted by the user, or no longer editable."""
+
+
+class StoreDown(DeliveryError):
+    """The video's store cannot be reached: this message waits for it, uncharged, as one
+    waits for Telegram; Telegram is fine, and every other message goes on."""
 
 
 class SendLater(DeliveryError):

@@ -26,15 +26,17 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, NotifierConfig
-from vidretry.errors import FatalError
+from vidretry.errors import FatalError, VidretryError
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
 from vidretry.queue import metrics
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
-from vidretry.store.db import Connection
+from vidretry.results.keeping import Results
+from vidretry.store.db import Connection, fetch_one
 from vidretry.store.listen import OUTBOX_CHANNEL, Listener
+from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import (
     InlineButton,
@@ -45,7 +47,9 @@ from vidretry.telegram.delivery import (
     Sender,
     SendLater,
     SharesVideos,
+    StoreDown,
     TelegramDown,
+    VideoRef,
     callback_data,
     render,
 )
@@ -190,6 +194,7 @@ class Notifier:
         admins: Sequence[int] = (),
         videos: VideoFiles | None = None,
         seed_buttons: bool = False,
+        results: Results | None = None,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
         # One upload per video, when the transport can send by reference (Telegram can).
@@ -200,6 +205,9 @@ class Notifier:
         # Retry buttons with the seed's data, retry_video:<id> (a send-only notifier's: the
         # host bot's own handler answers them).
         self.seed_buttons = seed_buttons
+        # [storage] delete_after_delivery: a video's object goes once every waiting user has
+        # it (None: objects stay).
+        self.delete_after_delivery = results
         self.pool = pool
         self.config = config
         self.messages = messages
@@ -355,12 +363,37 @@ class Notifier:
             return await self._bury(note, exc.reason)
         except SendLater as exc:
             return await self._later(note, exc)
+        except StoreDown as exc:  # not Telegram's trouble: the outage tracker is not told
+            delay = backoff.jittered(self.config.outage_probe_max_seconds, self.rng)
+            log.warning("notification %s: %s; again in %.1fs", note.id, exc.reason, delay)
+            return await self._reschedule(note, delay, exc.reason)
         except FatalError:  # the bot itself is refused: give the row back, then stop
             await self._reschedule(note, 0, None)
             raise
         self.outage.answered()
         metrics.SENT.labels(note.kind).inc()
-        return await self._recorded(note, self._sent(note, message_id))
+        outcome = await self._recorded(note, self._sent(note, message_id))
+        if outcome is Delivery.SENT and note.kind == NotificationKind.READY:
+            await self._forget_delivered(note)
+        return outcome
+
+    async def _forget_delivered(self, note: Notification) -> None:
+        """With ``[storage] delete_after_delivery``: the last waiting user has the video and
+        Telegram holds it, so its object goes (best effort: one left over is only space)."""
+        results = self.delete_after_delivery
+        if results is None or note.asset_id is None:
+            return
+        params = {"id": note.asset_id, "generation": note.generation, "now": self.clock.now()}
+        try:
+            async with self.pool.connection() as conn:
+                row = await fetch_one(conn, "delivered_video_to_delete", params)
+            if row is not None:
+                await results.delete(row["result"])
+                log.info("video %s/%s delivered to all: %s deleted", note.asset_id,
+                         note.generation, row["result"])  # fmt: skip
+        except (*TRANSIENT_DB_ERRORS, VidretryError) as exc:
+            log.warning("video %s/%s: not deleted after delivery: %s", note.asset_id,
+                        note.generation, one_line(exc))  # fmt: skip
 
     async def _record_started(self, notes: list[Notification]) -> set[int]:
         """Mark a batch as being sent, through a database outage of up to a lease."""
@@ -595,11 +628,16 @@ async def deliver_to(
     if note.kind == NotificationKind.CANCELLED:
         return await sender.send_text(to, render(messages.cancelled_by_operator, note.name), None)
     if note.kind == NotificationKind.READY:
-        path = str(note.payload.get("result") or "")
+        video = VideoRef(
+            str(note.payload.get("result") or ""),
+            note.result_size,
+            note.result_sha256,
+            bool(note.result_deleted),
+        )
         caption = render(messages.ready_caption, note.name)
         if videos is not None and isinstance(sender, SharesVideos):
-            return await videos.send(sender, (note.asset_id, note.generation), to, path, caption)
-        return await sender.send_video(to, path, caption)
+            return await videos.send(sender, (note.asset_id, note.generation), to, video, caption)
+        return await sender.send_video(to, video, caption)
     generation = None if seed_buttons else note.generation
     button = InlineButton(messages.retry_button, callback_data(note.asset_id, generation))
     if note.kind == NotificationKind.ALERT:

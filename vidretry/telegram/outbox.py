@@ -38,6 +38,11 @@ class Notification:
     lease_token: UUID
     access_hash: int | None
     lang_code: str | None = None  # the recipient's language, as Telegram last told it
+    # A 'ready' row's video: its recorded size and SHA-256 (None: kept before schema 19),
+    # and whether its object was deleted after delivery (only Telegram's reference is left).
+    result_size: int | None = None
+    result_sha256: bytes | None = None
+    result_deleted: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))

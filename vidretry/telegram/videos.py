@@ -25,7 +25,7 @@ from vidretry.clock import Clock
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.store.db import Connection, execute, fetch_one
 from vidretry.store.redact import one_line
-from vidretry.telegram.delivery import Recipient, SentVideo, SharesVideos, VideoFile
+from vidretry.telegram.delivery import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
 
 log = logging.getLogger("vidretry.videos")
 
@@ -116,11 +116,11 @@ class VideoFiles:
             busy.set()
 
     async def send(
-        self, sender: SharesVideos, key: Key, to: Recipient, path: str, caption_html: str
+        self, sender: SharesVideos, key: Key, to: Recipient, video: VideoRef, caption_html: str
     ) -> int | None:
         """Send by the reference known for ``key`` (or upload), and store what worked."""
         known = self.known.get(key)
-        sent: SentVideo = await sender.send_video_file(to, path, caption_html, known)
+        sent: SentVideo = await sender.send_video_file(to, video, caption_html, known)
         if sent.file != known:
             self._keep(key, sent.file)
             await self._store(key, sent.file)

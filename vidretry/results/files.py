@@ -1,0 +1,105 @@
+"""The directory store (``file:///srv/videos``): the default, ``[worker] output_dir``.
+
+A video the generator wrote into the directory is kept where it is: only its size and
+SHA-256 are read. Anything else is copied in through a temporary name and renamed into
+place, so a reader never sees half a video. Objects are ``file://`` URIs; a bare absolute
+path (what vidretry recorded before it kept URIs) is read as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from vidretry.results.base import (
+    CHUNK,
+    ResultMissing,
+    Stored,
+    StoreUnavailable,
+    Tally,
+    file_chunks,
+    too_big,
+)
+
+
+def path_of(uri: str) -> Path:
+    """The local path a ``file://`` URI (or a bare absolute path) names."""
+    if uri.startswith("file://"):
+        return Path(unquote(urlsplit(uri).path))
+    return Path(uri)
+
+
+class FileStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def owns(self, uri: str) -> bool:
+        return uri.startswith("file://") or uri.startswith("/")
+
+    async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
+        if await asyncio.to_thread(self._inside, path):
+            return await asyncio.to_thread(self._measure, path, limit)
+        with path.open("rb") as source:
+            return await self.put_chunks(file_chunks(source), key, limit=limit)
+
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` is already a file of this store's directory."""
+        return path.resolve().parent == self.directory.resolve()
+
+    def _measure(self, path: Path, limit: int) -> Stored:
+        size = path.stat().st_size
+        if size > limit:
+            raise too_big(f"the video {path.name}", size, limit)
+        tally = Tally(limit, f"the video {path.name}")
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                tally.add(chunk)
+        return Stored(path.absolute().as_uri(), tally.size, tally.digest.digest())
+
+    async def put_chunks(self, chunks: AsyncIterable[bytes], key: str, *, limit: int) -> Stored:
+        target = self.directory / key
+        partial = target.with_name(f".{target.name}.part")
+        tally = Tally(limit, f"the video {key}")
+        try:
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+            with partial.open("wb") as out:
+                async for chunk in tally.counted(chunks):
+                    await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(os.replace, partial, target)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+        return Stored(target.absolute().as_uri(), tally.size, tally.digest.digest())
+
+    async def open(self, uri: str) -> FileDownload:
+        path = path_of(uri)
+        try:
+            source = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ResultMissing(f"video missing: {uri}") from None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
+        return FileDownload(source, path.name, os.fstat(source.fileno()).st_size)
+
+    async def delete(self, uri: str) -> None:
+        await asyncio.to_thread(path_of(uri).unlink, missing_ok=True)
+
+
+class FileDownload:
+    def __init__(self, source: BinaryIO, name: str, size: int) -> None:
+        self.source = source
+        self.name = name
+        self.size = size
+
+    async def read(self, n: int = -1) -> bytes:
+        return await asyncio.to_thread(self.source.read, n)
+
+    async def aclose(self) -> None:
+        self.source.close()

@@ -1,0 +1,90 @@
+"""The configured store, as the worker and the notifier use it: a generator's result in
+(``keep``), a kept video out (``open``, checked), and away (``delete``).
+
+A result is kept in the configured store whatever it was: a local file (the generator's
+``{output}``, or a path a Python handler returns) or an http(s) URL, copied at once (a
+provider deletes its outputs within hours) within ``[worker] timeout_seconds``. A kept video
+is read back from whichever store its URI names: the configured one, or the local disk for
+``file://`` URIs and the bare paths vidretry recorded before it kept URIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vidretry.errors import HandlerError
+from vidretry.results.base import (
+    TELEGRAM_BOT_UPLOAD_LIMIT,
+    ResultMissing,
+    ResultStore,
+    Stored,
+    Verified,
+)
+from vidretry.results.files import FileStore
+
+Fetch = Callable[[str], AsyncIterator[bytes]]
+
+
+class Results:
+    def __init__(
+        self,
+        store: ResultStore,
+        *,
+        scratch: Path,
+        fetch: Fetch | None = None,
+        limit: int = TELEGRAM_BOT_UPLOAD_LIMIT,
+    ) -> None:
+        """``store``: where videos are kept; ``scratch``: the generators' ``output_dir``
+        (a file there is removed once a copy is kept elsewhere); ``fetch``: how to read a
+        generator's URL; ``limit``: the largest video kept (Telegram's for bots)."""
+        self.store = store
+        self.scratch = scratch
+        self.fetch = fetch
+        self.limit = limit
+        self.files = store if isinstance(store, FileStore) else FileStore(scratch)
+
+    async def keep(self, result: str, key: str, *, url_timeout: float) -> Stored:
+        """Keep a generator's result as ``key``: ``HandlerError`` when it is neither a video
+        file nor an http(s) URL, ``ResultTooBig`` beyond the limit, ``StoreUnavailable``
+        when the store cannot take it now."""
+        if urlsplit(result).scheme in ("http", "https"):
+            if self.fetch is None:
+                raise HandlerError("this worker cannot copy URLs (no object-store client)")
+            try:
+                async with asyncio.timeout(url_timeout):
+                    return await self.store.put_chunks(self.fetch(result), key, limit=self.limit)
+            except TimeoutError:
+                raise HandlerError(
+                    f"copying the generator's URL took over {url_timeout:g}s"
+                ) from None
+        path = Path(result)
+        if not (path.is_absolute() and await asyncio.to_thread(path.is_file)):
+            shown = result if len(result) <= 120 else result[:119] + "…"
+            raise HandlerError(
+                f"the generator's result is neither a video file nor an http(s) URL: {shown!r}"
+            )
+        stored = await self.store.put_file(path, key, limit=self.limit)
+        if stored.uri != path.as_uri() and path.parent == self.scratch:
+            with contextlib.suppress(OSError):  # the store holds it now
+                await asyncio.to_thread(path.unlink)
+        return stored
+
+    def _holder(self, uri: str) -> ResultStore:
+        if self.store.owns(uri):
+            return self.store
+        if self.files.owns(uri):
+            return self.files
+        raise ResultMissing(f"{uri} is in no store this process knows ([storage] url)")
+
+    async def open(self, uri: str, *, size: int | None, sha256: bytes | None) -> Verified:
+        """The kept video, read back checked against its recorded size and SHA-256 (a video
+        kept before they were recorded is read as it is)."""
+        download = await self._holder(uri).open(uri)
+        return Verified(download, uri, download.size if size is None else size, sha256)
+
+    async def delete(self, uri: str) -> None:
+        await self._holder(uri).delete(uri)

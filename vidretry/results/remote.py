@@ -1,0 +1,201 @@
+"""Videos in S3-compatible object storage, and copies of a generator's URL: the only module
+that imports the object-store client.
+
+obstore (Rust's object_store, async, two wheels): a video goes up as a multipart upload of
+``CHUNK``-sized parts, four at a time, so a worker holds at most 32 MiB of it whatever its
+size; it comes back as byte ranges of ``CHUNK``, each its own request (the client's timeout
+covers a whole request, body included: one GET for a whole video read at Telegram's upload
+speed would run out). Errors become vidretry's: a missing object ``ResultMissing``; anything
+else — the network, a 5xx, a refused signature — ``StoreUnavailable``, an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import HTTPStore, S3Store
+
+from vidretry.errors import HandlerError
+from vidretry.results.base import (
+    CHUNK,
+    ResultMissing,
+    Stored,
+    StoreUnavailable,
+    Tally,
+    file_chunks,
+    too_big,
+)
+
+# Parts uploaded at once: 4 x 8 MiB in memory at most.
+UPLOAD_CONCURRENCY = 4
+# One request (a part, a range) may take this long, body included.
+REQUEST_TIMEOUT = "120s"
+CONNECT_TIMEOUT = "10s"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    prefix: str  # "" or ending in "/"
+    endpoint_url: str | None
+    region: str | None
+    path_style: bool
+    access_key_id: str | None
+    secret_access_key: str | None
+
+
+class S3ResultStore:
+    """``s3://bucket/prefix``: objects ``<prefix><key>``. Credentials not configured come
+    from the standard environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_SESSION_TOKEN``, ...) as the client reads it."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        config: dict[str, str | bool] = {
+            "virtual_hosted_style_request": not settings.path_style,
+        }
+        for key, value in (
+            ("endpoint", settings.endpoint_url),
+            ("region", settings.region),
+            ("access_key_id", settings.access_key_id),
+            ("secret_access_key", settings.secret_access_key),
+        ):
+            if value:
+                config[key] = value
+        self.store = S3Store(
+            settings.bucket,
+            config=config,  # type: ignore[arg-type]  # a TypedDict, built key by key
+            client_options={
+                "allow_http": (settings.endpoint_url or "").startswith("http://"),
+                "timeout": REQUEST_TIMEOUT,
+                "connect_timeout": CONNECT_TIMEOUT,
+            },
+        )
+        self.uri_prefix = f"s3://{settings.bucket}/"
+
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(self.uri_prefix)
+
+    def _path(self, uri: str) -> str:
+        return uri.removeprefix(self.uri_prefix)
+
+    async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size > limit:
+            raise too_big(f"the video {path.name}", size, limit)
+        with path.open("rb") as source:
+            return await self.put_chunks(file_chunks(source), key, limit=limit)
+
+    async def put_chunks(self, chunks: AsyncIterable[bytes], key: str, *, limit: int) -> Stored:
+        object_path = self.settings.prefix + key
+        tally = Tally(limit, f"the video {key}")
+        try:
+            await obstore.put_async(
+                self.store,
+                object_path,
+                tally.counted(chunks),
+                attributes={"Content-Type": "video/mp4"},
+                use_multipart=True,
+                chunk_size=CHUNK,
+                max_concurrency=UPLOAD_CONCURRENCY,
+            )
+        except BaseError as exc:
+            raise StoreUnavailable(
+                f"cannot store {self.uri_prefix}{object_path}: {_short(exc)}"
+            ) from None
+        return Stored(self.uri_prefix + object_path, tally.size, tally.digest.digest())
+
+    async def open(self, uri: str) -> RangedDownload:
+        path = self._path(uri)
+        try:
+            meta = await obstore.head_async(self.store, path)
+        except (NotFoundError, FileNotFoundError):
+            raise ResultMissing(f"video missing: {uri}") from None
+        except BaseError as exc:
+            raise StoreUnavailable(f"cannot read {uri}: {_short(exc)}") from None
+        return RangedDownload(self.store, path, int(meta["size"]), uri)
+
+    async def delete(self, uri: str) -> None:
+        try:
+            await obstore.delete_async(self.store, self._path(uri))
+        except (NotFoundError, FileNotFoundError):
+            return
+        except BaseError as exc:
+            raise StoreUnavailable(f"cannot delete {uri}: {_short(exc)}") from None
+
+
+class RangedDownload:
+    """Reads a stored object in ranges of ``CHUNK``, serving reads of any size from them."""
+
+    def __init__(self, store: S3Store, path: str, size: int, uri: str) -> None:
+        self.store = store
+        self.path = path
+        self.size = size
+        self.uri = uri
+        self.name = path.rsplit("/", 1)[-1]
+        self.fetched = 0  # bytes of the object fetched so far
+        self.buffer = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        want = self.size if n < 0 else n
+        while len(self.buffer) < want and self.fetched < self.size:
+            end = min(self.fetched + CHUNK, self.size)
+            try:
+                chunk = await obstore.get_range_async(
+                    self.store, self.path, start=self.fetched, end=end
+                )
+            except (NotFoundError, FileNotFoundError):
+                raise ResultMissing(f"video missing: {self.uri}") from None
+            except BaseError as exc:
+                raise StoreUnavailable(f"cannot read {self.uri}: {_short(exc)}") from None
+            self.buffer += memoryview(chunk)
+            self.fetched = end
+        data = bytes(self.buffer[:want])
+        del self.buffer[:want]
+        return data
+
+    async def aclose(self) -> None:
+        self.buffer.clear()
+
+
+async def url_chunks(url: str) -> AsyncIterator[bytes]:
+    """The bytes at a generator's http(s) URL (a provider's output, which it deletes within
+    hours: copied at once), as they arrive. Any failure is the attempt's: ``HandlerError``."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise HandlerError(f"not an http(s) URL: {url[:200]}")
+    store = HTTPStore.from_url(
+        url,
+        client_options={
+            "allow_http": url.startswith("http://"),
+            "timeout": REQUEST_TIMEOUT,
+            "connect_timeout": CONNECT_TIMEOUT,
+        },
+    )
+    try:
+        result = await obstore.get_async(store, "")
+        async for chunk in result.stream(min_chunk_size=1024 * 1024):
+            yield chunk  # obstore's Bytes: a buffer, as hashlib and the stores take
+    except (NotFoundError, FileNotFoundError):
+        raise HandlerError(f"the generator's URL is gone (404): {_shown(url)}") from None
+    except BaseError as exc:
+        raise HandlerError(
+            f"cannot copy the generator's URL {_shown(url)}: {_short(exc)}"
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of the client's error: it goes on to quote the server's XML."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def _shown(url: str) -> str:
+    """A URL without its query: signed URLs carry their credentials there."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]
