@@ -32,6 +32,11 @@ async def succeed_async(job: JobContext) -> str:
     return made(job)
 
 
+def returns(job: JobContext) -> str:
+    """Whatever ``params.result`` says: a path, a URL, or something that is neither."""
+    return str(job.params["result"])
+
+
 def fail(job: JobContext) -> str:
     raise RuntimeError(f"render crashed on attempt {job.attempt}")
 

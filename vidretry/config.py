@@ -269,6 +269,10 @@ class MessagesConfig:
         "☠️ Уведомление #{notification} пользователю {user} (видео <b>{name}</b>) "
         "{crashes} раза подряд обрушило уведомитель — я отложил его, остальные идут дальше."
     )
+    store_down: str = (
+        "🗄 Хранилище видео недоступно с {since}: готовые видео ({waiting}) ждут у воркеров, "
+        "попытки не тратятся. Проверьте [storage].\nОшибка: {error}"
+    )
     retry_limit_short: str = "На сегодня перезапуски закончились — я сообщил администратору."
     my_header: str = "<b>Ваши видео</b>"
     my_empty: str = "Вы ещё ничего не заказывали. Напишите /video и имя."
@@ -380,6 +384,10 @@ ENGLISH: dict[str, str] = {
         "☠️ Notification #{notification} to user {user} (video <b>{name}</b>) crashed the "
         "notifier {crashes} times in a row — I've set it aside, everything else carries on."
     ),
+    "store_down": (
+        "🗄 The video store has been unreachable since {since}: finished videos ({waiting}) "
+        "wait in the workers, no attempt is spent. Please check [storage].\nError: {error}"
+    ),
     "retry_limit_short": "No more retries today — I've told the administrator.",
     "my_header": "<b>Your videos</b>",
     "my_empty": "You haven't ordered anything yet. Write /video and a name.",
@@ -435,6 +443,7 @@ PLACEHOLDERS = {
     "queue_paused": ("waiting", "error"),
     "queue_resumed": ("duration",),
     "set_aside_alert": ("name", "notification", "user", "crashes"),
+    "store_down": ("since", "waiting", "error"),
     "place_in_line": ("place",),
     "expected_wait": ("minutes",),
     "progress": ("name", "percent", "bar"),

@@ -48,6 +48,7 @@ class NotificationKind(enum.StrEnum):
     RESUMED = "resumed"  # to an admin: the pause that was announced ended (no asset)
     SET_ASIDE = "set_aside"  # to an admin: a notification kept crashing the notifier (no asset)
     CANCELLED = "cancelled"  # to a waiting user: an operator cancelled the asset
+    STORE_DOWN = "store_down"  # to an admin: workers cannot keep finished videos (no asset)
 
 
 class NotificationState(enum.StrEnum):

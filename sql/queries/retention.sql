@@ -46,7 +46,9 @@ SELECT count(*) AS deleted FROM gone;
 -- With --assets only: delete up to "batch" finished assets (available, failed or cancelled) finished
 -- before "before" that nobody still waits for and that have nothing left to deliver, with
 -- their requests. Their history and notifications are older than the cut-off and go with
--- the other statements.
+-- the other statements. Returns the kept videos of the deleted assets too ("videos": their
+-- URIs) for the caller to delete from the store once this commits: no row ever points at
+-- bytes already gone, and a store that fails leaves only orphaned objects behind.
 WITH doomed AS (
     SELECT a.id FROM video_assets AS a
     WHERE a.state IN ('available', 'failed', 'cancelled') AND a.finished_at < %(before)s
@@ -63,9 +65,12 @@ requests AS (
 ),
 gone AS (
     DELETE FROM video_assets WHERE id IN (SELECT id FROM doomed)
-    RETURNING 1
+    RETURNING result, result_deleted_at
 )
-SELECT count(*) AS deleted FROM gone;
+SELECT count(*) AS deleted,
+       coalesce(array_agg(result) FILTER (WHERE result IS NOT NULL
+                                           AND result_deleted_at IS NULL), '{}') AS videos
+FROM gone;
 
 -- name: prunable
 -- What a prune would delete (--dry-run, and the progress bar's total).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,6 +14,9 @@ from tests.support import FakeClock, rows
 from vidretry.queue import jobs, retention
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retention import BackgroundPruning, Counts
+from vidretry.results.base import Stored
+from vidretry.results.keeping import Results
+from vidretry.results.memory import MemoryStore
 from vidretry.store import db
 from vidretry.store.pool import open_pool
 
@@ -96,3 +101,49 @@ async def test_one_pruner_at_a_time(db_url: str) -> None:
             counts = await pruning.run_once()
         assert counts is not None
         assert counts.notifications == 1
+
+
+async def test_pruned_assets_take_the_videos_vidretry_kept_with_them(
+    db_url: str, tmp_path: Path
+) -> None:
+    """--assets deletes the pruned assets' videos from the store once their rows are gone;
+    a store that cannot delete leaves orphaned objects (counted), never a row pointing at
+    nothing; a video recorded as a bare path (before schema 19) is the user's and stays."""
+    store = FlakyStore()
+    own_file = tmp_path / "mine.mp4"
+    own_file.write_bytes(b"the user's own")
+    old = FakeClock(datetime.now(UTC) - timedelta(days=40))
+    async with await db.connect(db_url) as conn:
+        for name in ("orphaned", "deleted", "legacy"):
+            await enqueue(conn, name, user_id=1, now=old.now())
+            (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=old.now())
+            result: Stored | str = str(own_file)
+            if name != "legacy":
+                result = await store.put_chunks(chunks(name.encode()), f"{name}.mp4", limit=99)
+            await jobs.complete(conn, job, owner="w", result=result, now=old.now())
+        await conn.execute("UPDATE notifications SET state = 'sent', sent_at = %s", (old.now(),))
+        before = await retention.cutoff(conn, DAYS_30, now=None)
+
+        store.down_for_deletes = 1  # the first batch finds the store unreachable
+        results = Results(store, scratch=tmp_path)
+        done = await retention.prune(conn, before, assets=True, batch=1, results=results)
+        assert done.assets == 3
+        assert (done.videos, done.videos_left) == (1, 1)
+        assert done.store_error is not None
+        assert "unreachable" in done.store_error
+        assert await table(conn, "SELECT 1 FROM video_assets") == []
+    assert set(store.objects) == {"memory://test/orphaned.mp4"}  # left behind: nothing lost
+    assert own_file.read_bytes() == b"the user's own"
+
+
+class FlakyStore(MemoryStore):
+    down_for_deletes = 0
+
+    async def delete(self, uris: Sequence[str]) -> None:
+        self.down, self.down_for_deletes = self.down_for_deletes > 0, self.down_for_deletes - 1
+        await super().delete(uris)
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part

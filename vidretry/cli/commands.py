@@ -24,6 +24,7 @@ from vidretry.cli.running import (
     progress,
     run,
     session,
+    warn,
 )
 from vidretry.config import DATABASE_URL_ENV, DEFAULT_PRUNE_PACE, Config
 from vidretry.errors import ConfigError, RefusedError, VidretryError
@@ -96,7 +97,10 @@ def db_prune(
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
     assets: Annotated[
-        bool, typer.Option("--assets", help="Also finished assets nobody waits for.")
+        bool,
+        typer.Option(
+            "--assets", help="Also finished assets nobody waits for, and their stored videos."
+        ),
     ] = False,
     pace: Annotated[
         float,
@@ -107,11 +111,12 @@ def db_prune(
 ) -> None:
     """Delete history events and notifications in a final state older than --older-than, in
     small batches that hold no long locks, resting between them so that running workers keep
-    their pace. Assets stay unless --assets is given."""
+    their pace. Assets stay unless --assets is given; their videos go with them."""
 
     async def body(config: Config) -> None:
         from vidretry.cli import views
         from vidretry.queue import retention
+        from vidretry.results.configured import configured
 
         seconds = parse_age(older_than)
         conn = await session(config)
@@ -128,8 +133,14 @@ def db_prune(
                 done = await retention.prune(
                     conn, before, assets=assets, pace=pace,
                     on_progress=lambda n: bar.advance(task, n), by=f"operator:{login()}",
+                    results=configured(config) if assets else None,
                 )  # fmt: skip
         out().print(f"deleted {views.pruned(done)}")
+        if done.videos_left:
+            warn(
+                f"{done.videos_left} video(s) of the deleted assets stay in the store "
+                f"({done.store_error}): nothing points at them; delete them by hand"
+            )
 
     run(ctx, body)
 

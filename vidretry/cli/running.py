@@ -63,6 +63,11 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Something the operator should act on, though the command did what it was asked."""
+    typer.echo(f"vidretry: warning: {message}", err=True)
+
+
 def load(ctx: typer.Context) -> Config:
     options: Options = ctx.obj
     try:

@@ -143,7 +143,8 @@ def check(name: str, verdict: str, detail: str) -> str:
 
 def pruned(counts: Counts) -> str:
     """What ``db prune`` deleted (or would)."""
+    videos = f" and {counts.videos} stored video(s)" if counts.videos else ""
     return (
         f"{counts.events} history event(s), {counts.notifications} notification(s)"
-        f", {counts.assets} asset(s)"
+        f", {counts.assets} asset(s){videos}"
     )

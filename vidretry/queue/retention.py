@@ -3,7 +3,9 @@
 History events and notifications in a final state older than a cut-off are deleted in
 batches of ``BATCH_ROWS``, each its own short transaction that locks only the rows it
 deletes, so running workers never wait on it. Assets stay (they are the record of the videos
-made) unless asked for. One process prunes at a time (an advisory lock).
+made) unless asked for; their kept videos are deleted from the store once their rows are
+gone (a store that fails leaves objects nobody points at, never a row pointing at nothing).
+One process prunes at a time (an advisory lock).
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
-from vidretry.errors import RefusedError
+from vidretry.errors import RefusedError, VidretryError
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.results.keeping import Results
 from vidretry.store.db import Connection, execute, fetch_one
 from vidretry.store.redact import one_line
 
@@ -45,6 +49,11 @@ class Counts:
     events: int = 0
     notifications: int = 0
     assets: int = 0
+    # The pruned assets' videos deleted from the store, and those it failed to delete (with
+    # the first error): the rows are gone, the objects stay until deleted by hand.
+    videos: int = 0
+    videos_left: int = 0
+    store_error: str | None = None
 
     @property
     def total(self) -> int:
@@ -74,21 +83,27 @@ async def prune(
     on_progress: Callable[[int], None] = lambda rows: None,
     monotonic: Callable[[], float] = time.monotonic,
     by: str = "vidretry",
+    results: Results | None = None,
 ) -> Counts:
     """Delete what is older than ``before``, batch by batch; ``RefusedError`` if another
     process is pruning. ``conn`` must be in autocommit mode (each batch commits). ``pace``
     rests that many times a batch's duration after it, leaving the database to the workers
-    (3: a quarter of the time pruning; 0: as fast as it can)."""
+    (3: a quarter of the time pruning; 0: as fast as it can). With ``results``, the pruned
+    assets' videos vidretry kept are deleted from it."""
     bounds = await fetch_one(conn, "prune_range", {"before": before})
     assert bounds is not None
-    done = {"events": 0, "notifications": 0, "assets": 0}
+    done = {"events": 0, "notifications": 0, "assets": 0, "videos": 0, "videos_left": 0}
+    store_errors: list[str] = []
 
     async def step(what: str, after: int = 0, upto: int = 0) -> int:
         started = monotonic()
-        deleted = await _batch(conn, what, before, batch, after=after, upto=upto)
-        if deleted is None:
+        row = await _batch(conn, what, before, batch, after=after, upto=upto)
+        if row is None:
             raise RefusedError("another process is pruning right now: try again later")
+        deleted = int(row["deleted"])
         done[what] += deleted
+        if results is not None and row.get("videos"):
+            await _delete_videos(results, row["videos"], done, store_errors)
         on_progress(deleted)
         if pace > 0:
             await asyncio.sleep((monotonic() - started) * pace)
@@ -105,13 +120,14 @@ async def prune(
     if assets:  # few, and not in time order: up to a batch per statement
         while await step("assets") == batch:
             pass
-    await execute(conn, "record_prune", {"by": by, "deleted": sum(done.values())})
-    return Counts(**done)
+    rows = done["events"] + done["notifications"] + done["assets"]
+    await execute(conn, "record_prune", {"by": by, "deleted": rows})
+    return Counts(**done, store_error=store_errors[0] if store_errors else None)
 
 
 async def _batch(
     conn: Connection, what: str, before: datetime, batch: int, *, after: int, upto: int
-) -> int | None:
+) -> Mapping[str, Any] | None:
     params = {"before": before, "batch": batch, "after": after, "upto": upto}
     async with conn.transaction():
         locked = await fetch_one(conn, "try_prune_lock", {"key": PRUNE_LOCK})
@@ -120,7 +136,25 @@ async def _batch(
         await fetch_one(conn, "allow_pruning_before", {"before": before})
         row = await fetch_one(conn, _STATEMENTS[what], params)
         assert row is not None
-        return int(row["deleted"])
+        return row
+
+
+async def _delete_videos(
+    results: Results, uris: list[str], done: dict[str, int], errors: list[str]
+) -> None:
+    """Delete the videos of assets just pruned (committed: nothing points at them now)."""
+    ours = [uri for uri in uris if results.kept_by_vidretry(uri)]
+    if not ours:
+        return
+    try:
+        await results.delete(ours)
+    except VidretryError as exc:
+        done["videos_left"] += len(ours)
+        errors.append(str(exc))
+        log.warning("%d videos of pruned assets stay in the store: %s; first: %s",
+                    len(ours), exc, ours[0])  # fmt: skip
+    else:
+        done["videos"] += len(ours)
 
 
 class BackgroundPruning:

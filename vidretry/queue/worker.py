@@ -294,7 +294,7 @@ class Worker:
         if stored.uri.startswith("file://") and self.results.store.owns(stored.uri):
             return  # the generator's own output, where it wrote it: the next attempt's too
         with contextlib.suppress(VidretryError, OSError):
-            await self.results.delete(stored.uri)
+            await self.results.delete([stored.uri])
 
     async def _record_progress(self, job: ClaimedJob, fraction: float) -> None:
         async with self.pool.connection() as conn:

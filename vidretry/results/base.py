@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -79,8 +79,9 @@ class ResultStore(Protocol):
 
     async def open(self, uri: str) -> Download: ...
 
-    async def delete(self, uri: str) -> None:
-        """Remove the object; one already gone is no error."""
+    async def delete(self, uris: Sequence[str]) -> None:
+        """Remove the objects (several in one request where the store can); one already gone
+        is no error."""
         ...
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -98,8 +98,15 @@ class FileStore:
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
         return FileDownload(source, path.name, os.fstat(source.fileno()).st_size)
 
-    async def delete(self, uri: str) -> None:
-        await asyncio.to_thread(path_of(uri).unlink, missing_ok=True)
+    async def delete(self, uris: Sequence[str]) -> None:
+        await asyncio.to_thread(self._unlink, uris)
+
+    def _unlink(self, uris: Sequence[str]) -> None:
+        for uri in uris:
+            try:
+                path_of(uri).unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot delete {uri}: {exc.strerror or exc}") from None
 
 
 class FileDownload:

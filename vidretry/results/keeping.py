@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,7 +24,7 @@ from vidretry.results.base import (
     Stored,
     Verified,
 )
-from vidretry.results.files import FileStore
+from vidretry.results.files import FileStore, path_of
 
 Fetch = Callable[[str], AsyncIterator[bytes]]
 
@@ -86,5 +86,19 @@ class Results:
         download = await self._holder(uri).open(uri)
         return Verified(download, uri, download.size if size is None else size, sha256)
 
-    async def delete(self, uri: str) -> None:
-        await self._holder(uri).delete(uri)
+    async def delete(self, uris: Sequence[str]) -> None:
+        """Delete kept videos, each from the store that holds it."""
+        by_store: dict[int, tuple[ResultStore, list[str]]] = {}
+        for uri in uris:
+            holder = self._holder(uri)
+            by_store.setdefault(id(holder), (holder, []))[1].append(uri)
+        for holder, held in by_store.values():
+            await holder.delete(held)
+
+    def kept_by_vidretry(self, uri: str) -> bool:
+        """Whether ``uri`` is a video vidretry kept in the configured store, and so its to
+        delete: not a bare path (recorded before schema 19, maybe the user's own file), nor a
+        file outside the store's directory, nor an object of another bucket."""
+        if isinstance(self.store, FileStore):
+            return uri.startswith("file://") and path_of(uri).parent == self.store.directory
+        return self.store.owns(uri)

@@ -3,7 +3,7 @@ unreachable (an outage) and a count of what it was asked."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 
 from vidretry.results.base import ResultMissing, Stored, StoreUnavailable, Tally
@@ -48,9 +48,10 @@ class MemoryStore:
             raise ResultMissing(f"video missing: {uri}")
         return MemoryDownload(uri.rsplit("/", 1)[-1], self.objects[uri])
 
-    async def delete(self, uri: str) -> None:
+    async def delete(self, uris: Sequence[str]) -> None:
         self._call()
-        self.objects.pop(uri, None)
+        for uri in uris:
+            self.objects.pop(uri, None)
 
 
 class MemoryDownload:

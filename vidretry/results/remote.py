@@ -12,7 +12,7 @@ else — the network, a 5xx, a refused signature — ``StoreUnavailable``, an ou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -121,13 +121,15 @@ class S3ResultStore:
             raise StoreUnavailable(f"cannot read {uri}: {_short(exc)}") from None
         return RangedDownload(self.store, path, int(meta["size"]), uri)
 
-    async def delete(self, uri: str) -> None:
+    async def delete(self, uris: Sequence[str]) -> None:
+        """S3's DeleteObjects: up to 1,000 objects a request."""
         try:
-            await obstore.delete_async(self.store, self._path(uri))
+            await obstore.delete_async(self.store, [self._path(uri) for uri in uris])
         except (NotFoundError, FileNotFoundError):
             return
         except BaseError as exc:
-            raise StoreUnavailable(f"cannot delete {uri}: {_short(exc)}") from None
+            shown = uris[0] if len(uris) == 1 else f"{len(uris)} videos"
+            raise StoreUnavailable(f"cannot delete {shown}: {_short(exc)}") from None
 
 
 class RangedDownload:

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -388,7 +388,7 @@ class Notifier:
             async with self.pool.connection() as conn:
                 row = await fetch_one(conn, "delivered_video_to_delete", params)
             if row is not None:
-                await results.delete(row["result"])
+                await results.delete([row["result"]])
                 log.info("video %s/%s delivered to all: %s deleted", note.asset_id,
                          note.generation, row["result"])  # fmt: skip
         except (*TRANSIENT_DB_ERRORS, VidretryError) as exc:
@@ -624,6 +624,15 @@ async def deliver_to(
             crashes=str(note.payload.get("crashes", "")),
         )
         return await sender.send_text(to, text, None)
+    if note.kind == NotificationKind.STORE_DOWN:
+        text = render(
+            messages.store_down,
+            "",
+            since=_utc_minute(note.payload.get("since")),
+            waiting=str(note.payload.get("waiting", "")),
+            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
+        )
+        return await sender.send_text(to, text, None)
     assert note.asset_id is not None  # only the admins' notices belong to no asset
     if note.kind == NotificationKind.CANCELLED:
         return await sender.send_text(to, render(messages.cancelled_by_operator, note.name), None)
@@ -650,6 +659,14 @@ async def deliver_to(
         )
         return await sender.send_text(to, text, button)
     return await sender.send_text(to, render(messages.failed, note.name), button)
+
+
+def _utc_minute(stamp: object) -> str:
+    """A JSON timestamp as an admin reads it: ``2026-12-04 16:40 UTC``."""
+    try:
+        return f"{datetime.fromisoformat(str(stamp)).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    except ValueError:
+        return str(stamp)
 
 
 _DELIVERY_OF = {

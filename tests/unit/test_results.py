@@ -1,0 +1,135 @@
+"""The stores' contract, on the directory store and the one in memory: what ``keep`` makes
+of a generator's result, what reading back checks, and what is deleted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from vidretry.errors import HandlerError
+from vidretry.results.base import (
+    MIB,
+    ResultCorrupt,
+    ResultMissing,
+    ResultTooBig,
+    StoreUnavailable,
+    object_key,
+)
+from vidretry.results.files import FileStore, path_of
+from vidretry.results.keeping import Results
+from vidretry.results.memory import MemoryStore
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(results: Results, uri: str, size: int | None, sha256: bytes | None) -> bytes:
+    download = await results.open(uri, size=size, sha256=sha256)
+    try:
+        parts = []
+        while part := await download.read(1000):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        await download.aclose()
+
+
+def test_object_keys_name_the_attempt_and_keep_a_plain_extension() -> None:
+    assert object_key(7, 2, "ab12cd34", "/out/7-g2.webm") == "7-g2-ab12cd34.webm"
+    assert object_key(7, 0, "ab12cd34", "https://cdn.example/v/abc?sig=x.y") == "7-g0-ab12cd34.mp4"
+    assert object_key(7, 0, "ab12cd34", "/out/video.final version") == "7-g0-ab12cd34.mp4"
+
+
+async def test_a_video_the_generator_wrote_into_the_directory_is_kept_where_it_is(
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "1-g0.mp4"
+    written.write_bytes(VIDEO)
+    results = Results(FileStore(tmp_path), scratch=tmp_path)
+    stored = await results.keep(str(written), "1-g0-token.mp4", url_timeout=10)
+    assert stored.uri == written.as_uri()
+    assert (stored.size, stored.sha256) == (len(VIDEO), hashlib.sha256(VIDEO).digest())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1-g0.mp4"]  # no copy
+    assert await read_all(results, stored.uri, stored.size, stored.sha256) == VIDEO
+    assert results.kept_by_vidretry(stored.uri)
+
+
+async def test_a_video_elsewhere_is_copied_in_whole_or_not_at_all(tmp_path: Path) -> None:
+    store_dir, elsewhere = tmp_path / "videos", tmp_path / "generator"
+    elsewhere.mkdir()
+    (elsewhere / "out.mp4").write_bytes(VIDEO)
+    results = Results(FileStore(store_dir), scratch=store_dir)
+    stored = await results.keep(str(elsewhere / "out.mp4"), "2-g0-token.mp4", url_timeout=10)
+    assert path_of(stored.uri) == store_dir / "2-g0-token.mp4"
+    assert (elsewhere / "out.mp4").exists()  # the generator's file is the generator's
+    assert await read_all(results, stored.uri, stored.size, stored.sha256) == VIDEO
+
+    store = FileStore(store_dir)
+    with pytest.raises(ResultTooBig, match="at most 0 MiB"):
+        await store.put_chunks(chunks(VIDEO, VIDEO), "3-g0-token.mp4", limit=len(VIDEO))
+    assert sorted(p.name for p in store_dir.iterdir()) == ["2-g0-token.mp4"]  # no partial
+
+
+async def test_a_result_that_is_neither_a_file_nor_a_url_is_the_generators_failure(
+    tmp_path: Path,
+) -> None:
+    results = Results(FileStore(tmp_path), scratch=tmp_path)
+    for result in ("done!", "relative/video.mp4", str(tmp_path / "missing.mp4"), str(tmp_path)):
+        with pytest.raises(HandlerError, match="neither a video file nor an http"):
+            await results.keep(result, "k.mp4", url_timeout=10)
+    with pytest.raises(HandlerError, match="cannot copy URLs"):
+        await results.keep("https://cdn.example/v.mp4", "k.mp4", url_timeout=10)
+
+
+async def test_a_video_kept_elsewhere_leaves_the_scratch_directory(tmp_path: Path) -> None:
+    store = MemoryStore()
+    written = tmp_path / "4-g0.mp4"
+    written.write_bytes(VIDEO)
+    results = Results(store, scratch=tmp_path)
+    stored = await results.keep(str(written), "4-g0-token.mp4", url_timeout=10)
+    assert stored.uri == "memory://test/4-g0-token.mp4"
+    assert not written.exists()
+    assert await read_all(results, stored.uri, stored.size, stored.sha256) == VIDEO
+
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        await results.open(stored.uri, size=None, sha256=None)
+
+
+async def test_reading_back_checks_the_size_and_the_sha256_kept(tmp_path: Path) -> None:
+    store = MemoryStore()
+    results = Results(store, scratch=tmp_path)
+    stored = await store.put_chunks(chunks(VIDEO), "5.mp4", limit=MIB)
+    assert stored.sha256 is not None
+    store.objects[stored.uri] = VIDEO[:-1] + b"!"  # a bit flipped at rest
+    with pytest.raises(ResultCorrupt, match="SHA-256 differs"):
+        await read_all(results, stored.uri, stored.size, stored.sha256)
+    store.objects[stored.uri] = VIDEO[:-10]  # truncated
+    with pytest.raises(ResultCorrupt, match=f"{len(VIDEO) - 10} bytes, {len(VIDEO)} kept"):
+        await read_all(results, stored.uri, stored.size, stored.sha256)
+    # A video recorded before sizes and hashes were: read as it is.
+    assert await read_all(results, stored.uri, None, None) == VIDEO[:-10]
+
+
+async def test_only_what_vidretry_kept_is_deleted(tmp_path: Path) -> None:
+    own = tmp_path / "mine.mp4"
+    own.write_bytes(VIDEO)
+    results = Results(FileStore(tmp_path / "videos"), scratch=tmp_path / "videos")
+    kept = await results.keep(str(own), "6-g0-token.mp4", url_timeout=10)
+    assert not results.kept_by_vidretry(str(own))  # a bare path: recorded before schema 19
+    assert not results.kept_by_vidretry(own.as_uri())  # outside the store's directory
+    assert results.kept_by_vidretry(kept.uri)
+    await results.delete([kept.uri, kept.uri])  # one already gone is no error
+    assert not path_of(kept.uri).exists()
+    assert own.exists()
+    with pytest.raises(ResultMissing):
+        await results.open(kept.uri, size=None, sha256=None)
+    with pytest.raises(ResultMissing, match="in no store this process knows"):
+        await results.open("s3://elsewhere/7.mp4", size=None, sha256=None)
