@@ -17,6 +17,7 @@ nothing can leave the machine. Environment variables steer the double:
   with SIGKILL, as a library's segfault or an OOM kill would (a poison notification).
 - ``VIDRETRY_TEST_EXPIRE_REFERENCES=1``: every upload's file reference is expired at once,
   so the next send by reference must fetch a fresh one from the message it went out in.
+- Every video uploaded is logged with its ``size`` and ``sha256`` as the double received it.
 - ``VIDRETRY_TEST_INBOX``: a file the test appends JSON lines to, each a user's action fed
   through the bot's real update loop: ``{"user": 1, "text": "/video Маша"}`` writes to the
   bot, ``{"user": 1, "press": "<callback data>", "msg_id": 1002}`` presses a button. Every
@@ -155,6 +156,9 @@ class ProcessTelegram(FakeTelegram):
                 media = getattr(request, "media", None)
                 if media is not None:
                     fields["upload"] = isinstance(media, types.InputMediaUploadedDocument)
+            received = self._received(result)
+            if received is not None:  # an upload: what Telegram got, to compare with the video
+                fields["size"], fields["sha256"] = received[0], received[1].hex()
             self.log("send", chat=request.peer.user_id, key=message_key(request), **fields)
         elif self.inbox is not None and isinstance(request, functions.messages.EditMessageRequest):
             self.log(
@@ -168,6 +172,14 @@ class ProcessTelegram(FakeTelegram):
         ):
             self.log("answer", text=request.message)
         return result
+
+    def _received(self, updates: Any) -> tuple[int, bytes] | None:
+        for update in getattr(updates, "updates", []):
+            document = getattr(getattr(getattr(update, "message", None), "media", None),
+                               "document", None)  # fmt: skip
+            if document is not None and document.id in self.received:
+                return self.received.pop(document.id)
+        return None
 
     def on_connection(self, connected: bool) -> None:
         super().on_connection(connected)

@@ -10,6 +10,7 @@ the wire. Button presses and messages are fed through Telethon's real update loo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import time
@@ -57,6 +58,10 @@ class FakeTelegram:
     # Uploads: the bytes received, and the link's bandwidth (None: instant). File parts
     # share the link: each waits for the ones before it.
     uploaded_bytes: int = 0
+    # The parts of each file being uploaded (by the client's file id and part number), and
+    # the documents made of them: each one's size and SHA-256, as Telegram would store it.
+    parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    received: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     upload_bytes_per_second: float | None = None
     upload_busy_until: float = 0.0
     # Documents by id, each with its current file reference; references no longer valid;
@@ -226,10 +231,19 @@ class FakeTelegram:
         if isinstance(media, types.InputMediaUploadedDocument):
             doc_id = next(self.document_ids)
             reference = b"ref:" + doc_id.to_bytes(8) + bytes(4)  # the last 4 bytes: a version
+            parts = self.parts.pop(media.file.id, {})
+            if sorted(parts) != list(range(media.file.parts)):
+                invalid = types.RpcError(400, "FILE_PARTS_INVALID")
+                raise errors.rpc_message_to_error(invalid, request)
+            digest, size = hashlib.sha256(), 0
+            for number in range(media.file.parts):
+                digest.update(parts[number])
+                size += len(parts[number])
+            self.received[doc_id] = (size, digest.digest())
             doc = types.Document(
                 id=doc_id, access_hash=doc_id * 31 + 5, file_reference=reference,
-                date=self._now(), mime_type=media.mime_type, size=media.file.parts * 512 * 1024,
-                dc_id=2, attributes=media.attributes,
+                date=self._now(), mime_type=media.mime_type, size=size, dc_id=2,
+                attributes=media.attributes,
             )  # fmt: skip
             self.documents[doc_id] = doc
             if self.expire_after_upload:
@@ -288,6 +302,7 @@ def _with_reference(doc: types.Document, reference: bytes) -> types.Document:
 
 def _save_part(t: FakeTelegram, r: Any) -> bool:
     t.uploaded_bytes += len(r.bytes)
+    t.parts.setdefault(r.file_id, {})[r.file_part] = r.bytes
     return True
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import obstore
@@ -32,11 +34,23 @@ from vidretry.results.base import (
     too_big,
 )
 
+if TYPE_CHECKING:
+    from obstore.store import RetryConfig
+
 # Parts uploaded at once: 4 x 8 MiB in memory at most.
 UPLOAD_CONCURRENCY = 4
 # One request (a part, a range) may take this long, body included.
 REQUEST_TIMEOUT = "120s"
 CONNECT_TIMEOUT = "10s"
+# The client retries a failed request (a 5xx, a dropped connection) a few times within
+# seconds; an outage longer than that is vidretry's to ride out (the worker keeps the video
+# and tries again, the notifier puts the message back), not a request held for the client's
+# default three minutes.
+RETRY: RetryConfig = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=15),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2)},
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class S3ResultStore:
                 "timeout": REQUEST_TIMEOUT,
                 "connect_timeout": CONNECT_TIMEOUT,
             },
+            retry_config=RETRY,
         )
         self.uri_prefix = f"s3://{settings.bucket}/"
 
@@ -178,6 +193,7 @@ async def url_chunks(url: str) -> AsyncIterator[bytes]:
             "timeout": REQUEST_TIMEOUT,
             "connect_timeout": CONNECT_TIMEOUT,
         },
+        retry_config=RETRY,
     )
     try:
         result = await obstore.get_async(store, "")

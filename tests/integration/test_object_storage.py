@@ -1,0 +1,219 @@
+"""Videos in S3-compatible object storage, against a real server (SeaweedFS's ``weed mini``
+on loopback, tests/s3server.py): what goes up comes back byte for byte, in bounded pieces;
+an upload that cannot finish leaves nothing behind; the store's errors are told apart (a
+missing video, an outage, refused credentials); a generator's URL is copied in."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.server
+import json
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import obstore
+import pytest
+
+from tests.s3server import WeedS3
+from vidretry.config import load_config
+from vidretry.errors import HandlerError
+from vidretry.results.base import (
+    CHUNK,
+    MIB,
+    ResultCorrupt,
+    ResultMissing,
+    ResultTooBig,
+    StoreUnavailable,
+)
+from vidretry.results.configured import configured
+from vidretry.results.keeping import Results
+from vidretry.results.remote import S3ResultStore
+
+# Telegram's upload part: the notifier reads a video in pieces of this size.
+TELEGRAM_PART = 512 * 1024
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
+    server = WeedS3(tmp_path_factory.mktemp("weed"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
+    """What ``vidretry worker`` and ``vidretry notifier`` build from a config naming it."""
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in
+                      weed.settings(**storage).items())  # fmt: skip
+    config = tmp_path / "vidretry.toml"
+    config.write_text(f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n')
+    return configured(load_config(config))
+
+
+def video_bytes(size: int, seed: int = 7) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def read_back(results: Results, uri: str, size: int | None, sha256: bytes | None) -> bytes:
+    download = await results.open(uri, size=size, sha256=sha256)
+    parts = []
+    while part := await download.read(TELEGRAM_PART):
+        assert len(part) == TELEGRAM_PART or len(b"".join(parts)) + len(part) == download.size
+        parts.append(part)
+    await download.aclose()
+    return b"".join(parts)
+
+
+async def test_a_video_goes_up_in_parts_and_comes_back_byte_for_byte(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    results = results_for(weed, tmp_path)
+    data = video_bytes(2 * CHUNK + 12345)  # three parts of a multipart upload
+    written = results.scratch / "1-g0.mp4"
+    written.parent.mkdir(parents=True)
+    written.write_bytes(data)
+
+    stored = await results.keep(str(written), "1-g0-a1b2c3d4.mp4", url_timeout=60)
+    assert stored.uri == "s3://videos/vidretry/1-g0-a1b2c3d4.mp4"
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).digest())
+    assert not written.exists()  # the store holds it: the worker's disk is free again
+    meta = obstore.head(weed.client(), "vidretry/1-g0-a1b2c3d4.mp4")
+    assert meta["size"] == len(data)
+    assert await read_back(results, stored.uri, stored.size, stored.sha256) == data
+
+    obstore.put(weed.client(), "vidretry/1-g0-a1b2c3d4.mp4", data[:-1] + b"\x00")
+    with pytest.raises(ResultCorrupt, match="SHA-256 differs"):
+        await read_back(results, stored.uri, stored.size, stored.sha256)
+
+    assert results.kept_by_vidretry(stored.uri)
+    await results.delete([stored.uri])
+    with pytest.raises(ResultMissing, match="video missing: s3://videos/vidretry/1-g0"):
+        await results.open(stored.uri, size=None, sha256=None)
+    await results.delete([stored.uri])  # already gone: no error
+
+
+async def test_an_upload_that_cannot_finish_leaves_no_object_and_no_parts(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """A stream that grows past the limit is stopped mid-upload: the multipart upload that
+    had begun is aborted, so no half video and no orphaned parts stay in the bucket."""
+    results = results_for(weed, tmp_path)
+    store = results.store
+    assert isinstance(store, S3ResultStore)
+    two_parts_sent = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def generator_stream() -> AsyncIterator[bytes]:
+        for part in range(4):
+            yield video_bytes(CHUNK, seed=part)
+            if part == 1:
+                two_parts_sent.set()
+                await go_on.wait()
+
+    upload = asyncio.create_task(
+        store.put_chunks(generator_stream(), "2-g0-a1b2c3d4.mp4", limit=3 * CHUNK)
+    )
+    await asyncio.wait_for(two_parts_sent.wait(), 30)
+    deadline = time.monotonic() + 30
+    while not multipart_uploads(weed) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert multipart_uploads(weed), "the upload is multipart and under way"
+    go_on.set()
+    with pytest.raises(ResultTooBig, match="over 24 MiB"):
+        await upload
+    assert multipart_uploads(weed) == []
+    assert [o["path"] for o in obstore.list(weed.client(), "vidretry/2-").collect()] == []
+
+
+def multipart_uploads(weed: WeedS3) -> list[str]:
+    """The multipart uploads under way in the bucket, as SeaweedFS's filer lists them."""
+    request = urllib.request.Request(
+        f"{weed.filer}/buckets/{weed.bucket}/.uploads/", headers={"Accept": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        entries = json.load(answer)["Entries"] or []
+    return [entry["FullPath"] for entry in entries]
+
+
+async def test_the_stores_errors_are_told_apart(weed: WeedS3, tmp_path: Path) -> None:
+    """A missing video is the video's problem (its message fails for good); refused
+    credentials and an unreachable server are outages (try again later), each one line."""
+    results = results_for(weed, tmp_path)
+    with pytest.raises(ResultMissing):
+        await results.open("s3://videos/vidretry/never-kept.mp4", size=None, sha256=None)
+
+    wrong = results_for(weed, tmp_path, secret_access_key="not-the-secret")
+    with pytest.raises(StoreUnavailable) as refused:
+        await wrong.store.put_chunks(chunks(b"x"), "3.mp4", limit=MIB)
+    assert "\n" not in str(refused.value)
+    assert "cannot store s3://videos/vidretry/3.mp4" in str(refused.value)
+
+    nobody = results_for(weed, tmp_path, endpoint_url=f"http://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"cannot read s3://videos/vidretry/4\.mp4"):
+        await nobody.open("s3://videos/vidretry/4.mp4", size=None, sha256=None)
+    # The client's own retries end within seconds: the outage is vidretry's to ride out.
+    assert time.monotonic() - started < 60
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A generator's CDN on loopback: files of a directory over HTTP (404 for others)."""
+    served = tmp_path / "cdn"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_generators_url_is_copied_into_the_store(
+    weed: WeedS3, tmp_path: Path, provider: tuple[str, Path]
+) -> None:
+    cdn, served = provider
+    data = video_bytes(CHUNK + 999, seed=3)
+    (served / "out.mp4").write_bytes(data)
+    results = results_for(weed, tmp_path)
+    signed = f"{cdn}/out.mp4?X-Signature=secret-token"
+    stored = await results.keep(signed, "5-g0-a1b2c3d4.mp4", url_timeout=60)
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).digest())
+    assert await read_back(results, stored.uri, stored.size, stored.sha256) == data
+
+    with pytest.raises(HandlerError, match="gone \\(404\\)") as gone:
+        await results.keep(f"{cdn}/expired.mp4?X-Signature=secret-token", "6.mp4", url_timeout=60)
+    assert "secret-token" not in str(gone.value)  # a signed URL's query is its credential
+
+    small = results_for(weed, tmp_path, max_video_mib=8)
+    with pytest.raises(ResultTooBig, match="over 8 MiB"):
+        await small.keep(signed, "7-g0-a1b2c3d4.mp4", url_timeout=60)
+    assert [o["path"] for o in obstore.list(weed.client(), "vidretry/7-").collect()] == []
