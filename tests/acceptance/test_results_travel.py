@@ -169,6 +169,34 @@ def test_a_video_travels_from_the_workers_disk_to_telegram_through_the_store(
     assert bytes(recorded).hex() == expected("Маша", size)[1]
 
 
+def test_with_delete_after_delivery_telegram_keeps_the_video_and_the_store_lets_it_go(
+    db_url: str, tmp_path: Path, weed: WeedS3, namespaces: None
+) -> None:
+    """Once everybody waiting has the video, its object is deleted; a later request is
+    answered from Telegram's copy, by reference, without the store."""
+    size = 1024 * 1024
+    app = Deployment(db_url, tmp_path, weed, delete_after_delivery=True)
+    app.start()
+    try:
+        app.ask("Маша", 1, size=size)
+        wait_for(lambda: app.videos_to(1), within=60, what="Маша's video sent")
+        wait_for(lambda: obstore.list(weed.client(), "vidretry/").collect() == [], within=30,
+                 what="the video deleted from the store")  # fmt: skip
+        app.ask("Маша", 2, size=size)
+        wait_for(lambda: app.videos_to(2), within=60, what="Маша's video sent again")
+    finally:
+        logs = app.stop()
+    assert all(p.returncode == 0 for p in app.processes), logs
+    (first,) = app.videos_to(1)
+    assert (first["size"], first["sha256"]) == expected("Маша", size)
+    (again,) = app.videos_to(2)
+    assert "sha256" not in again  # by reference: no upload, no store
+    with psycopg.connect(db_url) as conn:
+        deleted = conn.execute("SELECT result_deleted_at FROM video_assets").fetchone()
+    assert deleted is not None
+    assert deleted[0] is not None
+
+
 def test_without_the_store_the_notifier_could_not_have_read_the_video(
     db_url: str, tmp_path: Path, namespaces: None
 ) -> None:
