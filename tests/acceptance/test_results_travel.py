@@ -26,7 +26,7 @@ import pytest
 
 from tests.acceptance.conftest import Cli
 from tests.faults.conftest import spawn, stop, wait_for
-from tests.s3server import WeedS3
+from tests.s3server import WeedS3, started
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
 
@@ -71,8 +71,7 @@ def namespaces(tmp_path: Path) -> None:
 @pytest.fixture
 def weed(tmp_path: Path) -> Iterator[WeedS3]:
     (tmp_path / "weed").mkdir()
-    server = WeedS3(tmp_path / "weed")
-    server.start()
+    server = started(tmp_path / "weed")
     yield server
     server.stop()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import obstore
 import pytest
 
-from tests.s3server import WeedS3
+from tests.s3server import WeedS3, started
 from vidretry.config import load_config
 from vidretry.errors import HandlerError
 from vidretry.results.base import (
@@ -40,8 +40,7 @@ TELEGRAM_PART = 512 * 1024
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
-    server = WeedS3(tmp_path_factory.mktemp("weed"))
-    server.start()
+    server = started(tmp_path_factory.mktemp("weed"))
     yield server
     server.stop()
 

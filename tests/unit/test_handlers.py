@@ -56,6 +56,20 @@ async def test_command_success_records_the_output(tmp_path: Path) -> None:
     assert (tmp_path / "7-g0.mp4").read_text() == "video\n"
 
 
+async def test_a_command_may_say_its_video_is_at_a_url(tmp_path: Path) -> None:
+    """A provider's API answers with a URL: the command prints ``result <url>`` (the last
+    such line wins) and the worker copies it into the store."""
+    script = 'echo "progress 50"; echo "result https://a.example/1"; echo "Result  https://b.example/v.mp4?sig=x"'
+    handler = CommandHandler(("sh", "-c", script), timeout_seconds=5)
+    assert await handler(job(tmp_path)) == "https://b.example/v.mp4?sig=x"
+
+
+async def test_a_command_that_writes_no_video_has_failed(tmp_path: Path) -> None:
+    handler = CommandHandler(("sh", "-c", "echo done"), timeout_seconds=5)
+    with pytest.raises(HandlerError, match=r"exit status 0, but no video at .*7-g0\.mp4"):
+        await handler(job(tmp_path))
+
+
 async def test_command_failure_keeps_the_stderr_tail(tmp_path: Path) -> None:
     handler = CommandHandler(
         (

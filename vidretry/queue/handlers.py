@@ -62,11 +62,12 @@ class CommandHandler:
     ``{generation}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
     so a name or param can never become part of a command line's syntax.
 
-    A line ``progress <percent>`` on its standard output reports progress, and
-    ``retry-after <seconds>`` says how long to hold off after an exit status listed in
-    ``rate_limited_exit_codes``; other lines are logged. When the attempt must stop (a
-    timeout, a cancel, a lost lease, a shutdown's end), its whole process group gets
-    SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there."""
+    The video is ``{output}``, unless a line ``result <url>`` on its standard output says it
+    is at a URL (a provider's, copied into the store at once). A line ``progress <percent>``
+    reports progress, and ``retry-after <seconds>`` says how long to hold off after an exit
+    status listed in ``rate_limited_exit_codes``; other lines are logged. When the attempt
+    must stop (a timeout, a cancel, a lost lease, a shutdown's end), its whole process group
+    gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there."""
 
     def __init__(
         self,
@@ -133,6 +134,12 @@ class CommandHandler:
             if proc.returncode in self.permanent_exit_codes:
                 raise PermanentError(message)
             raise HandlerError(message)
+        if said.result is not None:
+            return said.result
+        if not job.output.is_file():
+            raise HandlerError(
+                f"exit status 0, but no video at {job.output} (nor a `result <url>` line)"
+            )
         return str(job.output)
 
 
@@ -157,6 +164,16 @@ class _Said:
 
     stderr: bytes = b""
     retry_after: float | None = None  # its last ``retry-after <seconds>`` line
+    result: str | None = None  # its last ``result <url>`` line: the video is there
+
+
+def parse_result_line(line: str) -> str | None:
+    """``result https://cdn.example/v.mp4`` → the URL (a provider's output, to be copied
+    into the store); None for any other line."""
+    head, _, rest = line.strip().partition(" ")
+    if head.lower() != "result":
+        return None
+    return rest.strip() or None
 
 
 def parse_retry_after(line: str) -> float | None:
@@ -194,6 +211,8 @@ async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> _Said:
                 job.progress(fraction)
             elif (seconds := parse_retry_after(text)) is not None:
                 said.retry_after = seconds
+            elif (result := parse_result_line(text)) is not None:
+                said.result = result
             elif text:
                 log.info("job %s: %s", job.asset_id, text[:STDERR_TAIL])
         await proc.wait()
