@@ -752,15 +752,19 @@ def telegram_login_token(config: TelegramConfig) -> str:
 
 
 def exposed_secret_warning(config: Config) -> str | None:
-    """A warning when the config file holds the bot token and other users can read it."""
+    """A warning when the config file holds a secret (the bot token, the store's secret key)
+    and other users can read it."""
     source = config.source
     if source is None:
         return None
     try:
-        holds_token = re.search(r"^\s*bot_token\s*=", source.read_text(encoding="utf-8"), re.M)
+        secret = re.search(
+            r"^\s*(bot_token|secret_access_key)\s*=", source.read_text(encoding="utf-8"), re.M
+        )
         mode = source.stat().st_mode
     except OSError:
         return None
-    if holds_token and mode & (stat.S_IRGRP | stat.S_IROTH):
-        return f"{source} holds the bot token and other users can read it: chmod 600 {source}"
+    if secret and mode & (stat.S_IRGRP | stat.S_IROTH):
+        what = "the bot token" if secret[1] == "bot_token" else "the store's secret key"
+        return f"{source} holds {what} and other users can read it: chmod 600 {source}"
     return None

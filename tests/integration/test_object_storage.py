@@ -19,7 +19,8 @@ from pathlib import Path
 import obstore
 import pytest
 
-from tests.s3server import WeedS3, started
+from tests.s3server import SECRET_KEY, WeedS3, started
+from vidretry.app.doctor import Check, Verdict, examine
 from vidretry.config import load_config
 from vidretry.errors import HandlerError
 from vidretry.results.base import (
@@ -45,13 +46,19 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
     server.stop()
 
 
-def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
-    """What ``vidretry worker`` and ``vidretry notifier`` build from a config naming it."""
-    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in
-                      weed.settings(**storage).items())  # fmt: skip
+def config_naming(weed: WeedS3, tmp_path: Path, **storage: object) -> Path:
+    """A config file whose ``[storage]`` is this server (readable by others, as a careless
+    operator leaves it)."""
+    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in weed.settings(**storage).items())
     config = tmp_path / "vidretry.toml"
     config.write_text(f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n')
-    return configured(load_config(config))
+    config.chmod(0o644)
+    return config
+
+
+def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
+    """What ``vidretry worker`` and ``vidretry notifier`` build from a config naming it."""
+    return configured(load_config(config_naming(weed, tmp_path, **storage)))
 
 
 def video_bytes(size: int, seed: int = 7) -> bytes:
@@ -216,3 +223,25 @@ async def test_a_generators_url_is_copied_into_the_store(
     with pytest.raises(ResultTooBig, match="over 8 MiB"):
         await small.keep(signed, "7-g0-a1b2c3d4.mp4", url_timeout=60)
     assert [o["path"] for o in obstore.list(weed.client(), "vidretry/7-").collect()] == []
+
+
+async def test_doctor_says_whether_the_store_answers_and_never_prints_its_secret(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    good = await doctor(tmp_path, weed)
+    assert good["storage"].verdict is Verdict.OK
+    assert good["storage"].detail == f"s3://videos/vidretry/ at {weed.endpoint}"
+    assert good["config"].verdict is Verdict.WARN
+    assert "holds the store's secret key and other users can read it" in good["config"].detail
+
+    wrong = await doctor(tmp_path, weed, secret_access_key="not-the-secret")
+    assert wrong["storage"].verdict is Verdict.FAIL
+    assert "refused us" in wrong["storage"].detail
+    for found in (good, wrong):
+        assert not any(SECRET_KEY in check.detail for check in found.values())
+
+
+async def doctor(tmp_path: Path, weed: WeedS3, **storage: object) -> dict[str, Check]:
+    """``vidretry doctor``'s checks, by name, for a config naming the server."""
+    config = load_config(config_naming(weed, tmp_path, **storage))
+    return {check.name: check for check in await examine(config)}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
 from vidretry.errors import VidretryError
 from vidretry.queue.handlers import load_function
+from vidretry.results.configured import configured
+from vidretry.results.files import FileStore
 from vidretry.store import db, redact, schema
 from vidretry.store.embedded import EmbeddedServer, default_dir
 from vidretry.telegram.plugins import load_plugins
@@ -38,7 +38,8 @@ async def examine(config: Config) -> list[Check]:
         _config_file(config),
         *database,
         _handler(config),
-        _output_dir(config),
+        await _output_dir(config),
+        await _storage(config),
         _telegram(config),
         *_plugins(config),
         *_session(config),
@@ -109,14 +110,22 @@ def _handler(config: Config) -> Check:
     return Check("handler", Verdict.OK, worker.handler)
 
 
-def _output_dir(config: Config) -> Check:
+async def _output_dir(config: Config) -> Check:
+    """Where generators write (and, without ``[storage] url``, where videos are kept)."""
     directory = config.worker.output_dir
-    existing = next(
-        (p for p in [directory, *directory.absolute().parents] if p.exists()), Path("/")
-    )
-    if not os.access(existing, os.W_OK):
-        return Check("output", Verdict.FAIL, f"{directory} is not writable")
+    try:
+        await FileStore(directory).check()
+    except VidretryError as exc:
+        return Check("output", Verdict.FAIL, str(exc))
     return Check("output", Verdict.OK, str(directory))
+
+
+async def _storage(config: Config) -> Check:
+    """The store ``[storage]`` names answers (an S3 bucket: reached, the signature taken)."""
+    try:
+        return Check("storage", Verdict.OK, await configured(config).store.check())
+    except VidretryError as exc:
+        return Check("storage", Verdict.FAIL, str(exc))
 
 
 def _plugins(config: Config) -> list[Check]:

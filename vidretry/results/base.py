@@ -84,6 +84,10 @@ class ResultStore(Protocol):
         is no error."""
         ...
 
+    async def check(self) -> str:
+        """Whether the store answers, changing nothing: what it is, or ``StoreUnavailable``."""
+        ...
+
 
 class Tally:
     """The size and SHA-256 of bytes as they stream past, and the limit on their size."""

@@ -98,6 +98,16 @@ class FileStore:
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
         return FileDownload(source, path.name, os.fstat(source.fileno()).st_size)
 
+    async def check(self) -> str:
+        """The directory, or the nearest parent that would hold it, must be writable."""
+        existing = next(
+            (p for p in [self.directory, *self.directory.absolute().parents] if p.exists()),
+            Path("/"),
+        )
+        if not os.access(existing, os.W_OK):
+            raise StoreUnavailable(f"{self.directory} is not writable")
+        return f"directory {self.directory}"
+
     async def delete(self, uris: Sequence[str]) -> None:
         await asyncio.to_thread(self._unlink, uris)
 

@@ -48,6 +48,10 @@ class MemoryStore:
             raise ResultMissing(f"video missing: {uri}")
         return MemoryDownload(uri.rsplit("/", 1)[-1], self.objects[uri])
 
+    async def check(self) -> str:
+        self._call()
+        return f"in memory ({len(self.objects)} videos)"
+
     async def delete(self, uris: Sequence[str]) -> None:
         self._call()
         for uri in uris:

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError
+from obstore.exceptions import (
+    BaseError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from obstore.store import HTTPStore, S3Store
 
 from vidretry.errors import HandlerError
@@ -135,6 +140,25 @@ class S3ResultStore:
         except BaseError as exc:
             raise StoreUnavailable(f"cannot read {uri}: {_short(exc)}") from None
         return RangedDownload(self.store, path, int(meta["size"]), uri)
+
+    async def check(self) -> str:
+        """A HEAD of a name nobody uses: "not found" means the server answered and took the
+        signature. A refusal may also mean credentials that may not list the bucket (S3
+        answers 403 for a missing object then): said so."""
+        where = f"{self.uri_prefix}{self.settings.prefix}"
+        at = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
+        try:
+            await obstore.head_async(self.store, f"{self.settings.prefix}.vidretry-doctor")
+        except (NotFoundError, FileNotFoundError):
+            return f"{where}{at}"
+        except (PermissionDeniedError, UnauthenticatedError) as exc:
+            raise StoreUnavailable(
+                f"{where}{at} refused us ({_short(exc)}): wrong credentials, or ones that may "
+                "not list the bucket"
+            ) from None
+        except BaseError as exc:
+            raise StoreUnavailable(f"{where}{at}: {_short(exc)}") from None
+        return f"{where}{at}"
 
     async def delete(self, uris: Sequence[str]) -> None:
         """S3's DeleteObjects: up to 1,000 objects a request."""
