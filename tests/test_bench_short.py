@@ -3,7 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
-from bench import broadcast, fairness, operations, videos
+from bench import broadcast, fairness, operations, storage, videos
 from bench.run import main
 
 
@@ -70,4 +70,16 @@ def test_fairness_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) 
     assert fairness.main(["--short"]) == 0
     report = capsys.readouterr().out
     for row in ("claim, fair, 50,000 pending across 500 owners", "light users' wait, fair"):
+        assert row in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_storage_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # The run itself checks that Telegram got the generator's bytes (their SHA-256).
+    assert storage.main(["--short"]) == 0
+    report = capsys.readouterr().out
+    for row in ("keeping in the store ÷ the S3 client alone",
+                "done → delivered through S3 ÷ (S3 client alone + sending from disk)",
+                "notifier (S3): peak RSS over idle (MiB)"):  # fmt: skip
         assert row in report

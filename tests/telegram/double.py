@@ -58,9 +58,9 @@ class FakeTelegram:
     # Uploads: the bytes received, and the link's bandwidth (None: instant). File parts
     # share the link: each waits for the ones before it.
     uploaded_bytes: int = 0
-    # The parts of each file being uploaded (by the client's file id and part number), and
+    # Each file being uploaded (by the client's file id), hashed as its parts arrive, and
     # the documents made of them: each one's size and SHA-256, as Telegram would store it.
-    parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    uploads: dict[int, Upload] = field(default_factory=dict)
     received: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     upload_bytes_per_second: float | None = None
     upload_busy_until: float = 0.0
@@ -199,11 +199,11 @@ class FakeTelegram:
 
     def answer(self, request: Any) -> Any:
         bytes(request)  # serialise exactly as the wire would; a malformed request fails here
-        self.wire.append(request)
+        self.wire.append(_as_recorded(request))
         # invokeWithoutUpdates (a send-only client's every request) wraps the request itself.
         while isinstance(request, functions.InvokeWithoutUpdatesRequest):
             request = request.query
-        self.requests.append(request)
+        self.requests.append(_as_recorded(request))
         self.arrived_at.append(time.monotonic())
         self.arrived.set()
         for injected in self.injected:
@@ -231,15 +231,12 @@ class FakeTelegram:
         if isinstance(media, types.InputMediaUploadedDocument):
             doc_id = next(self.document_ids)
             reference = b"ref:" + doc_id.to_bytes(8) + bytes(4)  # the last 4 bytes: a version
-            parts = self.parts.pop(media.file.id, {})
-            if sorted(parts) != list(range(media.file.parts)):
+            upload = self.uploads.pop(media.file.id, Upload())
+            if upload.next_part != media.file.parts or upload.early:
                 invalid = types.RpcError(400, "FILE_PARTS_INVALID")
                 raise errors.rpc_message_to_error(invalid, request)
-            digest, size = hashlib.sha256(), 0
-            for number in range(media.file.parts):
-                digest.update(parts[number])
-                size += len(parts[number])
-            self.received[doc_id] = (size, digest.digest())
+            size = upload.size
+            self.received[doc_id] = (size, upload.digest.digest())
             doc = types.Document(
                 id=doc_id, access_hash=doc_id * 31 + 5, file_reference=reference,
                 date=self._now(), mime_type=media.mime_type, size=size, dc_id=2,
@@ -293,6 +290,20 @@ class FakeTelegram:
 _FILE_PARTS = (functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
 
 
+def _as_recorded(request: Any) -> Any:
+    """A request as the double keeps it: a file part without its bytes (counted and hashed
+    as it arrives), so the uploads of big videos cost the process they run in no memory."""
+    if isinstance(request, functions.InvokeWithoutUpdatesRequest):
+        return functions.InvokeWithoutUpdatesRequest(_as_recorded(request.query))
+    if isinstance(request, functions.upload.SaveBigFilePartRequest):
+        return functions.upload.SaveBigFilePartRequest(
+            request.file_id, request.file_part, request.file_total_parts, b""
+        )
+    if isinstance(request, functions.upload.SaveFilePartRequest):
+        return functions.upload.SaveFilePartRequest(request.file_id, request.file_part, b"")
+    return request
+
+
 def _with_reference(doc: types.Document, reference: bytes) -> types.Document:
     return types.Document(
         id=doc.id, access_hash=doc.access_hash, file_reference=reference, date=doc.date,
@@ -300,9 +311,30 @@ def _with_reference(doc: types.Document, reference: bytes) -> types.Document:
     )  # fmt: skip
 
 
+@dataclass
+class Upload:
+    """A file's parts as they arrive: hashed in order (Telethon sends them in order; one
+    that comes early waits for its turn), so a big video costs the double no memory."""
+
+    digest: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+    next_part: int = 0
+    early: dict[int, bytes] = field(default_factory=dict)
+
+    def add(self, number: int, data: bytes) -> None:
+        if number < self.next_part:
+            return  # sent again (a retry after a lost answer): already counted
+        self.early[number] = data
+        while self.next_part in self.early:
+            part = self.early.pop(self.next_part)
+            self.digest.update(part)
+            self.size += len(part)
+            self.next_part += 1
+
+
 def _save_part(t: FakeTelegram, r: Any) -> bool:
     t.uploaded_bytes += len(r.bytes)
-    t.parts.setdefault(r.file_id, {})[r.file_part] = r.bytes
+    t.uploads.setdefault(r.file_id, Upload()).add(r.file_part, r.bytes)
     return True
 
 

@@ -12,6 +12,7 @@ else — the network, a 5xx, a refused signature — ``StoreUnavailable``, an ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -172,7 +173,9 @@ class S3ResultStore:
 
 
 class RangedDownload:
-    """Reads a stored object in ranges of ``CHUNK``, serving reads of any size from them."""
+    """Reads a stored object in ranges of ``CHUNK``, serving reads of any size from them;
+    the next range is fetched while the last one is read (the store's download overlaps
+    Telegram's upload), so at most two ranges are in memory."""
 
     def __init__(self, store: S3Store, path: str, size: int, uri: str) -> None:
         self.store = store
@@ -180,28 +183,41 @@ class RangedDownload:
         self.size = size
         self.uri = uri
         self.name = path.rsplit("/", 1)[-1]
-        self.fetched = 0  # bytes of the object fetched so far
+        self.fetched = 0  # bytes of the object asked for so far
         self.buffer = bytearray()
+        self.ahead: asyncio.Task[obstore.Bytes] | None = None  # the next range, on its way
+
+    def _fetch_next(self) -> None:
+        if self.ahead is None and self.fetched < self.size:
+            end = min(self.fetched + CHUNK, self.size)
+            self.ahead = asyncio.ensure_future(
+                obstore.get_range_async(self.store, self.path, start=self.fetched, end=end)
+            )
+            self.fetched = end
 
     async def read(self, n: int = -1) -> bytes:
         want = self.size if n < 0 else n
-        while len(self.buffer) < want and self.fetched < self.size:
-            end = min(self.fetched + CHUNK, self.size)
+        self._fetch_next()
+        while len(self.buffer) < want and self.ahead is not None:
+            ahead, self.ahead = self.ahead, None
             try:
-                chunk = await obstore.get_range_async(
-                    self.store, self.path, start=self.fetched, end=end
-                )
+                chunk = await ahead
             except (NotFoundError, FileNotFoundError):
                 raise ResultMissing(f"video missing: {self.uri}") from None
             except BaseError as exc:
                 raise StoreUnavailable(f"cannot read {self.uri}: {_short(exc)}") from None
             self.buffer += memoryview(chunk)
-            self.fetched = end
+            self._fetch_next()
         data = bytes(self.buffer[:want])
         del self.buffer[:want]
         return data
 
     async def aclose(self) -> None:
+        if self.ahead is not None:
+            self.ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BaseError):
+                await self.ahead
+            self.ahead = None
         self.buffer.clear()
 
 
