@@ -23,7 +23,7 @@ CREATE TABLE store_outage (
 );
 
 -- The admins' notice of it: an outbox row of no asset, one per admin and outage (its
--- generation: the outage's start, in seconds since 1970).
+-- generation: the outage's start, in minutes since 1970).
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
     CHECK (kind IN ('failed', 'ready', 'alert', 'paused', 'resumed', 'set_aside', 'cancelled',

@@ -38,7 +38,8 @@ SELECT (SELECT min(run_at) FROM video_assets WHERE state = 'pending') AS oldest_
 -- name: queue_shape
 -- The claim order's facts for `status` and the console: the order the workers set, pending
 -- jobs by priority (from the claim index), a generator's "slow down" hold while it lasts,
--- and the starts in the last 60 seconds (the spent tokens of max_starts_per_minute).
+-- the starts in the last 60 seconds (the spent tokens of max_starts_per_minute), and an
+-- outage of the video store while it lasts (workers hold their finished videos).
 SELECT (SELECT fair FROM queue_policy) AS fair,
        (SELECT coalesce(jsonb_object_agg(priority, n), '{}')
         FROM (SELECT priority, count(*) AS n FROM video_assets
@@ -48,7 +49,9 @@ SELECT (SELECT fair FROM queue_policy) AS fair,
        (SELECT detail FROM generator_hold
         WHERE until > coalesce(%(now)s::timestamptz, now())) AS rate_limited_why,
        (SELECT count(*) FROM start_tokens
-        WHERE free_at > coalesce(%(now)s::timestamptz, now())) AS starts_last_minute;
+        WHERE free_at > coalesce(%(now)s::timestamptz, now())) AS starts_last_minute,
+       (SELECT since FROM store_outage) AS store_down_since,
+       (SELECT detail FROM store_outage) AS store_down_why;
 
 -- name: list_assets
 SELECT id, name, state, priority, attempts, max_attempts, generation, last_error, updated_at

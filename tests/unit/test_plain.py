@@ -106,3 +106,10 @@ def test_priorities_quotas_and_a_slow_down_hold_are_shown() -> None:
     assert "quota: 1 of 4 running, 7 of 10 starts in the last minute" in lines
     shown = until.astimezone().strftime("%H:%M:%S")
     assert f"generator: rate limited until {shown} (429 Too Many Requests)" in lines
+    assert not any(line.startswith("store:") for line in lines)
+    down = {**busy, "store_down": {"since": until, "why": "cannot store s3://v/1.mp4: 503"}}
+    lines = plain.dashboard(down, [], width=80, colour=False).splitlines()
+    assert (
+        f"store: unreachable since {shown}, finished videos held by the workers "
+        "(cannot store s3://v/1.mp4: 503)"
+    ) in lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -373,6 +373,20 @@ async def test_priorities_and_a_slow_down_hold_are_on_the_pages(console: Console
         assert "<p>priority 7 · attempts 0/3" in page
         listed = (await client.get("/api/assets?state=pending")).json()["assets"]
         assert [(a["name"], a["priority"]) for a in listed] == [("потом", 0), ("срочно", 7)]
+        assert "Video store" not in overview
+
+
+async def test_an_outage_of_the_video_store_is_on_the_overview(console: Console) -> None:
+    since = datetime(2026, 12, 4, 16, 40, 5, tzinfo=UTC)
+    async with await db.connect(console.url) as conn:
+        await db.execute(conn, "note_store_outage_and_queue_notices", {
+            "owner": "w", "detail": "cannot store s3://videos/1.mp4: 503", "alert_after": 300,
+            "admins": [], "now": since,
+        })  # fmt: skip
+    async with console.logged_in(console.viewer) as client:
+        overview = (await client.get("/")).text
+    assert "unreachable since 16:40:05 UTC" in overview
+    assert "cannot store s3://videos/1.mp4: 503" in overview
 
 
 async def test_the_live_overview_streams_the_first_snapshot(console: Console) -> None:

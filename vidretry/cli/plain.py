@@ -197,7 +197,8 @@ def queue(pause: dict[str, Any], style: Style) -> list[str]:
 
 
 def generator(summary: dict[str, Any], style: Style) -> list[str]:
-    """The claim order, pending jobs by priority, the quotas and a "slow down" hold."""
+    """The claim order, pending jobs by priority, the quotas, a "slow down" hold and an
+    outage of the video store."""
     by_priority = summary["pending_by_priority"]
     order = summary["order"]
     if any(priority > 0 for priority in by_priority):
@@ -222,5 +223,13 @@ def generator(summary: dict[str, Any], style: Style) -> list[str]:
             style("generator: ", BOLD)
             + style(f"rate limited until {until}", BOLD_RED)
             + f" ({limited['why']})"
+        )
+    store = summary.get("store_down")
+    if store is not None:
+        since = store["since"].astimezone().strftime("%H:%M:%S")
+        lines.append(
+            style("store: ", BOLD)
+            + style(f"unreachable since {since}", BOLD_RED)
+            + f", finished videos held by the workers ({store['why']})"
         )
     return lines

@@ -38,6 +38,12 @@ async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
             else {"until": shape["rate_limited_until"], "why": shape["rate_limited_why"]}
         ),
         "starts_last_minute": shape["starts_last_minute"],
+        # Workers cannot keep finished videos: they hold them and try again.
+        "store_down": (
+            None
+            if shape["store_down_since"] is None
+            else {"since": shape["store_down_since"], "why": shape["store_down_why"]}
+        ),
     }
 
 

@@ -255,6 +255,7 @@ class Console:
             "pending_by_priority": status["pending_by_priority"],
             "rate_limited": status["rate_limited"],
             "generator": _generator(status["rate_limited"]),
+            "store_down": _store_down(status["store_down"]),
             "leader": facts["leader"],
             "telegram": bool(facts["leader"]) and bool(facts["telegram"]),
             "leader_until": facts["leader_until"],
@@ -664,6 +665,14 @@ def _asset_row(asset: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "name", "state", "attempts", "max_attempts", "generation", "last_error",
             "updated_at")  # fmt: skip
     return {k: asset[k] for k in keys}
+
+
+def _store_down(outage: dict[str, Any] | None) -> dict[str, str] | None:
+    """An outage of the video store as the overview says it: since when, and why."""
+    if outage is None:
+        return None
+    return {"since": outage["since"].astimezone(UTC).strftime("%H:%M:%S UTC"),
+            "why": str(outage["why"])}  # fmt: skip
 
 
 def _generator(rate_limited: dict[str, Any] | None) -> str:
