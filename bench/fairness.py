@@ -126,10 +126,11 @@ def claim_rate(url: str, statement: LiteralString, seconds: float) -> float:
     return claimed / elapsed
 
 
-async def light_users_wait(url: str, *, fair: bool, run: int) -> float:
+async def light_users_wait(url: str, *, fair: bool, run: int, videos: Path) -> float:
     """The median wait, in seconds, of the five light users in issue 32's scenario (``run``
-    keeps each run's names new: a name asked for before would join its finished video)."""
-    config = WorkerConfig(concurrency=1, poll_interval_seconds=0.05)
+    keeps each run's names new: a name asked for before would join its finished video;
+    ``videos``: where the generator writes)."""
+    config = WorkerConfig(concurrency=1, poll_interval_seconds=0.05, output_dir=videos)
     starts = Starts(HEAVY_JOBS + LIGHT_USERS)
     async with open_pool(url, max_size=4) as pool:
         worker = build_worker(
@@ -167,7 +168,9 @@ class Starts:
         if len(self.at) == self.expected:
             self.all.set()
         await asyncio.sleep(JOB_SECONDS)
-        return "/v.mp4"
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_bytes(b"")  # a video, kept where it was written
+        return str(job.output)
 
 
 async def migrate(url: str) -> None:
@@ -200,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                 rates[mode].append(claim_rate(big, claims[mode], size.seconds))
         for rep in range(size.reps):  # each run's jobs are all done before the next asks
             for mode in ("fifo", "fair"):
-                wait = asyncio.run(light_users_wait(small, fair=mode == "fair", run=rep))
+                wait = asyncio.run(
+                    light_users_wait(small, fair=mode == "fair", run=rep, videos=base / "videos")
+                )
                 waits[mode].append(wait)
     finally:
         server.stop()

@@ -147,9 +147,12 @@ async def child(url: str, out_path: str) -> None:
 
     async def handler(job: Any) -> str:
         steps[job.asset_id]["ran"] = time.monotonic()
-        return "/dev/null"
+        job.output.write_bytes(b"")  # a video, kept where it was written
+        return str(job.output)
 
-    config = WorkerConfig(concurrency=4, poll_interval_seconds=60)
+    videos = out.parent / "videos"  # beside the harness's files
+    videos.mkdir(exist_ok=True)
+    config = WorkerConfig(concurrency=4, poll_interval_seconds=60, output_dir=videos)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,12 +1,13 @@
 """A generator for the quota tests, run by `vidretry worker` as its command:
 
-    python counting_generator.py DIR NAME SECONDS
+    python counting_generator.py DIR NAME SECONDS OUTPUT
 
 It measures what the promises are about from its own side: on start it leaves a marker in
 DIR/alive and counts the markers there (every generator alive at that moment, itself
-included), logs ``start NAME TIME ALIVE`` to DIR/log, sleeps SECONDS, logs ``end`` and takes
-its marker away before it exits. A name starting with "limited" answers "slow down" the first
-time (exit 75, EX_TEMPFAIL, with ``retry-after 4`` on stdout), as an API's 429 would.
+included), logs ``start NAME TIME ALIVE`` to DIR/log, sleeps SECONDS, writes a tiny video
+to OUTPUT, logs ``end`` and takes its marker away before it exits. A name starting with
+"limited" answers "slow down" the first time (exit 75, EX_TEMPFAIL, with ``retry-after 4``
+on stdout), as an API's 429 would.
 """
 
 import os
@@ -21,7 +22,12 @@ def log(directory: Path, line: str) -> None:
 
 
 def main() -> int:
-    directory, name, seconds = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    directory, name, seconds, output = (
+        Path(sys.argv[1]),
+        sys.argv[2],
+        float(sys.argv[3]),
+        sys.argv[4],
+    )
     if name.startswith("limited"):
         told = directory / f"told-{name}"
         if not told.exists():
@@ -36,6 +42,7 @@ def main() -> int:
     try:
         log(directory, f"start {name} {time.time()} {len(os.listdir(alive))}")
         time.sleep(seconds)
+        Path(output).write_bytes(b"a tiny video\n")
         log(directory, f"end {name} {time.time()}")
     finally:
         marker.unlink()

@@ -22,7 +22,7 @@ GENERATOR = Path(__file__).with_name("counting_generator.py")
 
 def generator_toml(directory: Path, **worker: object) -> str:
     """[worker] running counting_generator.py, which logs to ``directory``."""
-    command = [sys.executable, str(GENERATOR), str(directory), "{name}", "{seconds}"]
+    command = [sys.executable, str(GENERATOR), str(directory), "{name}", "{seconds}", "{output}"]
     settings = {"handler": "command", "command": command, **worker}
     return "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
 
