@@ -14,12 +14,16 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import obstore
 import pytest
 
+from tests.integration.test_results import asset_row, running
+from tests.integration.test_worker import FAST, add
 from tests.s3server import SECRET_KEY, WeedS3, started
+from tests.support import FakeClock, eventually
 from vidretry.app.doctor import Check, Verdict, examine
 from vidretry.config import load_config
 from vidretry.errors import HandlerError
@@ -34,6 +38,7 @@ from vidretry.results.base import (
 from vidretry.results.configured import configured
 from vidretry.results.keeping import Results
 from vidretry.results.remote import S3ResultStore
+from vidretry.store import db
 
 # Telegram's upload part: the notifier reads a video in pieces of this size.
 TELEGRAM_PART = 512 * 1024
@@ -245,3 +250,33 @@ async def doctor(tmp_path: Path, weed: WeedS3, **storage: object) -> dict[str, C
     """``vidretry doctor``'s checks, by name, for a config naming the server."""
     config = load_config(config_naming(weed, tmp_path, **storage))
     return {check.name: check for check in await examine(config)}
+
+
+async def test_a_worker_copies_the_url_its_command_names_into_the_store(
+    weed: WeedS3, tmp_path: Path, provider: tuple[str, Path], db_url: str
+) -> None:
+    """A generator that is a paid API's client: it prints ``result <url>``; the worker copies
+    the video into the store before it records the success, with its size and SHA-256."""
+    cdn, served = provider
+    data = video_bytes(3 * MIB, seed=11)
+    (served / "made.mp4").write_bytes(data)
+    command = ("sh", "-c", 'echo "progress 100"; echo "result $0"', f"{cdn}/made.mp4?sig=s")
+    config = replace(FAST, output_dir=tmp_path / "videos", handler="command", command=command)
+    (asset,) = await add(db_url, "Маша")
+    async with (
+        await db.connect(db_url) as conn,
+        running(db_url, config, results_for(weed, tmp_path), FakeClock()),
+    ):
+
+        async def available() -> bool:
+            return (await asset_row(conn, asset))["state"] == "available"
+
+        assert await eventually(available, within=30)
+        row = await asset_row(conn, asset)
+    assert str(row["result"]).startswith("s3://videos/vidretry/")
+    assert (row["result_size"], bytes(row["result_sha256"])) == (  # type: ignore[arg-type]
+        len(data),
+        hashlib.sha256(data).digest(),
+    )
+    key = str(row["result"]).removeprefix("s3://videos/")
+    assert bytes(obstore.get(weed.client(), key).bytes()) == data
