@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
+from tests import leftovers
 from tests.support import FakeClock, apply_schema
 from vidretry.store import db
 from vidretry.store.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
@@ -36,6 +39,7 @@ from vidretry.store.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
 _server: EmbeddedServer | None = None
 _server_dir: Path | None = None
 _bytecode_dir: Path | None = None
+_session: pytest.Session | None = None
 
 
 def _cache_bytecode_for_subprocesses() -> None:
@@ -55,6 +59,8 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _server_dir
+    if not hasattr(config, "workerinput"):  # xdist's workers inherit the controller's mark
+        os.environ[leftovers.RUN] = uuid.uuid4().hex
     if _is_xdist_controller(config):
         return
     _cache_bytecode_for_subprocesses()
@@ -80,6 +86,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.postgresql_user = SUPERUSER
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _session
+    _session = session
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _server is not None:
         _server.stop()
@@ -87,6 +98,37 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_server_dir, ignore_errors=True)
     if _bytecode_dir is not None:
         shutil.rmtree(_bytecode_dir, ignore_errors=True)
+    if not hasattr(config, "workerinput"):
+        _nothing_outlives_the_run()
+
+
+def _nothing_outlives_the_run() -> None:
+    """The run's last word: every process it started has ended (xdist's workers and their
+    servers are given a few seconds to), or the run fails naming those still running."""
+    left = leftovers.settle(leftovers.RUN, os.environ[leftovers.RUN], within=15)
+    if not left:
+        return
+    leftovers.stop(left)
+    print(
+        "\nthe test run left these processes running (now stopped):\n"
+        + "\n".join(f"  {leftover}" for leftover in left),
+        file=sys.stderr,
+    )
+    if _session is not None:
+        _session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _stops_what_it_started(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process this test starts carries its mark; what is still running when the
+    test is over (its fixtures torn down) is stopped, and the test fails naming it."""
+    test = uuid.uuid4().hex
+    monkeypatch.setenv(leftovers.TEST, test)
+    yield
+    left = leftovers.settle(leftovers.TEST, test, within=2)
+    if left:
+        leftovers.stop(left)
+        pytest.fail("left running (now stopped): " + "; ".join(map(str, left)), pytrace=False)
 
 
 pg_server = factories.postgresql_noproc(load=[apply_schema])

@@ -6,6 +6,7 @@ it ends failed after max_attempts."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.conftest import Cli
-from tests.faults.conftest import stop, wait_for
+from tests.faults.conftest import spawn, stop, wait_for
 from tests.telegram.double import BOT_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,10 @@ def seed(conn: psycopg.Connection[Any], users: int) -> int:
     return int(row[0])
 
 
+def notifier_logs(directory: Path) -> str:
+    return "\n".join(log.read_text() for log in sorted(directory.glob("notifier-*.log")))
+
+
 @pytest.mark.slow
 def test_a_notification_that_kills_the_notifier_is_set_aside_after_three_crashes(
     db_url: str, tmp_path: Path
@@ -71,11 +76,10 @@ def test_a_notification_that_kills_the_notifier_is_set_aside_after_three_crashes
         "VIDRETRY_TEST_CRASH_ON": crash_on,
     }
     argv = [sys.executable, "-m", "tests.telegram.bot_process", "--config", str(config), "notifier"]
+    logs = iter(tmp_path / f"notifier-{i}.log" for i in itertools.count())
 
     def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        return spawn(argv, env=env, cwd=ROOT, log=next(logs))
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         poison = seed(conn, users=20)
@@ -86,20 +90,20 @@ def test_a_notification_that_kills_the_notifier_is_set_aside_after_three_crashes
             ).fetchone()
             return row is not None and row[0] == 0
 
-        crashes: list[
-            int
-        ] = []  # return codes of the notifiers that died, restarted as systemd would
+        # The return codes of the notifiers that died, each restarted as systemd would.
+        crashes: list[int] = []
         notifier = start()
-        deadline = time.monotonic() + 120
-        while not settled() and len(crashes) <= 3 and time.monotonic() < deadline:
-            if notifier.poll() is not None:
-                notifier.communicate()
-                crashes.append(notifier.returncode)
-                notifier = start()
-            time.sleep(0.1)
-        assert crashes == [-signal.SIGKILL] * 3, crashes
-        wait_for(settled, within=60, what="everything else sent, and the admin told")
-        log = stop(notifier)
+        try:
+            deadline = time.monotonic() + 120
+            while not settled() and len(crashes) <= 3 and time.monotonic() < deadline:
+                if notifier.poll() is not None:
+                    crashes.append(notifier.returncode)
+                    notifier = start()
+                time.sleep(0.1)
+            assert crashes == [-signal.SIGKILL] * 3, (crashes, notifier_logs(tmp_path))
+            wait_for(settled, within=60, what="everything else sent, and the admin told")
+        finally:
+            log = stop(notifier)
         rows = conn.execute(
             "SELECT id, user_id, kind, state, crashes, last_error, payload FROM notifications"
             " ORDER BY id"

@@ -171,23 +171,32 @@ def test_sigterm_stops_a_running_notifier_with_exit_0(db_url: str, tmp_path: Pat
         "console",
         "--mark-sent",
     ]
-    with subprocess.Popen(
-        argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    ) as proc:
-        deadline = time.monotonic() + 20
+    log = tmp_path / "notifier.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL, env=env)
+    try:
+        # Up and listening: its LISTEN, in this test's own database (the server is shared
+        # by the tests of this xdist worker, one after the other).
+        deadline = time.monotonic() + 60
         with psycopg.connect(db_url, autocommit=True) as conn:
-            while time.monotonic() < deadline:  # wait until it is up and listening
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
                 listening = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE query LIKE 'LISTEN%vidretry_outbox%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query LIKE 'LISTEN%vidretry_outbox%'"
                 ).fetchone()
                 if listening and listening[0]:
                     break
                 time.sleep(0.05)
             else:
-                raise AssertionError("the notifier never started listening")
+                raise AssertionError("the notifier never started listening:\n" + log.read_text())
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = log.read_text()
     assert proc.returncode == 0, stderr
     assert "stopped" in stderr
 
