@@ -14,16 +14,32 @@ from vidretry.store import db, schema
 
 
 class FakeClock:
-    """A clock that stands still until the test moves it."""
+    """A clock that stands still until the test moves it: the time for SQL (``now``) and
+    the seconds a pacer counts (``monotonic``) move together."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.current = start or datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+        self.start = self.current
 
     def now(self) -> datetime:
         return self.current
 
+    def monotonic(self) -> float:
+        return (self.current - self.start).total_seconds()
+
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most of ``times`` (seconds) that fall within one second of each other."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def apply_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None:

@@ -126,7 +126,10 @@ class ProcessTelegram(FakeTelegram):
                     )
             done = len(lines)
 
-    def answer(self, request: Any) -> Any:
+    def answer(self, request: Any, arrived: float | None = None) -> Any:
+        # The send's time is when it reached the double, on the wall clock (the tests
+        # compare processes): not after the double has answered it.
+        at = time.time() if arrived is None else time.time() - (time.monotonic() - arrived)
         self.read_inbox()
         wire = request
         while isinstance(request, functions.InvokeWithoutUpdatesRequest):  # a send-only bot's
@@ -147,7 +150,7 @@ class ProcessTelegram(FakeTelegram):
                 self.fail(type(request), "FLOOD_WAIT_1", 420)
             elif self.chaos and roll < 0.04:
                 self.fail(type(request), "INTERNAL_SERVER_ERROR", 500)
-        result = super().answer(wire)  # raises what was injected above
+        result = super().answer(wire, arrived)  # raises what was injected above
         if isinstance(request, SENDS):
             fields: dict[str, Any] = {}
             if self.inbox is not None:
@@ -159,7 +162,7 @@ class ProcessTelegram(FakeTelegram):
             received = self._received(result)
             if received is not None:  # an upload: what Telegram got, to compare with the video
                 fields["size"], fields["sha256"] = received[0], received[1].hex()
-            self.log("send", chat=request.peer.user_id, key=message_key(request), **fields)
+            self.log("send", at, chat=request.peer.user_id, key=message_key(request), **fields)
         elif self.inbox is not None and isinstance(request, functions.messages.EditMessageRequest):
             self.log(
                 "edit", chat=request.peer.user_id, id=request.id, text=request.message,
@@ -185,10 +188,11 @@ class ProcessTelegram(FakeTelegram):
         super().on_connection(connected)
         self.log("connect" if connected else "disconnect")
 
-    def log(self, event: str, **fields: Any) -> None:
+    def log(self, event: str, at: float | None = None, **fields: Any) -> None:
         if self.events is None:
             return
-        line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), **fields})
+        at = time.time() if at is None else at
+        line = json.dumps({"event": event, "pid": os.getpid(), "t": at, **fields})
         with self.events.open("a") as f:
             f.write(line + "\n")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,10 @@ async def deployed(
     name: str = "n1",
     settings: TelegramConfig = WITH_ADMIN,
     plugins: Sequence[ModuleType] = (),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Deployment]:
+    """The bot and its notifier; ``clock`` for SQL and ``monotonic`` for the pacer and the
+    outage tracker (a ``FakeClock``'s two, for a test that moves time by hand)."""
     client = build_client(
         TelegramConfig(
             api_id=1, api_hash="0" * 32, bot_token=BOT_TOKEN, session=tmp_path / f"{name}.session"
@@ -92,7 +96,7 @@ async def deployed(
         paid_broadcast=config.paid_broadcast,
     )
     install(client, telegram)
-    pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds)
+    pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds, monotonic=monotonic)
     bot = TelegramBot(client, pacer=pacer)
     await bot.start(BOT_TOKEN)
     try:
@@ -106,6 +110,7 @@ async def deployed(
                 clock=clock or DatabaseClock(),
                 rng=random.Random(3),
                 pacer=pacer,
+                monotonic=monotonic,
                 name=name,
             )
             editor = ProgressEditor(

@@ -197,14 +197,17 @@ class FakeTelegram:
 
     # -- the server ------------------------------------------------------------------
 
-    def answer(self, request: Any) -> Any:
+    def answer(self, request: Any, arrived: float | None = None) -> Any:
+        """Telegram's answer to ``request``, which reached it at ``arrived`` (monotonic
+        seconds; None: now): what a rate is measured on, not the moment it is answered."""
+        arrived = time.monotonic() if arrived is None else arrived
         bytes(request)  # serialise exactly as the wire would; a malformed request fails here
         self.wire.append(_as_recorded(request))
         # invokeWithoutUpdates (a send-only client's every request) wraps the request itself.
         while isinstance(request, functions.InvokeWithoutUpdatesRequest):
             request = request.query
         self.requests.append(_as_recorded(request))
-        self.arrived_at.append(time.monotonic())
+        self.arrived_at.append(arrived)
         self.arrived.set()
         for injected in self.injected:
             if (
@@ -496,21 +499,26 @@ class FakeSender:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        delay = (self.telegram.delays.get(type(request)) or 0) + self.telegram.upload_delay(request)
+        # Stamped as it leaves the client: the double's own work (serialising the request,
+        # answering it) must not move the time a rate is measured on. A file part arrives
+        # once it is through the link; a slow answer is slow after its request arrived.
+        through = self.telegram.upload_delay(request)
+        arrived = time.monotonic() + through
+        delay = (self.telegram.delays.get(type(request)) or 0) + through
         if delay:
-            asyncio.get_running_loop().call_later(delay, self._answer, request, future)
+            asyncio.get_running_loop().call_later(delay, self._answer, request, future, arrived)
         else:
-            self._answer(request, future)
+            self._answer(request, future, arrived)
         return future
 
-    def _answer(self, request: Any, future: asyncio.Future[Any]) -> None:
+    def _answer(self, request: Any, future: asyncio.Future[Any], arrived: float) -> None:
         if future.done():  # the caller gave up (cancelled) meanwhile
             return
         if not self._connected:
             future.set_exception(ConnectionError("the connection was lost"))
             return
         try:
-            result = self.telegram.answer(request)
+            result = self.telegram.answer(request, arrived)
         except errors.RPCError as exc:
             future.set_exception(exc)
         else:

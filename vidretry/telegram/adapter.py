@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import random
@@ -111,19 +112,35 @@ CHAT_ACTION_SECONDS = 4.0
 _PAID_REQUESTS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
 
 
+# The chat a message is being sent to, while ``TelegramBot`` sends it (its pacer's key).
+_sending_to: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "vidretry_sending_to", default=None
+)
+
+
 class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
     """Telethon's client, marking every message it sends as a paid broadcast when
     ``paid_broadcast`` is on (``allow_paid_floodskip``: Telegram then accepts up to 1,000
-    messages a second from the bot and charges Stars for those beyond the free limit)."""
+    messages a second from the bot and charges Stars for those beyond the free limit).
+
+    With a ``pacer``, every message a ``TelegramBot`` sends passes the pacer's last guard
+    (``Pacer.go``) here, as its request leaves: after its upload, and after Telethon has
+    built it. Guarded any earlier, a video whose upload takes a while would leave long after
+    its turn, together with the messages whose turns came meanwhile."""
 
     paid_broadcast = False
+    pacer: Pacer | None = None
 
-    def __call__(
+    async def __call__(
         self, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
     ) -> Any:
-        if self.paid_broadcast and isinstance(request, _PAID_REQUESTS):
-            request.allow_paid_floodskip = True
-        return super().__call__(
+        if isinstance(request, _PAID_REQUESTS):
+            if self.paid_broadcast:
+                request.allow_paid_floodskip = True
+            chat = _sending_to.get()
+            if self.pacer is not None and chat is not None:
+                await self.pacer.go(chat)
+        return await super().__call__(
             request, ordered=ordered, flood_sleep_threshold=flood_sleep_threshold
         )
 
@@ -248,6 +265,8 @@ class TelegramBot:
         # Where finished videos are read from ([storage]; without one, local files only).
         self.results = results or Results(FileStore(Path("/")), scratch=Path("/"))
         self.pacer = pacer
+        if isinstance(client, BotClient):
+            client.pacer = pacer
         self.rng = rng or random.Random()  # noqa: S311 (jitter only)
         self.reconnect_max_seconds = reconnect_max_seconds
         # The stored video references, shared with the notifier (``serve`` sets them): the
@@ -528,6 +547,7 @@ class TelegramBot:
     ) -> Any:
         """``send`` to ``to``, Telethon's errors told as ``DeliveryError``s; those in
         ``passing`` are raised as they are (the caller handles them)."""
+        sending = _sending_to.set(to.chat_id)
         try:
             return await send(_peer(to))
         except passing:
@@ -558,6 +578,8 @@ class TelegramBot:
             raise TelegramDown(_describe(exc), connection_lost=lost) from None
         except errors.RPCError as exc:
             raise SendLater(_describe(exc)) from None
+        finally:
+            _sending_to.reset(sending)
 
     # -- the button and /start ------------------------------------------------------------
 
@@ -709,17 +731,27 @@ class TelegramBot:
         async with self.videos.in_turn(key):
             await self.videos.send(self, key, to, video, caption_html)
 
+    def guards_departures(self, pacer: Pacer) -> bool:
+        """Whether every message this bot sends passes ``pacer.go`` as it leaves (its
+        client does that: ``BotClient``), so that its sender need not."""
+        return pacer is self.pacer and isinstance(self.client, BotClient)
+
     @contextlib.asynccontextmanager
     async def _turn(self, chat_id: int) -> AsyncIterator[None]:
         """Every message the bot sends keeps to the same limits as the outbox's: wait for the
-        chat's turn, send inside, and the chat's interval counts from when it is done."""
+        chat's turn, send inside (the message passes the pacer's guard as it leaves), and
+        the chat's interval counts from when it is done."""
         if self.pacer is None:
             yield
             return
         await self.pacer.turn(chat_id)
+        if not self.guards_departures(self.pacer):
+            await self.pacer.go(chat_id)
+        sending = _sending_to.set(chat_id)
         try:
             yield
         finally:
+            _sending_to.reset(sending)
             self.pacer.sent(chat_id)
 
 

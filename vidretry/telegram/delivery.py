@@ -89,6 +89,16 @@ class EditsMessages(Protocol):
         ...
 
 
+@runtime_checkable
+class GuardsDepartures(Protocol):
+    """A transport whose messages pass a pacer's last guard (``Pacer.go``) as they leave
+    (the Telegram adapter): the notifier then does not call it first."""
+
+    def guards_departures(self, pacer: Pacer) -> bool:
+        """Whether every message sent through this transport passes ``pacer.go``."""
+        ...
+
+
 @dataclass(frozen=True)
 class VideoFile:
     """A video Telegram already has: how to send it again without an upload (the document's
@@ -319,19 +329,22 @@ class Pacer:
         return self.limiter.paused_for(self.monotonic())
 
     async def turn(self, chat_id: int) -> None:
-        """Wait for this chat's next send slot (a reply: it is sent, however late)."""
+        """Wait for this chat's next send slot (a reply: it is sent, however late). The
+        send then passes ``go`` as it leaves."""
         wait = self.reserve(chat_id, max_wait=float("inf"))
         assert wait is not None
         await asyncio.sleep(max(wait, self.paused_for()))
-        await self.go(chat_id)
 
     async def go(self, chat_id: int) -> None:
-        """The last guard before a send, on actual send times. The limiter spaces reserved
-        slots, but timers wake a little late and unevenly, and a send held here for the
-        overall limit could otherwise come too close to the next one in its chat: this keeps
-        every one-second window within the limit, and every chat's sends the chat interval
-        apart. Its window is 2 % longer than a second, because the request leaves a few
-        milliseconds after the guard lets it go (it costs 2 % of the rate at most)."""
+        """The last guard before a send, on actual send times: called as the request leaves
+        (the Telegram adapter's client calls it then, after an upload and once Telethon has
+        built the request; a transport that cannot, just before it sends). The limiter
+        spaces reserved slots, but timers wake a little late and unevenly, a message may
+        leave long after its slot (a video, when its upload is done), and a send held here
+        for the overall limit could otherwise come too close to the next one in its chat:
+        this keeps every one-second window within the limit, and every chat's sends the chat
+        interval apart. Its window is 2 % longer than a second, for the moment between the
+        guard and the request on the wire (it costs 2 % of the rate at most)."""
         while True:
             chat_wait = (
                 self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval - self.monotonic()
