@@ -176,6 +176,7 @@ async def test_a_flood_from_one_user_is_told_once_and_never_slows_the_others(
     async with deployed(db_url, telegram, tmp_path, settings=settings) as app:
         telegram.add_user(1)
         telegram.add_user(2)
+        connections = app.pool.get_stats().get("requests_num", 0)
         for i in range(30):
             telegram.write(app.client, 1, f"/video flood-{i}")
         started = time.monotonic()
@@ -183,6 +184,9 @@ async def test_a_flood_from_one_user_is_told_once_and_never_slows_the_others(
         assert time.monotonic() - started < 2  # not behind user 1's thirty
         await telegram.wait_for(lambda: len(texts_to(telegram, 1)) >= 3)
         await asyncio.sleep(0.5)
+        # Only what user 1 was answered cost a query: the 27 messages past the limit took
+        # none of the pool's connections, which everybody's requests share (34 before).
+        assert app.pool.get_stats().get("requests_num", 0) - connections < 10
         answers = texts_to(telegram, 1)
         assert answers.count(M.slow_down) == 1  # told once; the rest cost no message
         assert len(answers) == 3

@@ -109,6 +109,14 @@ class Conversation:
         handler = _USER_COMMANDS.get(command or "")
         if handler is None and message.user_id in self.admins:
             handler = _ADMIN_COMMANDS.get(command or "")
+        # A request is counted before anything else is done for it: one over the limit
+        # whose writer was told already costs nothing, not even a query (a flood of them
+        # would otherwise hold the pool's connections that everybody else's need).
+        verdict: bool | None = True
+        if handler is Conversation._video and _request_name(argument) is not None:
+            verdict = self.rate.admit(message.user_id)
+            if verdict is False:
+                return []
         m = self.messages.in_language(message.lang_code)
         try:
             async with self.pool.connection() as conn:
@@ -124,6 +132,8 @@ class Conversation:
                 m = self.messages.in_language(lang_code)
                 if handler is None:
                     return None
+                if verdict is None:  # over the limit: told once a window
+                    return [Outgoing(m.slow_down)]
                 return await handler(self, conn, m, message.user_id, argument.strip())
         except TRANSIENT_DB_ERRORS as exc:
             log.error("message from %s not handled: %s", message.user_id, one_line(exc))
@@ -167,10 +177,7 @@ class Conversation:
             name = normalise_name(name)
         except ConfigError:
             return [Outgoing(m.bad_name)]
-        verdict = self.rate.admit(user_id)
-        if verdict is not True:
-            return [Outgoing(m.slow_down)] if verdict is None else []
-        now = self.clock.now()
+        now = self.clock.now()  # (``handle`` counted it against the user's rate)
         mine = await fetch_one(conn, "user_open_requests", {"user_id": user_id, "name": name})
         assert mine is not None
         if not mine["asked_before"] and mine["open"] >= self.settings.max_open_requests_per_user:
@@ -349,6 +356,15 @@ def _short(text: str, limit: int) -> str:
 
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "none"
+
+
+def _request_name(argument: str) -> str | None:
+    """The name a /video request asks for; None when it names nothing valid (such a
+    request is answered, and not counted against the user's rate)."""
+    try:
+        return normalise_name(argument.strip()) if argument.strip() else None
+    except ConfigError:
+        return None
 
 
 _USER_COMMANDS = {
