@@ -23,11 +23,19 @@ log = logging.getLogger("vidretry.progress")
 
 class ProgressWriter:
     """The first report is written at once, then the latest at most every ``every``
-    seconds; nothing is written while nothing new is reported. ``stop`` ends it."""
+    seconds (waited with ``sleep``); nothing is written while nothing new is reported.
+    ``stop`` ends it."""
 
-    def __init__(self, write: Callable[[float], Awaitable[object]], *, every: float) -> None:
+    def __init__(
+        self,
+        write: Callable[[float], Awaitable[object]],
+        *,
+        every: float,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.write = write
         self.every = every
+        self.sleep = sleep
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
         self.latest: float | None = None
@@ -64,7 +72,7 @@ class ProgressWriter:
                 except TRANSIENT_DB_ERRORS as exc:  # a report is not worth a retry loop
                     log.info("progress not recorded: %s", one_line(exc))
                 self.written = value
-                await asyncio.sleep(self.every)
+                await self.sleep(self.every)
         finally:
             self.task = None
 
