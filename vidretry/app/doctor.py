@@ -5,13 +5,15 @@ from __future__ import annotations
 import enum
 import shutil
 from dataclasses import dataclass
+from typing import Any
 
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
 from vidretry.errors import VidretryError
+from vidretry.queue import reports
 from vidretry.queue.handlers import load_function
 from vidretry.results.configured import configured
 from vidretry.results.files import FileStore
-from vidretry.store import db, redact, schema
+from vidretry.store import db, redact, schema, sqlfiles
 from vidretry.store.embedded import EmbeddedServer, default_dir
 from vidretry.telegram.plugins import load_plugins
 from vidretry.telegram.session import readable_by_others, session_file
@@ -77,20 +79,30 @@ async def _database(url: str) -> list[Check]:
     except VidretryError as exc:
         return [Check("database", Verdict.FAIL, str(exc))]
     async with conn:
-        version = await schema.schema_version(conn)
-    checks = [Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}")]
-    latest = schema.latest_version()
-    if version == latest:
-        checks.append(Check("schema", Verdict.OK, f"version {version}"))
-    elif version < latest:
-        checks.append(
-            Check("schema", Verdict.FAIL, f"version {version}, needs {latest}: vidretry db upgrade")
-        )
-    else:
-        checks.append(
-            Check("schema", Verdict.FAIL, f"version {version} is newer than this vidretry")
-        )
+        state = await schema.read_state(conn)
+        problem = schema.refusal(state, sqlfiles.shipped())
+        running = None if problem else await reports.releases(conn, None)
+    checks = [
+        Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}"),
+        Check("schema", Verdict.FAIL, problem)
+        if problem
+        else Check("schema", Verdict.OK, schema.describe(state)),
+    ]
+    if running is not None:
+        checks.append(_releases(running))
     return checks
+
+
+def _releases(running: dict[str, Any]) -> Check:
+    """Which releases run; a warning when a mix of them outlived a rollout."""
+    shown = " · ".join(
+        f"{entry['release']} ({entry['workers']} workers, {entry['notifiers']} notifiers, "
+        f"{entry['web']} web)"
+        for entry in running["running"]
+    )
+    if running["warning"]:
+        return Check("releases", Verdict.WARN, running["warning"])
+    return Check("releases", Verdict.OK, shown or "no worker, notifier or console running")
 
 
 def _handler(config: Config) -> Check:

@@ -54,6 +54,12 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
 @app.callback()
 def _options(
     ctx: typer.Context,
@@ -63,6 +69,15 @@ def _options(
             "--config", "-c", help="Config file (default: $VIDRETRY_CONFIG, ./vidretry.toml)."
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the release and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = Options(config)
 
