@@ -38,7 +38,7 @@ ORDER BY release, role;
 -- leader that are not recorded are theirs (an idle one of them cannot be seen).
 SELECT 'worker' AS role, a.lease_owner AS name
 FROM video_assets AS a
-WHERE a.state = 'running'
+WHERE a.state = 'running' AND a.lease_expires_at > coalesce(%(now)s::timestamptz, now())
   AND NOT EXISTS (SELECT 1 FROM vidretry_processes AS p
                   WHERE p.role = 'worker' AND p.name = a.lease_owner)
 UNION
@@ -48,3 +48,11 @@ WHERE l.leader IS NOT NULL AND l.expires_at > coalesce(%(now)s::timestamptz, now
   AND NOT EXISTS (SELECT 1 FROM vidretry_processes AS p
                   WHERE p.role = 'notifier' AND p.name = l.leader)
 ORDER BY 1, 2;
+
+-- name: running_processes
+-- Each process seen in the last two minutes, with its release: `db upgrade` applies no
+-- contract step while one of a release it breaks runs.
+SELECT role, name, release
+FROM vidretry_processes
+WHERE seen_at > coalesce(%(now)s::timestamptz, now()) - interval '2 minutes'
+ORDER BY role, name;

@@ -117,3 +117,14 @@ WHERE i.indexrelid = to_regclass(%(name)s);
 -- What an interrupted or failed CONCURRENTLY build left: an invalid index, dropped without
 -- stopping the table's readers and writers before it is built again.
 DROP INDEX CONCURRENTLY IF EXISTS {name}
+
+-- name: wait_for_locks_briefly
+-- Each transaction of the migrator: a lock not had within 200 ms (vidretry/store/online.py's
+-- LOCK_TIMEOUT_MS) is given up, and the transaction tried again a moment later, so that the
+-- claims and sends queued behind a waiting ACCESS EXCLUSIVE lock wait no longer than that.
+SET LOCAL lock_timeout = 200
+
+-- name: skip_function_bodies
+-- While the SQL functions are installed, as pg_dump does: a function may call one that a
+-- later file defines.
+SET LOCAL check_function_bodies = off
