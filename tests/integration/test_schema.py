@@ -1,6 +1,9 @@
+import difflib
+
 import psycopg
 import pytest
 
+from tests import schema_snapshot
 from tests.support import rows, scalar
 from vidretry.errors import SchemaError
 from vidretry.store import db, schema, sqlfiles
@@ -171,3 +174,14 @@ async def test_event_history_is_append_only(conn: db.Connection) -> None:
         await conn.execute("UPDATE job_events SET actor = 'me'")
     with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
         await conn.execute("DELETE FROM job_events")
+
+
+def test_the_schema_snapshot_is_what_the_migrations_make_of_an_empty_database(
+    db_url: str,
+) -> None:
+    # The test's database is a clone of the template the migrator brought from empty to
+    # this release (tests/support.py: apply_schema).
+    made = schema_snapshot.dump(db_url)
+    kept = schema_snapshot.SNAPSHOT.read_text(encoding="utf-8")
+    diff = "".join(difflib.unified_diff(kept.splitlines(True), made.splitlines(True), n=1))
+    assert made == kept, f"sql/schema.sql is out of date: run `./dev schema`\n{diff[:3000]}"

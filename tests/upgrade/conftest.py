@@ -9,15 +9,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tarfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tests.acceptance.conftest import Cli
 from tests.faults.conftest import spawn
@@ -103,6 +108,21 @@ class Release:
 def previous(tmp_path_factory: pytest.TempPathFactory) -> Release:
     version, commit = previous_release()
     return Release(extract(commit, tmp_path_factory.mktemp("previous-release")), version)
+
+
+@pytest.fixture
+def empty_database(db_url: str) -> Iterator[str]:
+    """A database with no schema at all, on the test's server; dropped afterwards."""
+    name = f"empty_{secrets.token_hex(4)}"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(db_url, dbname=name)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

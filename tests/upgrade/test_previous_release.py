@@ -6,6 +6,7 @@ the retry button, done, the video delivered."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from tests.faults.conftest import stop, wait_for
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
+from tests.upgrade.test_next_release import examples
+from vidretry.store import db, schema, sqlfiles
 
 
 def sends(events: list[dict[str, Any]], chat: int) -> list[dict[str, Any]]:
@@ -41,7 +44,7 @@ def test_the_previous_release_runs_a_video_s_whole_life_against_this_schema(
         assert joined == (asset,)
 
         def one(query: str) -> Any:
-            row = conn.execute(query, (asset,)).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(query, (asset,)).fetchone()
             return row[0] if row else None
 
         events_file, inbox = tmp_path / "events.jsonl", tmp_path / "inbox.jsonl"
@@ -95,3 +98,31 @@ def test_the_previous_release_runs_a_video_s_whole_life_against_this_schema(
     made = [line for line in generator_log(tmp_path) if line[0] == "start"]
     assert [line[2] for line in made] == ["0", "0", "0", "1"]  # three failures, one success
     assert [len(videos(user)) for user in (111, 222)] == [1, 1]
+
+
+@pytest.mark.slow  # the old release's command line, and this one's: a few seconds
+def test_a_contract_that_breaks_the_previous_release_is_refused_by_it_in_its_own_words(
+    db_url: str, tmp_path: Path, previous: Release, current: Release
+) -> None:
+    # The page's "tighten a CHECK" example, shipped by a made-up 0.21.0.
+    (contract,) = [text for _, name, text in examples() if name == "NNNN_fewer_attempts"]
+    shipped = sqlfiles.shipped()
+    step = sqlfiles.parse_migration(shipped.latest_version + 1, "fewer_attempts", contract)
+    catalog = sqlfiles.Catalog((*shipped.migrations, step), shipped.functions, (0, 21, 0))
+
+    async def upgrade() -> None:
+        async with await db.connect(db_url) as conn:
+            assert (await schema.upgrade(conn, catalog)).applied == [step.version]
+
+    asyncio.run(upgrade())
+    config = write_config(tmp_path / "vidretry.toml", db_url, tmp_path)
+    old = previous.cli(config)("status")
+    assert old.returncode == 2
+    assert old.stderr == (
+        f"vidretry: error: database schema is at version {step.version}, newer than this "
+        "vidretry (knows up to 19): upgrade vidretry\n"
+    )
+    this = current.cli(config)("status")
+    assert this.returncode == 2
+    assert this.stderr.endswith("deploy vidretry 0.21.0 or newer\n")
+    assert this.stderr.count("\n") == 1

@@ -10,12 +10,14 @@ import json
 import signal
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests import schema_snapshot
 from tests.faults.conftest import stop, wait_for
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
@@ -29,12 +31,12 @@ USERS = (1, 2, 3, 4)
 @pytest.mark.slow  # the old and new processes of a rollout: about 30 s
 @pytest.mark.timeout(240)
 def test_the_first_rollover_from_the_previous_release_s_running_processes(
-    db_url: str, tmp_path: Path, previous: Release, current: Release
+    empty_database: str, tmp_path: Path, previous: Release, current: Release
 ) -> None:
+    # The database as the previous release left it: schema 19, by its own `db upgrade` on an
+    # empty database.
+    db_url = empty_database
     with psycopg.connect(db_url, autocommit=True) as conn:
-        # The database as the previous release left it: schema 19, by its own `db upgrade`.
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
         old_config = write_config(tmp_path / "old.toml", db_url, tmp_path)
         new_config = write_config(tmp_path / "new.toml", db_url, tmp_path)
         old, new = previous.cli(old_config), current.cli(new_config)
@@ -42,7 +44,7 @@ def test_the_first_rollover_from_the_previous_release_s_running_processes(
         assert conn.execute("SELECT max(version) FROM vidretry_migrations").fetchone() == (19,)
 
         def one(query: str, *params: Any) -> Any:
-            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(query, params).fetchone()
             return row[0] if row else None
 
         def enqueue(names: list[str]) -> None:
@@ -93,6 +95,8 @@ def test_the_first_rollover_from_the_previous_release_s_running_processes(
             upgraded = new("db", "upgrade")
             assert upgraded.returncode == 0, upgraded.stderr
             assert "schema upgraded to version" in upgraded.stdout
+            # Upgraded from 19, the schema is the one a new database gets.
+            assert schema_snapshot.dump(db_url) == schema_snapshot.SNAPSHOT.read_text()
             # The old command line still asks for videos, and an old worker still starts.
             for i, user in enumerate(USERS[:2]):
                 asked = old("enqueue", f"between-{i}", "--user", str(user), "--param",
@@ -118,7 +122,8 @@ def test_the_first_rollover_from_the_previous_release_s_running_processes(
                 return bool(mine) or one(running) == 0
 
             for worker in old_workers:
-                wait_for(lambda w=worker: at_work(w.pid), within=30, what="an old worker at work")
+                pid = worker.pid
+                wait_for(partial(at_work, pid), within=30, what="an old worker at work")
                 worker.send_signal(signal.SIGTERM)
                 logs[f"old-worker-{worker.pid}"] = stop(worker)
                 assert worker.returncode == 0, logs[f"old-worker-{worker.pid}"]

@@ -29,6 +29,7 @@ LOCK_TIMEOUT_MS = 200
 LOCK_RETRY_SECONDS = 300.0
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 INDEX_CONCURRENTLY = re.compile(
     r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(?P<name>\w+)",
     re.IGNORECASE,
@@ -94,12 +95,15 @@ class Online:
 
     async def run_outside(self, text: str, *, what: str) -> None:
         """A step's statements one by one, each committed on its own: an index built
-        CONCURRENTLY, a statement marked ``-- in batches`` until it changes no row, any
-        other in a transaction of its own."""
+        CONCURRENTLY (resumable), any other CONCURRENTLY statement as it is, a statement
+        marked ``-- in batches`` until it changes no row, any other in a transaction of
+        its own."""
         for statement in split_statements(text):
             index = INDEX_CONCURRENTLY.search(statement.sql)
             if index:
                 await self.build_index(statement.sql, index["name"])
+            elif CONCURRENTLY.search(statement.sql):  # DROP INDEX CONCURRENTLY, REINDEX ...
+                await self._execute(statement.sql)
             elif statement.in_batches:
                 while await self._batch(statement.sql, what=what):
                     pass
