@@ -128,3 +128,11 @@ SET LOCAL lock_timeout = 200
 -- While the SQL functions are installed, as pg_dump does: a function may call one that a
 -- later file defines.
 SET LOCAL check_function_bodies = off
+
+-- name: schema_summary
+-- The schema in a word, for `status` and the console (a process that runs has checked it):
+-- the newest step done, and whose SQL functions are installed.
+SELECT greatest((SELECT max(version) FROM vidretry_migrations WHERE version <= 19),
+                (SELECT max(version) FROM vidretry_schema_steps
+                 WHERE finished_at IS NOT NULL)) AS version,
+       (SELECT release FROM vidretry_schema_functions) AS functions_release;

@@ -6,28 +6,19 @@ double), against the schema of this checkout (docs/upgrading.md)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import secrets
 import subprocess
 import sys
-import tarfile
-import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from tests.acceptance.conftest import Cli
 from tests.faults.conftest import spawn
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.upgrade.releases import ROOT, MissingRelease, extract, previous_release
 
 # The generator of these tests, run by both releases' workers as their command:
 #     python generator.py LOG NAME GENERATION OUTPUT SECONDS
@@ -48,36 +39,6 @@ with open(output, "wb") as f:
     f.write(b"a tiny video\\n")
 say("end")
 """
-
-
-def previous_release() -> tuple[str, str]:
-    """(version, commit) of the release before this one."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    previous = project["tool"]["vidretry"]["previous-release"]
-    return previous["version"], previous["commit"]
-
-
-def extract(commit: str, into: Path) -> Path:
-    """The tree of ``commit``, from this clone's history. A clone without it is an error
-    that says what to do, never a skip: CI clones in full."""
-    version, _ = previous_release()
-    found = subprocess.run(
-        ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        pytest.fail(
-            f"the previous release {version} (commit {commit}) is not in this clone's git "
-            "history: clone in full, or `git fetch --unshallow`",
-            pytrace=False,
-        )
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", commit],
-        capture_output=True, check=True,
-    )  # fmt: skip
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 @dataclass(frozen=True)
@@ -107,22 +68,11 @@ class Release:
 @pytest.fixture(scope="module")
 def previous(tmp_path_factory: pytest.TempPathFactory) -> Release:
     version, commit = previous_release()
-    return Release(extract(commit, tmp_path_factory.mktemp("previous-release")), version)
-
-
-@pytest.fixture
-def empty_database(db_url: str) -> Iterator[str]:
-    """A database with no schema at all, on the test's server; dropped afterwards."""
-    name = f"empty_{secrets.token_hex(4)}"
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield make_conninfo(db_url, dbname=name)
-    finally:
-        with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        tree = extract(commit, tmp_path_factory.mktemp("previous-release"))
+    except MissingRelease as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return Release(tree, version)
 
 
 @pytest.fixture

@@ -7,41 +7,15 @@ know, and its `db upgrade` changes nothing there."""
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.upgrade.conftest import ROOT, Release, write_config
-from vidretry.store import db, schema, sqlfiles
-
-EXAMPLE = re.compile(r"```sql\n-- file: sql/(migrations|functions)/(\w+)\.sql\n(.*?)```", re.S)
-NEXT_RELEASE = (0, 21, 0)
-
-
-def examples() -> list[tuple[str, str, str]]:
-    """(folder, name, text) of each example file of docs/upgrading.md, in the page's order."""
-    page = (ROOT / "docs" / "upgrading.md").read_text(encoding="utf-8")
-    return [(m[1], m[2], m[3]) for m in EXAMPLE.finditer(page)]
-
-
-def next_release() -> sqlfiles.Catalog:
-    """This release's catalog with the page's expand steps and functions added, numbered
-    after this release's last step, as the next release would ship them."""
-    shipped = sqlfiles.shipped()
-    steps, functions = list(shipped.migrations), list(shipped.functions)
-    for folder, name, text in examples():
-        sql: LiteralString = text
-        if folder == "functions":
-            functions.append(sqlfiles.Function(name, sql))
-            continue
-        step = sqlfiles.parse_migration(len(steps) + 1, name.removeprefix("NNNN_"), sql)
-        if step.kind == "expand":
-            steps.append(step)
-    return sqlfiles.Catalog(tuple(steps), tuple(sorted(functions, key=lambda f: f.name)),
-                            NEXT_RELEASE)  # fmt: skip
+from tests.upgrade.conftest import Release, write_config
+from tests.upgrade.releases import examples, next_release
+from vidretry.store import db, schema
 
 
 def test_the_page_has_an_example_of_each_kind_of_change() -> None:

@@ -18,7 +18,7 @@ from tests.faults.conftest import stop, wait_for
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
-from tests.upgrade.test_next_release import examples
+from tests.upgrade.releases import MissingRelease, examples, extract
 from vidretry.store import db, schema, sqlfiles
 
 
@@ -126,3 +126,8 @@ def test_a_contract_that_breaks_the_previous_release_is_refused_by_it_in_its_own
     assert this.returncode == 2
     assert this.stderr.endswith("deploy vidretry 0.21.0 or newer\n")
     assert this.stderr.count("\n") == 1
+
+
+def test_a_clone_without_the_previous_release_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(MissingRelease, match="not in this clone's git history: clone in full"):
+        extract("0" * 40, tmp_path)

@@ -93,7 +93,7 @@ async def releases(conn: Connection, now: datetime | None) -> dict[str, Any]:
                 "the rollout, or roll back (docs/upgrading.md)"
             )
     return {
-        "schema": schema.describe(await schema.read_state(conn)),
+        "schema": await schema.summary(conn),
         "running": ordered,
         "mixed_since": mixed_since,
         "warning": warning,

@@ -29,8 +29,9 @@ log = logging.getLogger("vidretry.processes")
 Role = Literal["worker", "notifier", "web"]
 
 REPORT_SECONDS = 30.0
-# How long the last words of a stopping process may take before it leaves without them.
-FORGET_SECONDS = 2.0
+# How long a report may take: a process is never held up by its record (at start, the first
+# report; when it stops, its last words).
+WAIT_SECONDS = 2.0
 
 _AWAY = (psycopg.Error, PoolTimeout, TimeoutError)
 
@@ -51,7 +52,7 @@ async def recorded(
 
     async def report() -> None:
         nonlocal started
-        async with pool.connection() as conn:
+        async with asyncio.timeout(WAIT_SECONDS), pool.connection(WAIT_SECONDS) as conn:
             row = await fetch_one(
                 conn, "record_process", {**params, "started_at": started, "now": clock.now()}
             )
@@ -81,7 +82,7 @@ async def recorded(
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
         try:
-            async with asyncio.timeout(FORGET_SECONDS), pool.connection() as conn:
+            async with asyncio.timeout(WAIT_SECONDS), pool.connection(WAIT_SECONDS) as conn:
                 await execute(conn, "forget_process", params)
         except _AWAY as exc:
             log.info("%s %s still recorded (for two minutes): %s", role, name, one_line(exc))

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from vidretry.errors import SchemaError
-from vidretry.store.db import fetch_all
+from vidretry.store.db import fetch_all, fetch_one
 from vidretry.store.online import LOCK_RETRY_SECONDS, Online
 from vidretry.store.sqlfiles import (
     LEGACY_LAST,
@@ -428,9 +428,20 @@ async def _record(conn: Connection, statement: str, migration: Migration) -> Non
 
 def describe(state: SchemaState) -> str:
     """The schema in a few words, for ``doctor`` and ``status``."""
-    if not state.version:
+    return _described(state.version, state.functions_release)
+
+
+async def summary(conn: Connection) -> str:
+    """``describe`` in one statement, for a schema a process already checked."""
+    row = await fetch_one(conn, "schema_summary", {})
+    assert row is not None
+    return _described(row["version"] or 0, row["functions_release"])
+
+
+def _described(version: int, functions_release: str | None) -> str:
+    if not version:
         return "no vidretry schema"
-    text = f"version {state.version}"
-    if state.functions_release:
-        text += f", SQL functions of vidretry {state.functions_release}"
+    text = f"version {version}"
+    if functions_release:
+        text += f", SQL functions of vidretry {functions_release}"
     return text
