@@ -24,6 +24,7 @@ from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
 from vidretry import __version__
 from vidretry.config import NotifierConfig
+from vidretry.store import sqlfiles
 
 USERS = (1, 2, 3, 4)
 
@@ -42,6 +43,13 @@ def test_the_first_rollover_from_the_previous_release_s_running_processes(
         old, new = previous.cli(old_config), current.cli(new_config)
         assert old("db", "upgrade").returncode == 0
         assert conn.execute("SELECT max(version) FROM vidretry_migrations").fetchone() == (19,)
+        # This release refuses it until its `db upgrade`, in one line that says so.
+        refused = new("status")
+        assert refused.returncode == 2
+        assert refused.stderr == (
+            f"vidretry: error: database schema is at version 19, this vidretry needs "
+            f"{sqlfiles.latest_version()}: run `vidretry db upgrade`\n"
+        )
 
         def one(query: str, *params: Any) -> Any:
             row = conn.execute(query, params).fetchone()
