@@ -1,10 +1,12 @@
 -- Named statements of the migrator (vidretry/store/schema.py): which steps a database has,
 -- and the record of applying one.
 
--- name: lock_migrations
--- Serialises concurrent `db upgrade` runs until the transaction ends; any constant works,
--- this one spells "vidretry".
-SELECT pg_advisory_xact_lock(8532461411521294969);
+-- name: try_lock_migrations
+-- Serialises concurrent `db upgrade` runs until the transaction ends (the key is the one
+-- vidretry 0.19.0 and older take; any constant works, this one spells "vidretry"). Tried,
+-- not waited for: a statement waiting for the lock would hold a snapshot, and an index
+-- being built CONCURRENTLY by the run that has it would wait for that snapshot in turn.
+SELECT pg_try_advisory_xact_lock(8532461411521294969) AS locked;
 
 -- name: migrations_table_exists
 SELECT to_regclass('vidretry_migrations') IS NOT NULL AS present;

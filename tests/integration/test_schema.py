@@ -82,7 +82,12 @@ async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) 
     )
     await conn.execute("UPDATE vidretry_schema_functions SET release = '9.0.0', checksum = 'x'")
     await schema.check_schema(conn)
-    assert await schema.upgrade(conn) == schema.Upgraded([], functions=False)
+    upgraded = await schema.upgrade(conn)
+    assert (upgraded.applied, upgraded.functions) == ([], False)
+    assert (
+        upgraded.newer
+        == "the SQL functions are vidretry 9.0.0's, a newer release's: left as they are"
+    )
     assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
 
 

@@ -96,14 +96,14 @@ def db_upgrade(ctx: typer.Context) -> None:
         url = database_url(config.database)
         async with await db.connect(url, prepare=config.database.prepare) as conn:
             upgraded = await schema.upgrade(conn)
-        if upgraded.newer:
-            out().print(upgraded.newer)
-        elif upgraded.applied:
+        if upgraded.applied:
             out().print(
                 f"schema upgraded to version {upgraded.applied[-1]} (applied {upgraded.applied})"
             )
-        else:
+        elif not upgraded.newer or upgraded.newer.startswith("the SQL functions"):
             out().print(f"schema already at version {schema.latest_version()}")
+        if upgraded.newer:
+            out().print(upgraded.newer)
         if upgraded.functions:
             out().print(f"SQL functions of vidretry {__version__} installed")
 

@@ -15,6 +15,7 @@ newer release's, fine unless one is a contract that breaks it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ __all__ = [
     "upgrade",
 ]
 
+# How often a run of `db upgrade` tries the lock another run holds.
+LOCK_POLL_SECONDS = 0.2
 # The last release before the expand/contract policy: it reads vidretry_migrations alone.
 BEFORE_THE_POLICY = (0, 19, 0)
 
@@ -273,15 +276,22 @@ async def upgrade(
                 await _apply_step(online, migration, catalog.release)
                 applied.append(migration.version)
         installed = await _install_functions(online, catalog, state)
-    return Upgraded(applied, installed)
+    newer = None
+    if not installed and state.functions_checksum != catalog.functions_checksum:
+        newer = (
+            f"the SQL functions are vidretry {state.functions_release}'s, a newer release's: "
+            "left as they are"
+        )
+    return Upgraded(applied, installed, newer)
 
 
 class _upgrade_lock:
     """Runs of ``db upgrade`` take turns: a second connection holds the migrator's advisory
     lock in a transaction for the whole run (a transaction, not a session, so that it holds
     through a transaction pooler; the key is the one vidretry 0.19.0's migrator takes, so
-    it waits too). Its transaction takes no snapshot that an index built CONCURRENTLY would
-    wait for."""
+    it waits too). The lock is tried every ``LOCK_POLL_SECONDS`` rather than waited for, so
+    that neither the holder nor a run that waits has a snapshot that an index built
+    CONCURRENTLY would wait for."""
 
     def __init__(self, conn: Connection) -> None:
         self.conninfo = make_conninfo(conn.info.dsn, password=conn.info.password)
@@ -289,7 +299,12 @@ class _upgrade_lock:
 
     async def __aenter__(self) -> None:
         self.holder = await psycopg.AsyncConnection.connect(self.conninfo)
-        await self.holder.execute(queries()["lock_migrations"])
+        while True:
+            cur = await self.holder.execute(queries()["try_lock_migrations"])
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+            await asyncio.sleep(LOCK_POLL_SECONDS)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.holder is not None
