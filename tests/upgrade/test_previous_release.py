@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from tests.faults.conftest import stop, wait_for
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
-from tests.upgrade.releases import MissingRelease, examples, extract
+from tests.upgrade.releases import ROOT, MissingRelease, examples, extract, previous_release
+from vidretry import __version__
 from vidretry.store import db, schema, sqlfiles
+from vidretry.version import parse_release
 
 
 def sends(events: list[dict[str, Any]], chat: int) -> list[dict[str, Any]]:
@@ -131,3 +134,21 @@ def test_a_contract_that_breaks_the_previous_release_is_refused_by_it_in_its_own
 def test_a_clone_without_the_previous_release_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(MissingRelease, match="not in this clone's git history: clone in full"):
         extract("0" * 40, tmp_path)
+
+
+def test_a_change_to_the_schema_or_the_sql_functions_is_a_new_release() -> None:
+    version, commit = previous_release()
+    try:
+        changed = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "--quiet", commit, "--",
+             "sql/migrations", "sql/functions"],
+            capture_output=True, check=False,
+        ).returncode  # fmt: skip
+    except FileNotFoundError:
+        pytest.fail("git is needed to compare with the previous release", pytrace=False)
+    assert changed in (0, 1), f"git diff failed: is {commit} in this clone's history?"
+    if changed:
+        assert parse_release(__version__) > parse_release(version), (
+            "sql/migrations or sql/functions changed since the previous release: bump the "
+            "release (pyproject.toml, vidretry/version.py)"
+        )

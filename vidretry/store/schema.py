@@ -93,7 +93,8 @@ class Upgraded:
 
     applied: list[int]
     functions: bool
-    # Set when the database is a newer release's: nothing was changed, and this says why.
+    # Set when the database, or its SQL functions, are a newer release's: what was left as
+    # it is, and why.
     newer: str | None = None
 
 
