@@ -32,6 +32,7 @@ from vidretry.results.base import (
     MIB,
     ResultCorrupt,
     ResultMissing,
+    ResultRefused,
     ResultTooBig,
     StoreUnavailable,
 )
@@ -280,3 +281,22 @@ async def test_a_worker_copies_the_url_its_command_names_into_the_store(
     )
     key = str(row["result"]).removeprefix("s3://videos/")
     assert bytes(obstore.get(weed.client(), key).bytes()) == data
+
+
+async def test_the_store_deletes_and_reads_only_under_its_prefix(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """``s3://videos/vidretry``: an object of the same bucket under another prefix is not
+    the store's, whatever URI names it; found where it was by an independent client."""
+    client = weed.client()
+    obstore.put(client, "elsewhere/theirs.mp4", b"not vidretry's")
+    results = results_for(weed, tmp_path)
+    for uri in ("s3://videos/elsewhere/theirs.mp4", "s3://videos/vidretry/../elsewhere/theirs.mp4"):
+        assert not results.kept_by_vidretry(uri)
+        with pytest.raises((ResultRefused, ResultMissing)):
+            await results.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.open(uri)
+    assert bytes(obstore.get(client, "elsewhere/theirs.mp4").bytes()) == b"not vidretry's"

@@ -33,6 +33,7 @@ from vidretry.errors import HandlerError
 from vidretry.results.base import (
     CHUNK,
     ResultMissing,
+    ResultRefused,
     Stored,
     StoreUnavailable,
     Tally,
@@ -101,9 +102,21 @@ class S3ResultStore:
         self.uri_prefix = f"s3://{settings.bucket}/"
 
     def owns(self, uri: str) -> bool:
-        return uri.startswith(self.uri_prefix)
+        """An object under this store's prefix (of its bucket): the only ones it reads or
+        deletes."""
+        key = uri.removeprefix(self.uri_prefix)
+        return (
+            key != uri
+            and key.startswith(self.settings.prefix)
+            and not any(part in ("", ".", "..") for part in key.split("/"))
+        )
 
     def _path(self, uri: str) -> str:
+        if not self.owns(uri):
+            raise ResultRefused(
+                f"refused: {uri} is outside the video store ({self.uri_prefix}"
+                f"{self.settings.prefix})"
+            )
         return uri.removeprefix(self.uri_prefix)
 
     async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
