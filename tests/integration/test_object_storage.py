@@ -54,10 +54,13 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
 
 def config_naming(weed: WeedS3, tmp_path: Path, **storage: object) -> Path:
     """A config file whose ``[storage]`` is this server (readable by others, as a careless
-    operator leaves it)."""
+    operator leaves it), and which lets generators' URLs reach the loopback CDN."""
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in weed.settings(**storage).items())
     config = tmp_path / "vidretry.toml"
-    config.write_text(f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n')
+    config.write_text(
+        f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n'
+        '[generator_urls]\nallow_http = true\nallow_networks = ["127.0.0.1"]\n'
+    )
     config.chmod(0o644)
     return config
 
@@ -68,7 +71,8 @@ def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
 
 
 def video_bytes(size: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(size)
+    """An MP4's first box, then random bytes (what a URL copy checks is the container)."""
+    return (b"\x00\x00\x00\x18ftypmp42" + random.Random(seed).randbytes(size))[:size]
 
 
 async def read_back(results: Results, uri: str, size: int | None, sha256: bytes | None) -> bytes:

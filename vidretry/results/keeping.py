@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +33,7 @@ from vidretry.results.base import (
 )
 from vidretry.results.files import FileStore, path_of
 
-Fetch = Callable[[str], AsyncIterator[bytes]]
+Fetch = Callable[[str], AsyncGenerator[bytes]]
 
 
 class Results:
@@ -63,13 +63,17 @@ class Results:
         when the store cannot take it now."""
         if urlsplit(result).scheme in ("http", "https"):
             if self.fetch is None:
-                raise HandlerError("this worker cannot copy URLs (no object-store client)")
+                raise HandlerError("this worker cannot copy URLs (no HTTP client)")
             try:
-                async with asyncio.timeout(url_timeout):
-                    return await self.store.put_chunks(self.fetch(result), key, limit=self.limit)
+                async with (
+                    asyncio.timeout(url_timeout),
+                    contextlib.aclosing(self.fetch(result)) as chunks,
+                ):
+                    return await self.store.put_chunks(chunks, key, limit=self.limit)
             except TimeoutError:
                 raise HandlerError(
-                    f"copying the generator's URL took over {url_timeout:g}s"
+                    f"copying the generator's URL took over {url_timeout:g}s, the job's "
+                    "limit ([worker] timeout_seconds)"
                 ) from None
         path = await self._local_video(result)
         stored = await self.store.put_file(path, key, limit=self.limit)
