@@ -6,7 +6,7 @@
 -- is where it stands now.
 CREATE OR REPLACE FUNCTION vidretry_place_in_line(asset_id bigint)
 RETURNS TABLE (place bigint, running bigint, median_seconds float8)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
 WITH me AS (
     SELECT id, priority, generation, turn, run_at FROM video_assets
     WHERE id = asset_id AND state = 'pending'

@@ -480,6 +480,9 @@ async def _install_functions(conn: Connection, catalog: Catalog, state: SchemaSt
     async def body() -> None:
         # As pg_dump does: a function may name one defined in a later file.
         await conn.execute("SET LOCAL check_function_bodies = off")
+        # What "SET search_path FROM CURRENT" pins each function to: vidretry's schema,
+        # pg_temp last.
+        await conn.execute(queries()["pin_search_path_to_vidretrys_schema"])
         for function in catalog.functions:
             await conn.execute(function.sql)
         await conn.execute(
