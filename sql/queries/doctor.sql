@@ -17,3 +17,17 @@ WHERE p.prosecdef AND o.rolsuper AND a.privilege_type = 'EXECUTE' AND a.grantee 
                             'vidretry_enqueue(text, bigint, bigint, jsonb, integer)'))
 GROUP BY p.proname, o.rolname
 ORDER BY p.proname;
+
+-- name: roles_that_may_create_in_vidretrys_schema
+-- Roles besides its owner that may create objects in the schema vidretry's tables are in
+-- (PUBLIC in `public` before PostgreSQL 15): an operator or a function of theirs there
+-- could be picked over PostgreSQL's own by the interface's statements, search path or not.
+SELECT n.nspname AS schema, coalesce(g.rolname, 'PUBLIC') AS role
+FROM pg_namespace AS n
+CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) AS a
+LEFT JOIN pg_roles AS g ON g.oid = a.grantee
+WHERE n.oid = (SELECT c.relnamespace FROM pg_class AS c
+               WHERE c.oid = to_regclass('vidretry_migrations'))
+  AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner
+  AND NOT coalesce(g.rolsuper, false)
+ORDER BY 2;

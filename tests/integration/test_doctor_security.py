@@ -77,6 +77,26 @@ async def test_doctor_warns_when_another_role_may_call_functions_running_as_a_su
     assert owned.verdict is Verdict.OK
 
 
+async def test_doctor_warns_when_others_may_create_objects_in_vidretrys_schema(
+    db_url: str, tmp_path: Path, postgresql: psycopg.Connection[Any]
+) -> None:
+    """PostgreSQL before 15 let PUBLIC create in ``public``: an operator of a caller's there,
+    exactly matching the interface's argument types, would be picked over PostgreSQL's own."""
+    path = config_file(tmp_path, db_url)
+    postgresql.autocommit = True
+    postgresql.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    (warning,) = (await checks(path))["sql interface"]
+    assert (warning.verdict, warning.detail) == (
+        Verdict.WARN,
+        "PUBLIC may create objects in schema public, where vidretry is: an operator or "
+        "function of theirs could be picked by the interface's statements; REVOKE CREATE ON "
+        "SCHEMA public FROM PUBLIC",
+    )
+    postgresql.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    (fine,) = (await checks(path))["sql interface"]
+    assert fine.verdict is Verdict.OK
+
+
 async def test_doctor_warns_of_a_console_token_other_users_can_read(
     db_url: str, tmp_path: Path
 ) -> None:

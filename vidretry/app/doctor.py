@@ -88,7 +88,7 @@ async def _database(url: str, config: Config) -> list[Check]:
         return [Check("database", Verdict.FAIL, str(exc)), *await _token_files(config, None)]
     async with conn:
         version = await schema.schema_version(conn)
-        looks = [await _sql_interface(conn), *await _token_files(config, conn)]
+        looks = [*await _sql_interface(conn), *await _token_files(config, conn)]
     checks = [Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}")]
     latest = schema.latest_version()
     if version == latest:
@@ -105,23 +105,38 @@ async def _database(url: str, config: Config) -> list[Check]:
     return checks
 
 
-async def _sql_interface(conn: db.Connection) -> Check:
+async def _sql_interface(conn: db.Connection) -> list[Check]:
     """The functions other programs call run as their owner: a superuser owner gives any
-    role allowed to call them every right a mistake in them could reach."""
+    role allowed to call them every right a mistake in them could reach; and a role that may
+    create objects in vidretry's schema could put its own operator in their way."""
+    checks = []
     found = await db.fetch_all(conn, "interface_functions_run_as_a_superuser", {})
-    if not found:
-        return Check(
-            "sql interface", Verdict.OK, "no function of it runs as a superuser for another role"
+    if found:
+        callers = sorted({caller for row in found for caller in row["callers"]})
+        checks.append(
+            Check(
+                "sql interface",
+                Verdict.WARN,
+                f"{', '.join(row['function'] for row in found)} run as superuser "
+                f"{found[0]['owner']} and {', '.join(callers)} may call them: give vidretry's "
+                "schema an owner that is no superuser (docs/integrate.md#rights)",
+            )
         )
-    owner = found[0]["owner"]
-    callers = sorted({caller for row in found for caller in row["callers"]})
-    return Check(
-        "sql interface",
-        Verdict.WARN,
-        f"{', '.join(row['function'] for row in found)} run as superuser {owner} and "
-        f"{', '.join(callers)} may call them: give vidretry's schema an owner that is no "
-        "superuser (docs/integrate.md#rights)",
-    )
+    creators = await db.fetch_all(conn, "roles_that_may_create_in_vidretrys_schema", {})
+    if creators:
+        where = creators[0]["schema"]
+        checks.append(
+            Check(
+                "sql interface",
+                Verdict.WARN,
+                f"{', '.join(row['role'] for row in creators)} may create objects in schema "
+                f"{where}, where vidretry is: an operator or function of theirs could be "
+                f"picked by the interface's statements; REVOKE CREATE ON SCHEMA {where} FROM "
+                f"{', '.join(row['role'] for row in creators)}",
+            )
+        )
+    ok = "no function of it runs as a superuser for another role; nobody else writes its schema"
+    return checks or [Check("sql interface", Verdict.OK, ok)]
 
 
 # A console token (vidretry.web.tokens: "vrt_" and 32 random bytes, URL-safe base64).
