@@ -56,9 +56,12 @@ class FileStore:
         return _within(os.path.realpath(path), self._real_directory())
 
     def _real_directory(self) -> str:
-        if self._real is None:
-            self._real = os.path.realpath(self.directory)
-        return self._real
+        if self._real is not None:
+            return self._real
+        real = os.path.realpath(self.directory)
+        if os.path.isdir(real):  # kept once it exists (a worker makes it at its first video)
+            self._real = real
+        return real
 
     def _confined(self, uri: str) -> str:
         """The real path of a file ``uri`` names inside the directory, or ``ResultRefused``."""
