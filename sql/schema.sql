@@ -5,6 +5,7 @@
 
 CREATE FUNCTION public.job_events_append_only() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 BEGIN
     RAISE EXCEPTION 'job_events is append-only';
@@ -22,7 +23,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_asset(asset_id bigint) RETURNS TABLE(id bigint, name text, state text, priority smallint, attempts integer, max_attempts integer, generation integer, result text, last_error text, place bigint, updated_at timestamp with time zone)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 SELECT a.id, a.name, a.state, a.priority, a.attempts, a.max_attempts, a.generation,
        a.result, a.last_error, (SELECT p.place FROM vidretry_place_in_line(a.id) AS p),
@@ -33,7 +34,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_cancel(asset_id bigint, user_id bigint) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -63,6 +64,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_cancel_job(asset_id bigint, actor text, reason text, unwanted boolean, at_time timestamp with time zone) RETURNS TABLE(id bigint, was text)
     LANGUAGE sql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 WITH old AS (
     SELECT id, state, lease_owner FROM video_assets WHERE id = asset_id FOR UPDATE
@@ -94,6 +96,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_check_ids(user_id bigint, chat_id bigint, asset_id bigint) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 BEGIN
     IF user_id IS NOT NULL AND user_id NOT BETWEEN 1 AND 9007199254740991 THEN
@@ -114,7 +117,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_enqueue(name text, user_id bigint, chat_id bigint DEFAULT NULL::bigint, params jsonb DEFAULT '{}'::jsonb, priority integer DEFAULT 0) RETURNS bigint
     LANGUAGE sql SECURITY DEFINER
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 SELECT asset_id FROM vidretry_enqueue_request(
     name, user_id, chat_id, params, priority,
@@ -123,6 +126,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_enqueue_request(name text, user_id bigint, chat_id bigint, params jsonb, priority integer, max_attempts integer, actor text, at_time timestamp with time zone, OUT asset_id bigint, OUT state text, OUT created boolean, OUT retried boolean, OUT ready_queued boolean) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -266,10 +270,12 @@ $$;
 
 CREATE FUNCTION public.vidretry_interface_version() RETURNS integer
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'public', 'pg_temp'
     AS $$ SELECT 1 $$;
 
 CREATE FUNCTION public.vidretry_normalise_name(name text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'public', 'pg_temp'
     AS $_$
 DECLARE
     blank CONSTANT text := '[\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a'
@@ -288,11 +294,15 @@ END;
 $_$;
 
 CREATE FUNCTION public.vidretry_place_in_line(asset_id bigint) RETURNS TABLE(place bigint, running bigint, median_seconds double precision)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
     AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
 WITH me AS (
-    SELECT id, priority, generation, turn, run_at FROM video_assets
-    WHERE id = asset_id AND state = 'pending'
+    SELECT v.id, v.priority, v.generation, v.turn, v.run_at FROM video_assets AS v
+    WHERE v.id = vidretry_place_in_line.asset_id AND v.state = 'pending'
 ),
 ahead AS (
     -- Two ranges of the claim index: every higher priority, and the jobs before this one
@@ -304,8 +314,8 @@ ahead AS (
                 AND ((a.generation = 0), a.turn, a.run_at, a.id)
                     < ((me.generation = 0), me.turn, me.run_at, me.id)) AS n
 ),
-running AS (
-    SELECT count(*) AS n FROM video_assets WHERE state = 'running'
+now_running AS (
+    SELECT count(*) AS n FROM video_assets AS v WHERE v.state = 'running'
 ),
 finished AS (
     -- The newest outcomes, through the primary key backwards; each with its claim.
@@ -326,14 +336,15 @@ durations AS (
         LIMIT 1
     ) AS c ON true
 )
-SELECT ahead.n + 1, running.n,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM durations)::float8
-FROM me, ahead, running;
+SELECT ahead.n + 1, now_running.n,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds) FROM durations AS d)::float8
+FROM me, ahead, now_running;
+END;
 $$;
 
 CREATE FUNCTION public.vidretry_retry(asset_id bigint, user_id bigint) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -379,6 +390,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_retry_asset(asset_id bigint, actor text, button_generation integer, request_of bigint, reason text, at_time timestamp with time zone, OUT outcome text, OUT state text, OUT generation integer, OUT reopened_users bigint[], OUT superseded integer) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -446,7 +458,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_track_message(asset_id bigint, user_id bigint, message_id bigint) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -468,6 +480,7 @@ $$;
 
 CREATE FUNCTION public.vidretry_withdraw_request(asset_id bigint, user_id bigint, button_generation integer, at_time timestamp with time zone, OUT outcome text, OUT state text, OUT was_running boolean) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE

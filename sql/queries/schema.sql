@@ -99,6 +99,17 @@ INSERT INTO vidretry_migrations (version, name, checksum)
 VALUES (%(version)s, %(name)s, NULL)
 ON CONFLICT (version) DO NOTHING;
 
+-- name: pin_search_path_to_vidretrys_schema
+-- For the rest of this transaction: vidretry's schema (the one its tables are in, wherever it
+-- was installed) and the caller's temporary schema last, so that every function created now
+-- with "SET search_path FROM CURRENT" looks there alone. Without it a function's search path
+-- would be the session's, where PostgreSQL searches pg_temp first: a caller's temporary
+-- table would stand in for vidretry's.
+SELECT set_config('search_path', quote_ident(n.nspname) || ', pg_temp', true) AS search_path
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('vidretry_migrations');
+
 -- name: record_functions
 -- The set of SQL functions just installed, and whose.
 INSERT INTO vidretry_schema_functions AS f (release, checksum)

@@ -424,6 +424,9 @@ async def _install_functions(online: Online, catalog: Catalog, state: SchemaStat
     async def body() -> None:
         # As pg_dump does: a function may name one defined in a later file.
         await conn.execute(queries()["skip_function_bodies"])
+        # What "SET search_path FROM CURRENT" pins each function to: vidretry's schema,
+        # pg_temp last.
+        await conn.execute(queries()["pin_search_path_to_vidretrys_schema"])
         for function in catalog.functions:
             await conn.execute(function.sql)
         await conn.execute(
