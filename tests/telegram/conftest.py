@@ -24,6 +24,7 @@ from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.results.keeping import Results
 from vidretry.store.listen import Listener
 from vidretry.store.pool import open_pool
 from vidretry.telegram.adapter import TelegramBot, build_client
@@ -85,10 +86,14 @@ async def deployed(
     name: str = "n1",
     settings: TelegramConfig = WITH_ADMIN,
     plugins: Sequence[ModuleType] = (),
+    results: Results | None = None,
+    delete_after_delivery: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Deployment]:
-    """The bot and its notifier; ``clock`` for SQL and ``monotonic`` for the pacer and the
-    outage tracker (a ``FakeClock``'s two, for a test that moves time by hand)."""
+    """A notifier and its bot on the double. ``results``: where videos are read from (by
+    default any local file); ``delete_after_delivery``: ``[storage]``'s setting; ``clock``
+    for SQL and ``monotonic`` for the pacer and the outage tracker (a ``FakeClock``'s two,
+    for a test that moves time by hand)."""
     client = build_client(
         TelegramConfig(
             api_id=1, api_hash="0" * 32, bot_token=BOT_TOKEN, session=tmp_path / f"{name}.session"
@@ -97,7 +102,7 @@ async def deployed(
     )
     install(client, telegram)
     pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds, monotonic=monotonic)
-    bot = TelegramBot(client, pacer=pacer)
+    bot = TelegramBot(client, pacer=pacer, results=results)
     await bot.start(BOT_TOKEN)
     try:
         async with open_pool(db_url, max_size=4) as pool:
@@ -112,6 +117,7 @@ async def deployed(
                 pacer=pacer,
                 monotonic=monotonic,
                 name=name,
+                results=results if delete_after_delivery else None,
             )
             editor = ProgressEditor(
                 pool,

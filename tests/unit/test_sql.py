@@ -28,6 +28,19 @@ def test_migrations_are_numbered_from_one() -> None:
     )
 
 
+def test_a_signed_urls_query_is_cut_from_any_text() -> None:
+    text = (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?X-Amz-Signature=abc&"
+        "X-Amz-Credential=AKIA%2F1 in 2ms - 403; see http://x/y#frag and 'https://q/r?s=1'; "
+        "retry with X-Amz-Signature=def or sig=ghi"
+    )
+    assert redact.without_queries(text) == (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?… in 2ms - 403; see http://x/y?… "
+        "and 'https://q/r?…'; retry with X-Amz-Signature=… or sig=…"
+    )
+    assert redact.without_queries("exit status 1: no such file") == "exit status 1: no such file"
+
+
 def test_redact_url_hides_the_password() -> None:
     assert redact.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert "hunter2" not in redact.redact_url("host=h password=hunter2 dbname=x")
@@ -94,7 +107,8 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "delivered_video_to_delete": ["a.state = 'available'"],
     # schema.sql
     "record_missing_checksum": ["checksum IS NULL"],
-    # the functions of sql/migrations (schema 18)
+    "finish_step": ["finished_at IS NULL"],
+    # the functions of sql/functions
     "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
@@ -107,19 +121,21 @@ _FUNCTION = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\(.*?\$\$(.*?)\$\$
 
 
 def functions() -> dict[str, str]:
-    """The body of every SQL function the migrations define, as the newest defines it."""
+    """The body of every SQL function: as sql/functions has it, else as the newest
+    migration that defines it does."""
     found = {}
-    for migration in sqlfiles.migrations():
-        for match in _FUNCTION.finditer(migration.sql):
+    for text in [m.sql for m in sqlfiles.migrations()] + [f.sql for f in sqlfiles.functions()]:
+        for match in _FUNCTION.finditer(text):
             found[match[1]] = match[2]
     return found
 
 
 def test_every_function_says_what_it_is_for() -> None:
-    for migration in sqlfiles.migrations()[17:]:  # since schema 18, the SQL interface's
-        for match in _FUNCTION.finditer(migration.sql):
-            before = migration.sql[: match.start()].rstrip().splitlines()[-1]
-            assert before.startswith("--"), f"{match[1]} has no comment"
+    for function in sqlfiles.functions():
+        (match,) = _FUNCTION.finditer(function.sql)  # one function a file, named after it
+        assert match[1] == function.name
+        before = function.sql[: match.start()].rstrip().splitlines()[-1]
+        assert before.startswith("--"), f"{match[1]} has no comment"
     assert {"vidretry_enqueue", "vidretry_retry", "vidretry_cancel"} <= set(functions())
 
 
