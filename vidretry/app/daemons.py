@@ -322,6 +322,7 @@ class NotifierProcess:
         await self._publish_bot_rules()
         notifier_config = self.config.notifier
         pacer = Pacer(notifier_config.rate_per_second, notifier_config.per_chat_interval_seconds)
+        pacer.take_over()  # from a leader that may have been sending a moment ago
         bot = self.open_bot(pacer) if self.open_bot is not None else None
         if bot is not None:
             bot.on_connection = self._note_connection

@@ -249,6 +249,11 @@ def _is_number(text: str, max_digits: int) -> bool:
     return 1 <= len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
+# The rate's window as the pacer keeps it: 2 % longer than a second, for the moment between
+# its guard and the request on the wire.
+WINDOW_SECONDS = 1.02
+
+
 class RateLimiter:
     """Spaces sends: at most ``rate`` per second overall and one per ``chat_interval`` seconds
     in each chat. Every send gets a start time at least ``1/rate`` seconds from every other,
@@ -325,6 +330,13 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         self.limiter.pause(self.monotonic() + seconds)
 
+    def take_over(self) -> None:
+        """A new leader's pacer: the leader before it may have sent up to the limit in the
+        second before it stopped, and to any chat within its interval (a standby takes over
+        the moment a leader resigns). Nothing is sent before both have passed; the rows wait
+        for their slots, unmarked, as in a flood wait."""
+        self.pause(max(WINDOW_SECONDS, self.chat_interval))
+
     def paused_for(self) -> float:
         return self.limiter.paused_for(self.monotonic())
 
@@ -353,7 +365,7 @@ class Pacer:
                 await asyncio.sleep(chat_wait)
             async with self._window_lock:
                 if len(self._recent_sends) == self._recent_sends.maxlen:
-                    wait = self._recent_sends[0] + 1.02 - self.monotonic()
+                    wait = self._recent_sends[0] + WINDOW_SECONDS - self.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
                 now = self.monotonic()
