@@ -70,9 +70,11 @@ class WorkerConfig:
     breaker_probe_max_seconds: float = field(default=120.0, metadata=_bounded(0.1, 86400))
     # Global quotas on the generator, across every worker on every machine (0: none): at most
     # max_running jobs running at once, and no 60-second window with more than
-    # max_starts_per_minute starts. Give every worker the same values.
+    # max_starts_per_minute starts (a window of starts_window_seconds, for a generator whose
+    # quota is counted over another). Give every worker the same values.
     max_running: int = field(default=0, metadata=_bounded(0, 100_000))
     max_starts_per_minute: int = field(default=0, metadata=_bounded(0, 100_000))
+    starts_window_seconds: float = field(default=60.0, metadata=_bounded(1, 86400))
     # A generator's "slow down" (exit status listed here, or RateLimited raised): the job
     # waits with its attempt given back and every worker holds off new starts for its
     # `retry-after <seconds>` (default: the backoff). 75 is EX_TEMPFAIL.

@@ -214,7 +214,7 @@ claimed AS (
 spent AS (
     -- The probe's start takes a token, like a claim's (none without the quota).
     UPDATE start_tokens AS t
-    SET free_at = coalesce(%(now)s::timestamptz, now()) + interval '60 seconds'
+    SET free_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(start_window)s)
     WHERE t.id = (SELECT id FROM start_tokens
                   WHERE id <= %(max_starts)s::integer
                     AND free_at <= coalesce(%(now)s::timestamptz, now())

@@ -69,9 +69,11 @@ claimed AS (
     RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
 ),
 spent AS (
-    -- Each start takes a free token for 60 seconds (none without the quota).
+    -- Each start takes a free token for the quota's window, a minute unless configured
+    -- otherwise (none without the quota).
     UPDATE start_tokens AS t
-    SET free_at = coalesce(%(now)s::timestamptz, statement_timestamp()) + interval '60 seconds'
+    SET free_at = coalesce(%(now)s::timestamptz, statement_timestamp())
+                  + make_interval(secs => %(start_window)s)
     WHERE t.id = ANY (ARRAY(
               SELECT id FROM start_tokens
               WHERE id <= %(max_starts)s::integer

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.test_worker import FAST, add, worker_for
 from tests.support import FakeClock, rows, scalar
+from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError
 from vidretry.models import ClaimedJob
 from vidretry.queue import jobs, reports
@@ -282,7 +283,10 @@ async def test_a_crashed_worker_s_slot_comes_back_with_its_lease(conn: db.Connec
 
 async def test_no_sixty_seconds_hold_more_starts_than_the_quota(conn: db.Connection) -> None:
     clock = FakeClock()
-    quota = Quota(max_starts_per_minute=3)
+    # The default window: a minute (tests/acceptance/test_fair_share.py has a shorter one).
+    window = WorkerConfig().starts_window_seconds
+    assert window == 60
+    quota = Quota(max_starts_per_minute=3, starts_window_seconds=window)
     await jobs.prepare_quota(conn, quota)
     for i in range(10):
         await ask(conn, clock, f"v{i}", 1 + i)

@@ -1,6 +1,7 @@
 """The global quotas on the generator: how many jobs may run at once across every worker
 (``[worker] max_running``), and how many may start in any 60 seconds
-(``[worker] max_starts_per_minute``).
+(``[worker] max_starts_per_minute``; the window is ``starts_window_seconds``, a minute unless
+a generator's quota is counted over another).
 
 Both are enforced in PostgreSQL when a job is claimed (``claim_jobs`` and the breaker's
 ``claim_probe``), so they hold across machines and through crashes: a crashed worker's job
@@ -21,13 +22,18 @@ class Quota:
 
     max_running: int = 0
     max_starts_per_minute: int = 0
+    starts_window_seconds: float = 60.0
 
     @property
     def limited(self) -> bool:
         return self.max_running > 0 or self.max_starts_per_minute > 0
 
-    def params(self) -> dict[str, int]:
-        return {"max_running": self.max_running, "max_starts": self.max_starts_per_minute}
+    def params(self) -> dict[str, float]:
+        return {
+            "max_running": self.max_running,
+            "max_starts": self.max_starts_per_minute,
+            "start_window": self.starts_window_seconds,
+        }
 
 
 NO_QUOTA = Quota()

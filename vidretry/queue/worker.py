@@ -92,9 +92,12 @@ class Worker:
         # Where finished videos are kept ([storage]; without one, where they were written).
         self.results = results or Results(FileStore(config.output_dir), scratch=config.output_dir)
         self.store_alert_seconds = store_alert_seconds  # [storage] alert_after_seconds
+        self.store_retry_max_seconds = store_retry_max_seconds  # [storage] retry_max_seconds
         self.store_down = False  # this worker last found the store unreachable
         self.fair = fair  # [queue] fair, written for every enqueue to follow
-        self.quota = Quota(config.max_running, config.max_starts_per_minute)
+        self.quota = Quota(
+            config.max_running, config.max_starts_per_minute, config.starts_window_seconds
+        )
         self.prepared = False  # the queue's policy and quota tokens written, at the start
         self.clock = clock
         self.rng = rng
