@@ -102,9 +102,11 @@ class StorageConfig:
     # Delete a video's object once every waiting user has it (later sends go by Telegram's
     # reference); a reference Telegram refuses for good cannot be uploaded again then.
     delete_after_delivery: bool = False
-    # While the store cannot be reached, workers keep their finished videos and try again;
-    # after this long the admins ([telegram] admins) are told.
+    # While the store cannot be reached, workers keep their finished videos and try again
+    # (at least every retry_max_seconds); after alert_after_seconds the admins ([telegram]
+    # admins) are told.
     alert_after_seconds: float = field(default=300.0, metadata=_bounded(1, 7 * 86400))
+    retry_max_seconds: float = field(default=10.0, metadata=_bounded(0.1, 3600))
 
     @property
     def scheme(self) -> str:

@@ -150,6 +150,7 @@ def build_worker(
         fair=config.queue.fair,
         results=configured(config),
         store_alert_seconds=config.storage.alert_after_seconds,
+        store_retry_max_seconds=config.storage.retry_max_seconds,
     )
 
 

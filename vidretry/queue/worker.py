@@ -44,9 +44,6 @@ from vidretry.store.redact import one_line, without_queries
 
 log = logging.getLogger("vidretry.worker")
 
-# A store that cannot take a finished video is tried again after 1 s, 2 s, 4 s ... at most
-# this far apart: the video goes in within about this long of the store's recovery.
-STORE_RETRY_MAX_SECONDS = 10.0
 # A "slow down" holds every worker off at least this long, whatever the generator said: a
 # generator answering 429 with "retry-after 0" must not turn the workers into a busy loop.
 MIN_HOLD_SECONDS = 1.0
@@ -81,6 +78,9 @@ class Worker:
         fair: bool = True,
         results: Results | None = None,
         store_alert_seconds: float = 300.0,
+        # A store that cannot take a finished video is tried again after 1 s, 2 s, 4 s ...
+        # at most this far apart: the video goes in within about this long of its recovery.
+        store_retry_max_seconds: float = 10.0,
     ) -> None:
         self.listener = listener  # woken by NOTIFY; None: polls alone
         self.pruning = pruning  # [retention] days: old history pruned in the background
@@ -255,7 +255,7 @@ class Worker:
                     result, key, url_timeout=self.config.timeout_seconds
                 )
             except StoreUnavailable as exc:
-                wait = min(delay.next(), STORE_RETRY_MAX_SECONDS)
+                wait = min(delay.next(), self.store_retry_max_seconds)
                 log.warning(
                     "job %s: video made, but the store cannot take it (%s); it is kept here, "
                     "trying again in %.1fs", job.id, without_queries(one_line(exc)), wait,
