@@ -1,5 +1,10 @@
 """The circuit breaker, pause/resume and the retries-first order, with real worker processes
-and the default [worker] settings (only the handler is chosen)."""
+and the default [worker] settings but the handler and three clocks, shortened: the breaker's
+probe interval (2 s, doubling to 8, where the defaults are 30 and 120) and the backoff
+between attempts (1 s where the default is 10). The outage is a few probe intervals long,
+as a real one is with the defaults; that they probe and resume on the default schedule is
+tests/properties's (a hand-moved clock), and when the breaker trips (five assets in a row,
+within ten minutes) stays the default here."""
 
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ from vidretry.store import db
 ADMINS = (900, 901)
 SETUP = (
     'handler = "python:sample_handlers:down_while_flagged"\n'
+    "breaker_probe_seconds = 2\nbreaker_probe_max_seconds = 8\nbackoff_base_seconds = 1\n"
     f"\n[telegram]\nadmins = [{', '.join(map(str, ADMINS))}]\n"
 )
-DEFAULTS = WorkerConfig()
+SETTINGS = WorkerConfig(breaker_probe_seconds=2, breaker_probe_max_seconds=8)
+# The generator is down for this long: probes fail at 2 s and 6 s, and the one at 14 s
+# (8 s later, the interval's cap) works.
+OUTAGE_SECONDS = 12.0
 
 
 @contextmanager
@@ -82,7 +91,7 @@ PAUSED = "SELECT count(*) FROM queue_pauses WHERE resumed_at IS NULL"
 async def test_a_generator_outage_pauses_the_queue_and_costs_nobody_an_attempt(
     db_url: str, make_cli: Callable[[str], Cli], tmp_path: Path
 ) -> None:
-    """Two workers; the generator fails every job for 60 s, then works again."""
+    """Two workers; the generator fails every job for a few probe intervals, then works."""
     cli = make_cli(SETUP)
     down = tmp_path / "generator-down"
     down.touch()
@@ -93,10 +102,10 @@ async def test_a_generator_outage_pauses_the_queue_and_costs_nobody_an_attempt(
         assert status["state"] == "paused"
         assert status["reason"] == "breaker"
         assert "wrong API key" in status["detail"]
-        await asyncio.sleep(60 - 0.5)
+        await asyncio.sleep(OUTAGE_SECONDS - 0.5)
         down.unlink()  # the generator is back
         drained = await wait_for(db_url, OPEN, lambda n: n == 0, seconds=120)
-    assert drained <= DEFAULTS.breaker_probe_seconds + 30
+    assert drained <= SETTINGS.breaker_probe_max_seconds + 10  # the next probe, and the rest
     async with await db.connect(db_url) as conn:
         assets = await rows(conn, "SELECT state, generation FROM video_assets ORDER BY id")
         assert assets == [{"state": "available", "generation": 0}] * len(ids)
@@ -112,7 +121,7 @@ async def test_a_generator_outage_pauses_the_queue_and_costs_nobody_an_attempt(
         ]
         assert "wrong API key" in notices[0]["payload"]["error"]
         assert notices[0]["payload"]["waiting"] == len(ids)
-        assert notices[-1]["payload"]["paused_seconds"] >= 55
+        assert notices[-1]["payload"]["paused_seconds"] >= OUTAGE_SECONDS - 1
         (pause,) = await rows(conn, "SELECT * FROM queue_pauses")
         assert pause["reason"] == "breaker"
         assert pause["resumed_at"] is not None
@@ -135,11 +144,11 @@ async def test_a_poison_asset_still_fails_while_the_others_succeed(
     with workers(cli, 2):
         for i in range(12):  # good work keeps arriving around the poison's attempts
             await add_assets(db_url, [f"good-{i}"], down=str(down))
-            await asyncio.sleep(3)
+            await asyncio.sleep(0.5)
         await wait_for(db_url, OPEN, lambda n: n == 0, seconds=120)
     async with await db.connect(db_url) as conn:
         states = await rows(conn, "SELECT id, state, attempts FROM video_assets ORDER BY id")
-        assert states[0] == {"id": poison, "state": "failed", "attempts": DEFAULTS.max_attempts}
+        assert states[0] == {"id": poison, "state": "failed", "attempts": SETTINGS.max_attempts}
         assert {s["state"] for s in states[1:]} == {"available"}
         notes = await rows(conn, "SELECT asset_id FROM notifications WHERE kind = 'failed'")
         assert notes == [{"asset_id": poison}]
@@ -158,7 +167,7 @@ async def test_a_manual_pause_holds_through_probe_intervals_until_resume(
     assert "already paused" in cli("pause").stdout
     ids = await add_assets(db_url, ["a", "b", "c"], down=str(tmp_path / "never"))
     with workers(cli, 2):
-        await asyncio.sleep(DEFAULTS.breaker_probe_seconds * 1.5)  # a probe would have run
+        await asyncio.sleep(SETTINGS.breaker_probe_seconds * 1.5)  # a probe would have run
         async with await db.connect(db_url) as conn:
             assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'claimed'") == 0
         status = cli.json("status")["queue"]
