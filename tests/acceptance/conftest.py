@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class BuiltWheel:
+    """This checkout's wheel (None if the build failed), and what the build printed."""
+
+    path: Path | None
+    returncode: int
+    output: str
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> BuiltWheel:
+    """This checkout's wheel, built once per run, offline: the build backend is this
+    environment's (no build isolation, no index). Under xdist the first worker to need it
+    builds it, under a lock in the run's directory, and the others find it there."""
+    base = tmp_path_factory.getbasetemp()
+    run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory, record = run / "wheel", run / "wheel" / "build.json"
+    with (run / "wheel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            directory.mkdir(exist_ok=True)
+            build = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", str(TESTS.parent), "--no-deps",
+                 "--no-build-isolation", "--no-index", "-w", str(directory)],
+                capture_output=True, text=True, timeout=600, check=False,
+            )  # fmt: skip
+            record.write_text(json.dumps([build.returncode, build.stdout + build.stderr]))
+    returncode, output = json.loads(record.read_text())
+    return BuiltWheel(next(directory.glob("vidretry-*.whl"), None), returncode, output)
 
 
 class Cli:

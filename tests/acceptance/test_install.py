@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.acceptance.conftest import BuiltWheel
 from vidretry.store import sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,29 +30,34 @@ def test_the_repository_holds_no_symlink() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -> None:
-    build = run(
-        sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-w", "wheels", cwd=tmp_path
-    )
-    assert build.returncode == 0, build.stderr
+def test_the_built_wheel_carries_every_statement_and_migration(
+    built_wheel: BuiltWheel, tmp_path: Path
+) -> None:
+    assert built_wheel.returncode == 0, built_wheel.output
     # This machine's pip names an extra index location it ignores: that is pip, not the build.
     warnings = [
         line
-        for line in (build.stdout + build.stderr).splitlines()
+        for line in built_wheel.output.splitlines()
         if "warn" in line.lower() and "Location 'file" not in line
     ]
     assert warnings == []
-    (wheel,) = (tmp_path / "wheels").glob("vidretry-*.whl")
+    wheel = built_wheel.path
+    assert wheel is not None
     # The web console serves its pages and its one script from the package itself.
     packaged = set(zipfile.ZipFile(wheel).namelist())
     console = ROOT / "vidretry" / "web"
     for path in [*console.glob("templates/*.html"), *console.glob("static/*")]:
         assert f"vidretry/web/{path.parent.name}/{path.name}" in packaged, path.name
 
+    # A fresh environment gets the wheel alone (its dependencies are PyPI's to serve, and
+    # nothing in the suite leaves this machine): what it carries is what is found.
     venv = tmp_path / "venv"
-    assert run(sys.executable, "-m", "venv", venv, cwd=tmp_path).returncode == 0
+    assert run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path).returncode == 0
     python = venv / "bin" / "python"
-    installed = run(python, "-m", "pip", "install", "-q", wheel, cwd=tmp_path)
+    installed = run(
+        sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+        "--no-index", wheel, cwd=tmp_path,
+    )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
 
     probe = run(
