@@ -16,7 +16,7 @@ import pytest
 from psycopg import errors
 
 from tests.hostile.conftest import Installed
-from tests.support import rows, scalar
+from tests.support import rows, scalar, unpinned_functions
 from vidretry.queue import jobs
 from vidretry.store import db
 
@@ -170,15 +170,14 @@ async def test_every_function_vidretry_installs_looks_only_in_its_own_schema(
     those that run as their owner."""
     functions = await rows(
         owner,
-        "SELECT p.proname AS name, p.prosecdef AS definer, p.proconfig AS config "
+        "SELECT p.proname AS name, p.prosecdef AS definer "
         "FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE n.nspname = %s ORDER BY p.proname",
         installed.schema,
     )
     names = {f["name"] for f in functions}
     assert {"vidretry_enqueue", "vidretry_retry", "job_events_append_only"} <= names
-    pinned = [f"search_path={installed.schema}, pg_temp"]
-    assert [f for f in functions if f["config"] != pinned] == []
+    assert await unpinned_functions(owner, installed.schema) == []
     definers = sorted(f["name"] for f in functions if f["definer"])
     assert definers == [
         "vidretry_asset", "vidretry_cancel", "vidretry_enqueue", "vidretry_retry",
