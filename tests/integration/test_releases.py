@@ -113,7 +113,7 @@ async def test_doctor_shows_the_releases_and_warns_about_a_long_mix(
     assert checks["schema"].verdict is Verdict.OK
     assert checks["schema"].detail.startswith("version ")
     assert checks["releases"].verdict is Verdict.OK
-    assert checks["releases"].detail == "0.20.0 (1 workers, 0 notifiers, 0 web)"
+    assert checks["releases"].detail == "0.20.0 (1 worker)"  # as `status` says it
     await record(conn, "worker", "gpu-2:2", "0.21.0", now - timedelta(hours=2))
     await conn.execute("UPDATE vidretry_processes SET seen_at = now()")
     checks = {check.name: check for check in await _database(db_url, parse_config({}))}

@@ -679,14 +679,7 @@ def _store_down(outage: dict[str, Any] | None) -> dict[str, str] | None:
 
 def _releases(about: dict[str, Any]) -> str:
     """The releases that run, as the overview says it: "0.20.0: 2 workers, 1 notifier"."""
-    shown = []
-    for entry in about["running"]:
-        counts = ", ".join(
-            f"{entry[role]} {role[:-1] if entry[role] == 1 and role != 'web' else role}"
-            for role in ("workers", "notifiers", "web")
-            if entry[role]
-        )
-        shown.append(f"{entry['release']}: {counts}")
+    shown = [f"{entry['release']}: {reports.processes(entry)}" for entry in about["running"]]
     return " · ".join(shown) or "none recorded"
 
 
