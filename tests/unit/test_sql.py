@@ -41,6 +41,17 @@ def test_a_signed_urls_query_is_cut_from_any_text() -> None:
     assert redact.without_queries("exit status 1: no such file") == "exit status 1: no such file"
 
 
+def test_a_urls_user_and_password_are_cut_from_any_text() -> None:
+    text = (
+        "bad https://u:PYPASS@cdn.example/v.mp4?token=abc from postgresql://me:p@ss@db:5432/x"
+        " or 'ftp://anon@host' by mail@example.com"
+    )
+    assert redact.without_queries(text) == (
+        "bad https://…@cdn.example/v.mp4?… from postgresql://…@db:5432/x or 'ftp://…@host' "
+        "by mail@example.com"
+    )
+
+
 def test_redact_url_hides_the_password() -> None:
     assert redact.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert "hunter2" not in redact.redact_url("host=h password=hunter2 dbname=x")
