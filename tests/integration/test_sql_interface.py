@@ -94,6 +94,8 @@ async def test_max_attempts_are_the_workers(
         ({"user_id": 0}, "VR002", "user id must be a positive Telegram user id"),
         ({"user_id": 2**53}, "VR002", "user id must be a positive Telegram user id"),
         ({"chat_id": 0}, "VR002", "chat id must be a Telegram chat id"),
+        ({"chat_id": -2**53}, "VR002", "chat id must be a Telegram chat id"),
+        ({"chat_id": -2**63}, "VR002", "chat id must be a Telegram chat id"),  # the lowest
         ({"user_id": None, "chat_id": 5}, "VR002", "a chat id needs the user id"),
         ({"priority": 10}, "VR003", "priority must be an integer from 0 to 9"),
         ({"params": [1]}, "VR004", "params must be a JSON object, got array"),
