@@ -201,10 +201,11 @@ async def test_by_default_only_https_to_the_public_internet(cdn: Cdn) -> None:
         UrlRefused, match=r"only https:// URLs are copied \(\[generator_urls\] allow_http"
     ):
         await copy(cdn.url("/v.mp4"), default)
-    for url in (f"https://localhost:{cdn.port}/v.mp4", f"https://127.0.0.1:{cdn.port}/v.mp4"):
-        with pytest.raises(UrlRefused, match=r"is (127\.0\.0\.1|::1), a loopback address"):
-            await copy(url, default)
-    with pytest.raises(UrlRefused, match=re.escape("127.0.0.1, a loopback address: refused")):
+    with pytest.raises(UrlRefused, match=r"^localhost is (127\.0\.0\.1|::1), a loopback address"):
+        await copy(f"https://localhost:{cdn.port}/v.mp4", default)
+    with pytest.raises(UrlRefused, match=r"^127\.0\.0\.1 is a loopback address: refused"):
+        await copy(f"https://127.0.0.1:{cdn.port}/v.mp4", default)  # the address said once
+    with pytest.raises(UrlRefused, match=re.escape("127.0.0.1 is a loopback address: refused")):
         await copy(cdn.url("/v.mp4"), replace(default, allow_http=True))
     assert cdn.script.seen == []  # never connected to
 
@@ -285,10 +286,10 @@ async def test_every_redirect_is_checked_and_there_are_at_most_five(cdn: Cdn) ->
         assert await copy(cdn.url("/hop1")) == data  # five redirects
         with pytest.raises(HandlerError, match=f"more than {MAX_REDIRECTS} redirects"):
             await copy(cdn.url("/hop0"))
-        with pytest.raises(UrlRefused, match=re.escape("127.0.0.2, a loopback address: refused")):
+        with pytest.raises(UrlRefused, match=re.escape("127.0.0.2 is a loopback address: refused")):
             await copy(cdn.url("/inside"))
         with pytest.raises(
-            UrlRefused, match=re.escape("169.254.169.254, a cloud metadata address")
+            UrlRefused, match=re.escape("169.254.169.254 is a cloud metadata address")
         ):
             await copy(cdn.url("/metadata"))
         assert inside.script.seen == []
