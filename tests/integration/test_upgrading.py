@@ -206,11 +206,11 @@ async def test_runs_take_turns_under_an_idle_in_transaction_timeout(
     waits for the first to finish instead of running the step again beside it."""
     name = await scalar(conn, "SELECT current_database()")
     await conn.execute(
-        sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '300ms'").format(
+        sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '1s'").format(
             sql.Identifier(name)
         )
     )
-    catalog = with_steps("-- kind: expand\n-- transaction: no\nSELECT pg_sleep(1.5);\n")
+    catalog = with_steps("-- kind: expand\n-- transaction: no\nSELECT pg_sleep(2);\n")
     first = asyncio.create_task(_upgrade(db_url, catalog))
     assert await eventually(lambda: _step_begun(conn), within=10)
     second = asyncio.create_task(_upgrade(db_url, catalog))
