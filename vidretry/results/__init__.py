@@ -8,7 +8,9 @@ it back as a stream into Telegram's upload (``Results.open``), checking both.
 ``base`` holds the interface (``ResultStore``) and the records; ``files`` the directory store
 (``file://``, the default: ``[worker] output_dir``); ``memory`` a store for unit tests;
 ``remote`` the S3-compatible store and the copying of URLs — the only module that imports
-the object-store client (obstore). The app wires the configured store in (``configured``);
+the object-store client (obstore); ``listing`` the bucket's own answer to a signed listing,
+with which ``vidretry doctor`` proves where objects go. The app wires the configured store
+in (``configured``);
 the queue and the notifier see only the interface.
 
 May import: the shared vocabulary. Never ``store``, ``queue`` or an adapter package.
