@@ -159,6 +159,12 @@ forgotten AS (
     -- only written when there is a streak to forget, so successes do not contend for it.
     UPDATE breaker SET streak_assets = '{}', streak_times = '{}'
     WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
+),
+store_back AS (
+    -- A success is a video kept: whatever outage of the store there was is over, whichever
+    -- worker saw it (results.sql), so status stops showing it and the next outage is a new
+    -- one, told in its turn. Without an outage there is no row to lock.
+    DELETE FROM store_outage WHERE id AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;
 

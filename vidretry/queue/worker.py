@@ -38,7 +38,7 @@ from vidretry.queue.retention import BackgroundPruning
 from vidretry.results.base import Stored, StoreUnavailable, object_key
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, execute, fetch_one
+from vidretry.store.db import Connection, execute
 from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
 from vidretry.store.redact import one_line
 
@@ -92,7 +92,6 @@ class Worker:
         # Where finished videos are kept ([storage]; without one, where they were written).
         self.results = results or Results(FileStore(config.output_dir), scratch=config.output_dir)
         self.store_alert_seconds = store_alert_seconds  # [storage] alert_after_seconds
-        self.store_down = False  # this worker last found the store unreachable
         self.fair = fair  # [queue] fair, written for every enqueue to follow
         self.quota = Quota(config.max_running, config.max_starts_per_minute)
         self.prepared = False  # the queue's policy and quota tokens written, at the start
@@ -246,6 +245,7 @@ class Worker:
         cancels this, and the job is handed back as any running job is."""
         key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
         delay = ReconnectDelay(self.rng)
+        failed_since: float | None = None
         while True:
             try:
                 stored = await self.results.keep(
@@ -258,15 +258,19 @@ class Worker:
                     "trying again in %.1fs", job.id, one_line(exc), wait,
                 )  # fmt: skip
                 await self._note_store_outage(str(exc))
+                failed_since = failed_since or time.monotonic()
                 await asyncio.sleep(wait)
                 continue
-            if self.store_down:
-                await self._note_store_back()
+            if failed_since is not None:
+                log.warning(
+                    "job %s: the store took the video (it could not for %.0fs)",
+                    job.id, time.monotonic() - failed_since,
+                )  # fmt: skip
             return stored
 
     async def _note_store_outage(self, detail: str) -> None:
-        """The store is down: noted for everybody, the admins told once it lasts."""
-        self.store_down = True
+        """The store is down: noted for everybody, the admins told once it lasts; the next
+        success of any worker ends it (complete_jobs)."""
         params = {
             "owner": self.name, "detail": detail[:500], "alert_after": self.store_alert_seconds,
             "admins": list(self.breaker.admins), "now": self.clock.now(),
@@ -276,17 +280,6 @@ class Worker:
                 await execute(conn, "note_store_outage_and_queue_notices", params)
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("the store's outage was not recorded: %s", one_line(exc))
-
-    async def _note_store_back(self) -> None:
-        try:
-            async with self.pool.connection() as conn:
-                ended = await fetch_one(conn, "end_store_outage", {})
-        except TRANSIENT_DB_ERRORS as exc:
-            log.warning("the store's recovery was not recorded: %s", one_line(exc))
-            return
-        self.store_down = False
-        if ended is not None:
-            log.warning("the store takes videos again (down since %s)", ended["since"])
 
     async def _let_go(self, stored: Stored) -> None:
         """A video kept for an attempt whose lease was lost: nobody will send it (another
