@@ -172,6 +172,8 @@ WITH pause AS (
                       WHERE until > coalesce(%(now)s::timestamptz, now()))
       AND (%(max_running)s::integer = 0
            OR (SELECT count(*) FROM video_assets WHERE state = 'running')
+              + (SELECT count(*) FROM generators_stopping
+                 WHERE gone_by > coalesce(%(now)s::timestamptz, now()))
               < %(max_running)s::integer)
       AND (%(max_starts)s::integer = 0
            OR EXISTS (SELECT 1 FROM start_tokens

@@ -22,12 +22,16 @@ FROM vidretry_enqueue_request(
 -- lock_quota in one transaction, so claims under a quota see each other's starts.
 WITH room AS (
     -- How many may start now: the caller's free slots, less what the quotas leave. Each
-    -- count is read only when its quota is set.
+    -- count is read only when its quota is set. A generator that still runs for a job that
+    -- was cancelled or rescued takes its slot until it is gone (generators_stopping).
     SELECT least(
         %(limit)s::integer,
         CASE WHEN %(max_running)s::integer > 0
              THEN greatest(0, %(max_running)s::integer
-                              - (SELECT count(*) FROM video_assets WHERE state = 'running'))
+                              - (SELECT count(*) FROM video_assets WHERE state = 'running')
+                              - (SELECT count(*) FROM generators_stopping
+                                 WHERE gone_by > coalesce(%(now)s::timestamptz,
+                                                          statement_timestamp())))
              ELSE %(limit)s::integer END,
         CASE WHEN %(max_starts)s::integer > 0
              THEN (SELECT count(*) FROM start_tokens
@@ -260,9 +264,30 @@ WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
   AND progress IS DISTINCT FROM %(progress)s::real
 RETURNING id, pg_notify('vidretry_progress', id::text) AS notified;
 
--- name: asset_state
--- Why a worker lost a lease (cancelled, or rescued after a stall): read only to log it.
-SELECT state FROM video_assets WHERE id = %(id)s;
+-- name: generator_gone
+-- A worker whose lease was lost (its job cancelled, or rescued) has stopped the generator:
+-- its slot of max_running is free (generators_stopping), and the workers waiting for one
+-- are woken. Says whether the job was cancelled (rather than rescued).
+WITH gone AS (
+    DELETE FROM generators_stopping WHERE lease_token = %(token)s RETURNING asset_id
+)
+SELECT (SELECT state FROM video_assets WHERE id = %(id)s) = 'cancelled' AS cancelled,
+       CASE WHEN EXISTS (SELECT 1 FROM gone) THEN pg_notify('vidretry_jobs', '') END AS woken;
+
+-- name: note_generators_stopping
+-- Before a rescue: the generator of a job whose lease ran out may still be being stopped by
+-- its worker (that gives the job up as its lease ends, then stops it): it keeps its slot of
+-- max_running until that worker says it is gone, or until a stop's grace after the lease
+-- (generators_stopping). Rows past theirs go.
+WITH gone AS (
+    DELETE FROM generators_stopping WHERE gone_by <= coalesce(%(now)s::timestamptz, now())
+)
+INSERT INTO generators_stopping (lease_token, asset_id, owner, gone_by)
+SELECT lease_token, id, lease_owner, vidretry_generator_gone_by(lease_expires_at)
+FROM video_assets
+WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+  AND vidretry_generator_gone_by(lease_expires_at) > coalesce(%(now)s::timestamptz, now())
+ON CONFLICT (lease_token) DO NOTHING;
 
 -- name: rescue_expired_jobs
 -- Jobs whose worker died or hung past its lease, with attempts left: back to pending at once.

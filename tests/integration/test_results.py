@@ -150,7 +150,7 @@ async def test_any_video_kept_ends_an_outage_and_the_next_outage_is_told_again(
         assert shape["store_down_since"] is None  # status and the console: the store is up
 
         clock.advance(120)  # another minute: another outage
-        (second,) = await add(db_url, "b")
+        await add(db_url, "b")
         async with running(db_url, config, Results(down, scratch=tmp_path), clock,
                            store_alert_seconds=60):  # fmt: skip
             assert await eventually(outages, within=10)

@@ -271,10 +271,12 @@ async def record_progress(
     return await fetch_one(conn, "record_progress", params) is not None
 
 
-async def was_cancelled(conn: Connection, job_id: int) -> bool:
-    """After a lost lease: whether the job was cancelled (rather than rescued)."""
-    row = await fetch_one(conn, "asset_state", {"id": job_id})
-    return row is not None and row["state"] == "cancelled"
+async def generator_gone(conn: Connection, job: ClaimedJob) -> bool:
+    """After a lost lease, once the job's generator is stopped: its slot of ``max_running``
+    is free again (until now it counted as running: generators_stopping, schema 21). Returns
+    whether the job was cancelled (rather than rescued)."""
+    row = await fetch_one(conn, "generator_gone", {"id": job.id, "token": job.lease_token})
+    return row is not None and row["cancelled"] is True
 
 
 async def rescue_expired(
@@ -283,9 +285,12 @@ async def rescue_expired(
     """Put jobs whose lease expired back in the queue; the crash used up their attempt.
 
     Jobs that expired on their last attempt come back leased to ``owner``, for the caller to
-    pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here).
+    pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here). Their
+    generators keep their slots of ``max_running`` while their workers may still be
+    stopping them (``generator_gone``).
     """
     params = {"owner": owner, "lease_seconds": lease_seconds, "limit": RESCUE_BATCH, "now": now}
+    await execute(conn, "note_generators_stopping", {"now": now})
     requeued: list[int] = []
     while True:  # in bounded batches, each its own short transaction
         batch = [row["id"] for row in await fetch_all(conn, "rescue_expired_jobs", params)]

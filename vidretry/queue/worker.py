@@ -235,7 +235,7 @@ class Worker:
             return _not_recorded(job, Outcome.SUCCEEDED, exc)
         if not recorded:
             await self._let_go(stored)
-            return _lease_gone(job, Outcome.SUCCEEDED)
+            return await self._lease_gone(job, Outcome.SUCCEEDED)
         return Outcome.SUCCEEDED
 
     async def _keep(self, job: ClaimedJob, result: str) -> Stored:
@@ -296,15 +296,26 @@ class Worker:
     async def _lease_lost_mid_run(self, job: ClaimedJob) -> Outcome:
         """The heartbeat found the lease gone and the generator was stopped: because the
         job was cancelled (nobody waits any more), or it was rescued after a stall."""
-        try:
-            async with self.pool.connection() as conn:
-                cancelled = await jobs.was_cancelled(conn, job.id)
-        except TRANSIENT_DB_ERRORS:
-            cancelled = False
-        if cancelled:
+        if await self._generator_gone(job):
             log.info("job %s: cancelled; generator stopped, no attempt counted", job.id)
             return Outcome.CANCELLED
         log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
+        return Outcome.LOST
+
+    async def _generator_gone(self, job: ClaimedJob) -> bool:
+        """A job whose lease was lost has no generator here any more: its slot of
+        ``max_running``, held while it might still run, is free. Whether it was cancelled.
+        Unsaid (the database unreachable), the slot frees itself shortly after the lease's
+        end."""
+        try:
+            async with self.pool.connection() as conn:
+                return await jobs.generator_gone(conn, job)
+        except TRANSIENT_DB_ERRORS:
+            return False
+
+    async def _lease_gone(self, job: ClaimedJob, outcome: Outcome) -> Outcome:
+        log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
+        await self._generator_gone(job)
         return Outcome.LOST
 
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
@@ -350,7 +361,7 @@ class Worker:
                 "%s failed while the queue is paused%s; not counted: %s", attempt, probe, error
             )
             return Outcome.REFUNDED
-        return _lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
+        return await self._lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
 
     async def _record_rate_limit(self, job: ClaimedJob, said: RateLimited) -> Outcome:
         """The generator said "slow down": give the attempt back and hold every worker off
@@ -377,7 +388,7 @@ class Worker:
         except TRANSIENT_DB_ERRORS as exc:
             return _not_recorded(job, Outcome.RATE_LIMITED, exc)
         if until is None:
-            return _lease_gone(job, Outcome.RATE_LIMITED)
+            return await self._lease_gone(job, Outcome.RATE_LIMITED)
         log.warning(
             "job %s: attempt %d: the generator asked to slow down; not counted, no new start "
             "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), one_line(said),
@@ -485,11 +496,6 @@ def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breake
 def _not_recorded(job: ClaimedJob, outcome: Outcome, exc: BaseException) -> Outcome:
     # The job stays running; its lease expires and it is rescued and run again.
     log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))
-    return Outcome.LOST
-
-
-def _lease_gone(job: ClaimedJob, outcome: Outcome) -> Outcome:
-    log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
     return Outcome.LOST
 
 
