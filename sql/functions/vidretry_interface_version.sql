@@ -7,9 +7,11 @@
 -- ids, joining an asset, who may retry and the retry quota. Every change of state inside
 -- them is one guarded UPDATE, as everywhere (tests/unit/test_sql.py reads these bodies too).
 --
--- The public functions (vidretry_enqueue, vidretry_retry, vidretry_cancel, vidretry_asset,
--- vidretry_track_message, vidretry_interface_version) are a stable interface, version 1: their names, arguments,
--- results and SQLSTATEs change only with a new interface version. They run with the rights
+-- The public functions (vidretry_enqueue, vidretry_retry, vidretry_press_retry,
+-- vidretry_cancel, vidretry_asset, vidretry_track_message, vidretry_interface_version) are a
+-- stable interface, version 2 (version 1 without vidretry_press_retry, before vidretry
+-- 0.20.0): their names, arguments, results and SQLSTATEs change only with a new interface
+-- version, and what a version had stays. They run with the rights
 -- of their owner (SECURITY DEFINER, with this schema's search_path), so another program's
 -- role needs EXECUTE on them and nothing on the tables; EXECUTE is not granted to PUBLIC.
 --
@@ -21,6 +23,6 @@
 --   VR004  params that are not a JSON object  VR013  nothing left to cancel
 --                                             VR014  the user's retries for today are used up
 
--- The interface's version: 1 until a name, an argument, a result or a SQLSTATE changes.
+-- The interface's version: 2 until a name, an argument, a result or a SQLSTATE changes.
 CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$;
