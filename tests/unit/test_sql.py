@@ -50,7 +50,6 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # bot.sql
     "set_bot_policy": ["id AND (admins, max_retries_per_user_per_day)"],
     # cancel.sql
-    "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
     # jobs.sql
     "record_progress": ["state = 'running' AND lease_token = %(token)s"],
     "claim_jobs": [("due", "state = 'pending'"), "t.free_at <="],
@@ -98,6 +97,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # the functions of sql/functions
     "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
+    "vidretry_cancel_asset": ["r.state = 'pending'"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
     "vidretry_enqueue_request": ["v.state = 'cancelled'"],
     "vidretry_track_message": ["r.state = 'pending'"],
