@@ -19,7 +19,9 @@ FROM vidretry_enqueue_request(
 -- name: claim_jobs
 -- Claim up to "limit" due jobs for one worker in a single statement. With a global quota on
 -- ([worker] max_running, max_starts_per_minute: 0 is none) the caller runs it after
--- lock_quota in one transaction, so claims under a quota see each other's starts.
+-- lock_quota in one transaction, so claims under a quota see each other's starts. "probe"
+-- (an asset id; NULL for every other claim): the one job the breaker's choose_probe chose
+-- while the queue is paused, claimed by these same steps.
 WITH room AS (
     -- How many may start now: the caller's free slots, less what the quotas leave. Each
     -- count is read only when its quota is set. A generator that still runs for a job that
@@ -45,11 +47,14 @@ due AS (
     -- 17), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows
     -- without waiting on each other; the partial index video_assets_claimable serves this
     -- scan in this order. Nothing is claimed while a pause is open (breaker.sql) or while
-    -- the generator asked every worker to slow down (generator_hold).
+    -- the generator asked every worker to slow down (generator_hold); a probe alone is
+    -- claimed while a pause is open.
     SELECT id
     FROM video_assets
     WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
-      AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
+      AND (%(probe)s::bigint IS NULL OR id = %(probe)s::bigint)
+      AND (%(probe)s::bigint IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL))
       AND NOT EXISTS (SELECT 1 FROM generator_hold
                       WHERE until > coalesce(%(now)s::timestamptz, statement_timestamp()))
     ORDER BY priority DESC, (generation = 0), turn, run_at, id
@@ -85,12 +90,14 @@ spent AS (
       AND t.free_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
 ),
 history AS (
-    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, created_at)
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
     SELECT id, generation, 'claimed', attempts, %(owner)s,
+           CASE WHEN %(probe)s::bigint IS NOT NULL THEN 'probe: the queue is paused' END,
            coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
+SELECT id, name, params, attempts, max_attempts, generation, lease_token,
+       %(probe)s::bigint IS NOT NULL AS probe
 FROM claimed
 ORDER BY id;
 

@@ -44,7 +44,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "forget_streak": ["id"],
     "refund_attempt": ["state = 'running' AND lease_token = %(token)s", "p.resumed_at IS NULL"],
     "refund_streak": ["a.state IN ('pending', 'running')", "resumed_at IS NULL"],
-    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'", "t.free_at <="],
+    "choose_probe": ["p.resumed_at IS NULL"],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
     # bot.sql

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.queue.quota import NO_QUOTA, Quota
@@ -63,21 +65,51 @@ async def claim(
     lease_seconds: float,
     now: datetime | None,
     quota: Quota = NO_QUOTA,
+    probe: int | None = None,
 ) -> list[ClaimedJob]:
     """Claim up to ``limit`` due jobs, in the fair order and within ``quota``: running, one
     more attempt, a fresh lease. Without a quota it is one statement; with one, claims take
-    turns (``lock_quota``) so that every worker's starts count."""
+    turns (``lock_quota``) so that every worker's starts count. ``probe``: the breaker's
+    chosen job, claimed alone while the queue is paused (``claim_probe``)."""
     if limit <= 0:
         return []
     params = {
         "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
-        **quota.params(),
+        "probe": probe, **quota.params(),
     }  # fmt: skip
     if not quota.limited:
         return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
     async with conn.transaction():
         await execute(conn, "lock_quota", {})
         return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+
+
+async def claim_probe(
+    conn: Connection,
+    *,
+    owner: str,
+    lease_seconds: float,
+    now: datetime | None,
+    quota: Quota = NO_QUOTA,
+) -> ClaimedJob | None:
+    """While the breaker holds the queue paused and a probe is due, claim one job to try:
+    the breaker chooses it (``choose_probe``), and ``claim`` claims it with a claim's own
+    steps and quotas (a probe is a start like any other). With no room for it, the choice
+    is taken back and the next probe is due as before."""
+    claimed: list[ClaimedJob] = []
+    async with conn.transaction():
+        if quota.limited:
+            await execute(conn, "lock_quota", {})  # before the choice: claims take turns
+        chosen = await fetch_one(conn, "choose_probe", {"now": now})
+        if chosen is None:
+            return None
+        claimed = await claim(
+            conn, owner=owner, limit=1, lease_seconds=lease_seconds, now=now, quota=quota,
+            probe=chosen["probe_asset"],
+        )  # fmt: skip
+        if not claimed:
+            raise psycopg.Rollback()
+    return claimed[0] if claimed else None
 
 
 async def prepare_quota(conn: Connection, quota: Quota) -> None:

@@ -2,8 +2,8 @@
 (``[worker] max_running``), and how many may start in any 60 seconds
 (``[worker] max_starts_per_minute``).
 
-Both are enforced in PostgreSQL when a job is claimed (``claim_jobs`` and the breaker's
-``claim_probe``), so they hold across machines and through crashes. Claims under a quota
+Both are enforced in PostgreSQL when a job is claimed (``claim_jobs``, which claims the
+breaker's probes too), so they hold across machines and through crashes. Claims under a quota
 take turns on one advisory lock (``lock_quota``), and the claim that follows it counts in a
 snapshot taken after the last claim committed: the count is exact. It counts the running
 jobs, and the generators still being stopped for jobs that stopped running without their

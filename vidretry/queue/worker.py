@@ -437,7 +437,7 @@ class Worker:
             if time.monotonic() < self.next_probe_check:
                 return []
             self.next_probe_check = time.monotonic() + self.maintenance_interval_seconds
-            probe = await breaker.claim_probe(
+            probe = await jobs.claim_probe(
                 conn, owner=self.name, lease_seconds=self.config.lease_seconds,
                 now=self.clock.now(), quota=self.quota,
             )  # fmt: skip
