@@ -156,6 +156,21 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class GeneratorUrlsConfig:
+    # A generator's URL (a command's `result https://...` line, a Python handler's returned
+    # URL) is copied into the store at once: https:// only, to an address on the public
+    # internet. hosts: the only hosts it may name ("cdn.example.com", or "*.example.com"
+    # for every name below it); empty: any.
+    hosts: tuple[str, ...] = ()
+    # Plain http:// too (a signed URL's credential and the video then travel in clear).
+    allow_http: bool = False
+    # Addresses off the public internet a URL may reach (CIDR: "10.20.0.0/16", a provider
+    # inside your network); loopback, private and link-local ones are refused otherwise,
+    # cloud metadata addresses always.
+    allow_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     # Claim round-robin across the users who wait (false: first come, first served within
     # a priority). The workers' setting: each writes it to the database when it starts, and
@@ -503,6 +518,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    generator_urls: GeneratorUrlsConfig = field(default_factory=GeneratorUrlsConfig)
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
@@ -517,6 +533,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "worker": WorkerConfig,
     "queue": QueueConfig,
     "storage": StorageConfig,
+    "generator_urls": GeneratorUrlsConfig,
     "notifier": NotifierConfig,
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
@@ -676,6 +693,7 @@ def _check_consistency(config: Config) -> None:
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
     _check_storage(config.storage)
+    _check_generator_urls(config.generator_urls)
     if notifier.send_only and config.telegram.plugins:
         raise ConfigError(
             "[notifier] send_only = true leaves the bot's messages and buttons to its own "
@@ -746,6 +764,27 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
+
+
+def _check_generator_urls(urls: GeneratorUrlsConfig) -> None:
+    for i, host in enumerate(urls.hosts):
+        if not _HOST.match(host.lower()):
+            raise ConfigError(
+                f"[generator_urls] hosts[{i}] must be a host name (cdn.example.com) or "
+                f"*.example.com, got {host[:80]!r}"
+            )
+    for i, network in enumerate(urls.allow_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[generator_urls] allow_networks[{i}] must be an address or a network "
+                f"(10.20.0.0/16), got {network[:80]!r}"
+            ) from None
 
 
 def _placeholders(template: str) -> frozenset[str]:

@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION vidretry_cancel_asset(
     asset_id bigint, actor text, reason text, at_time timestamptz,
     OUT outcome text, OUT state text, OUT was_running boolean, OUT told_users bigint[]
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());

@@ -7,7 +7,7 @@
 CREATE OR REPLACE FUNCTION vidretry_cancel_job(
     asset_id bigint, actor text, reason text, unwanted boolean, at_time timestamptz
 ) RETURNS TABLE (id bigint, was text)
-LANGUAGE sql AS $$
+LANGUAGE sql SET search_path FROM CURRENT AS $$
 WITH old AS (
     SELECT id, state, lease_owner, lease_token, lease_expires_at
     FROM video_assets WHERE id = asset_id FOR UPDATE

@@ -1,7 +1,7 @@
 -- Telegram's ids: a user id is positive, a chat id is not 0 (groups are negative), both
 -- within 53 bits; an asset id is a positive bigint.
 CREATE OR REPLACE FUNCTION vidretry_check_ids(user_id bigint, chat_id bigint, asset_id bigint)
-RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS void LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $$
 BEGIN
     IF user_id IS NOT NULL AND user_id NOT BETWEEN 1 AND 9007199254740991 THEN
         RAISE EXCEPTION USING ERRCODE = 'VR002', MESSAGE = format(

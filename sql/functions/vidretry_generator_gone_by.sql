@@ -5,6 +5,6 @@
 -- twice that. Until then the generator holds a slot of [worker] max_running.
 CREATE OR REPLACE FUNCTION vidretry_generator_gone_by(lease_expires_at timestamptz)
 RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
 SELECT lease_expires_at + interval '3 seconds';
 $$;

@@ -11,9 +11,14 @@
 -- vidretry_cancel, vidretry_asset, vidretry_track_message, vidretry_interface_version) are a
 -- stable interface, version 2 (version 1 without vidretry_press_retry, before vidretry
 -- 0.20.0): their names, arguments, results and SQLSTATEs change only with a new interface
--- version, and what a version had stays. They run with the rights
--- of their owner (SECURITY DEFINER, with this schema's search_path), so another program's
--- role needs EXECUTE on them and nothing on the tables; EXECUTE is not granted to PUBLIC.
+-- version, and what a version had stays. They run with the rights of their owner (SECURITY
+-- DEFINER), so another program's role needs EXECUTE on them and nothing on the tables;
+-- EXECUTE is not granted to PUBLIC.
+--
+-- Every function here says "SET search_path FROM CURRENT", and `db upgrade` installs them
+-- with the search path set to vidretry's schema and pg_temp last: each looks only in the
+-- schema vidretry was installed in, never first in a caller's temporary schema (PostgreSQL's
+-- "Writing SECURITY DEFINER Functions Safely"; tests/hostile/).
 --
 -- Errors, raised with these SQLSTATEs and a one-line message:
 --   VR001  the name breaks the name rule      VR010  no such asset
@@ -25,4 +30,4 @@
 
 -- The interface's version: 2 until a name, an argument, a result or a SQLSTATE changes.
 CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$;
+LANGUAGE sql IMMUTABLE SET search_path FROM CURRENT AS $$ SELECT 2 $$;

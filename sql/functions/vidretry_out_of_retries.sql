@@ -11,7 +11,7 @@
 CREATE OR REPLACE FUNCTION vidretry_out_of_retries(
     asset_id bigint, user_id bigint, asking_again boolean, at_time timestamptz
 ) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());

@@ -10,7 +10,7 @@ CREATE OR REPLACE FUNCTION vidretry_retry_pressed(
     at_time timestamptz,
     OUT outcome text, OUT state text, OUT generation integer,
     OUT reopened_users bigint[], OUT superseded integer
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     asset CONSTANT bigint := vidretry_retry_pressed.asset_id;

@@ -32,6 +32,7 @@ from vidretry.results.base import (
     MIB,
     ResultCorrupt,
     ResultMissing,
+    ResultRefused,
     ResultTooBig,
     StoreUnavailable,
 )
@@ -53,11 +54,14 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
 
 def config_naming(weed: WeedS3, tmp_path: Path, **storage: object) -> Path:
     """A config file whose ``[storage]`` is this server (readable by others, as a careless
-    operator leaves it)."""
+    operator leaves it), and which lets generators' URLs reach the loopback CDN."""
     settings = weed.settings(**storage).items()
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings if v is not None)
     config = tmp_path / "vidretry.toml"
-    config.write_text(f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n')
+    config.write_text(
+        f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n'
+        '[generator_urls]\nallow_http = true\nallow_networks = ["127.0.0.1"]\n'
+    )
     config.chmod(0o644)
     return config
 
@@ -68,7 +72,8 @@ def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
 
 
 def video_bytes(size: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(size)
+    """An MP4's first box, then random bytes (what a URL copy checks is the container)."""
+    return (b"\x00\x00\x00\x18ftypmp42" + random.Random(seed).randbytes(size))[:size]
 
 
 async def read_back(results: Results, uri: str, size: int | None, sha256: bytes | None) -> bytes:
@@ -327,3 +332,22 @@ async def test_a_worker_copies_the_url_its_command_names_into_the_store(
     )
     key = str(row["result"]).removeprefix("s3://videos/")
     assert bytes(obstore.get(weed.client(), key).bytes()) == data
+
+
+async def test_the_store_deletes_and_reads_only_under_its_prefix(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """``s3://videos/vidretry``: an object of the same bucket under another prefix is not
+    the store's, whatever URI names it; found where it was by an independent client."""
+    client = weed.client()
+    obstore.put(client, "elsewhere/theirs.mp4", b"not vidretry's")
+    results = results_for(weed, tmp_path)
+    for uri in ("s3://videos/elsewhere/theirs.mp4", "s3://videos/vidretry/../elsewhere/theirs.mp4"):
+        assert not results.kept_by_vidretry(uri)
+        with pytest.raises((ResultRefused, ResultMissing)):
+            await results.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.open(uri)
+    assert bytes(obstore.get(client, "elsewhere/theirs.mp4").bytes()) == b"not vidretry's"

@@ -28,6 +28,19 @@ def test_migrations_are_numbered_from_one() -> None:
     )
 
 
+def test_a_signed_urls_query_is_cut_from_any_text() -> None:
+    text = (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?X-Amz-Signature=abc&"
+        "X-Amz-Credential=AKIA%2F1 in 2ms - 403; see http://x/y#frag and 'https://q/r?s=1'; "
+        "retry with X-Amz-Signature=def or sig=ghi"
+    )
+    assert redact.without_queries(text) == (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?… in 2ms - 403; see http://x/y?… "
+        "and 'https://q/r?…'; retry with X-Amz-Signature=… or sig=…"
+    )
+    assert redact.without_queries("exit status 1: no such file") == "exit status 1: no such file"
+
+
 def test_redact_url_hides_the_password() -> None:
     assert redact.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert "hunter2" not in redact.redact_url("host=h password=hunter2 dbname=x")

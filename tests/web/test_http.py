@@ -443,3 +443,19 @@ async def test_bad_ids_are_one_line_not_a_traceback(console: Console, path: str)
         response = await client.get(path)
         assert response.status_code == 404
         assert "\n" not in response.text.strip()
+
+
+async def test_the_overview_shows_which_releases_run(console: Console) -> None:
+    async with await db.connect(console.url) as conn:
+        for role, name, release, hours in (("worker", "gpu-1:1", "0.20.0", 3),
+                                           ("worker", "gpu-2:2", "0.21.0", 2),
+                                           ("notifier", "bot-1:3", "0.21.0", 2)):  # fmt: skip
+            await conn.execute(
+                "INSERT INTO vidretry_processes (role, name, release, started_at, seen_at)"
+                " VALUES (%s, %s, %s, now() - make_interval(hours => %s), now())",
+                (role, name, release, hours),
+            )
+    async with console.logged_in(console.viewer) as client:
+        overview = (await client.get("/")).text
+    assert "0.20.0: 1 worker · 0.21.0: 1 worker, 1 notifier" in overview
+    assert "releases 0.20.0 and 0.21.0 have run side by side for 2 h" in overview

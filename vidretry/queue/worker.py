@@ -40,7 +40,7 @@ from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
 from vidretry.store.db import Connection, execute
 from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
-from vidretry.store.redact import one_line
+from vidretry.store.redact import one_line, without_queries
 
 log = logging.getLogger("vidretry.worker")
 
@@ -255,9 +255,9 @@ class Worker:
                 wait = min(delay.next(), STORE_RETRY_MAX_SECONDS)
                 log.warning(
                     "job %s: video made, but the store cannot take it (%s); it is kept here, "
-                    "trying again in %.1fs", job.id, one_line(exc), wait,
+                    "trying again in %.1fs", job.id, without_queries(one_line(exc)), wait,
                 )  # fmt: skip
-                await self._note_store_outage(str(exc))
+                await self._note_store_outage(without_queries(str(exc)))
                 failed_since = failed_since or time.monotonic()
                 await asyncio.sleep(wait)
                 continue
@@ -319,6 +319,9 @@ class Worker:
         return Outcome.LOST
 
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
+        # What every reader sees (last_error, the history, the admins' alert, the console,
+        # the log): a URL in it without its query, which may be a signed URL's credential.
+        error = without_queries(error)
         final = permanent or job.is_last_attempt
         delay = 0.0
         if not final:
@@ -373,7 +376,7 @@ class Worker:
                 job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
             )
         seconds = min(max(seconds, MIN_HOLD_SECONDS), max(self.config.backoff_max_seconds, 1.0))
-        detail = f"{one_line(said)}; every worker holds off for {seconds:g}s"
+        detail = f"{without_queries(one_line(said))}; every worker holds off for {seconds:g}s"
 
         async def write(conn: Connection) -> datetime | None:
             return await jobs.rate_limit(
@@ -391,7 +394,7 @@ class Worker:
             return await self._lease_gone(job, Outcome.RATE_LIMITED)
         log.warning(
             "job %s: attempt %d: the generator asked to slow down; not counted, no new start "
-            "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), one_line(said),
+            "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), detail,
         )  # fmt: skip
         return Outcome.RATE_LIMITED
 

@@ -45,6 +45,11 @@ class ResultMissing(VidretryError):
     """The video is not (or no longer) where its URI says."""
 
 
+class ResultRefused(VidretryError):
+    """The URI names something that is not the store's (a file outside its directory, an
+    object outside its prefix): never read, never deleted."""
+
+
 class ResultCorrupt(VidretryError):
     """The bytes read back are not the bytes kept (size or SHA-256 differ)."""
 

@@ -3,13 +3,16 @@
 A video the generator wrote into the directory is kept where it is: only its size and
 SHA-256 are read. Anything else is copied in through a temporary name and renamed into
 place, so a reader never sees half a video. Objects are ``file://`` URIs; a bare absolute
-path (what vidretry recorded before it kept URIs) is read as one.
+path (what vidretry recorded before it kept URIs) is read as one. Only what is inside the
+directory (symlinks followed) is ever read or deleted: a URI naming anything else is
+``ResultRefused``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
@@ -19,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from vidretry.results.base import (
     CHUNK,
     ResultMissing,
+    ResultRefused,
     Stored,
     StoreUnavailable,
     Tally,
@@ -41,9 +45,30 @@ SMALL = 256 * 1024
 class FileStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._real: str | None = None  # the directory, symlinks followed: resolved once
 
     def owns(self, uri: str) -> bool:
+        """A local file's URI (inside the directory or not: ``holds`` tells)."""
         return uri.startswith("file://") or uri.startswith("/")
+
+    def holds(self, path: Path) -> bool:
+        """Whether ``path``, its symlinks followed, is inside the directory."""
+        return _within(os.path.realpath(path), self._real_directory())
+
+    def _real_directory(self) -> str:
+        if self._real is not None:
+            return self._real
+        real = os.path.realpath(self.directory)
+        if os.path.isdir(real):  # kept once it exists (a worker makes it at its first video)
+            self._real = real
+        return real
+
+    def _confined(self, uri: str) -> str:
+        """The real path of a file ``uri`` names inside the directory, or ``ResultRefused``."""
+        real = os.path.realpath(path_of(uri))
+        if not _within(real, self._real_directory()):
+            raise ResultRefused(f"refused: {uri} is outside the video store ({self.directory})")
+        return real
 
     async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
         # The generator's own {output} is output_dir / name: the same directory object, no
@@ -91,12 +116,19 @@ class FileStore:
     async def open(self, uri: str) -> FileDownload:
         path = path_of(uri)
         try:
-            source = await asyncio.to_thread(path.open, "rb")
+            source = await asyncio.to_thread(self._open_confined, uri)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ResultMissing(f"video missing: {uri}") from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # made a symlink since it was checked
+                raise ResultRefused(f"refused: {uri} became a symlink") from None
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
         return FileDownload(source, path.name, os.fstat(source.fileno()).st_size)
+
+    def _open_confined(self, uri: str) -> BinaryIO:
+        # The path as checked, its last part not followed if it became a symlink since.
+        descriptor = os.open(self._confined(uri), os.O_RDONLY | os.O_NOFOLLOW)
+        return os.fdopen(descriptor, "rb")
 
     async def check(self) -> str:
         """The directory, or the nearest parent that would hold it, must be writable."""
@@ -113,10 +145,25 @@ class FileStore:
 
     def _unlink(self, uris: Sequence[str]) -> None:
         for uri in uris:
+            path = path_of(uri)
+            # An unlink removes the directory's entry (a symlink, never its target): the
+            # entry's directory must be this one, or one inside it.
+            if path.name in ("", ".", "..") or not _within(
+                os.path.realpath(path.parent), self._real_directory(), itself=True
+            ):
+                raise ResultRefused(
+                    f"refused to delete {uri}: outside the video store ({self.directory})"
+                )
             try:
-                path_of(uri).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot delete {uri}: {exc.strerror or exc}") from None
+
+
+def _within(real: str, directory: str, *, itself: bool = False) -> bool:
+    """Whether the resolved path ``real`` is inside the resolved ``directory`` (or, with
+    ``itself``, is it)."""
+    return (itself and real == directory) or real.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 class FileDownload:

@@ -1,5 +1,5 @@
-"""Videos in S3-compatible object storage, and copies of a generator's URL: the only module
-that imports the object-store client.
+"""Videos in S3-compatible object storage: the only module that imports the object-store
+client.
 
 obstore (Rust's object_store, async, two wheels): a video goes up as a multipart upload of
 ``CHUNK``-sized parts, four at a time, so a worker holds at most 32 MiB of it whatever its
@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import (
@@ -28,12 +27,12 @@ from obstore.exceptions import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from obstore.store import HTTPStore, S3Store
+from obstore.store import S3Store
 
-from vidretry.errors import HandlerError
 from vidretry.results.base import (
     CHUNK,
     ResultMissing,
+    ResultRefused,
     Stored,
     StoreMisaddressed,
     StoreUnavailable,
@@ -111,9 +110,21 @@ class S3ResultStore:
         self.uri_prefix = f"s3://{settings.bucket}/"
 
     def owns(self, uri: str) -> bool:
-        return uri.startswith(self.uri_prefix)
+        """An object under this store's prefix (of its bucket): the only ones it reads or
+        deletes."""
+        key = uri.removeprefix(self.uri_prefix)
+        return (
+            key != uri
+            and key.startswith(self.settings.prefix)
+            and not any(part in ("", ".", "..") for part in key.split("/"))
+        )
 
     def _path(self, uri: str) -> str:
+        if not self.owns(uri):
+            raise ResultRefused(
+                f"refused: {uri} is outside the video store ({self.uri_prefix}"
+                f"{self.settings.prefix})"
+            )
         return uri.removeprefix(self.uri_prefix)
 
     async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
@@ -260,39 +271,7 @@ class RangedDownload:
         self.buffer.clear()
 
 
-async def url_chunks(url: str) -> AsyncIterator[bytes]:
-    """The bytes at a generator's http(s) URL (a provider's output, which it deletes within
-    hours: copied at once), as they arrive. Any failure is the attempt's: ``HandlerError``."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise HandlerError(f"not an http(s) URL: {url[:200]}")
-    store = HTTPStore.from_url(
-        url,
-        client_options={
-            "allow_http": url.startswith("http://"),
-            "timeout": REQUEST_TIMEOUT,
-            "connect_timeout": CONNECT_TIMEOUT,
-        },
-        retry_config=RETRY,
-    )
-    try:
-        result = await obstore.get_async(store, "")
-        async for chunk in result.stream(min_chunk_size=1024 * 1024):
-            yield chunk  # obstore's Bytes: a buffer, as hashlib and the stores take
-    except (NotFoundError, FileNotFoundError):
-        raise HandlerError(f"the generator's URL is gone (404): {_shown(url)}") from None
-    except BaseError as exc:
-        raise HandlerError(
-            f"cannot copy the generator's URL {_shown(url)}: {_short(exc)}"
-        ) from None
-
-
 def _short(exc: BaseException) -> str:
     """The first line of the client's error: it goes on to quote the server's XML."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
-
-
-def _shown(url: str) -> str:
-    """A URL without its query: signed URLs carry their credentials there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]

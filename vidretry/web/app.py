@@ -262,6 +262,8 @@ class Console:
             "pruned_at": facts["pruned_at"],
             "pruned_by": facts["pruned_by"],
             "chart": outcomes_chart(minutes, facts["now"]),
+            "releases": _releases(status["releases"]),
+            "releases_warning": status["releases"]["warning"],
         }
 
     async def assets_page(self, request: Request) -> Response:
@@ -673,6 +675,19 @@ def _store_down(outage: dict[str, Any] | None) -> dict[str, str] | None:
         return None
     return {"since": outage["since"].astimezone(UTC).strftime("%H:%M:%S UTC"),
             "why": str(outage["why"])}  # fmt: skip
+
+
+def _releases(about: dict[str, Any]) -> str:
+    """The releases that run, as the overview says it: "0.20.0: 2 workers, 1 notifier"."""
+    shown = []
+    for entry in about["running"]:
+        counts = ", ".join(
+            f"{entry[role]} {role[:-1] if entry[role] == 1 and role != 'web' else role}"
+            for role in ("workers", "notifiers", "web")
+            if entry[role]
+        )
+        shown.append(f"{entry['release']}: {counts}")
+    return " · ".join(shown) or "none recorded"
 
 
 def _generator(rate_limited: dict[str, Any] | None) -> str:
