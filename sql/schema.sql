@@ -14,6 +14,7 @@ $$;
 
 CREATE FUNCTION public.leadership_vacated() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
     AS $$
 BEGIN
     PERFORM pg_notify('vidretry_leadership', NEW.role);
