@@ -120,6 +120,8 @@ async def test_other_users_ids_get_the_buttons_rules_and_no_more(
         with pytest.raises(psycopg.Error) as refused:
             await hostile.execute(f"SELECT {call}")
         assert refused.value.sqlstate == "VR011", call
+    pressed = await hostile.execute(f"SELECT * FROM vidretry_press_retry({asset}, 2)")
+    assert await pressed.fetchone() == ("forbidden", None)
     tracked = await hostile.execute(f"SELECT vidretry_track_message({asset}, 2, 5)")
     assert await tracked.fetchone() == (False,)
     with pytest.raises(errors.InsufficientPrivilege):
@@ -180,8 +182,8 @@ async def test_every_function_vidretry_installs_looks_only_in_its_own_schema(
     assert await unpinned_functions(owner, installed.schema) == []
     definers = sorted(f["name"] for f in functions if f["definer"])
     assert definers == [
-        "vidretry_asset", "vidretry_cancel", "vidretry_enqueue", "vidretry_retry",
-        "vidretry_track_message",
+        "vidretry_asset", "vidretry_cancel", "vidretry_enqueue", "vidretry_press_retry",
+        "vidretry_retry", "vidretry_track_message",
     ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from vidretry.web import tokens
 INTERFACE = (
     "vidretry_enqueue(text, bigint, bigint, jsonb, integer)",
     "vidretry_retry(bigint, bigint)",
+    "vidretry_press_retry(bigint, bigint)",
     "vidretry_cancel(bigint, bigint)",
     "vidretry_track_message(bigint, bigint, bigint)",
     "vidretry_asset(bigint)",
@@ -77,7 +78,7 @@ async def test_doctor_warns_when_another_role_may_call_functions_running_as_a_su
     (granted,) = (await checks(path))["sql interface"]
     assert granted.verdict is Verdict.WARN
     assert granted.detail == (
-        "vidretry_asset, vidretry_cancel, vidretry_enqueue, vidretry_retry, "
+        "vidretry_asset, vidretry_cancel, vidretry_enqueue, vidretry_press_retry, vidretry_retry, "
         f"vidretry_track_message run as superuser {postgresql.info.user} and {bot} may call "
         "them: give vidretry's schema and objects an owner that is no superuser, and run "
         "`vidretry db upgrade` as it (docs/integrate.md#rights)"

@@ -71,14 +71,14 @@ async def test_functions_of_an_older_release_are_replaced_by_upgrade(
     with pytest.raises(SchemaError, match=r"are vidretry 0\.19\.9's, vidretry .* needs its own"):
         await schema.check_schema(conn)
     assert await schema.upgrade(conn) == schema.Upgraded([], functions=True)
-    assert await scalar(conn, "SELECT vidretry_interface_version()") == 1
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
     await schema.check_schema(conn)
 
 
 async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) -> None:
     await conn.execute(
         "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
-        " LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$"
+        " LANGUAGE sql IMMUTABLE AS $$ SELECT 99 $$"
     )
     await conn.execute("UPDATE vidretry_schema_functions SET release = '9.0.0', checksum = 'x'")
     await schema.check_schema(conn)
@@ -88,7 +88,7 @@ async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) 
         upgraded.newer
         == "the SQL functions are vidretry 9.0.0's, a newer release's: left as they are"
     )
-    assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 99
 
 
 async def test_every_function_in_the_database_is_a_file_of_sql_functions(

@@ -68,13 +68,12 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "forget_streak": ["id"],
     "refund_attempt": ["state = 'running' AND lease_token = %(token)s", "p.resumed_at IS NULL"],
     "refund_streak": ["a.state IN ('pending', 'running')", "resumed_at IS NULL"],
-    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'", "t.free_at <="],
+    "choose_probe": ["p.resumed_at IS NULL"],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
     # bot.sql
     "set_bot_policy": ["id AND (admins, max_retries_per_user_per_day)"],
     # cancel.sql
-    "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
     # jobs.sql
     "record_progress": ["state = 'running' AND lease_token = %(token)s"],
     "claim_jobs": [("due", "state = 'pending'"), "t.free_at <="],
@@ -122,6 +121,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # the functions of sql/functions
     "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
+    "vidretry_cancel_asset": ["r.state = 'pending'"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
     "vidretry_enqueue_request": ["v.state = 'cancelled'"],
     "vidretry_track_message": ["r.state = 'pending'"],
