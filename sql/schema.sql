@@ -63,12 +63,62 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.vidretry_cancel_asset(asset_id bigint, actor text, reason text, at_time timestamp with time zone, OUT outcome text, OUT state text, OUT was_running boolean, OUT told_users bigint[]) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    now_ timestamptz := coalesce(at_time, now());
+    asset CONSTANT bigint := vidretry_cancel_asset.asset_id;
+    job record;
+BEGIN
+    was_running := false;
+    told_users := '{}';
+    SELECT * INTO job FROM vidretry_cancel_job(asset, actor, reason, false, at_time);
+    IF job.id IS NULL THEN
+        SELECT a.state INTO vidretry_cancel_asset.state FROM video_assets AS a WHERE a.id = asset;
+        outcome := CASE WHEN FOUND THEN 'not_open' ELSE 'not_found' END;
+        RETURN;
+    END IF;
+    outcome := 'cancelled';
+    was_running := job.was = 'running';
+    WITH asset_row AS (
+        SELECT a.id, a.name, a.generation FROM video_assets AS a
+        WHERE a.id = asset AND a.state = 'cancelled'
+    ),
+    settled AS (
+        UPDATE user_requests AS r
+        SET state = 'cancelled', updated_at = now_
+        FROM asset_row
+        WHERE r.asset_id = asset_row.id AND r.state = 'pending'
+        RETURNING r.asset_id, r.user_id, r.chat_id, asset_row.generation,
+                  jsonb_build_object('name', asset_row.name) AS payload
+    ),
+    queued AS (
+        INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
+                                   next_attempt_at, created_at, updated_at)
+        SELECT settled.asset_id, settled.user_id, settled.chat_id, 'cancelled',
+               settled.generation, settled.payload, now_, now_, now_
+        FROM settled
+        ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
+        RETURNING notifications.user_id
+    )
+    SELECT coalesce(array_agg(queued.user_id ORDER BY queued.user_id), '{}')
+    INTO told_users FROM queued;
+    IF cardinality(told_users) > 0 THEN
+        PERFORM pg_notify('vidretry_outbox', asset::text);
+    END IF;
+END;
+$$;
+
 CREATE FUNCTION public.vidretry_cancel_job(asset_id bigint, actor text, reason text, unwanted boolean, at_time timestamp with time zone) RETURNS TABLE(id bigint, was text)
     LANGUAGE sql
     SET search_path TO 'public', 'pg_temp'
     AS $$
 WITH old AS (
-    SELECT id, state, lease_owner FROM video_assets WHERE id = asset_id FOR UPDATE
+    SELECT id, state, lease_owner, lease_token, lease_expires_at
+    FROM video_assets WHERE id = asset_id FOR UPDATE
 ),
 cancelled AS (
     UPDATE video_assets AS a
@@ -81,7 +131,15 @@ cancelled AS (
     WHERE a.id = old.id AND a.state IN ('pending', 'running')
       AND (NOT unwanted OR NOT EXISTS (SELECT 1 FROM user_requests AS r
                                        WHERE r.asset_id = a.id AND r.state = 'pending'))
-    RETURNING a.id, a.generation, old.state AS was, old.lease_owner
+    RETURNING a.id, a.generation, old.state AS was, old.lease_owner, old.lease_token,
+              old.lease_expires_at
+),
+stopping AS (
+    INSERT INTO generators_stopping (lease_token, asset_id, owner, gone_by)
+    SELECT lease_token, id, lease_owner, vidretry_generator_gone_by(lease_expires_at)
+    FROM cancelled
+    WHERE was = 'running'
+    ON CONFLICT (lease_token) DO NOTHING
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, actor, detail, created_at)
@@ -105,7 +163,9 @@ BEGIN
             'user id must be a positive Telegram user id (1 to 9007199254740991), got %s',
             user_id);
     END IF;
-    IF chat_id IS NOT NULL AND (chat_id = 0 OR abs(chat_id) > 9007199254740991) THEN
+    -- Compared, not abs(): abs() of the lowest bigint is out of range.
+    IF chat_id IS NOT NULL
+       AND (chat_id = 0 OR chat_id NOT BETWEEN -9007199254740991 AND 9007199254740991) THEN
         RAISE EXCEPTION USING ERRCODE = 'VR002', MESSAGE = format(
             'chat id must be a Telegram chat id (not 0, at most 53 bits), got %s', chat_id);
     END IF;
@@ -269,10 +329,17 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.vidretry_generator_gone_by(lease_expires_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+SELECT lease_expires_at + interval '3 seconds';
+$$;
+
 CREATE FUNCTION public.vidretry_interface_version() RETURNS integer
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'public', 'pg_temp'
-    AS $$ SELECT 1 $$;
+    AS $$ SELECT 2 $$;
 
 CREATE FUNCTION public.vidretry_normalise_name(name text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -293,6 +360,56 @@ BEGIN
     RETURN trimmed;
 END;
 $_$;
+
+CREATE FUNCTION public.vidretry_out_of_retries(asset_id bigint, user_id bigint, asking_again boolean, at_time timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    now_ timestamptz := coalesce(at_time, now());
+    asset CONSTANT bigint := vidretry_out_of_retries.asset_id;
+    who CONSTANT bigint := vidretry_out_of_retries.user_id;
+    policy record;
+    told integer;
+BEGIN
+    SELECT q.admins, q.max_retries_per_user_per_day INTO policy FROM queue_policy AS q;
+    IF who = ANY (policy.admins) THEN
+        RETURN false;
+    END IF;
+    -- The index job_events_retries_by_actor serves the count.
+    IF (SELECT count(*) FROM job_events AS e
+        WHERE e.kind = 'retried' AND e.actor = 'telegram:' || who
+          AND e.created_at > now_ - interval '1 day') < policy.max_retries_per_user_per_day THEN
+        RETURN false;
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM video_assets AS a
+        WHERE a.id = asset AND a.state = 'failed'
+          AND (asking_again OR EXISTS (SELECT 1 FROM user_requests AS r
+                                       WHERE r.asset_id = a.id AND r.user_id = who))
+    ) THEN
+        RETURN false;  -- the retry would change nothing anyway: answered as usual
+    END IF;
+    WITH queued AS (
+        INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
+                                   next_attempt_at, created_at, updated_at)
+        SELECT a.id, admin, admin, 'alert', a.generation,
+               jsonb_build_object('name', a.name, 'user', who,
+                                  'error', coalesce(a.last_error, '')),
+               now_, now_, now_
+        FROM video_assets AS a CROSS JOIN unnest(policy.admins) AS admin
+        WHERE a.id = asset
+        ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
+        RETURNING id
+    )
+    SELECT count(*) INTO told FROM queued;
+    IF told > 0 THEN
+        PERFORM pg_notify('vidretry_outbox', asset::text);
+    END IF;
+    RETURN true;
+END;
+$$;
 
 CREATE FUNCTION public.vidretry_place_in_line(asset_id bigint) RETURNS TABLE(place bigint, running bigint, median_seconds double precision)
     LANGUAGE plpgsql STABLE
@@ -343,6 +460,29 @@ FROM me, ahead, now_running;
 END;
 $$;
 
+CREATE FUNCTION public.vidretry_press_retry(asset_id bigint, user_id bigint) RETURNS TABLE(outcome text, generation integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    asset CONSTANT bigint := vidretry_press_retry.asset_id;
+    presser CONSTANT bigint := vidretry_press_retry.user_id;
+    result record;
+BEGIN
+    IF asset IS NULL OR presser IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'VR002',
+            MESSAGE = 'vidretry_press_retry needs an asset id and a Telegram user id';
+    END IF;
+    PERFORM vidretry_check_ids(presser, NULL, asset);
+    SELECT * INTO result FROM vidretry_retry_pressed(
+        asset, presser, NULL, 'retry button (host bot)', NULL);
+    outcome := CASE WHEN result.outcome = 'stale' THEN 'not_failed' ELSE result.outcome END;
+    generation := result.generation;
+    RETURN NEXT;
+END;
+$$;
+
 CREATE FUNCTION public.vidretry_retry(asset_id bigint, user_id bigint) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -351,8 +491,6 @@ CREATE FUNCTION public.vidretry_retry(asset_id bigint, user_id bigint) RETURNS i
 DECLARE
     asset CONSTANT bigint := vidretry_retry.asset_id;
     presser CONSTANT bigint := vidretry_retry.user_id;
-    label CONSTANT text := 'telegram:' || vidretry_retry.user_id;
-    policy record;
     result record;
 BEGIN
     IF asset IS NULL OR presser IS NULL THEN
@@ -360,23 +498,14 @@ BEGIN
             MESSAGE = 'vidretry_retry needs an asset id and a Telegram user id';
     END IF;
     PERFORM vidretry_check_ids(presser, NULL, asset);
-    SELECT q.admins, q.max_retries_per_user_per_day INTO policy FROM queue_policy AS q;
-    IF NOT presser = ANY (policy.admins) AND (
-        SELECT count(*) FROM job_events AS e
-        WHERE e.kind = 'retried' AND e.actor = label AND e.created_at > now() - interval '1 day'
-    ) >= policy.max_retries_per_user_per_day AND EXISTS (
-        SELECT 1 FROM video_assets AS a JOIN user_requests AS r ON r.asset_id = a.id
-        WHERE a.id = asset AND a.state = 'failed' AND r.user_id = presser
-    ) THEN
-        RAISE EXCEPTION USING ERRCODE = 'VR014', MESSAGE = format(
-            'user %s used up their %s retries for today', presser,
-            policy.max_retries_per_user_per_day);
-    END IF;
-    SELECT * INTO result FROM vidretry_retry_asset(
-        asset, label, NULL, CASE WHEN presser = ANY (policy.admins) THEN NULL ELSE presser END,
-        'retry button (host bot)', NULL);
+    SELECT * INTO result FROM vidretry_retry_pressed(
+        asset, presser, NULL, 'retry button (host bot)', NULL);
     CASE result.outcome
         WHEN 'retried' THEN RETURN result.generation;
+        WHEN 'out_of_retries' THEN
+            RAISE EXCEPTION USING ERRCODE = 'VR014', MESSAGE = format(
+                'user %s used up their %s retries for today', presser,
+                (SELECT q.max_retries_per_user_per_day FROM queue_policy AS q));
         WHEN 'not_found' THEN
             RAISE EXCEPTION USING ERRCODE = 'VR010', MESSAGE = format('asset %s not found', asset);
         WHEN 'forbidden' THEN
@@ -454,6 +583,38 @@ BEGIN
     SELECT count(*) INTO superseded FROM obsolete;
     outcome := 'retried';
     vidretry_retry_asset.state := 'pending';
+END;
+$$;
+
+CREATE FUNCTION public.vidretry_retry_pressed(asset_id bigint, user_id bigint, button_generation integer, reason text, at_time timestamp with time zone, OUT outcome text, OUT state text, OUT generation integer, OUT reopened_users bigint[], OUT superseded integer) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    asset CONSTANT bigint := vidretry_retry_pressed.asset_id;
+    presser CONSTANT bigint := vidretry_retry_pressed.user_id;
+    admins CONSTANT bigint[] := (SELECT q.admins FROM queue_policy AS q);
+    result record;
+BEGIN
+    IF vidretry_out_of_retries(asset, presser, false, at_time) THEN
+        outcome := 'out_of_retries';
+        SELECT a.state, a.generation
+        INTO vidretry_retry_pressed.state, vidretry_retry_pressed.generation
+        FROM video_assets AS a WHERE a.id = asset;
+        reopened_users := '{}';
+        superseded := 0;
+        RETURN;
+    END IF;
+    SELECT * INTO result FROM vidretry_retry_asset(
+        asset, 'telegram:' || presser, button_generation,
+        CASE WHEN presser = ANY (admins) THEN NULL ELSE presser END,
+        reason, at_time);
+    outcome := result.outcome;
+    state := result.state;
+    generation := result.generation;
+    reopened_users := result.reopened_users;
+    superseded := result.superseded;
 END;
 $$;
 
@@ -557,6 +718,13 @@ CREATE TABLE public.generator_hold (
     held_by text NOT NULL,
     held_at timestamp with time zone NOT NULL,
     CONSTRAINT generator_hold_id_check CHECK (id)
+);
+
+CREATE TABLE public.generators_stopping (
+    lease_token uuid NOT NULL,
+    asset_id bigint NOT NULL,
+    owner text NOT NULL,
+    gone_by timestamp with time zone NOT NULL
 );
 
 CREATE TABLE public.job_events (
@@ -860,6 +1028,9 @@ ALTER TABLE ONLY public.breaker
 
 ALTER TABLE ONLY public.generator_hold
     ADD CONSTRAINT generator_hold_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.generators_stopping
+    ADD CONSTRAINT generators_stopping_pkey PRIMARY KEY (lease_token);
 
 ALTER TABLE ONLY public.job_events
     ADD CONSTRAINT job_events_pkey PRIMARY KEY (asset_id, id);

@@ -8,7 +8,9 @@ BEGIN
             'user id must be a positive Telegram user id (1 to 9007199254740991), got %s',
             user_id);
     END IF;
-    IF chat_id IS NOT NULL AND (chat_id = 0 OR abs(chat_id) > 9007199254740991) THEN
+    -- Compared, not abs(): abs() of the lowest bigint is out of range.
+    IF chat_id IS NOT NULL
+       AND (chat_id = 0 OR chat_id NOT BETWEEN -9007199254740991 AND 9007199254740991) THEN
         RAISE EXCEPTION USING ERRCODE = 'VR002', MESSAGE = format(
             'chat id must be a Telegram chat id (not 0, at most 53 bits), got %s', chat_id);
     END IF;

@@ -4,7 +4,8 @@
 
 -- name: note_store_outage_and_queue_notices
 -- A worker could not keep a finished video: the store is unreachable (it keeps the video and
--- tries again). The outage is one row, from its first failure; once it has lasted
+-- tries again). The outage is one row, from its first failure until any worker's next
+-- success (complete_jobs, jobs.sql); once it has lasted
 -- "alert_after" seconds, one worker flips "told" and each admin gets one 'store_down'
 -- notice (generation: the outage's start in minutes since 1970, so one per outage).
 WITH noted AS (
@@ -35,10 +36,6 @@ queued AS (
 SELECT count(*) AS queued,
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', '') END AS notified
 FROM queued;
-
--- name: end_store_outage
--- A video was kept: whatever outage there was is over.
-DELETE FROM store_outage WHERE id RETURNING since, told;
 
 -- name: delivered_video_to_delete
 -- [storage] delete_after_delivery: once no 'ready' message of a generation's video waits and

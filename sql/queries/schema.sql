@@ -8,6 +8,15 @@
 -- being built CONCURRENTLY by the run that has it would wait for that snapshot in turn.
 SELECT pg_try_advisory_xact_lock(8532461411521294969) AS locked;
 
+-- name: hold_the_migrations_lock_while_idle
+-- The transaction that holds the lock sits idle while the run works on another connection:
+-- the server's timeouts for such a transaction, should the database or the role set them,
+-- are off for this one alone (a killed holder would let a second run in). transaction_timeout
+-- exists from PostgreSQL 17 on; a setting the server does not have is not in pg_settings.
+SELECT count(set_config(name, '0', true)) AS timeouts_off
+FROM pg_settings
+WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout');
+
 -- name: migrations_table_exists
 SELECT to_regclass('vidretry_migrations') IS NOT NULL AS present;
 

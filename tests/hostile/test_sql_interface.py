@@ -16,7 +16,7 @@ import pytest
 from psycopg import errors
 
 from tests.hostile.conftest import Installed
-from tests.support import rows, scalar
+from tests.support import rows, scalar, unpinned_functions
 from vidretry.queue import jobs
 from vidretry.store import db
 
@@ -120,6 +120,8 @@ async def test_other_users_ids_get_the_buttons_rules_and_no_more(
         with pytest.raises(psycopg.Error) as refused:
             await hostile.execute(f"SELECT {call}")
         assert refused.value.sqlstate == "VR011", call
+    pressed = await hostile.execute(f"SELECT * FROM vidretry_press_retry({asset}, 2)")
+    assert await pressed.fetchone() == ("forbidden", None)
     tracked = await hostile.execute(f"SELECT vidretry_track_message({asset}, 2, 5)")
     assert await tracked.fetchone() == (False,)
     with pytest.raises(errors.InsufficientPrivilege):
@@ -170,19 +172,18 @@ async def test_every_function_vidretry_installs_looks_only_in_its_own_schema(
     those that run as their owner."""
     functions = await rows(
         owner,
-        "SELECT p.proname AS name, p.prosecdef AS definer, p.proconfig AS config "
+        "SELECT p.proname AS name, p.prosecdef AS definer "
         "FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE n.nspname = %s ORDER BY p.proname",
         installed.schema,
     )
     names = {f["name"] for f in functions}
     assert {"vidretry_enqueue", "vidretry_retry", "job_events_append_only"} <= names
-    pinned = [f"search_path={installed.schema}, pg_temp"]
-    assert [f for f in functions if f["config"] != pinned] == []
+    assert await unpinned_functions(owner, installed.schema) == []
     definers = sorted(f["name"] for f in functions if f["definer"])
     assert definers == [
-        "vidretry_asset", "vidretry_cancel", "vidretry_enqueue", "vidretry_retry",
-        "vidretry_track_message",
+        "vidretry_asset", "vidretry_cancel", "vidretry_enqueue", "vidretry_press_retry",
+        "vidretry_retry", "vidretry_track_message",
     ]  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.test_results import asset_row, running
 from tests.integration.test_worker import FAST, add
-from tests.s3server import SECRET_KEY, WeedS3, started
+from tests.s3server import ACCESS_KEY, SECRET_KEY, WeedS3, started
 from tests.support import FakeClock, eventually
 from vidretry.app.doctor import Check, Verdict, examine
 from vidretry.config import load_config
@@ -55,7 +55,8 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
 def config_naming(weed: WeedS3, tmp_path: Path, **storage: object) -> Path:
     """A config file whose ``[storage]`` is this server (readable by others, as a careless
     operator leaves it), and which lets generators' URLs reach the loopback CDN."""
-    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in weed.settings(**storage).items())
+    settings = weed.settings(**storage).items()
+    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings if v is not None)
     config = tmp_path / "vidretry.toml"
     config.write_text(
         f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n'
@@ -156,6 +157,44 @@ def multipart_uploads(weed: WeedS3) -> list[str]:
     return [entry["FullPath"] for entry in entries]
 
 
+def bucket_listing(weed: WeedS3) -> dict[str, list[tuple[str, int]]]:
+    """Every bucket of the server and its objects (key, size), as AWS's own SDK (boto3, an
+    S3 client independent of vidretry's) sees them, addressing path-style explicitly."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=weed.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    listing = {}
+    for bucket in s3.list_buckets()["Buckets"]:
+        objects = s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", [])
+        listing[bucket["Name"]] = [(o["Key"], o["Size"]) for o in objects]
+    return listing
+
+
+async def test_with_the_settings_a_user_types_a_video_lands_where_its_uri_says(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """The issue's configuration: a bucket and a prefix, a custom endpoint, path_style and
+    region left out. The video is in bucket "videos" under "results/", as its URI says,
+    and no bucket was made of the prefix."""
+    results = results_for(weed, tmp_path, url="s3://videos/results")
+    data = video_bytes(1000, seed=11)
+    stored = await results.store.put_chunks(chunks(data), "1-g0-a1b2c3d4.mp4", limit=MIB)
+
+    assert stored.uri == "s3://videos/results/1-g0-a1b2c3d4.mp4"
+    listing = bucket_listing(weed)
+    assert ("results/1-g0-a1b2c3d4.mp4", len(data)) in listing["videos"]
+    assert "results" not in listing
+    assert await read_back(results, stored.uri, stored.size, stored.sha256) == data
+
+
 async def test_the_stores_errors_are_told_apart(weed: WeedS3, tmp_path: Path) -> None:
     """A missing video is the video's problem (its message fails for good); refused
     credentials and an unreachable server are outages (try again later), each one line."""
@@ -240,14 +279,22 @@ async def test_doctor_says_whether_the_store_answers_and_never_prints_its_secret
 ) -> None:
     good = await doctor(tmp_path, weed)
     assert good["storage"].verdict is Verdict.OK
-    assert good["storage"].detail == f"s3://videos/vidretry/ at {weed.endpoint}"
+    assert good["storage"].detail == (
+        f"s3://videos/vidretry/ at {weed.endpoint}/videos (the bucket lists the prefix as its own)"
+    )
     assert good["config"].verdict is Verdict.WARN
     assert "holds the store's secret key and other users can read it" in good["config"].detail
 
     wrong = await doctor(tmp_path, weed, secret_access_key="not-the-secret")
     assert wrong["storage"].verdict is Verdict.FAIL
-    assert "refused us" in wrong["storage"].detail
-    for found in (good, wrong):
+    assert "refused us a listing (SignatureDoesNotMatch)" in wrong["storage"].detail
+    # A store behind a path that names another bucket: the doctor says so, not ✓.
+    other = await doctor(tmp_path, weed, endpoint_url=f"{weed.endpoint}/results")
+    assert other["storage"].verdict is Verdict.FAIL
+    assert other["storage"].detail.startswith(
+        f"s3://videos/vidretry/ at {weed.endpoint}/results/videos answered a listing with 4"
+    )
+    for found in (good, wrong, other):
         assert not any(SECRET_KEY in check.detail for check in found.values())
 
 

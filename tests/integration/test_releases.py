@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.app.doctor import Verdict, _database
+from vidretry.config import parse_config
 from vidretry.queue import reports
 from vidretry.store import db
 from vidretry.store.pool import open_pool
@@ -108,14 +109,14 @@ async def test_doctor_shows_the_releases_and_warns_about_a_long_mix(
     now = await scalar(conn, "SELECT now()")
     await record(conn, "worker", "gpu-1:1", "0.20.0", now - timedelta(hours=3))
     await conn.execute("UPDATE vidretry_processes SET seen_at = now()")
-    checks = {check.name: check for check in await _database(db_url)}
+    checks = {check.name: check for check in await _database(db_url, parse_config({}))}
     assert checks["schema"].verdict is Verdict.OK
     assert checks["schema"].detail.startswith("version ")
     assert checks["releases"].verdict is Verdict.OK
-    assert checks["releases"].detail == "0.20.0 (1 workers, 0 notifiers, 0 web)"
+    assert checks["releases"].detail == "0.20.0 (1 worker)"  # as `status` says it
     await record(conn, "worker", "gpu-2:2", "0.21.0", now - timedelta(hours=2))
     await conn.execute("UPDATE vidretry_processes SET seen_at = now()")
-    checks = {check.name: check for check in await _database(db_url)}
+    checks = {check.name: check for check in await _database(db_url, parse_config({}))}
     assert checks["releases"].verdict is Verdict.WARN
     assert "have run side by side for" in checks["releases"].detail
 

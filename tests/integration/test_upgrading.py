@@ -10,8 +10,9 @@ from typing import LiteralString
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from tests.support import rows, scalar
+from tests.support import eventually, rows, scalar
 from vidretry.errors import SchemaError
 from vidretry.store import db, schema, sqlfiles
 from vidretry.store.online import LOCK_TIMEOUT_MS
@@ -128,6 +129,93 @@ async def test_upgrades_at_once_take_turns(conn: db.Connection, db_url: str) -> 
     assert sorted([first.applied, second.applied], key=len) == [
         [], [m.version for m in sqlfiles.migrations()]
     ]  # fmt: skip
+
+
+async def test_a_contract_bars_the_releases_it_breaks_while_it_waits_for_its_locks(
+    db_url: str,
+) -> None:
+    """From the moment a contract begins, not once it is done: a process of a release it
+    breaks that starts while the step waits for a lock (or is left half done) is refused,
+    0.19.0's by the ledger it reads."""
+    catalog = with_steps(
+        "-- kind: contract\n-- breaks: vidretry < 0.21.0\n"
+        "ALTER TABLE queue_policy ADD CONSTRAINT at_most_20 CHECK (max_attempts <= 20);\n"
+    )
+    async with (
+        await db.connect(db_url) as migrator,
+        await db.connect(db_url, autocommit=False) as long_reader,
+        await db.connect(db_url) as starting,
+    ):
+        await long_reader.execute("SELECT count(*) FROM queue_policy")  # holds a lock
+        upgrading = asyncio.create_task(schema.upgrade(migrator, catalog))
+        ledger = "SELECT max(version) FROM vidretry_migrations"  # what 0.19.0 checks
+
+        async def barred() -> bool:
+            return bool(await scalar(starting, ledger) == NEXT)
+
+        assert await eventually(barred, within=10)
+        with pytest.raises(SchemaError, match=r"deploy vidretry 0\.21\.0 or newer"):
+            await schema.check_schema(starting)
+        assert not upgrading.done()  # still waiting for its lock
+        await long_reader.rollback()
+        assert (await upgrading).applied == [NEXT]
+
+
+async def _upgrade(db_url: str, catalog: sqlfiles.Catalog) -> schema.Upgraded:
+    async with await db.connect(db_url) as conn:
+        return await schema.upgrade(conn, catalog)
+
+
+async def _step_begun(conn: db.Connection) -> bool:
+    return bool(await scalar(conn, "SELECT count(*) FROM vidretry_schema_steps"
+                                   " WHERE version = %s", NEXT))  # fmt: skip
+
+
+async def test_a_run_waiting_its_turn_holds_up_no_index_built_concurrently(
+    conn: db.Connection, db_url: str
+) -> None:
+    """The second run waits through the first's CONCURRENTLY build, trying the lock many
+    times (more than psycopg's five before it prepares a statement), then builds one of its
+    own: neither the run that waits nor the one that holds the lock may keep a snapshot a
+    build would wait for, or the runs wait for each other (or one for itself) for ever."""
+    build = (
+        "-- kind: expand\n-- transaction: no\n"
+        "SELECT pg_sleep(2);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS job_events_by_id ON job_events (id);\n"
+    )
+    first = asyncio.create_task(_upgrade(db_url, with_steps(build)))
+    assert await eventually(lambda: _step_begun(conn), within=10)
+    another = "-- kind: expand\n-- transaction: no\nCREATE INDEX CONCURRENTLY IF NOT EXISTS" \
+              " job_events_by_kind ON job_events (kind);\n"  # fmt: skip
+    second = asyncio.create_task(_upgrade(db_url, with_steps(build, another)))
+    try:
+        async with asyncio.timeout(30):  # 2 s, and builds of an empty table's indexes
+            runs = await asyncio.gather(first, second)
+    finally:
+        for task in (first, second):
+            task.cancel()
+    assert [run.applied for run in runs] == [[NEXT], [NEXT + 1]]
+    await schema.check_schema(conn, with_steps(build, another))
+
+
+async def test_runs_take_turns_under_an_idle_in_transaction_timeout(
+    conn: db.Connection, db_url: str
+) -> None:
+    """Managed PostgreSQL often ends a transaction left idle (the run's lock is held by
+    one for the whole run): the holder turns that off for itself, so the second run still
+    waits for the first to finish instead of running the step again beside it."""
+    name = await scalar(conn, "SELECT current_database()")
+    await conn.execute(
+        sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '1s'").format(
+            sql.Identifier(name)
+        )
+    )
+    catalog = with_steps("-- kind: expand\n-- transaction: no\nSELECT pg_sleep(2);\n")
+    first = asyncio.create_task(_upgrade(db_url, catalog))
+    assert await eventually(lambda: _step_begun(conn), within=10)
+    second = asyncio.create_task(_upgrade(db_url, catalog))
+    runs = await asyncio.gather(first, second)
+    assert [run.applied for run in runs] == [[NEXT], []]
 
 
 async def test_a_notification_kind_of_a_later_release_waits_for_its_notifier(

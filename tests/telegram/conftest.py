@@ -25,6 +25,7 @@ from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uv
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
 from vidretry.results.keeping import Results
+from vidretry.store import db
 from vidretry.store.listen import Listener
 from vidretry.store.pool import open_pool
 from vidretry.telegram.adapter import TelegramBot, build_client
@@ -129,14 +130,13 @@ async def deployed(
                 clock=DatabaseClock(),
                 rng=random.Random(4),
             )
+            async with pool.connection() as conn:  # what a leading notifier writes at start
+                await db.execute(conn, "set_bot_policy", {
+                    "admins": list(settings.admins),
+                    "per_day": settings.max_retries_per_user_per_day,
+                })  # fmt: skip
             bot.serve(
-                ButtonService(
-                    pool,
-                    MessagesConfig(),
-                    admins=frozenset({ADMIN}),
-                    clock=DatabaseClock(),
-                    max_retries_per_day=settings.max_retries_per_user_per_day,
-                ),
+                ButtonService(pool, MessagesConfig(), clock=DatabaseClock()),
                 Conversation(
                     pool,
                     MessagesConfig(),

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support import functions_in, unpinned_functions
 from tests.upgrade.conftest import Release, write_config
 from tests.upgrade.releases import examples, next_release
 from vidretry.store import db, schema
@@ -23,12 +24,25 @@ def test_the_page_has_an_example_of_each_kind_of_change() -> None:
     assert {
         ("migrations", "NNNN_styles"),
         ("migrations", "NNNN_error_renamed"),
+        ("functions", "video_assets_error_renamed"),
         ("migrations", "NNNN_error_backfilled"),
         ("migrations", "NNNN_last_error_dropped"),
         ("functions", "vidretry_check_ids_v2"),
         ("migrations", "NNNN_reminders"),
         ("migrations", "NNNN_fewer_attempts"),
     } == found
+
+
+async def test_the_page_s_functions_keep_the_rules_of_every_function(
+    conn: db.Connection,
+) -> None:
+    """An example is copied: its functions keep the rules the page gives, checked as the
+    shipped functions are (tests/hostile, tests/integration/test_schema.py) — each looks
+    only in vidretry's schema, and each, a trigger's too, has its file in sql/functions."""
+    catalog = next_release()
+    assert (await schema.upgrade(conn, catalog)).functions
+    assert await unpinned_functions(conn, "public") == []
+    assert await functions_in(conn, "public") == sorted(f.name for f in catalog.functions)
 
 
 @pytest.mark.slow  # this release's command line, worker and notifier: about 10 s

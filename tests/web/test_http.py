@@ -190,7 +190,9 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
 ) -> None:
     bearer = {"authorization": f"Bearer {console.service}"}
     async with await db.connect(console.url) as conn:
-        await conn.execute("UPDATE queue_policy SET max_retries_per_user_per_day = 1")
+        await conn.execute(
+            "UPDATE queue_policy SET max_retries_per_user_per_day = 1, admins = '{900}'"
+        )
     async with console.client(**bearer) as client:
         made = await client.post(
             "/api/assets",
@@ -235,6 +237,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
     async with console.client(**bearer) as client:
         again = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
         assert (again.status_code, again.json()["sqlstate"]) == (429, "VR014")
+        assert again.json()["outcome"] == "out_of_retries"
         took_back = await client.post(f"/api/assets/{asset_id}/cancel", json={"telegram_user": 8})
         assert took_back.json()["result"] == "withdrawn"
     async with await db.connect(console.url) as conn:
@@ -245,6 +248,9 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
             {"kind": "retried", "actor": "telegram:7"},
             {"kind": "withdrawn", "actor": "telegram:8"},
         ]
+        # Out of retries through the API, the admins are told as the bot's button tells them.
+        alerts = await rows(conn, "SELECT user_id, payload FROM notifications WHERE kind = 'alert'")
+        assert alerts == [{"user_id": 900, "payload": {"name": "Маша", "user": 7, "error": "boom"}}]
 
 
 async def test_a_script_s_empty_post_gets_json_not_a_redirect(console: Console) -> None:

@@ -395,9 +395,7 @@ class NotifierProcess:
             ButtonService(
                 self.pool,
                 messages,
-                admins=frozenset(telegram.admins),
                 clock=self.clock,
-                max_retries_per_day=telegram.max_retries_per_user_per_day,
             ),
             Conversation(
                 self.pool,

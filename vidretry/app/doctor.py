@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
 from vidretry.errors import VidretryError
 from vidretry.queue import reports
@@ -51,7 +53,7 @@ async def examine(config: Config) -> list[Check]:
         _handler(config),
         await _output_dir(config),
         await _storage(config),
-        _generator_urls(config),
+        *_generator_urls(config),
         _telegram(config),
         *_plugins(config),
         *_session(config),
@@ -88,14 +90,25 @@ async def _database(url: str, config: Config) -> list[Check]:
         conn = await db.connect(url)
     except VidretryError as exc:
         return [Check("database", Verdict.FAIL, str(exc)), *await _token_files(config, None)]
+    reachable = Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}")
     async with conn:
-        state = await schema.read_state(conn)
-        problem = schema.refusal(state, sqlfiles.shipped())
-        running = None if problem else await reports.releases(conn, None)
-        looks = [] if problem else await _sql_interface(conn)
-        looks += await _token_files(config, conn)
+        try:
+            state = await schema.read_state(conn)
+            problem = schema.refusal(state, sqlfiles.shipped())
+            running = None if problem else await reports.releases(conn, None)
+            looks = [] if problem else await _sql_interface(conn, embedded=not config.database.url)
+            looks += await _token_files(config, conn)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A role that may only call the SQL interface (a host bot's): what needs no
+            # database is still checked.
+            refused = (
+                f"{redact.one_line(exc)}: role {conn.info.user} may not read vidretry's "
+                "tables; run doctor with the database URL vidretry's processes use"
+            )
+            return [reachable, Check("schema", Verdict.FAIL, refused),
+                    *await _token_files(config, None)]  # fmt: skip
     checks = [
-        Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}"),
+        reachable,
         Check("schema", Verdict.FAIL, problem)
         if problem
         else Check("schema", Verdict.OK, schema.describe(state)),
@@ -109,16 +122,14 @@ async def _database(url: str, config: Config) -> list[Check]:
 def _releases(running: dict[str, Any]) -> Check:
     """Which releases run; a warning when a mix of them outlived a rollout."""
     shown = " · ".join(
-        f"{entry['release']} ({entry['workers']} workers, {entry['notifiers']} notifiers, "
-        f"{entry['web']} web)"
-        for entry in running["running"]
+        f"{entry['release']} ({reports.processes(entry)})" for entry in running["running"]
     )
     if running["warning"]:
         return Check("releases", Verdict.WARN, running["warning"])
     return Check("releases", Verdict.OK, shown or "no worker, notifier or console running")
 
 
-async def _sql_interface(conn: db.Connection) -> list[Check]:
+async def _sql_interface(conn: db.Connection, *, embedded: bool) -> list[Check]:
     """The functions other programs call run as their owner: a superuser owner gives any
     role allowed to call them every right a mistake in them could reach; and a role that may
     create objects in vidretry's schema could put its own operator in their way."""
@@ -126,28 +137,49 @@ async def _sql_interface(conn: db.Connection) -> list[Check]:
     found = await db.fetch_all(conn, "interface_functions_run_as_a_superuser", {})
     if found:
         callers = sorted({caller for row in found for caller in row["callers"]})
+        owner = found[0]["owner"]
+        how = (
+            f"the embedded database has no role but {owner}: accept it (give EXECUTE to "
+            "your bot alone), or run vidretry on a PostgreSQL of your own, as a role that is "
+            "no superuser"
+            if embedded
+            else "give vidretry's schema and objects an owner that is no superuser, and run "
+            "`vidretry db upgrade` as it"
+        )
         checks.append(
             Check(
                 "sql interface",
                 Verdict.WARN,
-                f"{', '.join(row['function'] for row in found)} run as superuser "
-                f"{found[0]['owner']} and {', '.join(callers)} may call them: give vidretry's "
-                "schema an owner that is no superuser (docs/integrate.md#rights)",
+                f"{', '.join(row['function'] for row in found)} run as superuser {owner} and "
+                f"{', '.join(callers)} may call them: {how} (docs/integrate.md#rights)",
             )
         )
     creators = await db.fetch_all(conn, "roles_that_may_create_in_vidretrys_schema", {})
-    if creators:
+    granted = [row["role"] for row in creators if not row["owns"]]
+    if granted:
         where = creators[0]["schema"]
         checks.append(
             Check(
                 "sql interface",
                 Verdict.WARN,
-                f"{', '.join(row['role'] for row in creators)} may create objects in schema "
-                f"{where}, where vidretry is: an operator or function of theirs could be "
-                f"picked by the interface's statements; REVOKE CREATE ON SCHEMA {where} FROM "
-                f"{', '.join(row['role'] for row in creators)}",
+                f"{', '.join(granted)} may create objects in schema {where}, where vidretry "
+                "is: an operator or function of theirs could be picked by the interface's "
+                f"statements; REVOKE CREATE ON SCHEMA {where} FROM {', '.join(granted)}",
             )
         )
+    for row in creators:
+        if row["owns"]:
+            through = " (as the database's owner)" if row["as_database_owner"] else ""
+            checks.append(
+                Check(
+                    "sql interface",
+                    Verdict.WARN,
+                    f"{row['role']} owns schema {row['schema']}{through}, where vidretry is, "
+                    "and may create objects in it: an operator or function of theirs could be "
+                    "picked by the interface's statements; ALTER SCHEMA "
+                    f"{row['schema']} OWNER TO {row['vidretry_owner']}",
+                )
+            )
     ok = "no function of it runs as a superuser for another role; nobody else writes its schema"
     return checks or [Check("sql interface", Verdict.OK, ok)]
 
@@ -210,27 +242,27 @@ def _tokens_readable_by_others(config: Config) -> list[tuple[Path, str]]:
     return found
 
 
-def _generator_urls(config: Config) -> Check:
-    """What a generator's URL may reach ([generator_urls])."""
+def _generator_urls(config: Config) -> list[Check]:
+    """What a generator's URL may reach ([generator_urls]): a warning for each way out of
+    https:// to the public internet."""
     urls = config.generator_urls
     reach = "any host" if not urls.hosts else ", ".join(urls.hosts)
+    warnings = []
     if urls.allow_http:
-        return Check(
-            "generator urls",
-            Verdict.WARN,
+        warnings.append(
             "[generator_urls] allow_http = true: a generator's URL may be plain http://, its "
-            "signature (a signed URL's credential) and the video travel in clear",
+            "signature (a signed URL's credential) and the video travel in clear"
         )
     inside = [n for n in urls.allow_networks if _reaches_this_machine(n)]
     if inside:
-        return Check(
-            "generator urls",
-            Verdict.WARN,
+        warnings.append(
             f"[generator_urls] allow_networks holds {', '.join(inside)}: a generator's URL may "
-            "reach the services of the worker's own machine",
+            "reach the services of the worker's own machine"
         )
+    if warnings:
+        return [Check("generator urls", Verdict.WARN, warning) for warning in warnings]
     extra = f", and {', '.join(urls.allow_networks)}" if urls.allow_networks else ""
-    return Check("generator urls", Verdict.OK, f"https:// only, {reach}, public addresses{extra}")
+    return [Check("generator urls", Verdict.OK, f"https:// only, {reach}, public addresses{extra}")]
 
 
 def _reaches_this_machine(network: str) -> bool:

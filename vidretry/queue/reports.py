@@ -106,6 +106,16 @@ def _oldest_first(entry: dict[str, Any]) -> tuple[int, Release]:
     return (1, parse_release(entry["release"]))
 
 
+def processes(entry: dict[str, Any]) -> str:
+    """How many processes of a release ``releases`` found, as people say it: "2 workers,
+    1 notifier" (none of a kind: not said)."""
+    return ", ".join(
+        f"{n} {role[:-1] if n == 1 and role != 'web' else role}"
+        for role in ("workers", "notifiers", "web")
+        if (n := entry[role])
+    )
+
+
 def _plural(role: str) -> str:
     return "web" if role == "web" else f"{role}s"
 

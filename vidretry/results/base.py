@@ -36,6 +36,11 @@ class StoreUnavailable(VidretryError):
     exit_code = 3
 
 
+class StoreMisaddressed(VidretryError):
+    """The store answers for another bucket or place than the configured one: objects would
+    not be where their URIs say."""
+
+
 class ResultMissing(VidretryError):
     """The video is not (or no longer) where its URI says."""
 

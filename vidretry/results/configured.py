@@ -23,15 +23,12 @@ def configured(config: Config, *, resolver: Resolver | None = None) -> Results:
     if storage.url is not None and storage.scheme == "s3":
         from vidretry.results.remote import S3ResultStore, S3Settings
 
-        bucket, _, prefix = storage.url.removeprefix("s3://").partition("/")
-        prefix = prefix.strip("/")
         store = S3ResultStore(
             S3Settings(
-                bucket=bucket,
-                prefix=f"{prefix}/" if prefix else "",
-                endpoint_url=storage.endpoint_url,
-                region=storage.region,
-                path_style=storage.path_style,
+                bucket=storage.bucket,
+                prefix=storage.prefix,
+                bucket_url=storage.bucket_url,
+                region=storage.region or "us-east-1",
                 access_key_id=storage.access_key_id,
                 secret_access_key=storage.secret_access_key,
             )

@@ -104,8 +104,10 @@ class Results:
                 f"the generator's result is neither a video file nor an http(s) URL: {shown!r}"
             )
         if await self._local_holder(real) is None:
+            # A symlink in the output directory says where it leads: it looks inside.
+            where = f"is a symlink to {real}, " if stat.S_ISLNK(found.st_mode) else "is "
             raise HandlerError(
-                f"the generator's result {shown!r} is outside {self._local_names()} "
+                f"the generator's result {shown!r} {where}outside {self._local_names()} "
                 "([worker] output_dir): refused"
             )
         return real

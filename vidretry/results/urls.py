@@ -115,15 +115,17 @@ class Policy:
     def check_address(self, host: str, address: str) -> Address:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone is no part of it
         seen = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+        # "cdn.test is 127.0.0.2, a loopback address"; an address given as one is said once.
+        named = f"{host} is" if host == str(seen) else f"{host} is {seen},"
         if seen in METADATA or ip in METADATA:
-            raise UrlRefused(f"{host} is {seen}, a cloud metadata address: refused")
+            raise UrlRefused(f"{named} a cloud metadata address: refused")
         if any(seen in network for network in self.networks):
             return ip
         why = _not_public(seen)
         if why:
             raise UrlRefused(
-                f"{host} is {seen}, {why} address: refused (a generator's URL must reach the "
-                "public internet, or an address of [generator_urls] allow_networks)"
+                f"{named} {why} address: refused (a generator's URL must reach the public "
+                "internet, or an address of [generator_urls] allow_networks)"
             )
         return ip
 

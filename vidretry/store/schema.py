@@ -290,21 +290,34 @@ class _upgrade_lock:
     """Runs of ``db upgrade`` take turns: a second connection holds the migrator's advisory
     lock in a transaction for the whole run (a transaction, not a session, so that it holds
     through a transaction pooler; the key is the one vidretry 0.19.0's migrator takes, so
-    it waits too). The lock is tried every ``LOCK_POLL_SECONDS`` rather than waited for, so
-    that neither the holder nor a run that waits has a snapshot that an index built
-    CONCURRENTLY would wait for."""
+    it waits too).
+
+    An index built CONCURRENTLY waits for every transaction that holds a snapshot older
+    than the build, so a run that waits must hold none: it tries the lock every
+    ``LOCK_POLL_SECONDS``, each try a transaction of its own, ended at once when it fails,
+    and has no transaction between tries (waiting inside a statement would hold the
+    statement's snapshot; one transaction kept open across the tries was seen to keep one
+    once psycopg prepared the try). Nothing is prepared on this connection: behind a
+    transaction pooler each try may reach another server connection. The holder's
+    transaction sits idle for the whole run, so it turns off, for itself, the server's
+    timeouts that would end it and let another run in
+    (``idle_in_transaction_session_timeout``, which managed PostgreSQL often sets)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conninfo = make_conninfo(conn.info.dsn, password=conn.info.password)
         self.holder: psycopg.AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> None:
-        self.holder = await psycopg.AsyncConnection.connect(self.conninfo)
+        self.holder = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=False, prepare_threshold=None
+        )
         while True:
             cur = await self.holder.execute(queries()["try_lock_migrations"])
             row = await cur.fetchone()
             if row is not None and row[0]:
+                await self.holder.execute(queries()["hold_the_migrations_lock_while_idle"])
                 return
+            await self.holder.rollback()  # no transaction, and so no snapshot, while it waits
             await asyncio.sleep(LOCK_POLL_SECONDS)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -338,10 +351,11 @@ async def _apply_history(online: Online, catalog: Catalog, state: SchemaState) -
 
 
 async def _apply_step(online: Online, migration: Migration, release: Release) -> None:
-    """One step after the history: recorded as begun, run, recorded as done."""
+    """One step after the history: recorded as begun, run, recorded as done. A contract is
+    recorded as begun in a transaction of its own, before it runs: from then on the
+    releases it breaks refuse the schema, for as long as it waits for its locks and if it
+    is left half done, not only once it is done."""
     conn, what = online.conn, f"step {migration.label}"
-    if migration.breaks_before is not None:
-        await _refuse_while_broken_releases_run(conn, migration)
     params = {
         "version": migration.version,
         "name": migration.name,
@@ -354,16 +368,20 @@ async def _apply_step(online: Online, migration: Migration, release: Release) ->
     }
 
     async def begin() -> None:
+        if migration.breaks_before is not None:
+            await _refuse_while_broken_releases_run(conn, migration)
         await conn.execute(queries()["start_step"], params)
+        await _bar_old_releases(conn, migration)
 
     async def finish() -> None:
-        await _bar_old_releases(conn, migration)
         await conn.execute(queries()["finish_step"], params)
 
+    if migration.breaks_before is not None or not migration.in_transaction:
+        await online.transaction(begin, what=what)
     if migration.in_transaction:
 
         async def whole() -> None:
-            await begin()
+            await conn.execute(queries()["start_step"], params)  # an expand begins here
             await conn.execute(migration.sql)
             await finish()
 
@@ -371,7 +389,6 @@ async def _apply_step(online: Online, migration: Migration, release: Release) ->
         return
     # Statement by statement, each committed on its own: the step's row says it began, and
     # a run that stops half way is resumed by the next one from the first statement.
-    await online.transaction(begin, what=what)
     await online.run_outside(migration.sql, what=what)
     await online.transaction(finish, what=what)
 
@@ -400,7 +417,8 @@ async def _refuse_while_broken_releases_run(conn: Connection, migration: Migrati
 
 
 async def _bar_old_releases(conn: Connection, migration: Migration) -> None:
-    """A contract that breaks vidretry 0.19.0 or older leaves them a version they refuse."""
+    """A contract that breaks vidretry 0.19.0 or older leaves them a version they refuse
+    (written as it begins)."""
     if migration.breaks_before is not None and migration.breaks_before > BEFORE_THE_POLICY:
         await conn.execute(
             queries()["bar_releases_before_the_policy"],

@@ -220,15 +220,3 @@ async def mark_user_blocked(
     conn: Connection, user_id: int, reason: str, now: datetime | None
 ) -> None:
     await execute(conn, "mark_user_blocked", {"user_id": user_id, "reason": reason, "now": now})
-
-
-async def alert_admins(
-    conn: Connection, asset_id: int, user_id: int, admins: Sequence[int], now: datetime | None
-) -> int:
-    """Queue one message to each admin about ``user_id`` being out of retries on
-    ``asset_id``; how many were queued (none twice for one failure)."""
-    if not admins:
-        return 0
-    params = {"asset_id": asset_id, "user_id": user_id, "admins": list(admins), "now": now}
-    row = await fetch_one(conn, "queue_admin_alerts", params)
-    return int(row["queued"]) if row else 0
