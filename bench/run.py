@@ -53,13 +53,16 @@ class Size:
     scale_jobs: int
     one_chat: int
     fair_pairs: int  # runs of each layout of the fair case, per repetition
+    settle_seconds: float = 2.0  # a child is left to settle this long before it is measured
+    idle_window_seconds: float = 10.0  # the idle processes' queries are counted this long
 
 
 FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000, finished_small=10_000,
             finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3)  # fmt: skip
-SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
-             finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5,
-             fair_pairs=1)  # fmt: skip
+# Every case once, small: that it runs and checks what it checks (the suite runs it).
+SHORT = Size(jobs=500, reps=1, latency_samples=5, pacing_users=30,
+             finished_small=200, finished_large=5000, scale_jobs=300, one_chat=3,
+             fair_pairs=1, settle_seconds=0.5, idle_window_seconds=2.0)  # fmt: skip
 
 # vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
 VIDRETRY_CONCURRENCY = "64"
@@ -140,6 +143,17 @@ class Bench:
         while time.monotonic() < deadline:
             try:
                 if jobs <= {job for job, _ in self.read(out)}:
+                    return
+            except ValueError:  # a line the child is still writing
+                pass
+            time.sleep(0.05)
+
+    def wait_for_lines(self, out: Path, n: int) -> None:
+        """Until ``out`` holds ``n`` records (a minute at most: the caller counts them)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if len(self.read(out)) >= n:
                     return
             except ValueError:  # a line the child is still writing
                 pass
@@ -278,7 +292,7 @@ class Bench:
             # then idle a while for the RSS figure.
             warm_up, _ = enqueue(url)
             self.wait_for_starts(out, {warm_up}, system)
-            time.sleep(2.0)
+            time.sleep(self.size.settle_seconds)
             self.results[f"memory: {system} worker idle, RSS (MiB)"].append(rss_mib(proc.pid))
             sent: dict[Any, float] = {}
             for _ in range(self.size.latency_samples):
@@ -302,11 +316,11 @@ class Bench:
             self.setup_vidretry(url, 0)
             worker, failed_out = self.spawn("vidretry", url, "fail", "4")
             notifier, sent_out = self.spawn("notifier", url, "wait", "25", "1")
-            time.sleep(2.0)
+            time.sleep(self.size.settle_seconds)
             for i in range(self.size.latency_samples):
                 _enqueue_vidretry(url, name=f"f-{i}", user_id=i + 1, max_attempts=1)
                 time.sleep(0.1)
-            time.sleep(1.0)
+            self.wait_for_lines(sent_out, self.size.latency_samples)
             for proc in (worker, notifier):
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
@@ -383,13 +397,13 @@ class Bench:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                     proc, _ = self.spawn(system, url, *args)
-                    time.sleep(3.0)
+                    time.sleep(self.size.settle_seconds * 1.5)
                     if label == "notifier":
                         self.results["memory: vidretry notifier idle, RSS (MiB)"].append(
                             rss_mib(proc.pid)
                         )
                     conn.execute("SELECT pg_stat_statements_reset()")
-                    window = 10.0
+                    window = self.size.idle_window_seconds
                     time.sleep(window)
                     row = conn.execute(
                         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
