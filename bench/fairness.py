@@ -35,6 +35,7 @@ from vidretry.app.daemons import build_worker
 from vidretry.config import Config, WorkerConfig
 from vidretry.models import JobContext
 from vidretry.queue.enqueue import enqueue
+from vidretry.queue.quota import NO_QUOTA
 from vidretry.store import db, schema
 from vidretry.store.embedded import EmbeddedServer
 from vidretry.store.pool import open_pool
@@ -114,8 +115,8 @@ def fill(url: str, size: Size) -> None:
 def claim_rate(url: str, statement: LiteralString, seconds: float) -> float:
     """Jobs claimed per second by one connection claiming batches of ``BATCH``."""
     params = {
-        "owner": "bench", "limit": BATCH, "lease_seconds": 600, "now": None,
-        "max_running": 0, "max_starts": 0,
+        "owner": "bench", "limit": BATCH, "lease_seconds": 600, "now": None, "probe": None,
+        **NO_QUOTA.params(),
     }  # fmt: skip
     with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
         for _ in range(20):  # warm: the plan, the caches
