@@ -45,15 +45,17 @@ _bytecode_dir: Path | None = None
 _session: pytest.Session | None = None
 
 
+_BYTECODE = "VIDRETRY_TEST_BYTECODE"
+
+
 def _cache_bytecode_for_subprocesses() -> None:
     """The ``vidretry`` processes the tests start cache their bytecode, in a directory of
-    this test process's own, as they would on a user's machine: with
-    PYTHONDONTWRITEBYTECODE (set in some environments) every one of them compiled vidretry
-    from source, hundreds of times a run."""
-    global _bytecode_dir
-    _bytecode_dir = Path(tempfile.mkdtemp(prefix="vidretry-test-bytecode-"))
+    the run's own (made by the process that runs pytest; xdist's workers share it), as they
+    would on a user's machine: with PYTHONDONTWRITEBYTECODE (set in some environments) every
+    one of them compiled vidretry from source, hundreds of times a run. Only the processes
+    the tests start use it (pytest's own processes are already running)."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(_bytecode_dir)
+    os.environ["PYTHONPYCACHEPREFIX"] = os.environ[_BYTECODE]
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -62,8 +64,11 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _server_dir
-    if not hasattr(config, "workerinput"):  # xdist's workers inherit the controller's mark
+    global _bytecode_dir
+    if not hasattr(config, "workerinput"):  # xdist's workers inherit the controller's
         os.environ[leftovers.RUN] = uuid.uuid4().hex
+        _bytecode_dir = Path(tempfile.mkdtemp(prefix="vidretry-test-bytecode-"))
+        os.environ[_BYTECODE] = str(_bytecode_dir)
     if _is_xdist_controller(config):
         return
     _cache_bytecode_for_subprocesses()
@@ -119,6 +124,53 @@ def _nothing_outlives_the_run() -> None:
     )
     if _session is not None:
         _session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that wait longest (``@pytest.mark.slow(seconds=N)``) start first, each on a
+    worker of its own as far as they go, so that their waits overlap the rest of the run.
+    pytest-xdist's ``worksteal`` hands each worker a contiguous share of the tests at the
+    start (and steals from their ends later): each long test heads a share, and the shares
+    are laid out as it will cut them. Every worker computes the same order."""
+    waits = {item: _seconds(item) for item in items}
+    longest = sorted((i for i in items if waits[i]), key=lambda i: -waits[i])
+    if not longest:
+        return
+    rest = [item for item in items if not waits[item]]
+    workerinput = getattr(config, "workerinput", {})
+    workers = int(workerinput.get("workercount", 1))
+    if workers == 1 or _dist(workerinput.get("mainargv", [])) != "worksteal":
+        items[:] = longest + rest
+        return
+    sizes, left = [], len(items)
+    for i in range(workers):
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for item in longest:  # each to the share that waits least so far, and has room
+        k = min((k for k in range(workers) if len(shares[k]) < sizes[k]), key=load.__getitem__)
+        shares[k].append(item)
+        load[k] += waits[item]
+    others = iter(rest)
+    for k, share in enumerate(shares):
+        share.extend(next(others) for _ in range(sizes[k] - len(share)))
+    items[:] = [item for share in shares for item in share]
+
+
+def _dist(argv: list[str]) -> str | None:
+    """The ``--dist`` mode of the run's command line (a worker's own option says "no")."""
+    for arg, following in zip(argv, [*argv[1:], ""], strict=True):
+        if arg == "--dist":
+            return following
+        if arg.startswith("--dist="):
+            return arg.removeprefix("--dist=")
+    return None
+
+
+def _seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return float(marker.kwargs.get("seconds", 0)) if marker else 0.0
 
 
 @pytest.fixture(autouse=True)

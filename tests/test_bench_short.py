@@ -58,7 +58,7 @@ def test_operations_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]
         assert row in report
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.timeout(300)
 def test_broadcast_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
     # Through the real Telethon client and the Telegram double; the child process checks
@@ -90,7 +90,7 @@ def test_fairness_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) 
         assert row in report
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.timeout(300)
 def test_storage_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -> None:
     # The run itself checks that Telegram got the generator's bytes (their SHA-256).

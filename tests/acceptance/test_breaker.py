@@ -86,7 +86,7 @@ OPEN = "SELECT count(*) FROM video_assets WHERE state IN ('pending', 'running')"
 PAUSED = "SELECT count(*) FROM queue_pauses WHERE resumed_at IS NULL"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.timeout(300)
 async def test_a_generator_outage_pauses_the_queue_and_costs_nobody_an_attempt(
     db_url: str, make_cli: Callable[[str], Cli], tmp_path: Path

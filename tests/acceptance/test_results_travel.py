@@ -276,7 +276,7 @@ OUTAGE_SECONDS = 15.0
 ALERT_SECONDS = 5.0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.timeout(OUTAGE_SECONDS + 180)
 def test_a_store_outage_costs_no_attempt_and_loses_nothing(
     db_url: str, tmp_path: Path, weed: WeedS3, namespaces: None

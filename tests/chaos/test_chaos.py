@@ -3,7 +3,7 @@ import pytest
 from tests.chaos.run import main
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 @pytest.mark.timeout(300)
 def test_short_chaos_run_holds_every_check(capsys: pytest.CaptureFixture[str]) -> None:
     code = main([])

@@ -50,7 +50,7 @@ def runs(log: Path) -> dict[int, list[tuple[str, int, float]]]:
     return by_asset
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_a_worker_behind_a_dead_link_lets_go_within_its_lease_and_comes_back(
     db_url: str,
     postgresql: psycopg.Connection[Any],

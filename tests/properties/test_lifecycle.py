@@ -600,7 +600,10 @@ class Lifecycle(RuleBasedStateMachine):
         assert row["streak_assets"] == self.streak
 
 
-@pytest.mark.slow  # 5,000 steps against the database: the full suite's, not the edit loop's
+# 5,000 steps against the database: the full suite's, not the edit loop's. About 25 s on a
+# quiet machine, and a counted run: two minutes on a busy one.
+@pytest.mark.slow(seconds=25)
+@pytest.mark.timeout(300)
 def test_lifecycle(db_url: str) -> None:
     run_state_machine_as_test(
         lambda: Lifecycle(db_url),

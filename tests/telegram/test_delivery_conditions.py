@@ -131,7 +131,7 @@ async def three_failures_during(db_url: str, seconds: float) -> None:
     await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 @pytest.mark.timeout(OUTAGE_SECONDS + 120)
 async def test_a_long_run_of_server_errors_loses_nobody_their_message(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
@@ -150,7 +150,7 @@ async def test_a_long_run_of_server_errors_loses_nobody_their_message(
     assert telegram.connected() == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 @pytest.mark.timeout(OUTAGE_SECONDS + 120)
 async def test_a_long_time_without_network_loses_nobody_their_message(
     db_url: str, telegram: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture

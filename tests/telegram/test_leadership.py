@@ -192,7 +192,7 @@ def wait_until(check: Any, *, within: float, what: str) -> None:
 LEASE_SECONDS = 6
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.timeout(300)
 def test_three_notifiers_one_session_one_rate_through_two_hand_overs(
     db_url: str, tmp_path: Path

@@ -56,7 +56,7 @@ def sends(events: list[dict[str, Any]], chat: int) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == "send" and e["chat"] == chat]
 
 
-@pytest.mark.slow  # half a minute of real processes
+@pytest.mark.slow(seconds=20)  # half a minute of real processes
 def test_cancel_and_progress_through_the_real_worker_and_notifier(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -29,7 +29,7 @@ from vidretry.store import sqlfiles
 USERS = (1, 2, 3, 4)
 
 
-@pytest.mark.slow  # the old and new processes of a rollout: about 30 s
+@pytest.mark.slow(seconds=30)  # the old and new processes of a rollout: about 30 s
 @pytest.mark.timeout(240)
 def test_the_first_rollover_from_the_previous_release_s_running_processes(
     empty_database: str, tmp_path: Path, previous: Release, current: Release
