@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,11 +47,25 @@ class Results:
         self.fetch = fetch
         self.limit = limit
         self.files = store if isinstance(store, FileStore) else FileStore(scratch)
+        # The directory store's directory, as the generator's own {output} names it.
+        self.in_place = (
+            str(store.directory)
+            if isinstance(store, FileStore) and store.directory.is_absolute()
+            else None
+        )
 
     async def keep(self, result: str, key: str, *, url_timeout: float) -> Stored:
         """Keep a generator's result as ``key``: ``HandlerError`` when it is neither a video
         file nor an http(s) URL, ``ResultTooBig`` beyond the limit, ``StoreUnavailable``
         when the store cannot take it now."""
+        if self.in_place is not None and os.path.dirname(result) == self.in_place:
+            # The usual case, once per job: the generator's own video in the directory store,
+            # kept where it is in one open. Anything unusual goes the way below.
+            assert isinstance(self.store, FileStore)
+            with contextlib.suppress(OSError):
+                stored = await self.store.keep_in_place(result, limit=self.limit)
+                if stored is not None:
+                    return stored
         if urlsplit(result).scheme in ("http", "https"):
             if self.fetch is None:
                 raise HandlerError("this worker cannot copy URLs (no object-store client)")
