@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import AsyncIterable, Sequence
@@ -139,17 +140,17 @@ def _measure(fd: int, size: int, path: str, limit: int) -> Stored:
     than ``fstat`` said (at most ``CHUNK``): a small video comes whole and short of it, which
     for a regular file means its end. A full read (a large video, or one that grew
     meanwhile) goes on to the end, ``CHUNK`` at a time."""
-    tally = Tally(limit, f"the video {os.path.basename(path)}")
     want = min(size + 1, CHUNK)
     chunk = os.read(fd, want)
-    tally.add(chunk)
-    if len(chunk) == want:
-        while chunk := os.read(fd, CHUNK):
-            tally.add(chunk)
     # Path(path).as_uri(), for a path pathlib would leave as it is.
-    return Stored(
-        "file://" + quote_from_bytes(os.fsencode(path)), tally.size, tally.digest.digest()
-    )
+    uri = "file://" + quote_from_bytes(os.fsencode(path))
+    if len(chunk) < want:  # all of it: at most ``size`` bytes, so within the limit
+        return Stored(uri, len(chunk), hashlib.sha256(chunk).digest())
+    tally = Tally(limit, f"the video {os.path.basename(path)}")
+    tally.add(chunk)
+    while chunk := os.read(fd, CHUNK):
+        tally.add(chunk)
+    return Stored(uri, tally.size, tally.digest.digest())
 
 
 class FileDownload:

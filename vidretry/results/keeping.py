@@ -62,10 +62,12 @@ class Results:
             # The usual case, once per job: the generator's own video in the directory store,
             # kept where it is in one open. Anything unusual goes the way below.
             assert isinstance(self.store, FileStore)
-            with contextlib.suppress(OSError):
+            try:
                 stored = await self.store.keep_in_place(result, limit=self.limit)
-                if stored is not None:
-                    return stored
+            except OSError:
+                stored = None
+            if stored is not None:
+                return stored
         if urlsplit(result).scheme in ("http", "https"):
             if self.fetch is None:
                 raise HandlerError("this worker cannot copy URLs (no object-store client)")
