@@ -8,7 +8,8 @@ loaded when first used, so ``vidretry --help`` does not pay for them.
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from vidretry.version import __version__ as __version__
+
 __all__ = ["asset", "cancel", "enqueue", "retry"]
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
--- Named statements of the migrator (vidretry/schema.py): which migrations a database has,
+-- Named statements of the migrator (vidretry/store/schema.py): which steps a database has,
 -- and the record of applying one.
 
 -- name: lock_migrations
@@ -35,3 +35,85 @@ VALUES (%(version)s, %(name)s, %(checksum)s);
 -- A migration applied before checksums were recorded: from now on it is checked.
 UPDATE vidretry_migrations SET checksum = %(checksum)s
 WHERE version = %(version)s AND checksum IS NULL;
+
+-- name: create_steps_table
+-- The ledger of the steps after the history (schema 20 on, docs/upgrading.md): one row per
+-- step, written when it starts; finished_at is set when it is done (a step run outside a
+-- transaction may be left half done, and the next `db upgrade` resumes it). A contract
+-- step names the first release that still works with the schema it leaves (breaks_before).
+-- vidretry_migrations goes on holding the history (1-19), which is what vidretry 0.19.0 and
+-- older check: a contract step that breaks them adds a row above 19 there, so they refuse
+-- the schema with their own message.
+CREATE TABLE IF NOT EXISTS vidretry_schema_steps (
+    version integer PRIMARY KEY CHECK (version > 19),
+    name text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('expand', 'contract')),
+    breaks_before text CHECK ((kind = 'contract') = (breaks_before IS NOT NULL)),
+    checksum text NOT NULL,
+    release text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+
+-- name: create_functions_table
+-- Which release's SQL functions (sql/functions) are installed: one row, replaced by every
+-- `db upgrade` that installs a different set (never by an older release's).
+CREATE TABLE IF NOT EXISTS vidretry_schema_functions (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    release text NOT NULL,
+    checksum text NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: schema_ledgers
+-- Which of the ledgers exist (a database may be older than any of them).
+SELECT to_regclass('vidretry_migrations') IS NOT NULL AS history,
+       to_regclass('vidretry_schema_steps') IS NOT NULL AS steps,
+       to_regclass('vidretry_schema_functions') IS NOT NULL AS functions;
+
+-- name: applied_steps
+SELECT version, name, kind, breaks_before, checksum, release, started_at, finished_at
+FROM vidretry_schema_steps ORDER BY version;
+
+-- name: installed_functions
+SELECT release, checksum, installed_at FROM vidretry_schema_functions;
+
+-- name: start_step
+-- A step begins (in its own transaction, or before the first statement of one that runs
+-- outside a transaction). A step begun before and left half done keeps its row.
+INSERT INTO vidretry_schema_steps (version, name, kind, breaks_before, checksum, release)
+VALUES (%(version)s, %(name)s, %(kind)s, %(breaks_before)s, %(checksum)s, %(release)s)
+ON CONFLICT (version) DO NOTHING;
+
+-- name: finish_step
+-- The step is done.
+UPDATE vidretry_schema_steps SET finished_at = now()
+WHERE version = %(version)s AND finished_at IS NULL;
+
+-- name: bar_releases_before_the_policy
+-- A contract step breaks vidretry 0.19.0 or older: a version above the history makes
+-- them refuse the schema ("newer than this vidretry"), which is what they can say.
+INSERT INTO vidretry_migrations (version, name, checksum)
+VALUES (%(version)s, %(name)s, NULL)
+ON CONFLICT (version) DO NOTHING;
+
+-- name: record_functions
+-- The set of SQL functions just installed, and whose.
+INSERT INTO vidretry_schema_functions AS f (release, checksum)
+VALUES (%(release)s, %(checksum)s)
+ON CONFLICT (id) DO UPDATE
+SET release = excluded.release, checksum = excluded.checksum, installed_at = now();
+
+-- name: index_state
+-- An index a step builds CONCURRENTLY: whether it is valid, and whether a build is making it
+-- right now (no row: there is no such index).
+SELECT i.indisvalid AS valid,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index AS p
+               WHERE p.index_relid = i.indexrelid) AS building
+FROM pg_index AS i
+WHERE i.indexrelid = to_regclass(%(name)s);
+
+-- name: drop_index_concurrently
+-- What an interrupted or failed CONCURRENTLY build left: an invalid index, dropped without
+-- stopping the table's readers and writers before it is built again.
+DROP INDEX CONCURRENTLY IF EXISTS {name}

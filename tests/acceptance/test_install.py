@@ -59,12 +59,13 @@ def test_the_built_wheel_carries_every_statement_and_migration(tmp_path: Path) -
         "-c",
         "import vidretry, vidretry.store.sqlfiles as s;"
         "print(vidretry.__file__); print(sorted(s.queries())); "
-        "print([m.version for m in s.migrations()])",
+        "print([m.version for m in s.migrations()]); print([f.name for f in s.functions()])",
         cwd=tmp_path,
     )
     assert probe.returncode == 0, probe.stderr
-    where, statements, versions = probe.stdout.splitlines()
+    where, statements, versions, functions = probe.stdout.splitlines()
     assert where.startswith(str(venv))
     assert statements == str(sorted(sqlfiles.queries()))  # every statement of the checkout
     assert versions == str([m.version for m in sqlfiles.migrations()])
+    assert functions == str([f.name for f in sqlfiles.functions()])
     assert not (Path(where).parent / "sql").is_symlink()

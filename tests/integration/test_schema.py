@@ -7,23 +7,92 @@ from vidretry.store import db, schema, sqlfiles
 
 
 async def test_upgrade_twice_changes_nothing(conn: db.Connection) -> None:
-    assert await schema.upgrade(conn) == []
+    assert await schema.upgrade(conn) == schema.Upgraded([], functions=False)
     assert await schema.schema_version(conn) == schema.latest_version()
 
 
 async def test_fresh_database_gets_every_migration(conn: db.Connection) -> None:
     await conn.execute("CREATE SCHEMA fresh")
     await conn.execute("SET search_path TO fresh")
-    assert await schema.upgrade(conn) == [m.version for m in sqlfiles.migrations()]
+    upgraded = await schema.upgrade(conn)
+    assert upgraded.applied == [m.version for m in sqlfiles.migrations()]
+    assert upgraded.functions
     assert await scalar(conn, "SELECT count(*) FROM fresh.video_assets") == 0
+    await schema.check_schema(conn)
 
 
-async def test_newer_database_is_a_clear_error(conn: db.Connection) -> None:
-    await conn.execute("INSERT INTO vidretry_migrations (version, name) VALUES (999, 'future')")
-    with pytest.raises(SchemaError, match="version 999, newer than this vidretry"):
-        await schema.upgrade(conn)
-    with pytest.raises(SchemaError, match="newer than this vidretry"):
+async def test_the_history_stays_where_releases_before_the_policy_look(
+    conn: db.Connection,
+) -> None:
+    # vidretry 0.19.0 checks max(version) of vidretry_migrations against its 19.
+    versions = await rows(conn, "SELECT version FROM vidretry_migrations ORDER BY version")
+    assert [r["version"] for r in versions] == list(range(1, sqlfiles.LEGACY_LAST + 1))
+
+
+async def test_a_newer_release_s_expand_step_is_no_reason_to_refuse(
+    conn: db.Connection,
+) -> None:
+    await conn.execute(
+        "INSERT INTO vidretry_schema_steps (version, name, kind, checksum, release,"
+        " finished_at) VALUES (999, 'future', 'expand', 'x', '9.0.0', now())"
+    )
+    await schema.check_schema(conn)
+    upgraded = await schema.upgrade(conn)
+    assert upgraded.applied == []
+    assert upgraded.newer is not None
+    assert "a newer release's (step 999, future, by vidretry 9.0.0)" in upgraded.newer
+
+
+async def test_a_newer_release_s_contract_that_breaks_this_one_is_refused(
+    conn: db.Connection,
+) -> None:
+    await conn.execute(
+        "INSERT INTO vidretry_schema_steps (version, name, kind, breaks_before, checksum,"
+        " release, finished_at) VALUES (999, 'drop_x', 'contract', '9.0.0', 'x', '9.0.0', now())"
+    )
+    refused = "cannot work with .*: deploy vidretry 9.0.0 or newer"
+    with pytest.raises(SchemaError, match=refused):
         await schema.check_schema(conn)
+    with pytest.raises(SchemaError, match=refused):
+        await schema.upgrade(conn)
+
+
+async def test_functions_of_an_older_release_are_replaced_by_upgrade(
+    conn: db.Connection,
+) -> None:
+    await conn.execute(
+        "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
+        " LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
+    )
+    await conn.execute("UPDATE vidretry_schema_functions SET release = '0.19.9', checksum = 'x'")
+    with pytest.raises(SchemaError, match=r"are vidretry 0\.19\.9's, vidretry .* needs its own"):
+        await schema.check_schema(conn)
+    assert await schema.upgrade(conn) == schema.Upgraded([], functions=True)
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 1
+    await schema.check_schema(conn)
+
+
+async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) -> None:
+    await conn.execute(
+        "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
+        " LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$"
+    )
+    await conn.execute("UPDATE vidretry_schema_functions SET release = '9.0.0', checksum = 'x'")
+    await schema.check_schema(conn)
+    assert await schema.upgrade(conn) == schema.Upgraded([], functions=False)
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
+
+
+async def test_every_function_in_the_database_is_a_file_of_sql_functions(
+    conn: db.Connection,
+) -> None:
+    # A function whose file was deleted without a contract step dropping it stays behind.
+    names = await rows(
+        conn,
+        "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace"
+        " AND proname LIKE 'vidretry%%' ORDER BY proname",
+    )
+    assert [r["proname"] for r in names] == [f.name for f in sqlfiles.functions()]
 
 
 async def test_missing_schema_says_how_to_fix_it(conn: db.Connection) -> None:
@@ -48,9 +117,9 @@ async def test_checksums_are_recorded_for_migrations_applied_before_them(
 ) -> None:
     await conn.execute("ALTER TABLE vidretry_migrations DROP COLUMN checksum")
     await schema.check_schema(conn)  # an older vidretry's bookkeeping is still read
-    assert await schema.upgrade(conn) == []
+    assert (await schema.upgrade(conn)).applied == []
     recorded = await rows(conn, "SELECT version, checksum FROM vidretry_migrations")
-    shipped = {m.version: m.checksum for m in sqlfiles.migrations()}
+    shipped = {m.version: m.checksum for m in sqlfiles.migrations()[: sqlfiles.LEGACY_LAST]}
     assert {r["version"]: r["checksum"] for r in recorded} == shipped
 
 

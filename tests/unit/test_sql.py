@@ -94,7 +94,8 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "delivered_video_to_delete": ["a.state = 'available'"],
     # schema.sql
     "record_missing_checksum": ["checksum IS NULL"],
-    # the functions of sql/migrations (schema 18)
+    "finish_step": ["finished_at IS NULL"],
+    # the functions of sql/functions
     "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
@@ -107,19 +108,21 @@ _FUNCTION = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\(.*?\$\$(.*?)\$\$
 
 
 def functions() -> dict[str, str]:
-    """The body of every SQL function the migrations define, as the newest defines it."""
+    """The body of every SQL function: as sql/functions has it, else as the newest
+    migration that defines it does."""
     found = {}
-    for migration in sqlfiles.migrations():
-        for match in _FUNCTION.finditer(migration.sql):
+    for text in [m.sql for m in sqlfiles.migrations()] + [f.sql for f in sqlfiles.functions()]:
+        for match in _FUNCTION.finditer(text):
             found[match[1]] = match[2]
     return found
 
 
 def test_every_function_says_what_it_is_for() -> None:
-    for migration in sqlfiles.migrations()[17:]:  # since schema 18, the SQL interface's
-        for match in _FUNCTION.finditer(migration.sql):
-            before = migration.sql[: match.start()].rstrip().splitlines()[-1]
-            assert before.startswith("--"), f"{match[1]} has no comment"
+    for function in sqlfiles.functions():
+        (match,) = _FUNCTION.finditer(function.sql)  # one function a file, named after it
+        assert match[1] == function.name
+        before = function.sql[: match.start()].rstrip().splitlines()[-1]
+        assert before.startswith("--"), f"{match[1]} has no comment"
     assert {"vidretry_enqueue", "vidretry_retry", "vidretry_cancel"} <= set(functions())
 
 

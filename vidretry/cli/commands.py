@@ -80,11 +80,17 @@ def db_upgrade(ctx: typer.Context) -> None:
 
         url = database_url(config.database)
         async with await db.connect(url, prepare=config.database.prepare) as conn:
-            applied = await schema.upgrade(conn)
-        if applied:
-            out().print(f"schema upgraded to version {applied[-1]} (applied {applied})")
+            upgraded = await schema.upgrade(conn)
+        if upgraded.newer:
+            out().print(upgraded.newer)
+        elif upgraded.applied:
+            out().print(
+                f"schema upgraded to version {upgraded.applied[-1]} (applied {upgraded.applied})"
+            )
         else:
             out().print(f"schema already at version {schema.latest_version()}")
+        if upgraded.functions:
+            out().print(f"SQL functions of vidretry {__version__} installed")
 
     run(ctx, body)
 

@@ -7,7 +7,7 @@ is cancelled with it. An operator (or an admin's ``/cancel``) *cancels* a whole 
 running one loses its lease: its worker's heartbeat notices and stops the generator. No
 attempt is counted and no failure recorded, so the circuit breaker never sees a cancel.
 Every change is a guarded UPDATE (``sql/queries/cancel.sql``, and the functions
-``vidretry_withdraw_request`` and ``vidretry_cancel_job`` of sql/migrations/0018, which the
+``vidretry_withdraw_request`` and ``vidretry_cancel_job`` of sql/functions/, which the
 SQL interface's ``vidretry_cancel`` calls too): a double press, a stale button or two
 operators at once change things once, and the asset is read only to word the answer when
 nothing changed.

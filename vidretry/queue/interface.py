@@ -4,7 +4,7 @@ connection and inside its transaction. Re-exported as ``vidretry.enqueue``,
 ``vidretry.retry``, ``vidretry.cancel`` and ``vidretry.asset``.
 
 Underneath is the SQL interface every language calls (``vidretry_enqueue``,
-``vidretry_retry``, ``vidretry_cancel``, ``vidretry_asset``; sql/migrations/0018 and
+``vidretry_retry``, ``vidretry_cancel``, ``vidretry_asset``; sql/functions/ and
 docs/integrate.md), so a Python bot gets exactly the rules a TypeScript bot gets. Its
 SQLSTATEs come back as vidretry's errors: ``ConfigError`` for bad input (VR001-VR004),
 ``RefusedError`` for a refusal (VR010-VR014), each with the ``sqlstate``. The workers are

@@ -1,7 +1,7 @@
 """The one retry service, shared by ``vidretry retry``, the Telegram retry button, the
 console, asking again for a failed video, and other programs (``vidretry_retry`` in SQL).
 
-Its rules are the function ``vidretry_retry_asset`` (sql/migrations/0018): a retry is a
+Its rules are the function ``vidretry_retry_asset`` (sql/functions/): a retry is a
 single guarded UPDATE, so of any number of concurrent callers for one asset exactly one
 changes it, and stale buttons and double clicks find nothing to change. Only when nothing
 changed is the asset read, to tell the caller why.
