@@ -572,7 +572,7 @@ def describe_machine(load: tuple[float, float]) -> str:
         name: _version(name)
         for name in ("vidretry", "pgqueuer", "procrastinate", "psycopg", "asyncpg", "uvloop")
     }
-    versions["vidretry"] += f" (schema {_schema()})"
+    versions["vidretry"] = f"{_vidretry_version()} (schema {_schema()})"
     pg = subprocess.run(
         ["pg_config", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -594,6 +594,15 @@ def _commit() -> str:
 
     changed = git("status", "--porcelain", "--untracked-files=no")
     return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if changed else "")
+
+
+def _vidretry_version() -> str:
+    """This tree's release (an editable install's metadata keeps the one it was made at)."""
+    try:
+        from vidretry.version import __version__
+    except ImportError:
+        return _version("vidretry")
+    return __version__
 
 
 def _schema() -> str:
@@ -641,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     if goals := record.targets(now):
         block += ["", *goals]
     block += ["", *compared(now, args.compare, short=args.short)]
+    if load_before > (os.cpu_count() or 1):
+        block += ["", f"The machine was busy before this run (load average {load_before:.1f} on "
+                  f"{os.cpu_count()} cores): other work shared its cores, which weighs on "
+                  "latencies more than on the ratios of throughputs."]  # fmt: skip
     print("\n".join(block))
     if args.results:
         text = args.results.read_text() if args.results.exists() else ""
