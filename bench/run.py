@@ -58,13 +58,15 @@ class Size:
     scale_jobs: int
     one_chat: int
     fair_pairs: int  # runs of each layout of the fair case, per repetition
+    commits: int  # one-row commits timed for the latencies' yardstick
 
 
 FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000, finished_small=10_000,
-            finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3)  # fmt: skip
+            finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3,
+            commits=500)  # fmt: skip
 SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
              finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5,
-             fair_pairs=1)  # fmt: skip
+             fair_pairs=1, commits=50)  # fmt: skip
 
 # vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
 VIDRETRY_CONCURRENCY = "64"
@@ -377,6 +379,22 @@ class Bench:
                 gaps = [b - a for a, b in itertools.pairwise(times)]
                 self.results["pacing: one chat, smallest spacing (s)"].append(min(gaps))
 
+    def commit_round_trip(self) -> None:
+        """The machine's commit: one-row inserts, each its own transaction waiting for its WAL
+        flush, from one connection; the median of the middle of them."""
+        url = self.database()
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE commits (id bigserial PRIMARY KEY, at float8)")
+                took = []
+                for _ in range(self.size.commits):
+                    started = time.perf_counter()
+                    conn.execute("INSERT INTO commits (at) VALUES (%s)", (started,))
+                    took.append((time.perf_counter() - started) * 1000)
+        finally:
+            self.drop(url)
+        self.results[record.COMMIT].append(statistics.median(took[len(took) // 10 :]))
+
     def idle_cost(self) -> None:
         for label, system, args in (
             ("worker", "vidretry", ("wait", "4")),
@@ -429,8 +447,10 @@ class Bench:
         n = self.size.jobs
         for rep in range(self.size.reps):
             print(f"repetition {rep + 1} of {self.size.reps}", file=sys.stderr, flush=True)
-            # Whatever the cases, the raw loop: the yardstick they are compared by.
+            # Whatever the cases, the yardsticks they are compared by: the raw loop's speed
+            # and a commit's round trip.
             self.throughput(record.RAW, "raw", 4, self.setup_raw, n)
+            self.commit_round_trip()
             if "throughput" in cases:
                 self.throughput(
                     "throughput: vidretry, 1 process (jobs/s)", "vidretry", 1,
@@ -557,13 +577,15 @@ def table(results: dict[str, list[float]]) -> list[str]:
     lines = ["| case | median | range | ratio |", "| --- | ---: | ---: | --- |"]
     for label, values in results.items():
         mid = statistics.median(values)
-        spread = f"{min(values):,.1f} – {max(values):,.1f}"
+        # Two decimals below 10 (milliseconds, seconds): the next run compares with them.
+        shown = "{:,.2f}" if max(values) < 10 else "{:,.1f}"
+        spread = f"{shown.format(min(values))} – {shown.format(max(values))}"
         ratio = ", ".join(
             f"{mid / other:.2f}× {name}"
             for name, peer in ratios.get(label, [])
             if (other := median(peer))
         )
-        lines.append(f"| {label} | {mid:,.1f} | {spread} | {ratio} |")
+        lines.append(f"| {label} | {shown.format(mid)} | {spread} | {ratio} |")
     return lines
 
 

@@ -3,7 +3,7 @@ from a machine that is only slower or faster today, and RESULTS.md keeps what it
 outside its generated block."""
 
 from bench import record
-from bench.record import RAW, VIDRETRY, Measured
+from bench.record import COMMIT, RAW, VIDRETRY, Measured
 
 PGQUEUER = "throughput: pgqueuer, 4 processes (jobs/s)"
 MEMORY = "memory: vidretry worker idle, RSS (MiB)"
@@ -21,6 +21,7 @@ RECORDED = f"""# Benchmark results
 | {PGQUEUER} | 3,000.0 | 2,950.0 – 3,050.0 |  |
 | {MEMORY} | 41.0 | 41.0 – 41.1 |  |
 | {FAILURE} | 2.4 | 2.3 – 2.5 |  |
+| {COMMIT} | 1.0 | 0.99 – 1.01 |  |
 
 | target | result |
 | --- | --- |
@@ -38,7 +39,7 @@ RECORDED = f"""# Benchmark results
 def run(**medians: float) -> dict[str, Measured]:
     """A run's table: each case with a 2 % range around its median."""
     cases = {"raw": RAW, "vidretry": VIDRETRY, "pgqueuer": PGQUEUER, "memory": MEMORY,
-             "failure": FAILURE}  # fmt: skip
+             "failure": FAILURE, "commit": COMMIT}  # fmt: skip
     return {cases[k]: Measured(v, v * 0.99, v * 1.01) for k, v in medians.items()}
 
 
@@ -61,7 +62,7 @@ def test_the_recorded_table_is_read_from_the_generated_block() -> None:
 
 def test_a_slower_day_is_no_regression_but_a_halved_ratio_is() -> None:
     # Everything at 0.6 of the speed, memory as it was: nothing moved.
-    slower = run(raw=6000, vidretry=3600, pgqueuer=1800, memory=41.0, failure=4.0)
+    slower = run(raw=6000, vidretry=3600, pgqueuer=1800, memory=41.0, failure=4.0, commit=1.67)
     assert moved(slower) == {}
     # The same day, vidretry at half its ratio to the raw loop: the regression of issue 39.
     assert moved(run(raw=6000, vidretry=1800, pgqueuer=1800)) == {VIDRETRY: False}
@@ -71,16 +72,24 @@ def test_a_slower_day_is_no_regression_but_a_halved_ratio_is() -> None:
     assert moved(run(raw=6000, vidretry=3400, pgqueuer=1800)) == {}
 
 
-def test_latencies_are_judged_by_the_machines_speed_and_memory_as_measured() -> None:
-    # A failure told in twice the time while the raw loop ran as fast: worse.
-    assert moved(run(raw=10_000, failure=4.8)) == {FAILURE: False}
-    # Twice the time on a day the raw loop ran at half its speed: the machine.
-    assert moved(run(raw=5000, failure=4.8)) == {}
+def test_latencies_are_judged_in_commits_and_memory_as_measured() -> None:
+    # A failure told in twice the time while a commit took as long: worse.
+    assert moved(run(commit=1.0, failure=4.8)) == {FAILURE: False}
+    # Twice the time on a day a commit took twice as long: the machine, whatever the CPU did.
+    assert moved(run(raw=20_000, commit=2.0, failure=4.8)) == {}
     assert moved(run(raw=5000, memory=60.0)) == {MEMORY: False}
 
 
 def test_a_case_without_its_yardstick_or_a_noisy_one_is_not_flagged() -> None:
     assert moved(run(vidretry=1000)) == {}  # no raw loop in this run: not compared
+    # A recorded run from before the commit's round trip was measured: latencies not compared.
+    _, then = record.recorded(RECORDED)
+    del then[COMMIT]
+    now = run(raw=10_000, commit=1.0, failure=9.0)
+    assert record.compare(then, now) == []
+    assert record.report(then, now, "x")[-1] == (
+        f"Not compared (the case or its yardstick is missing from one of the runs): {FAILURE}."
+    )
     noisy = {RAW: Measured(6000, 3000, 9000), VIDRETRY: Measured(2800, 2700, 2900)}
     assert moved(noisy) == {}  # a ratio of 0.47 against 0.60, inside ±52 %
 
