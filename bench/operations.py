@@ -53,10 +53,16 @@ PRUNE_RATIO_TARGET = 0.8
 
 
 async def fill(
-    conn: db.Connection, scale: Scale, *, assets: int | None = None, days: tuple[int, int] = (0, 60)
+    conn: db.Connection,
+    scale: Scale,
+    *,
+    assets: int | None = None,
+    days: tuple[int, int] = (0, 60),
+    live_queue: bool = True,
 ) -> None:
     """Finished assets spread over ``days`` ago (5 % failed), their history, and their
-    outbox; plus a live queue: 50 pending and 8 running."""
+    outbox; plus (``live_queue``) a live queue: 50 pending and 8 running. Plain SQL but for
+    the claim of the live queue, so it fills a database of an older schema too."""
     await conn.execute(
         """
         INSERT INTO video_assets (name, state, attempts, max_attempts, result, last_error,
@@ -92,10 +98,11 @@ async def fill(
         FROM video_assets
         """
     )
-    await conn.execute(
-        "INSERT INTO video_assets (name) SELECT 'waiting-' || i FROM generate_series(1, 58) i"
-    )
-    await jobs.claim(conn, owner="bench:1", limit=8, lease_seconds=3600, now=None)
+    if live_queue:
+        await conn.execute(
+            "INSERT INTO video_assets (name) SELECT 'waiting-' || i FROM generate_series(1, 58) i"
+        )
+        await jobs.claim(conn, owner="bench:1", limit=8, lease_seconds=3600, now=None)
     await conn.execute("VACUUM ANALYZE")
 
 

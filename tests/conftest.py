@@ -14,6 +14,7 @@ socket, port or file. Set VIDRETRY_TEST_PG_HOST/PORT/USER to use a running serve
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,8 @@ from typing import Any
 import hypothesis  # noqa: F401
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
 from tests.support import FakeClock, apply_schema
@@ -105,6 +108,21 @@ async def conn(db_url: str) -> AsyncIterator[db.Connection]:
     """A connection to this test's database (autocommit, rows as dicts)."""
     async with await db.connect(db_url) as connection:
         yield connection
+
+
+@pytest.fixture
+def empty_database(db_url: str) -> Iterator[str]:
+    """A database with no schema at all, on the test's server; dropped afterwards."""
+    name = f"empty_{secrets.token_hex(4)}"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(db_url, dbname=name)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

@@ -177,12 +177,11 @@ class WeedS3:
                 Path(f"/tmp/seaweedfs-{service}-grpc-{port + GRPC_OFFSET}.sock").unlink()
 
     def settings(self, **changes: object) -> dict[str, object]:
-        """The ``[storage]`` table of a config that uses this server."""
+        """The ``[storage]`` table of a config that uses this server, as a user writes it:
+        the bucket, the endpoint and the keys; ``path_style`` and ``region`` left out."""
         return {
             "url": f"s3://{self.bucket}/vidretry",
             "endpoint_url": self.endpoint,
-            "region": "us-east-1",
-            "path_style": True,
             "access_key_id": ACCESS_KEY,
             "secret_access_key": SECRET_KEY,
             **changes,

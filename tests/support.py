@@ -49,6 +49,34 @@ async def rows(conn: db.Connection, query: str, *params: Any) -> list[dict[str, 
     return [dict(r) for r in await cur.fetchall()]
 
 
+async def functions_in(conn: db.Connection, schema_name: str) -> list[str]:
+    """The functions in ``schema_name``: vidretry's, each of which has its file in
+    sql/functions (docs/upgrading.md), until a contract step drops it with its file."""
+    found = await rows(
+        conn,
+        "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s ORDER BY p.proname",
+        schema_name,
+    )
+    return [f["proname"] for f in found]
+
+
+async def unpinned_functions(conn: db.Connection, schema_name: str) -> list[str]:
+    """The functions in ``schema_name`` that do not look there alone, with the caller's
+    temporary schema last (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"): each
+    of vidretry's says ``SET search_path FROM CURRENT`` and is installed with the search
+    path pinned (docs/upgrading.md), triggers' functions too."""
+    found = await rows(
+        conn,
+        "SELECT p.proname, p.proconfig FROM pg_proc AS p"
+        " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s ORDER BY p.proname",
+        schema_name,
+    )
+    pinned = [f"search_path={schema_name}, pg_temp"]
+    return [f["proname"] for f in found if f["proconfig"] != pinned]
+
+
 def sync_url_connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True)
 

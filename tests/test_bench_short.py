@@ -3,7 +3,7 @@ ran exactly once in every system; it asserts no timing (numbers live in bench/RE
 
 import pytest
 
-from bench import broadcast, fairness, operations, storage, videos
+from bench import broadcast, fairness, operations, storage, upgrade, videos
 from bench.run import main
 
 
@@ -82,4 +82,17 @@ def test_storage_benchmark_short_form_runs(capsys: pytest.CaptureFixture[str]) -
     for row in ("keeping in the store ÷ the S3 client alone",
                 "done → delivered through S3 ÷ (S3 client alone + sending from disk)",
                 "notifier (S3): peak RSS over idle (MiB)"):  # fmt: skip
+        assert row in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_upgrade_benchmark_short_form_runs(
+    empty_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On the test's own server: the previous release's workers claim through it.
+    assert upgrade.main(["--short", "--url", empty_database]) == 0
+    report = capsys.readouterr().out
+    for row in ("workers, nothing else", "`db upgrade` to this release",
+                "the next release's steps of docs/upgrading.md"):  # fmt: skip
         assert row in report

@@ -7,6 +7,7 @@ it may use, so tests pass a plain dict.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import stat
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from vidretry.errors import ConfigError
 
@@ -84,11 +86,14 @@ class StorageConfig:
     # output_dir, as before) or "s3://bucket/prefix" (S3-compatible object storage: workers
     # and notifiers on different machines need no shared disk).
     url: str | None = None
-    # For S3: the endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...), its
-    # region, and path-style addressing (http://host/bucket/key) where the store needs it.
+    # For S3: the endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...), and its
+    # region (unset: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1).
     endpoint_url: str | None = None
     region: str | None = None
-    path_style: bool = False
+    # How a request names the bucket. Unset: path-style (http://host/bucket/key) with an
+    # endpoint_url, virtual-hosted (https://bucket.s3.region.amazonaws.com/key) on AWS.
+    # false: virtual-hosted, the bucket a subdomain of endpoint_url's host; true: path-style.
+    path_style: bool | None = None
     # Credentials; unset: the standard environment (AWS_ACCESS_KEY_ID,
     # AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...). Never printed.
     access_key_id: str | None = field(default=None, repr=False)
@@ -106,6 +111,63 @@ class StorageConfig:
     @property
     def scheme(self) -> str:
         return "file" if self.url is None else self.url.split("://", 1)[0]
+
+    @property
+    def bucket(self) -> str:
+        """An ``s3://`` url's bucket."""
+        return (self.url or "").removeprefix("s3://").partition("/")[0]
+
+    @property
+    def prefix(self) -> str:
+        """An ``s3://`` url's prefix: "" or a path ending in "/"."""
+        prefix = (self.url or "").removeprefix("s3://").partition("/")[2].strip("/")
+        return f"{prefix}/" if prefix else ""
+
+    @property
+    def bucket_url(self) -> str:
+        """The URL of the bucket itself, to which every request appends an object's key:
+        built here from the bucket, the endpoint and ``path_style``, so that an object is
+        exactly where its ``s3://`` URI says, whatever the client would guess. A setting
+        that cannot address the bucket is a ``ConfigError`` naming the key to set."""
+        bucket, region = self.bucket, self.region or "us-east-1"
+        if self.endpoint_url is None:
+            aws = f"s3.{region}.amazonaws.com"
+            if self.path_style:
+                return f"https://{aws}/{bucket}"
+            _check_virtual_host(bucket, "https", aws)
+            return f"https://{bucket}.{aws}"
+        endpoint = self.endpoint_url.rstrip("/")
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        if host.startswith(f"{bucket}.") and self.path_style is None:
+            # The bucket's own endpoint (https://videos.s3.example.net), or a store whose host
+            # happens to begin with the bucket's name: only the operator can tell which.
+            raise ConfigError(
+                f"[storage] endpoint_url {endpoint} begins with the bucket's name {bucket!r}: "
+                "give the store's endpoint (without the bucket), or set [storage] path_style "
+                "= false to use it as the bucket's own endpoint (true: path-style on it)"
+            )
+        if self.path_style is not False:
+            return f"{endpoint}/{bucket}"
+        if host.startswith(f"{bucket}."):
+            return endpoint
+        _check_virtual_host(bucket, parts.scheme, host)
+        return f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}"
+
+
+@dataclass(frozen=True)
+class GeneratorUrlsConfig:
+    # A generator's URL (a command's `result https://...` line, a Python handler's returned
+    # URL) is copied into the store at once: https:// only, to an address on the public
+    # internet. hosts: the only hosts it may name ("cdn.example.com", or "*.example.com"
+    # for every name below it); empty: any.
+    hosts: tuple[str, ...] = ()
+    # Plain http:// too (a signed URL's credential and the video then travel in clear).
+    allow_http: bool = False
+    # Addresses off the public internet a URL may reach (CIDR: "10.20.0.0/16", a provider
+    # inside your network); loopback, private and link-local ones are refused otherwise,
+    # cloud metadata addresses always.
+    allow_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -456,6 +518,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    generator_urls: GeneratorUrlsConfig = field(default_factory=GeneratorUrlsConfig)
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
@@ -470,6 +533,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "worker": WorkerConfig,
     "queue": QueueConfig,
     "storage": StorageConfig,
+    "generator_urls": GeneratorUrlsConfig,
     "notifier": NotifierConfig,
     "telegram": TelegramConfig,
     "messages": MessagesConfig,
@@ -629,6 +693,7 @@ def _check_consistency(config: Config) -> None:
             f"(got {notifier.heartbeat_seconds:g} and {notifier.lease_seconds:g})"
         )
     _check_storage(config.storage)
+    _check_generator_urls(config.generator_urls)
     if notifier.send_only and config.telegram.plugins:
         raise ConfigError(
             "[notifier] send_only = true leaves the bot's messages and buttons to its own "
@@ -662,8 +727,64 @@ def _check_storage(storage: StorageConfig) -> None:
     endpoint = storage.endpoint_url
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"[storage] endpoint_url must be an http(s) URL, got {endpoint[:80]!r}")
-    if storage.scheme != "s3" and (endpoint or storage.access_key_id or storage.region):
-        raise ConfigError("[storage] endpoint_url, region and keys are for an s3:// url")
+    if storage.scheme != "s3" and (
+        endpoint or storage.access_key_id or storage.region or storage.path_style is not None
+    ):
+        raise ConfigError(
+            "[storage] endpoint_url, region, path_style and keys are for an s3:// url"
+        )
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if not parts.hostname or parts.query or parts.fragment or parts.username:
+            raise ConfigError(
+                "[storage] endpoint_url must be the store's address alone "
+                f"(scheme, host, port), got {endpoint[:80]!r}"
+            )
+    if storage.scheme == "s3":
+        storage.bucket_url  # noqa: B018 (refused at load: a bucket it cannot address)
+
+
+def _check_virtual_host(bucket: str, scheme: str, host: str) -> None:
+    """Whether ``bucket`` can be a subdomain of ``host`` (virtual-hosted addressing)."""
+    if _is_ip(host) or "." not in host:
+        raise ConfigError(
+            f"[storage] path_style = false would address the bucket as {bucket}.{host}, "
+            "which no name server knows: set [storage] path_style = true (or leave it unset)"
+        )
+    if "." in bucket and scheme == "https":
+        raise ConfigError(
+            f"[storage] the bucket {bucket!r} has dots: as a subdomain over https its name "
+            "fails the server's certificate; set [storage] path_style = true"
+        )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
+
+
+def _check_generator_urls(urls: GeneratorUrlsConfig) -> None:
+    for i, host in enumerate(urls.hosts):
+        if not _HOST.match(host.lower()):
+            raise ConfigError(
+                f"[generator_urls] hosts[{i}] must be a host name (cdn.example.com) or "
+                f"*.example.com, got {host[:80]!r}"
+            )
+    for i, network in enumerate(urls.allow_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[generator_urls] allow_networks[{i}] must be an address or a network "
+                f"(10.20.0.0/16), got {network[:80]!r}"
+            ) from None
 
 
 def _placeholders(template: str) -> frozenset[str]:
@@ -729,7 +850,13 @@ def _with_env(config: Config, env: Mapping[str, str]) -> Config:
         telegram = dataclasses.replace(telegram, bot_token=env[BOT_TOKEN_ENV])
     if env.get(API_HASH_ENV):
         telegram = dataclasses.replace(telegram, api_hash=env[API_HASH_ENV])
-    return dataclasses.replace(config, database=database, telegram=telegram)
+    storage = config.storage
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if storage.scheme == "s3" and storage.region is None and region:
+        # The standard variables, as AWS's clients read them: the region is passed to the
+        # object-store client explicitly (with the bucket's URL), never left to its guess.
+        storage = dataclasses.replace(storage, region=region)
+    return dataclasses.replace(config, database=database, telegram=telegram, storage=storage)
 
 
 _TOKEN_SHAPE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION vidretry_enqueue_request(
     max_attempts integer, actor text, at_time timestamptz,
     OUT asset_id bigint, OUT state text, OUT created boolean, OUT retried boolean,
     OUT ready_queued boolean
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());

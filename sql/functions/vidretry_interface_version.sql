@@ -7,11 +7,18 @@
 -- ids, joining an asset, who may retry and the retry quota. Every change of state inside
 -- them is one guarded UPDATE, as everywhere (tests/unit/test_sql.py reads these bodies too).
 --
--- The public functions (vidretry_enqueue, vidretry_retry, vidretry_cancel, vidretry_asset,
--- vidretry_track_message, vidretry_interface_version) are a stable interface, version 1: their names, arguments,
--- results and SQLSTATEs change only with a new interface version. They run with the rights
--- of their owner (SECURITY DEFINER, with this schema's search_path), so another program's
--- role needs EXECUTE on them and nothing on the tables; EXECUTE is not granted to PUBLIC.
+-- The public functions (vidretry_enqueue, vidretry_retry, vidretry_press_retry,
+-- vidretry_cancel, vidretry_asset, vidretry_track_message, vidretry_interface_version) are a
+-- stable interface, version 2 (version 1 without vidretry_press_retry, before vidretry
+-- 0.20.0): their names, arguments, results and SQLSTATEs change only with a new interface
+-- version, and what a version had stays. They run with the rights of their owner (SECURITY
+-- DEFINER), so another program's role needs EXECUTE on them and nothing on the tables;
+-- EXECUTE is not granted to PUBLIC.
+--
+-- Every function here says "SET search_path FROM CURRENT", and `db upgrade` installs them
+-- with the search path set to vidretry's schema and pg_temp last: each looks only in the
+-- schema vidretry was installed in, never first in a caller's temporary schema (PostgreSQL's
+-- "Writing SECURITY DEFINER Functions Safely"; tests/hostile/).
 --
 -- Errors, raised with these SQLSTATEs and a one-line message:
 --   VR001  the name breaks the name rule      VR010  no such asset
@@ -21,6 +28,6 @@
 --   VR004  params that are not a JSON object  VR013  nothing left to cancel
 --                                             VR014  the user's retries for today are used up
 
--- The interface's version: 1 until a name, an argument, a result or a SQLSTATE changes.
+-- The interface's version: 2 until a name, an argument, a result or a SQLSTATE changes.
 CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;
+LANGUAGE sql IMMUTABLE SET search_path FROM CURRENT AS $$ SELECT 2 $$;

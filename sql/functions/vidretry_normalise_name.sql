@@ -3,7 +3,7 @@
 -- one answer): whitespace at either end goes — every character Python's str.strip() takes —
 -- and what is left is 1 to 2,000 bytes of UTF-8 with no control character.
 CREATE OR REPLACE FUNCTION vidretry_normalise_name(name text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $$
 DECLARE
     blank CONSTANT text := '[\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a'
                            '\u2028\u2029\u202f\u205f\u3000]';

@@ -4,12 +4,18 @@
 -- says about the wait. No row for an asset that is not pending. Jobs enqueued later may
 -- still come before it (a user's first job goes before another user's backlog): the place
 -- is where it stands now.
+--
+-- PL/pgSQL for its plan, kept for the session: a SQL function with a pinned search path is
+-- no longer inlined, and was planned again at every call (about six times the cost).
 CREATE OR REPLACE FUNCTION vidretry_place_in_line(asset_id bigint)
 RETURNS TABLE (place bigint, running bigint, median_seconds float8)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
 WITH me AS (
-    SELECT id, priority, generation, turn, run_at FROM video_assets
-    WHERE id = asset_id AND state = 'pending'
+    SELECT v.id, v.priority, v.generation, v.turn, v.run_at FROM video_assets AS v
+    WHERE v.id = vidretry_place_in_line.asset_id AND v.state = 'pending'
 ),
 ahead AS (
     -- Two ranges of the claim index: every higher priority, and the jobs before this one
@@ -21,8 +27,8 @@ ahead AS (
                 AND ((a.generation = 0), a.turn, a.run_at, a.id)
                     < ((me.generation = 0), me.turn, me.run_at, me.id)) AS n
 ),
-running AS (
-    SELECT count(*) AS n FROM video_assets WHERE state = 'running'
+now_running AS (
+    SELECT count(*) AS n FROM video_assets AS v WHERE v.state = 'running'
 ),
 finished AS (
     -- The newest outcomes, through the primary key backwards; each with its claim.
@@ -43,7 +49,8 @@ durations AS (
         LIMIT 1
     ) AS c ON true
 )
-SELECT ahead.n + 1, running.n,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM durations)::float8
-FROM me, ahead, running;
+SELECT ahead.n + 1, now_running.n,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d.seconds) FROM durations AS d)::float8
+FROM me, ahead, now_running;
+END;
 $$;

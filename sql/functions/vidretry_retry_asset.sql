@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION vidretry_retry_asset(
     at_time timestamptz,
     OUT outcome text, OUT state text, OUT generation integer,
     OUT reopened_users bigint[], OUT superseded integer
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());

@@ -6,7 +6,7 @@
 CREATE OR REPLACE FUNCTION vidretry_withdraw_request(
     asset_id bigint, user_id bigint, button_generation integer, at_time timestamptz,
     OUT outcome text, OUT state text, OUT was_running boolean
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());

@@ -154,82 +154,41 @@ SELECT count(*) AS queued,
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', '') END AS notified
 FROM queued;
 
--- name: claim_probe
+-- name: choose_probe
 -- While the breaker holds the queue paused, one worker (whichever gets here first once the
--- probe is due and no probe is running) claims one job to see whether the generator works
--- again. Oldest due first, ignoring the retries-first order: a failed probe is due again at
--- once, so successive probes walk through the queue instead of trying one bad job forever.
--- A probe is a start like any other: not while the generator asked to slow down, and within
--- the global quotas (the caller holds lock_quota when one is set, as for claim_jobs).
+-- probe is due and no probe is running) chooses one job to see whether the generator works
+-- again, and marks it the pause's probe. Oldest due first, ignoring the retries-first order:
+-- a failed probe is due again at once, so successive probes walk through the queue instead
+-- of trying one bad job forever. claim_jobs then claims it ("probe"), in the same
+-- transaction, with every step and quota of a claim (the caller rolls the choice back when
+-- the quotas leave no room, or the generator asked to slow down).
 WITH pause AS (
     SELECT p.id
     FROM queue_pauses AS p
     WHERE p.resumed_at IS NULL AND p.reason = 'breaker'
-      AND p.next_probe_at <= coalesce(%(now)s::timestamptz, now())
+      AND p.next_probe_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
       AND NOT EXISTS (SELECT 1 FROM video_assets AS a
                       WHERE a.id = p.probe_asset AND a.state = 'running')
-      AND NOT EXISTS (SELECT 1 FROM generator_hold
-                      WHERE until > coalesce(%(now)s::timestamptz, now()))
-      AND (%(max_running)s::integer = 0
-           OR (SELECT count(*) FROM video_assets WHERE state = 'running')
-              < %(max_running)s::integer)
-      AND (%(max_starts)s::integer = 0
-           OR EXISTS (SELECT 1 FROM start_tokens
-                      WHERE id <= %(max_starts)s::integer
-                        AND free_at <= coalesce(%(now)s::timestamptz, now())))
     FOR UPDATE SKIP LOCKED
 ),
 due AS (
     SELECT a.id
     FROM video_assets AS a
-    WHERE a.state = 'pending' AND a.run_at <= coalesce(%(now)s::timestamptz, now())
+    WHERE a.state = 'pending'
+      AND a.run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
       AND EXISTS (SELECT 1 FROM pause)
     ORDER BY a.run_at, a.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-),
-probing AS (
-    UPDATE queue_pauses AS p
-    SET probe_asset = due.id,
-        last_probe_at = coalesce(%(now)s::timestamptz, now()),
-        next_probe_at = coalesce(%(now)s::timestamptz, now())
-                        + make_interval(secs => p.probe_interval_seconds)
-    FROM pause, due
-    WHERE p.id = pause.id AND p.resumed_at IS NULL
-    RETURNING p.probe_asset
-),
-claimed AS (
-    UPDATE video_assets AS a
-    SET state = 'running',
-        attempts = a.attempts + 1,
-        progress = NULL,
-        lease_owner = %(owner)s,
-        lease_token = gen_random_uuid(),
-        lease_expires_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s),
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM probing
-    WHERE a.id = probing.probe_asset AND a.state = 'pending'
-    RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
-),
-spent AS (
-    -- The probe's start takes a token, like a claim's (none without the quota).
-    UPDATE start_tokens AS t
-    SET free_at = coalesce(%(now)s::timestamptz, now()) + interval '60 seconds'
-    WHERE t.id = (SELECT id FROM start_tokens
-                  WHERE id <= %(max_starts)s::integer
-                    AND free_at <= coalesce(%(now)s::timestamptz, now())
-                  ORDER BY id LIMIT 1)
-      AND t.free_at <= coalesce(%(now)s::timestamptz, now())
-      AND EXISTS (SELECT 1 FROM claimed)
-),
-history AS (
-    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
-    SELECT id, generation, 'claimed', attempts, %(owner)s, 'probe: the queue is paused',
-           coalesce(%(now)s::timestamptz, now())
-    FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, true AS probe
-FROM claimed;
+UPDATE queue_pauses AS p
+SET probe_asset = due.id,
+    last_probe_at = coalesce(%(now)s::timestamptz, statement_timestamp()),
+    next_probe_at = coalesce(%(now)s::timestamptz, statement_timestamp())
+                    + make_interval(secs => p.probe_interval_seconds)
+FROM pause, due
+WHERE p.id = pause.id AND p.resumed_at IS NULL
+RETURNING p.probe_asset;
 
 -- name: pause_by_hand
 -- `vidretry pause`: open a manual pause; a no-op if a pause is open already.

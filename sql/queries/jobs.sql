@@ -19,15 +19,21 @@ FROM vidretry_enqueue_request(
 -- name: claim_jobs
 -- Claim up to "limit" due jobs for one worker in a single statement. With a global quota on
 -- ([worker] max_running, max_starts_per_minute: 0 is none) the caller runs it after
--- lock_quota in one transaction, so claims under a quota see each other's starts.
+-- lock_quota in one transaction, so claims under a quota see each other's starts. "probe"
+-- (an asset id; NULL for every other claim): the one job the breaker's choose_probe chose
+-- while the queue is paused, claimed by these same steps.
 WITH room AS (
     -- How many may start now: the caller's free slots, less what the quotas leave. Each
-    -- count is read only when its quota is set.
+    -- count is read only when its quota is set. A generator that still runs for a job that
+    -- was cancelled or rescued takes its slot until it is gone (generators_stopping).
     SELECT least(
         %(limit)s::integer,
         CASE WHEN %(max_running)s::integer > 0
              THEN greatest(0, %(max_running)s::integer
-                              - (SELECT count(*) FROM video_assets WHERE state = 'running'))
+                              - (SELECT count(*) FROM video_assets WHERE state = 'running')
+                              - (SELECT count(*) FROM generators_stopping
+                                 WHERE gone_by > coalesce(%(now)s::timestamptz,
+                                                          statement_timestamp())))
              ELSE %(limit)s::integer END,
         CASE WHEN %(max_starts)s::integer > 0
              THEN (SELECT count(*) FROM start_tokens
@@ -41,11 +47,14 @@ due AS (
     -- 17), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows
     -- without waiting on each other; the partial index video_assets_claimable serves this
     -- scan in this order. Nothing is claimed while a pause is open (breaker.sql) or while
-    -- the generator asked every worker to slow down (generator_hold).
+    -- the generator asked every worker to slow down (generator_hold); a probe alone is
+    -- claimed while a pause is open.
     SELECT id
     FROM video_assets
     WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
-      AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL)
+      AND (%(probe)s::bigint IS NULL OR id = %(probe)s::bigint)
+      AND (%(probe)s::bigint IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL))
       AND NOT EXISTS (SELECT 1 FROM generator_hold
                       WHERE until > coalesce(%(now)s::timestamptz, statement_timestamp()))
     ORDER BY priority DESC, (generation = 0), turn, run_at, id
@@ -81,12 +90,14 @@ spent AS (
       AND t.free_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
 ),
 history AS (
-    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, created_at)
+    INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
     SELECT id, generation, 'claimed', attempts, %(owner)s,
+           CASE WHEN %(probe)s::bigint IS NOT NULL THEN 'probe: the queue is paused' END,
            coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
+SELECT id, name, params, attempts, max_attempts, generation, lease_token,
+       %(probe)s::bigint IS NOT NULL AS probe
 FROM claimed
 ORDER BY id;
 
@@ -159,6 +170,12 @@ forgotten AS (
     -- only written when there is a streak to forget, so successes do not contend for it.
     UPDATE breaker SET streak_assets = '{}', streak_times = '{}'
     WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
+),
+store_back AS (
+    -- A success is a video kept: whatever outage of the store there was is over, whichever
+    -- worker saw it (results.sql), so status stops showing it and the next outage is a new
+    -- one, told in its turn. Without an outage there is no row to lock.
+    DELETE FROM store_outage WHERE id AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;
 
@@ -254,9 +271,30 @@ WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
   AND progress IS DISTINCT FROM %(progress)s::real
 RETURNING id, pg_notify('vidretry_progress', id::text) AS notified;
 
--- name: asset_state
--- Why a worker lost a lease (cancelled, or rescued after a stall): read only to log it.
-SELECT state FROM video_assets WHERE id = %(id)s;
+-- name: generator_gone
+-- A worker whose lease was lost (its job cancelled, or rescued) has stopped the generator:
+-- its slot of max_running is free (generators_stopping), and the workers waiting for one
+-- are woken. Says whether the job was cancelled (rather than rescued).
+WITH gone AS (
+    DELETE FROM generators_stopping WHERE lease_token = %(token)s RETURNING asset_id
+)
+SELECT (SELECT state FROM video_assets WHERE id = %(id)s) = 'cancelled' AS cancelled,
+       CASE WHEN EXISTS (SELECT 1 FROM gone) THEN pg_notify('vidretry_jobs', '') END AS woken;
+
+-- name: note_generators_stopping
+-- Before a rescue: the generator of a job whose lease ran out may still be being stopped by
+-- its worker (that gives the job up as its lease ends, then stops it): it keeps its slot of
+-- max_running until that worker says it is gone, or until a stop's grace after the lease
+-- (generators_stopping). Rows past theirs go.
+WITH gone AS (
+    DELETE FROM generators_stopping WHERE gone_by <= coalesce(%(now)s::timestamptz, now())
+)
+INSERT INTO generators_stopping (lease_token, asset_id, owner, gone_by)
+SELECT lease_token, id, lease_owner, vidretry_generator_gone_by(lease_expires_at)
+FROM video_assets
+WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+  AND vidretry_generator_gone_by(lease_expires_at) > coalesce(%(now)s::timestamptz, now())
+ON CONFLICT (lease_token) DO NOTHING;
 
 -- name: rescue_expired_jobs
 -- Jobs whose worker died or hung past its lease, with attempts left: back to pending at once.

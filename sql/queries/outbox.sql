@@ -22,10 +22,13 @@ WITH skipped AS (
 ),
 due AS (
     -- Oldest due first; SKIP LOCKED keeps concurrent notifiers on disjoint rows. The
-    -- partial index notifications_due serves this scan.
+    -- partial index notifications_due serves this scan. Only the kinds this notifier can
+    -- send: a kind a later release adds waits for that release's notifier to lead
+    -- (docs/upgrading.md).
     SELECT n.id
     FROM notifications AS n
     WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
+      AND n.kind = ANY (%(kinds)s::text[])
       AND NOT EXISTS (SELECT 1 FROM telegram_users AS u
                       WHERE u.user_id = n.user_id AND u.blocked_at IS NOT NULL)
     ORDER BY n.next_attempt_at, n.id
@@ -71,6 +74,7 @@ LEFT JOIN video_assets AS a
        ON n.kind = 'ready' AND a.id = n.asset_id AND a.generation = n.generation
       AND a.result = n.payload ->> 'result'
 WHERE n.state = 'pending' AND n.next_attempt_at <= coalesce(%(now)s::timestamptz, now())
+  AND n.kind = ANY (%(kinds)s::text[])
 ORDER BY n.next_attempt_at, n.id
 LIMIT %(limit)s;
 

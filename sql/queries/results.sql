@@ -4,7 +4,8 @@
 
 -- name: note_store_outage_and_queue_notices
 -- A worker could not keep a finished video: the store is unreachable (it keeps the video and
--- tries again). The outage is one row, from its first failure; once it has lasted
+-- tries again). The outage is one row, from its first failure until any worker's next
+-- success (complete_jobs, jobs.sql); once it has lasted
 -- "alert_after" seconds, one worker flips "told" and each admin gets one 'store_down'
 -- notice (generation: the outage's start in minutes since 1970, so one per outage).
 WITH noted AS (
@@ -36,18 +37,16 @@ SELECT count(*) AS queued,
        CASE WHEN count(*) > 0 THEN pg_notify('vidretry_outbox', '') END AS notified
 FROM queued;
 
--- name: end_store_outage
--- A video was kept: whatever outage there was is over.
-DELETE FROM store_outage WHERE id RETURNING since, told;
-
 -- name: delivered_video_to_delete
 -- [storage] delete_after_delivery: once no 'ready' message of a generation's video waits and
 -- Telegram holds the video (its reference is stored), mark the object deleted — exactly
--- once, by whoever gets here first — and return its URI to delete.
+-- once, by whoever gets here first — and return its URI to delete. "result" is the URI the
+-- notifier found to be one vidretry kept (never a bare path of before schema 19): only
+-- that one is marked.
 UPDATE video_assets AS a
 SET result_deleted_at = coalesce(%(now)s::timestamptz, now())
 WHERE a.id = %(id)s AND a.generation = %(generation)s AND a.state = 'available'
-  AND a.result_deleted_at IS NULL
+  AND a.result = %(result)s AND a.result_deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM telegram_videos AS v
               WHERE v.asset_id = a.id AND v.generation = a.generation)
   AND NOT EXISTS (SELECT 1 FROM notifications AS n

@@ -6,13 +6,18 @@
 SELECT outcome, state, generation, reopened_users, superseded
 FROM vidretry_retry_asset(%(id)s, %(actor)s, %(generation)s, %(user_id)s, %(reason)s, %(now)s);
 
--- name: retry_refusal
--- Why retry_job changed nothing: read only to word the answer, never to decide a change.
-SELECT a.state, a.generation,
-       EXISTS (SELECT 1 FROM user_requests AS r
-               WHERE r.asset_id = a.id AND r.user_id = %(user_id)s::bigint) AS has_request
-FROM video_assets AS a
-WHERE a.id = %(id)s;
+-- name: press_retry
+-- The retry button pressed by a Telegram user: the daily retry quota (the admins told when it
+-- refuses), then the retry service as that user; every rule of it is in the function
+-- vidretry_retry_pressed, which the SQL interface's vidretry_retry and vidretry_press_retry
+-- call too.
+SELECT outcome, state, generation, reopened_users, superseded
+FROM vidretry_retry_pressed(%(id)s, %(user_id)s, %(generation)s, %(reason)s, %(now)s);
+
+-- name: out_of_retries
+-- Asking again for a failed video is a retry too: refused when the user's retries for today
+-- are used up, and the admins told (the function vidretry_out_of_retries).
+SELECT vidretry_out_of_retries(%(id)s, %(user_id)s, true, %(now)s) AS refused;
 
 -- name: failed_asset_ids
 -- Every failed asset, for `vidretry retry --all-failed`.

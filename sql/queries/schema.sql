@@ -1,10 +1,21 @@
 -- Named statements of the migrator (vidretry/store/schema.py): which steps a database has,
 -- and the record of applying one.
 
--- name: lock_migrations
--- Serialises concurrent `db upgrade` runs until the transaction ends; any constant works,
--- this one spells "vidretry".
-SELECT pg_advisory_xact_lock(8532461411521294969);
+-- name: try_lock_migrations
+-- Serialises concurrent `db upgrade` runs until the transaction ends (the key is the one
+-- vidretry 0.19.0 and older take; any constant works, this one spells "vidretry"). Tried,
+-- not waited for: a statement waiting for the lock would hold a snapshot, and an index
+-- being built CONCURRENTLY by the run that has it would wait for that snapshot in turn.
+SELECT pg_try_advisory_xact_lock(8532461411521294969) AS locked;
+
+-- name: hold_the_migrations_lock_while_idle
+-- The transaction that holds the lock sits idle while the run works on another connection:
+-- the server's timeouts for such a transaction, should the database or the role set them,
+-- are off for this one alone (a killed holder would let a second run in). transaction_timeout
+-- exists from PostgreSQL 17 on; a setting the server does not have is not in pg_settings.
+SELECT count(set_config(name, '0', true)) AS timeouts_off
+FROM pg_settings
+WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout');
 
 -- name: migrations_table_exists
 SELECT to_regclass('vidretry_migrations') IS NOT NULL AS present;
@@ -97,6 +108,17 @@ INSERT INTO vidretry_migrations (version, name, checksum)
 VALUES (%(version)s, %(name)s, NULL)
 ON CONFLICT (version) DO NOTHING;
 
+-- name: pin_search_path_to_vidretrys_schema
+-- For the rest of this transaction: vidretry's schema (the one its tables are in, wherever it
+-- was installed) and the caller's temporary schema last, so that every function created now
+-- with "SET search_path FROM CURRENT" looks there alone. Without it a function's search path
+-- would be the session's, where PostgreSQL searches pg_temp first: a caller's temporary
+-- table would stand in for vidretry's.
+SELECT set_config('search_path', quote_ident(n.nspname) || ', pg_temp', true) AS search_path
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('vidretry_migrations');
+
 -- name: record_functions
 -- The set of SQL functions just installed, and whose.
 INSERT INTO vidretry_schema_functions AS f (release, checksum)
@@ -117,3 +139,22 @@ WHERE i.indexrelid = to_regclass(%(name)s);
 -- What an interrupted or failed CONCURRENTLY build left: an invalid index, dropped without
 -- stopping the table's readers and writers before it is built again.
 DROP INDEX CONCURRENTLY IF EXISTS {name}
+
+-- name: wait_for_locks_briefly
+-- Each transaction of the migrator: a lock not had within 200 ms (vidretry/store/online.py's
+-- LOCK_TIMEOUT_MS) is given up, and the transaction tried again a moment later, so that the
+-- claims and sends queued behind a waiting ACCESS EXCLUSIVE lock wait no longer than that.
+SET LOCAL lock_timeout = 200
+
+-- name: skip_function_bodies
+-- While the SQL functions are installed, as pg_dump does: a function may call one that a
+-- later file defines.
+SET LOCAL check_function_bodies = off
+
+-- name: schema_summary
+-- The schema in a word, for `status` and the console (a process that runs has checked it):
+-- the newest step done, and whose SQL functions are installed.
+SELECT greatest((SELECT max(version) FROM vidretry_migrations WHERE version <= 19),
+                (SELECT max(version) FROM vidretry_schema_steps
+                 WHERE finished_at IS NOT NULL)) AS version,
+       (SELECT release FROM vidretry_schema_functions) AS functions_release;

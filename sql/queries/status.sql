@@ -61,9 +61,13 @@ ORDER BY id
 LIMIT %(limit)s;
 
 -- name: show_asset
+-- With what the store recorded of the result: what an operator checks when a user says the
+-- video is broken (the SHA-256 in hex, as sha256sum prints it).
 SELECT id, name, params, state, priority, owner, turn, attempts, max_attempts, generation,
        run_at, lease_owner,
-       lease_expires_at, last_error, result, created_at, updated_at, finished_at
+       lease_expires_at, last_error, result, result_size,
+       encode(result_sha256, 'hex') AS result_sha256, result_deleted_at,
+       created_at, updated_at, finished_at
 FROM video_assets
 WHERE id = %(id)s;
 

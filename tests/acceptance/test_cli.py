@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.conftest import Cli
+from vidretry import __version__
 
 FAILING = 'handler = "command"\ncommand = ["sh", "-c", "exit 3"]\nbackoff_base_seconds = 0'
 
@@ -346,6 +347,9 @@ def test_db_upgrade_is_idempotent(make_cli: Callable[[str], Cli]) -> None:
     result = cli("db", "upgrade")
     assert result.returncode == 0
     assert "already at version" in result.stdout
+    # The release, without a database.
+    version = cli("--version")
+    assert (version.returncode, version.stdout) == (0, f"{__version__}\n")
 
 
 def wait_for(db_url: str, query: str, timeout: float = 10) -> None:

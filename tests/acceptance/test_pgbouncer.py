@@ -4,6 +4,7 @@ has no max_prepared_statements) and with and without `[database] listen_url`."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -19,9 +20,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.acceptance.conftest import Cli
-from vidretry.store import embedded
+from vidretry.store import db, embedded, schema, sqlfiles
 from vidretry.store.listen import LISTEN_CHECK_SECONDS
 
 POLL_WARNING = "receives no notifications"
@@ -183,3 +185,31 @@ def test_listen_url_wakes_workers_at_once_through_pgbouncer(
         assert time.monotonic() - asked < 30  # not the 60 s poll, even on a slow day
         time.sleep(LISTEN_CHECK_SECONDS)
     assert POLL_WARNING not in log.read_text()
+
+
+async def test_db_upgrade_through_transaction_pooling(pgbouncer: str, empty_database: str) -> None:
+    # From an empty database to this release and a next release's step that runs outside a
+    # transaction (an index built CONCURRENTLY, a backfill in batches), two runs at once:
+    # they take turns through a lock held in a transaction, which pins one server connection.
+    name = conninfo_to_dict(empty_database)["dbname"]
+    url = f"{pgbouncer.rsplit('/', 1)[0]}/{name}"
+    shipped = sqlfiles.shipped()
+    step = sqlfiles.parse_migration(
+        shipped.latest_version + 1, "styles",
+        "-- kind: expand\n-- transaction: no\n"
+        "ALTER TABLE video_assets ADD COLUMN IF NOT EXISTS style text;\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS video_assets_style ON video_assets (style);\n"
+        "-- in batches\n"
+        "UPDATE video_assets SET style = 'plain' WHERE id IN"
+        " (SELECT id FROM video_assets WHERE style IS NULL LIMIT 2);\n",
+    )  # fmt: skip
+    catalog = sqlfiles.Catalog((*shipped.migrations, step), shipped.functions, shipped.release)
+
+    async def upgrade() -> schema.Upgraded:
+        async with await db.connect(url, prepare=False) as conn:
+            return await schema.upgrade(conn, catalog)
+
+    runs = await asyncio.gather(upgrade(), upgrade())
+    assert sorted(len(run.applied) for run in runs) == [0, step.version]
+    async with await db.connect(url, prepare=False) as conn:
+        await schema.check_schema(conn, catalog)

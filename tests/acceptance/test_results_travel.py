@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,10 +192,23 @@ def test_with_delete_after_delivery_telegram_keeps_the_video_and_the_store_lets_
     assert (first["size"], first["sha256"]) == expected("Маша", size)
     (again,) = app.videos_to(2)
     assert "sha256" not in again  # by reference: no upload, no store
+    # What the operator checks when a user says the video is broken: `show` says what the
+    # store recorded (size, SHA-256 in hex) and when the object was let go.
     with psycopg.connect(db_url) as conn:
-        deleted = conn.execute("SELECT result_deleted_at FROM video_assets").fetchone()
+        asset_id, deleted = conn.execute(
+            "SELECT id, result_deleted_at FROM video_assets"
+        ).fetchone()  # type: ignore[misc]
     assert deleted is not None
-    assert deleted[0] is not None
+    shown = app.cli.json("show", str(asset_id))
+    assert (shown["result_size"], shown["result_sha256"]) == expected("Маша", size)
+    assert datetime.fromisoformat(shown["result_deleted_at"]) == deleted
+    text = app.cli("show", str(asset_id))
+    assert text.returncode == 0, text.stderr
+    assert re.search(
+        rf"{size:,} bytes, SHA-256 {expected('Маша', size)[1]}, deleted from the store "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+        " ".join(text.stdout.split()),
+    ), text.stdout
 
 
 def test_without_the_store_the_notifier_could_not_have_read_the_video(

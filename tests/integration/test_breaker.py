@@ -77,7 +77,7 @@ async def test_a_disabled_breaker_never_trips_but_a_manual_pause_still_refunds(
         assert await fail(conn, clock, job, off) is jobs.Failure.REFUNDED
         assert await scalar(conn, "SELECT attempts FROM video_assets WHERE id = %s", job.id) == 1
         assert await jobs.claim(conn, owner="w", limit=5, lease_seconds=30, now=clock.now()) == []
-        assert await breaker.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now()) is None
+        assert await jobs.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now()) is None
 
 
 @dataclass
@@ -96,7 +96,7 @@ async def test_the_admins_read_why_the_queue_paused_and_how_long_it_was(db_url: 
         names = ["a", "b", "c"]
         assert (await fail_once_each(conn, clock, names, settings))[1] is jobs.Failure.PAUSED
         clock.advance(30)
-        probe = await breaker.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now())
+        probe = await jobs.claim_probe(conn, owner="w", lease_seconds=30, now=clock.now())
         assert probe is not None
         assert probe.probe
         await jobs.complete(conn, probe, owner="w", result="/v.mp4", now=clock.now())
@@ -117,3 +117,40 @@ async def test_the_admins_read_why_the_queue_paused_and_how_long_it_was(db_url: 
     assert "0:00:30" in resumed_text
     assert no_button is None
     assert no_button_either is None
+
+
+async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str) -> None:
+    """One rule, one place: the probe is a claim (claim_jobs) of the job the breaker chose,
+    timed by the statement as every claim is, not by the transaction's start; with no room
+    under the quotas (here: the generator asked to slow down), nothing is chosen either."""
+    clock = FakeClock()
+    settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
+    async with await db.connect(db_url) as conn:
+        assert (await fail_once_each(conn, clock, ["a", "b", "c"], settings))[1] is (
+            jobs.Failure.PAUSED
+        )
+        # The probe and its jobs are due by the database's own clock, which this test uses.
+        await conn.execute("UPDATE queue_pauses SET next_probe_at = '-infinity'")
+        await conn.execute("UPDATE video_assets SET run_at = '-infinity' WHERE state = 'pending'")
+        await conn.execute(
+            "INSERT INTO generator_hold (until, detail, held_by, held_at)"
+            " VALUES (now() + interval '1 hour', '429', 'w', now())"
+        )
+        assert await jobs.claim_probe(conn, owner="w", lease_seconds=30, now=None) is None
+        assert await scalar(conn, "SELECT probe_asset FROM queue_pauses") is None  # unchosen
+        await conn.execute("DELETE FROM generator_hold")
+        async with conn.transaction():
+            began = await scalar(conn, "SELECT now()")
+            await conn.execute("SELECT pg_sleep(0.5)")
+            probe = await jobs.claim_probe(conn, owner="w", lease_seconds=30, now=None)
+            assert probe is not None
+            assert probe.probe
+            leased = await scalar(
+                conn, "SELECT lease_expires_at FROM video_assets WHERE id = %s", probe.id
+            )
+        assert (leased - began).total_seconds() >= 30.5  # the statement's time, as a claim's
+        (event,) = await rows(
+            conn, "SELECT detail FROM job_events WHERE kind = 'claimed' AND asset_id = %s"
+            " ORDER BY id DESC LIMIT 1", probe.id,
+        )  # fmt: skip
+        assert event == {"detail": "probe: the queue is paused"}

@@ -137,6 +137,31 @@ async def test_an_operator_cancels_the_whole_asset_and_every_waiter_is_told(
     )
 
 
+async def test_an_operator_s_cancel_is_one_function_that_another_program_can_call(
+    conn: db.Connection, clock: FakeClock
+) -> None:
+    """One rule, one place: the job, the waiting users told and the answer when nothing
+    changed are all vidretry_cancel_asset's, so one SQL call does what `vidretry cancel`
+    does."""
+    for user in (1, 2):
+        asset = await enqueue(conn, "Маша", user_id=user, now=clock.now())
+
+    async def cancel_in_sql(asset_id: int) -> dict[str, object]:
+        (row,) = await rows(
+            conn, "SELECT * FROM vidretry_cancel_asset(%s, 'operator:carol', NULL, NULL)", asset_id
+        )
+        return row
+
+    assert await cancel_in_sql(asset.asset_id) == {
+        "outcome": "cancelled", "state": None, "was_running": False, "told_users": [1, 2],
+    }  # fmt: skip
+    assert await scalar(conn, "SELECT count(*) FROM notifications WHERE kind = 'cancelled'") == 2
+    assert await cancel_in_sql(asset.asset_id) == {
+        "outcome": "not_open", "state": "cancelled", "was_running": False, "told_users": [],
+    }  # fmt: skip
+    assert (await cancel_in_sql(10**6))["outcome"] == "not_found"
+
+
 async def test_a_cancel_racing_a_new_request_never_strands_it(db_url: str) -> None:
     """Whichever commits first, a user who asked is never left waiting on a cancelled
     asset: either the cancel saw their request (and the job goes on), or their enqueue saw

@@ -18,6 +18,7 @@ from vidretry.models import ClaimedJob
 from vidretry.queue import jobs, reports
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.enqueue import enqueue
+from vidretry.queue.handlers import TERM_GRACE_SECONDS
 from vidretry.queue.quota import NO_QUOTA, Quota
 from vidretry.queue.retry import Actor, retry
 from vidretry.queue.worker import Outcome
@@ -264,20 +265,46 @@ async def test_max_running_holds_across_concurrent_claimers(db_url: str) -> None
             await c.close()
 
 
-async def test_a_crashed_worker_s_slot_comes_back_with_its_lease(conn: db.Connection) -> None:
+async def test_a_lost_worker_s_slot_comes_back_once_its_generator_is_gone(
+    conn: db.Connection,
+) -> None:
+    """A worker cut off from the database gives its job up as the lease ends and stops the
+    generator (SIGTERM, then SIGKILL after a grace); the job is rescued meanwhile. Its slot
+    is free when that worker says the generator is gone, or, should it never say (it
+    crashed), a stop's grace after the lease's end: never while the generator may run."""
     clock = FakeClock()
     quota = Quota(max_running=1)
     for name in ("a", "b"):
         await ask(conn, clock, name, 1)
-    held = await jobs.claim(conn, owner="dead", limit=5, lease_seconds=30, now=clock.now(),
+    held = await jobs.claim(conn, owner="lost", limit=5, lease_seconds=30, now=clock.now(),
                             quota=quota)  # fmt: skip
     assert [job.name for job in held] == ["a"]
     assert await claim_one(conn, clock, quota) is None  # the one slot is taken
-    clock.advance(31)  # its worker died: the lease runs out and the job is rescued
+    clock.advance(30.5)  # the lease runs out and the job is rescued
     await jobs.rescue_expired(conn, owner="w", lease_seconds=30, now=clock.now())
+    assert await claim_one(conn, clock, quota) is None  # its generator may still be stopping
+    assert await jobs.generator_gone(conn, held[0]) is False  # stopped; rescued, not cancelled
     again = await claim_one(conn, clock, quota)
     assert again is not None
     assert again.name == "a"
+
+    clock.advance(60.5)  # this one's worker crashed (claim_one: a 60 s lease): it never says
+    await jobs.rescue_expired(conn, owner="w", lease_seconds=30, now=clock.now())
+    assert await claim_one(conn, clock, quota) is None
+    clock.advance(2)
+    await jobs.rescue_expired(conn, owner="w", lease_seconds=30, now=clock.now())
+    assert await claim_one(conn, clock, quota) is None
+    clock.advance(1)  # the lease's end and a stop's grace (TERM_GRACE_SECONDS, twice)
+    assert await claim_one(conn, clock, quota) is not None
+    await jobs.rescue_expired(conn, owner="w", lease_seconds=30, now=clock.now())
+    assert await scalar(conn, "SELECT count(*) FROM generators_stopping") == 0  # tidied
+
+
+async def test_a_stop_s_grace_in_the_database_covers_the_worker_s(conn: db.Connection) -> None:
+    grace = await scalar(
+        conn, "SELECT extract(epoch FROM vidretry_generator_gone_by(now()) - now())::float8"
+    )
+    assert grace >= 2 * TERM_GRACE_SECONDS
 
 
 async def test_no_sixty_seconds_hold_more_starts_than_the_quota(conn: db.Connection) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.test_results import asset_row, running
 from tests.integration.test_worker import FAST, add
-from tests.s3server import SECRET_KEY, WeedS3, started
+from tests.s3server import ACCESS_KEY, SECRET_KEY, WeedS3, started
 from tests.support import FakeClock, eventually
 from vidretry.app.doctor import Check, Verdict, examine
 from vidretry.config import load_config
@@ -32,6 +32,7 @@ from vidretry.results.base import (
     MIB,
     ResultCorrupt,
     ResultMissing,
+    ResultRefused,
     ResultTooBig,
     StoreUnavailable,
 )
@@ -53,10 +54,14 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedS3]:
 
 def config_naming(weed: WeedS3, tmp_path: Path, **storage: object) -> Path:
     """A config file whose ``[storage]`` is this server (readable by others, as a careless
-    operator leaves it)."""
-    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in weed.settings(**storage).items())
+    operator leaves it), and which lets generators' URLs reach the loopback CDN."""
+    settings = weed.settings(**storage).items()
+    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings if v is not None)
     config = tmp_path / "vidretry.toml"
-    config.write_text(f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n')
+    config.write_text(
+        f'[worker]\noutput_dir = "videos"\n[storage]\n{table}\n'
+        '[generator_urls]\nallow_http = true\nallow_networks = ["127.0.0.1"]\n'
+    )
     config.chmod(0o644)
     return config
 
@@ -67,7 +72,8 @@ def results_for(weed: WeedS3, tmp_path: Path, **storage: object) -> Results:
 
 
 def video_bytes(size: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(size)
+    """An MP4's first box, then random bytes (what a URL copy checks is the container)."""
+    return (b"\x00\x00\x00\x18ftypmp42" + random.Random(seed).randbytes(size))[:size]
 
 
 async def read_back(results: Results, uri: str, size: int | None, sha256: bytes | None) -> bytes:
@@ -149,6 +155,44 @@ def multipart_uploads(weed: WeedS3) -> list[str]:
     with urllib.request.urlopen(request, timeout=10) as answer:
         entries = json.load(answer)["Entries"] or []
     return [entry["FullPath"] for entry in entries]
+
+
+def bucket_listing(weed: WeedS3) -> dict[str, list[tuple[str, int]]]:
+    """Every bucket of the server and its objects (key, size), as AWS's own SDK (boto3, an
+    S3 client independent of vidretry's) sees them, addressing path-style explicitly."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=weed.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    listing = {}
+    for bucket in s3.list_buckets()["Buckets"]:
+        objects = s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", [])
+        listing[bucket["Name"]] = [(o["Key"], o["Size"]) for o in objects]
+    return listing
+
+
+async def test_with_the_settings_a_user_types_a_video_lands_where_its_uri_says(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """The issue's configuration: a bucket and a prefix, a custom endpoint, path_style and
+    region left out. The video is in bucket "videos" under "results/", as its URI says,
+    and no bucket was made of the prefix."""
+    results = results_for(weed, tmp_path, url="s3://videos/results")
+    data = video_bytes(1000, seed=11)
+    stored = await results.store.put_chunks(chunks(data), "1-g0-a1b2c3d4.mp4", limit=MIB)
+
+    assert stored.uri == "s3://videos/results/1-g0-a1b2c3d4.mp4"
+    listing = bucket_listing(weed)
+    assert ("results/1-g0-a1b2c3d4.mp4", len(data)) in listing["videos"]
+    assert "results" not in listing
+    assert await read_back(results, stored.uri, stored.size, stored.sha256) == data
 
 
 async def test_the_stores_errors_are_told_apart(weed: WeedS3, tmp_path: Path) -> None:
@@ -235,14 +279,22 @@ async def test_doctor_says_whether_the_store_answers_and_never_prints_its_secret
 ) -> None:
     good = await doctor(tmp_path, weed)
     assert good["storage"].verdict is Verdict.OK
-    assert good["storage"].detail == f"s3://videos/vidretry/ at {weed.endpoint}"
+    assert good["storage"].detail == (
+        f"s3://videos/vidretry/ at {weed.endpoint}/videos (the bucket lists the prefix as its own)"
+    )
     assert good["config"].verdict is Verdict.WARN
     assert "holds the store's secret key and other users can read it" in good["config"].detail
 
     wrong = await doctor(tmp_path, weed, secret_access_key="not-the-secret")
     assert wrong["storage"].verdict is Verdict.FAIL
-    assert "refused us" in wrong["storage"].detail
-    for found in (good, wrong):
+    assert "refused us a listing (SignatureDoesNotMatch)" in wrong["storage"].detail
+    # A store behind a path that names another bucket: the doctor says so, not ✓.
+    other = await doctor(tmp_path, weed, endpoint_url=f"{weed.endpoint}/results")
+    assert other["storage"].verdict is Verdict.FAIL
+    assert other["storage"].detail.startswith(
+        f"s3://videos/vidretry/ at {weed.endpoint}/results/videos answered a listing with 4"
+    )
+    for found in (good, wrong, other):
         assert not any(SECRET_KEY in check.detail for check in found.values())
 
 
@@ -280,3 +332,22 @@ async def test_a_worker_copies_the_url_its_command_names_into_the_store(
     )
     key = str(row["result"]).removeprefix("s3://videos/")
     assert bytes(obstore.get(weed.client(), key).bytes()) == data
+
+
+async def test_the_store_deletes_and_reads_only_under_its_prefix(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """``s3://videos/vidretry``: an object of the same bucket under another prefix is not
+    the store's, whatever URI names it; found where it was by an independent client."""
+    client = weed.client()
+    obstore.put(client, "elsewhere/theirs.mp4", b"not vidretry's")
+    results = results_for(weed, tmp_path)
+    for uri in ("s3://videos/elsewhere/theirs.mp4", "s3://videos/vidretry/../elsewhere/theirs.mp4"):
+        assert not results.kept_by_vidretry(uri)
+        with pytest.raises((ResultRefused, ResultMissing)):
+            await results.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.open(uri)
+    assert bytes(obstore.get(client, "elsewhere/theirs.mp4").bytes()) == b"not vidretry's"

@@ -158,3 +158,58 @@ async def test_cancelling_a_running_job_stops_its_generator_without_counting_the
             )
             assert [k["kind"] for k in kinds] == ["enqueued", "claimed", "withdrawn", "cancelled"]
             assert await scalar(conn, "SELECT cardinality(streak_assets) FROM breaker") == 0
+
+
+# A generator that notes whether another one is alive when it starts, and cleans up for a
+# while when asked to stop (within the kill grace), then leaves.
+COUNTED = (
+    "import os, signal, sys, time\n"
+    "alive, asset = sys.argv[1], sys.argv[2]\n"
+    "others = sorted(os.listdir(alive))\n"
+    "starts = open(os.path.join(alive, '..', 'starts'), 'a')\n"
+    "starts.write(asset + ' ' + ','.join(others) + chr(10))\n"
+    "starts.close()\n"
+    "mine = os.path.join(alive, asset)\n"
+    "open(mine, 'w').close()\n"
+    "def term(*_):\n"
+    "    time.sleep(float(sys.argv[3]))\n"
+    "    os.unlink(mine)\n"
+    "    sys.exit(1)\n"
+    "signal.signal(signal.SIGTERM, term)\n"
+    "while True:\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+async def test_a_cancelled_jobs_slot_is_free_only_once_its_generator_is_gone(
+    db_url: str, tmp_path: Path
+) -> None:
+    """max_running = 1, a worker with room for two: the running job is cancelled. Its
+    generator stops within a heartbeat and its cleanup; the next job's generator starts
+    only after it is gone, never beside it."""
+    alive = tmp_path / "alive"
+    alive.mkdir()
+    cleanup = TERM_GRACE_SECONDS / 2
+    first, second = await add(db_url, "a", "b", alive=str(alive), cleanup=cleanup)
+    config = replace(
+        FAST,
+        handler="command",
+        command=(sys.executable, "-c", COUNTED, "{alive}", "{asset_id}", "{cleanup}"),
+        output_dir=tmp_path,
+        heartbeat_seconds=1,
+        max_running=1,
+    )
+    starts = tmp_path / "starts"
+    async with worker_for(db_url, config) as worker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        assert await eventually(lambda: (alive / str(first)).exists(), within=20)
+        async with await db.connect(db_url) as conn:
+            assert (await withdraw(conn, first, 1)).outcome is CancelOutcome.CANCELLED
+        assert await eventually(lambda: (alive / str(second)).exists(), within=20)
+        async with await db.connect(db_url) as conn:
+            await withdraw(conn, second, 1)
+        assert await eventually(lambda: worker.outcomes[Outcome.CANCELLED] == 2, within=20)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert starts.read_text().splitlines() == [f"{first} ", f"{second} "]  # none beside another

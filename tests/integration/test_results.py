@@ -111,6 +111,54 @@ async def test_a_store_outage_holds_the_video_spends_no_attempt_and_tells_the_ad
     assert button is None
 
 
+async def test_any_video_kept_ends_an_outage_and_the_next_outage_is_told_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The worker that saw an outage stops before the store is back; another worker keeps a
+    video: the outage is over (status and the console no longer show the store down), and
+    the next outage is a new one, told to the admins in its turn."""
+    clock = FakeClock()
+    config = replace(FAST, output_dir=tmp_path, handler="python:tests.sample_handlers:made")
+    down = MemoryStore()
+    down.down = True
+    (first,) = await add(db_url, "a")
+    async with await db.connect(db_url) as conn:
+
+        async def outages() -> int:
+            return int(await scalar(conn, "SELECT count(*) FROM store_outage"))
+
+        async def told(times: int) -> bool:
+            query = "SELECT count(*) FROM notifications WHERE kind = 'store_down'"
+            return int(await scalar(conn, query)) == times
+
+        async def available(asset: int) -> bool:
+            return (await asset_row(conn, asset))["state"] == "available"
+
+        async with running(db_url, config, Results(down, scratch=tmp_path), clock,
+                           store_alert_seconds=60):  # fmt: skip
+            assert await eventually(outages, within=10)
+            clock.advance(61)
+            assert await eventually(lambda: told(1), within=30)
+        # Stopped, the store still down: the outage stays until somebody keeps a video.
+        assert await outages() == 1
+
+        async with running(db_url, config, Results(MemoryStore(), scratch=tmp_path), clock):
+            assert await eventually(lambda: available(first), within=30)
+        assert await outages() == 0
+        shape = await db.fetch_one(conn, "queue_shape", {"now": None})
+        assert shape is not None
+        assert shape["store_down_since"] is None  # status and the console: the store is up
+
+        clock.advance(120)  # another minute: another outage
+        await add(db_url, "b")
+        async with running(db_url, config, Results(down, scratch=tmp_path), clock,
+                           store_alert_seconds=60):  # fmt: skip
+            assert await eventually(outages, within=10)
+            clock.advance(61)
+            assert await eventually(lambda: told(2), within=30)
+        assert await told(2)  # once per outage, however often the worker tried
+
+
 async def test_a_result_that_is_no_video_fails_the_attempt_and_one_too_big_fails_for_good(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -1,7 +1,10 @@
+import difflib
+
 import psycopg
 import pytest
 
-from tests.support import rows, scalar
+from tests import schema_snapshot
+from tests.support import functions_in, rows, scalar
 from vidretry.errors import SchemaError
 from vidretry.store import db, schema, sqlfiles
 
@@ -68,31 +71,33 @@ async def test_functions_of_an_older_release_are_replaced_by_upgrade(
     with pytest.raises(SchemaError, match=r"are vidretry 0\.19\.9's, vidretry .* needs its own"):
         await schema.check_schema(conn)
     assert await schema.upgrade(conn) == schema.Upgraded([], functions=True)
-    assert await scalar(conn, "SELECT vidretry_interface_version()") == 1
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
     await schema.check_schema(conn)
 
 
 async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) -> None:
     await conn.execute(
         "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
-        " LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$"
+        " LANGUAGE sql IMMUTABLE AS $$ SELECT 99 $$"
     )
     await conn.execute("UPDATE vidretry_schema_functions SET release = '9.0.0', checksum = 'x'")
     await schema.check_schema(conn)
-    assert await schema.upgrade(conn) == schema.Upgraded([], functions=False)
-    assert await scalar(conn, "SELECT vidretry_interface_version()") == 2
+    upgraded = await schema.upgrade(conn)
+    assert (upgraded.applied, upgraded.functions) == ([], False)
+    assert (
+        upgraded.newer
+        == "the SQL functions are vidretry 9.0.0's, a newer release's: left as they are"
+    )
+    assert await scalar(conn, "SELECT vidretry_interface_version()") == 99
 
 
 async def test_every_function_in_the_database_is_a_file_of_sql_functions(
     conn: db.Connection,
 ) -> None:
-    # A function whose file was deleted without a contract step dropping it stays behind.
-    names = await rows(
-        conn,
-        "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace"
-        " AND proname LIKE 'vidretry%%' ORDER BY proname",
-    )
-    assert [r["proname"] for r in names] == [f.name for f in sqlfiles.functions()]
+    # A function whose file was deleted without a contract step dropping it stays behind;
+    # the triggers' functions have theirs too: every function of vidretry's is pinned.
+    names = await functions_in(conn, "public")
+    assert names == sorted(f.name for f in sqlfiles.functions())
 
 
 async def test_missing_schema_says_how_to_fix_it(conn: db.Connection) -> None:
@@ -171,3 +176,14 @@ async def test_event_history_is_append_only(conn: db.Connection) -> None:
         await conn.execute("UPDATE job_events SET actor = 'me'")
     with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
         await conn.execute("DELETE FROM job_events")
+
+
+def test_the_schema_snapshot_is_what_the_migrations_make_of_an_empty_database(
+    db_url: str,
+) -> None:
+    # The test's database is a clone of the template the migrator brought from empty to
+    # this release (tests/support.py: apply_schema).
+    made = schema_snapshot.dump(db_url)
+    kept = schema_snapshot.SNAPSHOT.read_text(encoding="utf-8")
+    diff = "".join(difflib.unified_diff(kept.splitlines(True), made.splitlines(True), n=1))
+    assert made == kept, f"sql/schema.sql is out of date: run `./dev schema`\n{diff[:3000]}"

@@ -94,6 +94,8 @@ async def test_max_attempts_are_the_workers(
         ({"user_id": 0}, "VR002", "user id must be a positive Telegram user id"),
         ({"user_id": 2**53}, "VR002", "user id must be a positive Telegram user id"),
         ({"chat_id": 0}, "VR002", "chat id must be a Telegram chat id"),
+        ({"chat_id": -2**53}, "VR002", "chat id must be a Telegram chat id"),
+        ({"chat_id": -2**63}, "VR002", "chat id must be a Telegram chat id"),  # the lowest
         ({"user_id": None, "chat_id": 5}, "VR002", "a chat id needs the user id"),
         ({"priority": 10}, "VR003", "priority must be an integer from 0 to 9"),
         ({"params": [1]}, "VR004", "params must be a JSON object, got array"),
@@ -148,6 +150,52 @@ async def test_the_retry_button_s_rules(
     ]
 
 
+async def test_a_host_bot_s_button_out_of_retries_tells_the_admins_as_vidretry_s_does(
+    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+) -> None:
+    """One rule, one place: vidretry_press_retry answers a press with its outcome instead
+    of an error, so the admins' alert of a user out of retries commits with the host bot's
+    transaction, as it does for vidretry's own button and for asking again; vidretry_retry's
+    VR014 takes it back with the transaction it ends."""
+    await conn.execute("UPDATE queue_policy SET admins = '{900}', max_retries_per_user_per_day = 1")
+    asset_id = await vidretry.enqueue(bot, "Маша", user_id=1)
+    await bot.commit()
+
+    async def press(user: int, asset: int = asset_id) -> tuple[str, int | None]:
+        cur = await bot.execute("SELECT * FROM vidretry_press_retry(%s, %s)", (asset, user))
+        row = await cur.fetchone()
+        await bot.commit()
+        assert row is not None
+        return row[0], row[1]
+
+    async def alerts() -> list[dict[str, object]]:
+        query = "SELECT user_id, generation, payload FROM notifications WHERE kind = 'alert'"
+        return await rows(conn, query)
+
+    assert await press(1) == ("not_failed", 0)
+    assert await press(1, 10**9) == ("not_found", None)
+    await fail_for_good(conn, asset_id)
+    assert await press(3) == ("forbidden", None)
+    assert await press(1) == ("retried", 1)
+    await fail_for_good(conn, asset_id)
+    with pytest.raises(RefusedError) as refused:
+        await vidretry.retry(bot, asset_id, user_id=1)
+    assert refused.value.sqlstate == "VR014"
+    await bot.rollback()
+    assert await alerts() == []  # the error took the alert back
+    assert await press(1) == ("out_of_retries", 1)
+    assert await press(1) == ("out_of_retries", 1)  # told once per failure
+    assert await alerts() == [
+        {"user_id": 900, "generation": 1, "payload": {"name": "Маша", "user": 1, "error": "boom"}}
+    ]
+    # An admin has no quota; vidretry.press_retry is the same press from Python.
+    assert await vidretry.press_retry(bot, asset_id, user_id=900) == ("retried", 2)
+    await bot.commit()
+    with pytest.raises(psycopg.DatabaseError) as bad:
+        await bot.execute("SELECT * FROM vidretry_press_retry(NULL, 1)")
+    assert bad.value.sqlstate == "VR002"
+
+
 async def test_cancel_takes_back_one_request_then_the_job(
     bot: psycopg.AsyncConnection[Any], conn: db.Connection
 ) -> None:
@@ -184,7 +232,7 @@ async def test_an_asset_as_a_host_bot_shows_it(bot: psycopg.AsyncConnection[Any]
 
 async def test_interface_version(bot: psycopg.AsyncConnection[Any]) -> None:
     cur = await bot.execute("SELECT vidretry_interface_version()")
-    assert await cur.fetchone() == (1,)
+    assert await cur.fetchone() == (2,)  # 2: vidretry_press_retry
 
 
 @settings(

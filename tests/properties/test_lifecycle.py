@@ -226,7 +226,7 @@ class Lifecycle(RuleBasedStateMachine):
         """Time passes; a worker with nothing to claim asks whether a probe is due."""
         self.clock.advance(wait)
         job = self.run(
-            breaker.claim_probe(self.conn, owner="w", lease_seconds=LEASE, now=self.clock.now())
+            jobs.claim_probe(self.conn, owner="w", lease_seconds=LEASE, now=self.clock.now())
         )
         pause, now = self.pause, self.clock.now()
         due = sorted(

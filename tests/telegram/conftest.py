@@ -23,6 +23,8 @@ from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.results.keeping import Results
+from vidretry.store import db
 from vidretry.store.listen import Listener
 from vidretry.store.pool import open_pool
 from vidretry.telegram.adapter import TelegramBot, build_client
@@ -84,7 +86,11 @@ async def deployed(
     name: str = "n1",
     settings: TelegramConfig = WITH_ADMIN,
     plugins: Sequence[ModuleType] = (),
+    results: Results | None = None,
+    delete_after_delivery: bool = False,
 ) -> AsyncIterator[Deployment]:
+    """A notifier and its bot on the double. ``results``: where videos are read from (by
+    default any local file); ``delete_after_delivery``: ``[storage]``'s setting."""
     client = build_client(
         TelegramConfig(
             api_id=1, api_hash="0" * 32, bot_token=BOT_TOKEN, session=tmp_path / f"{name}.session"
@@ -93,7 +99,7 @@ async def deployed(
     )
     install(client, telegram)
     pacer = Pacer(config.rate_per_second, config.per_chat_interval_seconds)
-    bot = TelegramBot(client, pacer=pacer)
+    bot = TelegramBot(client, pacer=pacer, results=results)
     await bot.start(BOT_TOKEN)
     try:
         async with open_pool(db_url, max_size=4) as pool:
@@ -107,6 +113,7 @@ async def deployed(
                 rng=random.Random(3),
                 pacer=pacer,
                 name=name,
+                results=results if delete_after_delivery else None,
             )
             editor = ProgressEditor(
                 pool,
@@ -118,14 +125,13 @@ async def deployed(
                 clock=DatabaseClock(),
                 rng=random.Random(4),
             )
+            async with pool.connection() as conn:  # what a leading notifier writes at start
+                await db.execute(conn, "set_bot_policy", {
+                    "admins": list(settings.admins),
+                    "per_day": settings.max_retries_per_user_per_day,
+                })  # fmt: skip
             bot.serve(
-                ButtonService(
-                    pool,
-                    MessagesConfig(),
-                    admins=frozenset({ADMIN}),
-                    clock=DatabaseClock(),
-                    max_retries_per_day=settings.max_retries_per_user_per_day,
-                ),
+                ButtonService(pool, MessagesConfig(), clock=DatabaseClock()),
                 Conversation(
                     pool,
                     MessagesConfig(),

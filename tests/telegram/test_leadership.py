@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,11 +20,12 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from tests.support import FakeClock
+from tests.support import FakeClock, eventually
 from tests.telegram.bot_process import most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
 from vidretry.clock import DatabaseClock
 from vidretry.config import NotifierConfig
+from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
 from vidretry.store.pool import open_pool
 from vidretry.telegram.leadership import Leadership
 
@@ -52,6 +55,51 @@ async def test_one_leader_until_its_term_lapses_then_the_next(db_url: str) -> No
         assert await b.current() == "b"
         await b.resign(token_b)  # a leader that stops hands over at once
         assert await a.try_claim() is not None
+
+
+async def test_a_standby_hears_a_resignation_and_takes_over_at_once(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hand-over of a rollout (docs/upgrading.md): the old release's leader resigns, with
+    # the old release's own statement, and a standby of this one leads long before its next
+    # look, woken by the database (schema 20's trigger on the leadership row).
+    async with open_pool(db_url, max_size=3) as pool, pool.connection() as conn:
+        await conn.execute(
+            "UPDATE leadership SET leader = 'old:1', token = gen_random_uuid(),"
+            " elected_at = now(), expires_at = now() + interval '1 hour' WHERE role = 'notifier'"
+        )
+        vacated, listening, stop, led = (asyncio.Event() for _ in range(4))
+        listening.set()
+        listener = Listener(db_url)
+        hearing = asyncio.create_task(
+            listener.run(LEADERSHIP_CHANNEL, vacated, listening, random.Random(0))
+        )
+        standby = Leadership(
+            pool, candidate="new:2", lease_seconds=DEFAULTS.lease_seconds,
+            clock=DatabaseClock(), vacated=vacated,
+        )  # fmt: skip
+        standby.standby_poll_seconds = 3600.0  # only the resignation can wake it in time
+
+        async def lead(done: asyncio.Event, lost: asyncio.Event) -> None:
+            led.set()
+            await done.wait()
+
+        assert await eventually(listener.ready.is_set, within=30)
+        with caplog.at_level(logging.INFO, logger="vidretry.leadership"):
+            campaign = asyncio.create_task(standby.lead(stop, lead))
+            # Its first look: another leads.
+            assert await eventually(lambda: "standing by: old:1 leads" in caplog.text, within=30)
+        assert not led.is_set()
+        await conn.execute(
+            "UPDATE leadership SET leader = NULL, token = NULL, elected_at = NULL,"
+            " expires_at = NULL, telegram_connected = false WHERE role = 'notifier'"
+        )
+        assert await eventually(led.is_set, within=30)
+        assert await standby.current() == "new:2"
+        stop.set()
+        await campaign
+        listening.clear()
+        await hearing
 
 
 async def test_the_term_and_the_standby_poll_keep_takeover_within_a_lease(db_url: str) -> None:

@@ -10,12 +10,16 @@ from pathlib import Path
 import pytest
 from telethon import functions, types
 
+from tests.support import eventually
 from tests.telegram.conftest import deployed, running
 from tests.telegram.double import FakeTelegram
 from tests.telegram.test_front_door import finish, query, say
 from tests.telegram.test_notifier import introduce
 from vidretry.clock import DatabaseClock
+from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
+from vidretry.results.files import FileStore
+from vidretry.results.keeping import Results
 from vidretry.store import db
 from vidretry.store.pool import open_pool
 from vidretry.telegram.delivery import VideoFile
@@ -128,3 +132,70 @@ async def test_concurrent_deliveries_of_one_video_take_turns(db_url: str) -> Non
         await asyncio.gather(*(deliver(n) for n in range(5)))
     assert order[0] == "0 uploads"
     assert sorted(order[1:]) == [f"{n} by reference" for n in range(1, 5)]
+
+
+async def test_a_video_outside_the_store_is_a_dead_notification_and_never_uploaded(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path, video: Path
+) -> None:
+    """A 'ready' row whose result names a file outside the store's directory (however it got
+    into the outbox: issue 36 traced a temporary table) is refused, saying so; the file —
+    a symlink to it too — never reaches Telegram."""
+    store = tmp_path / "videos"
+    store.mkdir()
+    secret = tmp_path / "vidretry.toml"
+    secret.write_text('[telegram]\nbot_token = "1:not-for-you"\n')
+    (store / "innocent.mp4").symlink_to(secret)
+    results = Results(FileStore(store), scratch=store)
+    async with deployed(db_url, telegram, tmp_path, results=results) as app:
+        await introduce(app, 1, 2)
+        async with await db.connect(db_url) as conn:
+            for user, name, result in ((1, "Маша", secret.as_uri()),
+                                       (2, "Петя", (store / "innocent.mp4").as_uri())):  # fmt: skip
+                await enqueue(conn, name, user_id=user)
+                (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+                assert await jobs.complete(conn, job, owner="w", result=result, now=None)
+        async with running(app):
+
+            async def buried() -> bool:
+                found = await query(db_url, "SELECT state FROM notifications")
+                return [n["state"] for n in found] == ["dead", "dead"]
+
+            assert await eventually(buried, within=10)
+    errors = [n["last_error"] for n in await query(db_url, "SELECT * FROM notifications")]
+    assert all(f"is outside the video store ({store})" in str(e) for e in errors), errors
+    assert telegram.uploaded_bytes == 0
+    assert telegram.sent(SendMedia) == []
+
+
+async def test_delete_after_delivery_deletes_only_what_vidretry_kept(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """A bare path recorded before schema 19 may be the user's own file: delivered, it stays
+    (and the video is not marked deleted); a video vidretry kept goes."""
+    store = tmp_path / "videos"
+    store.mkdir()
+    theirs, ours = store / "their-own.mp4", store / "2-g0-a1b2c3d4.mp4"
+    for path in (theirs, ours):
+        path.write_bytes(bytes(range(256)) * 64)
+    results = Results(FileStore(store), scratch=store)
+    async with deployed(
+        db_url, telegram, tmp_path, results=results, delete_after_delivery=True
+    ) as app:
+        await introduce(app, 1, 2)
+        async with await db.connect(db_url) as conn:
+            for user, name, result in ((1, "Маша", str(theirs)), (2, "Петя", ours.as_uri())):
+                await enqueue(conn, name, user_id=user)
+                (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+                assert await jobs.complete(conn, job, owner="w", result=result, now=None)
+        async with running(app):
+            await telegram.wait_for(lambda: len(telegram.sent(SendMedia)) == 2, timeout=10)
+
+            async def forgotten() -> bool:
+                return not ours.exists()
+
+            assert await eventually(forgotten, within=10)
+    assert theirs.exists()
+    deleted = await query(
+        db_url, "SELECT name, result_deleted_at IS NOT NULL AS deleted FROM video_assets"
+    )
+    assert sorted((a["name"], a["deleted"]) for a in deleted) == [("Маша", False), ("Петя", True)]

@@ -67,6 +67,15 @@ def test_values_are_typed() -> None:
         ({"telegram": {"admins": [1, "x"]}}, r"\[telegram\] admins\[1\] must be an integer"),
         ({"telegram": {"api_id": "123"}}, r"\[telegram\] api_id must be an integer"),
         ({"database": "postgres://"}, r"\[database\] must be a table"),
+        (
+            {"generator_urls": {"hosts": ["cdn.example.com", "https://x.example"]}},
+            r"\[generator_urls\] hosts\[1\] must be a host name",
+        ),
+        (
+            {"generator_urls": {"allow_networks": ["10.0.0.0/33"]}},
+            r"\[generator_urls\] allow_networks\[0\] must be an address or a network",
+        ),
+        ({"generator_urls": {"allow_http": "yes"}}, r"\[generator_urls\] allow_http must be"),
     ],
 )
 def test_errors_name_the_key(raw: dict[str, object], message: str) -> None:

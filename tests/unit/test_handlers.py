@@ -1,4 +1,5 @@
 import errno
+import logging
 import sys
 from pathlib import Path
 from uuid import uuid4
@@ -62,6 +63,28 @@ async def test_a_command_may_say_its_video_is_at_a_url(tmp_path: Path) -> None:
     script = 'echo "progress 50"; echo "result https://a.example/1"; echo "Result  https://b.example/v.mp4?sig=x"'
     handler = CommandHandler(("sh", "-c", script), timeout_seconds=5)
     assert await handler(job(tmp_path)) == "https://b.example/v.mp4?sig=x"
+
+
+async def test_a_result_line_that_names_no_video_is_chatter(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A generator that writes ``{output}`` and says "result saved" (or "Result: ok") has
+    made its video: only ``result <url>`` and ``result <absolute path>`` name one; the other
+    lines are logged, a signed URL's query cut from them."""
+    script = (
+        'echo "result saved"; echo "Result: ok"; echo "result see https://x.example/a?sig=S3CR3T"; '
+        'echo "result ftp://files.example/v.mp4"; echo video > "$0"'
+    )
+    handler = CommandHandler(("sh", "-c", script, "{output}"), timeout_seconds=5)
+    with caplog.at_level(logging.INFO, logger="vidretry.handler"):
+        assert await handler(job(tmp_path)) == str(tmp_path / "7-g0.mp4")
+    logged = [r.getMessage() for r in caplog.records]
+    assert "job 7: result saved" in logged
+    assert "job 7: result ftp://files.example/v.mp4" in logged
+    assert not any("S3CR3T" in line for line in logged)
+    elsewhere = 'echo "result /srv/elsewhere/v.mp4"'
+    handler = CommandHandler(("sh", "-c", elsewhere), timeout_seconds=5)
+    assert await handler(job(tmp_path)) == "/srv/elsewhere/v.mp4"  # keep() confines it
 
 
 async def test_a_command_that_writes_no_video_has_failed(tmp_path: Path) -> None:

@@ -24,7 +24,20 @@ def summary(**queue: Any) -> dict[str, Any]:
         "pending_by_priority": {0: 3},
         "rate_limited": None,
         "starts_last_minute": 0,
+        "releases": {
+            "schema": "version 20, SQL functions of vidretry 0.20.0",
+            "running": [release("0.20.0", workers=2, notifiers=1)],
+            "mixed_since": None,
+            "warning": None,
+        },
     }
+
+
+def release(name: str, *unrecorded: str, workers: int = 0, notifiers: int = 0) -> dict[str, Any]:
+    return {
+        "release": name, "workers": workers, "notifiers": notifiers, "web": 0,
+        "since": NOW, "unrecorded": list(unrecorded),
+    }  # fmt: skip
 
 
 def job(name: str, owner: str) -> dict[str, Any]:
@@ -113,3 +126,22 @@ def test_priorities_quotas_and_a_slow_down_hold_are_shown() -> None:
         f"store: unreachable since {shown}, finished videos held by the workers "
         "(cannot store s3://v/1.mp4: 503)"
     ) in lines
+
+
+def test_the_releases_that_run_are_shown_and_a_long_mix_is_a_warning() -> None:
+    lines = plain.dashboard(summary(), [], width=80, colour=False).splitlines()
+    assert "releases: 0.20.0 (2 workers, 1 notifier)" in lines
+    assert "schema: version 20, SQL functions of vidretry 0.20.0" in lines
+    assert not any(line.startswith("rollout:") for line in lines)
+    mixed = summary()
+    mixed["releases"] = {
+        **mixed["releases"],
+        "running": [
+            release("0.19.0 or older", "worker gpu-1:77", workers=1),
+            release("0.20.0", workers=1, notifiers=1),
+        ],
+        "warning": "releases 0.19.0 or older and 0.20.0 have run side by side for 1 h 5 min",
+    }
+    text = plain.dashboard(mixed, [], width=80, colour=True)
+    assert "0.19.0 or older (1 worker: worker gpu-1:77) · 0.20.0 (1 worker, 1 notifier)" in text
+    assert "\x1b[1;31mreleases 0.19.0 or older and 0.20.0 have run side by side" in text

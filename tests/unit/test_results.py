@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from vidretry.config import parse_config, resolve_paths
 from vidretry.errors import HandlerError
 from vidretry.results import files
 from vidretry.results.base import (
@@ -20,10 +21,12 @@ from vidretry.results.base import (
     MIB,
     ResultCorrupt,
     ResultMissing,
+    ResultRefused,
     ResultTooBig,
     StoreUnavailable,
     object_key,
 )
+from vidretry.results.configured import configured
 from vidretry.results.files import FileStore, path_of
 from vidretry.results.keeping import Results
 from vidretry.results.memory import MemoryStore
@@ -131,19 +134,96 @@ async def test_an_output_that_is_no_regular_file_is_refused_without_waiting(
 
 
 async def test_a_video_elsewhere_is_copied_in_whole_or_not_at_all(tmp_path: Path) -> None:
-    store_dir, elsewhere = tmp_path / "videos", tmp_path / "generator"
-    elsewhere.mkdir()
-    (elsewhere / "out.mp4").write_bytes(VIDEO)
-    results = Results(FileStore(store_dir), scratch=store_dir)
-    stored = await results.keep(str(elsewhere / "out.mp4"), "2-g0-token.mp4", url_timeout=10)
+    store_dir, output = tmp_path / "videos", tmp_path / "generator"
+    output.mkdir()
+    (output / "out.mp4").write_bytes(VIDEO)
+    results = Results(FileStore(store_dir), scratch=output)
+    stored = await results.keep(str(output / "out.mp4"), "2-g0-token.mp4", url_timeout=10)
     assert path_of(stored.uri) == store_dir / "2-g0-token.mp4"
-    assert (elsewhere / "out.mp4").exists()  # the generator's file is the generator's
+    assert not (output / "out.mp4").exists()  # the store holds it now
     assert await read_all(results, stored.uri, stored.size, stored.sha256) == VIDEO
 
     store = FileStore(store_dir)
     with pytest.raises(ResultTooBig, match="at most 0 MiB"):
         await store.put_chunks(chunks(VIDEO, VIDEO), "3-g0-token.mp4", limit=len(VIDEO))
     assert sorted(p.name for p in store_dir.iterdir()) == ["2-g0-token.mp4"]  # no partial
+
+
+async def test_a_generators_file_is_taken_only_from_its_output_dir(tmp_path: Path) -> None:
+    """``result /absolute/path`` (or a Python handler's path) is confined as every file
+    result is: the store's directory or ``[worker] output_dir``, symlinks followed."""
+    output = tmp_path / "output"
+    output.mkdir()
+    secret = tmp_path / "vidretry.toml"
+    secret.write_bytes(VIDEO)  # whatever it holds
+    (output / "innocent.mp4").symlink_to(secret)
+    store = MemoryStore()
+    results = Results(store, scratch=output)
+    for result in (str(secret), f"{output}/../vidretry.toml"):
+        with pytest.raises(HandlerError, match=r"is outside .*output.*: refused"):
+            await results.keep(result, "8-g0-token.mp4", url_timeout=10)
+    with pytest.raises(HandlerError) as symlink:  # it looks inside: the error says why not
+        await results.keep(str(output / "innocent.mp4"), "8-g0-token.mp4", url_timeout=10)
+    assert str(symlink.value) == (
+        f"the generator's result {str(output / 'innocent.mp4')!r} is a symlink to "
+        f"{secret.resolve()}, outside {output} ([worker] output_dir): refused"
+    )
+    assert store.objects == {}
+    assert secret.exists()
+    (output / "made.mp4").write_bytes(VIDEO)
+    (output / "alias.mp4").symlink_to(output / "made.mp4")  # a symlink inside is followed
+    stored = await results.keep(str(output / "alias.mp4"), "9-g0-token.mp4", url_timeout=10)
+    assert store.objects[stored.uri] == VIDEO
+
+
+async def test_the_store_reads_and_deletes_only_inside_its_directory(tmp_path: Path) -> None:
+    """However a URI got into the outbox or the asset's row: a file outside the store's
+    directory (by a symlink, ``..`` or percent-escapes too) is refused, never read, never
+    deleted."""
+    store_dir = tmp_path / "videos"
+    store_dir.mkdir()
+    secret = tmp_path / "vidretry.toml"
+    secret.write_text('bot_token = "1:not-for-you"\n')
+    (store_dir / "innocent.mp4").symlink_to(secret)
+    (store_dir / "kept.mp4").write_bytes(VIDEO)
+    for results in (
+        Results(FileStore(store_dir), scratch=store_dir),
+        Results(MemoryStore(), scratch=store_dir),  # an object store: output_dir's files
+    ):
+        for uri in (
+            secret.as_uri(),
+            str(secret),  # a bare path, as recorded before schema 19
+            (store_dir / "innocent.mp4").as_uri(),
+            f"file://{store_dir}/../vidretry.toml",
+            f"file://{store_dir}/%2E%2E/vidretry.toml",
+        ):
+            with pytest.raises(ResultRefused, match="outside the video store"):
+                await results.open(uri, size=None, sha256=None)
+            with pytest.raises(ResultRefused, match="outside the video store"):
+                await results.delete([uri])
+        assert await read_all(results, (store_dir / "kept.mp4").as_uri(), None, None) == VIDEO
+    assert secret.read_text().startswith("bot_token")
+    with pytest.raises(ResultRefused, match="outside the video store"):
+        await FileStore(store_dir).open(secret.as_uri())
+    with pytest.raises(ResultRefused, match="outside the video store"):
+        await FileStore(store_dir).delete([secret.as_uri()])
+
+
+async def test_an_object_store_reads_and_deletes_only_under_its_prefix(tmp_path: Path) -> None:
+    """``s3://videos/bot``: another prefix of the bucket, another bucket, or a key that
+    climbs out are refused before any request is made."""
+    config = parse_config({"storage": {"url": "s3://videos/bot", "region": "us-east-1",
+                                       "endpoint_url": "http://127.0.0.1:9"}})  # fmt: skip
+    results = configured(resolve_paths(config, tmp_path))
+    assert results.kept_by_vidretry("s3://videos/bot/1-g0-a1b2c3d4.mp4")
+    for uri in ("s3://videos/other/1.mp4", "s3://videos/botany/1.mp4",
+                "s3://videos/bot/../other/1.mp4", "s3://other/bot/1.mp4"):  # fmt: skip
+        assert not results.kept_by_vidretry(uri)
+        assert not results.store.owns(uri)
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.delete([uri])
+        with pytest.raises(ResultRefused, match="outside the video store"):
+            await results.store.open(uri)
 
 
 async def test_a_result_that_is_neither_a_file_nor_a_url_is_the_generators_failure(
@@ -190,8 +270,11 @@ async def test_reading_back_checks_the_size_and_the_sha256_kept(tmp_path: Path) 
 async def test_only_what_vidretry_kept_is_deleted(tmp_path: Path) -> None:
     own = tmp_path / "mine.mp4"
     own.write_bytes(VIDEO)
-    results = Results(FileStore(tmp_path / "videos"), scratch=tmp_path / "videos")
-    kept = await results.keep(str(own), "6-g0-token.mp4", url_timeout=10)
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "6-g0.mp4").write_bytes(VIDEO)
+    results = Results(FileStore(tmp_path / "videos"), scratch=output)
+    kept = await results.keep(str(output / "6-g0.mp4"), "6-g0-token.mp4", url_timeout=10)
     assert not results.kept_by_vidretry(str(own))  # a bare path: recorded before schema 19
     assert not results.kept_by_vidretry(own.as_uri())  # outside the store's directory
     assert results.kept_by_vidretry(kept.uri)

@@ -28,6 +28,30 @@ def test_migrations_are_numbered_from_one() -> None:
     )
 
 
+def test_a_signed_urls_query_is_cut_from_any_text() -> None:
+    text = (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?X-Amz-Signature=abc&"
+        "X-Amz-Credential=AKIA%2F1 in 2ms - 403; see http://x/y#frag and 'https://q/r?s=1'; "
+        "retry with X-Amz-Signature=def or sig=ghi"
+    )
+    assert redact.without_queries(text) == (
+        "Error performing GET https://b.s3.amazonaws.com/v.mp4?… in 2ms - 403; see http://x/y?… "
+        "and 'https://q/r?…'; retry with X-Amz-Signature=… or sig=…"
+    )
+    assert redact.without_queries("exit status 1: no such file") == "exit status 1: no such file"
+
+
+def test_a_urls_user_and_password_are_cut_from_any_text() -> None:
+    text = (
+        "bad https://u:PYPASS@cdn.example/v.mp4?token=abc from postgresql://me:p@ss@db:5432/x"
+        " or 'ftp://anon@host' by mail@example.com"
+    )
+    assert redact.without_queries(text) == (
+        "bad https://…@cdn.example/v.mp4?… from postgresql://…@db:5432/x or 'ftp://…@host' "
+        "by mail@example.com"
+    )
+
+
 def test_redact_url_hides_the_password() -> None:
     assert redact.redact_url("postgresql://u:hunter2@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert "hunter2" not in redact.redact_url("host=h password=hunter2 dbname=x")
@@ -44,13 +68,12 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "forget_streak": ["id"],
     "refund_attempt": ["state = 'running' AND lease_token = %(token)s", "p.resumed_at IS NULL"],
     "refund_streak": ["a.state IN ('pending', 'running')", "resumed_at IS NULL"],
-    "claim_probe": ["p.resumed_at IS NULL", "a.state = 'pending'", "t.free_at <="],
+    "choose_probe": ["p.resumed_at IS NULL"],
     "hold_breaker_pause": ["resumed_at IS NULL AND reason = 'breaker'"],
     "resume_queue": ["resumed_at IS NULL", "EXISTS (SELECT 1 FROM resumed)"],
     # bot.sql
     "set_bot_policy": ["id AND (admins, max_retries_per_user_per_day)"],
     # cancel.sql
-    "cancel_requests_and_queue_notices": ["r.state = 'pending'"],
     # jobs.sql
     "record_progress": ["state = 'running' AND lease_token = %(token)s"],
     "claim_jobs": [("due", "state = 'pending'"), "t.free_at <="],
@@ -98,6 +121,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     # the functions of sql/functions
     "vidretry_retry_asset": ["a.state = 'failed'", "r.state = 'failed'", "n.state = 'pending'"],
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
+    "vidretry_cancel_asset": ["r.state = 'pending'"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
     "vidretry_enqueue_request": ["v.state = 'cancelled'"],
     "vidretry_track_message": ["r.state = 'pending'"],

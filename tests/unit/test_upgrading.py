@@ -8,7 +8,7 @@ import pytest
 
 import vidretry
 from vidretry.errors import SchemaError
-from vidretry.store import schema, sqlfiles
+from vidretry.store import online, sqlfiles
 from vidretry.version import parse_release
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_a_step_that_declares_badly_is_refused(text: str, error: str) -> None:
 
 
 def test_a_step_outside_a_transaction_is_split_into_its_statements() -> None:
-    statements = schema.split_statements(
+    statements = online.split_statements(
         "-- kind: expand\n-- transaction: no\n"
         "ALTER TABLE t ADD COLUMN IF NOT EXISTS b int;\n"
         "-- Fill it.\n-- in batches\n"
@@ -84,4 +84,10 @@ def test_a_step_outside_a_transaction_is_split_into_its_statements() -> None:
     )
     assert [s.in_batches for s in statements] == [False, True, False]
     assert statements[1].sql.endswith("LIMIT 10)")
-    assert schema.INDEX_CONCURRENTLY.search(statements[2].sql)["name"] == "t_b"  # type: ignore[index]
+    assert online.INDEX_CONCURRENTLY.search(statements[2].sql)["name"] == "t_b"  # type: ignore[index]
+
+
+def test_the_lock_timeout_is_the_one_the_migrator_sets() -> None:
+    assert (
+        f"lock_timeout = {online.LOCK_TIMEOUT_MS}" in sqlfiles.queries()["wait_for_locks_briefly"]
+    )

@@ -188,7 +188,9 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
 ) -> None:
     bearer = {"authorization": f"Bearer {console.service}"}
     async with await db.connect(console.url) as conn:
-        await conn.execute("UPDATE queue_policy SET max_retries_per_user_per_day = 1")
+        await conn.execute(
+            "UPDATE queue_policy SET max_retries_per_user_per_day = 1, admins = '{900}'"
+        )
     async with console.client(**bearer) as client:
         made = await client.post(
             "/api/assets",
@@ -233,6 +235,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
     async with console.client(**bearer) as client:
         again = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
         assert (again.status_code, again.json()["sqlstate"]) == (429, "VR014")
+        assert again.json()["outcome"] == "out_of_retries"
         took_back = await client.post(f"/api/assets/{asset_id}/cancel", json={"telegram_user": 8})
         assert took_back.json()["result"] == "withdrawn"
     async with await db.connect(console.url) as conn:
@@ -243,6 +246,9 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
             {"kind": "retried", "actor": "telegram:7"},
             {"kind": "withdrawn", "actor": "telegram:8"},
         ]
+        # Out of retries through the API, the admins are told as the bot's button tells them.
+        alerts = await rows(conn, "SELECT user_id, payload FROM notifications WHERE kind = 'alert'")
+        assert alerts == [{"user_id": 900, "payload": {"name": "Маша", "user": 7, "error": "boom"}}]
 
 
 async def test_a_script_s_empty_post_gets_json_not_a_redirect(console: Console) -> None:
@@ -443,3 +449,19 @@ async def test_bad_ids_are_one_line_not_a_traceback(console: Console, path: str)
         response = await client.get(path)
         assert response.status_code == 404
         assert "\n" not in response.text.strip()
+
+
+async def test_the_overview_shows_which_releases_run(console: Console) -> None:
+    async with await db.connect(console.url) as conn:
+        for role, name, release, hours in (("worker", "gpu-1:1", "0.20.0", 3),
+                                           ("worker", "gpu-2:2", "0.21.0", 2),
+                                           ("notifier", "bot-1:3", "0.21.0", 2)):  # fmt: skip
+            await conn.execute(
+                "INSERT INTO vidretry_processes (role, name, release, started_at, seen_at)"
+                " VALUES (%s, %s, %s, now() - make_interval(hours => %s), now())",
+                (role, name, release, hours),
+            )
+    async with console.logged_in(console.viewer) as client:
+        overview = (await client.get("/")).text
+    assert "0.20.0: 1 worker · 0.21.0: 1 worker, 1 notifier" in overview
+    assert "releases 0.20.0 and 0.21.0 have run side by side for 2 h" in overview

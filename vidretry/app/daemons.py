@@ -35,8 +35,9 @@ from vidretry.results.configured import configured
 from vidretry.store.db import Connection, execute
 from vidretry.store.deadlink import answer_seconds_for
 from vidretry.store.embedded import database_url, default_dir
-from vidretry.store.listen import Listener
+from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
 from vidretry.store.pool import open_pool
+from vidretry.store.processes import recorded
 from vidretry.store.redact import one_line
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
@@ -47,6 +48,7 @@ from vidretry.telegram.notifier import Notifier
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 from vidretry.telegram.session import keep_private
+from vidretry.version import __version__
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
     from vidretry.telegram.adapter import TelegramBot
@@ -175,8 +177,12 @@ async def serve_worker(
         metrics_served(config, metrics_port, pool),
     ):
         worker = build_worker(pool, config, handler, url=url)
-        log.info("worker %s started (concurrency %d)", worker.name, config.worker.concurrency)
-        await worker.run(stop_on_signals(), drain=drain)
+        async with recorded(pool, "worker", worker.name, worker.clock):
+            log.info(
+                "worker %s started (vidretry %s, concurrency %d)",
+                worker.name, __version__, config.worker.concurrency,
+            )  # fmt: skip
+            await worker.run(stop_on_signals(), drain=drain)
         log.info("worker %s stopped", worker.name)
 
 
@@ -260,11 +266,38 @@ class NotifierProcess:
             lease_seconds=self.config.notifier.lease_seconds,
             clock=self.clock,
         )
-        log.info("notifier %s started", self.name)
-        await leadership.lead(
-            stop, lambda done, lost: self._lead(done, lost, drain), stand_by=not drain
-        )
+        async with (
+            recorded(self.pool, "notifier", self.name, self.clock),
+            self._hearing_resignations(leadership.vacated, standing_by=not drain),
+        ):
+            log.info("notifier %s started (vidretry %s)", self.name, __version__)
+            await leadership.lead(
+                stop, lambda done, lost: self._lead(done, lost, drain), stand_by=not drain
+            )
         log.info("notifier %s stopped", self.name)
+
+    @asynccontextmanager
+    async def _hearing_resignations(
+        self, vacated: asyncio.Event, *, standing_by: bool
+    ) -> AsyncIterator[None]:
+        """LISTEN for a leader's resignation while the block runs, so that a standby takes
+        over without waiting for its next look (a rollout's hand-over)."""
+        if self.listener is None or not standing_by:
+            yield
+            return
+        listening = asyncio.Event()
+        listening.set()
+        hearing = asyncio.create_task(
+            self.listener.run(LEADERSHIP_CHANNEL, vacated, listening, self.rng)
+        )
+        try:
+            yield
+        finally:
+            listening.clear()  # the listener closes its connection within a second
+            done, _ = await asyncio.wait({hearing}, timeout=1.5)
+            if not done:
+                hearing.cancel()
+            await asyncio.gather(hearing, return_exceptions=True)
 
     async def _note_connection(self, connected: bool) -> None:
         async with self._noting:  # in the order the changes happened (the lock is FIFO)
@@ -360,9 +393,7 @@ class NotifierProcess:
             ButtonService(
                 self.pool,
                 messages,
-                admins=frozenset(telegram.admins),
                 clock=self.clock,
-                max_retries_per_day=telegram.max_retries_per_user_per_day,
             ),
             Conversation(
                 self.pool,

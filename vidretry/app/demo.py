@@ -188,9 +188,7 @@ async def run_demo(
             config = Config(worker=worker_config, notifier=notifier_config)
             worker = build_worker(pool, config, generator, url=url, rng=rng)
             notifier = NotifierProcess(Listener(url), pool, config, console=console, rng=rng)
-            buttons = ButtonService(
-                pool, MessagesConfig(), admins=frozenset(), clock=DatabaseClock()
-            )
+            buttons = ButtonService(pool, MessagesConfig(), clock=DatabaseClock())
             bot = Conversation(
                 pool,
                 MessagesConfig(),

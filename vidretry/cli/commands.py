@@ -54,6 +54,12 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
 @app.callback()
 def _options(
     ctx: typer.Context,
@@ -63,6 +69,15 @@ def _options(
             "--config", "-c", help="Config file (default: $VIDRETRY_CONFIG, ./vidretry.toml)."
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the release and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = Options(config)
 
@@ -81,14 +96,14 @@ def db_upgrade(ctx: typer.Context) -> None:
         url = database_url(config.database)
         async with await db.connect(url, prepare=config.database.prepare) as conn:
             upgraded = await schema.upgrade(conn)
-        if upgraded.newer:
-            out().print(upgraded.newer)
-        elif upgraded.applied:
+        if upgraded.applied:
             out().print(
                 f"schema upgraded to version {upgraded.applied[-1]} (applied {upgraded.applied})"
             )
-        else:
+        elif not upgraded.newer or upgraded.newer.startswith("the SQL functions"):
             out().print(f"schema already at version {schema.latest_version()}")
+        if upgraded.newer:
+            out().print(upgraded.newer)
         if upgraded.functions:
             out().print(f"SQL functions of vidretry {__version__} installed")
 

@@ -158,6 +158,7 @@ def dashboard(
         + style(f"{dead} dead", RED if dead else None),
         *queue(summary["queue"], style),
         *generator(summary, style),
+        *releases(summary["releases"], style),
     ]
     jobs = []
     for job in running:
@@ -232,4 +233,27 @@ def generator(summary: dict[str, Any], style: Style) -> list[str]:
             + style(f"unreachable since {since}", BOLD_RED)
             + f", finished videos held by the workers ({store['why']})"
         )
+    return lines
+
+
+def releases(about: dict[str, Any], style: Style) -> list[str]:
+    """Which releases run, how many processes of each, and the schema; a warning when a
+    mix of releases outlived a rollout."""
+    shown = []
+    for entry in about["running"]:
+        counts = [
+            f"{n} {role[:-1] if n == 1 and role != 'web' else role}"
+            for role in ("workers", "notifiers", "web")
+            if (n := entry[role])
+        ]
+        text = f"{entry['release']} ({', '.join(counts)}"
+        if entry["unrecorded"]:
+            text += ": " + ", ".join(entry["unrecorded"])
+        shown.append(text + ")")
+    lines = [
+        style("releases: ", BOLD) + (" · ".join(shown) or "no worker, notifier or console"),
+        style("schema: ", BOLD) + about["schema"],
+    ]
+    if about["warning"]:
+        lines.append(style("rollout: ", BOLD) + style(about["warning"], BOLD_RED))
     return lines

@@ -83,6 +83,17 @@ def asset(details: dict[str, Any]) -> RenderableType:
         lines.append(f"last error: {escape(details['last_error'])}")
     if details["result"]:
         lines.append(f"result: {escape(details['result'])}")
+        recorded = [
+            *([f"{details['result_size']:,} bytes"] if details["result_size"] is not None else []),
+            *([f"SHA-256 {details['result_sha256']}"] if details["result_sha256"] else []),
+            *(
+                [f"deleted from the store {_cell(details['result_deleted_at'])}"]
+                if details["result_deleted_at"]
+                else []
+            ),
+        ]
+        if recorded:
+            lines.append("        " + ", ".join(recorded))
     parts: list[RenderableType] = [Text.from_markup("\n".join(lines))]
     for title, rows, columns in (
         ("requests", details["requests"], ("user_id", "chat_id", "state")),

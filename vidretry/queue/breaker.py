@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from vidretry.models import ClaimedJob, NotificationKind
-from vidretry.queue.quota import NO_QUOTA, Quota
-from vidretry.store.db import Connection, execute, fetch_one
+from vidretry.store.db import Connection, fetch_one
 
 
 @dataclass(frozen=True)
@@ -124,26 +123,6 @@ async def _refund(
     }
     if await fetch_one(conn, "refund_attempt", params) is None:
         raise LeaseLost(job.id)
-
-
-async def claim_probe(
-    conn: Connection,
-    *,
-    owner: str,
-    lease_seconds: float,
-    now: datetime | None,
-    quota: Quota = NO_QUOTA,
-) -> ClaimedJob | None:
-    """While the breaker holds the queue paused and a probe is due, claim one job to try
-    (within ``quota``: a probe is a start like any other)."""
-    params = {"owner": owner, "lease_seconds": lease_seconds, "now": now, **quota.params()}
-    if not quota.limited:
-        row = await fetch_one(conn, "claim_probe", params)
-    else:
-        async with conn.transaction():
-            await execute(conn, "lock_quota", {})
-            row = await fetch_one(conn, "claim_probe", params)
-    return ClaimedJob(**row) if row is not None else None
 
 
 @dataclass(frozen=True)

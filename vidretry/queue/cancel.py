@@ -6,11 +6,11 @@ is cancelled with it. An operator (or an admin's ``/cancel``) *cancels* a whole 
 (``cancel``): every waiting user is told. Either way a pending job is never claimed, and a
 running one loses its lease: its worker's heartbeat notices and stops the generator. No
 attempt is counted and no failure recorded, so the circuit breaker never sees a cancel.
-Every change is a guarded UPDATE (``sql/queries/cancel.sql``, and the functions
-``vidretry_withdraw_request`` and ``vidretry_cancel_job`` of sql/functions/, which the
-SQL interface's ``vidretry_cancel`` calls too): a double press, a stale button or two
-operators at once change things once, and the asset is read only to word the answer when
-nothing changed.
+Every rule is a function of sql/functions/, each change in it a guarded UPDATE:
+``vidretry_withdraw_request`` (which the SQL interface's ``vidretry_cancel`` calls too) and
+``vidretry_cancel_asset``, both over ``vidretry_cancel_job``. A double press, a stale button
+or two operators at once change things once, and the asset is read only to word the answer
+when nothing changed.
 """
 
 from __future__ import annotations
@@ -80,32 +80,20 @@ async def cancel(
     now: datetime | None = None,
 ) -> CancelResult:
     """Cancel the whole asset, whoever waits for it (an operator's or an admin's call);
-    each waiting user is told. ``NOT_OPEN`` for an asset already made, failed or cancelled."""
+    each waiting user is told. ``NOT_OPEN`` for an asset already made, failed or cancelled.
+    Every rule of it is the function ``vidretry_cancel_asset``."""
     if not 1 <= asset_id <= MAX_ID:
         return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
-    params = {"id": asset_id, "actor": actor.label, "reason": reason, "unwanted": False, "now": now}
-    async with conn.transaction():
-        job = await fetch_one(conn, "cancel_job", params)
-        if job is None:
-            return await _refusal(conn, asset_id, None)
-        told = await fetch_one(conn, "cancel_requests_and_queue_notices", params)
-    assert told is not None  # an aggregate always returns its row
+    params = {"id": asset_id, "actor": actor.label, "reason": reason, "now": now}
+    row = await fetch_one(conn, "cancel_asset", params)
+    assert row is not None  # the function always returns its row
     return CancelResult(
-        CancelOutcome.CANCELLED,
+        CancelOutcome(row["outcome"]),
         asset_id,
-        was_running=job["was"] == "running",
-        told_users=tuple(told["users"]),
+        JobState(row["state"]) if row["outcome"] == CancelOutcome.NOT_OPEN else None,
+        was_running=row["was_running"],
+        told_users=tuple(row["told_users"]),
     )
-
-
-async def _refusal(conn: Connection, asset_id: int, user_id: int | None) -> CancelResult:
-    row = await fetch_one(conn, "cancel_refusal", {"id": asset_id, "user_id": user_id})
-    if row is None:
-        return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
-    if user_id is not None and row["request_state"] is None:
-        # Say nothing about the asset to someone who never asked for it.
-        return CancelResult(CancelOutcome.FORBIDDEN, asset_id)
-    return CancelResult(CancelOutcome.NOT_OPEN, asset_id, JobState(row["state"]))
 
 
 async def open_requests(conn: Connection, user_id: int, limit: int) -> list[DictRow]:

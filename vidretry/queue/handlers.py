@@ -22,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from vidretry.config import WorkerConfig
 from vidretry.errors import ConfigError, HandlerError, PermanentError, RateLimited
 from vidretry.models import ClaimedJob, JobContext
 from vidretry.queue.progress import parse_progress_line
+from vidretry.store.redact import without_queries
 
 STDERR_TAIL = 2000
 
@@ -63,9 +65,11 @@ class CommandHandler:
     so a name or param can never become part of a command line's syntax.
 
     The video is ``{output}``, unless a line ``result <url>`` on its standard output says it
-    is at a URL (a provider's, copied into the store at once). A line ``progress <percent>``
-    reports progress, and ``retry-after <seconds>`` says how long to hold off after an exit
-    status listed in ``rate_limited_exit_codes``; other lines are logged. When the attempt
+    is at a URL (a provider's, copied into the store at once) or ``result <absolute path>``
+    names another file of ``output_dir``. A line ``progress <percent>`` reports progress, and
+    ``retry-after <seconds>`` says how long to hold off after an exit status listed in
+    ``rate_limited_exit_codes``; other lines (a ``result`` line that names neither too) are
+    logged. When the attempt
     must stop (a timeout, a cancel, a lost lease, a shutdown's end), its whole process group
     gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there."""
 
@@ -169,11 +173,21 @@ class _Said:
 
 def parse_result_line(line: str) -> str | None:
     """``result https://cdn.example/v.mp4`` → the URL (a provider's output, to be copied
-    into the store); None for any other line."""
+    into the store); ``result /srv/out/v.mp4`` → the path. None for any other line, a
+    ``result`` line that names neither included (``result saved`` is chatter, logged)."""
     head, _, rest = line.strip().partition(" ")
-    if head.lower() != "result":
+    said = rest.strip()
+    if head.lower() != "result" or not said:
         return None
-    return rest.strip() or None
+    if said.startswith("/"):
+        return said
+    try:
+        parts = urlsplit(said)
+    except ValueError:
+        return None
+    if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in said):
+        return said
+    return None
 
 
 def parse_retry_after(line: str) -> float | None:
@@ -214,7 +228,7 @@ async def _outputs(proc: asyncio.subprocess.Process, job: JobContext) -> _Said:
             elif (result := parse_result_line(text)) is not None:
                 said.result = result
             elif text:
-                log.info("job %s: %s", job.asset_id, text[:STDERR_TAIL])
+                log.info("job %s: %s", job.asset_id, without_queries(text[:STDERR_TAIL]))
         await proc.wait()
         said.stderr = await errors
         return said

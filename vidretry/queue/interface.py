@@ -1,10 +1,11 @@
 """vidretry for a Python bot that keeps its own framework (aiogram, python-telegram-bot):
 ask for a video, retry and cancel as a Telegram user would, on the bot's own psycopg
 connection and inside its transaction. Re-exported as ``vidretry.enqueue``,
-``vidretry.retry``, ``vidretry.cancel`` and ``vidretry.asset``.
+``vidretry.retry``, ``vidretry.press_retry``, ``vidretry.cancel`` and ``vidretry.asset``.
 
 Underneath is the SQL interface every language calls (``vidretry_enqueue``,
-``vidretry_retry``, ``vidretry_cancel``, ``vidretry_asset``; sql/functions/ and
+``vidretry_retry``, ``vidretry_press_retry``, ``vidretry_cancel``, ``vidretry_asset``;
+sql/functions/ and
 docs/integrate.md), so a Python bot gets exactly the rules a TypeScript bot gets. Its
 SQLSTATEs come back as vidretry's errors: ``ConfigError`` for bad input (VR001-VR004),
 ``RefusedError`` for a refusal (VR010-VR014), each with the ``sqlstate``. The workers are
@@ -61,6 +62,29 @@ async def retry(conn: psycopg.AsyncConnection[Any], asset_id: int, *, user_id: i
         {"asset_id": asset_id, "user_id": user_id},
     )
     return int(row["generation"])
+
+
+# What a press of the retry button can meet, answered rather than raised
+# (``vidretry_press_retry``), and the refusal each stands for in vidretry_retry's codes.
+PressOutcome = Literal["retried", "out_of_retries", "not_found", "forbidden", "not_failed"]
+PRESS_REFUSAL: Mapping[str, str] = {
+    "out_of_retries": "VR014", "not_found": "VR010", "forbidden": "VR011", "not_failed": "VR012",
+}  # fmt: skip
+
+
+async def press_retry(
+    conn: psycopg.AsyncConnection[Any], asset_id: int, *, user_id: int
+) -> tuple[PressOutcome, int | None]:
+    """The retry button pressed by ``user_id``, by ``retry``'s rules, answered rather than
+    raised: the outcome and the asset's generation (the new one when 'retried'). When the
+    user's retries for today are used up, each admin is told (an outbox row the caller's
+    commit keeps, which ``retry``'s error would roll back); bad ids raise ``ConfigError``."""
+    row = await _call(
+        conn,
+        "SELECT outcome, generation FROM vidretry_press_retry(%(asset_id)s, %(user_id)s)",
+        {"asset_id": asset_id, "user_id": user_id},
+    )
+    return cast(PressOutcome, row["outcome"]), row["generation"]
 
 
 async def cancel(

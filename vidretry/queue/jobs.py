@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.queue.quota import NO_QUOTA, Quota
@@ -63,21 +65,51 @@ async def claim(
     lease_seconds: float,
     now: datetime | None,
     quota: Quota = NO_QUOTA,
+    probe: int | None = None,
 ) -> list[ClaimedJob]:
     """Claim up to ``limit`` due jobs, in the fair order and within ``quota``: running, one
     more attempt, a fresh lease. Without a quota it is one statement; with one, claims take
-    turns (``lock_quota``) so that every worker's starts count."""
+    turns (``lock_quota``) so that every worker's starts count. ``probe``: the breaker's
+    chosen job, claimed alone while the queue is paused (``claim_probe``)."""
     if limit <= 0:
         return []
     params = {
         "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
-        **quota.params(),
+        "probe": probe, **quota.params(),
     }  # fmt: skip
     if not quota.limited:
         return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
     async with conn.transaction():
         await execute(conn, "lock_quota", {})
         return await fetch_records(conn, "claim_jobs", params, ClaimedJob)
+
+
+async def claim_probe(
+    conn: Connection,
+    *,
+    owner: str,
+    lease_seconds: float,
+    now: datetime | None,
+    quota: Quota = NO_QUOTA,
+) -> ClaimedJob | None:
+    """While the breaker holds the queue paused and a probe is due, claim one job to try:
+    the breaker chooses it (``choose_probe``), and ``claim`` claims it with a claim's own
+    steps and quotas (a probe is a start like any other). With no room for it, the choice
+    is taken back and the next probe is due as before."""
+    claimed: list[ClaimedJob] = []
+    async with conn.transaction():
+        if quota.limited:
+            await execute(conn, "lock_quota", {})  # before the choice: claims take turns
+        chosen = await fetch_one(conn, "choose_probe", {"now": now})
+        if chosen is None:
+            return None
+        claimed = await claim(
+            conn, owner=owner, limit=1, lease_seconds=lease_seconds, now=now, quota=quota,
+            probe=chosen["probe_asset"],
+        )  # fmt: skip
+        if not claimed:
+            raise psycopg.Rollback()
+    return claimed[0] if claimed else None
 
 
 async def prepare_quota(conn: Connection, quota: Quota) -> None:
@@ -273,10 +305,12 @@ async def record_progress(
     return await fetch_one(conn, "record_progress", params) is not None
 
 
-async def was_cancelled(conn: Connection, job_id: int) -> bool:
-    """After a lost lease: whether the job was cancelled (rather than rescued)."""
-    row = await fetch_one(conn, "asset_state", {"id": job_id})
-    return row is not None and row["state"] == "cancelled"
+async def generator_gone(conn: Connection, job: ClaimedJob) -> bool:
+    """After a lost lease, once the job's generator is stopped: its slot of ``max_running``
+    is free again (until now it counted as running: generators_stopping, schema 21). Returns
+    whether the job was cancelled (rather than rescued)."""
+    row = await fetch_one(conn, "generator_gone", {"id": job.id, "token": job.lease_token})
+    return row is not None and row["cancelled"] is True
 
 
 async def rescue_expired(
@@ -285,9 +319,12 @@ async def rescue_expired(
     """Put jobs whose lease expired back in the queue; the crash used up their attempt.
 
     Jobs that expired on their last attempt come back leased to ``owner``, for the caller to
-    pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here).
+    pass to ``fail`` with ``error=None`` (keeping the lost-lease error recorded here). Their
+    generators keep their slots of ``max_running`` while their workers may still be
+    stopping them (``generator_gone``).
     """
     params = {"owner": owner, "lease_seconds": lease_seconds, "limit": RESCUE_BATCH, "now": now}
+    await execute(conn, "note_generators_stopping", {"now": now})
     requeued: list[int] = []
     while True:  # in bounded batches, each its own short transaction
         batch = [row["id"] for row in await fetch_all(conn, "rescue_expired_jobs", params)]

@@ -2,12 +2,13 @@
 (``[worker] max_running``), and how many may start in any 60 seconds
 (``[worker] max_starts_per_minute``).
 
-Both are enforced in PostgreSQL when a job is claimed (``claim_jobs`` and the breaker's
-``claim_probe``), so they hold across machines and through crashes: a crashed worker's job
-stops counting as running when its lease expires and it is rescued. Claims under a quota
+Both are enforced in PostgreSQL when a job is claimed (``claim_jobs``, which claims the
+breaker's probes too), so they hold across machines and through crashes. Claims under a quota
 take turns on one advisory lock (``lock_quota``), and the claim that follows it counts in a
-snapshot taken after the last claim committed: the count is exact, with no slot rows to free
-on every way a job can stop running.
+snapshot taken after the last claim committed: the count is exact. It counts the running
+jobs, and the generators still being stopped for jobs that stopped running without their
+worker (cancelled, rescued: ``generators_stopping``, schema 21) until the worker says they
+are gone (``jobs.generator_gone``) or, if it never does, a stop's grace after their lease.
 """
 
 from __future__ import annotations

@@ -9,7 +9,17 @@ from typing import Any
 
 from vidretry.models import JobState
 from vidretry.queue import breaker
+from vidretry.store import schema
 from vidretry.store.db import Connection, fetch_all, fetch_one
+from vidretry.version import Release, parse_release
+
+# A mix of releases is a rollout under way (docs/upgrading.md: workers one machine at a time,
+# each finishing its running videos within [worker] shutdown_grace_seconds). One that lasts
+# longer than this was left half done: status, the console and doctor warn.
+MIXED_RELEASES_WARN_SECONDS = 3600
+# The processes of releases before 0.20.0, which record nothing: seen by their leases and
+# the notifiers' leadership alone.
+UNRECORDED = "0.19.0 or older"
 
 
 async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
@@ -44,7 +54,75 @@ async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
             if shape["store_down_since"] is None
             else {"since": shape["store_down_since"], "why": shape["store_down_why"]}
         ),
+        "releases": await releases(conn, now),
     }
+
+
+async def releases(conn: Connection, now: datetime | None) -> dict[str, Any]:
+    """Which releases run (workers, notifiers, web consoles of each), the schema, and a
+    warning when a mix of releases has run for longer than a rollout takes."""
+    running: dict[str, dict[str, Any]] = {}
+    clock = None
+    for row in await fetch_all(conn, "running_releases", {"now": now}):
+        entry = running.setdefault(
+            row["release"], {"release": row["release"], "since": row["since"], "unrecorded": []}
+        )
+        entry[_plural(row["role"])] = row["processes"]
+        entry["since"] = min(entry["since"], row["since"])
+        clock = row["now"]
+    recorded_since = [entry["since"] for entry in running.values()]
+    for row in await fetch_all(conn, "unrecorded_processes", {"now": now}):
+        entry = running.setdefault(
+            UNRECORDED, {"release": UNRECORDED, "since": None, "unrecorded": []}
+        )
+        entry[_plural(row["role"])] = entry.get(_plural(row["role"]), 0) + 1
+        entry["unrecorded"].append(f"{row['role']} {row['name']}")
+    for entry in running.values():
+        for role in ("workers", "notifiers", "web"):
+            entry.setdefault(role, 0)
+    ordered = sorted(running.values(), key=_oldest_first)
+    # The mix began when the newest of the recorded releases started its first process.
+    mixed_since = max(recorded_since) if len(running) > 1 and recorded_since else None
+    warning = None
+    if mixed_since is not None and clock is not None:
+        seconds = (clock - mixed_since).total_seconds()
+        if seconds > MIXED_RELEASES_WARN_SECONDS:
+            names = " and ".join(entry["release"] for entry in ordered)
+            warning = (
+                f"releases {names} have run side by side for {_duration(seconds)}: finish "
+                "the rollout, or roll back (docs/upgrading.md)"
+            )
+    return {
+        "schema": await schema.summary(conn),
+        "running": ordered,
+        "mixed_since": mixed_since,
+        "warning": warning,
+    }
+
+
+def _oldest_first(entry: dict[str, Any]) -> tuple[int, Release]:
+    if entry["release"] == UNRECORDED:
+        return (0, (0, 0, 0))
+    return (1, parse_release(entry["release"]))
+
+
+def processes(entry: dict[str, Any]) -> str:
+    """How many processes of a release ``releases`` found, as people say it: "2 workers,
+    1 notifier" (none of a kind: not said)."""
+    return ", ".join(
+        f"{n} {role[:-1] if n == 1 and role != 'web' else role}"
+        for role in ("workers", "notifiers", "web")
+        if (n := entry[role])
+    )
+
+
+def _plural(role: str) -> str:
+    return "web" if role == "web" else f"{role}s"
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 async def list_assets(conn: Connection, state: JobState | None, limit: int) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@ console, asking again for a failed video, and other programs (``vidretry_retry``
 Its rules are the function ``vidretry_retry_asset`` (sql/functions/): a retry is a
 single guarded UPDATE, so of any number of concurrent callers for one asset exactly one
 changes it, and stale buttons and double clicks find nothing to change. Only when nothing
-changed is the asset read, to tell the caller why.
+changed is the asset read, to tell the caller why. A Telegram user's button (``press``) and
+asking again (``out_of_retries``) first meet the daily retry quota, whose one rule is the
+function ``vidretry_out_of_retries``: it tells the admins too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+
+from psycopg.rows import DictRow
 
 from vidretry.models import MAX_ASSET_ID, JobState
 from vidretry.store.db import Connection, fetch_all, fetch_one
@@ -25,6 +29,7 @@ class RetryOutcome(enum.StrEnum):
     NOT_FAILED = "not_failed"
     STALE = "stale"
     FORBIDDEN = "forbidden"
+    OUT_OF_RETRIES = "out_of_retries"  # a user's retries for today are used up
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,46 @@ async def retry(
         "now": now,
     }
     row = await fetch_one(conn, "retry_asset", params)
-    assert row is not None  # the function always returns its row
-    outcome = RetryOutcome(row["outcome"])
+    return _result(row, asset_id)
+
+
+async def press(
+    conn: Connection,
+    asset_id: int,
+    user_id: int,
+    *,
+    generation: int | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> RetryResult:
+    """The retry button pressed by Telegram user ``user_id``, by the rules every program's
+    button follows (the function ``vidretry_retry_pressed``): ``OUT_OF_RETRIES`` when the
+    user is no admin and used up today's retries (the admins are told, once per failure);
+    otherwise ``retry`` as that user, who must have asked for the asset unless an admin."""
+    if not 1 <= asset_id <= MAX_ID:
+        return RetryResult(RetryOutcome.NOT_FOUND, asset_id)
+    params = {
+        "id": asset_id, "user_id": user_id, "generation": generation, "reason": reason,
+        "now": now,
+    }  # fmt: skip
+    return _result(await fetch_one(conn, "press_retry", params), asset_id)
+
+
+async def out_of_retries(
+    conn: Connection, asset_id: int, user_id: int, *, now: datetime | None = None
+) -> bool:
+    """Whether ``user_id``, asking again for the failed asset ``asset_id`` (which retries
+    it), is refused because today's retries are used up; the admins are then told. The
+    daily quota's one rule (the function ``vidretry_out_of_retries``)."""
+    params = {"id": asset_id, "user_id": user_id, "now": now}
+    row = await fetch_one(conn, "out_of_retries", params)
+    return row is not None and row["refused"] is True
+
+
+def _result(row: DictRow | None, asset_id: int) -> RetryResult:
+    assert row is not None  # the functions always return their row
     return RetryResult(
-        outcome,
+        RetryOutcome(row["outcome"]),
         asset_id,
         JobState(row["state"]) if row["state"] is not None else None,
         row["generation"],
@@ -114,6 +155,7 @@ _REFUSALS = {
     RetryOutcome.NOT_FAILED: "asset {id} is not failed ({state}): nothing to retry",
     RetryOutcome.STALE: "asset {id} was already retried (generation {generation})",
     RetryOutcome.FORBIDDEN: "not allowed to retry asset {id}",
+    RetryOutcome.OUT_OF_RETRIES: "no retries left today for asset {id}",
 }
 
 

@@ -38,9 +38,9 @@ from vidretry.queue.retention import BackgroundPruning
 from vidretry.results.base import Stored, StoreUnavailable, object_key
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, execute, fetch_one
+from vidretry.store.db import Connection, execute
 from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
-from vidretry.store.redact import one_line
+from vidretry.store.redact import one_line, without_queries
 
 log = logging.getLogger("vidretry.worker")
 
@@ -92,7 +92,6 @@ class Worker:
         # Where finished videos are kept ([storage]; without one, where they were written).
         self.results = results or Results(FileStore(config.output_dir), scratch=config.output_dir)
         self.store_alert_seconds = store_alert_seconds  # [storage] alert_after_seconds
-        self.store_down = False  # this worker last found the store unreachable
         self.fair = fair  # [queue] fair, written for every enqueue to follow
         self.quota = Quota(config.max_running, config.max_starts_per_minute)
         self.prepared = False  # the queue's policy and quota tokens written, at the start
@@ -236,7 +235,7 @@ class Worker:
             return _not_recorded(job, Outcome.SUCCEEDED, exc)
         if not recorded:
             await self._let_go(stored)
-            return _lease_gone(job, Outcome.SUCCEEDED)
+            return await self._lease_gone(job, Outcome.SUCCEEDED)
         return Outcome.SUCCEEDED
 
     async def _keep(self, job: ClaimedJob, result: str) -> Stored:
@@ -245,7 +244,8 @@ class Worker:
         nothing, the admins are told after ``store_alert_seconds``). A shutdown meanwhile
         cancels this, and the job is handed back as any running job is."""
         key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
-        delay: ReconnectDelay | None = None
+        delay: ReconnectDelay | None = None  # made when the store first fails
+        failed_since: float | None = None
         while True:
             try:
                 stored = await self.results.keep(
@@ -256,18 +256,22 @@ class Worker:
                 wait = min(delay.next(), STORE_RETRY_MAX_SECONDS)
                 log.warning(
                     "job %s: video made, but the store cannot take it (%s); it is kept here, "
-                    "trying again in %.1fs", job.id, one_line(exc), wait,
+                    "trying again in %.1fs", job.id, without_queries(one_line(exc)), wait,
                 )  # fmt: skip
-                await self._note_store_outage(str(exc))
+                await self._note_store_outage(without_queries(str(exc)))
+                failed_since = failed_since or time.monotonic()
                 await asyncio.sleep(wait)
                 continue
-            if self.store_down:
-                await self._note_store_back()
+            if failed_since is not None:
+                log.warning(
+                    "job %s: the store took the video (it could not for %.0fs)",
+                    job.id, time.monotonic() - failed_since,
+                )  # fmt: skip
             return stored
 
     async def _note_store_outage(self, detail: str) -> None:
-        """The store is down: noted for everybody, the admins told once it lasts."""
-        self.store_down = True
+        """The store is down: noted for everybody, the admins told once it lasts; the next
+        success of any worker ends it (complete_jobs)."""
         params = {
             "owner": self.name, "detail": detail[:500], "alert_after": self.store_alert_seconds,
             "admins": list(self.breaker.admins), "now": self.clock.now(),
@@ -277,17 +281,6 @@ class Worker:
                 await execute(conn, "note_store_outage_and_queue_notices", params)
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("the store's outage was not recorded: %s", one_line(exc))
-
-    async def _note_store_back(self) -> None:
-        try:
-            async with self.pool.connection() as conn:
-                ended = await fetch_one(conn, "end_store_outage", {})
-        except TRANSIENT_DB_ERRORS as exc:
-            log.warning("the store's recovery was not recorded: %s", one_line(exc))
-            return
-        self.store_down = False
-        if ended is not None:
-            log.warning("the store takes videos again (down since %s)", ended["since"])
 
     async def _let_go(self, stored: Stored) -> None:
         """A video kept for an attempt whose lease was lost: nobody will send it (another
@@ -304,18 +297,32 @@ class Worker:
     async def _lease_lost_mid_run(self, job: ClaimedJob) -> Outcome:
         """The heartbeat found the lease gone and the generator was stopped: because the
         job was cancelled (nobody waits any more), or it was rescued after a stall."""
-        try:
-            async with self.pool.connection() as conn:
-                cancelled = await jobs.was_cancelled(conn, job.id)
-        except TRANSIENT_DB_ERRORS:
-            cancelled = False
-        if cancelled:
+        if await self._generator_gone(job):
             log.info("job %s: cancelled; generator stopped, no attempt counted", job.id)
             return Outcome.CANCELLED
         log.warning("job %s: lease lost mid-run; attempt abandoned", job.id)
         return Outcome.LOST
 
+    async def _generator_gone(self, job: ClaimedJob) -> bool:
+        """A job whose lease was lost has no generator here any more: its slot of
+        ``max_running``, held while it might still run, is free. Whether it was cancelled.
+        Unsaid (the database unreachable), the slot frees itself shortly after the lease's
+        end."""
+        try:
+            async with self.pool.connection() as conn:
+                return await jobs.generator_gone(conn, job)
+        except TRANSIENT_DB_ERRORS:
+            return False
+
+    async def _lease_gone(self, job: ClaimedJob, outcome: Outcome) -> Outcome:
+        log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
+        await self._generator_gone(job)
+        return Outcome.LOST
+
     async def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> Outcome:
+        # What every reader sees (last_error, the history, the admins' alert, the console,
+        # the log): a URL in it without its query, which may be a signed URL's credential.
+        error = without_queries(error)
         final = permanent or job.is_last_attempt
         delay = 0.0
         if not final:
@@ -358,7 +365,7 @@ class Worker:
                 "%s failed while the queue is paused%s; not counted: %s", attempt, probe, error
             )
             return Outcome.REFUNDED
-        return _lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
+        return await self._lease_gone(job, Outcome.FAILED if final else Outcome.WILL_RETRY)
 
     async def _record_rate_limit(self, job: ClaimedJob, said: RateLimited) -> Outcome:
         """The generator said "slow down": give the attempt back and hold every worker off
@@ -370,7 +377,7 @@ class Worker:
                 job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
             )
         seconds = min(max(seconds, MIN_HOLD_SECONDS), max(self.config.backoff_max_seconds, 1.0))
-        detail = f"{one_line(said)}; every worker holds off for {seconds:g}s"
+        detail = f"{without_queries(one_line(said))}; every worker holds off for {seconds:g}s"
 
         async def write(conn: Connection) -> datetime | None:
             return await jobs.rate_limit(
@@ -385,10 +392,10 @@ class Worker:
         except TRANSIENT_DB_ERRORS as exc:
             return _not_recorded(job, Outcome.RATE_LIMITED, exc)
         if until is None:
-            return _lease_gone(job, Outcome.RATE_LIMITED)
+            return await self._lease_gone(job, Outcome.RATE_LIMITED)
         log.warning(
             "job %s: attempt %d: the generator asked to slow down; not counted, no new start "
-            "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), one_line(said),
+            "until %s: %s", job.id, job.attempts, until.strftime("%H:%M:%S"), detail,
         )  # fmt: skip
         return Outcome.RATE_LIMITED
 
@@ -434,7 +441,7 @@ class Worker:
             if time.monotonic() < self.next_probe_check:
                 return []
             self.next_probe_check = time.monotonic() + self.maintenance_interval_seconds
-            probe = await breaker.claim_probe(
+            probe = await jobs.claim_probe(
                 conn, owner=self.name, lease_seconds=self.config.lease_seconds,
                 now=self.clock.now(), quota=self.quota,
             )  # fmt: skip
@@ -493,11 +500,6 @@ def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breake
 def _not_recorded(job: ClaimedJob, outcome: Outcome, exc: BaseException) -> Outcome:
     # The job stays running; its lease expires and it is rescued and run again.
     log.error("job %s: could not record %s: %s", job.id, outcome, _describe(exc))
-    return Outcome.LOST
-
-
-def _lease_gone(job: ClaimedJob, outcome: Outcome) -> Outcome:
-    log.warning("job %s: lease lost before recording %s; nothing changed", job.id, outcome)
     return Outcome.LOST
 
 

@@ -36,8 +36,18 @@ class StoreUnavailable(VidretryError):
     exit_code = 3
 
 
+class StoreMisaddressed(VidretryError):
+    """The store answers for another bucket or place than the configured one: objects would
+    not be where their URIs say."""
+
+
 class ResultMissing(VidretryError):
     """The video is not (or no longer) where its URI says."""
+
+
+class ResultRefused(VidretryError):
+    """The URI names something that is not the store's (a file outside its directory, an
+    object outside its prefix): never read, never deleted."""
 
 
 class ResultCorrupt(VidretryError):

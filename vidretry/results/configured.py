@@ -1,32 +1,34 @@
 """The store ``[storage]`` describes, for the app to hand to the worker, the notifier and the
-command line. The object-store client is loaded only when it is needed: an ``s3://`` url, or
-a generator's URL to copy."""
+command line, with the copying of generators' URLs ``[generator_urls]`` allows. The
+object-store client is loaded only for an ``s3://`` url, the HTTP client only for a URL to
+copy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from vidretry.config import Config
 from vidretry.results.base import MIB, ResultStore
 from vidretry.results.files import FileStore, path_of
 from vidretry.results.keeping import Results
 
+# host, port -> addresses (vidretry.results.urls.Resolver, without importing the HTTP client)
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
-def configured(config: Config) -> Results:
+
+def configured(config: Config, *, resolver: Resolver | None = None) -> Results:
+    """``resolver``: how a generator's URL's host is resolved (the system's by default)."""
     storage = config.storage
     store: ResultStore
     if storage.url is not None and storage.scheme == "s3":
         from vidretry.results.remote import S3ResultStore, S3Settings
 
-        bucket, _, prefix = storage.url.removeprefix("s3://").partition("/")
-        prefix = prefix.strip("/")
         store = S3ResultStore(
             S3Settings(
-                bucket=bucket,
-                prefix=f"{prefix}/" if prefix else "",
-                endpoint_url=storage.endpoint_url,
-                region=storage.region,
-                path_style=storage.path_style,
+                bucket=storage.bucket,
+                prefix=storage.prefix,
+                bucket_url=storage.bucket_url,
+                region=storage.region or "us-east-1",
                 access_key_id=storage.access_key_id,
                 secret_access_key=storage.secret_access_key,
             )
@@ -34,16 +36,18 @@ def configured(config: Config) -> Results:
     else:
         directory = path_of(storage.url) if storage.url else config.worker.output_dir
         store = FileStore(directory)
+    urls = config.generator_urls
+
+    async def copy(url: str) -> AsyncGenerator[bytes]:
+        from vidretry.results.urls import UrlCopier, system_resolver
+
+        copier = UrlCopier(urls, resolver=resolver or system_resolver)
+        async for chunk in copier.chunks(url):
+            yield chunk
+
     return Results(
         store,
         scratch=config.worker.output_dir,
-        fetch=_url_chunks,
+        fetch=copy,
         limit=storage.max_video_mib * MIB,
     )
-
-
-async def _url_chunks(url: str) -> AsyncIterator[bytes]:
-    from vidretry.results.remote import url_chunks
-
-    async for chunk in url_chunks(url):
-        yield chunk

@@ -1,5 +1,5 @@
-"""Videos in S3-compatible object storage, and copies of a generator's URL: the only module
-that imports the object-store client.
+"""Videos in S3-compatible object storage: the only module that imports the object-store
+client.
 
 obstore (Rust's object_store, async, two wheels): a video goes up as a multipart upload of
 ``CHUNK``-sized parts, four at a time, so a worker holds at most 32 MiB of it whatever its
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import os
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import (
@@ -27,18 +27,20 @@ from obstore.exceptions import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from obstore.store import HTTPStore, S3Store
+from obstore.store import S3Store
 
-from vidretry.errors import HandlerError
 from vidretry.results.base import (
     CHUNK,
     ResultMissing,
+    ResultRefused,
     Stored,
+    StoreMisaddressed,
     StoreUnavailable,
     Tally,
     file_chunks,
     too_big,
 )
+from vidretry.results.listing import check_listing, static_keys
 
 if TYPE_CHECKING:
     from obstore.store import RetryConfig
@@ -63,9 +65,8 @@ RETRY: RetryConfig = {
 class S3Settings:
     bucket: str
     prefix: str  # "" or ending in "/"
-    endpoint_url: str | None
-    region: str | None
-    path_style: bool
+    bucket_url: str  # the bucket's own URL: an object is <bucket_url>/<prefix><key>
+    region: str
     access_key_id: str | None
     secret_access_key: str | None
 
@@ -73,16 +74,24 @@ class S3Settings:
 class S3ResultStore:
     """``s3://bucket/prefix``: objects ``<prefix><key>``. Credentials not configured come
     from the standard environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-    ``AWS_SESSION_TOKEN``, ...) as the client reads it."""
+    ``AWS_SESSION_TOKEN``, ...) as the client reads it.
+
+    The client is given the bucket's URL as built from the configuration (path-style or
+    virtual-hosted: ``StorageConfig.bucket_url``) and told to use it as it is, in both of
+    its keys for an endpoint (the environment's ``AWS_ENDPOINT_URL_S3`` would override the
+    plain one): left to itself it takes an endpoint for the bucket's own in virtual-hosted
+    mode, and a request for ``results/1.mp4`` in bucket ``videos`` lands in a bucket named
+    ``results``."""
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         config: dict[str, str | bool] = {
-            "virtual_hosted_style_request": not settings.path_style,
+            "virtual_hosted_style_request": True,
+            "endpoint": settings.bucket_url,
+            "aws_endpoint_url_s3": settings.bucket_url,
+            "region": settings.region,
         }
         for key, value in (
-            ("endpoint", settings.endpoint_url),
-            ("region", settings.region),
             ("access_key_id", settings.access_key_id),
             ("secret_access_key", settings.secret_access_key),
         ):
@@ -92,7 +101,7 @@ class S3ResultStore:
             settings.bucket,
             config=config,  # type: ignore[arg-type]  # a TypedDict, built key by key
             client_options={
-                "allow_http": (settings.endpoint_url or "").startswith("http://"),
+                "allow_http": settings.bucket_url.startswith("http://"),
                 "timeout": REQUEST_TIMEOUT,
                 "connect_timeout": CONNECT_TIMEOUT,
             },
@@ -101,9 +110,21 @@ class S3ResultStore:
         self.uri_prefix = f"s3://{settings.bucket}/"
 
     def owns(self, uri: str) -> bool:
-        return uri.startswith(self.uri_prefix)
+        """An object under this store's prefix (of its bucket): the only ones it reads or
+        deletes."""
+        key = uri.removeprefix(self.uri_prefix)
+        return (
+            key != uri
+            and key.startswith(self.settings.prefix)
+            and not any(part in ("", ".", "..") for part in key.split("/"))
+        )
 
     def _path(self, uri: str) -> str:
+        if not self.owns(uri):
+            raise ResultRefused(
+                f"refused: {uri} is outside the video store ({self.uri_prefix}"
+                f"{self.settings.prefix})"
+            )
         return uri.removeprefix(self.uri_prefix)
 
     async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
@@ -143,23 +164,52 @@ class S3ResultStore:
         return RangedDownload(self.store, path, int(meta["size"]), uri)
 
     async def check(self) -> str:
-        """A HEAD of a name nobody uses: "not found" means the server answered and took the
-        signature. A refusal may also mean credentials that may not list the bucket (S3
-        answers 403 for a missing object then): said so."""
-        where = f"{self.uri_prefix}{self.settings.prefix}"
-        at = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
+        """Where the objects go, proved without writing anything: the client's own URL for
+        an object lies under the bucket's URL, and the bucket answers a signed listing of the
+        prefix with its own name and that prefix (``listing``). Without static keys to sign
+        the listing with (credentials of an instance's role), a HEAD of a name nobody uses:
+        the server answered and took the signature."""
+        settings = self.settings
+        where = f"{self.uri_prefix}{settings.prefix} at {settings.bucket_url}"
+        probe = f"{settings.prefix}.vidretry-doctor"
+        keys = static_keys(settings.access_key_id, settings.secret_access_key, os.environ)
+        if keys is None:
+            await self._head(probe, where)
+            return f"{where} (addressing not proved: no access key to sign a listing with)"
         try:
-            await obstore.head_async(self.store, f"{self.settings.prefix}.vidretry-doctor")
+            signed = await obstore.sign_async(self.store, "GET", probe, timedelta(minutes=1))
+        except BaseError as exc:
+            raise StoreUnavailable(f"{where}: {_short(exc)}") from None
+        addressed = signed.partition("?")[0]
+        if addressed != f"{settings.bucket_url}/{probe}":
+            raise StoreMisaddressed(
+                f"{where}: the client would send {probe} to {addressed}, not under the bucket's URL"
+            )
+        await asyncio.to_thread(
+            check_listing,
+            settings.bucket_url,
+            settings.bucket,
+            settings.prefix,
+            keys,
+            settings.region,
+            datetime.now(UTC),
+        )
+        return f"{where} (the bucket lists the prefix as its own)"
+
+    async def _head(self, probe: str, where: str) -> None:
+        """ "Not found" is the answer wanted. A refusal may also mean credentials that may not
+        list the bucket (S3 answers 403 for a missing object then): said so."""
+        try:
+            await obstore.head_async(self.store, probe)
         except (NotFoundError, FileNotFoundError):
-            return f"{where}{at}"
+            return
         except (PermissionDeniedError, UnauthenticatedError) as exc:
             raise StoreUnavailable(
-                f"{where}{at} refused us ({_short(exc)}): wrong credentials, or ones that may "
+                f"{where} refused us ({_short(exc)}): wrong credentials, or ones that may "
                 "not list the bucket"
             ) from None
         except BaseError as exc:
-            raise StoreUnavailable(f"{where}{at}: {_short(exc)}") from None
-        return f"{where}{at}"
+            raise StoreUnavailable(f"{where}: {_short(exc)}") from None
 
     async def delete(self, uris: Sequence[str]) -> None:
         """S3's DeleteObjects: up to 1,000 objects a request."""
@@ -221,39 +271,7 @@ class RangedDownload:
         self.buffer.clear()
 
 
-async def url_chunks(url: str) -> AsyncIterator[bytes]:
-    """The bytes at a generator's http(s) URL (a provider's output, which it deletes within
-    hours: copied at once), as they arrive. Any failure is the attempt's: ``HandlerError``."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise HandlerError(f"not an http(s) URL: {url[:200]}")
-    store = HTTPStore.from_url(
-        url,
-        client_options={
-            "allow_http": url.startswith("http://"),
-            "timeout": REQUEST_TIMEOUT,
-            "connect_timeout": CONNECT_TIMEOUT,
-        },
-        retry_config=RETRY,
-    )
-    try:
-        result = await obstore.get_async(store, "")
-        async for chunk in result.stream(min_chunk_size=1024 * 1024):
-            yield chunk  # obstore's Bytes: a buffer, as hashlib and the stores take
-    except (NotFoundError, FileNotFoundError):
-        raise HandlerError(f"the generator's URL is gone (404): {_shown(url)}") from None
-    except BaseError as exc:
-        raise HandlerError(
-            f"cannot copy the generator's URL {_shown(url)}: {_short(exc)}"
-        ) from None
-
-
 def _short(exc: BaseException) -> str:
     """The first line of the client's error: it goes on to quote the server's XML."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
-
-
-def _shown(url: str) -> str:
-    """A URL without its query: signed URLs carry their credentials there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]

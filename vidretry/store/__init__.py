@@ -1,9 +1,10 @@
 """The store: everything that talks to PostgreSQL as such, and nothing about jobs or Telegram.
 
 Owns connections and the named statements of ``sql/`` (``db``, ``sqlfiles``), the migrator
-(``schema``), a daemon's pool opened after the schema check (``pool``), LISTEN/NOTIFY
-(``listen``), the private embedded server (``embedded``) and passwords kept out of messages
-(``redact``).
+and the schema check (``schema``), how a step runs without stopping the queue (``online``),
+which releases run (``processes``), a daemon's pool opened after the schema check (``pool``),
+LISTEN/NOTIFY (``listen``), the private embedded server (``embedded``) and passwords kept out
+of messages (``redact``).
 
 May import: the shared vocabulary at the top of ``vidretry`` (``errors``, ``config``,
 ``models``, ``clock``, ``backoff``, ``names``, ``eventloop``). Nothing of ``queue``,

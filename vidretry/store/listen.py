@@ -27,6 +27,7 @@ log = logging.getLogger("vidretry.listen")
 JOBS_CHANNEL = "vidretry_jobs"
 OUTBOX_CHANNEL = "vidretry_outbox"
 PROGRESS_CHANNEL = "vidretry_progress"  # a worker recorded progress: acceptances to edit
+LEADERSHIP_CHANNEL = "vidretry_leadership"  # a leader resigned (schema 20's trigger)
 
 
 @dataclass

@@ -16,17 +16,16 @@ newer release's, fine unless one is a contract that breaks it.
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from vidretry.errors import SchemaError
+from vidretry.store.db import fetch_all, fetch_one
+from vidretry.store.online import LOCK_RETRY_SECONDS, Online
 from vidretry.store.sqlfiles import (
     LEGACY_LAST,
     Catalog,
@@ -51,13 +50,10 @@ __all__ = [
     "upgrade",
 ]
 
-# DDL waits at most this long for a table's lock, then gives up, lets the claims and sends
-# queued behind it through, and tries again: a waiting ACCESS EXCLUSIVE lock stops every
-# newer reader of the table too, so the wait must stay well under a second.
-LOCK_TIMEOUT_MS = 200
-# How long a step keeps trying to get its locks before `db upgrade` gives up (saying who
-# holds them); run it again later: it resumes.
-LOCK_RETRY_SECONDS = 300.0
+# How often a run of `db upgrade` tries the lock another run holds.
+LOCK_POLL_SECONDS = 0.2
+# The last release before the expand/contract policy: it reads vidretry_migrations alone.
+BEFORE_THE_POLICY = (0, 19, 0)
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,8 @@ class Upgraded:
 
     applied: list[int]
     functions: bool
-    # Set when the database is a newer release's: nothing was changed, and this says why.
+    # Set when the database, or its SQL functions, are a newer release's: what was left as
+    # it is, and why.
     newer: str | None = None
 
 
@@ -232,23 +229,31 @@ async def check_schema(conn: Connection, catalog: Catalog | None = None) -> None
         raise SchemaError(problem)
 
 
-async def upgrade(conn: Connection, catalog: Catalog | None = None) -> Upgraded:
-    """Bring the database to this release's schema: the steps it lacks, each in order (a
-    step in a transaction of its own, or statement by statement when it says so; a
-    half-done one is resumed), then this release's SQL functions when the database has
-    another set. Safe to run concurrently (the runs take turns) and repeatedly.
+async def upgrade(
+    conn: Connection,
+    catalog: Catalog | None = None,
+    *,
+    lock_retry_seconds: float = LOCK_RETRY_SECONDS,
+) -> Upgraded:
+    """Bring the database to this release's schema: the steps it lacks, each in order (in a
+    transaction of its own, or statement by statement when it says so; a half-done one is
+    resumed), then this release's SQL functions when the database has another set. Safe to
+    run concurrently (the runs take turns) and repeatedly.
 
     A database that has a step this release does not know is a newer release's: nothing is
     changed (``Upgraded.newer`` says so), or, when that release broke this one, it is an
     error. A step applied that differs from the shipped file is an error, and nothing
-    changes.
+    changes. A contract step is not applied while a process of a release it breaks is seen
+    running. A step that cannot get its locks within ``lock_retry_seconds`` of tries stops
+    the upgrade (vidretry.store.online); run again, it resumes.
     """
     catalog = catalog or shipped()
+    online = Online(conn, lock_retry_seconds)
     async with _upgrade_lock(conn):
         ledgers = [
             queries()[f"create_{ledger}_table"] for ledger in ("migrations", "steps", "functions")
         ]
-        await _transaction(conn, partial(_run, conn, *ledgers))
+        await online.transaction(partial(_run, conn, *ledgers), what="the migrator")
         state = await read_state(conn)
         problem = _changed_step(state, catalog)
         if problem:
@@ -266,29 +271,54 @@ async def upgrade(conn: Connection, catalog: Catalog | None = None) -> Upgraded:
                 f"(step {newest.version}, {newest.name}, by vidretry {newest.release}): "
                 "nothing to do for this vidretry",
             )
-        applied = await _apply_history(conn, catalog, state)
+        applied = await _apply_history(online, catalog, state)
         for migration in _missing_steps(state, catalog):
             if migration.version > LEGACY_LAST:
-                await _apply_step(conn, migration, catalog.release)
+                await _apply_step(online, migration, catalog.release)
                 applied.append(migration.version)
-        installed = await _install_functions(conn, catalog, state)
-    return Upgraded(applied, installed)
+        installed = await _install_functions(online, catalog, state)
+    newer = None
+    if not installed and state.functions_checksum != catalog.functions_checksum:
+        newer = (
+            f"the SQL functions are vidretry {state.functions_release}'s, a newer release's: "
+            "left as they are"
+        )
+    return Upgraded(applied, installed, newer)
 
 
 class _upgrade_lock:
     """Runs of ``db upgrade`` take turns: a second connection holds the migrator's advisory
     lock in a transaction for the whole run (a transaction, not a session, so that it holds
     through a transaction pooler; the key is the one vidretry 0.19.0's migrator takes, so
-    it waits too). Its transaction takes no snapshot that an index built CONCURRENTLY would
-    wait for."""
+    it waits too).
+
+    An index built CONCURRENTLY waits for every transaction that holds a snapshot older
+    than the build, so a run that waits must hold none: it tries the lock every
+    ``LOCK_POLL_SECONDS``, each try a transaction of its own, ended at once when it fails,
+    and has no transaction between tries (waiting inside a statement would hold the
+    statement's snapshot; one transaction kept open across the tries was seen to keep one
+    once psycopg prepared the try). Nothing is prepared on this connection: behind a
+    transaction pooler each try may reach another server connection. The holder's
+    transaction sits idle for the whole run, so it turns off, for itself, the server's
+    timeouts that would end it and let another run in
+    (``idle_in_transaction_session_timeout``, which managed PostgreSQL often sets)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conninfo = make_conninfo(conn.info.dsn, password=conn.info.password)
         self.holder: psycopg.AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> None:
-        self.holder = await psycopg.AsyncConnection.connect(self.conninfo)
-        await self.holder.execute(queries()["lock_migrations"])
+        self.holder = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=False, prepare_threshold=None
+        )
+        while True:
+            cur = await self.holder.execute(queries()["try_lock_migrations"])
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                await self.holder.execute(queries()["hold_the_migrations_lock_while_idle"])
+                return
+            await self.holder.rollback()  # no transaction, and so no snapshot, while it waits
+            await asyncio.sleep(LOCK_POLL_SECONDS)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.holder is not None
@@ -300,33 +330,7 @@ async def _run(conn: Connection, *statements: str) -> None:
         await conn.execute(statement)
 
 
-async def _transaction(
-    conn: Connection, body: Callable[[], Awaitable[None]], *, what: str = "the migrator"
-) -> None:
-    """``body`` in one transaction whose DDL waits at most ``LOCK_TIMEOUT_MS`` for a lock;
-    when it times out, the transaction is rolled back and tried again, for up to
-    ``LOCK_RETRY_SECONDS``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LOCK_RETRY_SECONDS
-    pause = 0.05
-    while True:
-        try:
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
-                await body()
-            return
-        except psycopg.errors.LockNotAvailable:
-            if loop.time() >= deadline:
-                raise SchemaError(
-                    f"{what} could not get its locks in {LOCK_RETRY_SECONDS:.0f} s of "
-                    f"tries ({LOCK_TIMEOUT_MS} ms each): a long transaction holds a table it "
-                    "changes; run `vidretry db upgrade` again once it has ended (it resumes)"
-                ) from None
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 2.0)
-
-
-async def _apply_history(conn: Connection, catalog: Catalog, state: SchemaState) -> list[int]:
+async def _apply_history(online: Online, catalog: Catalog, state: SchemaState) -> list[int]:
     """Migrations 1-19, as vidretry 0.19.0 applied them: the missing ones all in one
     transaction; checksums recorded for those applied before checksums existed."""
     history = [m for m in catalog.migrations if m.version <= LEGACY_LAST]
@@ -337,16 +341,21 @@ async def _apply_history(conn: Connection, catalog: Catalog, state: SchemaState)
 
     async def body() -> None:
         for migration in unchecked:
-            await _record(conn, "record_missing_checksum", migration)
+            await _record(online.conn, "record_missing_checksum", migration)
         for migration in todo:
-            await conn.execute(migration.sql)
-            await _record(conn, "record_migration", migration)
+            await online.conn.execute(migration.sql)
+            await _record(online.conn, "record_migration", migration)
 
-    await _transaction(conn, body, what="the history's migrations")
+    await online.transaction(body, what="the history's migrations")
     return [m.version for m in todo]
 
 
-async def _apply_step(conn: Connection, migration: Migration, release: Release) -> None:
+async def _apply_step(online: Online, migration: Migration, release: Release) -> None:
+    """One step after the history: recorded as begun, run, recorded as done. A contract is
+    recorded as begun in a transaction of its own, before it runs: from then on the
+    releases it breaks refuse the schema, for as long as it waits for its locks and if it
+    is left half done, not only once it is done."""
+    conn, what = online.conn, f"step {migration.label}"
     params = {
         "version": migration.version,
         "name": migration.name,
@@ -358,107 +367,59 @@ async def _apply_step(conn: Connection, migration: Migration, release: Release) 
         "release": release_text(release),
     }
 
-    what = f"step {migration.label}"
-    if migration.in_transaction:
-
-        async def body() -> None:
-            await conn.execute(queries()["start_step"], params)
-            await conn.execute(migration.sql)
-            await _bar_old_releases(conn, migration)
-            await conn.execute(queries()["finish_step"], params)
-
-        await _transaction(conn, body, what=what)
-        return
-    # Statement by statement, each committed on its own; the step's row says it began, and
-    # a run that stops half way is resumed by the next one from the first statement (every
-    # statement of such a step can run twice: docs/upgrading.md).
-    await _transaction(conn, partial(_run_with, conn, queries()["start_step"], params), what=what)
-    for statement in split_statements(migration.sql):
-        index = INDEX_CONCURRENTLY.search(statement.sql)
-        if index:
-            await _build_index(conn, statement.sql, index["name"])
-        elif statement.in_batches:
-            while await _transaction_count(conn, statement.sql, what=what):
-                pass
-        else:
-            await _transaction(conn, partial(_run, conn, statement.sql), what=what)
+    async def begin() -> None:
+        if migration.breaks_before is not None:
+            await _refuse_while_broken_releases_run(conn, migration)
+        await conn.execute(queries()["start_step"], params)
+        await _bar_old_releases(conn, migration)
 
     async def finish() -> None:
-        await _bar_old_releases(conn, migration)
         await conn.execute(queries()["finish_step"], params)
 
-    await _transaction(conn, finish, what=what)
+    if migration.breaks_before is not None or not migration.in_transaction:
+        await online.transaction(begin, what=what)
+    if migration.in_transaction:
+
+        async def whole() -> None:
+            await conn.execute(queries()["start_step"], params)  # an expand begins here
+            await conn.execute(migration.sql)
+            await finish()
+
+        await online.transaction(whole, what=what)
+        return
+    # Statement by statement, each committed on its own: the step's row says it began, and
+    # a run that stops half way is resumed by the next one from the first statement.
+    await online.run_outside(migration.sql, what=what)
+    await online.transaction(finish, what=what)
 
 
-@dataclass(frozen=True)
-class Statement:
-    sql: str
-    # Preceded by the line ``-- in batches``: run again, each run a transaction, until it
-    # changes no row.
-    in_batches: bool
-
-
-_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
-INDEX_CONCURRENTLY = re.compile(
-    r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(?P<name>\w+)",
-    re.IGNORECASE,
-)
-
-
-def split_statements(sql: str) -> list[Statement]:
-    """The statements of a step that runs outside a transaction: each ends with ``;`` at
-    the end of a line (such a step has no ``$$`` bodies)."""
-    found = []
-    for chunk in _STATEMENT_END.split(sql):
-        lines = chunk.strip().splitlines()
-        code = [line for line in lines if not line.lstrip().startswith("--")]
-        if not "".join(code).strip():
-            continue
-        batches = any(line.strip() == "-- in batches" for line in lines)
-        found.append(Statement("\n".join(lines), batches))
-    return found
-
-
-async def _run_with(conn: Connection, statement: str, params: dict[str, Any]) -> None:
-    await conn.execute(statement, params)
-
-
-async def _transaction_count(conn: Connection, statement: str, *, what: str) -> int:
-    """Run one batch in a transaction of its own: how many rows it changed."""
-    changed = 0
-
-    async def body() -> None:
-        nonlocal changed
-        cur = await conn.execute(statement)
-        changed = cur.rowcount
-
-    await _transaction(conn, body, what=what)
-    return changed
-
-
-async def _build_index(conn: Connection, statement: str, name: str) -> None:
-    """``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, resumable: a valid index of that name is
-    left alone; one a build is still making (another run's, whose client went away) is
-    waited for; an invalid one left by a build that failed or was interrupted is dropped
-    (CONCURRENTLY as well) and built again."""
-    while True:
-        cur = await conn.execute(queries()["index_state"], {"name": name})
-        row = await cur.fetchone()
-        if row is None:
-            break
-        if row["valid"]:
-            return
-        if not row["building"]:
-            drop = sql.SQL(queries()["drop_index_concurrently"]).format(name=sql.Identifier(name))
-            await conn.execute(drop)
-            break
-        await asyncio.sleep(0.5)
-    await conn.execute(statement)
+async def _refuse_while_broken_releases_run(conn: Connection, migration: Migration) -> None:
+    """A contract is applied only when no process of a release it breaks is seen running:
+    those recorded in vidretry_processes, and, when it breaks 0.19.0, the workers and the
+    leader of that release, which record nothing but hold leases and the leadership."""
+    assert migration.breaks_before is not None
+    running = [
+        f"{row['role']} {row['name']} (vidretry {row['release']})"
+        for row in await fetch_all(conn, "running_processes", {"now": None})
+        if (_release_of(row["release"]) or (0, 0, 0)) < migration.breaks_before
+    ]
+    if migration.breaks_before > BEFORE_THE_POLICY:
+        running += [
+            f"{row['role']} {row['name']} (vidretry 0.19.0 or older)"
+            for row in await fetch_all(conn, "unrecorded_processes", {"now": None})
+        ]
+    if running:
+        raise SchemaError(
+            f"step {migration.label} is a contract for vidretry "
+            f"{release_text(migration.breaks_before)} and newer, and older ones still run "
+            f"({', '.join(running)}): finish the rollout, then run `vidretry db upgrade` again"
+        )
 
 
 async def _bar_old_releases(conn: Connection, migration: Migration) -> None:
-    """A contract that breaks vidretry 0.19.0 or older leaves them a version they refuse."""
-    if migration.breaks_before is not None and migration.breaks_before > (0, 19, 0):
+    """A contract that breaks vidretry 0.19.0 or older leaves them a version they refuse
+    (written as it begins)."""
+    if migration.breaks_before is not None and migration.breaks_before > BEFORE_THE_POLICY:
         await conn.execute(
             queries()["bar_releases_before_the_policy"],
             {
@@ -468,7 +429,7 @@ async def _bar_old_releases(conn: Connection, migration: Migration) -> None:
         )
 
 
-async def _install_functions(conn: Connection, catalog: Catalog, state: SchemaState) -> bool:
+async def _install_functions(online: Online, catalog: Catalog, state: SchemaState) -> bool:
     """This release's SQL functions, as one set in one transaction, unless the database
     has this very set, or a newer release's."""
     if state.functions_checksum == catalog.functions_checksum:
@@ -476,10 +437,14 @@ async def _install_functions(conn: Connection, catalog: Catalog, state: SchemaSt
     installed = _release_of(state.functions_release)
     if installed is not None and installed > catalog.release:
         return False
+    conn = online.conn
 
     async def body() -> None:
         # As pg_dump does: a function may name one defined in a later file.
-        await conn.execute("SET LOCAL check_function_bodies = off")
+        await conn.execute(queries()["skip_function_bodies"])
+        # What "SET search_path FROM CURRENT" pins each function to: vidretry's schema,
+        # pg_temp last.
+        await conn.execute(queries()["pin_search_path_to_vidretrys_schema"])
         for function in catalog.functions:
             await conn.execute(function.sql)
         await conn.execute(
@@ -487,7 +452,7 @@ async def _install_functions(conn: Connection, catalog: Catalog, state: SchemaSt
             {"release": release_text(catalog.release), "checksum": catalog.functions_checksum},
         )
 
-    await _transaction(conn, body, what="the SQL functions")
+    await online.transaction(body, what="the SQL functions")
     return True
 
 
@@ -500,9 +465,20 @@ async def _record(conn: Connection, statement: str, migration: Migration) -> Non
 
 def describe(state: SchemaState) -> str:
     """The schema in a few words, for ``doctor`` and ``status``."""
-    if not state.version:
+    return _described(state.version, state.functions_release)
+
+
+async def summary(conn: Connection) -> str:
+    """``describe`` in one statement, for a schema a process already checked."""
+    row = await fetch_one(conn, "schema_summary", {})
+    assert row is not None
+    return _described(row["version"] or 0, row["functions_release"])
+
+
+def _described(version: int, functions_release: str | None) -> str:
+    if not version:
         return "no vidretry schema"
-    text = f"version {state.version}"
-    if state.functions_release:
-        text += f", SQL functions of vidretry {state.functions_release}"
+    text = f"version {version}"
+    if functions_release:
+        text += f", SQL functions of vidretry {functions_release}"
     return text

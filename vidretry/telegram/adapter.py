@@ -29,7 +29,12 @@ from vidretry import backoff
 from vidretry.config import TelegramConfig
 from vidretry.errors import TelegramUnavailable
 from vidretry.queue import metrics
-from vidretry.results.base import ResultCorrupt, ResultMissing, StoreUnavailable
+from vidretry.results.base import (
+    ResultCorrupt,
+    ResultMissing,
+    ResultRefused,
+    StoreUnavailable,
+)
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
 from vidretry.telegram.buttons import ButtonService, Press
@@ -405,7 +410,7 @@ class TelegramBot:
             )
         try:
             download = await self.results.open(video.uri, size=video.size, sha256=video.sha256)
-        except ResultMissing as exc:
+        except (ResultMissing, ResultRefused) as exc:
             raise MessageRefused(str(exc)) from None
         except StoreUnavailable as exc:
             raise StoreDown(f"the video store is unreachable: {exc}") from None
@@ -532,7 +537,7 @@ class TelegramBot:
             return await send(_peer(to))
         except passing:
             raise
-        except (*_UNREADABLE_FILE, ResultMissing, ResultCorrupt) as exc:
+        except (*_UNREADABLE_FILE, ResultMissing, ResultRefused, ResultCorrupt) as exc:
             raise MessageRefused(f"cannot read the video: {_describe(exc)}") from None
         except StoreUnavailable as exc:
             raise StoreDown(f"the video store is unreachable: {exc}") from None

@@ -19,12 +19,12 @@ from vidretry.config import MessagesConfig
 from vidretry.models import JobState
 from vidretry.queue.cancel import CancelOutcome, withdraw
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.queue.retry import Actor, RetryOutcome, retry
+from vidretry.queue.retry import RetryOutcome
+from vidretry.queue.retry import press as press_retry
 from vidretry.store.db import Connection, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
-from vidretry.telegram.limits import over_retry_quota
 
 log = logging.getLogger("vidretry.buttons")
 
@@ -52,15 +52,11 @@ class ButtonService:
         pool: AsyncConnectionPool[Connection],
         messages: MessagesConfig,
         *,
-        admins: frozenset[int],
         clock: Clock,
-        max_retries_per_day: int | None = None,
     ) -> None:
         self.pool = pool
         self.messages = messages
-        self.admins = admins
         self.clock = clock
-        self.max_retries_per_day = max_retries_per_day
 
     async def press(self, press: Press) -> PressReply:
         """Retry (or cancel) the asset the button names, as the presser; never raises for
@@ -71,21 +67,6 @@ class ButtonService:
         except TRANSIENT_DB_ERRORS as exc:
             log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
             return PressReply(self.messages.in_language(press.lang_code).try_later)
-
-    async def _out_of_retries(
-        self, conn: Connection, user_id: int, asset_id: int, now: datetime | None
-    ) -> bool:
-        """A user (not an admin) pressing to retry a failed asset of theirs once more than
-        the daily limit allows: the admins are told (once per failure), nothing is retried."""
-        if self.max_retries_per_day is None or user_id in self.admins:
-            return False
-        if not await over_retry_quota(conn, user_id, self.max_retries_per_day, now):
-            return False
-        asset = await fetch_one(conn, "retry_refusal", {"id": asset_id, "user_id": user_id})
-        if asset is None or asset["state"] != JobState.FAILED or not asset["has_request"]:
-            return False  # the press would change nothing anyway: answer it as usual
-        await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
-        return True
 
     async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
         lang_code = await outbox.remember_user(
@@ -100,15 +81,12 @@ class ButtonService:
             return PressReply(m.bad_button)
         if button.cancel:
             return await self._cancel(conn, m, press.user_id, button, now)
-        actor = Actor.telegram(press.user_id, is_admin=press.user_id in self.admins)
-        if await self._out_of_retries(conn, press.user_id, button.asset_id, now):
-            asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
-            name = asset["name"] if asset else ""
-            return PressReply(m.retry_limit_short, message=render(m.retry_limit, name))
-        result = await retry(
+        # The daily retry quota and who may retry are the database's rules, the same for
+        # every program's button (vidretry_retry_pressed); out of retries, the admins are told.
+        result = await press_retry(
             conn,
             button.asset_id,
-            actor,
+            press.user_id,
             generation=button.generation,
             reason="retry button",
             now=now,
@@ -119,6 +97,8 @@ class ButtonService:
             return PressReply(m.not_found)
         asset = await fetch_one(conn, "asset_for_button", {"id": button.asset_id})
         name = asset["name"] if asset else ""
+        if result.outcome is RetryOutcome.OUT_OF_RETRIES:
+            return PressReply(m.retry_limit_short, message=render(m.retry_limit, name))
         if result.outcome is RetryOutcome.RETRIED:
             return PressReply(
                 m.retried, remove_button=True, message=render(m.retried_message, name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -29,12 +28,12 @@ from vidretry.queue import reports
 from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.queue.retry import Actor, describe_retry, retry
+from vidretry.queue.retry import Actor, describe_retry, out_of_retries, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, cancel_data, render
-from vidretry.telegram.limits import RequestRate, over_retry_quota
+from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
 
@@ -176,9 +175,12 @@ class Conversation:
         if not mine["asked_before"] and mine["open"] >= self.settings.max_open_requests_per_user:
             return [Outgoing(m.too_many_open)]
         asset = await fetch_one(conn, "asset_by_name", {"name": name})
-        if asset and asset["state"] == JobState.FAILED and await self._over_quota(conn, user_id):
-            await self._alert_admins(conn, asset["id"], user_id, now)
-            return [Outgoing(render(m.retry_limit, name))]
+        if (
+            asset
+            and asset["state"] == JobState.FAILED
+            and await out_of_retries(conn, asset["id"], user_id, now=now)
+        ):
+            return [Outgoing(render(m.retry_limit, name))]  # the admins are told
         priority = await self.priorities.of(
             PriorityRequest(user_id, name, is_admin=user_id in self.admins)
         )
@@ -312,18 +314,6 @@ class Conversation:
                 InlineButton(f"🔄 #{row['id']}", callback_data(row["id"], row["generation"]))
             )
         return [Outgoing("\n".join(lines), tuple(buttons))]
-
-    # -- limits -------------------------------------------------------------------------
-
-    async def _over_quota(self, conn: Connection, user_id: int) -> bool:
-        return user_id not in self.admins and await over_retry_quota(
-            conn, user_id, self.settings.max_retries_per_user_per_day, self.clock.now()
-        )
-
-    async def _alert_admins(
-        self, conn: Connection, asset_id: int, user_id: int, now: datetime | None
-    ) -> None:
-        await outbox.alert_admins(conn, asset_id, user_id, sorted(self.admins), now)
 
 
 def _asset_id(argument: str) -> int | None:

@@ -8,7 +8,9 @@ clock, and stops sending a margin before then (``step_down_margin``), so no stan
 elected while it still sends.
 
 With the notifier's ``lease_seconds`` L, the term is L/2 and standbys look every L/12 (at
-most 5 s), so after a leader dies a standby leads within L/2 + L/12 (35 s by default).
+most 5 s), so after a leader dies a standby leads within L/2 + L/12 (35 s by default). A
+leader that resigns (stopped by SIGTERM, as in a rollout) is heard at once: the database
+says so on ``vidretry_leadership`` (schema 20), and a standby that listens campaigns then.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ class Leadership:
         clock: Clock,
         role: str = "notifier",
         monotonic: Callable[[], float] = time.monotonic,
+        vacated: asyncio.Event | None = None,
     ) -> None:
         self.pool = pool
+        # Set when a leader resigns (NOTIFY on vidretry_leadership, schema 20): a standby
+        # campaigns at once instead of at its next look.
+        self.vacated = vacated or asyncio.Event()
         self.candidate = candidate
         self.role = role
         self.clock = clock
@@ -163,9 +169,16 @@ class Leadership:
                     said_who = leader
             except TRANSIENT_DB_ERRORS as exc:
                 log.error("database unavailable (%s): standing by", one_line(exc))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.standby_poll_seconds):
-                    await stop.wait()
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self.vacated.wait())]
+            try:
+                await asyncio.wait(
+                    waits, timeout=self.standby_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for wait in waits:
+                    wait.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            self.vacated.clear()
         return None
 
     async def _keep(

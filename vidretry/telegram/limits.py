@@ -1,8 +1,9 @@
 """The limits that keep one user from wearing out the generator or the bot.
 
 New requests per minute are counted in memory by the leading notifier (the only process that
-talks to Telegram); retries per day are counted in the database, from the history, so a
-button press and asking again for a failed video count alike.
+talks to Telegram). Retries per day are the database's rule (vidretry.queue.retry, the
+function vidretry_out_of_retries), counted from the history, so a button press and asking
+again for a failed video count alike, whichever program's button it is.
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
-
-from vidretry.queue.retry import Actor
-from vidretry.store.db import Connection, fetch_one
 
 WINDOW_SECONDS = 60.0
 
@@ -48,12 +45,3 @@ class RequestRate:
     def _forget(self, now: float) -> None:
         self._recent = {u: r for u, r in self._recent.items() if r and r[-1] > now - WINDOW_SECONDS}
         self._told = {u: t for u, t in self._told.items() if t > now - WINDOW_SECONDS}
-
-
-async def over_retry_quota(
-    conn: Connection, user_id: int, per_day: int, now: datetime | None
-) -> bool:
-    """True when ``user_id`` retried ``per_day`` times in the last 24 hours already."""
-    params = {"actor": Actor.telegram(user_id).label, "now": now}
-    row = await fetch_one(conn, "retries_in_the_last_day", params)
-    return row is not None and row["n"] >= per_day

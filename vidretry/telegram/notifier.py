@@ -383,7 +383,13 @@ class Notifier:
         results = self.delete_after_delivery
         if results is None or note.asset_id is None:
             return
-        params = {"id": note.asset_id, "generation": note.generation, "now": self.clock.now()}
+        uri = str(note.payload.get("result") or "")
+        if not results.kept_by_vidretry(uri):  # a bare path of before schema 19: maybe yours
+            return
+        params = {
+            "id": note.asset_id, "generation": note.generation, "result": uri,
+            "now": self.clock.now(),
+        }  # fmt: skip
         try:
             async with self.pool.connection() as conn:
                 row = await fetch_one(conn, "delivered_video_to_delete", params)

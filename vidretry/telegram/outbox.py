@@ -21,6 +21,9 @@ RESCUE_BATCH = 500
 # aside: a send that kills its process (a library's segfault, an OOM kill) must not take
 # the outbox down with it every lease for a day.
 MAX_CRASHES = 3
+# The kinds of notification this release can send: rows of a kind a later release added
+# are left for a notifier of that release (docs/upgrading.md, "Add a notification kind").
+KNOWN_KINDS = [kind.value for kind in NotificationKind]
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,17 @@ async def claim(
 ) -> list[Notification]:
     if limit <= 0:
         return []
-    params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
+    params = {
+        "owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now,
+        "kinds": KNOWN_KINDS,
+    }  # fmt: skip
     return await fetch_records(conn, "claim_notifications", params, Notification)
 
 
 async def due(conn: Connection, *, limit: int, now: datetime | None) -> list[Notification]:
     """What is due, read only (a preview): nothing is claimed or changed."""
-    return await fetch_records(
-        conn, "due_notifications", {"limit": limit, "now": now}, Notification
-    )
+    params = {"limit": limit, "now": now, "kinds": KNOWN_KINDS}
+    return await fetch_records(conn, "due_notifications", params, Notification)
 
 
 async def mark_started(
@@ -215,15 +220,3 @@ async def mark_user_blocked(
     conn: Connection, user_id: int, reason: str, now: datetime | None
 ) -> None:
     await execute(conn, "mark_user_blocked", {"user_id": user_id, "reason": reason, "now": now})
-
-
-async def alert_admins(
-    conn: Connection, asset_id: int, user_id: int, admins: Sequence[int], now: datetime | None
-) -> int:
-    """Queue one message to each admin about ``user_id`` being out of retries on
-    ``asset_id``; how many were queued (none twice for one failure)."""
-    if not admins:
-        return 0
-    params = {"asset_id": asset_id, "user_id": user_id, "admins": list(admins), "now": now}
-    row = await fetch_one(conn, "queue_admin_alerts", params)
-    return int(row["queued"]) if row else 0

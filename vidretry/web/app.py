@@ -262,6 +262,8 @@ class Console:
             "pruned_at": facts["pruned_at"],
             "pruned_by": facts["pruned_by"],
             "chart": outcomes_chart(minutes, facts["now"]),
+            "releases": _releases(status["releases"]),
+            "releases_warning": status["releases"]["warning"],
         }
 
     async def assets_page(self, request: Request) -> Response:
@@ -382,11 +384,30 @@ class Console:
         user = _optional_int(await _values(request), "telegram_user")
         if user is not None:
             await self.require(request, ask=True)
-            return await self._as_user(request, interface.retry, user, "retried")
+            return await self._pressed(request, user)
         caller = await self.require(request, act=True)
         async with self.pool.connection() as conn:
             result = await retry(conn, _path_id(request), Actor(caller.actor), reason="web console")
         return self._done(request, result.retried, describe_retry(result), result)
+
+    async def _pressed(self, request: Request, user: int) -> Response:
+        """The retry button pressed by a Telegram user (vidretry_press_retry): out of retries
+        for today, the admins are told as vidretry's own button tells them; each refusal is
+        the HTTP status and SQLSTATE that vidretry_retry would have raised."""
+        asset_id = _path_id(request)
+        try:
+            async with self.pool.connection() as conn:
+                outcome, generation = await interface.press_retry(conn, asset_id, user_id=user)
+        except ConfigError as exc:
+            return _json({"ok": False, "error": str(exc), "sqlstate": exc.sqlstate}, status=400)
+        if outcome == "retried":
+            return _json({"ok": True, "message": f"asset {asset_id} retried", "result": generation})
+        sqlstate = interface.PRESS_REFUSAL[outcome]
+        error = f"asset {asset_id}: {outcome.replace('_', ' ')}"
+        return _json(
+            {"ok": False, "error": error, "outcome": outcome, "sqlstate": sqlstate},
+            status=_STATUS_OF[sqlstate],
+        )
 
     async def _as_user(
         self,
@@ -395,7 +416,7 @@ class Console:
         user: int,
         done: str,
     ) -> Response:
-        """The SQL interface's rules for a Telegram user (vidretry_retry, vidretry_cancel):
+        """The SQL interface's rules for a Telegram user (vidretry_cancel):
         its refusals as HTTP statuses, with its SQLSTATE."""
         asset_id = _path_id(request)
         try:
@@ -673,6 +694,12 @@ def _store_down(outage: dict[str, Any] | None) -> dict[str, str] | None:
         return None
     return {"since": outage["since"].astimezone(UTC).strftime("%H:%M:%S UTC"),
             "why": str(outage["why"])}  # fmt: skip
+
+
+def _releases(about: dict[str, Any]) -> str:
+    """The releases that run, as the overview says it: "0.20.0: 2 workers, 1 notifier"."""
+    shown = [f"{entry['release']}: {reports.processes(entry)}" for entry in about["running"]]
+    return " · ".join(shown) or "none recorded"
 
 
 def _generator(rate_limited: dict[str, Any] | None) -> str:

@@ -8,11 +8,14 @@ import logging
 import secrets
 from collections.abc import Iterator
 
+from vidretry.clock import DatabaseClock
 from vidretry.config import Config
 from vidretry.errors import ConfigError
+from vidretry.names import default_process_name
 from vidretry.store.db import fetch_one
 from vidretry.store.embedded import database_url
 from vidretry.store.pool import open_pool
+from vidretry.store.processes import recorded
 
 log = logging.getLogger("vidretry.web")
 
@@ -81,10 +84,11 @@ async def serve_web(config: Config, *, address: str, port: int, stop: asyncio.Ev
             await asyncio.sleep(0.05)
         startup_log.setLevel(level)
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        server.should_exit = True
-        stopping.cancel()
-        await serving
+        async with recorded(pool, "web", default_process_name(), DatabaseClock()):
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            stopping.cancel()
+            await serving
         if not server.started:
             raise ConfigError(f"cannot listen on {address}:{port} (in use, or not this machine's)")
         log.info("vidretry web stopped")

@@ -24,6 +24,8 @@ function showOverview(o) {
     telegram: o.telegram ? "connected" : "not connected",
     queue_state: o.paused ? "paused" : "running",
     generator: o.generator,
+    releases: o.releases,
+    releases_warning: o.releases_warning || "",
   };
   for (const [name, value] of Object.entries(fields)) {
     for (const el of document.querySelectorAll(`[data-field="${name}"]`)) {
