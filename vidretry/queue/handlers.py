@@ -179,7 +179,7 @@ TERM_GRACE_SECONDS = 1.5
 # deadlock before its exec), and it would reach the generator's first process only, not the
 # processes it starts. Without both tools (another system, a minimal image) a generator
 # runs as before: a killed worker's generator runs on until it ends, and the worker says so
-# when it starts.
+# as it starts its first one.
 _LIFELINE_BEYOND_THE_JOB = 10.0
 _lifeline: bool | None = None  # whether this machine has both tools: asked once
 
