@@ -878,8 +878,19 @@ CREATE TABLE public.store_outage (
     by text NOT NULL,
     detail text NOT NULL,
     told boolean DEFAULT false NOT NULL,
+    number integer NOT NULL,
     CONSTRAINT store_outage_id_check CHECK (id)
 );
+
+CREATE SEQUENCE public.store_outage_numbers
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.store_outage_numbers OWNED BY public.store_outage.number;
 
 CREATE TABLE public.telegram_users (
     user_id bigint NOT NULL,
@@ -1038,6 +1049,8 @@ CREATE TABLE public.web_tokens (
     CONSTRAINT web_tokens_role_check CHECK ((role = ANY (ARRAY['viewer'::text, 'operator'::text, 'service'::text]))),
     CONSTRAINT web_tokens_token_hash_check CHECK ((length(token_hash) = 32))
 );
+
+ALTER TABLE ONLY public.store_outage ALTER COLUMN number SET DEFAULT nextval('public.store_outage_numbers'::regclass);
 
 ALTER TABLE ONLY public.breaker
     ADD CONSTRAINT breaker_pkey PRIMARY KEY (id);
