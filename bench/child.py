@@ -7,6 +7,11 @@ from the first start to the last finish across all processes.
 In "drain" mode a child first starts up (imports, connections), says so with ``OUT.ready``
 and waits for the harness's go file (``$BENCH_GO``): throughput is measured with every
 process running, not while some of them are still importing their queue.
+
+Every system's job does the same work, ``make_video``: it writes a 16-byte video file of its
+own into a directory on tmpfs. vidretry's worker then keeps it (its size and SHA-256 recorded
+with the success), which is vidretry's own cost; the peers, which keep nothing, leave it
+where it is; the raw loop writes it too.
 """
 
 from __future__ import annotations
@@ -65,24 +70,39 @@ def flush_line(out: Path, job_id: Any) -> None:
         f.write(json.dumps([job_id, time.time()]) + "\n")
 
 
+# -- the job: the same on every side ---------------------------------------------------------
+
+VIDEO = b"a no-op's video\n"
+
+
+def make_video(path: str) -> str:
+    """The job every system runs: write a 16-byte video file (into an existing directory)."""
+    with open(path, "wb") as out:  # the same plain write on every side
+        out.write(VIDEO)
+    return path
+
+
+def videos_directory() -> Path:
+    """A directory of this child's own for its videos: on tmpfs when there is one (this
+    machine's /tmp takes 0.7 ms to create a file, which would measure the disk, not the
+    queue), beside the harness's files otherwise; never the working directory."""
+    shm = Path("/dev/shm")  # noqa: S108 (a directory of our own in it, made by mkdtemp)
+    return Path(
+        tempfile.mkdtemp(prefix="vidretry-bench-videos-", dir=shm if shm.is_dir() else OUT.parent)
+    )
+
+
 # -- vidretry ---------------------------------------------------------------------------------
-
-
-def _video(job: Any) -> str:
-    """A no-op job still makes a video (16 bytes) for the worker to keep: the full path."""
-    job.output.parent.mkdir(parents=True, exist_ok=True)
-    job.output.write_bytes(b"a no-op's video\n")
-    return str(job.output)
 
 
 async def vidretry_noop(job: Any) -> str:
     record(job.asset_id)
-    return _video(job)
+    return make_video(str(job.output))
 
 
 async def vidretry_latency(job: Any) -> str:
     flush_line(OUT, job.asset_id)
-    return _video(job)
+    return make_video(str(job.output))
 
 
 async def vidretry_fail(job: Any) -> str:
@@ -100,12 +120,7 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
     handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
     # Every job fails on purpose in "fail" mode: the circuit breaker would (rightly) take
     # that for a broken generator and pause the queue instead of failing them.
-    # The no-op's videos on tmpfs when there is one: this machine's /tmp takes 0.7 ms to
-    # create a file, which would measure the disk, not the queue (beside the harness's
-    # files otherwise; never the working directory).
-    shm = Path("/dev/shm")  # noqa: S108 (a directory of our own in it, made by mkdtemp)
-    place = shm if shm.is_dir() else OUT.parent  # noqa: ASYNC240 (once, at start)
-    videos = Path(tempfile.mkdtemp(prefix="vidretry-bench-videos-", dir=place))
+    videos = videos_directory()
     config = WorkerConfig(
         concurrency=concurrency, poll_interval_seconds=2.0, breaker=mode != "fail",
         output_dir=videos,
@@ -175,19 +190,25 @@ async def run_pgqueuer(url: str, mode: str) -> None:
     connection = await asyncpg.connect(url)
     qm = QueueManager(Queries(AsyncpgDriver(connection)))
 
+    videos = videos_directory()
+
     @qm.entrypoint("noop")
     async def noop(job: Any) -> None:
         if mode == "drain":
             record(job.id)
         else:
             flush_line(OUT, job.id)
+        make_video(f"{videos}/{job.id}.mp4")
 
     stop = _stop_event()
     stopper = asyncio.create_task(_shutdown_when(stop, qm))
     execution = QueueExecutionMode.drain if mode == "drain" else QueueExecutionMode.continuous
     await started_together()
-    await qm.run(mode=execution)
-    stopper.cancel()
+    try:
+        await qm.run(mode=execution)
+    finally:
+        stopper.cancel()
+        shutil.rmtree(videos, ignore_errors=True)
 
 
 async def _shutdown_when(stop: asyncio.Event, qm: Any) -> None:
@@ -198,8 +219,9 @@ async def _shutdown_when(stop: asyncio.Event, qm: Any) -> None:
 # -- procrastinate ------------------------------------------------------------------------------
 
 
-def procrastinate_app(url: str, mode: str = "drain") -> Any:
-    """The procrastinate app with its one no-op task (defined here, not in __main__)."""
+def procrastinate_app(url: str, mode: str = "drain", videos: Path | None = None) -> Any:
+    """The procrastinate app with its one task (defined here, not in __main__); it writes
+    its video into ``videos`` (the harness, which only enqueues, passes none)."""
     import procrastinate
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
@@ -210,25 +232,31 @@ def procrastinate_app(url: str, mode: str = "drain") -> Any:
             record(context.job.id)
         else:
             flush_line(OUT, context.job.id)
+        make_video(f"{videos}/{context.job.id}.mp4")
 
     return app
 
 
 async def run_procrastinate(url: str, mode: str) -> None:
-    app = procrastinate_app(url, mode)
-
-    async with app.open_async():
-        await started_together()
-        await app.run_worker_async(wait=mode != "drain", install_signal_handlers=True)
+    videos = videos_directory()
+    app = procrastinate_app(url, mode, videos)
+    try:
+        async with app.open_async():
+            await started_together()
+            await app.run_worker_async(wait=mode != "drain", install_signal_handlers=True)
+    finally:
+        shutil.rmtree(videos, ignore_errors=True)
 
 
 # -- the raw loop: the ceiling ----------------------------------------------------------------
 
 
 def run_raw(url: str) -> None:
-    """Claim 10 rows per FOR UPDATE SKIP LOCKED statement, mark them done: nothing else."""
+    """Claim 10 rows per FOR UPDATE SKIP LOCKED statement, run their jobs, mark them done:
+    nothing else."""
     import psycopg
 
+    videos = videos_directory()
     with psycopg.connect(url, autocommit=True) as conn:
         claim = (
             "WITH c AS (SELECT id FROM raw_jobs WHERE state = 'pending' ORDER BY id"
@@ -237,13 +265,17 @@ def run_raw(url: str) -> None:
         )
         done = "UPDATE raw_jobs SET state = 'done' WHERE id = ANY(%s)"
         started_together_sync()
-        while True:
-            ids = [row[0] for row in conn.execute(claim)]
-            if not ids:
-                return
-            for job_id in ids:
-                record(job_id)
-            conn.execute(done, (ids,))
+        try:
+            while True:
+                ids = [row[0] for row in conn.execute(claim)]
+                if not ids:
+                    return
+                for job_id in ids:
+                    record(job_id)
+                    make_video(f"{videos}/{job_id}.mp4")
+                conn.execute(done, (ids,))
+        finally:
+            shutil.rmtree(videos, ignore_errors=True)
 
 
 def _stop_event() -> asyncio.Event:

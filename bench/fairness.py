@@ -115,7 +115,7 @@ def claim_rate(url: str, statement: LiteralString, seconds: float) -> float:
     """Jobs claimed per second by one connection claiming batches of ``BATCH``."""
     params = {
         "owner": "bench", "limit": BATCH, "lease_seconds": 600, "now": None,
-        "max_running": 0, "max_starts": 0,
+        "max_running": 0, "max_starts": 0, "probe": None,
     }  # fmt: skip
     with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
         for _ in range(20):  # warm: the plan, the caches

@@ -1,11 +1,15 @@
 """vidretry against procrastinate and pgqueuer, side by side, in one run on one PostgreSQL.
 
-    python -m bench.run            # the full run: every case three times, interleaved
-    python -m bench.run --short    # a few thousand jobs, once (the test suite runs this)
+    python -m bench.run                              # the full run: every case three times
+    python -m bench.run --results bench/RESULTS.md   # ... and record it there
+    python -m bench.run --short                      # a few thousand jobs, once (the suite)
 
 Starts one temporary PostgreSQL with default durability settings, runs every case, checks
-that every job ran exactly once, and prints one table: median, range and ratios. With
---results FILE it also writes that table as Markdown (bench/RESULTS.md is the last full run).
+that every job ran exactly once, and prints one table (median, range and ratios), the
+targets met or not, and the cases that moved beyond the noise since the run recorded in
+bench/RESULTS.md (bench/record.py says how they are compared). With --results FILE it
+writes all of that, dated, with the commit and the machine's load, into FILE's generated
+block, keeping the rest of the file.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench import record
 from bench.broadcast import busiest_second
 from bench.child import procrastinate_app
-from vidretry.store import db, schema
+from vidretry.store import db, schema, sqlfiles
 from vidretry.store.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +58,15 @@ class Size:
     scale_jobs: int
     one_chat: int
     fair_pairs: int  # runs of each layout of the fair case, per repetition
+    commits: int  # one-row commits timed for the latencies' yardstick
 
 
 FULL = Size(jobs=20_000, reps=3, latency_samples=50, pacing_users=2000, finished_small=10_000,
-            finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3)  # fmt: skip
+            finished_large=1_000_000, scale_jobs=5000, one_chat=20, fair_pairs=3,
+            commits=500)  # fmt: skip
 SHORT = Size(jobs=2000, reps=1, latency_samples=10, pacing_users=60,
              finished_small=1000, finished_large=20_000, scale_jobs=1000, one_chat=5,
-             fair_pairs=1)  # fmt: skip
+             fair_pairs=1, commits=50)  # fmt: skip
 
 # vidretry's own setting for these no-op jobs: more jobs in flight, bigger write batches.
 VIDRETRY_CONCURRENCY = "64"
@@ -372,6 +379,22 @@ class Bench:
                 gaps = [b - a for a, b in itertools.pairwise(times)]
                 self.results["pacing: one chat, smallest spacing (s)"].append(min(gaps))
 
+    def commit_round_trip(self) -> None:
+        """The machine's commit: one-row inserts, each its own transaction waiting for its WAL
+        flush, from one connection; the median of the middle of them."""
+        url = self.database()
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE commits (id bigserial PRIMARY KEY, at float8)")
+                took = []
+                for _ in range(self.size.commits):
+                    started = time.perf_counter()
+                    conn.execute("INSERT INTO commits (at) VALUES (%s)", (started,))
+                    took.append((time.perf_counter() - started) * 1000)
+        finally:
+            self.drop(url)
+        self.results[record.COMMIT].append(statistics.median(took[len(took) // 10 :]))
+
     def idle_cost(self) -> None:
         for label, system, args in (
             ("worker", "vidretry", ("wait", "4")),
@@ -424,10 +447,11 @@ class Bench:
         n = self.size.jobs
         for rep in range(self.size.reps):
             print(f"repetition {rep + 1} of {self.size.reps}", file=sys.stderr, flush=True)
+            # Whatever the cases, the yardsticks they are compared by: the raw loop's speed
+            # and a commit's round trip.
+            self.throughput(record.RAW, "raw", 4, self.setup_raw, n)
+            self.commit_round_trip()
             if "throughput" in cases:
-                self.throughput(
-                    "throughput: raw loop, 4 processes (jobs/s)", "raw", 4, self.setup_raw, n
-                )
                 self.throughput(
                     "throughput: vidretry, 1 process (jobs/s)", "vidretry", 1,
                     self.setup_vidretry, n, VIDRETRY_CONCURRENCY,
@@ -553,29 +577,62 @@ def table(results: dict[str, list[float]]) -> list[str]:
     lines = ["| case | median | range | ratio |", "| --- | ---: | ---: | --- |"]
     for label, values in results.items():
         mid = statistics.median(values)
-        spread = f"{min(values):,.1f} – {max(values):,.1f}"
+        # Two decimals below 10 (milliseconds, seconds): the next run compares with them.
+        shown = "{:,.2f}" if max(values) < 10 else "{:,.1f}"
+        spread = f"{shown.format(min(values))} – {shown.format(max(values))}"
         ratio = ", ".join(
             f"{mid / other:.2f}× {name}"
             for name, peer in ratios.get(label, [])
             if (other := median(peer))
         )
-        lines.append(f"| {label} | {mid:,.1f} | {spread} | {ratio} |")
+        lines.append(f"| {label} | {shown.format(mid)} | {spread} | {ratio} |")
     return lines
 
 
-def describe_machine() -> str:
+def describe_machine(load: tuple[float, float]) -> str:
     versions = {
         name: _version(name)
         for name in ("vidretry", "pgqueuer", "procrastinate", "psycopg", "asyncpg", "uvloop")
     }
+    versions["vidretry"] = f"{_vidretry_version()} (schema {_schema()})"
     pg = subprocess.run(
         ["pg_config", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}: {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {pg or 'PostgreSQL'} (default durability); "
-        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit {_commit()}; {platform.node()}: "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} before the run, {load[1]:.1f} "
+        f"after; Python {platform.python_version()}, {pg or 'PostgreSQL'} (default "
+        "durability); " + ", ".join(f"{k} {v}" for k, v in versions.items())
     )
+
+
+def _commit() -> str:
+    """The commit measured, and whether the tree had changes beyond it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else "?"
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if changed else "")
+
+
+def _vidretry_version() -> str:
+    """This tree's release (an editable install's metadata keeps the one it was made at)."""
+    try:
+        from vidretry.version import __version__
+    except ImportError:
+        return _version("vidretry")
+    return __version__
+
+
+def _schema() -> str:
+    """The newest schema version this tree migrates to."""
+    try:
+        return str(max(m.version for m in sqlfiles.migrations()))
+    except Exception:  # a description only: whatever the migrations' layout
+        return "?"
 
 
 def _version(name: str) -> str:
@@ -588,7 +645,13 @@ def _version(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few thousand jobs, once")
-    parser.add_argument("--results", type=Path, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--results", type=Path, help="record the run in this file's generated block"
+    )
+    parser.add_argument(
+        "--compare", type=Path, default=RECORDED,
+        help=f"the recorded run to compare with (default: {RECORDED.relative_to(ROOT)})",
+    )  # fmt: skip
     parser.add_argument(
         "--case", choices=sorted(CASES), action="append", help="only these cases (default: all)"
     )
@@ -596,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="vidretry-bench-"))
     base.chmod(0o755)
     bench = Bench(base, SHORT if args.short else FULL)
+    load_before = os.getloadavg()[0]
     try:
         bench.server.start()
         bench.run(frozenset(args.case) if args.case else CASES)
@@ -603,13 +667,34 @@ def main(argv: list[str] | None = None) -> int:
         bench.reap()
         bench.server.stop()
         shutil.rmtree(base, ignore_errors=True)
-    lines = table(bench.results)
-    machine = describe_machine()
-    print(machine)
-    print("\n".join(lines))
+    block = [describe_machine((load_before, os.getloadavg()[0])), "", *table(bench.results)]
+    now = record.measured(bench.results)
+    if goals := record.targets(now):
+        block += ["", *goals]
+    block += ["", *compared(now, args.compare, short=args.short)]
+    if load_before > (os.cpu_count() or 1):
+        block += ["", f"The machine was busy before this run (load average {load_before:.1f} on "
+                  f"{os.cpu_count()} cores): other work shared its cores, which weighs on "
+                  "latencies more than on the ratios of throughputs."]  # fmt: skip
+    print("\n".join(block))
     if args.results:
-        args.results.write_text(f"# Benchmark results\n\n{machine}\n\n" + "\n".join(lines) + "\n")
+        text = args.results.read_text() if args.results.exists() else ""
+        args.results.write_text(record.replace_block(text, block))
     return 0
+
+
+RECORDED = ROOT / "bench" / "RESULTS.md"
+
+
+def compared(now: dict[str, record.Measured], recorded: Path, *, short: bool) -> list[str]:
+    """What moved since the run recorded in ``recorded``."""
+    if short:
+        return ["(The short form is not compared with the recorded run: too few jobs.)"]
+    try:
+        heading, then = record.recorded(recorded.read_text())
+    except OSError as exc:
+        return [f"(Not compared: {recorded} cannot be read: {exc.strerror}.)"]
+    return record.report(then, now, heading)
 
 
 if __name__ == "__main__":

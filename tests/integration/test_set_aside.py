@@ -111,3 +111,34 @@ async def test_the_third_crash_in_a_row_sets_the_row_aside_and_tells_each_admin_
             ("dead", claimed[1].id), ("dead", claimed[1].id),
             ("pending", claimed[2].id), ("pending", claimed[2].id),
         ]  # fmt: skip
+
+
+async def test_a_claim_does_not_wait_for_the_disk_and_the_mark_before_a_send_does(
+    db_url: str, clock: FakeClock
+) -> None:
+    # The claim commits without waiting for its WAL to be flushed; the mark that precedes
+    # every send commits as the connection says, and its flush takes the claim with it.
+    async with await db.connect(db_url) as conn:
+        await seed(conn, clock)
+        await conn.execute("SET synchronous_commit = on")  # as on a production server
+        await conn.execute("CREATE TABLE seen (what text, setting text)")
+        await conn.execute(
+            "CREATE FUNCTION note_setting() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " INSERT INTO seen VALUES (TG_ARGV[0], current_setting('synchronous_commit'));"
+            " RETURN NEW; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER claimed BEFORE UPDATE ON notifications FOR EACH ROW"
+            " WHEN (NEW.send_started_at IS NULL) EXECUTE FUNCTION note_setting('claim')"
+        )
+        await conn.execute(
+            "CREATE TRIGGER marked BEFORE UPDATE ON notifications FOR EACH ROW"
+            " WHEN (NEW.send_started_at IS NOT NULL) EXECUTE FUNCTION note_setting('mark')"
+        )
+        claimed = await claim(conn, clock)
+        assert await outbox.mark_started(conn, [claimed[1]], now=clock.now()) == {1}
+        assert await rows(conn, "SELECT DISTINCT what, setting FROM seen ORDER BY what") == [
+            {"what": "claim", "setting": "off"},
+            {"what": "mark", "setting": "on"},
+        ]
+        assert await rows(conn, "SHOW synchronous_commit") == [{"synchronous_commit": "on"}]

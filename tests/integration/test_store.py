@@ -150,6 +150,37 @@ async def test_success_settles_every_request_with_a_ready_row(
         assert notify.channel == "vidretry_outbox"
 
 
+async def test_a_batch_of_successes_is_written_whole_or_not_at_all(
+    db_url: str, clock: FakeClock
+) -> None:
+    async with await db.connect(db_url) as conn:
+        for name in ("a", "b"):
+            await enqueue(conn, name, user_id=1, now=clock.now())
+        claimed = await jobs.claim(conn, owner="w1", limit=2, lease_seconds=LEASE, now=clock.now())
+        # The second statement of the batch (the requests and their 'ready' rows) fails.
+        await conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON user_requests"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+        finished = [(job, f"/v/{job.name}.mp4") for job in claimed]
+        with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+            await jobs.complete_many(conn, finished, owner="w1", now=clock.now())
+        states = await rows(conn, "SELECT DISTINCT state, result FROM video_assets")
+        assert states == [{"state": "running", "result": None}]
+        assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'succeeded'") == 0
+        assert await scalar(conn, "SELECT count(*) FROM notifications") == 0
+
+        await conn.execute("DROP TRIGGER refuse ON user_requests")
+        assert await jobs.complete_many(conn, finished, owner="w1", now=clock.now()) == {
+            job.id for job in claimed
+        }
+        assert await scalar(conn, "SELECT count(*) FROM notifications") == 2
+
+
 async def test_attempt_failure_backs_off_and_keeps_the_error(db_url: str, clock: FakeClock) -> None:
     async with await db.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())

@@ -3,15 +3,21 @@ of a generator's result, what reading back checks, and what is deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vidretry.config import parse_config, resolve_paths
 from vidretry.errors import HandlerError
+from vidretry.results import files
 from vidretry.results.base import (
+    CHUNK,
     MIB,
     ResultCorrupt,
     ResultMissing,
@@ -62,6 +68,69 @@ async def test_a_video_the_generator_wrote_into_the_directory_is_kept_where_it_i
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1-g0.mp4"]  # no copy
     assert await read_all(results, stored.uri, stored.size, stored.sha256) == VIDEO
     assert results.kept_by_vidretry(stored.uri)
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting what is sent to a thread (``to_thread``)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_small_video_is_measured_on_the_loop_and_a_large_one_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    threads = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(threads)
+    results = Results(FileStore(tmp_path), scratch=tmp_path)
+    for size, in_a_thread in (
+        (0, False), (16, False), (files.SMALL, False), (files.SMALL + 1, True),
+        (CHUNK - 1, True), (CHUNK, True), (CHUNK + 1, True),
+    ):  # fmt: skip
+        video = (VIDEO * (size // len(VIDEO) + 1))[:size]
+        written = tmp_path / f"{size}-g0.mp4"
+        written.write_bytes(video)
+        before = threads.submitted
+        stored = await results.keep(str(written), f"{size}-g0-token.mp4", url_timeout=10)
+        assert (stored.size, stored.sha256) == (size, hashlib.sha256(video).digest())
+        assert (threads.submitted > before) is in_a_thread, size
+
+
+def test_a_video_that_changed_size_after_its_fstat_is_measured_to_its_end(
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "1-g0.mp4"
+    written.write_bytes(VIDEO)
+    for said in (0, 10, len(VIDEO) - 1, len(VIDEO) + 1, 2 * len(VIDEO), CHUNK):
+        fd = os.open(written, os.O_RDONLY)
+        try:
+            stored = files._measure(fd, said, str(written), MIB)  # fstat said ``said`` bytes
+        finally:
+            os.close(fd)
+        assert (stored.size, stored.sha256) == (len(VIDEO), hashlib.sha256(VIDEO).digest())
+
+
+async def test_an_output_that_is_no_regular_file_is_refused_without_waiting(
+    tmp_path: Path,
+) -> None:
+    results = Results(FileStore(tmp_path), scratch=tmp_path)
+    os.mkfifo(tmp_path / "1-g0.mp4")  # opening it for reading would wait for a writer
+    (tmp_path / "2-g0.mp4").mkdir()
+    for name in ("1-g0.mp4", "2-g0.mp4", "3-g0.mp4"):  # a FIFO, a directory, nothing
+        with pytest.raises(HandlerError, match="neither a video file nor an http"):
+            await asyncio.wait_for(
+                results.keep(str(tmp_path / name), "k.mp4", url_timeout=10), timeout=5
+            )
+    (tmp_path / "4-g0.mp4").write_bytes(VIDEO)
+    with pytest.raises(ResultTooBig, match=r"the video 4-g0\.mp4 is"):
+        await Results(FileStore(tmp_path), scratch=tmp_path, limit=10).keep(
+            str(tmp_path / "4-g0.mp4"), "k.mp4", url_timeout=10
+        )
 
 
 async def test_a_video_elsewhere_is_copied_in_whole_or_not_at_all(tmp_path: Path) -> None:

@@ -159,8 +159,8 @@ async def complete_many(
     owner: str,
     now: datetime | None,
 ) -> set[int]:
-    """``complete`` for a batch, in one transaction; returns the ids whose lease still held
-    (the others changed nothing)."""
+    """``complete`` for a batch, in one transaction (the caller's, if it has one open);
+    returns the ids whose lease still held (the others changed nothing)."""
     kept = [
         result if isinstance(result, Stored) else Stored(result, None, None)
         for _, result in finished
@@ -175,12 +175,14 @@ async def complete_many(
         "now": now,
     }
     settle = {"ids": params["ids"], "kind": NotificationKind.READY, "now": now}
-    # One round trip: BEGIN, complete, settle and COMMIT are pipelined.
+    # One round trip, one transaction: the two statements are pipelined up to one Sync, and
+    # statements up to a Sync with no BEGIN among them commit together or not at all
+    # (PostgreSQL's extended query protocol: an implicit transaction). conn.transaction()
+    # here would cost a round trip of its own: psycopg syncs after its BEGIN.
     async with conn.pipeline():
-        async with conn.transaction():
-            done = await conn.execute(queries()["complete_jobs"], params)
-            await conn.execute(queries()["settle_requests_and_queue_notifications"], settle)
-        return {row["id"] for row in await done.fetchall()}
+        done = await conn.execute(queries()["complete_jobs"], params)
+        await conn.execute(queries()["settle_requests_and_queue_notifications"], settle)
+    return {row["id"] for row in await done.fetchall()}
 
 
 async def retry_later(

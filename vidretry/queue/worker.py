@@ -253,7 +253,7 @@ class Worker:
         nothing, the admins are told after ``store_alert_seconds``). A shutdown meanwhile
         cancels this, and the job is handed back as any running job is."""
         key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
-        delay = ReconnectDelay(self.rng)
+        delay: ReconnectDelay | None = None  # made when the store first fails
         failed_since: float | None = None
         while True:
             try:
@@ -261,6 +261,7 @@ class Worker:
                     result, key, url_timeout=self.config.timeout_seconds
                 )
             except StoreUnavailable as exc:
+                delay = delay or ReconnectDelay(self.rng)
                 wait = min(delay.next(), STORE_RETRY_MAX_SECONDS)
                 log.warning(
                     "job %s: video made, but the store cannot take it (%s); it is kept here, "

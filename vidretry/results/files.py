@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import os
+import stat
 from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote_from_bytes, unquote, urlsplit
 
 from vidretry.results.base import (
     CHUNK,
@@ -40,6 +42,11 @@ def path_of(uri: str) -> Path:
 
 # A video this small is measured on the event loop: a thread would cost more than the read.
 SMALL = 256 * 1024
+# How a video kept where it is is opened: read-only, not inherited by a generator, never
+# waiting (a FIFO at the output opens at once, and is then no regular file), and never
+# through a symlink (that is ELOOP: Results.keep then looks where it leads, and refuses it
+# outside vidretry's directories).
+_READ_ONLY = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW
 
 
 class FileStore:
@@ -77,24 +84,35 @@ class FileStore:
         if not inside:
             with path.open("rb") as source:
                 return await self.put_chunks(file_chunks(source), key, limit=limit)
-        size = path.stat().st_size  # noqa: ASYNC240 (one syscall)
-        if size > limit:
-            raise too_big(f"the video {path.name}", size, limit)
-        if size <= SMALL:
-            return self._measure(path, limit)
-        return await asyncio.to_thread(self._measure, path, limit)
+        stored = await self.keep_in_place(str(path.absolute()), limit=limit)  # noqa: ASYNC240 (getcwd at most)
+        if stored is None:
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        return stored
+
+    async def keep_in_place(self, path: str, *, limit: int) -> Stored | None:
+        """Keep the video at ``path`` (absolute, in this store's directory) where it is: its
+        size and SHA-256 are read. None if it is not a regular file; ``OSError`` (ELOOP) if
+        it is a symlink.
+
+        One open, whose fstat tells a small video (read and hashed here, as one read costs
+        less than a thread's hop) from a larger one (read in a thread: it would hold the
+        loop up). Plain strings and ``os`` calls: pathlib would cost more than the reading."""
+        fd = os.open(path, _READ_ONLY)
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            if status.st_size > limit:
+                raise too_big(f"the video {os.path.basename(path)}", status.st_size, limit)
+            if status.st_size <= SMALL:
+                return _measure(fd, status.st_size, path, limit)
+            return await asyncio.to_thread(_measure, fd, status.st_size, path, limit)
+        finally:
+            os.close(fd)
 
     def _inside(self, path: Path) -> bool:
         """Whether ``path`` is already a file of this store's directory."""
         return path.resolve().parent == self.directory.resolve()
-
-    def _measure(self, path: Path, limit: int) -> Stored:
-        """A video kept where it is: its size and SHA-256, read ``CHUNK`` at a time."""
-        tally = Tally(limit, f"the video {path.name}")
-        with path.open("rb") as source:
-            while chunk := source.read(CHUNK):
-                tally.add(chunk)
-        return Stored(path.absolute().as_uri(), tally.size, tally.digest.digest())
 
     async def put_chunks(self, chunks: AsyncIterable[bytes], key: str, *, limit: int) -> Stored:
         target = self.directory / key
@@ -158,6 +176,24 @@ class FileStore:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot delete {uri}: {exc.strerror or exc}") from None
+
+
+def _measure(fd: int, size: int, path: str, limit: int) -> Stored:
+    """A video kept where it is: its size and SHA-256. The first read asks for one byte more
+    than ``fstat`` said (at most ``CHUNK``): a small video comes whole and short of it, which
+    for a regular file means its end. A full read (a large video, or one that grew
+    meanwhile) goes on to the end, ``CHUNK`` at a time."""
+    want = min(size + 1, CHUNK)
+    chunk = os.read(fd, want)
+    # Path(path).as_uri(), for a path pathlib would leave as it is.
+    uri = "file://" + quote_from_bytes(os.fsencode(path))
+    if len(chunk) < want:  # all of it: at most ``size`` bytes, so within the limit
+        return Stored(uri, len(chunk), hashlib.sha256(chunk).digest())
+    tally = Tally(limit, f"the video {os.path.basename(path)}")
+    tally.add(chunk)
+    while chunk := os.read(fd, CHUNK):
+        tally.add(chunk)
+    return Stored(uri, tally.size, tally.digest.digest())
 
 
 def _within(real: str, directory: str, *, itself: bool = False) -> bool:

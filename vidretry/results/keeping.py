@@ -56,11 +56,26 @@ class Results:
         own = store if isinstance(store, FileStore) else None
         generators = None if own is not None and own.directory == scratch else FileStore(scratch)
         self.local = tuple(files for files in (own, generators) if files is not None)
+        # The directory store's directory, as the generator's own {output} names it.
+        self.in_place = (
+            str(own.directory) if own is not None and own.directory.is_absolute() else None
+        )
 
     async def keep(self, result: str, key: str, *, url_timeout: float) -> Stored:
         """Keep a generator's result as ``key``: ``HandlerError`` when it is neither a video
         file nor an http(s) URL, ``ResultTooBig`` beyond the limit, ``StoreUnavailable``
         when the store cannot take it now."""
+        if self.in_place is not None and os.path.dirname(result) == self.in_place:
+            # The usual case, once per job: the generator's own video in the directory store,
+            # kept where it is in one open. Anything unusual (a symlink, no regular file) goes
+            # the way below, which looks where it leads.
+            assert isinstance(self.store, FileStore)
+            try:
+                stored = await self.store.keep_in_place(result, limit=self.limit)
+            except OSError:
+                stored = None
+            if stored is not None:
+                return stored
         if urlsplit(result).scheme in ("http", "https"):
             if self.fetch is None:
                 raise HandlerError("this worker cannot copy URLs (no HTTP client)")
