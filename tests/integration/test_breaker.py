@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.clock import DatabaseClock
@@ -164,6 +166,7 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
         assert event == {"detail": "probe: the queue is paused"}
 
 
+@pytest.mark.slow  # two probes, 2 s and 4 s apart
 async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     db_url: str, tmp_path: Path
 ) -> None:
