@@ -239,6 +239,7 @@ async def claim_rate(
     stop_feeding = asyncio.Event()
     feeder = asyncio.create_task(keep_queued(url, depth, stop_feeding))
     config = base / "vidretry.toml"
+    (base / "output").mkdir(exist_ok=True)  # [worker] output_dir's default, beside the config
     config.write_text(
         f'[database]\nurl = "{url}"\n\n[worker]\nconcurrency = 32\n'
         'handler = "python:bench.child:vidretry_noop"\npoll_interval_seconds = 0.2\n'
