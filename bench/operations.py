@@ -239,12 +239,10 @@ async def claim_rate(
     stop_feeding = asyncio.Event()
     feeder = asyncio.create_task(keep_queued(url, depth, stop_feeding))
     config = base / "vidretry.toml"
-    videos = base / "videos"  # the no-op job writes its video into an existing directory
-    videos.mkdir(exist_ok=True)
+    (base / "output").mkdir(exist_ok=True)  # [worker] output_dir's default, beside the config
     config.write_text(
         f'[database]\nurl = "{url}"\n\n[worker]\nconcurrency = 32\n'
         'handler = "python:bench.child:vidretry_noop"\npoll_interval_seconds = 0.2\n'
-        f'output_dir = "{videos}"\n'
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("VIDRETRY_DATABASE_URL", None)

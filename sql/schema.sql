@@ -180,30 +180,39 @@ CREATE FUNCTION public.vidretry_enqueue(name text, user_id bigint, chat_id bigin
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-SELECT asset_id FROM vidretry_enqueue_request(
+SELECT asset_id FROM vidretry_enqueue_request_v2(
     name, user_id, chat_id, params, priority,
     (SELECT max_attempts FROM queue_policy), NULL, NULL);
 $$;
 
 CREATE FUNCTION public.vidretry_enqueue_request(name text, user_id bigint, chat_id bigint, params jsonb, priority integer, max_attempts integer, actor text, at_time timestamp with time zone, OUT asset_id bigint, OUT state text, OUT created boolean, OUT retried boolean, OUT ready_queued boolean) RETURNS record
+    LANGUAGE sql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+SELECT r.asset_id, r.state, r.created, r.retried, r.ready_queued
+FROM vidretry_enqueue_request_v2(name, user_id, chat_id, params, priority, max_attempts, actor,
+                                 at_time) AS r;
+$$;
+
+CREATE FUNCTION public.vidretry_enqueue_request_v2(name text, user_id bigint, chat_id bigint, params jsonb, priority integer, max_attempts integer, actor text, at_time timestamp with time zone, OUT asset_id bigint, OUT state text, OUT created boolean, OUT retried boolean, OUT ready_queued boolean, OUT out_of_retries boolean) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
     now_ timestamptz := coalesce(at_time, now());
-    me CONSTANT bigint := vidretry_enqueue_request.user_id;  -- the requester: the owner if new
-    rank CONSTANT integer := vidretry_enqueue_request.priority;
-    who CONSTANT text := coalesce(vidretry_enqueue_request.actor, 'telegram:' || me,
+    me CONSTANT bigint := vidretry_enqueue_request_v2.user_id;  -- the requester: the owner if new
+    rank CONSTANT integer := vidretry_enqueue_request_v2.priority;
+    who CONSTANT text := coalesce(vidretry_enqueue_request_v2.actor, 'telegram:' || me,
                                   'sql:' || session_user);
-    chat CONSTANT bigint := coalesce(vidretry_enqueue_request.chat_id, me);
+    chat CONSTANT bigint := coalesce(vidretry_enqueue_request_v2.chat_id, me);
     clean text;
     generation_ integer;
     again record;
 BEGIN
-    clean := vidretry_normalise_name(vidretry_enqueue_request.name);
-    PERFORM vidretry_check_ids(me, vidretry_enqueue_request.chat_id, NULL);
-    IF me IS NULL AND vidretry_enqueue_request.chat_id IS NOT NULL THEN
+    clean := vidretry_normalise_name(vidretry_enqueue_request_v2.name);
+    PERFORM vidretry_check_ids(me, vidretry_enqueue_request_v2.chat_id, NULL);
+    IF me IS NULL AND vidretry_enqueue_request_v2.chat_id IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'VR002',
             MESSAGE = 'a chat id needs the user id of the requester';
     END IF;
@@ -212,11 +221,11 @@ BEGIN
             'priority must be an integer from 0 to 9 (higher first), got %s',
             coalesce(rank::text, 'null'));
     END IF;
-    IF vidretry_enqueue_request.params IS NULL
-       OR jsonb_typeof(vidretry_enqueue_request.params) <> 'object' THEN
+    IF vidretry_enqueue_request_v2.params IS NULL
+       OR jsonb_typeof(vidretry_enqueue_request_v2.params) <> 'object' THEN
         RAISE EXCEPTION USING ERRCODE = 'VR004', MESSAGE = format(
             'params must be a JSON object, got %s',
-            coalesce(jsonb_typeof(vidretry_enqueue_request.params), 'null'));
+            coalesce(jsonb_typeof(vidretry_enqueue_request_v2.params), 'null'));
     END IF;
     -- A new job's turn: the current round at its priority (the newest turn started — claims
     -- go in turn order — or, with nothing running, the oldest waiting; a retried job's old
@@ -242,7 +251,7 @@ BEGIN
     )
     INSERT INTO video_assets AS a (name, params, max_attempts, owner, priority, turn,
                                    run_at, created_at, updated_at)
-    SELECT clean, vidretry_enqueue_request.params, vidretry_enqueue_request.max_attempts, me,
+    SELECT clean, vidretry_enqueue_request_v2.params, vidretry_enqueue_request_v2.max_attempts, me,
            rank,
            CASE WHEN (SELECT q.fair FROM queue_policy AS q) THEN round.turn + ahead.n
                 ELSE 0 END,
@@ -252,29 +261,36 @@ BEGIN
     SET priority = greatest(a.priority, excluded.priority),
         turn = CASE WHEN excluded.priority > a.priority THEN excluded.turn ELSE a.turn END
     RETURNING a.id, a.state, a.generation, (a.xmax = 0)
-    INTO vidretry_enqueue_request.asset_id, vidretry_enqueue_request.state, generation_,
-         vidretry_enqueue_request.created;
+    INTO vidretry_enqueue_request_v2.asset_id, vidretry_enqueue_request_v2.state, generation_,
+         vidretry_enqueue_request_v2.created;
     retried := false;
     ready_queued := false;
-    IF vidretry_enqueue_request.state = 'cancelled' THEN
+    vidretry_enqueue_request_v2.out_of_retries := false;
+    IF vidretry_enqueue_request_v2.state = 'failed' AND me IS NOT NULL
+       AND vidretry_out_of_retries(vidretry_enqueue_request_v2.asset_id, me, true, at_time) THEN
+        -- Asking again would retry it: refused as the button would be (the admins told).
+        vidretry_enqueue_request_v2.out_of_retries := true;
+        RETURN;
+    END IF;
+    IF vidretry_enqueue_request_v2.state = 'cancelled' THEN
         -- Nobody wanted it any more; now somebody does: made afresh, a new generation.
         UPDATE video_assets AS v
         SET state = 'pending', attempts = 0, run_at = now_, generation = v.generation + 1,
             finished_at = NULL, updated_at = now_
-        WHERE v.id = vidretry_enqueue_request.asset_id AND v.state = 'cancelled'
+        WHERE v.id = vidretry_enqueue_request_v2.asset_id AND v.state = 'cancelled'
         RETURNING v.generation INTO generation_;
         INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-        VALUES (vidretry_enqueue_request.asset_id, generation_, 'reopened', who, now_);
-        PERFORM pg_notify('vidretry_jobs', vidretry_enqueue_request.asset_id::text);
-        vidretry_enqueue_request.state := 'pending';
+        VALUES (vidretry_enqueue_request_v2.asset_id, generation_, 'reopened', who, now_);
+        PERFORM pg_notify('vidretry_jobs', vidretry_enqueue_request_v2.asset_id::text);
+        vidretry_enqueue_request_v2.state := 'pending';
     END IF;
     IF me IS NOT NULL THEN
         -- Asking twice is one request; one the user cancelled before is theirs again.
         WITH request AS (
             INSERT INTO user_requests AS r (asset_id, user_id, chat_id, state, created_at,
                                             updated_at)
-            VALUES (vidretry_enqueue_request.asset_id, me, chat,
-                    CASE vidretry_enqueue_request.state WHEN 'available' THEN 'done'
+            VALUES (vidretry_enqueue_request_v2.asset_id, me, chat,
+                    CASE vidretry_enqueue_request_v2.state WHEN 'available' THEN 'done'
                                                         WHEN 'failed' THEN 'failed'
                                                         ELSE 'pending' END,
                     now_, now_)
@@ -287,15 +303,15 @@ BEGIN
         )
         INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
         SELECT request.asset_id, generation_,
-               CASE WHEN vidretry_enqueue_request.created THEN 'enqueued' ELSE 'requested' END,
+               CASE WHEN vidretry_enqueue_request_v2.created THEN 'enqueued' ELSE 'requested' END,
                who, now_
         FROM request;
-        IF vidretry_enqueue_request.state = 'available' AND NOT vidretry_enqueue_request.created
+        IF vidretry_enqueue_request_v2.state = 'available' AND NOT vidretry_enqueue_request_v2.created
         THEN
             -- Already made: tell them at once (the outbox's unique key makes a repeat a no-op).
             WITH asset AS (
                 SELECT v.id, v.name, v.generation, v.result FROM video_assets AS v
-                WHERE v.id = vidretry_enqueue_request.asset_id AND v.state = 'available'
+                WHERE v.id = vidretry_enqueue_request_v2.asset_id AND v.state = 'available'
             ),
             queued AS (
                 INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation,
@@ -307,22 +323,22 @@ BEGIN
                 ON CONFLICT (asset_id, user_id, kind, generation) DO NOTHING
                 RETURNING notifications.id
             )
-            SELECT count(*) > 0 INTO vidretry_enqueue_request.ready_queued FROM queued;
-            IF vidretry_enqueue_request.ready_queued THEN
-                PERFORM pg_notify('vidretry_outbox', vidretry_enqueue_request.asset_id::text);
+            SELECT count(*) > 0 INTO vidretry_enqueue_request_v2.ready_queued FROM queued;
+            IF vidretry_enqueue_request_v2.ready_queued THEN
+                PERFORM pg_notify('vidretry_outbox', vidretry_enqueue_request_v2.asset_id::text);
             END IF;
         END IF;
-    ELSIF vidretry_enqueue_request.created THEN
+    ELSIF vidretry_enqueue_request_v2.created THEN
         INSERT INTO job_events (asset_id, generation, kind, actor, created_at)
-        VALUES (vidretry_enqueue_request.asset_id, generation_, 'enqueued', who, now_);
+        VALUES (vidretry_enqueue_request_v2.asset_id, generation_, 'enqueued', who, now_);
     END IF;
-    IF vidretry_enqueue_request.created THEN
-        PERFORM pg_notify('vidretry_jobs', vidretry_enqueue_request.asset_id::text);
-    ELSIF vidretry_enqueue_request.state = 'failed' THEN
+    IF vidretry_enqueue_request_v2.created THEN
+        PERFORM pg_notify('vidretry_jobs', vidretry_enqueue_request_v2.asset_id::text);
+    ELSIF vidretry_enqueue_request_v2.state = 'failed' THEN
         SELECT * INTO again FROM vidretry_retry_asset(
-            vidretry_enqueue_request.asset_id, who, NULL, me, 'asked again', at_time);
+            vidretry_enqueue_request_v2.asset_id, who, NULL, me, 'asked again', at_time);
         IF again.outcome = 'retried' THEN
-            vidretry_enqueue_request.state := 'pending';
+            vidretry_enqueue_request_v2.state := 'pending';
             retried := true;
         END IF;
     END IF;
@@ -862,8 +878,19 @@ CREATE TABLE public.store_outage (
     by text NOT NULL,
     detail text NOT NULL,
     told boolean DEFAULT false NOT NULL,
+    number integer NOT NULL,
     CONSTRAINT store_outage_id_check CHECK (id)
 );
+
+CREATE SEQUENCE public.store_outage_numbers
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.store_outage_numbers OWNED BY public.store_outage.number;
 
 CREATE TABLE public.telegram_users (
     user_id bigint NOT NULL,
@@ -1022,6 +1049,8 @@ CREATE TABLE public.web_tokens (
     CONSTRAINT web_tokens_role_check CHECK ((role = ANY (ARRAY['viewer'::text, 'operator'::text, 'service'::text]))),
     CONSTRAINT web_tokens_token_hash_check CHECK ((length(token_hash) = 32))
 );
+
+ALTER TABLE ONLY public.store_outage ALTER COLUMN number SET DEFAULT nextval('public.store_outage_numbers'::regclass);
 
 ALTER TABLE ONLY public.breaker
     ADD CONSTRAINT breaker_pkey PRIMARY KEY (id);

@@ -14,6 +14,7 @@ import stat
 import string
 import tomllib
 import types
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,16 +89,18 @@ class StorageConfig:
     # output_dir, as before) or "s3://bucket/prefix" (S3-compatible object storage: workers
     # and notifiers on different machines need no shared disk).
     url: str | None = None
-    # For S3: the endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...), and its
-    # region (unset: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1).
+    # For S3: the endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...), its
+    # address alone (no path), and its region (unset: AWS_REGION or AWS_DEFAULT_REGION,
+    # else us-east-1).
     endpoint_url: str | None = None
     region: str | None = None
     # How a request names the bucket. Unset: path-style (http://host/bucket/key) with an
     # endpoint_url, virtual-hosted (https://bucket.s3.region.amazonaws.com/key) on AWS.
     # false: virtual-hosted, the bucket a subdomain of endpoint_url's host; true: path-style.
     path_style: bool | None = None
-    # Credentials; unset: the standard environment (AWS_ACCESS_KEY_ID,
-    # AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...). Never printed.
+    # Credentials, both or neither: used alone (no session token); unset: the standard
+    # environment's (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). Never
+    # printed.
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     # A video larger than this fails its job at the worker (Telegram lets a bot upload at
@@ -156,7 +159,7 @@ class StorageConfig:
         if host.startswith(f"{bucket}."):
             return endpoint
         _check_virtual_host(bucket, parts.scheme, host)
-        return f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}"
+        return f"{parts.scheme}://{bucket}.{parts.netloc}"
 
 
 @dataclass(frozen=True)
@@ -728,6 +731,8 @@ def _check_storage(storage: StorageConfig) -> None:
             raise ConfigError(f"[storage] url must name an absolute directory, got {url[:80]!r}")
         if scheme == "s3" and not _BUCKET.match(rest.partition("/")[0]):
             raise ConfigError(f"[storage] url must name an S3 bucket, got {url[:80]!r}")
+        if scheme == "s3":
+            _check_prefix(url, rest.partition("/")[2])
     endpoint = storage.endpoint_url
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"[storage] endpoint_url must be an http(s) URL, got {endpoint[:80]!r}")
@@ -744,8 +749,46 @@ def _check_storage(storage: StorageConfig) -> None:
                 "[storage] endpoint_url must be the store's address alone "
                 f"(scheme, host, port), got {endpoint[:80]!r}"
             )
+        if parts.path.strip("/"):
+            # A path would be taken as part of every object's key, or as another bucket
+            # (http://host/other makes a bucket "other" on stores that create them).
+            raise ConfigError(
+                f"[storage] endpoint_url must be the store's address without a path, got "
+                f"{endpoint[:80]!r}: the bucket and the prefix go in [storage] url "
+                '("s3://bucket/prefix")'
+            )
+    if bool(storage.access_key_id) != bool(storage.secret_access_key):
+        # Half a key from the file and half from the environment would be nobody's.
+        raise ConfigError(
+            "[storage] access_key_id and secret_access_key go together: set both, or neither "
+            "(then both come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
     if storage.scheme == "s3":
         storage.bucket_url  # noqa: B018 (refused at load: a bucket it cannot address)
+
+
+# S3 keys have at most 1,024 bytes; vidretry's own names take fewer than 100 of them.
+MAX_PREFIX_BYTES = 900
+
+
+def _check_prefix(url: str, prefix: str) -> None:
+    """An ``s3://`` url's prefix is one the S3 client addresses as written: names
+    separated by single slashes (one may end it), none of them "." or "..", no control
+    characters. The client refuses the others for every object (``a//b``, ``../r``)."""
+    names = prefix.removesuffix("/").split("/") if prefix else []
+    if any(
+        name in ("", ".", "..") or any(unicodedata.category(c) == "Cc" for c in name)
+        for name in names
+    ):
+        raise ConfigError(
+            "[storage] url's prefix must be names separated by single slashes, none of them "
+            f'"." or ".." and without control characters, got {url[:80]!r}'
+        )
+    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+        raise ConfigError(
+            f"[storage] url's prefix must be at most {MAX_PREFIX_BYTES} bytes "
+            f"(an S3 key has at most 1,024), got {len(prefix.encode())}"
+        )
 
 
 def _check_virtual_host(bucket: str, scheme: str, host: str) -> None:

@@ -5,9 +5,11 @@
 -- leading notifier. True when "user_id" is refused so for "asset_id": then each admin is told
 -- (an 'alert' in the outbox, naming the asset, the user and the last error; one per admin and
 -- failure however often the user tries, by the outbox's unique key), woken at commit.
--- Called by the button and by asking again (vidretry.queue.retry.out_of_retries), by the SQL
--- interface's vidretry_press_retry, and by vidretry_retry, which raises VR014 instead (an
--- error takes the alert back with the rest of the caller's transaction).
+-- Called by the button (vidretry_retry_pressed: vidretry's own, the SQL interface's
+-- vidretry_press_retry, and vidretry_retry, which raises VR014 instead: an error takes the
+-- alert back with the rest of the caller's transaction) and by asking again
+-- (vidretry_enqueue_request_v2: vidretry's bot, command line and console, and the SQL
+-- interface's vidretry_enqueue, which answers with the asset id and leaves it failed).
 CREATE OR REPLACE FUNCTION vidretry_out_of_retries(
     asset_id bigint, user_id bigint, asking_again boolean, at_time timestamptz
 ) RETURNS boolean

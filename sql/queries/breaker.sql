@@ -190,6 +190,16 @@ FROM pause, due
 WHERE p.id = pause.id AND p.resumed_at IS NULL
 RETURNING p.probe_asset;
 
+-- name: next_probe_in
+-- While the breaker holds the queue paused: seconds until its next probe is due (0 or less:
+-- due now, or a probe runs); no row when no breaker pause is open. A worker with nothing to
+-- do wakes for it, so a probe starts when it is due, not at the worker's next upkeep.
+SELECT extract(epoch FROM p.next_probe_at
+                         - coalesce(%(now)s::timestamptz, statement_timestamp()))::float8
+       AS seconds
+FROM queue_pauses AS p
+WHERE p.resumed_at IS NULL AND p.reason = 'breaker';
+
 -- name: pause_by_hand
 -- `vidretry pause`: open a manual pause; a no-op if a pause is open already.
 INSERT INTO queue_pauses (reason, detail, paused_by, paused_at)

@@ -5,7 +5,7 @@
 -- Lock order, as everywhere: the asset row first, then its requests, then its outbox rows.
 -- Each statement that decides from the requests runs after the asset is locked, in its own
 -- snapshot, so it sees every request committed by whoever held the lock before (enqueue
--- locks the asset in vidretry_enqueue_request; a worker finishing the job, in
+-- locks the asset in vidretry_enqueue_request_v2; a worker finishing the job, in
 -- complete_jobs/fail_job).
 
 -- name: withdraw_request

@@ -8,10 +8,10 @@
 -- list of 64 of them in a third to a fifth of the time the text format takes.
 
 -- name: enqueue_request
--- Ask for a video: every rule of it is in the function vidretry_enqueue_request (schema 18),
--- which the SQL interface's vidretry_enqueue calls too. "max_attempts" NULL: the workers'.
-SELECT asset_id, state, created, retried, ready_queued
-FROM vidretry_enqueue_request(
+-- Ask for a video: every rule of it is in the function vidretry_enqueue_request_v2, which
+-- the SQL interface's vidretry_enqueue calls too. "max_attempts" NULL: the workers'.
+SELECT asset_id, state, created, retried, ready_queued, out_of_retries
+FROM vidretry_enqueue_request_v2(
     %(name)s, %(user_id)s, %(chat_id)s, %(params)s, %(priority)s,
     coalesce(%(max_attempts)s::integer, (SELECT max_attempts FROM queue_policy)),
     %(actor)s, %(now)s);

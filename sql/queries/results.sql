@@ -7,7 +7,7 @@
 -- tries again). The outage is one row, from its first failure until any worker's next
 -- success (complete_jobs, jobs.sql); once it has lasted
 -- "alert_after" seconds, one worker flips "told" and each admin gets one 'store_down'
--- notice (generation: the outage's start in minutes since 1970, so one per outage).
+-- notice (generation: the outage's own number, schema 22, so one per outage).
 WITH noted AS (
     INSERT INTO store_outage (since, by, detail)
     VALUES (coalesce(%(now)s::timestamptz, now()), %(owner)s, %(detail)s)
@@ -18,12 +18,12 @@ telling AS (
     SET told = true
     WHERE id AND NOT told
       AND since <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(alert_after)s)
-    RETURNING since, detail
+    RETURNING since, detail, number
 ),
 queued AS (
     INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation, payload,
                                next_attempt_at, created_at, updated_at)
-    SELECT NULL, admin, admin, 'store_down', (extract(epoch FROM telling.since) / 60)::integer,
+    SELECT NULL, admin, admin, 'store_down', telling.number,
            jsonb_build_object('since', telling.since, 'error', telling.detail,
                               'waiting', (SELECT count(*) FROM video_assets
                                           WHERE state = 'running')),

@@ -14,11 +14,6 @@ FROM vidretry_retry_asset(%(id)s, %(actor)s, %(generation)s, %(user_id)s, %(reas
 SELECT outcome, state, generation, reopened_users, superseded
 FROM vidretry_retry_pressed(%(id)s, %(user_id)s, %(generation)s, %(reason)s, %(now)s);
 
--- name: out_of_retries
--- Asking again for a failed video is a retry too: refused when the user's retries for today
--- are used up, and the admins told (the function vidretry_out_of_retries).
-SELECT vidretry_out_of_retries(%(id)s, %(user_id)s, true, %(now)s) AS refused;
-
 -- name: failed_asset_ids
 -- Every failed asset, for `vidretry retry --all-failed`.
 SELECT id FROM video_assets WHERE state = 'failed' ORDER BY id;

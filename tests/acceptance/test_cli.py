@@ -19,7 +19,7 @@ from vidretry import __version__
 FAILING = 'handler = "command"\ncommand = ["sh", "-c", "exit 3"]\nbackoff_base_seconds = 0'
 
 
-def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli]) -> None:
+def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli], db_url: str) -> None:
     cli = make_cli(FAILING)
     first = cli.json("enqueue", "Маша", "--user", "111")
     second = cli.json("enqueue", "Маша", "--user", "222", "--chat", "-1001")
@@ -44,6 +44,18 @@ def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli]) -
     ]
     assert [e["kind"] for e in shown["events"]][-1] == "failed"
     assert [e["kind"] for e in shown["events"]].count("claimed") == 3
+
+    # Asking again for a user is a retry within their daily quota (none left here): the
+    # asset's id, exit 1 saying why, and the asset stays failed.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE queue_policy SET max_retries_per_user_per_day = 0")
+    asked = cli("enqueue", "Маша", "--user", "111")
+    assert (asked.returncode, asked.stdout.strip()) == (1, asset)
+    assert asked.stderr.strip() == (
+        f"vidretry: error: asset {asset} stays failed: user 111 has no retries left today "
+        "(the admins are told)"
+    )
+    assert cli.json("show", asset)["state"] == "failed"
 
     retried = cli("retry", asset, "--reason", "new GPU")
     assert retried.returncode == 0, retried.stderr

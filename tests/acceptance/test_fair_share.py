@@ -4,8 +4,13 @@ itself), and a generator's "slow down" holding every worker off at no attempt's 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +19,7 @@ import pytest
 from tests.acceptance.conftest import Cli
 from tests.acceptance.test_breaker import OPEN, wait_for, workers
 from tests.support import eventually, rows
+from tests.unit.test_handlers import _alive
 from vidretry.queue.enqueue import enqueue
 from vidretry.store import db
 
@@ -100,6 +106,61 @@ async def test_max_running_holds_across_three_workers(
     alive = [n for _, _, n in seen]
     assert max(alive) <= 2, alive  # never more than 2 generators alive at once
     assert alive.count(2) >= 5, alive  # and the quota is used, not just respected
+
+
+# A generator that ignores SIGTERM, as does the process it starts (an ignored signal stays
+# ignored across fork and exec): sh writes its pid and its child's, and when it started.
+STUBBORN = (
+    'trap \'\' TERM; echo $$ >> "$0/pids-$1"; date +%s.%N > "$0/started-$1"; '
+    'sleep "$2" & echo $! >> "$0/pids-$1"; wait; echo video > "$3"'
+)
+
+
+@pytest.mark.slow  # a lease's end and the slot's margin: about 8 s
+async def test_a_killed_workers_generator_dies_with_it_before_its_slot_is_free(
+    make_cli: Callable[[str], Cli], db_url: str, tmp_path: Path
+) -> None:
+    """``max_running = 1`` and a worker SIGKILLed while its generator (which ignores
+    SIGTERM, and has a child) runs: the generator's whole process group dies with the worker
+    — SIGTERM, then SIGKILL after the grace — so when a second worker starts the next job,
+    once the dead worker's slot is free, no generator of the first is alive."""
+    command = ["sh", "-c", STUBBORN, str(tmp_path), "{name}", "{seconds}", "{output}"]
+    settings = {
+        "handler": "command", "command": command, "max_running": 1, "lease_seconds": 3,
+        "heartbeat_seconds": 0.5, "poll_interval_seconds": 0.2, "timeout_seconds": 60,
+    }  # fmt: skip
+    cli = make_cli("\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items()))
+    assert cli("db", "upgrade").returncode == 0
+    await ask(db_url, [("stubborn", 1)], seconds=30)
+    await ask(db_url, [("next", 2)], seconds=0.2)
+    pids_file = tmp_path / "pids-stubborn"
+    pids: list[int] = []
+    try:
+        with cli.spawn("worker") as doomed:
+            assert await eventually(lambda: len(pids_of(pids_file)) == 2, within=30)
+            pids = pids_of(pids_file)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+        gone_at = None
+        with workers(cli, 1):
+            started = tmp_path / "started-next"
+            deadline = time.monotonic() + 60
+            while not started.exists() and time.monotonic() < deadline:
+                if gone_at is None and not any(_alive(pid) for pid in pids):
+                    gone_at = time.time()
+                await asyncio.sleep(0.05)
+        assert started.exists(), "the next job never started"
+        next_started = float(started.read_text())
+        assert gone_at is not None, "the killed worker's generator still runs"
+        assert gone_at <= next_started
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def pids_of(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
 # The quota's window here, where the default is a minute (tests/integration/test_fair_share.py

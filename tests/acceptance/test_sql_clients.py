@@ -18,6 +18,7 @@ import pytest
 
 from tests.acceptance.conftest import Cli
 from tests.acceptance.test_breaker import workers
+from tests.integration.test_sql_interface import fail_for_good
 from tests.support import eventually, rows, scalar
 from vidretry.store import db
 from vidretry.store.embedded import find_bindir
@@ -99,6 +100,24 @@ async def test_node_pg_in_the_bot_s_own_transaction(db_url: str, pg_env: dict[st
     assert stranger == {
         "code": "VR011", "message": f"user 999 may not retry asset {committed['asset']}"
     }  # fmt: skip
+    # The button as docs/integrate.md's grammY bot presses it, and asking again: out of
+    # retries, the answer is an outcome, and the admins' alert is committed.
+    asset = int(committed["asset"])
+    async with await db.connect(db_url) as conn:
+        await conn.execute(
+            "UPDATE queue_policy SET admins = '{900}', max_retries_per_user_per_day = 1"
+        )
+        await fail_for_good(conn, asset)
+    assert node(pg_env, "press", str(asset), "501") == [{"outcome": "retried", "generation": 1}]
+    async with await db.connect(db_url) as conn:
+        await fail_for_good(conn, asset)
+    assert node(pg_env, "press", str(asset), "501") == [
+        {"outcome": "out_of_retries", "generation": 1}
+    ]
+    assert node(pg_env, "ask", "Маша", "501") == [{"asset": str(asset), "state": "failed"}]
+    async with await db.connect(db_url) as conn:
+        alerts = "SELECT user_id, generation FROM notifications WHERE kind = 'alert'"
+        assert await rows(conn, alerts) == [{"user_id": 900, "generation": 1}]
 
 
 @pytest.mark.slow

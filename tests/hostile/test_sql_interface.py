@@ -143,6 +143,7 @@ async def test_other_users_ids_get_the_buttons_rules_and_no_more(
         "UPDATE video_assets SET result = 'file:///etc/passwd'",
         "DELETE FROM job_events",
         "SELECT vidretry_enqueue_request('x', 1, NULL, '{}', 0, 3, 'forged', NULL)",
+        "SELECT vidretry_enqueue_request_v2('x', 1, NULL, '{}', 0, 3, 'forged', NULL)",
         "SELECT vidretry_retry_asset(1, 'forged', NULL, NULL, NULL, NULL)",
         "SELECT * FROM vidretry_cancel_job(1, 'forged', NULL, false, NULL)",
         "SELECT vidretry_withdraw_request(1, 1, NULL, NULL)",

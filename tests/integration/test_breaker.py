@@ -4,16 +4,26 @@ the admins read."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from tests.support import FakeClock, rows, scalar
+import pytest
+
+from tests.integration.test_worker import FAST, add
+from tests.support import FakeClock, eventually, rows, scalar
+from vidretry.clock import DatabaseClock
 from vidretry.config import MessagesConfig
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.enqueue import enqueue
+from vidretry.queue.handlers import build_handler
+from vidretry.queue.worker import Worker
 from vidretry.store import db
+from vidretry.store.pool import open_pool
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, Recipient
 from vidretry.telegram.notifier import deliver_to
@@ -154,3 +164,45 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
             " ORDER BY id DESC LIMIT 1", probe.id,
         )  # fmt: skip
         assert event == {"detail": "probe: the queue is paused"}
+
+
+@pytest.mark.slow  # two probes, 2 s and 4 s apart
+async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``breaker_probe_seconds = 2`` beside a long lease (the worker's upkeep, a quarter of
+    it, every 15 s) and a 2 s poll: the first probe is claimed when it is due, about 2 s after
+    the pause opened, not at the next upkeep; so is the next one, after the doubled interval.
+    Times are the database's (the worker's clock)."""
+    config = replace(
+        FAST, concurrency=1, lease_seconds=60, heartbeat_seconds=5, poll_interval_seconds=2.0,
+        output_dir=tmp_path, handler="python:tests.sample_handlers:fail",
+    )  # fmt: skip
+    settings = Breaker(min_assets=2, probe_seconds=2, probe_max_seconds=4)
+    await add(db_url, "a", "b", "c", users=(1,))
+    async with await db.connect(db_url) as conn, open_pool(db_url, max_size=4) as pool:
+        worker = Worker(
+            pool, config, build_handler(config), listener=None, clock=DatabaseClock(),
+            rng=random.Random(1), breaker=settings, results=None,
+        )  # fmt: skip
+        assert worker.maintenance_interval_seconds == 15
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        probes = (
+            "SELECT e.created_at - p.paused_at AS after FROM job_events AS e, queue_pauses AS p"
+            " WHERE e.kind = 'claimed' AND e.detail = 'probe: the queue is paused'"
+            " ORDER BY e.id"
+        )
+        try:
+            assert await eventually(lambda: _count(conn, probes, 2), within=30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        first, second = [row["after"].total_seconds() for row in await rows(conn, probes)]
+    # Due 2 s after the pause, then 4 s after the first probe failed (it fails at once).
+    assert 2 <= first < 2 + 5, first
+    assert first + 4 <= second < first + 4 + 5, second
+
+
+async def _count(conn: db.Connection, query: str, n: int) -> bool:
+    return len(await rows(conn, query)) >= n

@@ -20,12 +20,14 @@ from pathlib import Path
 import obstore
 import pytest
 
+from tests.integration.test_generator_urls import Cdn
+from tests.integration.test_generator_urls import video as url_video
 from tests.integration.test_results import asset_row, running
 from tests.integration.test_worker import FAST, add
 from tests.s3server import ACCESS_KEY, SECRET_KEY, WeedS3, started
 from tests.support import FakeClock, eventually
 from vidretry.app.doctor import Check, Verdict, examine
-from vidretry.config import load_config
+from vidretry.config import ConfigError, load_config
 from vidretry.errors import HandlerError
 from vidretry.results.base import (
     CHUNK,
@@ -34,6 +36,7 @@ from vidretry.results.base import (
     ResultMissing,
     ResultRefused,
     ResultTooBig,
+    StoreMisaddressed,
     StoreUnavailable,
 )
 from vidretry.results.configured import configured
@@ -145,6 +148,58 @@ async def test_an_upload_that_cannot_finish_leaves_no_object_and_no_parts(
         await upload
     assert multipart_uploads(weed) == []
     assert [o["path"] for o in obstore.list(weed.client(), "vidretry/2-").collect()] == []
+
+
+async def test_a_url_copy_past_the_jobs_time_says_so_and_leaves_no_upload_open(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """A provider that trickles (1 KB every half second) into the S3 store: when the job's
+    ``timeout_seconds`` is up the copy ends with the error that says so, and the multipart
+    upload begun for it is aborted before ``keep`` returns; nothing goes on reading the
+    provider's stream."""
+    slow = Cdn()
+    try:
+        slow.script.files["/slow.mp4"] = url_video(1_000_000)
+        slow.script.trickle, slow.script.trickle_every = 1000, 0.5
+        results = results_for(weed, tmp_path)
+        with pytest.raises(HandlerError) as timed_out:
+            await results.keep(slow.url("/slow.mp4"), "8-g0-a1b2c3d4.mp4", url_timeout=2)
+        assert str(timed_out.value) == (
+            "copying the generator's URL took over 2s, the job's limit ([worker] timeout_seconds)"
+        )
+        assert multipart_uploads(weed) == []
+        assert [o["path"] for o in obstore.list(weed.client(), "vidretry/8-").collect()] == []
+    finally:
+        slow.stop()
+
+
+async def test_an_upload_cancelled_mid_stream_is_aborted_and_its_stream_closed(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """A worker stopping (its job cancelled) while a video streams in: the upload is
+    aborted before the cancellation goes on, and the stream is no longer being read, so the
+    one who gave it can close it."""
+    store = results_for(weed, tmp_path).store
+    waiting = asyncio.Event()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield video_bytes(CHUNK + 1)  # a first part goes up
+        waiting.set()
+        await asyncio.sleep(3600)
+        yield b"never"
+
+    source = stream()
+    upload = asyncio.create_task(store.put_chunks(source, "9-g0-a1b2c3d4.mp4", limit=4 * CHUNK))
+    await asyncio.wait_for(waiting.wait(), 30)
+    deadline = time.monotonic() + 30
+    while not multipart_uploads(weed) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert multipart_uploads(weed), "the upload is multipart and under way"
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert multipart_uploads(weed) == []
+    await source.aclose()  # not "already running"
 
 
 def multipart_uploads(weed: WeedS3) -> list[str]:
@@ -288,14 +343,81 @@ async def test_doctor_says_whether_the_store_answers_and_never_prints_its_secret
     wrong = await doctor(tmp_path, weed, secret_access_key="not-the-secret")
     assert wrong["storage"].verdict is Verdict.FAIL
     assert "refused us a listing (SignatureDoesNotMatch)" in wrong["storage"].detail
-    # A store behind a path that names another bucket: the doctor says so, not ✓.
-    other = await doctor(tmp_path, weed, endpoint_url=f"{weed.endpoint}/results")
-    assert other["storage"].verdict is Verdict.FAIL
-    assert other["storage"].detail.startswith(
-        f"s3://videos/vidretry/ at {weed.endpoint}/results/videos answered a listing with 4"
-    )
-    for found in (good, wrong, other):
+    for found in (good, wrong):
         assert not any(SECRET_KEY in check.detail for check in found.values())
+    # A prefix with a space: the client's URL for it is percent-encoded, and still the
+    # bucket's own.
+    spaced = await doctor(tmp_path, weed, url="s3://videos/a b")
+    assert spaced["storage"].verdict is Verdict.OK, spaced["storage"].detail
+    stored = await results_for(weed, tmp_path, url="s3://videos/a b").store.put_chunks(
+        chunks(b"x"), "1.mp4", limit=MIB
+    )
+    assert stored.uri == "s3://videos/a b/1.mp4"
+    assert ("a b/1.mp4", 1) in bucket_listing(weed)["videos"]
+
+
+@pytest.mark.parametrize("path", ["/videos", "/other"])
+async def test_an_endpoint_with_a_path_is_refused_before_anything_is_stored(
+    weed: WeedS3, tmp_path: Path, path: str
+) -> None:
+    """The store's address with a path after it: vidretry would put a video in bucket
+    "videos" under "videos/results/…", or in a bucket "other" that SeaweedFS makes on the
+    first upload. The config is refused at load, naming the key; nothing reaches the store."""
+    before = bucket_listing(weed)
+    with pytest.raises(ConfigError, match=r"^\[storage\] endpoint_url must be the store's"):
+        load_config(config_naming(weed, tmp_path, endpoint_url=f"{weed.endpoint}{path}"))
+    assert bucket_listing(weed) == before
+
+
+async def test_a_prefix_the_client_cannot_address_is_an_outage_not_a_failed_attempt(
+    weed: WeedS3, tmp_path: Path
+) -> None:
+    """Refused at load (tests/unit/test_s3_addressing.py); a store built past that check
+    (or a name the client parses otherwise) still never charges the generator with the
+    client's refusal, nor gives the doctor a traceback: the upload is an outage (the worker
+    holds the video, the admins are told), the doctor's check fails saying why. A stream's
+    own error stays the stream's."""
+    good = results_for(weed, tmp_path).store
+    assert isinstance(good, S3ResultStore)
+    for prefix in ("a//b/", "../r/"):
+        store = S3ResultStore(replace(good.settings, prefix=prefix))
+        with pytest.raises(StoreUnavailable, match=r"cannot store s3://videos/.*: Could not parse"):
+            await store.put_chunks(chunks(b"x"), "1.mp4", limit=MIB)
+        with pytest.raises(StoreMisaddressed, match="the client cannot address"):
+            await store.check()
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"x"
+        raise ValueError("the generator's own")
+
+    with pytest.raises(ValueError, match="the generator's own"):
+        await good.put_chunks(failing(), "2.mp4", limit=MIB)
+
+
+async def test_the_uploads_and_the_doctor_sign_with_the_same_credentials(
+    weed: WeedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session token in the environment (a shell with an assumed role) beside keys in the
+    config file: the token belongs to the environment's keys, and neither the uploads nor
+    the doctor send it with the file's. Keys from the environment come with its token, for
+    both: a token that does not belong to them fails the doctor as it fails the uploads."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-token-of-other-keys")
+    results = results_for(weed, tmp_path)
+    stored = await results.store.put_chunks(chunks(b"ok"), "1-g0-token.mp4", limit=MIB)
+    assert stored.uri == "s3://videos/vidretry/1-g0-token.mp4"
+    assert (await doctor(tmp_path, weed))["storage"].verdict is Verdict.OK
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    from_env = results_for(weed, tmp_path, access_key_id=None, secret_access_key=None)
+    with pytest.raises(StoreUnavailable, match="cannot store"):
+        await from_env.store.put_chunks(chunks(b"no"), "2-g0-token.mp4", limit=MIB)
+    found = await doctor(tmp_path, weed, access_key_id=None, secret_access_key=None)
+    assert found["storage"].verdict is Verdict.FAIL
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    assert (await doctor(tmp_path, weed, access_key_id=None, secret_access_key=None))[
+        "storage"
+    ].verdict is Verdict.OK
 
 
 async def doctor(tmp_path: Path, weed: WeedS3, **storage: object) -> dict[str, Check]:

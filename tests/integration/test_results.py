@@ -10,6 +10,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.integration.test_breaker import Recorder
@@ -191,3 +192,35 @@ async def test_a_result_that_is_no_video_fails_the_attempt_and_one_too_big_fails
     assert "Telegram lets a bot upload at most 1 MiB" in str(big_one["last_error"])
     assert store.objects == {}
     assert big.exists()  # not the worker's to delete: the generator's own file
+
+
+async def test_an_outage_that_follows_another_within_a_minute_is_told_too(
+    db_url: str,
+) -> None:
+    """With ``alert_after_seconds`` under a minute two outages may begin in one minute: each
+    is an outage of its own (its own number), and the admins are told of each, once."""
+    start = datetime(2026, 12, 7, 12, 0, 5, tzinfo=UTC)
+    async with await db.connect(db_url) as conn:
+
+        async def note(seconds: float) -> None:
+            await db.execute(conn, "note_store_outage_and_queue_notices", {
+                "owner": "w", "detail": "cannot store s3://videos/1.mp4: 503", "alert_after": 5,
+                "admins": [ADMIN, ADMIN + 1], "now": start + timedelta(seconds=seconds),
+            })  # fmt: skip
+
+        async def told() -> list[object]:
+            query = (
+                "SELECT user_id, payload->>'since' AS since FROM notifications"
+                " WHERE kind = 'store_down' ORDER BY id"
+            )
+            return [(r["user_id"], r["since"][17:19]) for r in await rows(conn, query)]
+
+        for began in (0, 20):  # 12:00:05 and 12:00:25
+            await note(began)
+            await note(began + 3)  # not yet
+            await note(began + 6)
+            await note(began + 7)  # told once
+            await conn.execute("DELETE FROM store_outage")  # a video kept: it is over
+        assert await told() == [
+            (ADMIN, "05"), (ADMIN + 1, "05"), (ADMIN, "25"), (ADMIN + 1, "25")
+        ]  # fmt: skip

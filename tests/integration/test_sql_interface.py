@@ -196,6 +196,48 @@ async def test_a_host_bot_s_button_out_of_retries_tells_the_admins_as_vidretry_s
     assert bad.value.sqlstate == "VR002"
 
 
+async def test_asking_again_is_a_retry_within_the_same_daily_quota(
+    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+) -> None:
+    """The quota is SQL's, for every way of asking: a host bot's user out of retries who
+    asks again for the failed video (vidretry_enqueue) gets no retry, as their button gets
+    none. The call keeps interface version 1's answer — the asset id, no error — and the
+    asset stays failed (vidretry_asset says so); the admins' alert is the button's, one per
+    failure, and commits with the caller's transaction. Nothing is recorded for the user."""
+    await conn.execute("UPDATE queue_policy SET admins = '{900}', max_retries_per_user_per_day = 1")
+    asset_id = await vidretry.enqueue(bot, "Q1", user_id=400)
+    await bot.commit()
+    await fail_for_good(conn, asset_id)
+    assert await vidretry.press_retry(bot, asset_id, user_id=400) == ("retried", 1)
+    await bot.commit()
+    await fail_for_good(conn, asset_id)
+    assert await vidretry.press_retry(bot, asset_id, user_id=400) == ("out_of_retries", 1)
+    await bot.commit()
+
+    assert await scalar(conn, "SELECT vidretry_enqueue('Q1', 400)") == asset_id
+    async with conn.transaction():
+        await conn.execute("SELECT vidretry_enqueue('Q1', 400)")  # asked twice: told once
+    cur = await bot.execute("SELECT vidretry_enqueue('Q1', 400)")
+    assert await cur.fetchone() == (asset_id,)
+    await bot.commit()
+    assert (await vidretry.asset(bot, asset_id) or {})["state"] == "failed"
+    assert await rows(conn, "SELECT state, generation FROM video_assets") == [
+        {"state": "failed", "generation": 1}
+    ]
+    alerts = "SELECT user_id, generation, payload FROM notifications WHERE kind = 'alert'"
+    assert await rows(conn, alerts) == [
+        {"user_id": 900, "generation": 1, "payload": {"name": "Q1", "user": 400, "error": "boom"}}
+    ]
+    # Another user with retries left asks for it: retried for them; so may an admin.
+    await conn.execute("UPDATE queue_policy SET max_retries_per_user_per_day = 2")
+    assert await scalar(conn, "SELECT vidretry_enqueue('Q1', 401)") == asset_id
+    assert await scalar(conn, "SELECT state FROM video_assets") == "pending"
+    requests = "SELECT user_id, state FROM user_requests ORDER BY user_id"
+    assert await rows(conn, requests) == [
+        {"user_id": 400, "state": "pending"}, {"user_id": 401, "state": "pending"}
+    ]  # fmt: skip
+
+
 async def test_cancel_takes_back_one_request_then_the_job(
     bot: psycopg.AsyncConnection[Any], conn: db.Connection
 ) -> None:

@@ -5,6 +5,8 @@
 //   node interface.mjs orders        an order and its video in one transaction, committed;
 //                                    another order and video, rolled back
 //   node interface.mjs retry ID USER vidretry_retry, refused or not: its SQLSTATE
+//   node interface.mjs press ID USER vidretry_press_retry: its outcome and generation
+//   node interface.mjs ask NAME USER vidretry_enqueue, then the asset's state (vidretry_asset)
 //   node interface.mjs slow NAME     enqueue, wait 1.5 s, then commit: when it committed
 import pg from "pg";
 
@@ -33,6 +35,19 @@ try {
     } catch (error) {
       say({ code: error.code, message: error.message });
     }
+  } else if (scenario === "press") {
+    const { rows } = await client.query(
+      "SELECT outcome, generation FROM vidretry_press_retry($1, $2)", args,
+    );
+    say(rows[0]);
+  } else if (scenario === "ask") {
+    const { rows: [{ asset }] } = await client.query(
+      "SELECT vidretry_enqueue($1, $2) AS asset", args,
+    );
+    const { rows: [{ state }] } = await client.query(
+      "SELECT state FROM vidretry_asset($1)", [asset],
+    );
+    say({ asset, state });
   } else if (scenario === "slow") {
     await client.query("BEGIN");
     const { rows } = await client.query("SELECT vidretry_enqueue($1, 601) AS asset", args);

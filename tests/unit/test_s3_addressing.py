@@ -73,6 +73,27 @@ def test_the_bucket_is_addressed_where_the_uri_says(table: dict[str, Any], bucke
          r"^\[storage\] endpoint_url must be the store's address alone"),
         ("s3://videos/bot", {"endpoint_url": "https://key:secret@s3.example.net"},
          r"^\[storage\] endpoint_url must be the store's address alone"),
+        # A path: the bucket's name again (the key would begin with it), or another bucket.
+        ("s3://videos/results", {"endpoint_url": "http://127.0.0.1:8333/videos"},
+         r"^\[storage\] endpoint_url must be the store's address without a path, got "
+         r"'http://127\.0\.0\.1:8333/videos': the bucket and the prefix go in \[storage\] url"),
+        ("s3://videos/results", {"endpoint_url": "http://127.0.0.1:8333/other/"},
+         r"without a path"),
+        ("s3://videos/results", {"endpoint_url": "https://s3.example.net/s3", "path_style": False},
+         r"without a path"),
+        # A prefix the S3 client cannot address: it would refuse every object.
+        ("s3://videos/a//b", {}, r"^\[storage\] url's prefix must be names separated by "
+         r"single slashes, none of them \"\.\" or \"\.\.\" and without control characters, "
+         r"got 's3://videos/a//b'$"),
+        ("s3://videos/../r", {}, r"url's prefix must be names"),
+        ("s3://videos/a/./b", {}, r"url's prefix must be names"),
+        ("s3://videos//bot", {}, r"url's prefix must be names"),
+        ("s3://videos/bot\x07", {}, r"url's prefix must be names"),
+        ("s3://videos/" + "p" * 901, {}, r"url's prefix must be at most 900 bytes"),
+        # Half a key in the file: the other half would come from the environment.
+        ("s3://videos/bot", {"access_key_id": "AKIA"},
+         r"^\[storage\] access_key_id and secret_access_key go together"),
+        ("s3://videos/bot", {"secret_access_key": "s"}, r"go together"),
         # S3's settings on a directory.
         ("file:///srv/videos", {"path_style": True},
          r"^\[storage\] endpoint_url, region, path_style and keys are for an s3:// url$"),
@@ -83,6 +104,11 @@ def test_a_bucket_that_cannot_be_addressed_is_refused_at_load_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=refusal):
         parse_config({"storage": {"url": url, **table}})
+
+
+@pytest.mark.parametrize("url", ["s3://videos/a b", "s3://videos/bot/", "s3://videos/видео/2026"])
+def test_a_prefix_of_plain_names_is_taken_as_written(url: str) -> None:
+    parse_config({"storage": {"url": url, "endpoint_url": "http://127.0.0.1:8333/"}})
 
 
 def test_the_dotted_bucket_is_addressed_path_style_when_told() -> None:

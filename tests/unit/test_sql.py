@@ -123,7 +123,7 @@ EXPECTED_GUARDS: dict[str, list[str | tuple[str, str]]] = {
     "vidretry_cancel_job": ["a.state IN ('pending', 'running')"],
     "vidretry_cancel_asset": ["r.state = 'pending'"],
     "vidretry_withdraw_request": ["r.state = 'pending'", "n.state = 'pending'"],
-    "vidretry_enqueue_request": ["v.state = 'cancelled'"],
+    "vidretry_enqueue_request_v2": ["v.state = 'cancelled'"],
     "vidretry_track_message": ["r.state = 'pending'"],
 }
 

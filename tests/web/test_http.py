@@ -238,6 +238,14 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
         again = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
         assert (again.status_code, again.json()["sqlstate"]) == (429, "VR014")
         assert again.json()["outcome"] == "out_of_retries"
+        # Asking again for it is a retry too, refused alike; the asset stays failed.
+        asked = await client.post("/api/assets", json={"name": "Маша", "telegram_user": 7})
+        assert asked.status_code == 429
+        assert asked.json() == {
+            "ok": False, "asset_id": asset_id, "state": "failed", "created": False,
+            "outcome": "out_of_retries", "sqlstate": "VR014",
+            "error": f"asset {asset_id} stays failed: user 7 has no retries left today",
+        }  # fmt: skip
         took_back = await client.post(f"/api/assets/{asset_id}/cancel", json={"telegram_user": 8})
         assert took_back.json()["result"] == "withdrawn"
     async with await db.connect(console.url) as conn:

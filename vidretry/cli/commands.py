@@ -253,7 +253,8 @@ def enqueue(
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Ask for a video (on behalf of a Telegram user, with --user); print the asset id."""
+    """Ask for a video (on behalf of a Telegram user, with --user); print the asset id (exit
+    1 as well when it failed and the user has no retries left today)."""
     params: dict[str, str] = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -271,9 +272,19 @@ def enqueue(
                 max_attempts=config.worker.max_attempts, asked_by=f"operator:{login()}",
             )  # fmt: skip
         if as_json:
-            print_json({"asset_id": result.asset_id, "state": result.state})
+            print_json(
+                {
+                    "asset_id": result.asset_id, "state": result.state,
+                    "out_of_retries": result.out_of_retries,
+                }
+            )  # fmt: skip
         else:
             typer.echo(result.asset_id)
+        if result.out_of_retries:
+            raise RefusedError(
+                f"asset {result.asset_id} stays failed: user {user} has no retries left "
+                "today (the admins are told)"
+            )
 
     run(ctx, body)
 

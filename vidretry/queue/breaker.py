@@ -152,6 +152,13 @@ async def resume(
     return Resumed(row["id"], row["reason"], row["paused_seconds"])
 
 
+async def next_probe_in(conn: Connection, *, now: datetime | None) -> float | None:
+    """Seconds until the breaker's next probe is due (0 or less: due, or one runs); None
+    when the breaker holds no pause."""
+    row = await fetch_one(conn, "next_probe_in", {"now": now})
+    return None if row is None else float(row["seconds"])
+
+
 class Paused(enum.StrEnum):
     PAUSED = "paused"  # a manual pause was opened
     HELD = "held"  # the breaker's pause became manual: no probe will end it

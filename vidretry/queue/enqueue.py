@@ -70,6 +70,9 @@ class Enqueued:
     created: bool
     retried: bool = False  # the asset had failed and was put back in the queue for this user
     ready_queued: bool = False  # it was available: a 'ready' message is on its way
+    # It had failed, and the user's retries for today are used up: it stays failed, nothing
+    # is recorded for the user, and the admins are told (the retry button's rule and alert).
+    out_of_retries: bool = False
 
 
 async def enqueue(
@@ -90,8 +93,9 @@ async def enqueue(
     ``user_id``, at ``priority`` (0-9, higher first) and in its owner's fair turn. A second
     user for the same name joins the same asset (a higher ``priority`` lifts the job). For
     an asset that is already available the request is satisfied at once with a 'ready'
-    notification; for a failed one the asset is retried with this user as the actor; a
-    cancelled one is re-opened as a new generation. ``chat_id`` defaults to the user's
+    notification; for a failed one the asset is retried with this user as the actor, within
+    the user's daily retry quota (``out_of_retries``, the admins told, when it is used up);
+    a cancelled one is re-opened as a new generation. ``chat_id`` defaults to the user's
     private chat, whose id is the user id. ``max_attempts`` None: the workers'
     ``[worker] max_attempts``, as they wrote it at start.
 
@@ -100,8 +104,8 @@ async def enqueue(
     ``operator:alice``, ``web:alice``).
     The name is normalised by ``normalise_name``; a bad name, id or priority is
     ``ConfigError``, before the database is asked. Runs in the caller's transaction when
-    there is one: one statement, the function ``vidretry_enqueue_request`` (schema 18),
-    which holds every rule of it and which other programs call through ``vidretry_enqueue``.
+    there is one: one statement, the function ``vidretry_enqueue_request_v2``, which holds
+    every rule of it and which other programs call through ``vidretry_enqueue``.
     """
     name = normalise_name(name)
     check_priority(priority)
@@ -122,5 +126,5 @@ async def enqueue(
     assert row is not None  # the function always returns its row
     return Enqueued(
         row["asset_id"], JobState(row["state"]), row["created"], row["retried"],
-        row["ready_queued"],
+        row["ready_queued"], row["out_of_retries"],
     )  # fmt: skip

@@ -17,6 +17,7 @@ import inspect
 import logging
 import math
 import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ class CommandHandler:
     ``rate_limited_exit_codes``; other lines (a ``result`` line that names neither too) are
     logged. When the attempt
     must stop (a timeout, a cancel, a lost lease, a shutdown's end), its whole process group
-    gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there."""
+    gets SIGTERM, and SIGKILL ``TERM_GRACE_SECONDS`` later if it is still there; so it does
+    when the worker dies (``lifeline``)."""
 
     def __init__(
         self,
@@ -110,8 +112,14 @@ class CommandHandler:
         except OSError as exc:
             error = describe_os_error(exc)
             raise HandlerError(f"cannot create {job.output.parent}: {error}") from None
+        supervisor = await lifeline(self.timeout_seconds)
+        if supervisor and shutil.which(argv[0]) is None:  # said as the exec would say it
+            found = os.path.exists(argv[0])  # noqa: ASYNC240 (one stat, on the error path)
+            why = "Permission denied" if found else "No such file or directory"
+            raise HandlerError(f"cannot run {argv[0]}: {why}")
         try:
             proc = await asyncio.create_subprocess_exec(
+                *supervisor,
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -160,6 +168,59 @@ def describe_os_error(exc: OSError) -> str:
 # A generator asked to stop (SIGTERM) has this long to clean up before SIGKILL: a cancel
 # stops it within [worker] heartbeat_seconds and this.
 TERM_GRACE_SECONDS = 1.5
+
+
+# A generator dies with its worker. Started through util-linux's setpriv, which asks the
+# kernel for a SIGTERM when the worker dies (PR_SET_PDEATHSIG, kept across the exec that
+# follows), and coreutils' timeout, which passes that SIGTERM on to the generator's whole
+# process group and SIGKILLs the group TERM_GRACE_SECONDS later, as the worker itself stops
+# a generator; timeout's own clock, a little longer than the job's, bounds a generator
+# whose worker hangs. Not preexec_fn's prctl: unsafe in a process with threads (a child may
+# deadlock before its exec), and it would reach the generator's first process only, not the
+# processes it starts. Without both tools (another system, a minimal image) a generator
+# runs as before: a killed worker's generator runs on until it ends, and the worker says so
+# as it starts its first one.
+_LIFELINE_BEYOND_THE_JOB = 10.0
+_lifeline: bool | None = None  # whether this machine has both tools: asked once
+
+
+async def lifeline(timeout_seconds: float) -> tuple[str, ...]:
+    """The argv that goes before a generator's so that it dies with its worker, or ()."""
+    global _lifeline
+    if _lifeline is None:
+        _lifeline = await _lifeline_works()
+        if not _lifeline:
+            log.warning(
+                "setpriv (util-linux >= 2.33) or GNU timeout is missing: a generator will "
+                "outlive its worker if the worker is killed, and hold its max_running slot "
+                "only until the worker's lease ends"
+            )
+    if not _lifeline:
+        return ()
+    return (
+        "setpriv", "--pdeathsig", "TERM", "timeout", f"--kill-after={TERM_GRACE_SECONDS:g}",
+        f"{timeout_seconds + _LIFELINE_BEYOND_THE_JOB:.3f}",
+    )  # fmt: skip
+
+
+async def _lifeline_works() -> bool:
+    """Both tools there and taking these options (setpriv's --pdeathsig is from 2.33)."""
+    if shutil.which("setpriv") is None or shutil.which("timeout") is None:
+        return False
+    try:
+        probe = await asyncio.create_subprocess_exec(
+            "setpriv", "--pdeathsig", "TERM", "timeout", "--kill-after=1", "10", "true",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError:
+        return False
+    try:
+        return await asyncio.wait_for(probe.wait(), 10) == 0
+    except TimeoutError:
+        probe.kill()
+        await probe.wait()
+        return False
 
 
 @dataclass

@@ -51,7 +51,9 @@ class Claimer(Protocol[Item]):
         ...
 
     @property
-    def poll_interval_seconds(self) -> float: ...
+    def poll_interval_seconds(self) -> float:
+        """How long to wait for a wake-up with nothing to do (read after each claim)."""
+        ...
 
     @property
     def maintenance_interval_seconds(self) -> float:
@@ -126,11 +128,11 @@ class ClaimLoop(Generic[Item]):
         async def one_round(free: int) -> tuple[Sequence[Item], bool, float]:
             """Upkeep when due, a claim, and with --drain the check for the end."""
             nonlocal next_upkeep
-            timeout = claimer.poll_interval_seconds
             if time.monotonic() >= next_upkeep:
                 await claimer.maintain()
                 next_upkeep = time.monotonic() + claimer.maintenance_interval_seconds
             claimed = await claimer.claim(free) if free > 0 else []
+            timeout = claimer.poll_interval_seconds  # after the claim, which may change it
             if drain and not claimed and not in_flight:
                 done, next_due = await claimer.drained()
                 if done:

@@ -5,8 +5,8 @@ Its rules are the function ``vidretry_retry_asset`` (sql/functions/): a retry is
 single guarded UPDATE, so of any number of concurrent callers for one asset exactly one
 changes it, and stale buttons and double clicks find nothing to change. Only when nothing
 changed is the asset read, to tell the caller why. A Telegram user's button (``press``) and
-asking again (``out_of_retries``) first meet the daily retry quota, whose one rule is the
-function ``vidretry_out_of_retries``: it tells the admins too.
+asking again for a failed video (``vidretry.queue.enqueue``) first meet the daily retry
+quota, whose one rule is the function ``vidretry_out_of_retries``: it tells the admins too.
 """
 
 from __future__ import annotations
@@ -125,17 +125,6 @@ async def press(
         "now": now,
     }  # fmt: skip
     return _result(await fetch_one(conn, "press_retry", params), asset_id)
-
-
-async def out_of_retries(
-    conn: Connection, asset_id: int, user_id: int, *, now: datetime | None = None
-) -> bool:
-    """Whether ``user_id``, asking again for the failed asset ``asset_id`` (which retries
-    it), is refused because today's retries are used up; the admins are then told. The
-    daily quota's one rule (the function ``vidretry_out_of_retries``)."""
-    params = {"id": asset_id, "user_id": user_id, "now": now}
-    row = await fetch_one(conn, "out_of_retries", params)
-    return row is not None and row["refused"] is True
 
 
 def _result(row: DictRow | None, asset_id: int) -> RetryResult:

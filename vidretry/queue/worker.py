@@ -113,7 +113,6 @@ class Worker:
         # What vidretry.queue.loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
-        self.poll_interval_seconds = config.poll_interval_seconds
         # Expired leases are looked for every quarter lease: a crash is rescued within about
         # 1.25 leases, and an idle process sends well under one query a second.
         self.maintenance_interval_seconds = max(
@@ -121,6 +120,16 @@ class Worker:
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
         self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
+        self.probe_due = False  # whether that look is for a probe the breaker has due then
+
+    @property
+    def poll_interval_seconds(self) -> float:
+        """How long the loop waits with nothing to do (read after each round's claim): a
+        poll, or less when the breaker's next probe is due sooner."""
+        poll = self.config.poll_interval_seconds
+        if not self.probe_due:
+            return poll
+        return min(poll, max(self.next_probe_check - time.monotonic(), 0.0)) or poll
 
     async def _prepare(self) -> None:
         """At the start (the loop's first upkeep, so a database that is down is waited
@@ -355,6 +364,8 @@ class Worker:
         if failure is jobs.Failure.FAILED:
             log.info("%s failed for good: %s", attempt, error)
             return Outcome.FAILED
+        if failure in (jobs.Failure.PAUSED, jobs.Failure.REFUNDED):
+            self.next_probe_check = 0.0  # learn when the (next) probe is due
         if failure is jobs.Failure.PAUSED:
             log.warning(
                 "%s failed: attempts on %d assets in a row failed, the generator looks down; "
@@ -439,11 +450,20 @@ class Worker:
             if claimed or limit <= 0 or not self.breaker.enabled:
                 return claimed
             # Nothing to claim: perhaps the breaker holds the queue paused and a probe is due.
-            # Asked at most once per maintenance interval, so an idle worker's queries stay
-            # at one claim per poll (probes are due tens of seconds apart anyway).
-            if time.monotonic() < self.next_probe_check:
+            # Looked at when the breaker's next probe is due (the loop wakes for it), at most
+            # one maintenance interval apart (a pause opened by another worker is seen within
+            # one), so an idle worker's queries stay at about one claim per poll.
+            looked = time.monotonic()
+            if looked < self.next_probe_check:
                 return []
-            self.next_probe_check = time.monotonic() + self.maintenance_interval_seconds
+            due_in = await breaker.next_probe_in(conn, now=self.clock.now())
+            self.probe_due = due_in is not None
+            if due_in is None or due_in > 0:
+                wait = self.maintenance_interval_seconds
+                self.next_probe_check = looked + (wait if due_in is None else min(due_in, wait))
+                return []
+            # Due: unless another worker's probe runs, or nothing waits to be tried.
+            self.next_probe_check = looked + self.config.poll_interval_seconds
             probe = await jobs.claim_probe(
                 conn, owner=self.name, lease_seconds=self.config.lease_seconds,
                 now=self.clock.now(), quota=self.quota,

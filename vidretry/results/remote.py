@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import obstore
 from obstore.exceptions import (
@@ -72,9 +73,13 @@ class S3Settings:
 
 
 class S3ResultStore:
-    """``s3://bucket/prefix``: objects ``<prefix><key>``. Credentials not configured come
-    from the standard environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-    ``AWS_SESSION_TOKEN``, ...) as the client reads it.
+    """``s3://bucket/prefix``: objects ``<prefix><key>``. The credentials are the
+    configured keys, else the standard environment's (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``): one pair, chosen once
+    (``listing.static_keys``), for the uploads as for the doctor's signed listing. The
+    client is given them explicitly, the session token too (empty with configured keys:
+    the environment's belongs to other keys, and the client would send it along); without
+    either, the client finds an instance's role's as it does.
 
     The client is given the bucket's URL as built from the configuration (path-style or
     virtual-hosted: ``StorageConfig.bucket_url``) and told to use it as it is, in both of
@@ -83,20 +88,19 @@ class S3ResultStore:
     mode, and a request for ``results/1.mp4`` in bucket ``videos`` lands in a bucket named
     ``results``."""
 
-    def __init__(self, settings: S3Settings) -> None:
+    def __init__(self, settings: S3Settings, env: Mapping[str, str] = os.environ) -> None:
         self.settings = settings
+        self.keys = static_keys(settings.access_key_id, settings.secret_access_key, env)
         config: dict[str, str | bool] = {
             "virtual_hosted_style_request": True,
             "endpoint": settings.bucket_url,
             "aws_endpoint_url_s3": settings.bucket_url,
             "region": settings.region,
         }
-        for key, value in (
-            ("access_key_id", settings.access_key_id),
-            ("secret_access_key", settings.secret_access_key),
-        ):
-            if value:
-                config[key] = value
+        if self.keys is not None:
+            config["access_key_id"] = self.keys.access_key_id
+            config["secret_access_key"] = self.keys.secret_access_key
+            config["session_token"] = self.keys.session_token or ""
         self.store = S3Store(
             settings.bucket,
             config=config,  # type: ignore[arg-type]  # a TypedDict, built key by key
@@ -135,23 +139,40 @@ class S3ResultStore:
             return await self.put_chunks(file_chunks(source), key, limit=limit)
 
     async def put_chunks(self, chunks: AsyncIterable[bytes], key: str, *, limit: int) -> Stored:
+        """A multipart upload that ends, whatever ends it: a stream that fails (the size
+        cap, a copy that gives up) or this call cancelled (a copy past the job's time, a
+        shutdown) stops the stream, and the client aborts the upload before this returns
+        (``_Feed``): no parts left behind, and nothing still reading the stream."""
         object_path = self.settings.prefix + key
+        uri = f"{self.uri_prefix}{object_path}"
         tally = Tally(limit, f"the video {key}")
+        feed = _Feed(tally.counted(chunks))
         try:
-            await obstore.put_async(
-                self.store,
-                object_path,
-                tally.counted(chunks),
-                attributes={"Content-Type": "video/mp4"},
-                use_multipart=True,
-                chunk_size=CHUNK,
-                max_concurrency=UPLOAD_CONCURRENCY,
+            upload = asyncio.ensure_future(
+                obstore.put_async(
+                    self.store,
+                    object_path,
+                    feed,
+                    attributes={"Content-Type": "video/mp4"},
+                    use_multipart=True,
+                    chunk_size=CHUNK,
+                    max_concurrency=UPLOAD_CONCURRENCY,
+                )
             )
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            await feed.stop(upload)
+            raise
         except BaseError as exc:
-            raise StoreUnavailable(
-                f"cannot store {self.uri_prefix}{object_path}: {_short(exc)}"
-            ) from None
-        return Stored(self.uri_prefix + object_path, tally.size, tally.digest.digest())
+            raise StoreUnavailable(f"cannot store {uri}: {_short(exc)}") from None
+        except (ValueError, TypeError) as exc:
+            if feed.failed_with(exc):
+                raise
+            # The client refuses the object's name ([storage] url's prefix is checked at
+            # load: a name it parses otherwise): the store's problem, never the
+            # generator's; the worker holds the video, and the admins are told.
+            raise StoreUnavailable(f"cannot store {uri}: {_short(exc)}") from None
+        return Stored(uri, tally.size, tally.digest.digest())
 
     async def open(self, uri: str) -> RangedDownload:
         path = self._path(uri)
@@ -172,7 +193,7 @@ class S3ResultStore:
         settings = self.settings
         where = f"{self.uri_prefix}{settings.prefix} at {settings.bucket_url}"
         probe = f"{settings.prefix}.vidretry-doctor"
-        keys = static_keys(settings.access_key_id, settings.secret_access_key, os.environ)
+        keys = self.keys
         if keys is None:
             await self._head(probe, where)
             return f"{where} (addressing not proved: no access key to sign a listing with)"
@@ -180,7 +201,11 @@ class S3ResultStore:
             signed = await obstore.sign_async(self.store, "GET", probe, timedelta(minutes=1))
         except BaseError as exc:
             raise StoreUnavailable(f"{where}: {_short(exc)}") from None
-        addressed = signed.partition("?")[0]
+        except (ValueError, TypeError) as exc:
+            raise StoreMisaddressed(f"{where}: the client cannot address {probe}: {exc}") from None
+        # The client's URL is percent-encoded ("a b/" as "a%20b/"): compared as the store
+        # reads it.
+        addressed = unquote(signed.partition("?")[0])
         if addressed != f"{settings.bucket_url}/{probe}":
             raise StoreMisaddressed(
                 f"{where}: the client would send {probe} to {addressed}, not under the bucket's URL"
@@ -210,6 +235,8 @@ class S3ResultStore:
             ) from None
         except BaseError as exc:
             raise StoreUnavailable(f"{where}: {_short(exc)}") from None
+        except (ValueError, TypeError) as exc:
+            raise StoreMisaddressed(f"{where}: the client cannot address {probe}: {exc}") from None
 
     async def delete(self, uris: Sequence[str]) -> None:
         """S3's DeleteObjects: up to 1,000 objects a request."""
@@ -220,6 +247,64 @@ class S3ResultStore:
         except BaseError as exc:
             shown = uris[0] if len(uris) == 1 else f"{len(uris)} videos"
             raise StoreUnavailable(f"cannot delete {shown}: {_short(exc)}") from None
+
+
+class _Halted(Exception):
+    """The upload's stream was stopped: the client aborts the upload."""
+
+
+class _Feed:
+    """The stream the client uploads, pulled by the client itself (each pull a task on the
+    event loop), which can be stopped. Cancelling the client's call would not stop it: the
+    client would go on pulling the stream while it is closed, and leave its multipart upload
+    open. Stopped, the stream fails at once (a pull under way is cancelled), which the
+    client answers as any failing stream: it aborts the upload and returns."""
+
+    # After a stop, how long the client may take to abort before it is let go (the bucket's
+    # lifecycle rule takes what it leaves: docs/deployment.md).
+    ABORT_SECONDS = 30.0
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self.chunks = aiter(chunks)
+        self.pulling: asyncio.Task[object] | None = None
+        self.halted = False
+        self.error: BaseException | None = None  # what the stream itself raised
+
+    def __aiter__(self) -> _Feed:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.halted:
+            raise _Halted
+        self.pulling = asyncio.current_task()
+        try:
+            return await anext(self.chunks)
+        except StopAsyncIteration:
+            raise
+        except asyncio.CancelledError:
+            if self.halted:
+                raise _Halted from None
+            raise
+        except Exception as exc:
+            self.error = exc
+            raise
+        finally:
+            self.pulling = None
+
+    def failed_with(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by the client, is the stream's own error passed on."""
+        error = self.error
+        return error is not None and (
+            exc is error or (type(exc) is type(error) and exc.args == error.args)
+        )
+
+    async def stop(self, upload: asyncio.Future[Any]) -> None:
+        """Stop the stream and wait for the client to abort the upload."""
+        self.halted = True
+        if self.pulling is not None:
+            self.pulling.cancel()
+        with contextlib.suppress(Exception):  # _Halted, as it should; or the client's own
+            await asyncio.wait_for(upload, self.ABORT_SECONDS)
 
 
 class RangedDownload:

@@ -28,7 +28,7 @@ from vidretry.queue import reports
 from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.queue.retry import Actor, describe_retry, out_of_retries, retry
+from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
@@ -181,17 +181,12 @@ class Conversation:
         assert mine is not None
         if not mine["asked_before"] and mine["open"] >= self.settings.max_open_requests_per_user:
             return [Outgoing(m.too_many_open)]
-        asset = await fetch_one(conn, "asset_by_name", {"name": name})
-        if (
-            asset
-            and asset["state"] == JobState.FAILED
-            and await out_of_retries(conn, asset["id"], user_id, now=now)
-        ):
-            return [Outgoing(render(m.retry_limit, name))]  # the admins are told
         priority = await self.priorities.of(
             PriorityRequest(user_id, name, is_admin=user_id in self.admins)
         )
         done = await enqueue(conn, name, user_id=user_id, priority=priority, now=now)
+        if done.out_of_retries:
+            return [Outgoing(render(m.retry_limit, name))]  # the admins are told
         if done.state is JobState.AVAILABLE:
             if done.ready_queued:
                 return []  # the video is on its way through the outbox, paced like the rest

@@ -1,9 +1,10 @@
 """The limits that keep one user from wearing out the generator or the bot.
 
 New requests per minute are counted in memory by the leading notifier (the only process that
-talks to Telegram). Retries per day are the database's rule (vidretry.queue.retry, the
-function vidretry_out_of_retries), counted from the history, so a button press and asking
-again for a failed video count alike, whichever program's button it is.
+talks to Telegram). Retries per day are the database's rule (the function
+vidretry_out_of_retries, which the button and asking again both meet in SQL), counted from
+the history, so a button press and asking again for a failed video count alike, whichever
+program's button it is or whoever asks.
 """
 
 from __future__ import annotations

@@ -374,6 +374,18 @@ class Console:
                 )  # fmt: skip
         except ConfigError as exc:
             raise Refused(400, str(exc)) from None
+        if done.out_of_retries:
+            # Asking again for a failed video is a retry: refused as the user's button press
+            # would be (vidretry_press_retry's 429), the admins told.
+            return _json(
+                {
+                    "ok": False, "asset_id": done.asset_id, "state": done.state,
+                    "created": False, "outcome": "out_of_retries", "sqlstate": "VR014",
+                    "error": f"asset {done.asset_id} stays failed: user {user} has no "
+                    "retries left today",
+                },
+                status=_STATUS_OF["VR014"],
+            )  # fmt: skip
         return _json(
             {"ok": True, "asset_id": done.asset_id, "state": done.state, "created": done.created}
         )
