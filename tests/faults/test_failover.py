@@ -10,6 +10,7 @@ ends where it should."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -93,7 +94,9 @@ class Pair:
         postmaster = int((self.primary.data_dir / "postmaster.pid").read_text().split()[0])
         pids = [postmaster, *_children(postmaster)]
         for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+            # A backend listed a moment ago may have ended since (a connection closed).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def promote(self) -> None:
         self.replica._pg_ctl("promote", "-w", "-t", "60")
