@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db.embedded import EmbeddedServer
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -33,10 +33,10 @@ from typing import Any
 
 from tests.telegram.bot_process import blocked, most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
 from vidretry.queue.cancel import withdraw
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
 from vidretry.telegram.delivery import parse_callback_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
     server = EmbeddedServer(base / "pg")  # default durability: this is about crashes
     url = await asyncio.to_thread(server.start)
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
         await _enqueue_everything(conn, plan, rng)
     logs = base / "logs"
@@ -227,7 +227,7 @@ async def chaos(plan: Plan, base: Path, rng: random.Random) -> Figures:
     return figures
 
 
-async def _enqueue_everything(conn: db.Connection, plan: Plan, rng: random.Random) -> None:
+async def _enqueue_everything(conn: connection.Connection, plan: Plan, rng: random.Random) -> None:
     # Every user once wrote /start: the bot knows how to address them.
     await conn.execute(
         "INSERT INTO telegram_users (user_id, access_hash)"
@@ -262,7 +262,7 @@ def _telegram_outage(flag: Path, starts_at: float, figures: Figures) -> None:
 
 async def _ask_more(url: str, plan: Plan, rng: random.Random, n: int = 40) -> int:
     try:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             for i in range(n):
                 await enqueue(
                     conn, f"chaos-outage-{i}", user_id=rng.randint(1, plan.users),
@@ -290,7 +290,7 @@ def _generator_outage(flag: Path, starts_at: float, figures: Figures) -> None:
 
 async def _leader(url: str, processes: list[Process]) -> Process | None:
     try:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             cur = await conn.execute("SELECT leader FROM leadership WHERE role = 'notifier'")
             row = await cur.fetchone()
     except Exception:  # the database may be restarting
@@ -307,7 +307,7 @@ def _restart(server: EmbeddedServer) -> None:
 
 async def _retry_some(cli: list[str], env: dict[str, str], url: str, rng: random.Random) -> int:
     try:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             cur = await conn.execute("SELECT id FROM video_assets WHERE state = 'failed'")
             failed = [row["id"] for row in await cur.fetchall()]
     except Exception:  # the database may be restarting
@@ -325,7 +325,7 @@ async def _cancel_some(cli: list[str], env: dict[str, str], url: str, rng: rando
     """An operator cancels one asset still to be made (or being made) from the CLI, and two
     users take back a waiting request each (the cancel button's service)."""
     try:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             cur = await conn.execute(
                 "SELECT a.id, r.user_id FROM video_assets AS a"
                 " JOIN user_requests AS r ON r.asset_id = a.id AND r.state = 'pending'"
@@ -350,7 +350,7 @@ async def _settle(url: str, seconds: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         try:
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 cur = await conn.execute(
                     "SELECT (SELECT count(*) FROM video_assets"
                     "        WHERE state IN ('pending', 'running'))"
@@ -369,7 +369,7 @@ async def _settle(url: str, seconds: float) -> float:
 async def _check(url: str, logs: Path, figures: Figures) -> None:
     fail = figures.failures.append
     facts = figures.facts
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
 
         async def rows(query: str) -> list[dict[str, Any]]:
             cur = await conn.execute(query)  # type: ignore[arg-type]
@@ -496,7 +496,7 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
     if most > 1:
         fail(f"{most} bot sessions were logged in at once")
     delivered = Counter[str]()
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         cur = await conn.execute(
             "SELECT asset_id, chat_id, count(*) AS n FROM notifications"
             " WHERE kind = 'failed' AND state = 'sent' GROUP BY 1, 2"

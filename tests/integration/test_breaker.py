@@ -16,14 +16,14 @@ from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.clock import DatabaseClock
 from vidretry.config import MessagesConfig
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
-from vidretry.store import db
-from vidretry.store.pool import open_pool
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, Recipient
 from vidretry.telegram.notifier import deliver_to
@@ -33,7 +33,7 @@ USERS = itertools.count(1)
 
 
 async def fail_once_each(
-    conn: db.Connection, clock: FakeClock, names: list[str], settings: Breaker
+    conn: connection.Connection, clock: FakeClock, names: list[str], settings: Breaker
 ) -> list[jobs.Failure]:
     """Enqueue ``names``, claim them and fail each attempt once, in order. Each has a user
     of its own: the fair order would put one user's later job behind their earlier ones."""
@@ -44,7 +44,7 @@ async def fail_once_each(
 
 
 async def fail(
-    conn: db.Connection, clock: FakeClock, job: ClaimedJob, settings: Breaker
+    conn: connection.Connection, clock: FakeClock, job: ClaimedJob, settings: Breaker
 ) -> jobs.Failure:
     return await jobs.record_failure(
         conn, job, owner="w", error="401 wrong API key", final=job.is_last_attempt,
@@ -55,7 +55,7 @@ async def fail(
 async def test_failures_older_than_the_window_are_forgotten(db_url: str) -> None:
     clock = FakeClock()
     settings = Breaker(min_assets=3, window_seconds=60, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await fail_once_each(conn, clock, ["a", "b"], settings) == [jobs.Failure.RETRY] * 2
         clock.advance(61)  # a and b fell out of the window: c is the first of a new streak
         assert await fail_once_each(conn, clock, ["c"], settings) == [jobs.Failure.RETRY]
@@ -74,7 +74,7 @@ async def test_a_disabled_breaker_never_trips_but_a_manual_pause_still_refunds(
 ) -> None:
     clock = FakeClock()
     off = Breaker(enabled=False, min_assets=2)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         failures = await fail_once_each(conn, clock, [f"v{i}" for i in range(6)], off)
         assert failures == [jobs.Failure.RETRY] * 6
         assert await scalar(conn, "SELECT count(*) FROM queue_pauses") == 0
@@ -102,7 +102,7 @@ class Recorder:
 async def test_the_admins_read_why_the_queue_paused_and_how_long_it_was(db_url: str) -> None:
     clock = FakeClock()
     settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         names = ["a", "b", "c"]
         assert (await fail_once_each(conn, clock, names, settings))[1] is jobs.Failure.PAUSED
         clock.advance(30)
@@ -135,7 +135,7 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
     under the quotas (here: the generator asked to slow down), nothing is chosen either."""
     clock = FakeClock()
     settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert (await fail_once_each(conn, clock, ["a", "b", "c"], settings))[1] is (
             jobs.Failure.PAUSED
         )
@@ -180,7 +180,7 @@ async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     )  # fmt: skip
     settings = Breaker(min_assets=2, probe_seconds=2, probe_max_seconds=4)
     await add(db_url, "a", "b", "c", users=(1,))
-    async with await db.connect(db_url) as conn, open_pool(db_url, max_size=4) as pool:
+    async with await connection.connect(db_url) as conn, open_pool(db_url, max_size=4) as pool:
         worker = Worker(
             pool, config, build_handler(config), listener=None, clock=DatabaseClock(),
             rng=random.Random(1), breaker=settings, results=None,
@@ -204,5 +204,5 @@ async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     assert first + 4 <= second < first + 4 + 5, second
 
 
-async def _count(conn: db.Connection, query: str, n: int) -> bool:
+async def _count(conn: connection.Connection, query: str, n: int) -> bool:
     return len(await rows(conn, query)) >= n

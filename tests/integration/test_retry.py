@@ -3,15 +3,15 @@
 import asyncio
 
 from tests.support import FakeClock, rows, scalar
+from vidretry.db import connection
 from vidretry.models import JobState
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, RetryOutcome, retry
-from vidretry.store import db
 
 
 async def failed_asset(
-    conn: db.Connection, clock: FakeClock, users: tuple[int, ...] = (1, 2)
+    conn: connection.Connection, clock: FakeClock, users: tuple[int, ...] = (1, 2)
 ) -> int:
     for user in users:
         created = await enqueue(conn, "a", user_id=user, now=clock.now())
@@ -21,7 +21,10 @@ async def failed_asset(
 
 
 async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn, await db.connect(db_url) as listener:
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as listener,
+    ):
         await listener.execute("LISTEN vidretry_jobs")
         asset_id = await failed_asset(conn, clock)
         clock.advance(60)
@@ -60,7 +63,7 @@ async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> N
 
 
 async def test_refusals(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock)
         operator = Actor.operator("op")
         assert (await retry(conn, 999, operator)).outcome is RetryOutcome.NOT_FOUND
@@ -82,19 +85,19 @@ async def test_refusals(db_url: str, clock: FakeClock) -> None:
 
 
 async def test_admins_may_retry_what_they_did_not_ask_for(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock)
         assert (await retry(conn, asset_id, Actor.telegram(42, is_admin=True))).retried
 
 
 async def test_concurrent_retries_have_exactly_one_winner(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock, users=tuple(range(1, 9)))
-    connections = [await db.connect(db_url) for _ in range(8)]
+    connections = [await connection.connect(db_url) for _ in range(8)]
     try:
         start = asyncio.Event()
 
-        async def press(conn: db.Connection, user: int) -> RetryOutcome:
+        async def press(conn: connection.Connection, user: int) -> RetryOutcome:
             await start.wait()
             return (await retry(conn, asset_id, Actor.telegram(user), generation=0)).outcome
 
@@ -107,6 +110,6 @@ async def test_concurrent_retries_have_exactly_one_winner(db_url: str, clock: Fa
             await c.close()
     assert outcomes.count(RetryOutcome.RETRIED) == 1
     assert set(outcomes) == {RetryOutcome.RETRIED, RetryOutcome.STALE}
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT generation FROM video_assets") == 1
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'retried'") == 1

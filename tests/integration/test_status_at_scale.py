@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from tests.support import FakeClock, rows, scalar
 from vidretry.cli import plain
+from vidretry.db import connection
 from vidretry.queue import jobs, reports
-from vidretry.store import db
 from vidretry.telegram import outbox
 
 
 async def test_available_is_counted_exactly_while_small_then_estimated(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "INSERT INTO video_assets (name, state, attempts, result, finished_at)"
             " SELECT 'v' || i, 'available', 1, '/v.mp4', now() FROM generate_series(1, 1000) i"
@@ -38,7 +38,7 @@ async def test_available_is_counted_exactly_while_small_then_estimated(db_url: s
 async def test_rescues_work_in_bounded_batches(db_url: str) -> None:
     clock = FakeClock()
     n = jobs.RESCUE_BATCH * 2 + 7
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "INSERT INTO video_assets (name) SELECT 'v' || i FROM generate_series(1, %s) i", (n,)
         )

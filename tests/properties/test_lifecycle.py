@@ -34,13 +34,13 @@ from hypothesis.stateful import (
 )
 
 from tests.support import FakeClock
+from vidretry.db import connection
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs, reports
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, RetryOutcome, retry
-from vidretry.store import db
 from vidretry.telegram import outbox
 
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class Lifecycle(RuleBasedStateMachine):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.conn: db.Connection = self.run(db.connect(url))
+        self.conn: connection.Connection = self.run(connection.connect(url))
         self.run(self.conn.execute(
             "TRUNCATE video_assets, user_requests, notifications, job_events, telegram_users,"
             " queue_pauses RESTART IDENTITY CASCADE;"

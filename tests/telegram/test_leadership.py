@@ -25,8 +25,8 @@ from tests.telegram.bot_process import most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
 from vidretry.clock import DatabaseClock
 from vidretry.config import NotifierConfig
-from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
-from vidretry.store.pool import open_pool
+from vidretry.db.listen import LEADERSHIP_CHANNEL, Listener
+from vidretry.db.pool import open_pool
 from vidretry.telegram.leadership import Leadership
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,19 +26,19 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
+from vidretry.db.connection import Connection, execute
+from vidretry.db.deadlink import answer_seconds_for
+from vidretry.db.embedded import database_url, default_dir
+from vidretry.db.listen import LEADERSHIP_CHANNEL, Listener
+from vidretry.db.pool import open_pool
+from vidretry.db.processes import recorded
+from vidretry.db.redact import one_line
 from vidretry.names import default_process_name
 from vidretry.queue import retention
 from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.worker import Worker, breaker_settings
 from vidretry.results.configured import configured
-from vidretry.store.db import Connection, execute
-from vidretry.store.deadlink import answer_seconds_for
-from vidretry.store.embedded import database_url, default_dir
-from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
-from vidretry.store.pool import open_pool
-from vidretry.store.processes import recorded
-from vidretry.store.redact import one_line
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
 from vidretry.telegram.delivery import EditsMessages, Pacer, Sender

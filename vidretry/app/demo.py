@@ -30,13 +30,13 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.app.daemons import NotifierProcess, build_worker
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config, MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.errors import HandlerError, VidretryError
 from vidretry.models import JobContext
 from vidretry.queue import reports
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming
 from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
@@ -153,7 +153,7 @@ async def prepare_database(server: EmbeddedServer) -> str:
         await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
     url = server.url_for(DEMO_DATABASE)
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
     return url
 
@@ -273,7 +273,7 @@ async def run_demo(
 
 async def _ask(
     bot: Conversation,
-    pool: AsyncConnectionPool[db.Connection],
+    pool: AsyncConnectionPool[connection.Connection],
     console: RecordingConsole,
     user: int,
     text: str,

@@ -31,8 +31,8 @@ from vidretry.errors import ConfigError, RefusedError, VidretryError
 from vidretry.models import JobState, parse_asset_id
 
 if TYPE_CHECKING:
-    from vidretry.store.db import Connection
-    from vidretry.store.embedded import EmbeddedServer
+    from vidretry.db.connection import Connection
+    from vidretry.db.embedded import EmbeddedServer
     from vidretry.telegram.console import ConsoleSender
 
 app = typer.Typer(
@@ -90,11 +90,11 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the schema. Running it twice changes nothing."""
 
     async def body(config: Config) -> None:
-        from vidretry.store import db, schema
-        from vidretry.store.embedded import database_url
+        from vidretry.db import connection, schema
+        from vidretry.db.embedded import database_url
 
         url = database_url(config.database)
-        async with await db.connect(url, prepare=config.database.prepare) as conn:
+        async with await connection.connect(url, prepare=config.database.prepare) as conn:
             upgraded = await schema.upgrade(conn)
         if upgraded.applied:
             out().print(
@@ -169,8 +169,8 @@ def db_prune(
 def _embedded(ctx: typer.Context, command: str) -> EmbeddedServer:
     """The embedded server ``db COMMAND`` manages; with a configured database there is
     none to manage, and saying nothing would hide where the data is: exit 1, one line."""
-    from vidretry.store.embedded import EmbeddedServer, default_dir
-    from vidretry.store.redact import redact_url
+    from vidretry.db.embedded import EmbeddedServer, default_dir
+    from vidretry.db.redact import redact_url
 
     config = load(ctx)
     if config.database.url:
@@ -188,9 +188,9 @@ def db_up(ctx: typer.Context) -> None:
     server = _embedded(ctx, "up")
 
     async def body(config: Config) -> None:
-        from vidretry.store import db, schema
+        from vidretry.db import connection, schema
 
-        async with await db.connect(server.start()) as conn:
+        async with await connection.connect(server.start()) as conn:
             await schema.upgrade(conn)
         out().print(f"embedded PostgreSQL running in {server.directory}")
 
@@ -416,7 +416,7 @@ def demo(
 
         from vidretry.app.demo import Snapshot, run_demo
         from vidretry.cli import views
-        from vidretry.store.embedded import EmbeddedServer, default_dir
+        from vidretry.db.embedded import EmbeddedServer, default_dir
 
         server = EmbeddedServer(config.database.embedded_dir or default_dir())
         with Live(views.demo(Snapshot("Starting the embedded PostgreSQL")), console=out(),

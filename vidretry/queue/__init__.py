@@ -7,7 +7,7 @@ generators (``handlers``), the circuit breaker (``breaker``), the retry service 
 retention (``retention``), status reports (``reports``) and Prometheus metrics
 (``metrics``).
 
-May import: ``vidretry.store`` and the shared vocabulary. Never ``telegram``, ``app`` or
+May import: ``vidretry.db`` and the shared vocabulary. Never ``telegram``, ``app`` or
 ``cli``, not even indirectly; never Telethon, typer or rich (``.importlinter`` checks it).
 The final-failure transaction writes outbox rows in SQL; reading them is ``telegram.outbox``.
 """

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vidretry.db.connection import Connection, fetch_one
 from vidretry.models import ClaimedJob, NotificationKind
-from vidretry.store.db import Connection, fetch_one
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from datetime import datetime
 
 from psycopg.rows import DictRow
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
 from vidretry.queue.retry import MAX_ID, Actor
-from vidretry.store.db import Connection, fetch_all, fetch_one
 
 
 class CancelOutcome(enum.StrEnum):

@@ -9,10 +9,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from vidretry.db.connection import Connection, fetch_one
 from vidretry.errors import ConfigError
 from vidretry.models import JobState
 from vidretry.queue.retry import Actor
-from vidretry.store.db import Connection, fetch_one
 
 # What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
 MAX_NAME_BYTES = 2000

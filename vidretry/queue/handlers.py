@@ -26,10 +26,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from vidretry.config import WorkerConfig
+from vidretry.db.redact import without_queries
 from vidretry.errors import ConfigError, HandlerError, PermanentError, RateLimited
 from vidretry.models import ClaimedJob, JobContext
 from vidretry.queue.progress import parse_progress_line
-from vidretry.store.redact import without_queries
 
 STDERR_TAIL = 2000
 

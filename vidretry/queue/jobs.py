@@ -15,12 +15,12 @@ from datetime import datetime
 
 import psycopg
 
+from vidretry.db.connection import Connection, execute, fetch_all, fetch_one, fetch_records
+from vidretry.db.sqlfiles import queries
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.queue.quota import NO_QUOTA, Quota
 from vidretry.results.base import Stored
-from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
-from vidretry.store.sqlfiles import queries
 
 # Expired leases are rescued at most this many per statement (after a mass crash, several).
 RESCUE_BATCH = 500

@@ -15,9 +15,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from vidretry.db.redact import one_line
 from vidretry.eventloop import within
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leases")
 

@@ -18,10 +18,10 @@ from typing import Generic, Protocol, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from vidretry.db.connection import Connection
+from vidretry.db.listen import Listener, ReconnectDelay
+from vidretry.db.redact import one_line
 from vidretry.errors import FatalError
-from vidretry.store.db import Connection
-from vidretry.store.listen import Listener, ReconnectDelay
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.loop")
 

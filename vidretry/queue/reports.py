@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vidretry.db import schema
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
 from vidretry.queue import breaker
-from vidretry.store import schema
-from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.version import Release, parse_release
 
 # A mix of releases is a rollout under way (docs/upgrading.md: workers one machine at a time,

@@ -17,8 +17,8 @@ from datetime import datetime
 
 from psycopg.rows import DictRow
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import MAX_ASSET_ID, JobState
-from vidretry.store.db import Connection, fetch_all, fetch_one
 
 MAX_ID = MAX_ASSET_ID
 

@@ -23,6 +23,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
+from vidretry.db.connection import Connection, execute
+from vidretry.db.listen import JOBS_CHANNEL, Listener, ReconnectDelay
+from vidretry.db.redact import one_line, without_queries
 from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError, VidretryError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
@@ -38,9 +41,6 @@ from vidretry.queue.retention import BackgroundPruning
 from vidretry.results.base import Stored, StoreUnavailable, object_key
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, execute
-from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
-from vidretry.store.redact import one_line, without_queries
 
 log = logging.getLogger("vidretry.worker")
 

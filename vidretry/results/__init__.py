@@ -15,5 +15,5 @@ wires the configured store in (``configured``); the queue and the notifier see o
 interface. A store reads and deletes only its own: a file inside its directory, an object
 under its prefix.
 
-May import: the shared vocabulary. Never ``store``, ``queue`` or an adapter package.
+May import: the shared vocabulary. Never ``db``, ``queue`` or an adapter package.
 """

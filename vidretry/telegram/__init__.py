@@ -6,6 +6,6 @@ the bot's conversation (``conversation``), per-user limits (``limits``), the con
 transport that prints instead of sending (``console``), and the Telethon adapter
 (``adapter``) — the only module of vidretry that imports Telethon.
 
-May import: ``vidretry.queue``, ``vidretry.store`` and the shared vocabulary; never ``app``
+May import: ``vidretry.queue``, ``vidretry.db`` and the shared vocabulary; never ``app``
 or ``cli`` (``.importlinter`` checks it).
 """

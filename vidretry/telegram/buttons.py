@@ -16,13 +16,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.redact import one_line
 from vidretry.models import JobState
 from vidretry.queue.cancel import CancelOutcome, withdraw
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
 

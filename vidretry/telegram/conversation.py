@@ -22,6 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.db.connection import Connection, fetch_all, fetch_one
+from vidretry.db.redact import one_line
 from vidretry.errors import ConfigError
 from vidretry.models import JobState, RequestState, parse_asset_id
 from vidretry.queue import reports
@@ -29,8 +31,6 @@ from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
-from vidretry.store.db import Connection, fetch_all, fetch_one
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, cancel_data, render
 from vidretry.telegram.limits import RequestRate

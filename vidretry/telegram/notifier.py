@@ -26,6 +26,9 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig, NotifierConfig
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.listen import OUTBOX_CHANNEL, Listener
+from vidretry.db.redact import one_line
 from vidretry.errors import FatalError, VidretryError
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
@@ -34,9 +37,6 @@ from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.listen import OUTBOX_CHANNEL, Listener
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import (
     GuardsDepartures,

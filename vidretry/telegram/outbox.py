@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from vidretry.db.connection import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.models import NotificationKind, NotificationState
-from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
 
 # Expired leases are rescued at most this many per statement.
 RESCUE_BATCH = 500

@@ -24,12 +24,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import MessagesConfig
+from vidretry.db.connection import Connection, execute, fetch_all
+from vidretry.db.listen import PROGRESS_CHANNEL, Listener
+from vidretry.db.redact import one_line
 from vidretry.models import JobState
 from vidretry.queue import reports
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, execute, fetch_all
-from vidretry.store.listen import PROGRESS_CHANNEL, Listener
-from vidretry.store.redact import one_line
 from vidretry.telegram.delivery import (
     DeliveryError,
     EditsMessages,

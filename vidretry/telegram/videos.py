@@ -22,9 +22,9 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
+from vidretry.db.connection import Connection, execute, fetch_one
+from vidretry.db.redact import one_line
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, execute, fetch_one
-from vidretry.store.redact import one_line
 from vidretry.telegram.delivery import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
 
 log = logging.getLogger("vidretry.videos")

@@ -48,6 +48,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.errors import ConfigError, RefusedError
 from vidretry.models import JobState, NotificationState
 from vidretry.queue import breaker, interface, reports
@@ -55,7 +56,6 @@ from vidretry.queue.cancel import cancel, describe_cancel
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
-from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.web import tokens
 from vidretry.web.chart import outcomes_chart
 from vidretry.web.live import Broadcaster

@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vidretry.store.listen import JOBS_CHANNEL, OUTBOX_CHANNEL, PROGRESS_CHANNEL, ReconnectDelay
-from vidretry.store.redact import one_line
+from vidretry.db.listen import JOBS_CHANNEL, OUTBOX_CHANNEL, PROGRESS_CHANNEL, ReconnectDelay
+from vidretry.db.redact import one_line
 
 log = logging.getLogger("vidretry.web")
 
