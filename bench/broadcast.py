@@ -286,11 +286,12 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
     from tests.telegram.offline.sitecustomize import loopback_only
     from vidretry.clock import DatabaseClock
-    from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+    from vidretry.config import NotifierConfig, TelegramConfig
     from vidretry.db.listen import Listener
     from vidretry.telegram.adapter import TelegramBot, build_client
     from vidretry.telegram.delivery import Pacer
     from vidretry.telegram.notifier import Notifier
+    from vidretry.texts import MessagesConfig
 
     SENDS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
     # Nothing here may reach Telegram, or anything but loopback and unix sockets.

@@ -151,10 +151,11 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
 
 async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     from vidretry.clock import DatabaseClock
-    from vidretry.config import MessagesConfig, NotifierConfig
+    from vidretry.config import NotifierConfig
     from vidretry.db.listen import Listener
     from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
     from vidretry.telegram.notifier import Notifier
+    from vidretry.texts import MessagesConfig
 
     class RecordingSender:
         async def send_text(

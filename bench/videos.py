@@ -31,7 +31,7 @@ from telethon import functions
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.config import NotifierConfig, TelegramConfig
 from vidretry.db import connection, schema
 from vidretry.db.embedded import EmbeddedServer
 from vidretry.db.listen import Listener
@@ -41,6 +41,7 @@ from vidretry.queue.enqueue import enqueue
 from vidretry.telegram.adapter import TelegramBot, build_client
 from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.notifier import Notifier
+from vidretry.texts import MessagesConfig
 
 BANDWIDTH = 10e6  # bytes a second
 UPLOADED_TARGET = 1.0  # × the file

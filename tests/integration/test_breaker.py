@@ -15,7 +15,6 @@ import pytest
 from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig
 from vidretry.db import connection
 from vidretry.db.pool import open_pool
 from vidretry.models import ClaimedJob
@@ -27,6 +26,7 @@ from vidretry.queue.worker import Worker
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import InlineButton, Recipient
 from vidretry.telegram.notifier import deliver_to
+from vidretry.texts import MessagesConfig
 
 ADMIN = 900
 USERS = itertools.count(1)

@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.integration.test_breaker import Recorder
 from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows, scalar
-from vidretry.config import MessagesConfig, WorkerConfig
+from vidretry.config import WorkerConfig
 from vidretry.db import connection
 from vidretry.db.pool import open_pool
 from vidretry.queue.breaker import Breaker
@@ -27,6 +27,7 @@ from vidretry.results.keeping import Results
 from vidretry.results.memory import MemoryStore
 from vidretry.telegram import outbox
 from vidretry.telegram.notifier import deliver_to
+from vidretry.texts import MessagesConfig
 
 ADMIN = 900
 

@@ -23,7 +23,7 @@ import pytest
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
 from vidretry.clock import Clock, DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.config import NotifierConfig, TelegramConfig
 from vidretry.db import connection
 from vidretry.db.listen import Listener
 from vidretry.db.pool import open_pool
@@ -36,6 +36,7 @@ from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
+from vidretry.texts import MessagesConfig
 
 ADMIN = 999
 WITH_ADMIN = TelegramConfig(admins=(ADMIN,))

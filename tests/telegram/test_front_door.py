@@ -21,10 +21,11 @@ from tests.telegram.double import FakeTelegram
 from tests.telegram.plugins import broken_priority, echo_plugin, paying_users
 from tests.telegram.test_delivery_conditions import notifier_running
 from tests.telegram.test_notifier import fail_for_good, introduce, run_worker_to_failure
-from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.config import TelegramConfig
 from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
+from vidretry.texts import MessagesConfig
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest

@@ -17,8 +17,8 @@ from tests.telegram.test_notifier import (
     notifications,
     run_worker_to_failure,
 )
-from vidretry.config import ENGLISH, MessagesConfig
 from vidretry.db import connection
+from vidretry.texts import ENGLISH, MessagesConfig
 
 M = MessagesConfig()
 EN = M.in_language("en")

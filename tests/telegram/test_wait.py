@@ -18,10 +18,11 @@ from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import FakeTelegram
 from tests.telegram.test_front_door import finish, query, say, texts_to
 from tests.telegram.test_notifier import button_data, introduce
-from vidretry.config import MessagesConfig, NotifierConfig
+from vidretry.config import NotifierConfig
 from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
+from vidretry.texts import MessagesConfig
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest

@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.app.daemons import NotifierProcess, build_worker
 from vidretry.clock import DatabaseClock
-from vidretry.config import Config, MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.config import Config, NotifierConfig, TelegramConfig, WorkerConfig
 from vidretry.db import connection, schema
 from vidretry.db.embedded import EmbeddedServer
 from vidretry.db.listen import Listener
@@ -42,6 +42,7 @@ from vidretry.telegram.conversation import Conversation, Incoming
 from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.progress import remember_acceptance
+from vidretry.texts import MessagesConfig
 
 DEMO_DATABASE = "vidretry_demo"
 

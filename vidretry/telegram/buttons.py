@@ -15,7 +15,6 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.redact import one_line
 from vidretry.models import JobState
@@ -25,6 +24,7 @@ from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
 from vidretry.telegram import outbox
 from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
+from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.buttons")
 

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.config import TelegramConfig
 from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.db.redact import one_line
 from vidretry.errors import ConfigError
@@ -36,6 +36,7 @@ from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, ca
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
+from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.conversation")
 

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry import backoff
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig, NotifierConfig
+from vidretry.config import NotifierConfig
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.listen import OUTBOX_CHANNEL, Listener
 from vidretry.db.redact import one_line
@@ -56,6 +56,7 @@ from vidretry.telegram.delivery import (
 )
 from vidretry.telegram.outbox import Notification
 from vidretry.telegram.videos import VideoFiles
+from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.notifier")
 

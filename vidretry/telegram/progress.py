@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig
 from vidretry.db.connection import Connection, execute, fetch_all
 from vidretry.db.listen import PROGRESS_CHANNEL, Listener
 from vidretry.db.redact import one_line
@@ -42,6 +41,7 @@ from vidretry.telegram.delivery import (
     cancel_data,
     render,
 )
+from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.progress")
 
