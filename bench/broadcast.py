@@ -289,8 +289,8 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     from vidretry.config import NotifierConfig, TelegramConfig
     from vidretry.db.listen import Listener
     from vidretry.telegram.adapter import TelegramBot, build_client
-    from vidretry.telegram.delivery import Pacer
     from vidretry.telegram.notifier import Notifier
+    from vidretry.telegram.pacing import Pacer
     from vidretry.texts import MessagesConfig
 
     SENDS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)

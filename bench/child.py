@@ -153,8 +153,8 @@ async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     from vidretry.clock import DatabaseClock
     from vidretry.config import NotifierConfig
     from vidretry.db.listen import Listener
-    from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
     from vidretry.telegram.notifier import Notifier
+    from vidretry.telegram.transport import InlineButton, Recipient, VideoRef
     from vidretry.texts import MessagesConfig
 
     class RecordingSender:

@@ -39,8 +39,8 @@ from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
 from vidretry.texts import MessagesConfig
 
 BANDWIDTH = 10e6  # bytes a second

@@ -9,6 +9,7 @@ configuration is loaded (vidretry.config).
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import string
 from collections.abc import Mapping
@@ -284,3 +285,10 @@ def check_texts(section: str, messages: MessagesConfig) -> None:
                 f"{section} {key} may use only the placeholders {names} "
                 "(write {{ and }} for literal braces)"
             ) from None
+
+
+def render(template: str, name: str, **more: str) -> str:
+    """A message template with the asset name (and ``more`` values) inserted, HTML-escaped: a
+    name such as ``<b>x</b> & y`` is shown literally."""
+    values = {key: html.escape(value, quote=False) for key, value in more.items()}
+    return template.format(name=html.escape(name, quote=False), **values)

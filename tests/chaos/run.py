@@ -37,7 +37,7 @@ from vidretry.db import connection, schema
 from vidretry.db.embedded import EmbeddedServer
 from vidretry.queue.cancel import withdraw
 from vidretry.queue.enqueue import enqueue
-from vidretry.telegram.delivery import parse_callback_data
+from vidretry.telegram.callback_data import parse_callback_data
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "tests" / "telegram" / "offline"

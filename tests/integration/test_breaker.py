@@ -24,8 +24,8 @@ from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, Recipient
-from vidretry.telegram.notifier import deliver_to
+from vidretry.telegram.notifications import deliver_to
+from vidretry.telegram.transport import InlineButton, Recipient
 from vidretry.texts import MessagesConfig
 
 ADMIN = 900

@@ -26,7 +26,7 @@ from vidretry.results.base import MIB
 from vidretry.results.keeping import Results
 from vidretry.results.memory import MemoryStore
 from vidretry.telegram import outbox
-from vidretry.telegram.notifier import deliver_to
+from vidretry.telegram.notifications import deliver_to
 from vidretry.texts import MessagesConfig
 
 ADMIN = 900

@@ -31,9 +31,9 @@ from vidretry.results.keeping import Results
 from vidretry.telegram.adapter import TelegramBot, build_client
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import Conversation
-from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 from vidretry.texts import MessagesConfig

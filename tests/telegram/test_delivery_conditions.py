@@ -33,8 +33,8 @@ from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, retry
 from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
-from vidretry.telegram.notifier import recovery_bound_seconds
+from vidretry.telegram.outage import recovery_bound_seconds
+from vidretry.telegram.pacing import Pacer
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest

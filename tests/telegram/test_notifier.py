@@ -28,8 +28,8 @@ from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
 from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import TelegramDown
 from vidretry.telegram.notifier import Delivery
+from vidretry.telegram.transport import TelegramDown
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest

@@ -30,7 +30,7 @@ from vidretry.errors import ConfigError
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.telegram.adapter import NoUpdateFetching, TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
+from vidretry.telegram.pacing import Pacer
 
 SEND_ONLY = NotifierConfig(send_only=True, progress_edit_seconds=1)  # else the defaults
 SendMessage = functions.messages.SendMessageRequest

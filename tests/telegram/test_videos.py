@@ -22,7 +22,7 @@ from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.telegram.delivery import VideoFile
+from vidretry.telegram.transport import VideoFile
 from vidretry.telegram.videos import VideoFiles
 
 SendMedia = functions.messages.SendMediaRequest

@@ -2,20 +2,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidretry.telegram.delivery import (
-    ButtonPress,
-    RateLimiter,
-    callback_data,
-    parse_callback_data,
-    render,
-)
+from vidretry.telegram.callback_data import ButtonPress, parse_callback_data, retry_data
+from vidretry.telegram.pacing import RateLimiter
+from vidretry.texts import render
 
 
 def test_callback_data_round_trips_and_fits_telegram() -> None:
-    data = callback_data(2**63 - 1, 2**31 - 1)
+    data = retry_data(2**63 - 1, 2**31 - 1)
     assert len(data.encode()) <= 64
     assert parse_callback_data(data.encode()) == ButtonPress(2**63 - 1, 2**31 - 1)
-    assert callback_data(42, 3) == "retry_video:42:3"
+    assert retry_data(42, 3) == "retry_video:42:3"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +81,7 @@ def test_any_bytes_parse_to_nothing_or_a_valid_button(data: bytes) -> None:
 
 @given(st.integers(1, 2**63 - 1), st.integers(0, 2**31 - 1))
 def test_every_button_we_make_parses_back(asset_id: int, generation: int) -> None:
-    assert parse_callback_data(callback_data(asset_id, generation).encode()) == ButtonPress(
+    assert parse_callback_data(retry_data(asset_id, generation).encode()) == ButtonPress(
         asset_id, generation
     )
 

@@ -41,13 +41,14 @@ from vidretry.queue.worker import Worker, breaker_settings
 from vidretry.results.configured import configured
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
-from vidretry.telegram.delivery import EditsMessages, Pacer, Sender
 from vidretry.telegram.leadership import Leadership
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 from vidretry.telegram.session import keep_private
+from vidretry.telegram.transport import EditsMessages, Sender
 from vidretry.version import __version__
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded

@@ -39,9 +39,9 @@ from vidretry.models import JobContext
 from vidretry.queue import reports
 from vidretry.telegram.buttons import ButtonService, Press
 from vidretry.telegram.conversation import Conversation, Incoming
-from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.progress import remember_acceptance
+from vidretry.telegram.transport import InlineButton, Recipient, VideoRef
 from vidretry.texts import MessagesConfig
 
 DEMO_DATABASE = "vidretry_demo"

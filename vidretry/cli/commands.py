@@ -379,7 +379,7 @@ async def _preview(config: Config, console: ConsoleSender) -> None:
     import logging
 
     from vidretry.telegram import outbox
-    from vidretry.telegram.notifier import deliver_to
+    from vidretry.telegram.notifications import deliver_to
 
     conn = await session(config)
     async with conn:

@@ -39,13 +39,14 @@ from vidretry.results.base import (
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
 from vidretry.telegram.buttons import ButtonService, Press
+from vidretry.telegram.callback_data import parse_callback_data
 from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
-from vidretry.telegram.delivery import (
+from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import (
     DeliveryError,
     InlineButton,
     MessageGone,
     MessageRefused,
-    Pacer,
     Recipient,
     RecipientRefused,
     SendLater,
@@ -54,7 +55,6 @@ from vidretry.telegram.delivery import (
     TelegramDown,
     VideoFile,
     VideoRef,
-    parse_callback_data,
 )
 from vidretry.telegram.videos import VideoFiles
 

@@ -23,8 +23,9 @@ from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
-from vidretry.texts import MessagesConfig
+from vidretry.telegram.callback_data import ButtonPress, parse_callback_data
+from vidretry.telegram.transport import VideoRef
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.buttons")
 

@@ -32,11 +32,12 @@ from vidretry.queue.enqueue import enqueue, normalise_name
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, cancel_data, render
+from vidretry.telegram.callback_data import cancel_data, retry_data
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
-from vidretry.texts import MessagesConfig
+from vidretry.telegram.transport import InlineButton, VideoRef
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.conversation")
 
@@ -242,7 +243,7 @@ class Conversation:
             if row["state"] == JobState.FAILED:
                 buttons.append(
                     InlineButton(
-                        f"{m.retry_button}: {name}", callback_data(row["id"], row["generation"])
+                        f"{m.retry_button}: {name}", retry_data(row["id"], row["generation"])
                     )
                 )
         return [Outgoing("\n".join(lines), tuple(buttons))]
@@ -314,7 +315,7 @@ class Conversation:
             error = html.escape(_short(row["last_error"] or "", SHORT_ERROR), quote=False)
             lines.append(f"#{row['id']} <b>{name}</b>: {error}")
             buttons.append(
-                InlineButton(f"🔄 #{row['id']}", callback_data(row["id"], row["generation"]))
+                InlineButton(f"🔄 #{row['id']}", retry_data(row["id"], row["generation"]))
             )
         return [Outgoing("\n".join(lines), tuple(buttons))]
 

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -38,37 +37,24 @@ from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.results.keeping import Results
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import (
+from vidretry.telegram.notifications import deliver_to
+from vidretry.telegram.outage import Outage
+from vidretry.telegram.outbox import Notification
+from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import (
     GuardsDepartures,
-    InlineButton,
     MessageRefused,
-    Pacer,
-    Recipient,
     RecipientRefused,
     Sender,
     SendLater,
     SharesVideos,
     StoreDown,
     TelegramDown,
-    VideoRef,
-    callback_data,
-    render,
 )
-from vidretry.telegram.outbox import Notification
 from vidretry.telegram.videos import VideoFiles
 from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.notifier")
-
-# While Telegram fails everybody, one message probes it: after 1 s, 2 s, 4 s, ... at most
-# [notifier] outage_probe_max_seconds apart (jittered), so what waited goes out within about
-# that long of Telegram's recovery. A lost connection is such an outage at once; server
-# errors, timeouts and other transient failures are when they hit OUTAGE_AFTER_CHATS
-# different chats in a row with no answer between them (one alone may be a passing hiccup).
-PROBE_BASE_SECONDS = 1.0
-OUTAGE_AFTER_CHATS = 3
-# An admin alert quotes the last error up to this long (a message holds 4,096 characters).
-ALERT_ERROR_CHARS = 1000
 
 
 class Delivery(enum.StrEnum):
@@ -84,97 +70,6 @@ class PassResult:
     rescued: int
     claimed: int
     outcomes: Counter[Delivery]
-
-
-def recovery_bound_seconds(config: NotifierConfig) -> float:
-    """How soon after Telegram recovers from an outage of any length what waited is out.
-
-    The next probe (or reconnect try) is at most ``outage_probe_max_seconds`` away, jittered
-    by up to a quarter; allow twice that (a probe under way when Telegram recovered may
-    still fail), then a poll interval for the rows to be claimed. With the defaults: 27 s.
-    """
-    return 2 * 1.25 * config.outage_probe_max_seconds + config.poll_interval_seconds
-
-
-class Outage:
-    """Whether Telegram is failing everybody, and when to probe it with one message.
-
-    Ridden out, not counted: while it lasts no row is claimed but the probe, and the rows
-    that were in flight go back to the outbox without being charged. Times are monotonic.
-    """
-
-    def __init__(
-        self, rng: random.Random, monotonic: Callable[[], float], *, probe_max_seconds: float
-    ) -> None:
-        self.rng = rng
-        self.monotonic = monotonic
-        self.probe_max_seconds = probe_max_seconds
-        self.since: float | None = None
-        self.probes = 0
-        self.next_probe_at = 0.0
-        self.probe_id: int | None = None  # the notification out as the probe
-        self._failing_chats: set[int] = set()
-
-    @property
-    def down(self) -> bool:
-        return self.since is not None
-
-    def claim_limit(self, limit: int) -> int:
-        """How many rows to claim now: all of ``limit`` normally; while down, one when a
-        probe is due and none is out, else none."""
-        if self.since is None:
-            return limit
-        if self.probe_id is not None or self.monotonic() < self.next_probe_at:
-            return 0
-        return 1
-
-    def probing(self, note_id: int) -> None:
-        if self.since is not None:
-            self.probe_id = note_id
-
-    def failed(
-        self, note_id: int, chat_id: int, reason: str, *, connection_lost: bool = False
-    ) -> None:
-        """A send failed without an answer from Telegram (or with a transient error)."""
-        now = self.monotonic()
-        if self.since is not None:
-            if note_id != self.probe_id:
-                return  # one more of the sends that were in flight when it began
-            log.info("probe failed after %.0fs of outage (%s)", now - self.since, reason)
-        else:
-            self._failing_chats.add(chat_id)
-            if not connection_lost and len(self._failing_chats) < OUTAGE_AFTER_CHATS:
-                return
-            self.since = now
-            metrics.TELEGRAM_OUTAGE.set(1)
-            log.warning("Telegram is failing (%s): sends paused, probing with one message", reason)
-        self.probe_id = None
-        delay = backoff.exponential(
-            self.probes + 1, min(PROBE_BASE_SECONDS, self.probe_max_seconds), self.probe_max_seconds
-        )
-        self.probes += 1
-        self.next_probe_at = now + backoff.jittered(delay, self.rng)
-
-    def settled(self, note_id: int) -> None:
-        """A delivery ended. If it was the probe and reached no verdict (its chat was busy,
-        it was cancelled), the next probe may go as soon as it is due."""
-        if note_id == self.probe_id:
-            self.probe_id = None
-
-    def answered(self) -> None:
-        """Telegram answered a send (accepted, refused, or asked to wait): it is up."""
-        self._failing_chats.clear()
-        if self.since is not None:
-            log.warning(
-                "Telegram answers again after %.0fs: sending what waited",
-                self.monotonic() - self.since,
-            )
-        self.since, self.probe_id, self.probes = None, None, 0
-        metrics.TELEGRAM_OUTAGE.set(0)
-
-    def probe_now(self) -> None:
-        """The connection is back: do not wait out the probe interval."""
-        self.next_probe_at = 0.0
 
 
 class Notifier:
@@ -600,87 +495,6 @@ class Notifier:
             await loop.run(stop, drain=drain, hurry=hurry)
         finally:
             await self.leases.stop()
-
-
-async def deliver_to(
-    sender: Sender,
-    messages: MessagesConfig,
-    note: Notification,
-    *,
-    videos: VideoFiles | None = None,
-    seed_buttons: bool = False,
-) -> int | None:
-    """Send one notification as its kind says; Telegram's message id. The transport's
-    exceptions (``delivery.DeliveryError``) tell what went wrong. Rendered now, in the
-    recipient's language as Telegram last told it (the default when unknown).
-    ``seed_buttons``: retry buttons carry ``retry_video:<id>`` (no generation)."""
-    to = Recipient(note.user_id, note.chat_id, note.access_hash)
-    messages = messages.in_language(note.lang_code)
-    if note.kind == NotificationKind.PAUSED:
-        text = render(
-            messages.queue_paused,
-            "",
-            waiting=str(note.payload.get("waiting", "")),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, None)
-    if note.kind == NotificationKind.RESUMED:
-        paused = timedelta(seconds=round(float(note.payload.get("paused_seconds", 0))))
-        return await sender.send_text(
-            to, render(messages.queue_resumed, "", duration=str(paused)), None
-        )
-    if note.kind == NotificationKind.SET_ASIDE:
-        text = render(
-            messages.set_aside_alert,
-            note.name,
-            notification=str(note.payload.get("notification", "")),
-            user=str(note.payload.get("user", "")),
-            crashes=str(note.payload.get("crashes", "")),
-        )
-        return await sender.send_text(to, text, None)
-    if note.kind == NotificationKind.STORE_DOWN:
-        text = render(
-            messages.store_down,
-            "",
-            since=_utc_minute(note.payload.get("since")),
-            waiting=str(note.payload.get("waiting", "")),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, None)
-    assert note.asset_id is not None  # only the admins' notices belong to no asset
-    if note.kind == NotificationKind.CANCELLED:
-        return await sender.send_text(to, render(messages.cancelled_by_operator, note.name), None)
-    if note.kind == NotificationKind.READY:
-        video = VideoRef(
-            str(note.payload.get("result") or ""),
-            note.result_size,
-            note.result_sha256,
-            bool(note.result_deleted),
-        )
-        caption = render(messages.ready_caption, note.name)
-        if videos is not None and isinstance(sender, SharesVideos):
-            return await videos.send(sender, (note.asset_id, note.generation), to, video, caption)
-        return await sender.send_video(to, video, caption)
-    generation = None if seed_buttons else note.generation
-    button = InlineButton(messages.retry_button, callback_data(note.asset_id, generation))
-    if note.kind == NotificationKind.ALERT:
-        text = render(
-            messages.retry_limit_alert,
-            note.name,
-            user=str(note.payload.get("user", "")),
-            asset=str(note.asset_id),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, button)
-    return await sender.send_text(to, render(messages.failed, note.name), button)
-
-
-def _utc_minute(stamp: object) -> str:
-    """A JSON timestamp as an admin reads it: ``2026-12-04 16:40 UTC``."""
-    try:
-        return f"{datetime.fromisoformat(str(stamp)).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    except ValueError:
-        return str(stamp)
 
 
 _DELIVERY_OF = {

@@ -29,19 +29,18 @@ from vidretry.db.redact import one_line
 from vidretry.models import JobState
 from vidretry.queue import reports
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.telegram.delivery import (
+from vidretry.telegram.callback_data import cancel_data
+from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import (
     DeliveryError,
     EditsMessages,
     InlineButton,
     MessageGone,
-    Pacer,
     Recipient,
     SendLater,
     TelegramDown,
-    cancel_data,
-    render,
 )
-from vidretry.texts import MessagesConfig
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.progress")
 

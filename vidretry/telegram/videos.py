@@ -25,7 +25,7 @@ from vidretry.clock import Clock
 from vidretry.db.connection import Connection, execute, fetch_one
 from vidretry.db.redact import one_line
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.telegram.delivery import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
+from vidretry.telegram.transport import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
 
 log = logging.getLogger("vidretry.videos")
 
