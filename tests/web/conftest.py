@@ -47,7 +47,7 @@ async def console(db_url: str) -> AsyncIterator[Console]:
     async with open_pool(db_url, max_size=4, prepare=False) as pool:
         app = build_app(pool, session_key=b"k" * 32, listen_url=db_url)
         yield Console(db_url, app, operator, viewer, service)
-        await app.state.console.live.stop()
+        await app.state.live.stop()
 
 
 def csrf_of(page: str) -> str:

@@ -410,7 +410,7 @@ async def test_the_live_overview_streams_the_first_snapshot(console: Console) ->
     tests/web/test_browser.py: httpx's in-process transport buffers a whole response)."""
     async with await connection.connect(console.url) as conn:
         await enqueue(conn, "Маша", user_id=1)
-    live = console.app.state.console.live  # type: ignore[attr-defined]
+    live = console.app.state.live  # type: ignore[attr-defined]
     events = live.events()
     first = await asyncio.wait_for(anext(events), 10)
     assert '"pending": 1' in first
