@@ -28,7 +28,8 @@ from typing import Any, LiteralString
 
 from vidretry.db import connection, schema
 from vidretry.db.embedded import EmbeddedServer
-from vidretry.queue import jobs, reports, retention
+from vidretry.queue import jobs, reports
+from vidretry.queue.maintenance import retention
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import pytest
 from tests.support import FakeClock, rows
 from vidretry.db import connection
 from vidretry.db.pool import open_pool
-from vidretry.queue import jobs, retention
+from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.queue.retention import BackgroundPruning, Counts
+from vidretry.queue.maintenance import retention
+from vidretry.queue.maintenance.retention import BackgroundPruning, Counts
 from vidretry.results.base import Stored
 from vidretry.results.keeping import Results
 from vidretry.results.memory import MemoryStore

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tests.support import FakeClock, rows
 from vidretry.db import connection
+from vidretry.queue.maintenance import rescue_notifications
 from vidretry.telegram import outbox
 from vidretry.telegram.outbox import Notification
 
@@ -31,9 +32,9 @@ async def claim(conn: connection.Connection, clock: FakeClock) -> dict[int, Noti
     return {note.user_id: note for note in notes}
 
 
-async def rescue(conn: connection.Connection, clock: FakeClock) -> outbox.Rescued:
+async def rescue(conn: connection.Connection, clock: FakeClock) -> rescue_notifications.Rescued:
     clock.advance(LEASE + 1)
-    return await outbox.rescue_expired(
+    return await rescue_notifications.rescue_expired(
         conn, give_up_after_seconds=86400, admins=ADMINS, now=clock.now()
     )
 
@@ -53,7 +54,7 @@ async def test_only_a_send_under_way_is_charged_and_an_answer_ends_the_run(
         claimed = await claim(conn, clock)
         assert await outbox.mark_started(conn, [claimed[1]], now=clock.now()) == {1}
         back = await rescue(conn, clock)  # the notifier died: 1 was being sent, 2 waited
-        assert back == outbox.Rescued(count=2, set_aside=())
+        assert back == rescue_notifications.Rescued(count=2, set_aside=())
         assert await crashes(conn) == {1: ("pending", 1), 2: ("pending", 0)}
         # Sent again, and Telegram answered (a transient error): the run of crashes ends.
         claimed = await claim(conn, clock)
@@ -75,11 +76,13 @@ async def test_the_third_crash_in_a_row_sets_the_row_aside_and_tells_each_admin_
 ) -> None:
     async with await connection.connect(db_url) as conn:
         await seed(conn, clock)
-        for crash in range(1, outbox.MAX_CRASHES + 1):
+        for crash in range(1, rescue_notifications.MAX_CRASHES + 1):
             claimed = await claim(conn, clock)
             await outbox.mark_started(conn, [claimed[1]], now=clock.now())
             back = await rescue(conn, clock)
-            assert back.set_aside == (() if crash < outbox.MAX_CRASHES else (claimed[1].id,))
+            assert back.set_aside == (
+                () if crash < rescue_notifications.MAX_CRASHES else (claimed[1].id,)
+            )
         assert await crashes(conn) == {1: ("dead", 3), 2: ("pending", 0)}
         (dead,) = await rows(conn, "SELECT last_error FROM notifications WHERE user_id = 1")
         assert dead["last_error"].startswith("crashed the notifier 3 times while sending it")
@@ -99,7 +102,7 @@ async def test_the_third_crash_in_a_row_sets_the_row_aside_and_tells_each_admin_
         }  # fmt: skip
         # A notice that itself kills the notifier three times is set aside too, with no
         # notice of its own (notices must not breed); row 2 gets its two.
-        for _ in range(outbox.MAX_CRASHES):
+        for _ in range(rescue_notifications.MAX_CRASHES):
             for note in (await claim(conn, clock)).values():
                 await outbox.mark_started(conn, [note], now=clock.now())
             await rescue(conn, clock)

@@ -8,6 +8,7 @@ from tests.support import FakeClock, rows, scalar
 from vidretry.cli import plain
 from vidretry.db import connection
 from vidretry.queue import jobs, reports
+from vidretry.queue.maintenance import rescue_notifications
 from vidretry.telegram import outbox
 
 
@@ -60,7 +61,9 @@ async def test_rescues_work_in_bounded_batches(db_url: str) -> None:
         notes = await outbox.claim(conn, owner="n", limit=n, lease_seconds=30, now=clock.now())
         assert len(notes) == n
         later = clock.now() + timedelta(seconds=31)
-        back = await outbox.rescue_expired(conn, give_up_after_seconds=86400, now=later)
+        back = await rescue_notifications.rescue_expired(
+            conn, give_up_after_seconds=86400, now=later
+        )
         assert back.count == n
         states = await rows(conn, "SELECT DISTINCT state FROM notifications")
         assert states == [{"state": "pending"}]

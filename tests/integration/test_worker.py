@@ -158,7 +158,7 @@ async def rescuer_running(db_url: str) -> AsyncIterator[None]:
 
         async def keep_rescuing() -> None:
             while True:
-                await rescuer.rescue()
+                await rescuer.rescuer.run_once()
                 await asyncio.sleep(0.1)
 
         rescuing = asyncio.create_task(keep_rescuing())

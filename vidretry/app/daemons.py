@@ -34,10 +34,11 @@ from vidretry.db.pool import open_pool
 from vidretry.db.processes import recorded
 from vidretry.db.redact import one_line
 from vidretry.names import default_process_name
-from vidretry.queue import retention
+from vidretry.queue.breaker import breaker_settings
 from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.queue.worker import Worker, breaker_settings
+from vidretry.queue.maintenance import retention
+from vidretry.queue.worker import Worker
 from vidretry.results.configured import configured
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
@@ -359,7 +360,7 @@ class NotifierProcess:
             else None
         )
         try:  # what a former leader still held is this leader's to send now
-            await notifier.rescue(take_over=True)
+            await notifier.rescuer.run_once(take_over=True)
         except TRANSIENT_DB_ERRORS as exc:
             log.error("could not take over (%s): rows come back as leases expire", one_line(exc))
         if bot is None:

@@ -136,7 +136,7 @@ def db_prune(
 
     async def body(config: Config) -> None:
         from vidretry.cli import views
-        from vidretry.queue import retention
+        from vidretry.queue.maintenance import retention
         from vidretry.results.configured import configured
 
         seconds = parse_age(older_than)

@@ -15,7 +15,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # the demo (and the daemons it runs) load only for `vidretry demo`
     from vidretry.app.demo import Snapshot
-    from vidretry.queue.retention import Counts
+    from vidretry.queue.maintenance.retention import Counts
 
 
 STATE_STYLE = {

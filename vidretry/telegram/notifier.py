@@ -35,6 +35,7 @@ from vidretry.queue import metrics
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
 from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.queue.maintenance.rescue_notifications import OutboxRescuer
 from vidretry.results.keeping import Results
 from vidretry.telegram import outbox
 from vidretry.telegram.notifications import deliver_to
@@ -113,6 +114,15 @@ class Notifier:
         self.rng = rng
         self.monotonic = monotonic
         self.name = name or default_process_name()
+        # Rows of a notifier that died come back, every maintenance interval (and all of the
+        # others' when this one is elected: vidretry.app.daemons).
+        self.rescuer = OutboxRescuer(
+            pool,
+            name=self.name,
+            give_up_after_seconds=config.give_up_after_seconds,
+            admins=self.admins,
+            clock=clock,
+        )
         # What vidretry.queue.loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
         # In flight: a batch, or a fifth of a second's sends when the rate is higher (a paid
@@ -148,7 +158,8 @@ class Notifier:
             self._record_sent, key=lambda sent: sent[0].id
         )
         # And so is the mark a row gets just before its send begins: a notifier that dies
-        # while a row is marked is charged a crash on it (outbox.MAX_CRASHES set it aside).
+        # while a row is marked is charged a crash on it (MAX_CRASHES of them set it aside:
+        # vidretry.queue.maintenance.rescue_notifications).
         self.started: GroupCommit[Notification] = GroupCommit(
             self._record_started, key=lambda note: note.id
         )
@@ -163,34 +174,13 @@ class Notifier:
 
     async def run_once(self) -> PassResult:
         """Rescue expired leases, claim one batch and deliver all of it."""
-        rescued = await self.rescue()
+        rescued = await self.rescuer.run_once()
         claimed = await self.claim(self.config.batch_size)
         try:
             outcomes = await asyncio.gather(*(self.deliver(note) for note in claimed))
         finally:
             await self.leases.stop()
         return PassResult(rescued, len(claimed), Counter(outcomes))
-
-    async def rescue(self, *, take_over: bool = False) -> int:
-        """Rows whose lease expired come back to the outbox; with ``take_over`` (this
-        notifier was just elected) so do the rows of every other notifier."""
-        async with self.pool.connection() as conn:
-            rescued = await outbox.rescue_expired(
-                conn,
-                give_up_after_seconds=self.config.give_up_after_seconds,
-                admins=self.admins,
-                leader=self.name if take_over else None,
-                now=self.clock.now(),
-            )
-        if rescued.count:
-            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued.count)
-        for note_id in rescued.set_aside:
-            log.error(
-                "notification %s was being sent each of the last %d times a notifier died: "
-                "set aside (dead), admins told",
-                note_id, outbox.MAX_CRASHES,
-            )  # fmt: skip
-        return rescued.count
 
     async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
         async with self.pool.connection() as conn:
@@ -443,7 +433,7 @@ class Notifier:
     # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
 
     async def maintain(self) -> None:
-        await self.rescue()
+        await self.rescuer.run_once()
 
     async def claim(self, limit: int) -> list[Notification]:
         """Due rows, up to ``limit``; while Telegram is down, only the probe when it is due."""

@@ -15,12 +15,6 @@ from uuid import UUID
 from vidretry.db.connection import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.models import NotificationKind, NotificationState
 
-# Expired leases are rescued at most this many per statement.
-RESCUE_BATCH = 500
-# A notification being sent each time a notifier died, this many times in a row, is set
-# aside: a send that kills its process (a library's segfault, an OOM kill) must not take
-# the outbox down with it every lease for a day.
-MAX_CRASHES = 3
 # The kinds of notification this release can send: rows of a kind a later release added
 # are left for a notifier of that release (docs/upgrading.md, "Add a notification kind").
 KNOWN_KINDS = [kind.value for kind in NotificationKind]
@@ -156,43 +150,6 @@ async def extend_leases(
         "now": now,
     }
     return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
-
-
-@dataclass(frozen=True)
-class Rescued:
-    """What a rescue brought back: how many rows, and the ids of those set aside."""
-
-    count: int = 0
-    set_aside: tuple[int, ...] = ()
-
-
-async def rescue_expired(
-    conn: Connection,
-    *,
-    give_up_after_seconds: float,
-    admins: Sequence[int] = (),
-    leader: str | None = None,
-    now: datetime | None,
-) -> Rescued:
-    """Rows whose lease expired come back to the outbox; a row that was being sent counts a
-    crash, and one at ``MAX_CRASHES`` in a row is set aside (dead), ``admins`` told.
-    ``leader``, a notifier that was just elected, also takes back the rows any other
-    notifier still holds."""
-    params = {
-        "give_up_after_seconds": give_up_after_seconds,
-        "leader": leader,
-        "limit": RESCUE_BATCH,
-        "max_crashes": MAX_CRASHES,
-        "admins": list(admins),
-        "now": now,
-    }
-    count, set_aside = 0, []
-    while True:  # in bounded batches, each its own short transaction
-        batch = await fetch_all(conn, "rescue_notifications_and_queue_set_aside_notices", params)
-        count += len(batch)
-        set_aside += [row["id"] for row in batch if row["set_aside"]]
-        if len(batch) < RESCUE_BATCH:
-            return Rescued(count, tuple(set_aside))
 
 
 async def user_language(conn: Connection, user_id: int) -> str | None:
