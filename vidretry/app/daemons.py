@@ -33,10 +33,10 @@ from vidretry.db.listen import LEADERSHIP_CHANNEL, Listener
 from vidretry.db.pool import open_pool
 from vidretry.db.processes import recorded
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.names import default_process_name
 from vidretry.queue.breaker import breaker_settings
 from vidretry.queue.handlers import Handler, build_handler
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.maintenance import retention
 from vidretry.queue.worker import Worker
 from vidretry.results.configured import configured

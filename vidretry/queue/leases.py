@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.eventloop import within
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("vidretry.leases")
 

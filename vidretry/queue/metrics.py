@@ -17,8 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import ConfigError
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("vidretry.metrics")
 

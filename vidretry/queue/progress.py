@@ -16,7 +16,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from vidretry.db.redact import one_line
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("vidretry.progress")
 

@@ -26,15 +26,16 @@ from vidretry.config import WorkerConfig
 from vidretry.db.connection import Connection
 from vidretry.db.listen import JOBS_CHANNEL, Listener
 from vidretry.db.redact import one_line, without_queries
+from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError, VidretryError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
 from vidretry.queue import jobs, metrics
 from vidretry.queue.breaker import Breaker, breaker_settings
+from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.handlers import Handler, context_for, describe_os_error
 from vidretry.queue.leases import LeaseKeeper
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.maintenance.breaker_probe import BreakerProbe
 from vidretry.queue.maintenance.rescue_jobs import JobRescuer
 from vidretry.queue.maintenance.retention import BackgroundPruning
@@ -111,7 +112,7 @@ class Worker:
             heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
         )
-        # What vidretry.queue.loop.ClaimLoop reads.
+        # What vidretry.queue.claim_loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
         # Expired leases are looked for every quarter lease: a crash is rescued within about
@@ -374,7 +375,7 @@ class Worker:
         )  # fmt: skip
         return Outcome.RATE_LIMITED
 
-    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.claim_loop.ClaimLoop drives these ----------------------------
 
     async def maintain(self) -> None:
         if not self.prepared:

@@ -17,9 +17,9 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
 from vidretry.queue.cancel import CancelOutcome, withdraw
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
 from vidretry.telegram import outbox

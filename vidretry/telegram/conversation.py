@@ -24,12 +24,12 @@ from vidretry.clock import Clock
 from vidretry.config import TelegramConfig
 from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import ConfigError
 from vidretry.models import JobState, RequestState, parse_asset_id
 from vidretry.queue import reports
 from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
 from vidretry.telegram import outbox
 from vidretry.telegram.callback_data import cancel_data, retry_data

@@ -27,10 +27,10 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import RefusedError
 from vidretry.eventloop import within
 from vidretry.queue import metrics
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("vidretry.leadership")
 

@@ -28,13 +28,14 @@ from vidretry.config import NotifierConfig
 from vidretry.db.connection import Connection, fetch_one
 from vidretry.db.listen import OUTBOX_CHANNEL, Listener
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import FatalError, VidretryError
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
 from vidretry.queue import metrics
+from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
 from vidretry.queue.maintenance.rescue_notifications import OutboxRescuer
 from vidretry.results.keeping import Results
 from vidretry.telegram import outbox
@@ -123,7 +124,7 @@ class Notifier:
             admins=self.admins,
             clock=clock,
         )
-        # What vidretry.queue.loop.ClaimLoop reads.
+        # What vidretry.queue.claim_loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
         # In flight: a batch, or a fifth of a second's sends when the rate is higher (a paid
         # broadcast at 1,000/s kept 50 busy and reached 930/s; 200 reach the limit), and no
@@ -430,7 +431,7 @@ class Notifier:
             self.sender, self.messages, note, videos=self.videos, seed_buttons=self.seed_buttons
         )
 
-    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.claim_loop.ClaimLoop drives these ----------------------------
 
     async def maintain(self) -> None:
         await self.rescuer.run_once()

@@ -26,9 +26,9 @@ from vidretry.clock import Clock
 from vidretry.db.connection import Connection, execute, fetch_all
 from vidretry.db.listen import PROGRESS_CHANNEL, Listener
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
 from vidretry.queue import reports
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.telegram.callback_data import cancel_data
 from vidretry.telegram.pacing import Pacer
 from vidretry.telegram.transport import (

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.db.connection import Connection, execute, fetch_one
 from vidretry.db.redact import one_line
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.telegram.transport import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
 
 log = logging.getLogger("vidretry.videos")

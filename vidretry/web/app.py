@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vidretry.db.connection import Connection
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.web import reads
 from vidretry.web.answers import HERE, Refused, Templates, refusal
 from vidretry.web.api import Api

@@ -19,10 +19,10 @@ from psycopg_pool import AsyncConnectionPool
 from vidretry.clock import Clock
 from vidretry.db.connection import Connection
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs
 from vidretry.queue.breaker import Breaker
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.queue.quota import Quota
 
 log = logging.getLogger("vidretry.worker")

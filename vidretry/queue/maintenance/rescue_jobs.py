@@ -1,7 +1,7 @@
 """Rescuing jobs whose worker died: a lease that expired puts its job back in the queue (the
 lost attempt counts), and a job that was on its last attempt fails for good.
 
-Every worker runs it each quarter lease (vidretry.queue.loop's upkeep), so a crash is
+Every worker runs it each quarter lease (vidretry.queue.claim_loop's upkeep), so a crash is
 rescued within about 1.25 leases of it.
 """
 

@@ -25,8 +25,8 @@ from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
 from vidretry.db.connection import Connection, execute, fetch_one
 from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import RefusedError, VidretryError
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.results.keeping import Results
 
 log = logging.getLogger("vidretry.retention")

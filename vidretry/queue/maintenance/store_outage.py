@@ -20,7 +20,7 @@ from vidretry.clock import Clock
 from vidretry.db.connection import Connection, execute
 from vidretry.db.listen import ReconnectDelay
 from vidretry.db.redact import one_line, without_queries
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.results.base import Stored, StoreUnavailable
 
 log = logging.getLogger("vidretry.worker")
