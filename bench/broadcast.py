@@ -288,7 +288,8 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     from vidretry.clock import DatabaseClock
     from vidretry.config import NotifierConfig, TelegramConfig
     from vidretry.db.listen import Listener
-    from vidretry.telegram.adapter import TelegramBot, build_client
+    from vidretry.telegram.bot.client import build_client
+    from vidretry.telegram.bot.telegram_bot import TelegramBot
     from vidretry.telegram.notifier import Notifier
     from vidretry.telegram.pacing import Pacer
     from vidretry.texts import MessagesConfig

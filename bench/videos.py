@@ -38,7 +38,8 @@ from vidretry.db.listen import Listener
 from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.notifier import Notifier
 from vidretry.telegram.pacing import Pacer
 from vidretry.texts import MessagesConfig

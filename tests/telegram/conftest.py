@@ -28,7 +28,8 @@ from vidretry.db import connection
 from vidretry.db.listen import Listener
 from vidretry.db.pool import open_pool
 from vidretry.results.keeping import Results
-from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import Conversation
 from vidretry.telegram.limits import RequestRate

@@ -32,7 +32,8 @@ from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, retry
-from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.outage import recovery_bound_seconds
 from vidretry.telegram.pacing import Pacer
 

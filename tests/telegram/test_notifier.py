@@ -27,7 +27,8 @@ from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
-from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.notifier import Delivery
 from vidretry.telegram.transport import TelegramDown
 

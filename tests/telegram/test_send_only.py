@@ -29,7 +29,8 @@ from vidretry.db.pool import open_pool
 from vidretry.errors import ConfigError
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.telegram.adapter import NoUpdateFetching, TelegramBot, build_client
+from vidretry.telegram.bot.client import NoUpdateFetching, build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.pacing import Pacer
 
 SEND_ONLY = NotifierConfig(send_only=True, progress_edit_seconds=1)  # else the defaults

@@ -53,7 +53,7 @@ from vidretry.telegram.transport import EditsMessages, Sender
 from vidretry.version import __version__
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
-    from vidretry.telegram.adapter import TelegramBot
+    from vidretry.telegram.bot.telegram_bot import TelegramBot
 
 log = logging.getLogger("vidretry.daemons")
 
@@ -229,7 +229,8 @@ async def serve_notifier(
             rng=random.Random(),  # noqa: S311 (jitter only)
         )
         if console is None:
-            from vidretry.telegram.adapter import TelegramBot, build_client
+            from vidretry.telegram.bot.client import build_client
+            from vidretry.telegram.bot.telegram_bot import TelegramBot
 
             paid, send_only = config.notifier.paid_broadcast, config.notifier.send_only
             results = configured(config)
@@ -328,7 +329,7 @@ class NotifierProcess:
         pacer.take_over()  # from a leader that may have been sending a moment ago
         bot = self.open_bot(pacer) if self.open_bot is not None else None
         if bot is not None:
-            bot.on_connection = self._note_connection
+            bot.connection.on_connection = self._note_connection
         sender = bot or self.console
         assert sender is not None, "a notifier needs a bot or a console to deliver to"
         notifier = Notifier(

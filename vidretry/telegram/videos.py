@@ -6,7 +6,7 @@ deliveries of one generation's video take turns: the first uploads, the others w
 — before they take a send slot, so the pacer's limits hold when they go — and then send
 by Telegram's reference, which is stored in PostgreSQL (``telegram_videos``): a restarted
 notifier, a new leader and the bot's own answers (a button pressed on a finished video, a
-later request for it) use it too. Telethon's handles live in the adapter; this holds only
+later request for it) use it too. Telethon's handles live in vidretry.telegram.bot; this holds only
 the plain ``VideoFile``.
 """
 
