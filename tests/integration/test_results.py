@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.integration.test_breaker import Recorder
 from tests.integration.test_worker import FAST, add
+from tests.memory_store import MemoryStore
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.config import WorkerConfig
 from vidretry.db import connection
@@ -24,7 +25,6 @@ from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
 from vidretry.results.base import MIB
 from vidretry.results.keeping import Results
-from vidretry.results.memory import MemoryStore
 from vidretry.telegram import outbox
 from vidretry.telegram.notifications import deliver_to
 from vidretry.texts import MessagesConfig

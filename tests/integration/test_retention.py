@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.memory_store import MemoryStore
 from tests.support import FakeClock, rows
 from vidretry.db import connection
 from vidretry.db.pool import open_pool
@@ -19,7 +20,6 @@ from vidretry.queue.maintenance import retention
 from vidretry.queue.maintenance.retention import BackgroundPruning, Counts
 from vidretry.results.base import Stored
 from vidretry.results.keeping import Results
-from vidretry.results.memory import MemoryStore
 
 DAYS_30 = 30 * 86400
 
