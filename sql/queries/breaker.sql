@@ -1,6 +1,6 @@
--- Named statements for pausing the queue (vidretry/breaker.py and the failure path of
--- vidretry/jobs.py): the circuit breaker, its probes and refunds, and pause/resume by hand.
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for pausing the queue (vidretry/queue/breaker.py and the failure path
+-- of vidretry/queue/jobs.py): the circuit breaker, its probes and refunds, and pause/resume
+-- by hand. Like jobs.sql: a "now" parameter that is NULL means the database's now().
 --
 -- The open pause is the row of queue_pauses with resumed_at IS NULL (at most one, by a
 -- unique index); claim_jobs claims nothing while it exists.

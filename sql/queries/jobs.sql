@@ -1,5 +1,5 @@
--- Named statements for the job store (vidretry/jobs.py). Statements that write outbox rows
--- have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
+-- Named statements for the job store (vidretry/queue/jobs.py). Statements that write outbox
+-- rows have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
 -- all workers on all machines; tests pass a fixed time instead.

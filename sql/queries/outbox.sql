@@ -1,5 +1,5 @@
--- Named statements for outbox delivery (vidretry/outbox.py), used by the notifier.
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for outbox delivery (vidretry/telegram/outbox.py), used by the
+-- notifier. Like jobs.sql: a "now" parameter that is NULL means the database's now().
 
 -- name: claim_notifications
 -- Claim up to "limit" due notifications for one notifier, with a lease; several notifiers

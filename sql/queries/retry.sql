@@ -1,4 +1,4 @@
--- Named statements for the retry service (vidretry/retry.py).
+-- Named statements for the retry service (vidretry/queue/retry.py).
 
 -- name: retry_asset
 -- The retry service: every rule of it is in the function vidretry_retry_asset (schema 18),
