@@ -37,11 +37,11 @@ from vidretry.db.pool import open_pool
 from vidretry.errors import HandlerError, VidretryError
 from vidretry.models import JobContext
 from vidretry.queue import reports
-from vidretry.telegram.buttons import ButtonService, Press
-from vidretry.telegram.conversation import Conversation, Incoming
+from vidretry.telegram.buttons import ButtonService
+from vidretry.telegram.conversation import Conversation
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.progress import remember_acceptance
-from vidretry.telegram.transport import InlineButton, Recipient, VideoRef
+from vidretry.telegram.transport import Incoming, InlineButton, Recipient, VideoRef
 from vidretry.texts import MessagesConfig
 
 DEMO_DATABASE = "vidretry_demo"
@@ -243,7 +243,7 @@ async def run_demo(
                 cancel = console.cancels.get(CANCELLER)
                 if cancel is None:
                     raise VidretryError(f"demo: user {CANCELLER} never got a cancel button")
-                reply = await buttons.press(Press(CANCELLER, None, cancel.encode()))
+                reply = await buttons.press(Incoming(CANCELLER, None, data=cancel.encode()))
                 console.lines.append(f"← {CANCELLER} pressed «✖️ Отменить»; bot: {reply.answer}")
                 snapshot.phase = "Вася cancelled: its worker stops it, no attempt counted"
                 await settle(lambda s: _all_terminal(s) and snapshot.outbox.get("waiting") == 0
@@ -254,7 +254,7 @@ async def run_demo(
                 snapshot.phase = f"User {PRESSER} presses «🔄 Попробовать еще раз» on Аня"
                 if not fast:
                     await settle(lambda s: False, 3)
-                reply = await buttons.press(Press(PRESSER, None, data.encode()))
+                reply = await buttons.press(Incoming(PRESSER, None, data=data.encode()))
                 console.lines.append(f"← {PRESSER} pressed the button; bot answers: {reply.answer}")
                 snapshot.phase = "Аня is back in the queue and generated again"
                 states = await settle(

@@ -1,9 +1,9 @@
 """What happens when a user presses the retry or the cancel button: the answer, and what to
 do next.
 
-Transport-free: the Telegram adapter turns a CallbackQuery into a ``Press``, calls
-``ButtonService.press`` and carries out the ``PressReply`` (answer the query first, then
-remove the button, then send the confirmation or the video).
+Transport-free: the Telegram adapter turns a CallbackQuery into an ``Incoming`` (its
+``data``), calls ``ButtonService.press`` and carries out the ``PressReply`` (answer the query
+first, then remove the button, then send the confirmation or the video).
 """
 
 from __future__ import annotations
@@ -24,18 +24,10 @@ from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
 from vidretry.telegram import outbox
 from vidretry.telegram.callback_data import ButtonPress, parse_callback_data
-from vidretry.telegram.transport import VideoRef
+from vidretry.telegram.transport import Incoming, VideoRef
 from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.buttons")
-
-
-@dataclass(frozen=True)
-class Press:
-    user_id: int
-    access_hash: int | None
-    data: bytes
-    lang_code: str | None = None  # the presser's language, as Telegram gives it
 
 
 @dataclass(frozen=True)
@@ -59,7 +51,7 @@ class ButtonService:
         self.messages = messages
         self.clock = clock
 
-    async def press(self, press: Press) -> PressReply:
+    async def press(self, press: Incoming) -> PressReply:
         """Retry (or cancel) the asset the button names, as the presser; never raises for
         bad input."""
         try:
@@ -69,7 +61,7 @@ class ButtonService:
             log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
             return PressReply(self.messages.in_language(press.lang_code).try_later)
 
-    async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
+    async def _press(self, conn: Connection, press: Incoming, now: datetime | None) -> PressReply:
         lang_code = await outbox.remember_user(
             conn, press.user_id, press.access_hash, now, lang_code=press.lang_code
         )

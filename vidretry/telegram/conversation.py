@@ -36,7 +36,7 @@ from vidretry.telegram.callback_data import cancel_data, retry_data
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
-from vidretry.telegram.transport import InlineButton, VideoRef
+from vidretry.telegram.transport import Incoming, InlineButton, VideoRef
 from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.conversation")
@@ -46,16 +46,6 @@ LIST_LIMIT = 10
 # Names and errors in lists are cut to this many characters (a message holds 4,096).
 SHORT_NAME = 60
 SHORT_ERROR = 200
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A private message to the bot."""
-
-    user_id: int
-    access_hash: int | None
-    text: str
-    lang_code: str | None = None  # the writer's language, as Telegram gives it
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""What the notifier needs from a transport: the ``Sender`` protocol, the records it sends,
-and the exceptions it reports trouble with.
+"""What the notifier needs from a transport: the ``Sender`` protocol, the records it sends
+(and the one it receives: ``Incoming``), and the exceptions it reports trouble with.
 
 A ``Sender`` (the Telegram adapter, or the console) delivers one message and reports trouble
 only through the exceptions below, so the notifier never sees a library's own errors.
@@ -22,6 +22,19 @@ class Recipient:
     user_id: int
     chat_id: int
     access_hash: int | None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What a user sent the bot, as its services read it (``Conversation.handle`` a private
+    message's ``text``, ``ButtonService.press`` a pressed button's ``data``): who sent it,
+    the access hash to answer them by, and their app's language, as Telegram gives it."""
+
+    user_id: int
+    access_hash: int | None
+    text: str = ""
+    data: bytes = b""
+    lang_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from telethon import Button, TelegramClient, errors, events, functions, types
 from vidretry.telegram.bot.client import BotClient, sending_to
 from vidretry.telegram.bot.outcomes import CLEANUP_REFUSED, TELEGRAM_DOWN, code, describe
 from vidretry.telegram.bot.upload import VideoSender
-from vidretry.telegram.buttons import ButtonService, Press
+from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.callback_data import parse_callback_data
-from vidretry.telegram.conversation import Conversation, Incoming, Outgoing
+from vidretry.telegram.conversation import Conversation, Outgoing
 from vidretry.telegram.pacing import Pacer
-from vidretry.telegram.transport import DeliveryError, Recipient, VideoRef
+from vidretry.telegram.transport import DeliveryError, Incoming, Recipient, VideoRef
 from vidretry.telegram.videos import VideoFiles
 
 log = logging.getLogger("vidretry.telegram")
@@ -94,10 +94,10 @@ class Updates:
     async def _on_press(self, event: events.CallbackQuery.Event, buttons: ButtonService) -> None:
         sender = await event.get_input_sender()
         reply = await buttons.press(
-            Press(
+            Incoming(
                 event.sender_id,
                 getattr(sender, "access_hash", None),
-                bytes(event.data or b""),
+                data=bytes(event.data or b""),
                 lang_code=_lang_code(event),
             )
         )
@@ -212,7 +212,7 @@ async def _incoming(event: events.NewMessage.Event) -> Incoming:
     return Incoming(
         event.sender_id,
         getattr(sender, "access_hash", None),
-        event.raw_text or "",
+        text=event.raw_text or "",
         lang_code=_lang_code(event),
     )
 
