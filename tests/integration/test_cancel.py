@@ -6,7 +6,7 @@ import asyncio
 from tests.support import FakeClock, rows, scalar
 from vidretry.db import connection
 from vidretry.models import JobState
-from vidretry.queue import jobs
+from vidretry.queue import jobs, leases
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor
@@ -63,7 +63,7 @@ async def test_a_running_job_loses_its_lease_and_its_attempt_is_given_back(
     (row,) = await rows(conn, "SELECT state, attempts, lease_token FROM video_assets")
     assert row == {"state": "cancelled", "attempts": 0, "lease_token": None}
     # The worker's heartbeat finds the lease gone; its late outcome changes nothing.
-    assert await jobs.extend_leases(conn, [job], lease_seconds=30, now=clock.now()) == set()
+    assert await leases.extend(conn, leases.JOBS, [job], lease_seconds=30, now=clock.now()) == set()
     assert not await jobs.complete(conn, job, owner="w", result="/v.mp4", now=clock.now())
     assert await scalar(conn, "SELECT count(*) FROM notifications") == 0
     detail = await scalar(conn, "SELECT detail FROM job_events WHERE kind = 'cancelled'")

@@ -9,7 +9,7 @@ import pytest
 from tests.support import FakeClock, rows, scalar
 from vidretry.db import connection
 from vidretry.models import ClaimedJob, JobState
-from vidretry.queue import jobs
+from vidretry.queue import jobs, leases
 from vidretry.queue.enqueue import enqueue
 
 LEASE = 30.0
@@ -113,15 +113,18 @@ async def test_heartbeat_extends_only_a_held_lease(db_url: str, clock: FakeClock
         impostor = ClaimedJob(**{**second.__dict__, "lease_token": uuid4()})
         clock.advance(20)
         # One statement for both: the held lease is extended, the impostor's is not.
-        alive = await jobs.extend_leases(
-            conn, [job, impostor], lease_seconds=LEASE, now=clock.now()
+        alive = await leases.extend(
+            conn, leases.JOBS, [job, impostor], lease_seconds=LEASE, now=clock.now()
         )
         assert alive == {job.id}
         row = await asset(conn, job.id)
         assert (row["lease_expires_at"] - clock.now()).total_seconds() == LEASE  # type: ignore[operator]
         row = await asset(conn, second.id)
         assert (row["lease_expires_at"] - clock.now()).total_seconds() == LEASE - 20  # type: ignore[operator]
-        assert await jobs.extend_leases(conn, [], lease_seconds=LEASE, now=clock.now()) == set()
+        assert (
+            await leases.extend(conn, leases.JOBS, [], lease_seconds=LEASE, now=clock.now())
+            == set()
+        )
 
 
 async def test_success_settles_every_request_with_a_ready_row(
@@ -285,7 +288,9 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
         assert again.attempts == 2
         # The crashed worker comes back: its token no longer fences anything.
         assert not await jobs.complete(conn, lost, owner="crashed", result="x", now=clock.now())
-        assert not await jobs.extend_leases(conn, [lost], lease_seconds=LEASE, now=clock.now())
+        assert not await leases.extend(
+            conn, leases.JOBS, [lost], lease_seconds=LEASE, now=clock.now()
+        )
         assert (await asset(conn, lost.id))["state"] == "running"
         events = await rows(
             conn, "SELECT kind, attempt, actor FROM job_events WHERE kind = 'rescued'"

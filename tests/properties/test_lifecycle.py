@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 from tests.support import FakeClock
 from vidretry.db import connection
 from vidretry.models import ClaimedJob
-from vidretry.queue import breaker, jobs, reports
+from vidretry.queue import breaker, jobs, leases, reports
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
@@ -258,7 +258,7 @@ class Lifecycle(RuleBasedStateMachine):
     def heartbeat(self, pick: int) -> None:
         job = self.held[pick % len(self.held)]
         alive = self.run(
-            jobs.extend_leases(self.conn, [job], lease_seconds=LEASE, now=self.clock.now())
+            leases.extend(self.conn, leases.JOBS, [job], lease_seconds=LEASE, now=self.clock.now())
         )
         assert (job.id in alive) == self.valid(job)
 

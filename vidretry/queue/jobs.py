@@ -128,22 +128,6 @@ async def set_policy(
     return row is not None and row["was_fair"] != fair
 
 
-async def extend_leases(
-    conn: Connection, held: Sequence[ClaimedJob], *, lease_seconds: float, now: datetime | None
-) -> set[int]:
-    """Heartbeat: extend the leases of ``held``; returns the ids whose lease still held (the
-    others were lost)."""
-    if not held:
-        return set()
-    params = {
-        "ids": [job.id for job in held],
-        "tokens": [job.lease_token for job in held],
-        "lease_seconds": lease_seconds,
-        "now": now,
-    }
-    return {row["id"] for row in await fetch_all(conn, "extend_leases", params)}
-
-
 async def complete(
     conn: Connection, job: ClaimedJob, *, owner: str, result: Stored | str, now: datetime | None
 ) -> bool:

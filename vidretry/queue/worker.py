@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime
 
 import psycopg
@@ -30,7 +29,7 @@ from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError, VidretryError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
-from vidretry.queue import jobs, metrics
+from vidretry.queue import jobs, leases, metrics
 from vidretry.queue.breaker import Breaker, breaker_settings
 from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
@@ -108,9 +107,11 @@ class Worker:
         )
         self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
-            self._extend_leases,
+            pool,
+            leases.JOBS,
             heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
+            clock=clock,
         )
         # What vidretry.queue.claim_loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
@@ -161,12 +162,6 @@ class Worker:
                 )  # fmt: skip
             await jobs.prepare_quota(conn, self.quota)
         self.prepared = True
-
-    async def _extend_leases(self, running: Sequence[ClaimedJob]) -> set[int]:
-        async with self.pool.connection() as conn:
-            return await jobs.extend_leases(
-                conn, running, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-            )
 
     async def _record_successes(self, finished: list[tuple[ClaimedJob, Stored]]) -> set[int]:
         """Write a batch of successes (through a database outage of up to a lease); return

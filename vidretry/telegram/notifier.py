@@ -32,7 +32,7 @@ from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import FatalError, VidretryError
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
-from vidretry.queue import metrics
+from vidretry.queue import leases, metrics
 from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
@@ -165,9 +165,11 @@ class Notifier:
             self._record_started, key=lambda note: note.id
         )
         self.leases: LeaseKeeper[Notification] = LeaseKeeper(
-            self._extend_leases,
+            pool,
+            leases.NOTIFICATIONS,
             heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
+            clock=clock,
             monotonic=monotonic,
         )
 
@@ -182,12 +184,6 @@ class Notifier:
         finally:
             await self.leases.stop()
         return PassResult(rescued, len(claimed), Counter(outcomes))
-
-    async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
-        async with self.pool.connection() as conn:
-            return await outbox.extend_leases(
-                conn, sending, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-            )
 
     # -- one notification ---------------------------------------------------------------
 

@@ -133,25 +133,6 @@ async def bury(conn: Connection, note: Notification, *, error: str, now: datetim
     return await fetch_one(conn, "bury_notification", params) is not None
 
 
-async def extend_leases(
-    conn: Connection,
-    sending: Sequence[Notification],
-    *,
-    lease_seconds: float,
-    now: datetime | None,
-) -> set[int]:
-    """Heartbeat: the ids of ``sending`` whose lease still held, now extended."""
-    if not sending:
-        return set()
-    params = {
-        "ids": [note.id for note in sending],
-        "tokens": [note.lease_token for note in sending],
-        "lease_seconds": lease_seconds,
-        "now": now,
-    }
-    return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
-
-
 async def user_language(conn: Connection, user_id: int) -> str | None:
     """The language the user's Telegram last reported; None if it never did."""
     row = await fetch_one(conn, "user_language", {"user_id": user_id})
