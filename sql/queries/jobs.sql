@@ -98,7 +98,8 @@ history AS (
            coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token,
+-- The column "generation" is the job's retry round (vidretry.models.ClaimedJob.retry_round).
+SELECT id, name, params, attempts, max_attempts, generation AS retry_round, lease_token,
        %(probe)s::bigint IS NOT NULL AS probe
 FROM claimed
 ORDER BY id;
@@ -224,7 +225,7 @@ history AS (
            coalesce(%(now)s::timestamptz, now())
     FROM failed
 )
-SELECT id, generation FROM failed;
+SELECT id, generation AS retry_round FROM failed;
 
 -- name: settle_requests_and_queue_notifications
 -- Close every waiting request of finished assets and queue one notification per user.
@@ -350,7 +351,8 @@ SET lease_owner = %(owner)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 FROM expired
 WHERE a.id = expired.id
-RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token,
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation AS retry_round,
+          a.lease_token,
           false AS probe;
 
 -- name: give_back_job

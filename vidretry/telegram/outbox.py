@@ -29,7 +29,9 @@ class Notification:
     user_id: int
     chat_id: int
     kind: NotificationKind
-    generation: int
+    # The asset's retry round it tells of (the column "generation"); for an admins' notice,
+    # the number that makes it one of a kind (the pause's, the outage's, the row's set aside).
+    retry_round: int
     payload: dict[str, Any]
     attempts: int
     lease_token: UUID
