@@ -1,4 +1,4 @@
-"""States and the records passed between the store, the worker and the retry service."""
+"""States and the records passed between the database, the worker and the retry service."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- Named statements for the job store (vidretry/jobs.py). Statements that write outbox rows
+-- Named statements for a job's transitions (vidretry/jobs.py). Statements that write outbox rows
 -- have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
@@ -175,9 +175,9 @@ forgotten AS (
     WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
 ),
 store_back AS (
-    -- A success is a video kept: whatever outage of the store there was is over, whichever
-    -- worker saw it (results.sql), so status stops showing it and the next outage is a new
-    -- one, told in its turn. Without an outage there is no row to lock.
+    -- A success is a video kept: whatever outage of the video store there was is over,
+    -- whichever worker saw it (results.sql), so status stops showing it and the next outage
+    -- is a new one, told in its turn. Without an outage there is no row to lock.
     DELETE FROM store_outage WHERE id AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;

@@ -62,7 +62,7 @@ ORDER BY id
 LIMIT %(limit)s;
 
 -- name: show_asset
--- With what the store recorded of the result: what an operator checks when a user says the
+-- With what was recorded of the kept video: what an operator checks when a user says the
 -- video is broken (the SHA-256 in hex, as sha256sum prints it).
 SELECT id, name, params, state, priority, owner, turn, attempts, max_attempts,
        generation AS retry_round, run_at, lease_owner,

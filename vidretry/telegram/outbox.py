@@ -1,7 +1,8 @@
-"""The outbox store: claiming notifications and recording each delivery outcome.
+"""The outbox: claiming notifications and recording each delivery outcome.
 
-Same shape as the job store: every change to a claimed row is one statement fenced by the
-lease token that the claim issued; ``False`` means the lease was lost and nothing changed.
+Same shape as a job's transitions (queue/jobs.py): every change to a claimed row is one
+statement fenced by the lease token that the claim issued; ``False`` means the lease was lost
+and nothing changed.
 """
 
 from __future__ import annotations
