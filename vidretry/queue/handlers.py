@@ -87,6 +87,9 @@ class CommandHandler:
         if not command:
             raise ConfigError('[worker] command is empty but [worker] handler is "command"')
         self.command = command
+        if any("{generation" in part for part in command):
+            log.warning("[worker] command says {generation}, deprecated: say {retry_round}, the "
+                        "same number (the old name goes in the next release)")  # fmt: skip
         self.timeout_seconds = timeout_seconds
         self.permanent_exit_codes = permanent_exit_codes
         self.rate_limited_exit_codes = rate_limited_exit_codes
