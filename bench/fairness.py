@@ -91,7 +91,8 @@ history AS (
     SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
+SELECT id, name, params, attempts, max_attempts, generation AS retry_round, lease_token,
+       false AS probe
 FROM claimed
 ORDER BY id
 """

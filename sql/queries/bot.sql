@@ -12,11 +12,11 @@ FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s;
 
 -- name: asset_by_name
-SELECT id, state, generation FROM video_assets WHERE name = %(name)s;
+SELECT id, state, generation AS retry_round FROM video_assets WHERE name = %(name)s;
 
 -- name: user_requests_newest
 -- /my: a user's requests, newest first (the index user_requests_by_user serves it).
-SELECT a.id, a.name, a.state, a.generation, r.state AS request_state
+SELECT a.id, a.name, a.state, a.generation AS retry_round, r.state AS request_state
 FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s
 ORDER BY r.id DESC
@@ -24,7 +24,7 @@ LIMIT %(limit)s;
 
 -- name: latest_failed
 -- /failed: the latest failures with their last error (the index video_assets_failed).
-SELECT id, name, generation, last_error
+SELECT id, name, generation AS retry_round, last_error
 FROM video_assets
 WHERE state = 'failed'
 ORDER BY finished_at DESC, id DESC

@@ -1,5 +1,5 @@
--- Named statements for the job store (vidretry/queue/jobs.py). Statements that write outbox
--- rows have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
+-- Named statements for a job's transitions (vidretry/queue/jobs.py). Statements that write
+-- outbox rows have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
 -- all workers on all machines; tests pass a fixed time instead.
@@ -98,7 +98,8 @@ history AS (
            coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token,
+-- The column "generation" is the job's retry round (vidretry.models.ClaimedJob.retry_round).
+SELECT id, name, params, attempts, max_attempts, generation AS retry_round, lease_token,
        %(probe)s::bigint IS NOT NULL AS probe
 FROM claimed
 ORDER BY id;
@@ -174,9 +175,9 @@ forgotten AS (
     WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
 ),
 store_back AS (
-    -- A success is a video kept: whatever outage of the store there was is over, whichever
-    -- worker saw it (results.sql), so status stops showing it and the next outage is a new
-    -- one, told in its turn. Without an outage there is no row to lock.
+    -- A success is a video kept: whatever outage of the video store there was is over,
+    -- whichever worker saw it (results.sql), so status stops showing it and the next outage
+    -- is a new one, told in its turn. Without an outage there is no row to lock.
     DELETE FROM store_outage WHERE id AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;
@@ -224,7 +225,7 @@ history AS (
            coalesce(%(now)s::timestamptz, now())
     FROM failed
 )
-SELECT id, generation FROM failed;
+SELECT id, generation AS retry_round FROM failed;
 
 -- name: settle_requests_and_queue_notifications
 -- Close every waiting request of finished assets and queue one notification per user.
@@ -350,7 +351,8 @@ SET lease_owner = %(owner)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 FROM expired
 WHERE a.id = expired.id
-RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token,
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation AS retry_round,
+          a.lease_token,
           false AS probe;
 
 -- name: give_back_job

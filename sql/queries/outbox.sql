@@ -51,7 +51,9 @@ claimed AS (
     RETURNING n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload,
               n.attempts, n.lease_token
 )
-SELECT claimed.*, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+SELECT claimed.id, claimed.asset_id, claimed.user_id, claimed.chat_id, claimed.kind,
+       claimed.generation AS retry_round, claimed.payload, claimed.attempts, claimed.lease_token,
+       u.access_hash, u.lang_code, a.result_size, a.result_sha256,
        a.result_deleted_at IS NOT NULL AS result_deleted
 FROM claimed
 LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
@@ -65,8 +67,8 @@ ORDER BY claimed.id;
 -- name: due_notifications
 -- What claim_notifications would take, read only, for `notifier --transport console`'s
 -- preview. No lease: lease_token is NULL.
-SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload, n.attempts,
-       n.lease_token, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation AS retry_round, n.payload,
+       n.attempts, n.lease_token, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
        a.result_deleted_at IS NOT NULL AS result_deleted
 FROM notifications AS n
 LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
@@ -242,8 +244,8 @@ SELECT lang_code FROM telegram_users WHERE user_id = %(user_id)s;
 
 -- name: asset_for_button
 -- What the button handler needs to answer: the asset's name and, once available, its video
--- with its size and SHA-256 (and its generation: the key of the video's stored Telegram
+-- with its size and SHA-256 (and its retry round: the key of the video's stored Telegram
 -- reference).
-SELECT name, state, result, generation, result_size, result_sha256,
+SELECT name, state, result, generation AS retry_round, result_size, result_sha256,
        result_deleted_at IS NOT NULL AS result_deleted
 FROM video_assets WHERE id = %(id)s;

@@ -408,14 +408,14 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
             f" (WHERE kind IN ('released', 'refunded', 'rate_limited')) > {MAX_ATTEMPTS}"
         )
         if over:
-            fail(f"{len(over)} generation(s) ran more than {MAX_ATTEMPTS} attempts: {over[:3]}")
+            fail(f"{len(over)} retry round(s) ran more than {MAX_ATTEMPTS} attempts: {over[:3]}")
         facts["attempts (claims)"] = (
             await rows("SELECT count(*) AS n FROM job_events WHERE kind = 'claimed'")
         )[0]["n"]
         facts["retries from the CLI"] = figures.cli_retries
 
-        # Every user still waiting when a generation failed was told once; a user who took
-        # their request back (cancelled) may have been told of an earlier generation or not.
+        # Every user still waiting when a retry round failed was told once; a user who took
+        # their request back (cancelled) may have been told of an earlier retry round or not.
         missing = await rows(
             """
             SELECT e.asset_id, e.generation,
@@ -435,9 +435,9 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
         wrong = [m for m in missing if m["unnotified"] or m["strangers"]]
         if wrong:
             fail(
-                f"{len(wrong)} failed generation(s) without one notification per user: {wrong[:3]}"
+                f"{len(wrong)} failed retry round(s) without one notification per user: {wrong[:3]}"
             )
-        facts["failed generations"] = len(missing)
+        facts["failed retry rounds"] = len(missing)
 
         outbox = await by_state("notifications")
         facts["notifications by final state"] = outbox
@@ -476,7 +476,7 @@ async def _check(url: str, logs: Path, figures: Figures) -> None:
     facts["jobs that ran in two workers at once"] = len(overlaps)
     if overlaps:
         fail(f"attempts overlapped: {overlaps[:3]}")
-    # A failure message's button names its asset, and its generation unless a send-only
+    # A failure message's button names its asset, and its retry round unless a send-only
     # notifier sent it (retry_video:<id>): failures are counted by asset and chat, against
     # the failure notifications of that asset and user that were delivered.
     sends: Counter[str] = Counter()

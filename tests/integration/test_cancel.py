@@ -81,7 +81,7 @@ async def test_asking_again_reopens_a_cancelled_asset_as_a_new_generation(
     assert row == {"state": "pending", "generation": 1, "attempts": 0}
     assert await requests(conn) == {1: "pending"}
     # A button from before the re-opening is stale: it cancels nothing.
-    stale = await withdraw(conn, asset.asset_id, 1, generation=0, now=clock.now())
+    stale = await withdraw(conn, asset.asset_id, 1, retry_round=0, now=clock.now())
     assert stale.outcome is CancelOutcome.NOT_OPEN
     assert await requests(conn) == {1: "pending"}
 

@@ -32,7 +32,7 @@ async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> N
             conn, asset_id, Actor.operator("alice"), reason="new GPU", now=clock.now()
         )
         assert result.outcome is RetryOutcome.RETRIED
-        assert result.generation == 1
+        assert result.retry_round == 1
         assert sorted(result.reopened_users) == [1, 2]
         (row,) = await rows(
             conn, "SELECT state, attempts, generation, run_at, finished_at FROM video_assets"
@@ -72,9 +72,9 @@ async def test_refusals(db_url: str, clock: FakeClock) -> None:
         stranger = await retry(conn, asset_id, Actor.telegram(42))
         assert stranger.outcome is RetryOutcome.FORBIDDEN
         assert stranger.state is None  # a stranger learns nothing about the asset
-        assert (await retry(conn, asset_id, Actor.telegram(1), generation=0)).retried
-        again = await retry(conn, asset_id, Actor.telegram(2), generation=0)
-        assert (again.outcome, again.state, again.generation) == (
+        assert (await retry(conn, asset_id, Actor.telegram(1), retry_round=0)).retried
+        again = await retry(conn, asset_id, Actor.telegram(2), retry_round=0)
+        assert (again.outcome, again.state, again.retry_round) == (
             RetryOutcome.STALE,
             JobState.PENDING,
             1,
@@ -99,7 +99,7 @@ async def test_concurrent_retries_have_exactly_one_winner(db_url: str, clock: Fa
 
         async def press(conn: connection.Connection, user: int) -> RetryOutcome:
             await start.wait()
-            return (await retry(conn, asset_id, Actor.telegram(user), generation=0)).outcome
+            return (await retry(conn, asset_id, Actor.telegram(user), retry_round=0)).outcome
 
         tasks = [asyncio.create_task(press(c, i + 1)) for i, c in enumerate(connections)]
         await asyncio.sleep(0.05)

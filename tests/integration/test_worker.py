@@ -43,9 +43,9 @@ async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> Asy
             yield make_worker(db_url, pool, config, name)
 
 
-def video_of(worker: Worker, asset_id: int, generation: int = 0) -> str:
+def video_of(worker: Worker, asset_id: int, retry_round: int = 0) -> str:
     """The URI a video the sample handlers made is kept under: where they wrote it."""
-    return (worker.config.output_dir / f"{asset_id}-g{generation}.mp4").as_uri()
+    return (worker.config.output_dir / f"{asset_id}-g{retry_round}.mp4").as_uri()
 
 
 def make_worker(

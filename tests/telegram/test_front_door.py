@@ -240,7 +240,7 @@ async def test_admin_commands_for_admins_only(
         (stats,) = await say(app, ADMIN, "/stats")
         assert "failed 1" in stats
         assert await say(app, ADMIN, f"/retry {asset_id}") == [
-            f"asset {asset_id} queued again (generation 1); 1 user(s) waiting"
+            f"asset {asset_id} queued again (retry round 1); 1 user(s) waiting"
         ]
         (event,) = await query(db_url, "SELECT actor FROM job_events WHERE kind = 'retried'")
         assert event == {"actor": f"telegram-admin:{ADMIN}"}

@@ -430,7 +430,7 @@ async def test_a_stale_button_after_a_second_failure(
             from vidretry.queue.retry import Actor, retry
 
             assert (await retry(conn, asset_id, Actor.operator("op"))).retried
-        await run_worker_to_failure(db_url)  # generation 1 fails too
+        await run_worker_to_failure(db_url)  # retry round 1 fails too
         telegram.press(app.client, 1, f"retry_video:{asset_id}:0".encode(), 50)
         await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
         assert telegram.sent(CallbackAnswer)[0].message == "Кто-то уже перезапустил это видео. ⏳"

@@ -115,7 +115,7 @@ async def test_a_lone_pending_request_cancelled_from_the_list_is_never_made(
         assert await query(db_url, "SELECT state, generation FROM video_assets WHERE id = 1") == [
             {"state": "pending", "generation": 1}
         ]
-        # The old button names generation 0: stale, answered, changes nothing.
+        # The old button names retry round 0: stale, answered, changes nothing.
         assert await press(app, 1, masha, 1) == M.cancel_too_late
         assert await scalar_state(db_url, 1) == "pending"
 

@@ -2,7 +2,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidretry.telegram.callback_data import ButtonPress, parse_callback_data, retry_data
+from vidretry.telegram.callback_data import (
+    ButtonPress,
+    cancel_data,
+    parse_callback_data,
+    retry_data,
+)
 from vidretry.telegram.pacing import RateLimiter
 from vidretry.texts import render
 
@@ -12,6 +17,14 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
     assert len(data.encode()) <= 64
     assert parse_callback_data(data.encode()) == ButtonPress(2**63 - 1, 2**31 - 1)
     assert retry_data(42, 3) == "retry_video:42:3"
+
+
+def test_buttons_already_in_chats_keep_their_meaning() -> None:
+    """The retry round was called "generation" when 0.19.0 made the buttons users still have:
+    the name changed, the bytes did not, so those buttons decode as they did."""
+    assert (retry_data(42, 3), cancel_data(42, 3)) == ("retry_video:42:3", "cancel_video:42:3")
+    assert parse_callback_data(b"retry_video:42:3") == ButtonPress(42, 3)
+    assert parse_callback_data(b"cancel_video:42:3") == ButtonPress(42, 3, cancel=True)
 
 
 @pytest.mark.parametrize(
@@ -75,14 +88,14 @@ def test_any_bytes_parse_to_nothing_or_a_valid_button(data: bytes) -> None:
     press = parse_callback_data(data)
     if press is not None:
         assert 1 <= press.asset_id <= 2**63 - 1
-        assert press.generation is None or 0 <= press.generation <= 2**31 - 1
+        assert press.retry_round is None or 0 <= press.retry_round <= 2**31 - 1
         assert data.startswith(b"retry_video")
 
 
 @given(st.integers(1, 2**63 - 1), st.integers(0, 2**31 - 1))
-def test_every_button_we_make_parses_back(asset_id: int, generation: int) -> None:
-    assert parse_callback_data(retry_data(asset_id, generation).encode()) == ButtonPress(
-        asset_id, generation
+def test_every_button_we_make_parses_back(asset_id: int, retry_round: int) -> None:
+    assert parse_callback_data(retry_data(asset_id, retry_round).encode()) == ButtonPress(
+        asset_id, retry_round
     )
 
 

@@ -124,7 +124,7 @@ async def test_an_operator_acts_only_with_the_csrf_token_and_from_this_origin(
         )
         assert (done.status_code, done.headers["location"]) == (303, f"/assets/{asset_id}")
         shown = await client.get(f"/assets/{asset_id}")
-        assert "queued again (generation 1)" in shown.text  # the flash
+        assert "queued again (retry round 1)" in shown.text  # the flash
         async with await connection.connect(console.url) as conn:
             assert await scalar(conn, "SELECT state FROM video_assets") == "pending"
             actor = await scalar(conn, "SELECT actor FROM job_events WHERE kind = 'retried'")
@@ -164,6 +164,11 @@ async def test_the_api_with_a_bearer_token(console: Console) -> None:
         assert [a["id"] for a in listed["assets"]] == [asset_id]
         one = (await client.get(f"/api/assets/{asset_id}")).json()
         assert {r["user_id"] for r in one["requests"]} == {7, 8}
+        # The retry round, under its old name "generation" too for one release (0.20.0).
+        assert (listed["assets"][0]["retry_round"], listed["assets"][0]["generation"]) == (0, 0)
+        assert (one["retry_round"], one["generation"]) == (0, 0)
+        assert {(e["retry_round"], e["generation"]) for e in one["events"]} == {(0, 0)}
+        assert {(n["retry_round"], n["generation"]) for n in one["notifications"]} == {(0, 0)}
         assert (await client.get("/api/assets/99999")).status_code == 404
         assert (await client.get("/api/assets/abc")).status_code == 404
         assert (await client.get("/api/assets?state=bogus")).status_code == 400

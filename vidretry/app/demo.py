@@ -46,7 +46,7 @@ from vidretry.texts import MessagesConfig
 
 DEMO_DATABASE = "vidretry_demo"
 
-# name, behaviour, the users who ask for it. "fail_until_retried" fails in generation 0 and
+# name, behaviour, the users who ask for it. "fail_until_retried" fails in retry round 0 and
 # succeeds after a retry.
 ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("Маша", "ok", (101, 102)),
@@ -100,7 +100,7 @@ class DemoGenerator:
             job.progress(step / PROGRESS_STEPS)
             await asyncio.sleep(seconds / PROGRESS_STEPS)
         if behaviour == "always_fails" or (
-            behaviour == "fail_until_retried" and job.generation == 0
+            behaviour == "fail_until_retried" and job.retry_round == 0
         ):
             raise HandlerError("render farm: out of GPU memory")
         if behaviour == "flaky" and job.attempt == 1:

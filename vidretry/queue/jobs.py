@@ -1,4 +1,4 @@
-"""The job store: one function per transition, each a guarded statement from sql/queries/jobs.sql.
+"""A job's transitions: one function each, each a guarded statement from sql/queries/jobs.sql.
 
 Functions take the caller's connection, so a transition can join the caller's transaction
 (``async with conn.transaction()`` nests as a savepoint). Every change to a running job is

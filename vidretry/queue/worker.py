@@ -246,7 +246,7 @@ class Worker:
     async def _keep(self, job: ClaimedJob, result: str) -> Stored:
         """Keep the generator's video in the store, through the store's outage (an outage of
         infrastructure: the attempt is not charged, the breaker sees nothing)."""
-        key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
+        key = object_key(job.id, job.retry_round, job.lease_token.hex[:8], result)
         return await self.store_outage.through(
             job.id, lambda: self.results.keep(result, key, url_timeout=self.config.timeout_seconds)
         )

@@ -36,7 +36,7 @@ class PressReply:
     remove_button: bool = False  # delete the message (or drop its keyboard if too old)
     message: str | None = None  # an HTML message to send after answering
     video: VideoRef | None = None  # a video to send again, with ``message`` as its caption
-    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
+    video_of: tuple[int, int] | None = None  # (asset, retry round): sent by reference if known
 
 
 class ButtonService:
@@ -80,7 +80,7 @@ class ButtonService:
             conn,
             button.asset_id,
             press.user_id,
-            generation=button.generation,
+            retry_round=button.retry_round,
             reason="retry button",
             now=now,
         )
@@ -102,7 +102,7 @@ class ButtonService:
                 remove_button=True,
                 message=render(m.ready_caption, name),
                 video=VideoRef.of(asset),
-                video_of=(button.asset_id, asset["generation"]),
+                video_of=(button.asset_id, asset["retry_round"]),
             )
         if result.outcome is RetryOutcome.STALE:
             return PressReply(m.stale, remove_button=True)
@@ -119,7 +119,7 @@ class ButtonService:
         """The cancel button: the presser withdraws their own request (an admin's press is
         no different: their own). A stale button is answered and changes nothing."""
         result = await withdraw(
-            conn, button.asset_id, user_id, generation=button.generation, now=now
+            conn, button.asset_id, user_id, retry_round=button.retry_round, now=now
         )
         if result.outcome is CancelOutcome.FORBIDDEN:
             return PressReply(m.not_allowed)

@@ -56,7 +56,7 @@ class Outgoing:
     text: str
     buttons: tuple[InlineButton, ...] = ()
     video: VideoRef | None = None
-    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
+    video_of: tuple[int, int] | None = None  # (asset, retry round): sent by reference if known
     # The acceptance of a request for this asset: once sent, its message id is recorded, and
     # the notifier edits it into the request's place in line and progress.
     accepts: int | None = None
@@ -189,17 +189,17 @@ class Conversation:
                 Outgoing(
                     render(m.ready_caption, name),
                     video=VideoRef.of(video),
-                    video_of=(done.asset_id, video["generation"]),
+                    video_of=(done.asset_id, video["retry_round"]),
                 )
             ]
         accepted = render(m.retried_message if done.retried else m.requested, name)
         place = await in_line(conn, m, done.asset_id)
         asset = await fetch_one(conn, "asset_for_button", {"id": done.asset_id})
-        generation = asset["generation"] if asset else 0
+        retry_round = asset["retry_round"] if asset else 0
         return [
             Outgoing(
                 f"{accepted}\n{place}" if place else accepted,
-                (InlineButton(m.cancel_button, cancel_data(done.asset_id, generation)),),
+                (InlineButton(m.cancel_button, cancel_data(done.asset_id, retry_round)),),
                 accepts=done.asset_id,
             )
         ]
@@ -233,7 +233,7 @@ class Conversation:
             if row["state"] == JobState.FAILED:
                 buttons.append(
                     InlineButton(
-                        f"{m.retry_button}: {name}", retry_data(row["id"], row["generation"])
+                        f"{m.retry_button}: {name}", retry_data(row["id"], row["retry_round"])
                     )
                 )
         return [Outgoing("\n".join(lines), tuple(buttons))]
@@ -251,7 +251,7 @@ class Conversation:
         buttons = tuple(
             InlineButton(
                 f"{m.cancel_button}: {_short(row['name'], SHORT_NAME)}",
-                cancel_data(row["id"], row["generation"]),
+                cancel_data(row["id"], row["retry_round"]),
             )
             for row in rows
         )
@@ -305,7 +305,7 @@ class Conversation:
             error = html.escape(_short(row["last_error"] or "", SHORT_ERROR), quote=False)
             lines.append(f"#{row['id']} <b>{name}</b>: {error}")
             buttons.append(
-                InlineButton(f"🔄 #{row['id']}", retry_data(row["id"], row["generation"]))
+                InlineButton(f"🔄 #{row['id']}", retry_data(row["id"], row["retry_round"]))
             )
         return [Outgoing("\n".join(lines), tuple(buttons))]
 

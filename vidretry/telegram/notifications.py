@@ -30,7 +30,7 @@ async def deliver_to(
     """Send one notification as its kind says; Telegram's message id. The transport's
     exceptions (``transport.DeliveryError``) tell what went wrong. Rendered now, in the
     recipient's language as Telegram last told it (the default when unknown).
-    ``seed_buttons``: retry buttons carry ``retry_video:<id>`` (no generation)."""
+    ``seed_buttons``: retry buttons carry ``retry_video:<id>`` (no retry round)."""
     to = Recipient(note.user_id, note.chat_id, note.access_hash)
     messages = messages.in_language(note.lang_code)
     if note.kind == NotificationKind.PAUSED:
@@ -76,10 +76,10 @@ async def deliver_to(
         )
         caption = render(messages.ready_caption, note.name)
         if videos is not None and isinstance(sender, SharesVideos):
-            return await videos.send(sender, (note.asset_id, note.generation), to, video, caption)
+            return await videos.send(sender, (note.asset_id, note.retry_round), to, video, caption)
         return await sender.send_video(to, video, caption)
-    generation = None if seed_buttons else note.generation
-    button = InlineButton(messages.retry_button, retry_data(note.asset_id, generation))
+    retry_round = None if seed_buttons else note.retry_round
+    button = InlineButton(messages.retry_button, retry_data(note.asset_id, retry_round))
     if note.kind == NotificationKind.ALERT:
         text = render(
             messages.retry_limit_alert,

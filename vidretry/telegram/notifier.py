@@ -209,7 +209,7 @@ class Notifier:
             return await self._deliver_now(note)
         # One upload per video: wait, before taking a send slot, while another delivery
         # uploads it; then send by its reference, or upload in its place.
-        async with self.videos.in_turn((note.asset_id, note.generation)):
+        async with self.videos.in_turn((note.asset_id, note.retry_round)):
             return await self._deliver_now(note)
 
     async def _deliver_now(self, note: Notification) -> Delivery:
@@ -277,7 +277,7 @@ class Notifier:
         if not results.kept_by_vidretry(uri):  # a bare path of before schema 19: maybe yours
             return
         params = {
-            "id": note.asset_id, "generation": note.generation, "result": uri,
+            "id": note.asset_id, "retry_round": note.retry_round, "result": uri,
             "now": self.clock.now(),
         }  # fmt: skip
         try:
@@ -286,10 +286,10 @@ class Notifier:
             if row is not None:
                 await results.delete([row["result"]])
                 log.info("video %s/%s delivered to all: %s deleted", note.asset_id,
-                         note.generation, row["result"])  # fmt: skip
+                         note.retry_round, row["result"])  # fmt: skip
         except (*TRANSIENT_DB_ERRORS, VidretryError) as exc:
             log.warning("video %s/%s: not deleted after delivery: %s", note.asset_id,
-                        note.generation, one_line(exc))  # fmt: skip
+                        note.retry_round, one_line(exc))  # fmt: skip
 
     async def _record_started(self, notes: list[Notification]) -> set[int]:
         """Mark a batch as being sent, through a database outage of up to a lease."""

@@ -1,7 +1,8 @@
-"""The outbox store: claiming notifications and recording each delivery outcome.
+"""The outbox: claiming notifications and recording each delivery outcome.
 
-Same shape as the job store: every change to a claimed row is one statement fenced by the
-lease token that the claim issued; ``False`` means the lease was lost and nothing changed.
+Same shape as a job's transitions (queue/jobs.py): every change to a claimed row is one
+statement fenced by the lease token that the claim issued; ``False`` means the lease was lost
+and nothing changed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class Notification:
     user_id: int
     chat_id: int
     kind: NotificationKind
-    generation: int
+    # The asset's retry round it tells of (the column "generation"); for an admins' notice,
+    # the number that makes it one of a kind (the pause's, the outage's, the row's set aside).
+    retry_round: int
     payload: dict[str, Any]
     attempts: int
     lease_token: UUID

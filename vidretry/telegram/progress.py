@@ -231,7 +231,7 @@ class ProgressEditor:
                     places[key] = await in_line(conn, m, row["asset_id"])
                 place = places[key]
                 text = f"{accepted}\n{place}" if place else accepted
-            button = InlineButton(m.cancel_button, cancel_data(row["asset_id"], row["generation"]))
+            button = InlineButton(m.cancel_button, cancel_data(row["asset_id"], row["retry_round"]))
             to = Recipient(row["user_id"], row["chat_id"], row["access_hash"])
             acceptance = Acceptance(row["id"], to, row["accept_message_id"], text, (button,))
             due.append((acceptance, row["shown"]))

@@ -109,14 +109,14 @@ class Api:
         asset_id = path_id(request)
         try:
             async with self.pool.connection() as conn:
-                outcome, generation = await interface.press_retry(conn, asset_id, user_id=user)
+                outcome, retry_round = await interface.press_retry(conn, asset_id, user_id=user)
         except ConfigError as exc:
             return json_answer(
                 {"ok": False, "error": str(exc), "sqlstate": exc.sqlstate}, status=400
             )
         if outcome == "retried":
             return json_answer(
-                {"ok": True, "message": f"asset {asset_id} retried", "result": generation}
+                {"ok": True, "message": f"asset {asset_id} retried", "result": retry_round}
             )
         sqlstate = interface.PRESS_REFUSAL[outcome]
         error = f"asset {asset_id}: {outcome.replace('_', ' ')}"

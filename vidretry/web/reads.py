@@ -73,7 +73,7 @@ async def search(pool: AsyncConnectionPool[Connection], request: Request) -> dic
         else:
             params["prefix"] = like_prefix(q) if q else None
             found = await fetch_all(conn, "search_assets", params)
-        rows = [dict(r) for r in found]
+        rows = [reports.with_old_names(r) for r in found]
     if exact is not None and all(r["id"] != exact["id"] for r in rows):
         rows.insert(0, _asset_row(exact))
     more = None
@@ -95,9 +95,9 @@ async def asset(pool: AsyncConnectionPool[Connection], request: Request) -> dict
 
 
 def _asset_row(found: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "name", "state", "attempts", "max_attempts", "generation", "last_error",
+    keys = ("id", "name", "state", "attempts", "max_attempts", "retry_round", "last_error",
             "updated_at")  # fmt: skip
-    return {k: found[k] for k in keys}
+    return reports.with_old_names({k: found[k] for k in keys})
 
 
 def _store_down(outage: dict[str, Any] | None) -> dict[str, str] | None:

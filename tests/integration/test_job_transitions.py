@@ -1,4 +1,4 @@
-"""Each job-store transition against a real database, with a clock moved by hand."""
+"""Each of a job's transitions against a real database, with a clock moved by hand."""
 
 import asyncio
 from uuid import uuid4
