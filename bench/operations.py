@@ -192,7 +192,7 @@ async def web_rows(url: str, scale: Scale) -> list[tuple[str, float]]:
                 ("`POST /api/assets/{id}/retry`", post_retry),
             ]
             rows = [(label, await timed(call, scale.runs)) for label, call in calls]
-        await app.state.console.live.stop()
+        await app.state.live.stop()
     return rows
 
 
