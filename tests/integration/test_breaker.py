@@ -240,7 +240,9 @@ async def test_a_failure_for_good_after_a_resume_is_recorded_after_it(db_url: st
 async def _waits(conn: db.Connection, waiter: db.Connection) -> bool:
     """Whether ``waiter``'s statement waits for a lock."""
     pid = waiter.info.backend_pid
-    return bool(await scalar(conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid))
+    return bool(
+        await scalar(conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+    )
 
 
 @pytest.mark.slow  # two probes, 2 s and 4 s apart
