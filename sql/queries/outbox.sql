@@ -107,6 +107,28 @@ WHERE n.id = ANY (%(ids)b::bigint[]) AND n.state = 'sending'
   AND n.lease_token = ANY (%(tokens)b::uuid[])
 RETURNING n.id;
 
+-- name: recent_sends
+-- A new leader's pacer starts from what the bot sent in the last "seconds" (the rate's
+-- window, or a chat's interval if longer), whichever leader sent it: each send's chat and
+-- how many seconds ago it was. A sent row counts from when its send was recorded (sent_at,
+-- a moment after the message left: the new leader waits a little longer, never less); a
+-- row still being sent, from when it was handed to Telegram's library (send_started_at:
+-- it may have reached Telegram). Read before the new leader takes those rows back.
+SELECT chat_id,
+       greatest(extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - at), 0)::float8
+           AS seconds_ago
+FROM (
+    SELECT chat_id, sent_at AS at FROM notifications
+    WHERE state = 'sent'
+      AND sent_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s)
+    UNION ALL
+    SELECT chat_id, send_started_at FROM notifications
+    WHERE state = 'sending'
+      AND send_started_at > coalesce(%(now)s::timestamptz, now())
+                            - make_interval(secs => %(seconds)s)
+) AS sends
+ORDER BY at;
+
 -- name: reschedule_notification
 -- Back to the outbox: a transient error of this row's own ("refund" = 0: the attempt counts,
 -- and a row older than the time budget is dead instead), or a flood wait, an outage of

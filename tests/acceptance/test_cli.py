@@ -133,6 +133,18 @@ def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
     assert "pending" in plain.stdout
 
 
+def test_status_names_the_start_quota_s_window_as_configured(
+    make_cli: Callable[[str], Cli],
+) -> None:
+    """`[worker] starts_window_seconds` is the window status counts the starts in: a minute
+    by default, and said as configured otherwise (an API's quota of N calls per 90 s)."""
+    default = make_cli("max_starts_per_minute = 10")
+    assert "quota: 0 of 10 starts in the last minute" in default("status").stdout
+    other = make_cli("max_starts_per_minute = 10\nstarts_window_seconds = 90")
+    assert "quota: 0 of 10 starts in the last 90 seconds" in other("status").stdout
+    assert other.json("status")["quota"]["starts_window_seconds"] == 90
+
+
 @pytest.mark.slow
 def test_sigkilled_worker_loses_nothing(make_cli: Callable[[str], Cli], db_url: str) -> None:
     cli = make_cli(

@@ -166,6 +166,85 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
         assert event == {"detail": "probe: the queue is paused"}
 
 
+async def claim_one(conn: connection.Connection, name: str, *, last: bool) -> ClaimedJob:
+    """``name`` enqueued and claimed, by the database's clock; ``last``: on its last attempt."""
+    await enqueue(conn, name, user_id=next(USERS), max_attempts=1 if last else 3)
+    (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+    return job
+
+
+async def test_a_failure_for_good_before_the_trip_is_recorded_before_the_pause(
+    db_url: str,
+) -> None:
+    """By the database's clock, as in production: the transaction that trips the breaker
+    began (its worker sent BEGIN, then ran its other tasks) before another worker's last
+    attempt failed for good, which got the breaker's lock first and was not held back by a
+    pause that did not exist yet. The record says so: the failure comes before the pause
+    (the chaos run read the transaction's start as the pause's, and saw an asset fail for
+    good while the queue was paused)."""
+    settings = Breaker(min_assets=3)
+    error = "503 from the render service"
+    async with await connection.connect(db_url) as conn, await connection.connect(db_url) as other:
+        first = await claim_one(conn, "first", last=False)
+        retry = await jobs.record_failure(
+            conn, first, owner="w", error=error, final=False, backoff_seconds=10,
+            breaker=settings, now=None,
+        )  # fmt: skip
+        assert retry is jobs.Failure.RETRY
+        last = await claim_one(conn, "last", last=True)
+        tripping = await claim_one(conn, "tripping", last=False)
+        async with other.transaction():
+            await other.execute("SELECT 1")  # BEGIN is sent; its worker does other things
+            failed = await jobs.record_failure(
+                conn, last, owner="w", error=error, final=True, backoff_seconds=0,
+                breaker=settings, now=None,
+            )  # fmt: skip
+            assert failed is jobs.Failure.FAILED
+            verdict = await breaker.judge_failure(
+                other, tripping, breaker=settings, owner="w", error=error, now=None
+            )
+            assert verdict is breaker.Verdict.TRIPPED
+        (pause,) = await rows(conn, "SELECT paused_at FROM queue_pauses")
+        (failure,) = await rows(conn, "SELECT created_at FROM job_events WHERE kind = 'failed'")
+        assert failure["created_at"] < pause["paused_at"]
+
+
+async def test_a_failure_for_good_after_a_resume_is_recorded_after_it(db_url: str) -> None:
+    """A last attempt fails while the queue is paused; its transaction begins, then waits for
+    the breaker's lock (another failure holds it), and the queue is resumed meanwhile: it
+    counts, and fails for good — after the resume, which is what the record says."""
+    settings = Breaker(min_assets=3)
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as holder,
+        await connection.connect(db_url) as operator,
+    ):
+        last = await claim_one(conn, "last", last=True)
+        assert await breaker.pause(operator, actor="op", detail=None) is breaker.Paused.PAUSED
+        async with holder.transaction():
+            await holder.execute("SELECT true FROM breaker FOR UPDATE")  # another failure's
+            failing = asyncio.create_task(
+                jobs.record_failure(
+                    conn, last, owner="w", error="render failed", final=True,
+                    backoff_seconds=0, breaker=settings, now=None,
+                )
+            )  # fmt: skip
+            assert await eventually(lambda: _waits(holder, conn), within=10)
+            assert await breaker.resume(operator, actor="op", admins=()) is not None
+        assert await failing is jobs.Failure.FAILED
+        (pause,) = await rows(conn, "SELECT resumed_at FROM queue_pauses")
+        (failure,) = await rows(conn, "SELECT created_at FROM job_events WHERE kind = 'failed'")
+        assert failure["created_at"] > pause["resumed_at"]
+
+
+async def _waits(conn: connection.Connection, waiter: connection.Connection) -> bool:
+    """Whether ``waiter``'s statement waits for a lock."""
+    pid = waiter.info.backend_pid
+    return bool(
+        await scalar(conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+    )
+
+
 @pytest.mark.slow  # two probes, 2 s and 4 s apart
 async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     db_url: str, tmp_path: Path

@@ -13,7 +13,7 @@ from typing import Any
 
 from telethon import functions
 
-from tests.support import scalar
+from tests.support import eventually, scalar
 from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import FakeTelegram
 from tests.telegram.test_front_door import finish, query, say, texts_to
@@ -33,14 +33,23 @@ M = MessagesConfig()
 
 async def acceptance(db_url: str, telegram: FakeTelegram, user_id: int) -> tuple[int, bytes]:
     """The message id (as the bot recorded it) and the cancel button's data of the last
-    acceptance sent to ``user_id``."""
+    acceptance sent to ``user_id``. The bot records the id once Telegram has answered the
+    send, a moment after the message arrived: waited for."""
     sent = [r for r in telegram.sent() if r.peer.user_id == user_id and r.reply_markup]
-    found = await query(
-        db_url,
-        "SELECT accept_message_id FROM user_requests WHERE user_id = %s ORDER BY id DESC LIMIT 1",
-        user_id,
-    )
-    return found[0]["accept_message_id"], button_data(sent[-1])
+    recorded: list[int] = []
+
+    async def remembered() -> bool:
+        found = await query(
+            db_url,
+            "SELECT accept_message_id FROM user_requests WHERE user_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            user_id,
+        )
+        recorded[:] = [found[0]["accept_message_id"]] if found else []
+        return bool(recorded) and recorded[0] is not None
+
+    assert await eventually(remembered, within=10), f"no acceptance recorded for {user_id}"
+    return recorded[0], button_data(sent[-1])
 
 
 async def press(app: Deployment, user_id: int, data: bytes, msg_id: int) -> str:

@@ -40,6 +40,7 @@ from vidretry.queue.handlers import Handler, build_handler
 from vidretry.queue.maintenance import retention
 from vidretry.queue.worker import Worker
 from vidretry.results.configured import configured
+from vidretry.telegram import outbox
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
 from vidretry.telegram.leadership import Leadership
@@ -322,11 +323,29 @@ class NotifierProcess:
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("the button's rules were not written for SQL callers: %s", one_line(exc))
 
+    async def _recent_sends(self, seconds: float) -> list[tuple[int, float]] | None:
+        """What the bot sent in the last ``seconds``, as the outbox recorded it; None if the
+        outbox could not be read (the new leader then waits those seconds out)."""
+        try:
+            async with self.pool.connection() as conn:
+                return await outbox.recent_sends(conn, seconds=seconds, now=self.clock.now())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("the last sends were not read (%s): sending nothing for %.1fs",
+                        one_line(exc), seconds)  # fmt: skip
+            return None
+
     async def _lead(self, done: asyncio.Event, lost: asyncio.Event, drain: bool) -> None:
         await self._publish_bot_rules()
         notifier_config = self.config.notifier
         pacer = Pacer(notifier_config.rate_per_second, notifier_config.per_chat_interval_seconds)
-        pacer.take_over()  # from a leader that may have been sending a moment ago
+        # The leader before may have sent a moment ago: the budget is what it left.
+        recent = await self._recent_sends(pacer.memory_seconds)
+        pacer.take_over(recent)
+        if recent is not None:
+            log.info(
+                "the bot sent %d messages in the last %.2fs: the next may go in %.2fs",
+                len(recent), pacer.memory_seconds, pacer.window_wait(),
+            )  # fmt: skip
         bot = self.open_bot(pacer) if self.open_bot is not None else None
         if bot is not None:
             bot.connection.on_connection = self._note_connection

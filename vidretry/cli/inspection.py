@@ -46,12 +46,14 @@ def status(
     run(ctx, body)
 
 
-def _quota(config: Config) -> dict[str, int]:
-    """This machine's [worker] quotas (0: none): the workers enforce them, status shows them."""
+def _quota(config: Config) -> dict[str, float]:
+    """This machine's [worker] quotas (0: none) and the start quota's window: the workers
+    enforce them, status shows them."""
     worker = config.worker
     return {
         "max_running": worker.max_running,
         "max_starts_per_minute": worker.max_starts_per_minute,
+        "starts_window_seconds": worker.starts_window_seconds,
     }
 
 

@@ -103,6 +103,18 @@ async def mark_sent_many(
     return {row["id"] for row in await fetch_all(conn, "mark_notifications_sent", params)}
 
 
+async def recent_sends(
+    conn: Connection, *, seconds: float, now: datetime | None
+) -> list[tuple[int, float]]:
+    """What the bot sent in the last ``seconds``, by any leader, oldest first: (chat, seconds
+    ago) of each send the outbox recorded, or began (a row still being sent)."""
+    params = {"seconds": seconds, "now": now}
+    return [
+        (row["chat_id"], row["seconds_ago"])
+        for row in await fetch_all(conn, "recent_sends", params)
+    ]
+
+
 async def reschedule(
     conn: Connection,
     note: Notification,

@@ -9,7 +9,7 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # The rate's window as the pacer keeps it: 2 % longer than a second, for the moment between
 # its guard and the request on the wire.
@@ -56,6 +56,13 @@ class RateLimiter:
     def chat_wait(self, chat_id: int, now: float) -> float:
         return max(0.0, self.next_in_chat.get(chat_id, 0.0) - now)
 
+    def sent_before(self, chat_id: int, at: float) -> None:
+        """A send at ``at`` that this limiter did not space (a leader's before this one):
+        the next ones are spaced from it, and its chat's next waits its interval."""
+        bisect.insort(self.starts, at)
+        self.next_in_chat[chat_id] = max(self.next_in_chat.get(chat_id, 0.0),
+                                         at + self.chat_interval)  # fmt: skip
+
     def pause(self, until: float) -> None:
         """Telegram asked for a flood wait: nothing is sent before ``until``."""
         self.paused_until = max(self.paused_until, until)
@@ -92,12 +99,35 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         self.limiter.pause(self.monotonic() + seconds)
 
-    def take_over(self) -> None:
-        """A new leader's pacer: the leader before it may have sent up to the limit in the
-        second before it stopped, and to any chat within its interval (a standby takes over
-        the moment a leader resigns). Nothing is sent before both have passed; the rows wait
-        for their slots, unmarked, as in a flood wait."""
-        self.pause(max(WINDOW_SECONDS, self.chat_interval))
+    @property
+    def memory_seconds(self) -> float:
+        """How far back the sends before this pacer matter: the rate's window, or a chat's
+        interval if longer."""
+        return max(WINDOW_SECONDS, self.chat_interval)
+
+    def take_over(self, recent: Sequence[tuple[int, float]] | None) -> None:
+        """A new leader's pacer, given what the bot sent in the last ``memory_seconds`` by
+        any leader (``recent``: (chat, seconds ago), oldest first, as the outbox recorded
+        them): each send counts in the rate's window and in its chat's interval as if this
+        pacer had let it go, so the new leader sends at once what the limits leave — a
+        hand-over without a gap, and without a second over the limit. ``None`` (the outbox
+        could not be read): nothing is sent before a whole window and interval have passed,
+        the rows waiting for their slots, unmarked, as in a flood wait."""
+        if recent is None:
+            self.pause(self.memory_seconds)
+            return
+        now = self.monotonic()
+        for chat_id, seconds_ago in recent:
+            at = now - seconds_ago
+            self._recent_sends.append(at)
+            self._sent_in_chat[chat_id] = max(self._sent_in_chat.get(chat_id, -1e9), at)
+            self.limiter.sent_before(chat_id, at)
+
+    def window_wait(self) -> float:
+        """Seconds until the rate's window has room for one more send (0: now)."""
+        if len(self._recent_sends) < (self._recent_sends.maxlen or 1):
+            return 0.0
+        return max(0.0, self._recent_sends[0] + WINDOW_SECONDS - self.monotonic())
 
     def paused_for(self) -> float:
         return self.limiter.paused_for(self.monotonic())
@@ -126,10 +156,9 @@ class Pacer:
             if chat_wait > 0:
                 await asyncio.sleep(chat_wait)
             async with self._window_lock:
-                if len(self._recent_sends) == self._recent_sends.maxlen:
-                    wait = self._recent_sends[0] + WINDOW_SECONDS - self.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                wait = self.window_wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 now = self.monotonic()
                 if self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval <= now:
                     self._recent_sends.append(now)

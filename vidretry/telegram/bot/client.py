@@ -1,19 +1,25 @@
 """Telethon's client for the bot, built once and tuned for vidretry: no flood sleeping, no
 retrying of its own, paid broadcasts on request, every message past the pacer's last guard
-as it leaves, and a send-only session that never fetches the updates of a bot it shares.
+as it leaves, a session file whose writes are committed within a second, and a send-only
+session that never fetches the updates of a bot it shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from telethon import TelegramClient, functions, types
+from telethon.sessions import SQLiteSession
 
 from vidretry.config import TelegramConfig
 from vidretry.telegram.pacing import Pacer
+
+log = logging.getLogger("vidretry.telegram")
 
 # The sends a paid broadcast may push past the free limit of about 30 messages a second.
 _PAID_REQUESTS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
@@ -23,6 +29,72 @@ _PAID_REQUESTS = (functions.messages.SendMessageRequest, functions.messages.Send
 sending_to: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "vidretry_sending_to", default=None
 )
+
+
+# How long a write to the session file may wait for its commit (see SessionFile).
+SESSION_SAVE_SECONDS = 1.0
+
+
+class SessionFile(SQLiteSession):  # type: ignore[misc]  # Telethon is untyped
+    """Telethon's SQLite session file, whose writes are committed within
+    ``SESSION_SAVE_SECONDS``. Telethon writes the users and chats of every answer into it
+    and commits only at its next save (a login, a logout), so a leader held the file's
+    write lock for its whole term; a standby taking over while the leader before it was
+    still logging out (a failover under load) then failed its login after SQLite's 5 s
+    wait, or the old leader its logout ("database is locked"). Held for a second at most,
+    the lock is waited for. Committed on a timer, not at every write: a commit costs an
+    fsync, on the event loop."""
+
+    def __init__(self, path: str) -> None:
+        self._save_due: asyncio.TimerHandle | None = None  # (the parent saves as it opens)
+        super().__init__(path)
+
+    def _written(self) -> None:
+        if self._save_due is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside a loop: nothing would commit it later
+            self.save()
+            return
+        self._save_due = loop.call_later(SESSION_SAVE_SECONDS, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_due = None
+        try:
+            self.save()
+        except sqlite3.Error as exc:  # the next write tries again
+            log.warning("the bot's session file was not saved: %s", exc)
+            self._written()
+
+    def process_entities(self, tlo: Any) -> None:
+        super().process_entities(tlo)
+        self._written()
+
+    def set_update_state(self, entity_id: int, state: Any) -> None:
+        super().set_update_state(entity_id, state)
+        self._written()
+
+    def cache_file(self, md5_digest: bytes, file_size: int, instance: Any) -> None:
+        super().cache_file(md5_digest, file_size, instance)
+        self._written()
+
+    def get_entity_rows_by_username(self, username: str) -> Any:
+        found = super().get_entity_rows_by_username(username)  # may forget a stale name
+        self._written()
+        return found
+
+    def save(self) -> None:
+        if self._save_due is not None:
+            self._save_due.cancel()
+            self._save_due = None
+        super().save()
+
+    def close(self) -> None:
+        if self._save_due is not None:
+            self._save_due.cancel()
+            self._save_due = None
+        super().close()
 
 
 class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
@@ -60,7 +132,7 @@ def build_client(
     Telegram not to send this session updates (``invokeWithoutUpdates``); see
     ``NoUpdateFetching`` for the requests Telethon would still make to fetch them."""
     client = BotClient(
-        str(config.session),
+        SessionFile(str(config.session)),
         config.api_id,
         config.api_hash,
         receive_updates=not send_only,
