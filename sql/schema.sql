@@ -273,7 +273,7 @@ BEGIN
         RETURN;
     END IF;
     IF vidretry_enqueue_request_v2.state = 'cancelled' THEN
-        -- Nobody wanted it any more; now somebody does: made afresh, a new generation.
+        -- Nobody wanted it any more; now somebody does: made afresh, a new retry round.
         UPDATE video_assets AS v
         SET state = 'pending', attempts = 0, run_at = now_, generation = v.generation + 1,
             finished_at = NULL, updated_at = now_

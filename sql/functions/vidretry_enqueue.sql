@@ -1,6 +1,6 @@
 -- Ask for a video for a Telegram user (user_id NULL: nobody waits; the job is its own owner)
 -- in the caller's transaction: its asset id, a new one or the one that has this name. A
--- rollback asks for nothing; the workers are woken at commit. Attempts per generation are the
+-- rollback asks for nothing; the workers are woken at commit. Attempts per retry round are the
 -- workers' [worker] max_attempts. Asking again for a failed asset retries it within the
 -- user's daily retry quota; a user out of retries gets the asset id all the same, the asset
 -- stays failed (vidretry_asset says so), and the admins' alert commits with the caller.

@@ -6,8 +6,8 @@
 -- this user as the actor, within their daily retry quota (vidretry_out_of_retries, the
 -- quota's one rule, as for the retry button): a user out of retries changes nothing — the
 -- asset stays failed, no request is recorded — "out_of_retries" is true, and the admins are
--- told by the same alert as for the button. A cancelled asset is re-opened as a new
--- generation. A request of a higher priority lifts a job that waits. The insert or the
+-- told by the same alert as for the button. A cancelled asset is re-opened in a new
+-- retry round. A request of a higher priority lifts a job that waits. The insert or the
 -- no-op update of the name's row locks it first, so a worker finishing the job concurrently
 -- either commits before us (we see its final state) or waits for our request.
 CREATE OR REPLACE FUNCTION vidretry_enqueue_request_v2(
@@ -91,7 +91,7 @@ BEGIN
         RETURN;
     END IF;
     IF vidretry_enqueue_request_v2.state = 'cancelled' THEN
-        -- Nobody wanted it any more; now somebody does: made afresh, a new generation.
+        -- Nobody wanted it any more; now somebody does: made afresh, a new retry round.
         UPDATE video_assets AS v
         SET state = 'pending', attempts = 0, run_at = now_, generation = v.generation + 1,
             finished_at = NULL, updated_at = now_

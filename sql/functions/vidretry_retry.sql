@@ -2,7 +2,7 @@
 -- with the presser): the asset must be failed, the user must have asked for it (or be one of
 -- the notifiers' [telegram] admins), and a user who is no admin has at most
 -- max_retries_per_user_per_day retries in 24 hours (vidretry_retry_pressed, the button's one
--- implementation). Returns the new generation; the users who were told of the failure wait
+-- implementation). Returns the new retry round; the users who were told of the failure wait
 -- again and the workers are woken at commit. A refusal is an error, which ends the caller's
 -- transaction: with it goes the admins' alert of a user out of retries (VR014), which
 -- vidretry_press_retry keeps.

@@ -1,7 +1,8 @@
 -- Put a failed asset back in the queue, exactly once: vidretry's one retry service
 -- (vidretry.queue.retry). Every condition that makes a retry legal is in the UPDATE's WHERE,
 -- so of N concurrent callers exactly one changes it: the asset is failed; the button's
--- generation (if any) is still the current one; "request_of" (if any) has a request on it.
+-- retry round ("button_generation", if any) is still the current one; "request_of" (if
+-- any) has a request on it.
 -- Then, each in a statement of its own (so each sees what a transaction that held the row
 -- lock before it committed), the users told of the failure wait again and the failure
 -- messages not sent yet are superseded. The workers are woken at commit. When nothing

@@ -1,6 +1,6 @@
 -- A host bot sent its own message accepting a request (with the Bot API, say): vidretry's
 -- notifier keeps it current, as it does its own acceptances — edited into the place in line,
--- then the video's progress, with a cancel button (cancel_video:<asset id>:<generation>).
+-- then the video's progress, with a cancel button (cancel_video:<asset id>:<retry round>).
 -- False when "user_id" has no waiting request on the asset (nothing to keep current).
 CREATE OR REPLACE FUNCTION vidretry_track_message(asset_id bigint, user_id bigint, message_id bigint)
 RETURNS boolean

@@ -1,6 +1,6 @@
 -- One user takes back their request (the cancel button, vidretry.queue.cancel.withdraw): a
 -- waiting one, or one whose video or failure message has not gone out yet (that message is
--- never sent). A button names the generation it was made for: one from before a retry or a
+-- never sent). A button names the retry round it was made for: one from before a retry or a
 -- re-opening changes nothing. When nobody waits any more, the job is cancelled too. The
 -- asset row is locked first; each step is a statement of its own, in that lock's order.
 CREATE OR REPLACE FUNCTION vidretry_withdraw_request(

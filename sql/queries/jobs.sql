@@ -208,7 +208,7 @@ history AS (
 SELECT id, run_at FROM retried;
 
 -- name: fail_job
--- The final failure of a generation, fenced by the lease token. Runs in one transaction
+-- The final failure of a retry round, fenced by the lease token. Runs in one transaction
 -- with settle_requests_and_queue_notifications, which fails the waiting requests and
 -- writes one outbox row per user.
 -- A NULL error keeps the error already recorded (a lost lease, by the rescuer).
