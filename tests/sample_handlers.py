@@ -27,6 +27,12 @@ def succeed(job: JobContext) -> str:
     return made(job)
 
 
+def reads_the_old_name(job: JobContext) -> str:
+    """A handler written for 0.19.0: it reads the retry round by its deprecated name."""
+    assert job.generation == job.retry_round
+    return made(job)
+
+
 async def succeed_async(job: JobContext) -> str:
     await asyncio.sleep(0)
     return made(job)

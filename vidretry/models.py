@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import logging
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +16,11 @@ from uuid import UUID
 from vidretry.errors import ConfigError
 
 MAX_ASSET_ID = 2**63 - 1  # bigint
+log = logging.getLogger("vidretry.handler")
+# The deprecated names a handler of this process has read, each said in the log once: Python
+# hides a DeprecationWarning by default, and the worker's operator is the one to tell.
+deprecated_names_read: set[str] = set()
+_deprecated_lock = threading.Lock()
 
 
 def parse_asset_id(text: str) -> int:
@@ -106,12 +113,17 @@ class JobContext:
     @property
     def generation(self) -> int:
         """Deprecated since 0.20.0, removed in the next release: ``retry_round``, its old name
-        (a handler written for 0.19.0 keeps working meanwhile, with a DeprecationWarning)."""
-        warnings.warn(
-            "JobContext.generation is deprecated: use JobContext.retry_round",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        (a handler written for 0.19.0 keeps working meanwhile, with a DeprecationWarning, and the
+        worker's log says so the first time a handler of the process reads it)."""
+        message = "JobContext.generation is deprecated: use JobContext.retry_round"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        with _deprecated_lock:
+            first = "JobContext.generation" not in deprecated_names_read
+            deprecated_names_read.add("JobContext.generation")
+        if first:  # once per process: the log says it, whatever the warnings filter hides
+            log.warning("[worker] a handler reads job.generation, deprecated: read "
+                        "job.retry_round, the same number (the old name goes in the next "
+                        "release)")  # fmt: skip
         return self.retry_round
 
     @cached_property

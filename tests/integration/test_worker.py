@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import tempfile
 from collections.abc import AsyncIterator
@@ -10,9 +11,11 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.support import eventually, rows, scalar
+from vidretry import models
 from vidretry.app.daemons import build_worker
 from vidretry.config import Config, WorkerConfig
 from vidretry.db import connection
@@ -99,6 +102,25 @@ async def test_success(db_url: str) -> None:
         "result": video_of(worker, asset_id),
         "last_error": None,
     }
+
+
+@pytest.mark.filterwarnings("ignore:JobContext.generation is deprecated:DeprecationWarning")
+async def test_a_handler_reading_the_old_name_is_said_in_the_log_once(
+    db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python hides a DeprecationWarning by default: the worker's log says it, once."""
+    monkeypatch.setattr(models, "deprecated_names_read", set())  # a process of its own
+    await add(db_url, "a", "b", "c")
+    config = replace(FAST, handler="python:tests.sample_handlers:reads_the_old_name")
+    with caplog.at_level(logging.WARNING, logger="vidretry.handler"):
+        async with worker_for(db_url, config) as worker:
+            await drained(worker)
+    assert worker.outcomes == {Outcome.SUCCEEDED: 3}
+    said = [r.getMessage() for r in caplog.records if "job.generation" in r.getMessage()]
+    assert said == [
+        "[worker] a handler reads job.generation, deprecated: read job.retry_round, the same "
+        "number (the old name goes in the next release)"
+    ]
 
 
 async def test_three_failures_then_failed_for_good(db_url: str) -> None:
