@@ -143,6 +143,8 @@ async def test_the_retry_button_s_rules(
     assert await refused(1) == "VR014"  # one retry a day, used
     assert await vidretry.retry(bot, asset_id, user_id=900) == 2  # an admin: any asset
     await bot.commit()
+    shown = await vidretry.asset(bot, asset_id) or {}
+    assert (shown["retry_round"], shown["generation"]) == (2, 2)  # the old key, one release
     actors = await rows(conn, "SELECT actor, detail FROM job_events WHERE kind = 'retried'")
     assert actors == [
         {"actor": "telegram:1", "detail": "retry button (host bot)"},

@@ -102,11 +102,15 @@ async def cancel(
 
 
 async def asset(conn: psycopg.AsyncConnection[Any], asset_id: int) -> dict[str, Any] | None:
-    """The asset as a bot shows it (state, priority, attempts, result, last error, place in
-    line while it waits), or None for an unknown id."""
+    """The asset as a bot shows it (state, priority, attempts, retry round, result, last
+    error, place in line while it waits), or None for an unknown id. The retry round is
+    ``retry_round``, and also ``generation`` (the SQL function's column, its old name) until
+    the next release."""
     async with conn.cursor(row_factory=dict_row) as cur:
         try:
-            await cur.execute("SELECT * FROM vidretry_asset(%(id)s)", {"id": asset_id})
+            await cur.execute(
+                "SELECT *, generation AS retry_round FROM vidretry_asset(%(id)s)", {"id": asset_id}
+            )
         except psycopg.Error as exc:
             raise _translated(exc) from None
         return await cur.fetchone()
