@@ -1,6 +1,6 @@
--- Named statements for the bot's conversations (vidretry/telegram/conversation.py,
--- vidretry/telegram/limits.py). Like jobs.sql: a "now" parameter that is NULL means the
--- database's now().
+-- Named statements for the bot's conversations (vidretry/telegram/conversation.py) and its
+-- policy, written as the notifier starts (vidretry/app/daemons.py). Like jobs.sql: a "now"
+-- parameter that is NULL means the database's now().
 
 -- name: user_open_requests
 -- How many of a user's requests still wait (their asset pending or running), and whether

@@ -1,4 +1,4 @@
--- Read-only looks of `vidretry doctor` at the database.
+-- Read-only looks of `vidretry doctor` at the database (vidretry/app/doctor.py).
 
 -- name: interface_functions_run_as_a_superuser
 -- The functions of vidretry's schema that run with their owner's rights (SECURITY DEFINER:

@@ -1,4 +1,5 @@
--- Named statements for a job's transitions (vidretry/queue/jobs.py). Statements that write
+-- Named statements for a job's transitions (vidretry/queue/jobs.py; a request's turn:
+-- vidretry/queue/enqueue.py; the heartbeat: vidretry/queue/leases.py). Statements that write
 -- outbox rows have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for

@@ -1,5 +1,6 @@
 -- Named statements for electing one leader among notifiers
--- (vidretry/telegram/leadership.py). Like jobs.sql: a "now" parameter that is NULL means the
+-- (vidretry/telegram/leadership.py; the leader's link to Telegram, noted by
+-- vidretry/app/daemons.py). Like jobs.sql: a "now" parameter that is NULL means the
 -- database's now().
 
 -- name: claim_leadership

@@ -1,5 +1,7 @@
 -- Named statements for outbox delivery (vidretry/telegram/outbox.py), used by the
--- notifier. Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- notifier; its leases' heartbeat (vidretry/queue/leases.py) and rescue
+-- (vidretry/queue/maintenance/rescue_notifications.py); the asset a button names
+-- (vidretry/telegram/buttons.py, vidretry/telegram/conversation.py). Like jobs.sql: a "now" parameter that is NULL means the database's now().
 
 -- name: claim_notifications
 -- Claim up to "limit" due notifications for one notifier, with a lease; several notifiers

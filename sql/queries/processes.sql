@@ -1,5 +1,6 @@
 -- Named statements of the record of running processes (vidretry/db/processes.py; schema
--- 20): which releases run, for `status`, the console and `doctor` (docs/upgrading.md).
+-- 20): which releases run, for `status`, the console and `doctor` (docs/upgrading.md; read
+-- by vidretry/queue/reports.py and, before a step, vidretry/db/schema.py).
 -- Like jobs.sql: a "now" parameter that is NULL means the database's now().
 
 -- name: record_process

@@ -1,6 +1,7 @@
--- Named statements for keeping videos (vidretry/queue/worker.py) and letting them go
--- (vidretry/telegram/notifier.py, vidretry/queue/maintenance/retention.py). Like jobs.sql:
--- a "now" parameter that is NULL means the database's now().
+-- Named statements for the video store: its outage while videos cannot be kept
+-- (vidretry/queue/maintenance/store_outage.py) and letting a delivered video go
+-- (vidretry/telegram/notifier.py). Like jobs.sql: a "now" parameter that is NULL means the
+-- database's now().
 
 -- name: note_store_outage_and_queue_notices
 -- A worker could not keep a finished video: the store is unreachable (it keeps the video and

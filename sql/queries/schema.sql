@@ -1,5 +1,6 @@
--- Named statements of the migrator (vidretry/db/schema.py): which steps a database has,
--- and the record of applying one.
+-- Named statements of the migrator (vidretry/db/schema.py, and vidretry/db/online.py for the
+-- steps that run while the queue works): which steps a database has, and the record of
+-- applying one.
 
 -- name: try_lock_migrations
 -- Serialises concurrent `db upgrade` runs until the transaction ends (the key is the one

@@ -1,4 +1,6 @@
--- Named read-only statements for `vidretry status`, `list` and `show`.
+-- Named read-only statements for `vidretry status`, `list` and `show`
+-- (vidretry/queue/reports.py), the console's asset page (vidretry/web/reads.py) and the
+-- metrics (vidretry/queue/metrics.py).
 
 -- name: state_counts
 -- Assets by state. pending, running, failed and cancelled are counted exactly, each from its

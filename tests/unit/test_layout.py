@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "vidretry"
 PACKAGES = sorted(p.parent for p in (ROOT / "vidretry").glob("*/**/__init__.py"))
 SQL = sorted(
     [*(ROOT / "sql" / "queries").glob("*.sql"), *(ROOT / "sql" / "functions").glob("*.sql")]
@@ -27,6 +28,54 @@ def left_out(package: Path) -> list[str]:
     return sorted(m for m in modules_of(package) if m not in named)
 
 
+# A named statement, as sql/queries files declare one (vidretry/db/sqlfiles.py reads them so).
+STATEMENT = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def statements_named(source: str) -> set[str]:
+    """The strings a module names statements with: every string constant, but a dict's keys
+    and ``__all__`` (a statement is named as ``execute(conn, "claim_jobs", ...)`` or
+    ``queries()["claim_jobs"]``; a text's key or an exported function may share its name)."""
+    tree = ast.parse(source)
+    spared: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            spared |= {id(key) for key in node.keys if key is not None}
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            spared |= {id(n) for n in ast.walk(node.value)}
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in spared
+    }
+
+
+def header_disagrees(sql: Path, modules: dict[str, set[str]]) -> list[str]:
+    """Where a query file's header (its comments before the first statement) and the Python
+    disagree: a module that runs one of its statements but is not named there, or a module
+    (or a package, ``vidretry/web/``) named there that runs none of them."""
+    text = sql.read_text()
+    names = set(STATEMENT.findall(text))
+    named = [p for p in PATH.findall(text.split("-- name:", 1)[0]) if p.startswith("vidretry/")]
+    users = {path for path, strings in modules.items() if strings & names}
+    unnamed = [f"runs one, not named: {u}" for u in sorted(users) if not _covered(u, named)]
+    idle = [f"named, runs none: {n}" for n in named if not any(_covered(u, [n]) for u in users)]
+    return unnamed + idle
+
+
+def _covered(module: str, named: list[str]) -> bool:
+    return any(module == n or (n.endswith("/") and module.startswith(n)) for n in named)
+
+
+def python_modules() -> dict[str, set[str]]:
+    return {
+        p.relative_to(ROOT).as_posix(): statements_named(p.read_text(encoding="utf-8"))
+        for p in sorted(PACKAGE.rglob("*.py"))
+    }
+
+
 def missing_paths(sql: Path) -> list[str]:
     return [p for p in PATH.findall(sql.read_text()) if not (ROOT / p).exists()]
 
@@ -39,6 +88,39 @@ def test_every_package_docstring_names_each_of_its_modules() -> None:
 def test_every_path_an_sql_file_names_exists() -> None:
     assert len(SQL) >= 10  # the files are found
     assert {s.name: missing_paths(s) for s in SQL if missing_paths(s)} == {}
+
+
+def test_every_query_file_s_header_names_the_modules_that_run_its_statements() -> None:
+    modules = python_modules()
+    queries = sorted((ROOT / "sql" / "queries").glob("*.sql"))
+    assert len(queries) >= 10  # the files are found
+    assert len(modules) >= 50
+    wrong = {q.name: header_disagrees(q, modules) for q in queries}
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_the_header_check_fails_on_a_module_left_out_and_one_named_wrongly(
+    tmp_path: Path,
+) -> None:
+    sql = tmp_path / "results.sql"
+    sql.write_text(
+        "-- Keeping videos (vidretry/queue/worker.py) and letting them go\n"
+        "-- (vidretry/telegram/notifier.py).\n\n"
+        "-- name: note_outage\nSELECT 1;\n-- name: video_to_delete\nSELECT 2;\n"
+    )
+    modules = {
+        "vidretry/queue/maintenance/store_outage.py": statements_named(
+            'await execute(conn, "note_outage", {})'
+        ),
+        "vidretry/telegram/notifier.py": statements_named('queries()["video_to_delete"]'),
+        "vidretry/queue/worker.py": statements_named('log.info("kept")'),
+        "vidretry/texts.py": statements_named('ENGLISH = {"note_outage": "a text"}'),
+        "vidretry/__init__.py": statements_named('__all__ = ["video_to_delete"]'),
+    }
+    assert header_disagrees(sql, modules) == [
+        "runs one, not named: vidretry/queue/maintenance/store_outage.py",
+        "named, runs none: vidretry/queue/worker.py",
+    ]
 
 
 def test_the_checks_fail_on_a_module_left_out_and_a_path_gone(tmp_path: Path) -> None:
