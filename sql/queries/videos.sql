@@ -1,14 +1,14 @@
 -- Named statements for sending a video once (vidretry/telegram/videos.py): Telegram's
--- reference to a retry round's video, stored when it is first uploaded (schema 14).
+-- reference to a retry round's video, recorded when it is first uploaded (schema 14).
 
--- name: stored_video
+-- name: recorded_video
 -- How to send this retry round's video by reference, if it was uploaded before.
 SELECT document_id, access_hash, file_reference, origin_chat_id, origin_access_hash,
        origin_message_id
 FROM telegram_videos
 WHERE asset_id = %(asset_id)s AND generation = %(retry_round)s;
 
--- name: remember_video
+-- name: record_video
 -- A video was uploaded (a new row), or its reference refreshed from its origin, or it was
 -- uploaded again (the origin gone): the reference that works now. Not a state change of a
 -- job or a notification: the row is a cache of Telegram's, keyed by the retry round.

@@ -71,7 +71,7 @@ async def test_one_upload_for_three_waiting_users_and_a_later_request(
         assert stored["refreshed_at"] is not None
         assert (stored["generation"], stored["document_id"]) == (0, document.id)
     # A restarted notifier (nothing in memory) and a user asking for the finished video:
-    # by the stored reference, no upload.
+    # by the recorded reference, no upload.
     telegram.requests.clear()
     telegram.expire_after_upload = False
     async with deployed(db_url, telegram, tmp_path, name="n2") as app:
@@ -124,7 +124,7 @@ async def test_concurrent_deliveries_of_one_video_take_turns(db_url: str) -> Non
             if file is None:
                 order.append(f"{n} uploads")
                 await asyncio.sleep(0.2)  # the upload
-                files._keep(key, uploaded)
+                files._cache(key, uploaded)
                 files.done(key)
             else:
                 order.append(f"{n} by reference")

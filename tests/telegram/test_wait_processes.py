@@ -7,7 +7,7 @@ made; one of two waiters cancels and the other gets the video; the lone running 
 cancelled and its generator stopped within heartbeat_seconds + 2 s, no attempt counted. The
 acceptance of the one who waits shows the progress, edited at most every 5 s, and the video
 arrives at once when it is done, with "sending a video" shown while it uploads; a later
-request gets it by its stored reference, refreshed after Telegram expired it.
+request gets it by its recorded reference, refreshed after Telegram expired it.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_cancel_and_progress_through_the_real_worker_and_notifier(
             # Маша is made; user 1 gets the video, user 2 does not.
             wait_for(lambda: any(e["key"] == "ready Маша" for e in sends(events(), 1)),
                      within=60, what="Маша's video sent to user 1")  # fmt: skip
-            # A later request for the finished video: sent by its stored reference (expired
+            # A later request for the finished video: sent by its recorded reference (expired
             # by then, so refreshed from the message it first went out in), not uploaded.
             act(user=5, text="/video Маша")
             wait_for(lambda: any(e["key"] == "ready Маша" for e in sends(events(), 5)),

@@ -4,7 +4,7 @@ goes by reference.
 A video for 100 waiting users used to be 100 uploads of the same file. Now the notifier's
 deliveries of one retry round's video take turns: the first uploads, the others wait for it
 — before they take a send slot, so the pacer's limits hold when they go — and then send
-by Telegram's reference, which is stored in PostgreSQL (``telegram_videos``): a restarted
+by Telegram's reference, which is recorded in PostgreSQL (``telegram_videos``): a restarted
 notifier, a new leader and the bot's own answers (a button pressed on a finished video, a
 later request for it) use it too. Telethon's handles live in vidretry.telegram.bot; this holds only
 the plain ``VideoFile``.
@@ -35,9 +35,9 @@ CACHED = 1000
 Key = tuple[int, int]  # (asset id, retry round)
 
 
-async def stored_video(conn: Connection, key: Key) -> VideoFile | None:
+async def recorded_video(conn: Connection, key: Key) -> VideoFile | None:
     params = {"asset_id": key[0], "retry_round": key[1]}
-    row = await fetch_one(conn, "stored_video", params)
+    row = await fetch_one(conn, "recorded_video", params)
     if row is None:
         return None
     return VideoFile(
@@ -50,7 +50,7 @@ async def stored_video(conn: Connection, key: Key) -> VideoFile | None:
     )
 
 
-async def remember_video(conn: Connection, key: Key, file: VideoFile, now: datetime | None) -> None:
+async def record_video(conn: Connection, key: Key, file: VideoFile, now: datetime | None) -> None:
     params = {
         "asset_id": key[0],
         "retry_round": key[1],
@@ -62,7 +62,7 @@ async def remember_video(conn: Connection, key: Key, file: VideoFile, now: datet
         "origin_message_id": file.origin_message_id,
         "now": now,
     }
-    await execute(conn, "remember_video", params)
+    await execute(conn, "record_video", params)
 
 
 class VideoFiles:
@@ -92,7 +92,7 @@ class VideoFiles:
             self.done(key)
             raise
         if file is not None:
-            self._keep(key, file)
+            self._cache(key, file)
             self.done(key)
         return file
 
@@ -118,31 +118,32 @@ class VideoFiles:
     async def send(
         self, sender: SharesVideos, key: Key, to: Recipient, video: VideoRef, caption_html: str
     ) -> int | None:
-        """Send by the reference known for ``key`` (or upload), and store what worked."""
+        """Send by the reference known for ``key`` (or upload), and record what worked."""
         known = self.known.get(key)
         sent: SentVideo = await sender.send_video_file(to, video, caption_html, known)
         if sent.file != known:
-            self._keep(key, sent.file)
-            await self._store(key, sent.file)
+            self._cache(key, sent.file)
+            await self._record(key, sent.file)
         return sent.message_id
 
     async def _load(self, key: Key) -> VideoFile | None:
         try:
             async with self.pool.connection() as conn:
-                return await stored_video(conn, key)
+                return await recorded_video(conn, key)
         except TRANSIENT_DB_ERRORS as exc:
-            log.warning("video %s/%s: stored reference unreadable (%s)", *key, one_line(exc))
+            log.warning("video %s/%s: recorded reference unreadable (%s)", *key, one_line(exc))
             return None
 
-    async def _store(self, key: Key, file: VideoFile) -> None:
+    async def _record(self, key: Key, file: VideoFile) -> None:
         """Best effort: the video is sent; without the row, a later send uploads again."""
         try:
             async with self.pool.connection() as conn:
-                await remember_video(conn, key, file, self.clock.now())
+                await record_video(conn, key, file, self.clock.now())
         except TRANSIENT_DB_ERRORS as exc:
-            log.warning("video %s/%s: reference not stored (%s)", *key, one_line(exc))
+            log.warning("video %s/%s: reference not recorded (%s)", *key, one_line(exc))
 
-    def _keep(self, key: Key, file: VideoFile) -> None:
+    def _cache(self, key: Key, file: VideoFile) -> None:
+        """Held in memory, the latest ``CACHED`` references (the database records them all)."""
         self.known[key] = file
         self.known.move_to_end(key)
         while len(self.known) > CACHED:

@@ -179,7 +179,7 @@ class Updates:
     async def _send_answer_video(
         self, to: Recipient, video: VideoRef, caption_html: str, key: tuple[int, int] | None
     ) -> None:
-        """A finished video in an answer: by its stored reference (or uploaded once and
+        """A finished video in an answer: by its recorded reference (or uploaded once and
         stored), like the outbox's; a plain upload without a key."""
         if self.videos is None or key is None:
             await self.sender.upload(to, video, caption_html)
