@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import contextvars
 import html
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,12 +93,55 @@ class EditsMessages(Protocol):
 
 @runtime_checkable
 class GuardsDepartures(Protocol):
-    """A transport whose messages pass a pacer's last guard (``Pacer.go``) as they leave
-    (the Telegram adapter): the notifier then does not call it first."""
+    """A transport whose messages pass a pacer's last guard (``Pacer.ready``, ``depart``,
+    ``Pacer.go``) as they leave (the Telegram adapter): the notifier then does not do it
+    first."""
 
     def guards_departures(self, pacer: Pacer) -> bool:
-        """Whether every message sent through this transport passes ``pacer.go``."""
+        """Whether every message sent through this transport passes ``pacer.go``, and calls
+        ``depart`` before its first request leaves."""
         ...
+
+
+class Withdrawn(Exception):
+    """Raised by a departure mark (``departing``): the send must not leave (its row's lease
+    was lost, or the mark could not be written), and nothing of it has."""
+
+
+@dataclass
+class _Departure:
+    mark: Callable[[], Awaitable[None]]
+    marked: bool = False
+
+
+# The departure mark of the send under way in this task (see ``departing``).
+_departure: contextvars.ContextVar[_Departure | None] = contextvars.ContextVar(
+    "vidretry_departure", default=None
+)
+
+
+@contextlib.contextmanager
+def departing(mark: Callable[[], Awaitable[None]]) -> Iterator[None]:
+    """A send within: ``mark`` (the notifier's mark that the send has begun, on which a
+    crash is charged to its row) is awaited once, by ``depart``, as the send's first request
+    is about to leave: after the message is rendered and built, after its turn at the
+    pacer's guard, before its upload. A row is charged a crash only once its message is
+    really going out, not while it waits its turn behind another one's (the one that
+    crashed)."""
+    token = _departure.set(_Departure(mark))
+    try:
+        yield
+    finally:
+        _departure.reset(token)
+
+
+async def depart() -> None:
+    """A request of the send under way is about to leave: the send's mark, the first time
+    (``Withdrawn`` from it: nothing may leave). Nothing outside ``departing``."""
+    departure = _departure.get()
+    if departure is not None and not departure.marked:
+        departure.marked = True
+        await departure.mark()
 
 
 @dataclass(frozen=True)
@@ -346,6 +391,20 @@ class Pacer:
         wait = self.reserve(chat_id, max_wait=float("inf"))
         assert wait is not None
         await asyncio.sleep(max(wait, self.paused_for()))
+
+    async def ready(self, chat_id: int) -> None:
+        """Wait until ``go`` would let a send to ``chat_id`` go at once (nothing recorded):
+        a send marks itself as begun (``depart``) after this and before ``go``, so that it
+        does not wait its turn marked. Sends at the full rate may still wait a little in
+        ``go``: all that were ready for one free place in the window, but one."""
+        while True:
+            now = self.monotonic()
+            wait = self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval - now
+            if len(self._recent_sends) == self._recent_sends.maxlen:
+                wait = max(wait, self._recent_sends[0] + WINDOW_SECONDS - now)
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
     async def go(self, chat_id: int) -> None:
         """The last guard before a send, on actual send times: called as the request leaves
