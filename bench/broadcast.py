@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.pool import open_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 PAID_RATE = 1000.0
@@ -64,7 +64,7 @@ SHORT = Size(broadcast_users=800, broadcast_twice=200, failing_assets=50, users_
 async def seed_broadcast(url: str, users: int, twice: int) -> int:
     """Due failure notifications for ``users`` users, each known to the bot; the first
     ``twice`` of them have two (two of their videos failed: their chat's spacing counts)."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
         await conn.execute(
             "INSERT INTO video_assets (name, state, attempts, last_error, finished_at)"
@@ -87,7 +87,7 @@ async def seed_broadcast(url: str, users: int, twice: int) -> int:
 
 async def seed_mass_failure(url: str, assets: int, users_per_asset: int) -> list[Any]:
     """``assets`` running jobs on their last attempt, each awaited by its own users."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
         await conn.execute(
             "INSERT INTO video_assets (name, attempts, max_attempts)"
@@ -112,7 +112,7 @@ async def fail_all(url: str, claimed: list[Any], workers: int = 16) -> float:
     as that many workers would; the monotonic time of the last commit."""
 
     async def worker(share: list[Any]) -> None:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             for job in share:
                 await jobs.fail(conn, job, owner="bench", error="generator down", now=None)
 
@@ -161,7 +161,7 @@ class Bench:
 
     async def database(self) -> str:
         name = f"bench_{next(self.databases)}"
-        async with await db.connect(self.server.url) as conn:
+        async with await connection.connect(self.server.url) as conn:
             await conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
         return self.server.url_for(name)
 
@@ -286,17 +286,19 @@ async def child(url: str, rate: float, expected: int, out: Path) -> None:
     from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
     from tests.telegram.offline.sitecustomize import loopback_only
     from vidretry.clock import DatabaseClock
-    from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
-    from vidretry.store.listen import Listener
-    from vidretry.telegram.adapter import TelegramBot, build_client
-    from vidretry.telegram.delivery import Pacer
+    from vidretry.config import NotifierConfig, TelegramConfig
+    from vidretry.db.listen import Listener
+    from vidretry.telegram.bot.client import build_client
+    from vidretry.telegram.bot.telegram_bot import TelegramBot
     from vidretry.telegram.notifier import Notifier
+    from vidretry.telegram.pacing import Pacer
+    from vidretry.texts import MessagesConfig
 
     SENDS = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest)
     # Nothing here may reach Telegram, or anything but loopback and unix sockets.
     socket.socket.connect = loopback_only(socket.socket.connect)  # type: ignore[method-assign]
     telegram = FakeTelegram()
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         cur = await conn.execute("SELECT user_id FROM telegram_users")
         for row in await cur.fetchall():
             telegram.add_user(row["user_id"])

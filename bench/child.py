@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vidretry import eventloop
-from vidretry.store.pool import open_pool
+from vidretry.db.pool import open_pool
 
 RECORDS: list[tuple[Any, float]] = []
 
@@ -114,8 +114,8 @@ async def vidretry_fail(job: Any) -> str:
 async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
     from vidretry.clock import DatabaseClock
     from vidretry.config import WorkerConfig
+    from vidretry.db.listen import Listener
     from vidretry.queue.worker import Outcome, Worker
-    from vidretry.store.listen import Listener
 
     handler = {"drain": vidretry_noop, "wait": vidretry_latency, "fail": vidretry_fail}[mode]
     # Every job fails on purpose in "fail" mode: the circuit breaker would (rightly) take
@@ -151,10 +151,11 @@ async def run_vidretry(url: str, mode: str, concurrency: int) -> None:
 
 async def run_notifier(url: str, rate: float, chat_interval: float) -> None:
     from vidretry.clock import DatabaseClock
-    from vidretry.config import MessagesConfig, NotifierConfig
-    from vidretry.store.listen import Listener
-    from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
+    from vidretry.config import NotifierConfig
+    from vidretry.db.listen import Listener
     from vidretry.telegram.notifier import Notifier
+    from vidretry.telegram.transport import InlineButton, Recipient, VideoRef
+    from vidretry.texts import MessagesConfig
 
     class RecordingSender:
         async def send_text(

@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
 
 RUNS = 15
 FLOOR = "python -c 'import psycopg, typer' (the floor)"
@@ -33,7 +33,7 @@ TARGETED = ("vidretry status", "vidretry retry N")
 
 
 async def prepare(url: str) -> int:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
         asset = await enqueue(conn, "bench", user_id=1)
         await conn.execute(

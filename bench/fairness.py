@@ -33,13 +33,13 @@ import psycopg
 
 from vidretry.app.daemons import build_worker
 from vidretry.config import Config, WorkerConfig
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.pool import open_pool
+from vidretry.db.sqlfiles import queries
 from vidretry.models import JobContext
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.quota import NO_QUOTA
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.pool import open_pool
-from vidretry.store.sqlfiles import queries
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ history AS (
     SELECT id, generation, 'claimed', attempts, %(owner)s, coalesce(%(now)s::timestamptz, now())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token, false AS probe
+SELECT id, name, params, attempts, max_attempts, generation AS retry_round, lease_token,
+       false AS probe
 FROM claimed
 ORDER BY id
 """
@@ -142,7 +143,7 @@ async def light_users_wait(url: str, *, fair: bool, run: int, videos: Path) -> f
         await worker.maintain()  # writes [queue] fair for the enqueues below
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop))
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             for i in range(HEAVY_JOBS):
                 await enqueue(conn, f"heavy-{run}-{fair}-{i}", user_id=1)
             asked = {}
@@ -175,7 +176,7 @@ class Starts:
 
 
 async def migrate(url: str) -> None:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
 
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString
 
-from vidretry.queue import jobs, reports, retention
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.queue import jobs, reports
+from vidretry.queue.maintenance import retention
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ PRUNE_RATIO_TARGET = 0.8
 
 
 async def fill(
-    conn: db.Connection,
+    conn: connection.Connection,
     scale: Scale,
     *,
     assets: int | None = None,
@@ -116,14 +117,14 @@ async def timed(call: Callable[[], Awaitable[Any]], runs: int) -> float:
     return statistics.median(samples)
 
 
-async def status_rows(conn: db.Connection, scale: Scale) -> list[tuple[str, float]]:
+async def status_rows(conn: connection.Connection, scale: Scale) -> list[tuple[str, float]]:
     """Each view as the command runs it, in milliseconds (median)."""
     views: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("`status` (counts, summary, pause)", lambda: reports.status(conn, None)),
         ("`status --watch` (one refresh)", lambda: _watch_refresh(conn)),
         ("`list` (first 100)", lambda: reports.list_assets(conn, None, 100)),
         ("`list --state failed`", lambda: reports.list_assets(conn, "failed", 100)),  # type: ignore[arg-type]
-        ("/metrics queue query", lambda: db.fetch_one(conn, "queue_depth", {"now": None})),
+        ("/metrics queue query", lambda: connection.fetch_one(conn, "queue_depth", {"now": None})),
         ("`worker --drain` outlook", lambda: jobs.drain_outlook(conn, None)),
     ]
     return [(label, await timed(call, scale.runs)) for label, call in views]
@@ -141,11 +142,11 @@ async def web_rows(url: str, scale: Scale) -> list[tuple[str, float]]:
 
     import httpx
 
-    from vidretry.store.pool import open_pool
+    from vidretry.db.pool import open_pool
     from vidretry.web import tokens
     from vidretry.web.app import build_app
 
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await conn.execute(
             "INSERT INTO user_requests (asset_id, user_id, chat_id, state)"
             " SELECT id, 1 + id % 100000, 1 + id % 100000,"
@@ -191,16 +192,16 @@ async def web_rows(url: str, scale: Scale) -> list[tuple[str, float]]:
                 ("`POST /api/assets/{id}/retry`", post_retry),
             ]
             rows = [(label, await timed(call, scale.runs)) for label, call in calls]
-        await app.state.console.live.stop()
+        await app.state.live.stop()
     return rows
 
 
-async def _watch_refresh(conn: db.Connection) -> None:
+async def _watch_refresh(conn: connection.Connection) -> None:
     await reports.status(conn, None)
     await reports.running_jobs(conn, None)
 
 
-async def add_jobs(conn: db.Connection, count: int) -> None:
+async def add_jobs(conn: connection.Connection, count: int) -> None:
     await conn.execute(
         "INSERT INTO video_assets (name) SELECT 'job-' || gen_random_uuid()"
         " FROM generate_series(1, %s)",
@@ -211,7 +212,7 @@ async def add_jobs(conn: db.Connection, count: int) -> None:
 async def keep_queued(url: str, depth: int, stop: asyncio.Event) -> None:
     """Keep at least ``depth`` / 2 new jobs waiting until ``stop``, adding ``depth`` / 2 at a
     time: the measurement lasts as long as it must, however fast the workers are today."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         while not stop.is_set():
             # Counting stops at the threshold: a cheap look at a deep queue.
             cur = await conn.execute(
@@ -233,7 +234,7 @@ async def claim_rate(
     """Two `vidretry worker` processes on new no-op jobs, at least ``depth`` / 2 of them
     waiting throughout: their claims per second while ``during`` runs (after a warm-up),
     and how long it ran."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await add_jobs(conn, depth)
         await conn.execute("ANALYZE video_assets")
     stop_feeding = asyncio.Event()
@@ -255,7 +256,7 @@ async def claim_rate(
     ]
     try:
         await asyncio.sleep(WARM_SECONDS)
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             start = await scalar_of(url, "SELECT clock_timestamp()")
             began = time.monotonic()
             await during()
@@ -276,14 +277,14 @@ async def claim_rate(
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             await asyncio.wait_for(worker.wait(), 60)
-        async with await db.connect(url) as conn:  # the next run starts from an empty queue
+        async with await connection.connect(url) as conn:  # the next run starts from an empty queue
             await conn.execute("DELETE FROM video_assets WHERE state = 'pending'"
                                " AND NOT EXISTS (SELECT 1 FROM job_events e"
                                "                 WHERE e.asset_id = video_assets.id)")  # fmt: skip
 
 
 async def scalar_of(url: str, query: LiteralString) -> Any:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         row = await (await conn.execute(query)).fetchone()
         assert row is not None
         return next(iter(row.values()))
@@ -294,7 +295,7 @@ async def pruning_rows(
 ) -> list[tuple[str, float, float]]:
     """Claims per second of two workers alone, while `vidretry db prune --older-than 30d
     --pace PACE` deletes a million old events (and their notifications), and alone again."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await fill(conn, scale, assets=scale.prunable_assets, days=(40, 100))
         before = await retention.cutoff(conn, 30 * 86400.0, None)
         old = await retention.prunable(conn, before, assets=False)
@@ -304,7 +305,7 @@ async def pruning_rows(
         await asyncio.sleep(idle_for)
 
     async def prune() -> None:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             await retention.prune(conn, before, assets=False, pace=pace)
 
     # Alone, pruning, alone again: the database grows a little with every run.
@@ -329,12 +330,12 @@ async def main_async(scale: Scale, base: Path, parts: set[str], pace: float) -> 
     web: list[tuple[str, float]] = []
     filled = 0.0
     try:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             await schema.upgrade(conn)
         if "pruning" in parts:
             prune_rows = await pruning_rows(url, base, scale, pace)
         if parts & {"status", "web"}:
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 await conn.execute(
                     "TRUNCATE video_assets, job_events, notifications, user_requests CASCADE"
                 )

@@ -41,8 +41,8 @@ from psycopg import sql
 from bench import record
 from bench.broadcast import busiest_second
 from bench.child import procrastinate_app
-from vidretry.store import db, schema, sqlfiles
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db import connection, schema, sqlfiles
+from vidretry.db.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +176,7 @@ class Bench:
         self, url: str, jobs: int, finished: int = 0, owners: int = 0, bursts: bool = False
     ) -> None:
         async def migrate() -> None:
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 await schema.upgrade(conn)
 
         asyncio.run(migrate())
@@ -527,7 +527,7 @@ def _enqueue_vidretry(url: str, name: str = "", user_id: int = 1, max_attempts: 
     from vidretry.queue.enqueue import enqueue
 
     async def go() -> tuple[int, float]:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             asked = await enqueue(
                 conn,
                 name or f"lat-{time.monotonic_ns()}",

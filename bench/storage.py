@@ -48,9 +48,9 @@ from tests.s3server import WeedS3
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
 from tests.telegram.offline.sitecustomize import loopback_only
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 WHOLE_WAY_TARGET = 1.3  # × the S3 client alone + sending from the disk
@@ -177,7 +177,7 @@ class Bench:
             idle = {p.pid: mib(p.pid, "VmRSS") for p in (worker, notifier)}
             for process in (worker, notifier):
                 reset_peak(process.pid)
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 await enqueue(conn, "Маша", user_id=1)
 
             def delivered() -> list[dict[str, Any]]:
@@ -188,7 +188,7 @@ class Bench:
             (sent,) = delivered()
             if sent["sha256"] != self.sha256:
                 raise RuntimeError("Telegram got other bytes than the generator's")
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 cur = await conn.execute("SELECT finished_at FROM video_assets")
                 row = await cur.fetchone()
             assert row is not None
@@ -207,10 +207,10 @@ class Bench:
         )
 
     async def database(self, name: str) -> str:
-        async with await db.connect(self.server.url) as conn:
+        async with await connection.connect(self.server.url) as conn:
             await conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
         url = self.server.url_for(name)
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             await schema.upgrade(conn)
             # The user once wrote /start (the double's access hash for user 1).
             await conn.execute("INSERT INTO telegram_users (user_id, access_hash) VALUES (1, 1007)")

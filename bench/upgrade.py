@@ -35,8 +35,8 @@ from typing import Any
 
 from bench.operations import Scale, fill, keep_queued
 from tests.upgrade.releases import extract, next_release, previous_release
-from vidretry.store import db, schema, sqlfiles
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db import connection, schema, sqlfiles
+from vidretry.db.embedded import EmbeddedServer
 
 FULL = Scale(assets=1_000_000, events_per_asset=5, runs=1, prunable_assets=0,
              queue_depth=200_000, alone_seconds=10)  # fmt: skip
@@ -58,7 +58,7 @@ async def as_the_previous_release(url: str) -> None:
     """Schema 19, as 0.19.0's migrator leaves an empty database: migrations 1-19 in one
     transaction, each recorded with its checksum."""
     history = [m for m in sqlfiles.migrations() if m.version <= sqlfiles.LEGACY_LAST]
-    async with await db.connect(url) as conn, conn.transaction():
+    async with await connection.connect(url) as conn, conn.transaction():
         await conn.execute(sqlfiles.queries()["create_migrations_table"])
         for migration in history:
             await conn.execute(migration.sql)
@@ -71,7 +71,7 @@ async def as_the_previous_release(url: str) -> None:
 
 async def claims_between(url: str, first_id: int) -> list[datetime]:
     """When each claim after history row ``first_id`` was made, in order."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         cur = await conn.execute(
             "SELECT created_at FROM job_events WHERE id > %s AND kind = 'claimed'"
             " ORDER BY created_at",
@@ -82,7 +82,7 @@ async def claims_between(url: str, first_id: int) -> list[datetime]:
 
 async def both_claiming(url: str) -> None:
     """Until each of the two workers has claimed a job: then they are warm."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         while True:
             cur = await conn.execute(
                 "SELECT count(DISTINCT actor) AS n FROM job_events WHERE kind = 'claimed'"
@@ -97,7 +97,7 @@ async def both_claiming(url: str) -> None:
 async def measured(url: str, label: str, during: Callable[[], Awaitable[Any]]) -> Window:
     """The longest gap between claims while ``during`` runs, its edges included (from its
     start to the first claim, and from the last claim to its end)."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         cur = await conn.execute("SELECT coalesce(max(id), 0) AS id, now() AS at FROM job_events")
         row = await cur.fetchone()
         assert row is not None
@@ -115,7 +115,7 @@ async def measured(url: str, label: str, during: Callable[[], Awaitable[Any]]) -
 async def run(url: str, base: Path, scale: Scale) -> list[Window]:
     await as_the_previous_release(url)
     started = time.monotonic()
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await fill(conn, scale, live_queue=False)
     print(f"filled {scale.assets:,} finished assets and {scale.assets * scale.events_per_asset:,}"
           f" events in {time.monotonic() - started:.0f}s", file=sys.stderr)  # fmt: skip
@@ -142,7 +142,7 @@ async def run(url: str, base: Path, scale: Scale) -> list[Window]:
         await both_claiming(url)
 
         async def upgrade(catalog: sqlfiles.Catalog | None = None) -> None:
-            async with await db.connect(url) as conn:
+            async with await connection.connect(url) as conn:
                 await schema.upgrade(conn, catalog)
 
         windows = [

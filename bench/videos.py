@@ -31,16 +31,18 @@ from telethon import functions
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.config import NotifierConfig, TelegramConfig
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
-from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
+from vidretry.texts import MessagesConfig
 
 BANDWIDTH = 10e6  # bytes a second
 UPLOADED_TARGET = 1.0  # × the file
@@ -61,13 +63,13 @@ SHORT = Size(megabytes=2, users=20, runs=1)
 async def one_run(base: Path, url: str, size: Size, run: int) -> tuple[float, float]:
     """(bytes uploaded ÷ file size, time to the last delivery ÷ the ideal)."""
     database = f"videos{run}"
-    async with await db.connect(url) as admin:
+    async with await connection.connect(url) as admin:
         await admin.execute(f"CREATE DATABASE {database}")
     run_url = url.replace("/vidretry?", f"/{database}?")
     video = base / f"video{run}.mp4"
     video.write_bytes(random.Random(run).randbytes(size.megabytes * 1_000_000))  # noqa: S311
     telegram = FakeTelegram(upload_bytes_per_second=BANDWIDTH)
-    async with await db.connect(run_url) as conn:
+    async with await connection.connect(run_url) as conn:
         await schema.upgrade(conn)
         for user in range(1, size.users + 1):
             telegram.add_user(user)
@@ -95,7 +97,7 @@ async def one_run(base: Path, url: str, size: Size, run: int) -> tuple[float, fl
             stop = asyncio.Event()
             running = asyncio.create_task(notifier.run(stop))
             await asyncio.wait_for(listener.ready.wait(), 30)
-            async with await db.connect(run_url) as conn:
+            async with await connection.connect(run_url) as conn:
                 (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=60, now=None)
                 started = time.monotonic()
                 await jobs.complete(conn, job, owner="w", result=str(video), now=None)

@@ -29,9 +29,9 @@ from typing import Any
 
 import psycopg
 
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.pool import open_pool
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.pool import open_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _migrate(url: str) -> None:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
 
 
@@ -115,8 +115,8 @@ async def child(url: str, out_path: str) -> None:
     """A worker whose listener, claim and handler write down when they ran."""
     from vidretry.clock import DatabaseClock
     from vidretry.config import WorkerConfig
+    from vidretry.db.listen import Listener
     from vidretry.queue.worker import Worker
-    from vidretry.store.listen import Listener
 
     out = Path(out_path)
     steps: dict[int, dict[str, float]] = {}

@@ -755,6 +755,8 @@ CREATE TABLE public.job_events (
     CONSTRAINT job_events_kind_check CHECK ((kind = ANY (ARRAY['enqueued'::text, 'requested'::text, 'claimed'::text, 'attempt_failed'::text, 'succeeded'::text, 'failed'::text, 'rescued'::text, 'released'::text, 'retried'::text, 'refunded'::text, 'withdrawn'::text, 'cancelled'::text, 'reopened'::text, 'resent'::text, 'rate_limited'::text])))
 );
 
+COMMENT ON COLUMN public.job_events.generation IS 'The asset''s retry round when the event happened (video_assets.generation).';
+
 ALTER TABLE public.job_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.job_events_id_seq
     START WITH 1
@@ -814,6 +816,8 @@ CREATE TABLE public.notifications (
     CONSTRAINT notifications_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'dead'::text, 'superseded'::text]))),
     CONSTRAINT sent_iff_sent_at CHECK (((state = 'sent'::text) = (sent_at IS NOT NULL)))
 );
+
+COMMENT ON COLUMN public.notifications.generation IS 'For a message about an asset: the asset''s retry round it tells of (video_assets.generation), part of the key that sends it once. For an admins'' notice of no asset: the number that makes it one of a kind (the pause''s id, the video store''s outage number, the notification set aside). Python: retry_round.';
 
 ALTER TABLE public.notifications ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.notifications_id_seq
@@ -916,6 +920,8 @@ CREATE TABLE public.telegram_videos (
     refreshed_at timestamp with time zone
 );
 
+COMMENT ON COLUMN public.telegram_videos.generation IS 'The retry round whose video Telegram holds (video_assets.generation).';
+
 CREATE TABLE public.user_requests (
     id bigint NOT NULL,
     asset_id bigint NOT NULL,
@@ -983,6 +989,8 @@ CREATE TABLE public.video_assets (
     CONSTRAINT video_assets_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'running'::text, 'available'::text, 'failed'::text, 'cancelled'::text]))),
     CONSTRAINT video_assets_turn_check CHECK ((turn >= 0))
 );
+
+COMMENT ON COLUMN public.video_assets.generation IS 'The retry round: 0 for the first, one more on each retry (vidretry retry, the retry button) and each re-opening of a cancelled video. Attempts count within a round; a button names the round it was made in, and is stale after the next. Python: retry_round.';
 
 ALTER TABLE public.video_assets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.video_assets_id_seq

@@ -32,8 +32,8 @@ from pytest_postgresql import factories
 
 from tests import leftovers
 from tests.support import FakeClock, apply_schema
-from vidretry.store import db
-from vidretry.store.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
+from vidretry.db import connection
+from vidretry.db.embedded import SOCKET_PORT, SUPERUSER, EmbeddedServer
 
 # hypothesis is imported up front: its pytest plugin otherwise imports it at the end of a
 # run that used none of its tests, and on Python 3.11.7 pytest's rewriting of it then fails
@@ -198,10 +198,10 @@ def db_url(postgresql: psycopg.Connection[Any]) -> str:
 
 
 @pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[db.Connection]:
+async def conn(db_url: str) -> AsyncIterator[connection.Connection]:
     """A connection to this test's database (autocommit, rows as dicts)."""
-    async with await db.connect(db_url) as connection:
-        yield connection
+    async with await connection.connect(db_url) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer, find_bindir
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer, find_bindir
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "sql" / "schema.sql"
 HEADER = """\
@@ -47,7 +47,7 @@ def dump(url: str) -> str:
 
 
 async def migrated(url: str) -> None:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from vidretry.store import db, schema
+from vidretry.db import connection, schema
 
 
 class FakeClock:
@@ -47,25 +47,25 @@ def apply_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None
 
     async def upgrade() -> None:
         url = f"postgresql://{user}@/{dbname}?host={host}&port={port}"
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             await schema.upgrade(conn)
 
     asyncio.run(upgrade())
 
 
-async def scalar(conn: db.Connection, query: str, *params: Any) -> Any:
+async def scalar(conn: connection.Connection, query: str, *params: Any) -> Any:
     cur = await conn.execute(query, params)  # type: ignore[arg-type]
     row = await cur.fetchone()
     assert row is not None
     return next(iter(row.values()))
 
 
-async def rows(conn: db.Connection, query: str, *params: Any) -> list[dict[str, Any]]:
+async def rows(conn: connection.Connection, query: str, *params: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(query, params)  # type: ignore[arg-type]
     return [dict(r) for r in await cur.fetchall()]
 
 
-async def functions_in(conn: db.Connection, schema_name: str) -> list[str]:
+async def functions_in(conn: connection.Connection, schema_name: str) -> list[str]:
     """The functions in ``schema_name``: vidretry's, each of which has its file in
     sql/functions (docs/upgrading.md), until a contract step drops it with its file."""
     found = await rows(
@@ -77,7 +77,7 @@ async def functions_in(conn: db.Connection, schema_name: str) -> list[str]:
     return [f["proname"] for f in found]
 
 
-async def unpinned_functions(conn: db.Connection, schema_name: str) -> list[str]:
+async def unpinned_functions(conn: connection.Connection, schema_name: str) -> list[str]:
     """The functions in ``schema_name`` that do not look there alone, with the caller's
     temporary schema last (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"): each
     of vidretry's says ``SET search_path FROM CURRENT`` and is installed with the search

@@ -1,8 +1,9 @@
-"""States and the records passed between the store, the worker and the retry service."""
+"""States and the records passed between the database, the worker and the retry service."""
 
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -68,7 +69,7 @@ class ClaimedJob:
     params: dict[str, Any]
     attempts: int
     max_attempts: int
-    generation: int
+    retry_round: int
     lease_token: UUID
     # Claimed by the circuit breaker's probe while the queue is paused: its success resumes it.
     probe: bool = False
@@ -87,7 +88,7 @@ class JobContext:
     params: dict[str, Any]
     attempt: int
     max_attempts: int
-    generation: int
+    retry_round: int
     output_dir: Path
     # The lease this attempt runs under: unique per attempt, usable as an idempotency key.
     lease_token: UUID
@@ -102,8 +103,19 @@ class JobContext:
         writes the latest at most every ``[worker] progress_write_seconds``."""
         self.report_progress(fraction)
 
+    @property
+    def generation(self) -> int:
+        """Deprecated since 0.20.0, removed in the next release: ``retry_round``, its old name
+        (a handler written for 0.19.0 keeps working meanwhile, with a DeprecationWarning)."""
+        warnings.warn(
+            "JobContext.generation is deprecated: use JobContext.retry_round",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.retry_round
+
     @cached_property
     def output(self) -> Path:
-        """Where the video goes: one file per asset and generation, inside ``output_dir``.
+        """Where the video goes: one file per asset and retry round, inside ``output_dir``.
         Computed on first use (most cheap handlers never ask)."""
-        return self.output_dir / f"{self.asset_id}-g{self.generation}.mp4"
+        return self.output_dir / f"{self.asset_id}-g{self.retry_round}.mp4"

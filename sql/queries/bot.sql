@@ -1,5 +1,6 @@
--- Named statements for the bot's conversations (vidretry/conversation.py, vidretry/limits.py).
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for the bot's conversations (vidretry/telegram/conversation.py,
+-- vidretry/telegram/limits.py). Like jobs.sql: a "now" parameter that is NULL means the
+-- database's now().
 
 -- name: user_open_requests
 -- How many of a user's requests still wait (their asset pending or running), and whether
@@ -11,11 +12,11 @@ FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s;
 
 -- name: asset_by_name
-SELECT id, state, generation FROM video_assets WHERE name = %(name)s;
+SELECT id, state, generation AS retry_round FROM video_assets WHERE name = %(name)s;
 
 -- name: user_requests_newest
 -- /my: a user's requests, newest first (the index user_requests_by_user serves it).
-SELECT a.id, a.name, a.state, a.generation, r.state AS request_state
+SELECT a.id, a.name, a.state, a.generation AS retry_round, r.state AS request_state
 FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s
 ORDER BY r.id DESC
@@ -23,7 +24,7 @@ LIMIT %(limit)s;
 
 -- name: latest_failed
 -- /failed: the latest failures with their last error (the index video_assets_failed).
-SELECT id, name, generation, last_error
+SELECT id, name, generation AS retry_round, last_error
 FROM video_assets
 WHERE state = 'failed'
 ORDER BY finished_at DESC, id DESC

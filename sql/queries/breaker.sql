@@ -1,6 +1,11 @@
--- Named statements for pausing the queue (vidretry/breaker.py and the failure path of
--- vidretry/jobs.py): the circuit breaker, its probes and refunds, and pause/resume by hand.
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for pausing the queue (vidretry/queue/breaker.py and the failure path
+-- of vidretry/queue/jobs.py): the circuit breaker, its probes and refunds, and pause/resume
+-- by hand. A "now" parameter that is NULL means the time of the statement
+-- (statement_timestamp()), not of its transaction's start: a failed attempt's transaction
+-- waits for the breaker's lock, and begins before others' pauses, resumes and failures that
+-- it then sees. What it records is timed after them, so the history tells the order things
+-- were decided in (a failure for good is recorded before the pause that did not hold it
+-- back, or after the resume that let it count), as the chaos run checks.
 --
 -- The open pause is the row of queue_pauses with resumed_at IS NULL (at most one, by a
 -- unique index); claim_jobs claims nothing while it exists.
@@ -22,7 +27,7 @@ kept AS (
     SELECT s.asset, s.at, s.i
     FROM breaker AS b,
          unnest(b.streak_assets, b.streak_times) WITH ORDINALITY AS s(asset, at, i)
-    WHERE s.at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(window_seconds)s)
+    WHERE s.at > coalesce(%(now)s::timestamptz, statement_timestamp()) - make_interval(secs => %(window_seconds)s)
 )
 UPDATE breaker AS b
 SET streak_assets = CASE WHEN paused.paused OR NOT %(counting)s THEN '{}'
@@ -30,7 +35,7 @@ SET streak_assets = CASE WHEN paused.paused OR NOT %(counting)s THEN '{}'
                     END,
     streak_times = CASE WHEN paused.paused OR NOT %(counting)s THEN '{}'
                         ELSE ARRAY(SELECT at FROM kept ORDER BY i)
-                             || coalesce(%(now)s::timestamptz, now())
+                             || coalesce(%(now)s::timestamptz, statement_timestamp())
                    END
 FROM paused
 WHERE b.id
@@ -42,9 +47,9 @@ RETURNING paused.paused, b.streak_assets,
 -- unique index on open pauses makes this a no-op if a pause is already open.
 INSERT INTO queue_pauses (reason, detail, paused_by, paused_at, announced,
                           probe_interval_seconds, next_probe_at)
-VALUES ('breaker', %(error)s, %(owner)s, coalesce(%(now)s::timestamptz, now()),
+VALUES ('breaker', %(error)s, %(owner)s, coalesce(%(now)s::timestamptz, statement_timestamp()),
         cardinality(%(admins)s::bigint[]) > 0, %(probe_seconds)s,
-        coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(probe_seconds)s))
+        coalesce(%(now)s::timestamptz, statement_timestamp()) + make_interval(secs => %(probe_seconds)s))
 ON CONFLICT ((true)) WHERE resumed_at IS NULL DO NOTHING
 RETURNING id;
 
@@ -61,10 +66,10 @@ WITH refunded AS (
     UPDATE video_assets
     SET state = 'pending',
         attempts = attempts - 1,
-        run_at = coalesce(%(now)s::timestamptz, now()),
+        run_at = coalesce(%(now)s::timestamptz, statement_timestamp()),
         last_error = %(error)s,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
     RETURNING id, generation, attempts
 ),
@@ -81,7 +86,7 @@ pause AS (
             ELSE p.probe_interval_seconds END,
         next_probe_at = CASE
             WHEN p.probe_asset = r.id
-                THEN coalesce(%(now)s::timestamptz, now()) + make_interval(
+                THEN coalesce(%(now)s::timestamptz, statement_timestamp()) + make_interval(
                          secs => least(p.probe_interval_seconds * 2, %(probe_max_seconds)s))
             ELSE p.next_probe_at END
     FROM refunded AS r
@@ -92,7 +97,7 @@ history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
     SELECT id, generation, 'refunded', attempts + 1, %(owner)s,
            'failed while the queue was paused: ' || %(error)s,
-           coalesce(%(now)s::timestamptz, now())
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM refunded
 )
 SELECT id, (SELECT count(*) FROM pause) AS pauses FROM refunded;
@@ -104,9 +109,9 @@ SELECT id, (SELECT count(*) FROM pause) AS pauses FROM refunded;
 WITH refunded AS (
     UPDATE video_assets AS a
     SET attempts = greatest(a.attempts - c.n, CASE WHEN a.state = 'running' THEN 1 ELSE 0 END),
-        run_at = CASE WHEN a.state = 'pending' THEN coalesce(%(now)s::timestamptz, now())
+        run_at = CASE WHEN a.state = 'pending' THEN coalesce(%(now)s::timestamptz, statement_timestamp())
                       ELSE a.run_at END,
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM unnest(%(ids)s::bigint[], %(counts)s::integer[]) AS c(id, n)
     WHERE a.id = c.id AND a.state IN ('pending', 'running')
     RETURNING a.id, a.generation, a.attempts, c.n
@@ -116,7 +121,7 @@ history AS (
     -- One event per attempt given back, like 'claimed' is one per attempt taken.
     SELECT id, generation, 'refunded', attempts + k, %(owner)s,
            'the breaker paused the queue: its failures do not count',
-           coalesce(%(now)s::timestamptz, now())
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM refunded, generate_series(1, n) AS k
 ),
 pause AS (
@@ -142,10 +147,10 @@ queued AS (
            jsonb_build_object(
                'error', coalesce(pause.detail, ''),
                'waiting', pause.waiting,
-               'paused_seconds', extract(epoch FROM coalesce(%(now)s::timestamptz, now())
+               'paused_seconds', extract(epoch FROM coalesce(%(now)s::timestamptz, statement_timestamp())
                                                     - pause.paused_at)::float8),
-           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
-           coalesce(%(now)s::timestamptz, now())
+           coalesce(%(now)s::timestamptz, statement_timestamp()), coalesce(%(now)s::timestamptz, statement_timestamp()),
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM pause CROSS JOIN unnest(%(admins)s::bigint[]) AS admin
     ON CONFLICT (user_id, kind, generation) WHERE asset_id IS NULL DO NOTHING
     RETURNING id
@@ -203,7 +208,7 @@ WHERE p.resumed_at IS NULL AND p.reason = 'breaker';
 -- name: pause_by_hand
 -- `vidretry pause`: open a manual pause; a no-op if a pause is open already.
 INSERT INTO queue_pauses (reason, detail, paused_by, paused_at)
-VALUES ('manual', %(detail)s, %(actor)s, coalesce(%(now)s::timestamptz, now()))
+VALUES ('manual', %(detail)s, %(actor)s, coalesce(%(now)s::timestamptz, statement_timestamp()))
 ON CONFLICT ((true)) WHERE resumed_at IS NULL DO NOTHING
 RETURNING id;
 
@@ -223,12 +228,12 @@ RETURNING id;
 -- streak and idle workers are woken at commit.
 WITH resumed AS (
     UPDATE queue_pauses
-    SET resumed_at = coalesce(%(now)s::timestamptz, now()),
+    SET resumed_at = coalesce(%(now)s::timestamptz, statement_timestamp()),
         resumed_by = %(actor)s,
         probe_asset = NULL,
         probes = probes + CASE WHEN %(probe)s::bigint IS NULL THEN 0 ELSE 1 END,
         last_probe_at = CASE WHEN %(probe)s::bigint IS NULL THEN last_probe_at
-                             ELSE coalesce(%(now)s::timestamptz, now()) END
+                             ELSE coalesce(%(now)s::timestamptz, statement_timestamp()) END
     WHERE resumed_at IS NULL
       AND (%(probe)s::bigint IS NULL OR (reason = 'breaker' AND probe_asset = %(probe)s::bigint))
     RETURNING id, reason, paused_at, announced
@@ -238,7 +243,7 @@ forgotten AS (
     WHERE id AND EXISTS (SELECT 1 FROM resumed) AND cardinality(streak_assets) > 0
 )
 SELECT id, reason, announced,
-       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - paused_at)::float8
+       extract(epoch FROM coalesce(%(now)s::timestamptz, statement_timestamp()) - paused_at)::float8
            AS paused_seconds,
        pg_notify('vidretry_jobs', '') AS notified
 FROM resumed;

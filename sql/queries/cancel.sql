@@ -13,7 +13,7 @@
 -- every rule of it is in the function vidretry_withdraw_request (schema 18), which the SQL
 -- interface's vidretry_cancel calls too.
 SELECT outcome, state, was_running
-FROM vidretry_withdraw_request(%(id)s, %(user_id)s, %(generation)s, %(now)s);
+FROM vidretry_withdraw_request(%(id)s, %(user_id)s, %(retry_round)s, %(now)s);
 
 -- name: cancel_asset
 -- An operator's (or an admin's) cancel of a whole asset, whoever waits: every rule of it, the
@@ -24,7 +24,7 @@ FROM vidretry_cancel_asset(%(id)s, %(actor)s, %(reason)s, %(now)s);
 
 -- name: open_requests_of_user
 -- /cancel: a user's requests that can still be cancelled, newest first.
-SELECT a.id, a.name, a.generation
+SELECT a.id, a.name, a.generation AS retry_round
 FROM user_requests AS r JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s AND r.state = 'pending'
 ORDER BY r.id DESC

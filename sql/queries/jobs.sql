@@ -1,8 +1,10 @@
--- Named statements for the job store (vidretry/jobs.py). Statements that write outbox rows
--- have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
+-- Named statements for a job's transitions (vidretry/queue/jobs.py). Statements that write
+-- outbox rows have "queue" in their name, wherever they live (tests/unit/test_sql.py checks).
 --
 -- Every statement takes a "now" parameter: NULL means "the database's now()", which keeps one clock for
--- all workers on all machines; tests pass a fixed time instead.
+-- all workers on all machines; tests pass a fixed time instead. The failure statements read
+-- statement_timestamp() instead (their transaction may wait for the breaker's lock: see
+-- fail_job).
 --
 -- Batches of ids, tokens and results are sent as binary parameters (%(x)b): psycopg dumps a
 -- list of 64 of them in a third to a fifth of the time the text format takes.
@@ -122,7 +124,8 @@ history AS (
            coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM claimed
 )
-SELECT id, name, params, attempts, max_attempts, generation, lease_token,
+-- The column "generation" is the job's retry round (vidretry.models.ClaimedJob.retry_round).
+SELECT id, name, params, attempts, max_attempts, generation AS retry_round, lease_token,
        %(probe)s::bigint IS NOT NULL AS probe
 FROM claimed
 ORDER BY id;
@@ -198,9 +201,9 @@ forgotten AS (
     WHERE id AND cardinality(streak_assets) > 0 AND EXISTS (SELECT 1 FROM done)
 ),
 store_back AS (
-    -- A success is a video kept: whatever outage of the store there was is over, whichever
-    -- worker saw it (results.sql), so status stops showing it and the next outage is a new
-    -- one, told in its turn. Without an outage there is no row to lock.
+    -- A success is a video kept: whatever outage of the video store there was is over,
+    -- whichever worker saw it (results.sql), so status stops showing it and the next outage
+    -- is a new one, told in its turn. Without an outage there is no row to lock.
     DELETE FROM store_outage WHERE id AND EXISTS (SELECT 1 FROM done)
 )
 SELECT id FROM done;
@@ -208,13 +211,14 @@ SELECT id FROM done;
 -- name: schedule_next_attempt
 -- A failed attempt with attempts left: back to pending after a backoff, error kept. (Not
 -- the retry service, retry.sql, which puts a failed-for-good asset back in the queue.)
+-- Timed by the statement, like fail_job.
 WITH retried AS (
     UPDATE video_assets
     SET state = 'pending',
-        run_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(backoff_seconds)s),
+        run_at = coalesce(%(now)s::timestamptz, statement_timestamp()) + make_interval(secs => %(backoff_seconds)s),
         last_error = %(error)s,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
       AND attempts < max_attempts
     RETURNING id, generation, attempts, run_at
@@ -222,7 +226,7 @@ WITH retried AS (
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
     SELECT id, generation, 'attempt_failed', attempts, %(owner)s, %(error)s,
-           coalesce(%(now)s::timestamptz, now())
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM retried
 )
 SELECT id, run_at FROM retried;
@@ -232,23 +236,26 @@ SELECT id, run_at FROM retried;
 -- with settle_requests_and_queue_notifications, which fails the waiting requests and
 -- writes one outbox row per user.
 -- A NULL error keeps the error already recorded (a lost lease, by the rescuer).
+-- Timed by the statement, not by its transaction's start, as schedule_next_attempt: the
+-- failure's transaction may have waited for the circuit breaker's lock (breaker.sql), and
+-- its record comes after every pause and resume the breaker's verdict saw.
 WITH failed AS (
     UPDATE video_assets
     SET state = 'failed',
         last_error = coalesce(%(error)s::text, last_error),
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-        finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        finished_at = coalesce(%(now)s::timestamptz, statement_timestamp()),
+        updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
     RETURNING id, generation, attempts, last_error
 ),
 history AS (
     INSERT INTO job_events (asset_id, generation, kind, attempt, actor, detail, created_at)
     SELECT id, generation, 'failed', attempts, %(owner)s, last_error,
-           coalesce(%(now)s::timestamptz, now())
+           coalesce(%(now)s::timestamptz, statement_timestamp())
     FROM failed
 )
-SELECT id, generation FROM failed;
+SELECT id, generation AS retry_round FROM failed;
 
 -- name: settle_requests_and_queue_notifications
 -- Close every waiting request of finished assets and queue one notification per user.
@@ -374,7 +381,8 @@ SET lease_owner = %(owner)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 FROM expired
 WHERE a.id = expired.id
-RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token,
+RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation AS retry_round,
+          a.lease_token,
           false AS probe;
 
 -- name: give_back_job

@@ -1,5 +1,6 @@
--- Named statements for electing one leader among notifiers (vidretry/leadership.py).
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for electing one leader among notifiers
+-- (vidretry/telegram/leadership.py). Like jobs.sql: a "now" parameter that is NULL means the
+-- database's now().
 
 -- name: claim_leadership
 -- Become the leader if nobody is, or the leader's term lapsed (it died, or lost the

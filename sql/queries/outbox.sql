@@ -1,5 +1,5 @@
--- Named statements for outbox delivery (vidretry/outbox.py), used by the notifier.
--- Like jobs.sql: a "now" parameter that is NULL means the database's now().
+-- Named statements for outbox delivery (vidretry/telegram/outbox.py), used by the
+-- notifier. Like jobs.sql: a "now" parameter that is NULL means the database's now().
 
 -- name: claim_notifications
 -- Claim up to "limit" due notifications for one notifier, with a lease; several notifiers
@@ -51,7 +51,9 @@ claimed AS (
     RETURNING n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload,
               n.attempts, n.lease_token
 )
-SELECT claimed.*, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+SELECT claimed.id, claimed.asset_id, claimed.user_id, claimed.chat_id, claimed.kind,
+       claimed.generation AS retry_round, claimed.payload, claimed.attempts, claimed.lease_token,
+       u.access_hash, u.lang_code, a.result_size, a.result_sha256,
        a.result_deleted_at IS NOT NULL AS result_deleted
 FROM claimed
 LEFT JOIN telegram_users AS u ON u.user_id = claimed.user_id
@@ -65,8 +67,8 @@ ORDER BY claimed.id;
 -- name: due_notifications
 -- What claim_notifications would take, read only, for `notifier --transport console`'s
 -- preview. No lease: lease_token is NULL.
-SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation, n.payload, n.attempts,
-       n.lease_token, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
+SELECT n.id, n.asset_id, n.user_id, n.chat_id, n.kind, n.generation AS retry_round, n.payload,
+       n.attempts, n.lease_token, u.access_hash, u.lang_code, a.result_size, a.result_sha256,
        a.result_deleted_at IS NOT NULL AS result_deleted
 FROM notifications AS n
 LEFT JOIN telegram_users AS u ON u.user_id = n.user_id
@@ -104,6 +106,28 @@ SET state = 'sent',
 WHERE n.id = ANY (%(ids)b::bigint[]) AND n.state = 'sending'
   AND n.lease_token = ANY (%(tokens)b::uuid[])
 RETURNING n.id;
+
+-- name: recent_sends
+-- A new leader's pacer starts from what the bot sent in the last "seconds" (the rate's
+-- window, or a chat's interval if longer), whichever leader sent it: each send's chat and
+-- how many seconds ago it was. A sent row counts from when its send was recorded (sent_at,
+-- a moment after the message left: the new leader waits a little longer, never less); a
+-- row still being sent, from when it was handed to Telegram's library (send_started_at:
+-- it may have reached Telegram). Read before the new leader takes those rows back.
+SELECT chat_id,
+       greatest(extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - at), 0)::float8
+           AS seconds_ago
+FROM (
+    SELECT chat_id, sent_at AS at FROM notifications
+    WHERE state = 'sent'
+      AND sent_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s)
+    UNION ALL
+    SELECT chat_id, send_started_at FROM notifications
+    WHERE state = 'sending'
+      AND send_started_at > coalesce(%(now)s::timestamptz, now())
+                            - make_interval(secs => %(seconds)s)
+) AS sends
+ORDER BY at;
 
 -- name: reschedule_notification
 -- Back to the outbox: a transient error of this row's own ("refund" = 0: the attempt counts,
@@ -242,8 +266,8 @@ SELECT lang_code FROM telegram_users WHERE user_id = %(user_id)s;
 
 -- name: asset_for_button
 -- What the button handler needs to answer: the asset's name and, once available, its video
--- with its size and SHA-256 (and its generation: the key of the video's stored Telegram
+-- with its size and SHA-256 (and its retry round: the key of the video's stored Telegram
 -- reference).
-SELECT name, state, result, generation, result_size, result_sha256,
+SELECT name, state, result, generation AS retry_round, result_size, result_sha256,
        result_deleted_at IS NOT NULL AS result_deleted
 FROM video_assets WHERE id = %(id)s;

@@ -1,4 +1,4 @@
--- Named statements of the record of running processes (vidretry/store/processes.py; schema
+-- Named statements of the record of running processes (vidretry/db/processes.py; schema
 -- 20): which releases run, for `status`, the console and `doctor` (docs/upgrading.md).
 -- Like jobs.sql: a "now" parameter that is NULL means the database's now().
 

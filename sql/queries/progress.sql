@@ -19,7 +19,7 @@ RETURNING id;
 -- user_requests_shown); with what the message should say now: the asset's state and
 -- progress, and the user's language.
 SELECT r.id, r.asset_id, r.user_id, r.chat_id, r.accept_message_id, r.shown,
-       a.name, a.state, a.generation, a.progress, u.access_hash, u.lang_code
+       a.name, a.state, a.generation AS retry_round, a.progress, u.access_hash, u.lang_code
 FROM user_requests AS r
 JOIN video_assets AS a ON a.id = r.asset_id
 LEFT JOIN telegram_users AS u ON u.user_id = r.user_id

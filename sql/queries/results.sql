@@ -1,6 +1,6 @@
 -- Named statements for keeping videos (vidretry/queue/worker.py) and letting them go
--- (vidretry/telegram/notifier.py, vidretry/queue/retention.py). Like jobs.sql: a "now"
--- parameter that is NULL means the database's now().
+-- (vidretry/telegram/notifier.py, vidretry/queue/maintenance/retention.py). Like jobs.sql:
+-- a "now" parameter that is NULL means the database's now().
 
 -- name: note_store_outage_and_queue_notices
 -- A worker could not keep a finished video: the store is unreachable (it keeps the video and
@@ -38,14 +38,14 @@ SELECT count(*) AS queued,
 FROM queued;
 
 -- name: delivered_video_to_delete
--- [storage] delete_after_delivery: once no 'ready' message of a generation's video waits and
+-- [storage] delete_after_delivery: once no 'ready' message of a retry round's video waits and
 -- Telegram holds the video (its reference is stored), mark the object deleted — exactly
 -- once, by whoever gets here first — and return its URI to delete. "result" is the URI the
 -- notifier found to be one vidretry kept (never a bare path of before schema 19): only
 -- that one is marked.
 UPDATE video_assets AS a
 SET result_deleted_at = coalesce(%(now)s::timestamptz, now())
-WHERE a.id = %(id)s AND a.generation = %(generation)s AND a.state = 'available'
+WHERE a.id = %(id)s AND a.generation = %(retry_round)s AND a.state = 'available'
   AND a.result = %(result)s AND a.result_deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM telegram_videos AS v
               WHERE v.asset_id = a.id AND v.generation = a.generation)

@@ -1,5 +1,6 @@
--- Named statements for pruning old history (vidretry/retention.py). Each batch is its own
--- short transaction: it locks only the rows it deletes, so workers never wait on it.
+-- Named statements for pruning old history (vidretry/queue/maintenance/retention.py). Each
+-- batch is its own short transaction: it locks only the rows it deletes, so workers never
+-- wait on it.
 
 -- name: allow_pruning_before
 -- For this transaction only, the history's append-only trigger lets rows older than

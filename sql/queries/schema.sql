@@ -1,4 +1,4 @@
--- Named statements of the migrator (vidretry/store/schema.py): which steps a database has,
+-- Named statements of the migrator (vidretry/db/schema.py): which steps a database has,
 -- and the record of applying one.
 
 -- name: try_lock_migrations
@@ -141,7 +141,7 @@ WHERE i.indexrelid = to_regclass(%(name)s);
 DROP INDEX CONCURRENTLY IF EXISTS {name}
 
 -- name: wait_for_locks_briefly
--- Each transaction of the migrator: a lock not had within 200 ms (vidretry/store/online.py's
+-- Each transaction of the migrator: a lock not had within 200 ms (vidretry/db/online.py's
 -- LOCK_TIMEOUT_MS) is given up, and the transaction tried again a moment later, so that the
 -- claims and sends queued behind a waiting ACCESS EXCLUSIVE lock wait no longer than that.
 SET LOCAL lock_timeout = 200

@@ -54,17 +54,18 @@ SELECT (SELECT fair FROM queue_policy) AS fair,
        (SELECT detail FROM store_outage) AS store_down_why;
 
 -- name: list_assets
-SELECT id, name, state, priority, attempts, max_attempts, generation, last_error, updated_at
+SELECT id, name, state, priority, attempts, max_attempts, generation AS retry_round, last_error,
+       updated_at
 FROM video_assets
 WHERE %(state)s::text IS NULL OR state = %(state)s::text
 ORDER BY id
 LIMIT %(limit)s;
 
 -- name: show_asset
--- With what the store recorded of the result: what an operator checks when a user says the
+-- With what was recorded of the kept video: what an operator checks when a user says the
 -- video is broken (the SHA-256 in hex, as sha256sum prints it).
-SELECT id, name, params, state, priority, owner, turn, attempts, max_attempts, generation,
-       run_at, lease_owner,
+SELECT id, name, params, state, priority, owner, turn, attempts, max_attempts,
+       generation AS retry_round, run_at, lease_owner,
        lease_expires_at, last_error, result, result_size,
        encode(result_sha256, 'hex') AS result_sha256, result_deleted_at,
        created_at, updated_at, finished_at
@@ -76,12 +77,12 @@ SELECT user_id, chat_id, state, created_at, updated_at
 FROM user_requests WHERE asset_id = %(id)s ORDER BY id;
 
 -- name: asset_notifications
-SELECT id, user_id, chat_id, kind, generation, state, attempts, next_attempt_at, last_error,
-       telegram_message_id, sent_at, created_at
+SELECT id, user_id, chat_id, kind, generation AS retry_round, state, attempts, next_attempt_at,
+       last_error, telegram_message_id, sent_at, created_at
 FROM notifications WHERE asset_id = %(id)s ORDER BY id;
 
 -- name: asset_events
-SELECT kind, generation, attempt, actor, detail, created_at
+SELECT kind, generation AS retry_round, attempt, actor, detail, created_at
 FROM job_events WHERE asset_id = %(id)s ORDER BY id;
 
 -- name: running_jobs

@@ -30,8 +30,8 @@ RETURNING name;
 -- Newest first, a page after "before" (keyset: no OFFSET), optionally in one state, with a
 -- name that starts with "prefix" (a LIKE pattern, its wildcards escaped; the index
 -- video_assets_name_prefix).
-SELECT a.id, a.name, a.state, a.priority, a.attempts, a.max_attempts, a.generation,
-       a.last_error, a.updated_at
+SELECT a.id, a.name, a.state, a.priority, a.attempts, a.max_attempts,
+       a.generation AS retry_round, a.last_error, a.updated_at
 FROM video_assets AS a
 WHERE (%(state)s::text IS NULL OR a.state = %(state)s::text)
   AND (%(before)s::bigint IS NULL OR a.id < %(before)s::bigint)
@@ -42,8 +42,8 @@ LIMIT %(limit)s;
 -- name: assets_of_user
 -- The same page for the assets one Telegram user asked for, read from their requests (the
 -- index user_requests_by_user): a user's few assets are never looked for among a million.
-SELECT a.id, a.name, a.state, a.priority, a.attempts, a.max_attempts, a.generation,
-       a.last_error, a.updated_at
+SELECT a.id, a.name, a.state, a.priority, a.attempts, a.max_attempts,
+       a.generation AS retry_round, a.last_error, a.updated_at
 FROM user_requests AS r
 JOIN video_assets AS a ON a.id = r.asset_id
 WHERE r.user_id = %(user_id)s
@@ -88,7 +88,7 @@ SELECT (SELECT leader FROM leadership WHERE role = 'notifier') AS leader,
 -- name: outbox_rows
 -- Waiting (pending, sending) or dead notifications, newest first, a page after "before":
 -- each state from its partial index.
-SELECT n.id, n.asset_id, n.user_id, n.kind, n.generation, n.state, n.attempts,
+SELECT n.id, n.asset_id, n.user_id, n.kind, n.generation AS retry_round, n.state, n.attempts,
        n.next_attempt_at, n.last_error, n.created_at, a.name
 FROM notifications AS n
 LEFT JOIN video_assets AS a ON a.id = n.asset_id

@@ -21,8 +21,8 @@ import pytest
 from tests.acceptance.conftest import Cli
 from tests.support import rows, scalar
 from vidretry.config import WorkerConfig
+from vidretry.db import connection
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
 
 ADMINS = (900, 901)
 SETUP = (
@@ -60,7 +60,7 @@ def workers(cli: Cli, n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 async def add_assets(db_url: str, names: list[str], **params: Any) -> list[int]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         ids = []
         for i, name in enumerate(names):
             result = await enqueue(conn, name, user_id=i + 1, params=dict(params))
@@ -73,7 +73,7 @@ async def wait_for(
 ) -> float:
     """Poll ``query`` (one value) until ``check`` holds; the time it took."""
     started = time.monotonic()
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         while True:
             value = await scalar(conn, query)
             if check(value):
@@ -106,7 +106,7 @@ async def test_a_generator_outage_pauses_the_queue_and_costs_nobody_an_attempt(
         down.unlink()  # the generator is back
         drained = await wait_for(db_url, OPEN, lambda n: n == 0, seconds=120)
     assert drained <= SETTINGS.breaker_probe_max_seconds + 10  # the next probe, and the rest
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assets = await rows(conn, "SELECT state, generation FROM video_assets ORDER BY id")
         assert assets == [{"state": "available", "generation": 0}] * len(ids)
         assert await scalar(conn, "SELECT count(*) FROM notifications WHERE kind = 'failed'") == 0
@@ -146,7 +146,7 @@ async def test_a_poison_asset_still_fails_while_the_others_succeed(
             await add_assets(db_url, [f"good-{i}"], down=str(down))
             await asyncio.sleep(0.5)
         await wait_for(db_url, OPEN, lambda n: n == 0, seconds=120)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         states = await rows(conn, "SELECT id, state, attempts FROM video_assets ORDER BY id")
         assert states[0] == {"id": poison, "state": "failed", "attempts": SETTINGS.max_attempts}
         assert {s["state"] for s in states[1:]} == {"available"}
@@ -168,7 +168,7 @@ async def test_a_manual_pause_holds_through_probe_intervals_until_resume(
     ids = await add_assets(db_url, ["a", "b", "c"], down=str(tmp_path / "never"))
     with workers(cli, 2):
         await asyncio.sleep(SETTINGS.breaker_probe_seconds * 1.5)  # a probe would have run
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'claimed'") == 0
         status = cli.json("status")["queue"]
         assert status["state"] == "paused"
@@ -192,7 +192,7 @@ async def test_a_manual_pause_holds_through_probe_intervals_until_resume(
     assert drained.returncode == 1, drained.stderr
     assert "vidretry: error: queue paused (by operator:" in drained.stderr
     assert "1 job(s) wait" in drained.stderr
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(
             conn, "SELECT count(*) FROM video_assets WHERE state = 'available'"
         ) == len(ids)
@@ -206,7 +206,7 @@ async def test_a_retried_asset_is_claimed_before_an_older_backlog(
     cli = make_cli(SETUP)
     down = str(tmp_path / "never")
     (failed,) = await add_assets(db_url, ["failed-before"], down=down)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "UPDATE video_assets SET state = 'failed', attempts = max_attempts,"
             " finished_at = now() WHERE id = %s",
@@ -217,7 +217,7 @@ async def test_a_retried_asset_is_claimed_before_an_older_backlog(
     assert retried.returncode == 0, retried.stderr
     done = cli("worker", "--concurrency", "1", "--drain", timeout=120)
     assert done.returncode == 0, done.stderr
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         order = await rows(
             conn, "SELECT asset_id FROM job_events WHERE kind = 'claimed' ORDER BY id"
         )

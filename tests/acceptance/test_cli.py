@@ -32,7 +32,10 @@ def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli], d
 
     shown = cli.json("show", asset)
     assert (shown["state"], shown["attempts"], shown["max_attempts"]) == ("failed", 3, 3)
-    assert shown["generation"] == 0
+    # The retry round, under its old name "generation" too for one release (0.20.0).
+    assert (shown["retry_round"], shown["generation"]) == (0, 0)
+    assert {(e["retry_round"], e["generation"]) for e in shown["events"]} == {(0, 0)}
+    assert {(n["retry_round"], n["generation"]) for n in shown["notifications"]} == {(0, 0)}
     assert shown["last_error"] == "exit status 3"
     assert {(r["user_id"], r["state"]) for r in shown["requests"]} == {
         (111, "failed"),
@@ -60,7 +63,9 @@ def test_two_users_fail_three_times_then_retry(make_cli: Callable[[str], Cli], d
     retried = cli("retry", asset, "--reason", "new GPU")
     assert retried.returncode == 0, retried.stderr
     shown = cli.json("show", asset)
-    assert (shown["state"], shown["attempts"], shown["generation"]) == ("pending", 0, 1)
+    assert (shown["state"], shown["attempts"], shown["retry_round"]) == ("pending", 0, 1)
+    assert shown["generation"] == 1
+    assert [(a["retry_round"], a["generation"]) for a in cli.json("list")] == [(1, 1)]
     assert shown["events"][-1]["kind"] == "retried"
     assert shown["events"][-1]["detail"] == "new GPU"
 
@@ -100,7 +105,7 @@ def test_an_operator_cancels_an_asset_and_its_waiters_are_told(
     assert cli("worker", "--drain").returncode == 0
     assert cli.json("show", asset)["state"] == "cancelled"
     assert cli.json("enqueue", "Маша", "--user", "111")["state"] == "pending"
-    assert cli.json("show", asset)["generation"] == 1
+    assert cli.json("show", asset)["retry_round"] == 1
 
 
 @pytest.mark.slow  # 10-20 s of subprocesses or waiting: not for the edit loop
@@ -126,6 +131,18 @@ def test_status_list_and_retry_all(make_cli: Callable[[str], Cli]) -> None:
     plain = cli("status")
     assert plain.returncode == 0
     assert "pending" in plain.stdout
+
+
+def test_status_names_the_start_quota_s_window_as_configured(
+    make_cli: Callable[[str], Cli],
+) -> None:
+    """`[worker] starts_window_seconds` is the window status counts the starts in: a minute
+    by default, and said as configured otherwise (an API's quota of N calls per 90 s)."""
+    default = make_cli("max_starts_per_minute = 10")
+    assert "quota: 0 of 10 starts in the last minute" in default("status").stdout
+    other = make_cli("max_starts_per_minute = 10\nstarts_window_seconds = 90")
+    assert "quota: 0 of 10 starts in the last 90 seconds" in other("status").stdout
+    assert other.json("status")["quota"]["starts_window_seconds"] == 90
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vidretry.store.embedded import EmbeddedError, EmbeddedServer, find_bindir
+from vidretry.db.embedded import EmbeddedError, EmbeddedServer, find_bindir
 
 
 @pytest.fixture

@@ -20,8 +20,10 @@ from tests.acceptance.conftest import Cli
 from tests.acceptance.test_breaker import OPEN, wait_for, workers
 from tests.support import eventually, rows
 from tests.unit.test_handlers import _alive
+from vidretry.cli import plain
+from vidretry.db import connection
+from vidretry.queue import reports
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
 
 GENERATOR = Path(__file__).with_name("counting_generator.py")
 
@@ -45,7 +47,7 @@ def starts(directory: Path) -> list[tuple[str, float, int]]:
 
 
 async def ask(db_url: str, names: list[tuple[str, int]], seconds: float, **kw: int) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name, user in names:
             await enqueue(conn, name, user_id=user, params={"seconds": str(seconds)}, **kw)
 
@@ -184,7 +186,7 @@ async def test_no_window_has_more_starts_than_the_quota_and_the_quota_is_used(
     with workers(cli, 3):
         # Three at once, then nothing for a window, then three more.
         assert await eventually(lambda: len(starts(tmp_path)) >= 2 * quota, within=100)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             claimed = await rows(
                 conn,
                 "SELECT extract(epoch FROM created_at)::float8 AS at FROM job_events"
@@ -214,12 +216,15 @@ async def test_a_slow_down_holds_every_worker_off_and_costs_no_attempt(
     await ask(db_url, [(f"v{i}", 2 + i) for i in range(8)], seconds=0.5)
     with workers(cli, 2):
         assert await eventually(lambda: (tmp_path / "told-limited").exists(), within=30)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert await eventually(lambda: _held(conn), within=10), "no hold recorded"
-        status = cli("status")
-        assert "rate limited until" in status.stdout, status.stdout
+            # What `vidretry status` shows, read here and now: the hold lasts 4 s, and a
+            # `status` process started on a loaded machine read the database after it (the
+            # workers' next claims were a second old).
+            shown = plain.dashboard(await reports.status(conn, None), [])
+        assert "rate limited until" in shown, shown
         await wait_for(db_url, OPEN, lambda n: n == 0, seconds=90)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         (hold,) = await rows(conn, "SELECT held_at, until FROM generator_hold")
         (limited,) = await rows(
             conn, "SELECT state, attempts FROM video_assets WHERE name = 'limited'"
@@ -241,5 +246,5 @@ async def test_a_slow_down_holds_every_worker_off_and_costs_no_attempt(
     assert (hold["until"] - hold["held_at"]).total_seconds() == 4
 
 
-async def _held(conn: db.Connection) -> bool:
+async def _held(conn: connection.Connection) -> bool:
     return bool(await rows(conn, "SELECT 1 FROM generator_hold WHERE until > now()"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.conftest import BuiltWheel
-from vidretry.store import sqlfiles
+from vidretry.db import sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_the_built_wheel_carries_every_statement_and_migration(
     probe = run(
         python,
         "-c",
-        "import vidretry, vidretry.store.sqlfiles as s;"
+        "import vidretry, vidretry.db.sqlfiles as s;"
         "print(vidretry.__file__); print(sorted(s.queries())); "
         "print([m.version for m in s.migrations()]); print([f.name for f in s.functions()])",
         cwd=tmp_path,

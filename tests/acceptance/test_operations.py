@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.conftest import TESTS, Cli
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db.embedded import EmbeddedServer
 
 
 def vidretry(config: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

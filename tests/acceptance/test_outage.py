@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from vidretry.store.embedded import EmbeddedServer
+from vidretry.db.embedded import EmbeddedServer
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -101,11 +101,15 @@ def test_worker_and_notifier_ride_out_a_database_restart(
         for process in (worker, notifier):
             process.send_signal(signal.SIGTERM)
         _, worker_log = worker.communicate(timeout=60)
+        worker_stopped_in = time.monotonic() - stopping
         _, notifier_log = notifier.communicate(timeout=60)
         stopped_in = time.monotonic() - stopping
     assert worker.returncode == 0, worker_log
     assert notifier.returncode == 0, notifier_log
-    assert stopped_in < 10, f"took {stopped_in:.1f}s to stop with the database down"
+    assert stopped_in < 10, (
+        f"took {stopped_in:.1f}s to stop with the database down "
+        f"(the worker {worker_stopped_in:.1f}s)\n{worker_log[-3000:]}\n{notifier_log[-3000:]}"
+    )
     for log in (worker_log, notifier_log):
         assert "database unavailable" in log or "listener on" in log
         assert "Traceback" not in log

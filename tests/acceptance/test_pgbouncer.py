@@ -23,8 +23,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.acceptance.conftest import Cli
-from vidretry.store import db, embedded, schema, sqlfiles
-from vidretry.store.listen import LISTEN_CHECK_SECONDS
+from vidretry.db import connection, embedded, schema, sqlfiles
+from vidretry.db.listen import LISTEN_CHECK_SECONDS
 
 POLL_WARNING = "receives no notifications"
 
@@ -206,10 +206,10 @@ async def test_db_upgrade_through_transaction_pooling(pgbouncer: str, empty_data
     catalog = sqlfiles.Catalog((*shipped.migrations, step), shipped.functions, shipped.release)
 
     async def upgrade() -> schema.Upgraded:
-        async with await db.connect(url, prepare=False) as conn:
+        async with await connection.connect(url, prepare=False) as conn:
             return await schema.upgrade(conn, catalog)
 
     runs = await asyncio.gather(upgrade(), upgrade())
     assert sorted(len(run.applied) for run in runs) == [0, step.version]
-    async with await db.connect(url, prepare=False) as conn:
+    async with await connection.connect(url, prepare=False) as conn:
         await schema.check_schema(conn, catalog)

@@ -20,8 +20,8 @@ from tests.acceptance.conftest import Cli
 from tests.acceptance.test_breaker import workers
 from tests.integration.test_sql_interface import fail_for_good
 from tests.support import eventually, rows, scalar
-from vidretry.store import db
-from vidretry.store.embedded import find_bindir
+from vidretry.db import connection
+from vidretry.db.embedded import find_bindir
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
@@ -72,7 +72,7 @@ async def test_psql_commits_rolls_back_and_sees_the_sqlstate(
     )
     assert done.stdout.splitlines() == ["1", "2"]  # the second, rolled back, leaves nothing
     assert "ERROR:  VR012: asset 1 is not failed (pending): nothing to retry" in done.stderr
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await rows(conn, "SELECT name, priority, params FROM video_assets") == [
             {"name": "Маша", "priority": 2, "params": {"voice": "alto"}}
         ]
@@ -85,7 +85,7 @@ async def test_node_pg_in_the_bot_s_own_transaction(db_url: str, pg_env: dict[st
     committed, rolled_back = node(pg_env, "orders")
     assert committed["outcome"] == "COMMIT"
     assert rolled_back["outcome"] == "ROLLBACK"
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         # The order and its video commit together, or neither does.
         assert await rows(conn, "SELECT asset FROM orders") == [{"asset": int(committed["asset"])}]
         assert await rows(conn, "SELECT name, owner, priority FROM video_assets") == [
@@ -103,19 +103,19 @@ async def test_node_pg_in_the_bot_s_own_transaction(db_url: str, pg_env: dict[st
     # The button as docs/integrate.md's grammY bot presses it, and asking again: out of
     # retries, the answer is an outcome, and the admins' alert is committed.
     asset = int(committed["asset"])
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "UPDATE queue_policy SET admins = '{900}', max_retries_per_user_per_day = 1"
         )
         await fail_for_good(conn, asset)
     assert node(pg_env, "press", str(asset), "501") == [{"outcome": "retried", "generation": 1}]
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await fail_for_good(conn, asset)
     assert node(pg_env, "press", str(asset), "501") == [
         {"outcome": "out_of_retries", "generation": 1}
     ]
     assert node(pg_env, "ask", "Маша", "501") == [{"asset": str(asset), "state": "failed"}]
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         alerts = "SELECT user_id, generation FROM notifications WHERE kind = 'alert'"
         assert await rows(conn, alerts) == [{"user_id": 900, "generation": 1}]
 
@@ -139,7 +139,7 @@ async def test_a_running_worker_is_woken_at_the_commit_not_before(
         assert await eventually(listening, within=60), "the worker never listened"
         time.sleep(1)  # its first idle claim is done
         (slow,) = node(pg_env, "slow", "на коммите")
-        async with await db.connect(db_url) as check:
+        async with await connection.connect(db_url) as check:
             assert await eventually(lambda: _claimed(check), within=30), "the worker was not woken"
             claimed = await scalar(
                 check, "SELECT extract(epoch FROM created_at) FROM job_events"
@@ -150,5 +150,5 @@ async def test_a_running_worker_is_woken_at_the_commit_not_before(
     assert slow["committed_at"] - 0.5 <= float(claimed) <= slow["committed_at"] + 5
 
 
-async def _claimed(conn: db.Connection) -> bool:
+async def _claimed(conn: connection.Connection) -> bool:
     return bool(await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'claimed'"))

@@ -20,7 +20,7 @@ DOWN = Path(os.environ.get("VIDRETRY_CHAOS_GENERATOR_DOWN", "/nonexistent"))
 
 
 def _log(event: str, job: JobContext) -> None:
-    fields = (event, job.asset_id, job.generation, job.attempt, job.lease_token, os.getpid())
+    fields = (event, job.asset_id, job.retry_round, job.attempt, job.lease_token, os.getpid())
     line = " ".join(map(str, fields)) + f" {time.time():.6f}\n"
     fd = os.open(LOG_DIR / f"handler-{os.getpid()}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:

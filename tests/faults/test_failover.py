@@ -30,16 +30,16 @@ from tests.faults.conftest import spawn, stop, wait_for
 from tests.faults.test_half_open import runs
 from tests.telegram.bot_process import read_events
 from tests.telegram.double import BOT_TOKEN
-from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
-from vidretry.store.embedded import (
+from vidretry.db import connection
+from vidretry.db.embedded import (
     SOCKET_PORT,
     SUPERUSER,
     EmbeddedServer,
     _make_reachable,
     find_bindir,
 )
-from vidretry.store.embedded import _server_user as server_user
+from vidretry.db.embedded import _server_user as server_user
+from vidretry.queue.enqueue import enqueue
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = 120
@@ -130,7 +130,7 @@ def pair() -> Iterator[Pair]:
 
 async def ask(url: str, log: Path) -> None:
     """ASSETS videos, each asked for by its own user, who wrote to the bot first."""
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await conn.execute(
             "INSERT INTO telegram_users (user_id, access_hash)"
             " SELECT u, u * 1000 + 7 FROM generate_series(1, %s) AS u",

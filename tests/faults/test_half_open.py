@@ -21,8 +21,8 @@ from tests.acceptance.conftest import Cli
 from tests.faults.conftest import spawn, stop, wait_for
 from tests.faults.proxy import DeadLinkProxy
 from vidretry.clock import DatabaseClock
-from vidretry.store.deadlink import answer_seconds_for
-from vidretry.store.pool import open_pool
+from vidretry.db.deadlink import answer_seconds_for
+from vidretry.db.pool import open_pool
 from vidretry.telegram.leadership import Leadership
 
 LEASE = 6.0

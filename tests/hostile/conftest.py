@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from vidretry.store import db, schema
+from vidretry.db import connection, schema
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrate.md"
 
@@ -72,17 +72,17 @@ def _migrate(url: str) -> None:
     import asyncio
 
     async def upgrade() -> None:
-        async with await db.connect(url) as conn:
+        async with await connection.connect(url) as conn:
             await schema.upgrade(conn)
 
     asyncio.run(upgrade())
 
 
 @pytest.fixture
-async def owner(installed: Installed) -> AsyncIterator[db.Connection]:
+async def owner(installed: Installed) -> AsyncIterator[connection.Connection]:
     """vidretry's own connection (its processes', the functions' owner)."""
-    async with await db.connect(installed.url) as connection:
-        yield connection
+    async with await connection.connect(installed.url) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from psycopg import errors
 
 from tests.hostile.conftest import Installed
 from tests.support import rows, scalar, unpinned_functions
+from vidretry.db import connection
 from vidretry.queue import jobs
-from vidretry.store import db
 
 # Tables shaped like vidretry's, as anyone who read sql/migrations/ can write them: an
 # 'available' video whose result is a file of the caller's choosing, and requests that need
@@ -38,7 +38,7 @@ CREATE TEMP TABLE user_requests (
 
 
 async def test_a_temporary_table_never_stands_in_for_vidretrys_own(
-    hostile: psycopg.AsyncConnection[Any], owner: db.Connection, tmp_path: Path
+    hostile: psycopg.AsyncConnection[Any], owner: connection.Connection, tmp_path: Path
 ) -> None:
     """The chain of issue 36: a caller's temporary ``video_assets`` holding an 'available'
     video at ``file:///…/config.toml``; vidretry_enqueue of its name must not write a
@@ -70,7 +70,7 @@ async def test_a_temporary_table_never_stands_in_for_vidretrys_own(
 
 
 async def test_a_search_path_and_functions_of_its_own_change_nothing(
-    hostile: psycopg.AsyncConnection[Any], owner: db.Connection, installed: Installed
+    hostile: psycopg.AsyncConnection[Any], owner: connection.Connection, installed: Installed
 ) -> None:
     """Temporary functions named as vidretry's checks (which would let anything through) and
     a search path that puts the caller's temporary schema first: the real checks still run
@@ -108,7 +108,7 @@ async def test_a_search_path_and_functions_of_its_own_change_nothing(
 
 
 async def test_other_users_ids_get_the_buttons_rules_and_no_more(
-    hostile: psycopg.AsyncConnection[Any], owner: db.Connection
+    hostile: psycopg.AsyncConnection[Any], owner: connection.Connection
 ) -> None:
     """The interface acts for the Telegram user the caller names (a host bot passes the
     presser): a user who never asked for an asset may not retry, cancel or track it; an
@@ -153,7 +153,7 @@ async def test_other_users_ids_get_the_buttons_rules_and_no_more(
     ],
 )
 async def test_the_tables_and_the_inner_functions_are_out_of_reach(
-    hostile: psycopg.AsyncConnection[Any], owner: db.Connection, statement: str
+    hostile: psycopg.AsyncConnection[Any], owner: connection.Connection, statement: str
 ) -> None:
     """Only the interface's five functions run with vidretry's rights; everything else a
     caller reaches runs with its own, which are none (and it may create nothing in
@@ -165,7 +165,7 @@ async def test_the_tables_and_the_inner_functions_are_out_of_reach(
 
 
 async def test_every_function_vidretry_installs_looks_only_in_its_own_schema(
-    owner: db.Connection, installed: Installed
+    owner: connection.Connection, installed: Installed
 ) -> None:
     """PostgreSQL's "Writing SECURITY DEFINER Functions Safely": the search path pinned to
     the schema vidretry was installed in, with the caller's temporary schema last. Every
@@ -195,7 +195,7 @@ async def one(conn: psycopg.AsyncConnection[Any], query: str) -> tuple[Any, ...]
     return row
 
 
-async def _finish(conn: db.Connection, asset: int, result: str) -> None:
+async def _finish(conn: connection.Connection, asset: int, result: str) -> None:
     (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
     assert job.id == asset
     assert await jobs.complete(conn, job, owner="w", result=result, now=None)

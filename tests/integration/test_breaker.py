@@ -15,25 +15,25 @@ import pytest
 from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.clock import DatabaseClock
-from vidretry.config import MessagesConfig
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.models import ClaimedJob
 from vidretry.queue import breaker, jobs
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
-from vidretry.store import db
-from vidretry.store.pool import open_pool
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, Recipient
-from vidretry.telegram.notifier import deliver_to
+from vidretry.telegram.notifications import deliver_to
+from vidretry.telegram.transport import InlineButton, Recipient
+from vidretry.texts import MessagesConfig
 
 ADMIN = 900
 USERS = itertools.count(1)
 
 
 async def fail_once_each(
-    conn: db.Connection, clock: FakeClock, names: list[str], settings: Breaker
+    conn: connection.Connection, clock: FakeClock, names: list[str], settings: Breaker
 ) -> list[jobs.Failure]:
     """Enqueue ``names``, claim them and fail each attempt once, in order. Each has a user
     of its own: the fair order would put one user's later job behind their earlier ones."""
@@ -44,7 +44,7 @@ async def fail_once_each(
 
 
 async def fail(
-    conn: db.Connection, clock: FakeClock, job: ClaimedJob, settings: Breaker
+    conn: connection.Connection, clock: FakeClock, job: ClaimedJob, settings: Breaker
 ) -> jobs.Failure:
     return await jobs.record_failure(
         conn, job, owner="w", error="401 wrong API key", final=job.is_last_attempt,
@@ -55,7 +55,7 @@ async def fail(
 async def test_failures_older_than_the_window_are_forgotten(db_url: str) -> None:
     clock = FakeClock()
     settings = Breaker(min_assets=3, window_seconds=60, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await fail_once_each(conn, clock, ["a", "b"], settings) == [jobs.Failure.RETRY] * 2
         clock.advance(61)  # a and b fell out of the window: c is the first of a new streak
         assert await fail_once_each(conn, clock, ["c"], settings) == [jobs.Failure.RETRY]
@@ -81,7 +81,7 @@ async def test_while_every_attempt_fails_the_jobs_not_yet_tried_go_first(db_url:
         claimed = await jobs.claim(conn, owner="w", limit=limit, lease_seconds=30, now=clock.now())
         return [job.name for job in claimed]
 
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name in "abcd":
             await enqueue(conn, name, user_id=1)
         first = await jobs.claim(conn, owner="w", limit=2, lease_seconds=30, now=clock.now())
@@ -102,7 +102,7 @@ async def test_a_disabled_breaker_never_trips_but_a_manual_pause_still_refunds(
 ) -> None:
     clock = FakeClock()
     off = Breaker(enabled=False, min_assets=2)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         failures = await fail_once_each(conn, clock, [f"v{i}" for i in range(6)], off)
         assert failures == [jobs.Failure.RETRY] * 6
         assert await scalar(conn, "SELECT count(*) FROM queue_pauses") == 0
@@ -130,7 +130,7 @@ class Recorder:
 async def test_the_admins_read_why_the_queue_paused_and_how_long_it_was(db_url: str) -> None:
     clock = FakeClock()
     settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         names = ["a", "b", "c"]
         assert (await fail_once_each(conn, clock, names, settings))[1] is jobs.Failure.PAUSED
         clock.advance(30)
@@ -163,7 +163,7 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
     under the quotas (here: the generator asked to slow down), nothing is chosen either."""
     clock = FakeClock()
     settings = Breaker(min_assets=2, probe_seconds=30, admins=(ADMIN,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert (await fail_once_each(conn, clock, ["a", "b", "c"], settings))[1] is (
             jobs.Failure.PAUSED
         )
@@ -194,6 +194,85 @@ async def test_a_probe_is_claimed_by_the_claim_s_own_steps_and_clock(db_url: str
         assert event == {"detail": "probe: the queue is paused"}
 
 
+async def claim_one(conn: connection.Connection, name: str, *, last: bool) -> ClaimedJob:
+    """``name`` enqueued and claimed, by the database's clock; ``last``: on its last attempt."""
+    await enqueue(conn, name, user_id=next(USERS), max_attempts=1 if last else 3)
+    (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
+    return job
+
+
+async def test_a_failure_for_good_before_the_trip_is_recorded_before_the_pause(
+    db_url: str,
+) -> None:
+    """By the database's clock, as in production: the transaction that trips the breaker
+    began (its worker sent BEGIN, then ran its other tasks) before another worker's last
+    attempt failed for good, which got the breaker's lock first and was not held back by a
+    pause that did not exist yet. The record says so: the failure comes before the pause
+    (the chaos run read the transaction's start as the pause's, and saw an asset fail for
+    good while the queue was paused)."""
+    settings = Breaker(min_assets=3)
+    error = "503 from the render service"
+    async with await connection.connect(db_url) as conn, await connection.connect(db_url) as other:
+        first = await claim_one(conn, "first", last=False)
+        retry = await jobs.record_failure(
+            conn, first, owner="w", error=error, final=False, backoff_seconds=10,
+            breaker=settings, now=None,
+        )  # fmt: skip
+        assert retry is jobs.Failure.RETRY
+        last = await claim_one(conn, "last", last=True)
+        tripping = await claim_one(conn, "tripping", last=False)
+        async with other.transaction():
+            await other.execute("SELECT 1")  # BEGIN is sent; its worker does other things
+            failed = await jobs.record_failure(
+                conn, last, owner="w", error=error, final=True, backoff_seconds=0,
+                breaker=settings, now=None,
+            )  # fmt: skip
+            assert failed is jobs.Failure.FAILED
+            verdict = await breaker.judge_failure(
+                other, tripping, breaker=settings, owner="w", error=error, now=None
+            )
+            assert verdict is breaker.Verdict.TRIPPED
+        (pause,) = await rows(conn, "SELECT paused_at FROM queue_pauses")
+        (failure,) = await rows(conn, "SELECT created_at FROM job_events WHERE kind = 'failed'")
+        assert failure["created_at"] < pause["paused_at"]
+
+
+async def test_a_failure_for_good_after_a_resume_is_recorded_after_it(db_url: str) -> None:
+    """A last attempt fails while the queue is paused; its transaction begins, then waits for
+    the breaker's lock (another failure holds it), and the queue is resumed meanwhile: it
+    counts, and fails for good — after the resume, which is what the record says."""
+    settings = Breaker(min_assets=3)
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as holder,
+        await connection.connect(db_url) as operator,
+    ):
+        last = await claim_one(conn, "last", last=True)
+        assert await breaker.pause(operator, actor="op", detail=None) is breaker.Paused.PAUSED
+        async with holder.transaction():
+            await holder.execute("SELECT true FROM breaker FOR UPDATE")  # another failure's
+            failing = asyncio.create_task(
+                jobs.record_failure(
+                    conn, last, owner="w", error="render failed", final=True,
+                    backoff_seconds=0, breaker=settings, now=None,
+                )
+            )  # fmt: skip
+            assert await eventually(lambda: _waits(holder, conn), within=10)
+            assert await breaker.resume(operator, actor="op", admins=()) is not None
+        assert await failing is jobs.Failure.FAILED
+        (pause,) = await rows(conn, "SELECT resumed_at FROM queue_pauses")
+        (failure,) = await rows(conn, "SELECT created_at FROM job_events WHERE kind = 'failed'")
+        assert failure["created_at"] > pause["resumed_at"]
+
+
+async def _waits(conn: connection.Connection, waiter: connection.Connection) -> bool:
+    """Whether ``waiter``'s statement waits for a lock."""
+    pid = waiter.info.backend_pid
+    return bool(
+        await scalar(conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+    )
+
+
 @pytest.mark.slow  # two probes, 2 s and 4 s apart
 async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     db_url: str, tmp_path: Path
@@ -208,7 +287,7 @@ async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     )  # fmt: skip
     settings = Breaker(min_assets=2, probe_seconds=2, probe_max_seconds=4)
     await add(db_url, "a", "b", "c", users=(1,))
-    async with await db.connect(db_url) as conn, open_pool(db_url, max_size=4) as pool:
+    async with await connection.connect(db_url) as conn, open_pool(db_url, max_size=4) as pool:
         worker = Worker(
             pool, config, build_handler(config), listener=None, clock=DatabaseClock(),
             rng=random.Random(1), breaker=settings, results=None,
@@ -232,5 +311,5 @@ async def test_a_probe_starts_when_it_is_due_not_at_the_next_upkeep(
     assert first + 4 <= second < first + 4 + 5, second
 
 
-async def _count(conn: db.Connection, query: str, n: int) -> bool:
+async def _count(conn: connection.Connection, query: str, n: int) -> bool:
     return len(await rows(conn, query)) >= n

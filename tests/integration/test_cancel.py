@@ -4,21 +4,21 @@ re-opening by asking again, and one winner when a cancel races the worker or an 
 import asyncio
 
 from tests.support import FakeClock, rows, scalar
+from vidretry.db import connection
 from vidretry.models import JobState
-from vidretry.queue import jobs
+from vidretry.queue import jobs, leases
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor
-from vidretry.store import db
 
 
-async def requests(conn: db.Connection) -> dict[int, str]:
+async def requests(conn: connection.Connection) -> dict[int, str]:
     found = await rows(conn, "SELECT user_id, state FROM user_requests ORDER BY user_id")
     return {r["user_id"]: r["state"] for r in found}
 
 
 async def test_one_of_several_waiters_withdraws_and_the_job_goes_on(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     for user in (1, 2):
         asset = await enqueue(conn, "Маша", user_id=user, now=clock.now())
@@ -37,7 +37,7 @@ async def test_one_of_several_waiters_withdraws_and_the_job_goes_on(
 
 
 async def test_the_last_waiter_withdrawing_cancels_a_pending_job(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
     result = await withdraw(conn, asset.asset_id, 1, now=clock.now())
@@ -53,7 +53,7 @@ async def test_the_last_waiter_withdrawing_cancels_a_pending_job(
 
 
 async def test_a_running_job_loses_its_lease_and_its_attempt_is_given_back(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
     (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=clock.now())
@@ -63,7 +63,7 @@ async def test_a_running_job_loses_its_lease_and_its_attempt_is_given_back(
     (row,) = await rows(conn, "SELECT state, attempts, lease_token FROM video_assets")
     assert row == {"state": "cancelled", "attempts": 0, "lease_token": None}
     # The worker's heartbeat finds the lease gone; its late outcome changes nothing.
-    assert await jobs.extend_leases(conn, [job], lease_seconds=30, now=clock.now()) == set()
+    assert await leases.extend(conn, leases.JOBS, [job], lease_seconds=30, now=clock.now()) == set()
     assert not await jobs.complete(conn, job, owner="w", result="/v.mp4", now=clock.now())
     assert await scalar(conn, "SELECT count(*) FROM notifications") == 0
     detail = await scalar(conn, "SELECT detail FROM job_events WHERE kind = 'cancelled'")
@@ -71,7 +71,7 @@ async def test_a_running_job_loses_its_lease_and_its_attempt_is_given_back(
 
 
 async def test_asking_again_reopens_a_cancelled_asset_as_a_new_generation(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
     await withdraw(conn, asset.asset_id, 1, now=clock.now())
@@ -81,13 +81,13 @@ async def test_asking_again_reopens_a_cancelled_asset_as_a_new_generation(
     assert row == {"state": "pending", "generation": 1, "attempts": 0}
     assert await requests(conn) == {1: "pending"}
     # A button from before the re-opening is stale: it cancels nothing.
-    stale = await withdraw(conn, asset.asset_id, 1, generation=0, now=clock.now())
+    stale = await withdraw(conn, asset.asset_id, 1, retry_round=0, now=clock.now())
     assert stale.outcome is CancelOutcome.NOT_OPEN
     assert await requests(conn) == {1: "pending"}
 
 
 async def test_withdrawing_before_the_video_went_out_supersedes_it(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
     (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=clock.now())
@@ -98,7 +98,7 @@ async def test_withdrawing_before_the_video_went_out_supersedes_it(
     assert await requests(conn) == {1: "cancelled"}
 
 
-async def test_refusals(conn: db.Connection, clock: FakeClock) -> None:
+async def test_refusals(conn: connection.Connection, clock: FakeClock) -> None:
     asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
     assert (await withdraw(conn, 10**6, 1)).outcome is CancelOutcome.NOT_FOUND
     assert (await withdraw(conn, 2**63, 1)).outcome is CancelOutcome.NOT_FOUND
@@ -112,7 +112,7 @@ async def test_refusals(conn: db.Connection, clock: FakeClock) -> None:
 
 
 async def test_an_operator_cancels_the_whole_asset_and_every_waiter_is_told(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     for user in (1, 2, 3):
         asset = await enqueue(conn, "Маша", user_id=user, now=clock.now())
@@ -138,7 +138,7 @@ async def test_an_operator_cancels_the_whole_asset_and_every_waiter_is_told(
 
 
 async def test_an_operator_s_cancel_is_one_function_that_another_program_can_call(
-    conn: db.Connection, clock: FakeClock
+    conn: connection.Connection, clock: FakeClock
 ) -> None:
     """One rule, one place: the job, the waiting users told and the answer when nothing
     changed are all vidretry_cancel_asset's, so one SQL call does what `vidretry cancel`
@@ -167,7 +167,7 @@ async def test_a_cancel_racing_a_new_request_never_strands_it(db_url: str) -> No
     asset: either the cancel saw their request (and the job goes on), or their enqueue saw
     the cancel (and re-opened the asset)."""
     for _ in range(20):
-        async with await db.connect(db_url) as a, await db.connect(db_url) as b:
+        async with await connection.connect(db_url) as a, await connection.connect(db_url) as b:
             await a.execute("TRUNCATE video_assets, user_requests, job_events CASCADE")
             asset = await enqueue(a, "race", user_id=1)
             await asyncio.gather(withdraw(a, asset.asset_id, 1), enqueue(b, "race", user_id=2))
@@ -177,9 +177,9 @@ async def test_a_cancel_racing_a_new_request_never_strands_it(db_url: str) -> No
 
 
 async def test_concurrent_presses_cancel_once(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset = await enqueue(conn, "Маша", user_id=1, now=clock.now())
-    connections = [await db.connect(db_url) for _ in range(5)]
+    connections = [await connection.connect(db_url) for _ in range(5)]
     try:
         results = await asyncio.gather(*(withdraw(c, asset.asset_id, 1) for c in connections))
     finally:

@@ -16,7 +16,7 @@ from psycopg import sql
 from tests.hostile.conftest import documented_grants
 from vidretry.app.doctor import Check, Verdict, _sql_interface, examine
 from vidretry.config import load_config
-from vidretry.store import db
+from vidretry.db import connection
 from vidretry.web import tokens
 
 INTERFACE = (
@@ -84,7 +84,7 @@ async def test_doctor_warns_when_another_role_may_call_functions_running_as_a_su
         "`vidretry db upgrade` as it (docs/integrate.md#rights)"
     )
     # The embedded database has no other role to give them to: it says what can be done.
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         (embedded,) = await _sql_interface(conn, embedded=True)
     assert embedded.detail.endswith(
         f"may call them: the embedded database has no role but {postgresql.info.user}: "
@@ -171,7 +171,7 @@ async def test_doctor_warns_of_a_console_token_other_users_can_read(
 ) -> None:
     """Where a deployment keeps secrets: the config file and the files beside it
     (deployment.md's secrets.env, a host bot's .env)."""
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         service = await tokens.add(conn, "hostbot", tokens.Role.SERVICE)
         gone = await tokens.add(conn, "old", tokens.Role.OPERATOR)
         await tokens.revoke(conn, "old")

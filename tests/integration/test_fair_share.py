@@ -14,6 +14,7 @@ import pytest
 from tests.integration.test_worker import FAST, add, worker_for
 from tests.support import FakeClock, rows, scalar
 from vidretry.config import WorkerConfig
+from vidretry.db import connection
 from vidretry.errors import ConfigError
 from vidretry.models import ClaimedJob
 from vidretry.queue import jobs, reports
@@ -23,11 +24,10 @@ from vidretry.queue.handlers import TERM_GRACE_SECONDS
 from vidretry.queue.quota import NO_QUOTA, Quota
 from vidretry.queue.retry import Actor, retry
 from vidretry.queue.worker import Outcome
-from vidretry.store import db
 
 
 async def claim_one(
-    conn: db.Connection, clock: FakeClock, quota: Quota = NO_QUOTA
+    conn: connection.Connection, clock: FakeClock, quota: Quota = NO_QUOTA
 ) -> ClaimedJob | None:
     claimed = await jobs.claim(
         conn, owner="w", limit=1, lease_seconds=60, now=clock.now(), quota=quota
@@ -35,7 +35,7 @@ async def claim_one(
     return claimed[0] if claimed else None
 
 
-async def run_one(conn: db.Connection, clock: FakeClock) -> str | None:
+async def run_one(conn: connection.Connection, clock: FakeClock) -> str | None:
     """Claim the next job and finish it at once: its name, or None with nothing due."""
     clock.advance(1)
     job = await claim_one(conn, clock)
@@ -45,12 +45,14 @@ async def run_one(conn: db.Connection, clock: FakeClock) -> str | None:
     return job.name
 
 
-async def ask(conn: db.Connection, clock: FakeClock, name: str, user: int, **kw: int) -> int:
+async def ask(
+    conn: connection.Connection, clock: FakeClock, name: str, user: int, **kw: int
+) -> int:
     clock.advance(0.001)  # requests arrive one after another
     return (await enqueue(conn, name, user_id=user, now=clock.now(), **kw)).asset_id
 
 
-async def test_one_user_s_backlog_does_not_hold_up_the_others(conn: db.Connection) -> None:
+async def test_one_user_s_backlog_does_not_hold_up_the_others(conn: connection.Connection) -> None:
     # User 1 asks for 30 videos, then five other users ask for one each: every one of the
     # five is made before user 1's second, and user 1 is not starved either.
     clock = FakeClock()
@@ -63,7 +65,9 @@ async def test_one_user_s_backlog_does_not_hold_up_the_others(conn: db.Connectio
     assert order[7:] == [f"a{i:02d}" for i in range(2, 30)] + [None]
 
 
-async def test_a_user_who_arrives_later_is_not_put_behind_a_backlog(conn: db.Connection) -> None:
+async def test_a_user_who_arrives_later_is_not_put_behind_a_backlog(
+    conn: connection.Connection,
+) -> None:
     clock = FakeClock()
     for i in range(30):
         await ask(conn, clock, f"a{i:02d}", 1)
@@ -73,7 +77,7 @@ async def test_a_user_who_arrives_later_is_not_put_behind_a_backlog(conn: db.Con
     assert [await run_one(conn, clock) for _ in range(3)] == ["a10", "late", "a11"]
 
 
-async def test_the_heavy_user_keeps_a_turn_in_every_round(conn: db.Connection) -> None:
+async def test_the_heavy_user_keeps_a_turn_in_every_round(conn: connection.Connection) -> None:
     # A newcomer with one video every round: user 1's backlog still moves, one per round.
     clock = FakeClock()
     for i in range(10):
@@ -85,7 +89,9 @@ async def test_the_heavy_user_keeps_a_turn_in_every_round(conn: db.Connection) -
     assert order == [name for i in range(10) for name in (f"a{i}", f"u{i + 2}")]
 
 
-async def test_a_job_started_in_this_round_counts_for_its_owner(conn: db.Connection) -> None:
+async def test_a_job_started_in_this_round_counts_for_its_owner(
+    conn: connection.Connection,
+) -> None:
     # User 1's a0 runs, user 2's x0 waits in the same round. User 1 asks again, then user 3:
     # user 3's first goes before user 1's second, though user 1 asked first.
     clock = FakeClock()
@@ -99,7 +105,9 @@ async def test_a_job_started_in_this_round_counts_for_its_owner(conn: db.Connect
     assert [await run_one(conn, clock) for _ in range(3)] == ["x0", "b0", "a1"]
 
 
-async def test_higher_priority_first_and_fair_within_a_priority(conn: db.Connection) -> None:
+async def test_higher_priority_first_and_fair_within_a_priority(
+    conn: connection.Connection,
+) -> None:
     clock = FakeClock()
     for i in range(5):
         await ask(conn, clock, f"free{i}", 1)
@@ -115,7 +123,7 @@ async def test_higher_priority_first_and_fair_within_a_priority(conn: db.Connect
     ]  # fmt: skip
 
 
-async def test_a_higher_priority_request_lifts_a_waiting_job(conn: db.Connection) -> None:
+async def test_a_higher_priority_request_lifts_a_waiting_job(conn: connection.Connection) -> None:
     clock = FakeClock()
     for i in range(3):
         await ask(conn, clock, f"x{i}", 1)
@@ -128,13 +136,13 @@ async def test_a_higher_priority_request_lifts_a_waiting_job(conn: db.Connection
     assert await scalar(conn, "SELECT priority FROM video_assets WHERE name = 'x1'") == 3
 
 
-async def test_the_priority_is_checked(conn: db.Connection) -> None:
+async def test_the_priority_is_checked(conn: connection.Connection) -> None:
     for bad in (-1, 10, True):
         with pytest.raises(ConfigError, match="priority must be an integer from 0 to 9"):
             await enqueue(conn, "a", user_id=1, priority=bad)
 
 
-async def test_retries_keep_their_head_start(conn: db.Connection) -> None:
+async def test_retries_keep_their_head_start(conn: connection.Connection) -> None:
     clock = FakeClock()
     for i in range(3):
         await ask(conn, clock, f"a{i}", 1)
@@ -156,7 +164,7 @@ async def test_retries_keep_their_head_start(conn: db.Connection) -> None:
     assert [await run_one(conn, clock) for _ in range(4)] == ["a0", "c0", "a1", "a2"]
 
 
-async def test_a_retried_asset_goes_first_within_its_priority(conn: db.Connection) -> None:
+async def test_a_retried_asset_goes_first_within_its_priority(conn: connection.Connection) -> None:
     clock = FakeClock()
     failed = await enqueue(conn, "broken", user_id=1, max_attempts=1, now=clock.now())
     job = await claim_one(conn, clock)
@@ -171,7 +179,7 @@ async def test_a_retried_asset_goes_first_within_its_priority(conn: db.Connectio
 
 
 async def test_the_place_in_line_is_the_order_the_jobs_are_claimed_in(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     # A mixed queue: users with backlogs, priorities, a retried asset, a failed attempt
     # waiting out its backoff. Every pending job's place must be where it is claimed.
@@ -207,7 +215,7 @@ async def test_the_place_in_line_is_the_order_the_jobs_are_claimed_in(
     assert {asset: claimed.index(asset) + 1 for asset in claimed} == places
 
 
-async def test_first_come_first_served_when_the_workers_say_so(conn: db.Connection) -> None:
+async def test_first_come_first_served_when_the_workers_say_so(conn: connection.Connection) -> None:
     clock = FakeClock()
     assert await jobs.set_policy(conn, fair=False, max_attempts=3, owner="w", now=None)
     assert not await jobs.set_policy(conn, fair=False, max_attempts=3, owner="w", now=None)
@@ -222,7 +230,7 @@ async def test_a_worker_writes_its_order_for_every_enqueue(db_url: str) -> None:
     async with worker_for(db_url, FAST) as worker:
         worker.fair = False
         await worker.maintain()
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await rows(conn, "SELECT fair, set_by FROM queue_policy") == [
             {"fair": False, "set_by": "w1"}
         ]
@@ -233,10 +241,10 @@ async def test_a_worker_writes_its_order_for_every_enqueue(db_url: str) -> None:
 
 async def test_max_running_holds_across_concurrent_claimers(db_url: str) -> None:
     quota = Quota(max_running=3)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for i in range(40):
             await enqueue(conn, f"v{i}", user_id=1 + i % 4)
-    claimers = [await db.connect(db_url) for _ in range(4)]
+    claimers = [await connection.connect(db_url) for _ in range(4)]
     try:
         done = 0
         while done < 40:
@@ -267,7 +275,7 @@ async def test_max_running_holds_across_concurrent_claimers(db_url: str) -> None
 
 
 async def test_a_lost_worker_s_slot_comes_back_once_its_generator_is_gone(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     """A worker cut off from the database gives its job up as the lease ends and stops the
     generator (SIGTERM, then SIGKILL after a grace); the job is rescued meanwhile. Its slot
@@ -301,14 +309,18 @@ async def test_a_lost_worker_s_slot_comes_back_once_its_generator_is_gone(
     assert await scalar(conn, "SELECT count(*) FROM generators_stopping") == 0  # tidied
 
 
-async def test_a_stop_s_grace_in_the_database_covers_the_worker_s(conn: db.Connection) -> None:
+async def test_a_stop_s_grace_in_the_database_covers_the_worker_s(
+    conn: connection.Connection,
+) -> None:
     grace = await scalar(
         conn, "SELECT extract(epoch FROM vidretry_generator_gone_by(now()) - now())::float8"
     )
     assert grace >= 2 * TERM_GRACE_SECONDS
 
 
-async def test_no_sixty_seconds_hold_more_starts_than_the_quota(conn: db.Connection) -> None:
+async def test_no_sixty_seconds_hold_more_starts_than_the_quota(
+    conn: connection.Connection,
+) -> None:
     clock = FakeClock()
     # The default window: a minute (tests/acceptance/test_fair_share.py has a shorter one).
     window = WorkerConfig().starts_window_seconds
@@ -344,7 +356,7 @@ async def test_a_rate_limited_attempt_costs_nothing_and_holds_every_worker_off(
     config = replace(FAST, handler="python:tests.sample_handlers:slow_down", max_attempts=1)
     async with worker_for(db_url, config) as worker:
         assert await worker.process((await worker.claim(1))[0]) is Outcome.RATE_LIMITED
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         (asset,) = await rows(
             conn, "SELECT state, attempts, last_error FROM video_assets WHERE id = %s", limited
         )
@@ -369,7 +381,7 @@ async def test_a_rate_limited_attempt_costs_nothing_and_holds_every_worker_off(
         assert [job.id for job in claimed] == [limited]
 
 
-async def test_a_hold_is_extended_never_cut_short(conn: db.Connection) -> None:
+async def test_a_hold_is_extended_never_cut_short(conn: connection.Connection) -> None:
     clock = FakeClock()
     for name in ("a", "b"):
         await ask(conn, clock, name, 1 if name == "a" else 2)
@@ -389,7 +401,7 @@ async def test_a_command_says_slow_down_with_its_exit_status(db_url: str, tmp_pa
     )  # fmt: skip
     async with worker_for(db_url, config) as worker:
         assert await worker.process((await worker.claim(1))[0]) is Outcome.RATE_LIMITED
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT attempts FROM video_assets WHERE id = %s", asset_id) == 0
         assert await scalar(conn, "SELECT detail FROM generator_hold") == (
             "exit status 75: quota exceeded; every worker holds off for 12s"
@@ -403,7 +415,7 @@ async def test_without_retry_after_the_hold_is_the_backoff(db_url: str) -> None:
     )
     async with worker_for(db_url, config) as worker:
         assert await worker.process((await worker.claim(1))[0]) is Outcome.RATE_LIMITED
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         seconds = await scalar(
             conn, "SELECT extract(epoch FROM until - held_at) FROM generator_hold"
         )

@@ -29,13 +29,13 @@ from tests.integration.test_results import asset_row, running
 from tests.integration.test_worker import FAST, add
 from tests.support import FakeClock, eventually, rows
 from vidretry.config import GeneratorUrlsConfig, parse_config, resolve_paths
+from vidretry.db import connection
 from vidretry.errors import HandlerError
 from vidretry.results.base import MIB, Stored
 from vidretry.results.configured import configured
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
 from vidretry.results.urls import MAX_REDIRECTS, Policy, UrlCopier, UrlRefused, looks_like_video
-from vidretry.store import db
 
 LOOPBACK = GeneratorUrlsConfig(allow_http=True, allow_networks=("127.0.0.1/32",))
 MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
@@ -448,7 +448,7 @@ async def test_a_leaked_query_is_cut_from_last_error_the_history_and_the_logs(
     )  # fmt: skip
     (asset,) = await add(db_url, "Маша", result=signed)
     results = Results(FileStore(tmp_path), scratch=tmp_path, fetch=leaky)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def tried() -> bool:
             return (await asset_row(conn, asset))["last_error"] is not None
@@ -484,7 +484,7 @@ async def test_a_worker_copies_a_handlers_url_through_the_configured_policy(
         FAST, output_dir=tmp_path / "out", handler="python:tests.sample_handlers:returns"
     )
     (asset,) = await add(db_url, "Маша", result=cdn.url("/made.mp4?sig=x", "cdn.test"))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def available() -> bool:
             return (await asset_row(conn, asset))["state"] == "available"

@@ -28,6 +28,7 @@ from tests.s3server import ACCESS_KEY, SECRET_KEY, WeedS3, started
 from tests.support import FakeClock, eventually
 from vidretry.app.doctor import Check, Verdict, examine
 from vidretry.config import ConfigError, load_config
+from vidretry.db import connection
 from vidretry.errors import HandlerError
 from vidretry.results.base import (
     CHUNK,
@@ -42,7 +43,6 @@ from vidretry.results.base import (
 from vidretry.results.configured import configured
 from vidretry.results.keeping import Results
 from vidretry.results.remote import S3ResultStore
-from vidretry.store import db
 
 # Telegram's upload part: the notifier reads a video in pieces of this size.
 TELEGRAM_PART = 512 * 1024
@@ -438,7 +438,7 @@ async def test_a_worker_copies_the_url_its_command_names_into_the_store(
     config = replace(FAST, output_dir=tmp_path / "videos", handler="command", command=command)
     (asset,) = await add(db_url, "Маша")
     async with (
-        await db.connect(db_url) as conn,
+        await connection.connect(db_url) as conn,
         running(db_url, config, results_for(weed, tmp_path), FakeClock()),
     ):
 

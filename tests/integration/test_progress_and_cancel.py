@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tests.integration.test_worker import FAST, add, state_of, worker_for
 from tests.support import eventually, rows, scalar
+from vidretry.db import connection
 from vidretry.queue.cancel import CancelOutcome, withdraw
 from vidretry.queue.handlers import TERM_GRACE_SECONDS
 from vidretry.queue.progress import ProgressWriter, parse_progress_line
 from vidretry.queue.worker import Outcome
-from vidretry.store import db
 
 # A generator that reports progress as fast as it can for a while, then a last 100 %.
 # (No braces: the command line is a template.)
@@ -120,12 +120,12 @@ async def test_a_chatty_generator_writes_its_progress_at_most_every_two_seconds(
     assert config.progress_write_seconds == 2.0
     wakes: list[float] = []
     seen: list[float] = []
-    async with await db.connect(db_url) as listener, worker_for(db_url, config) as worker:
+    async with await connection.connect(db_url) as listener, worker_for(db_url, config) as worker:
         await listener.execute("LISTEN vidretry_progress")
         task = asyncio.create_task(worker.run(asyncio.Event(), drain=True))
         async for _ in listener.notifies(timeout=8):
             wakes.append(time.monotonic())
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 seen.append(await scalar(conn, "SELECT progress FROM video_assets"))
         await asyncio.wait_for(task, 30)
     assert (await state_of(db_url, asset_id))["state"] == "available"
@@ -155,7 +155,7 @@ async def test_cancelling_a_running_job_stops_its_generator_without_counting_the
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             assert await eventually(lambda log=log: "started" in _read(log), within=20)
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 cancelled_at = time.monotonic()
                 result = await withdraw(conn, asset_id, 1)
             assert result.outcome is CancelOutcome.CANCELLED
@@ -172,7 +172,7 @@ async def test_cancelling_a_running_job_stops_its_generator_without_counting_the
         assert await state_of(db_url, asset_id) == {
             "state": "cancelled", "attempts": 0, "result": None, "last_error": None,
         }  # fmt: skip
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             kinds = await rows(
                 conn, "SELECT kind FROM job_events WHERE asset_id = %s ORDER BY id", asset_id
             )
@@ -224,10 +224,10 @@ async def test_a_cancelled_jobs_slot_is_free_only_once_its_generator_is_gone(
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         assert await eventually(lambda: (alive / str(first)).exists(), within=20)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert (await withdraw(conn, first, 1)).outcome is CancelOutcome.CANCELLED
         assert await eventually(lambda: (alive / str(second)).exists(), within=20)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             await withdraw(conn, second, 1)
         assert await eventually(lambda: worker.outcomes[Outcome.CANCELLED] == 2, within=20)
         stop.set()

@@ -10,17 +10,17 @@ from datetime import UTC, datetime, timedelta
 from tests.support import FakeClock, eventually, rows, scalar
 from vidretry.app.doctor import Verdict, _database
 from vidretry.config import parse_config
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
+from vidretry.db.processes import recorded
 from vidretry.queue import reports
-from vidretry.store import db
-from vidretry.store.pool import open_pool
-from vidretry.store.processes import recorded
 from vidretry.version import __version__
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 async def record(
-    conn: db.Connection, role: str, name: str, release: str, started: datetime
+    conn: connection.Connection, role: str, name: str, release: str, started: datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO vidretry_processes (role, name, release, started_at, seen_at)"
@@ -50,7 +50,7 @@ async def test_a_process_is_recorded_while_it_runs_and_says_so_again(db_url: str
 
 
 async def test_releases_side_by_side_for_more_than_an_hour_are_a_warning(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     await record(conn, "worker", "gpu-1:1", "0.20.0", NOW - timedelta(hours=3))
     await record(conn, "notifier", "bot-1:2", "0.20.0", NOW - timedelta(hours=2))
@@ -78,7 +78,7 @@ async def test_releases_side_by_side_for_more_than_an_hour_are_a_warning(
     )
 
 
-async def test_the_previous_release_is_seen_by_what_it_holds(conn: db.Connection) -> None:
+async def test_the_previous_release_is_seen_by_what_it_holds(conn: connection.Connection) -> None:
     # 0.19.0 records nothing: a worker holding a running video's lease and the leading
     # notifier are its.
     await record(conn, "worker", "gpu-1:1", __version__, NOW - timedelta(hours=2))
@@ -104,7 +104,7 @@ async def test_the_previous_release_is_seen_by_what_it_holds(conn: db.Connection
 
 
 async def test_doctor_shows_the_releases_and_warns_about_a_long_mix(
-    conn: db.Connection, db_url: str
+    conn: connection.Connection, db_url: str
 ) -> None:
     now = await scalar(conn, "SELECT now()")
     await record(conn, "worker", "gpu-1:1", "0.20.0", now - timedelta(hours=3))

@@ -15,18 +15,19 @@ from pathlib import Path
 
 from tests.integration.test_breaker import Recorder
 from tests.integration.test_worker import FAST, add
+from tests.memory_store import MemoryStore
 from tests.support import FakeClock, eventually, rows, scalar
-from vidretry.config import MessagesConfig, WorkerConfig
+from vidretry.config import WorkerConfig
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
 from vidretry.results.base import MIB
 from vidretry.results.keeping import Results
-from vidretry.results.memory import MemoryStore
-from vidretry.store import db
-from vidretry.store.pool import open_pool
 from vidretry.telegram import outbox
-from vidretry.telegram.notifier import deliver_to
+from vidretry.telegram.notifications import deliver_to
+from vidretry.texts import MessagesConfig
 
 ADMIN = 900
 
@@ -51,7 +52,7 @@ async def running(
             await asyncio.wait_for(task, 30)
 
 
-async def asset_row(conn: db.Connection, asset: int) -> dict[str, object]:
+async def asset_row(conn: connection.Connection, asset: int) -> dict[str, object]:
     (row,) = await rows(conn, "SELECT * FROM video_assets WHERE id = %s", asset)
     return row
 
@@ -64,7 +65,7 @@ async def test_a_store_outage_holds_the_video_spends_no_attempt_and_tells_the_ad
     clock = FakeClock()
     config = replace(FAST, output_dir=tmp_path, handler="python:tests.sample_handlers:made")
     (asset,) = await add(db_url, "a")
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def outage_noted() -> bool:
             return bool(await scalar(conn, "SELECT count(*) FROM store_outage"))
@@ -123,7 +124,7 @@ async def test_any_video_kept_ends_an_outage_and_the_next_outage_is_told_again(
     down = MemoryStore()
     down.down = True
     (first,) = await add(db_url, "a")
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def outages() -> int:
             return int(await scalar(conn, "SELECT count(*) FROM store_outage"))
@@ -146,7 +147,7 @@ async def test_any_video_kept_ends_an_outage_and_the_next_outage_is_told_again(
         async with running(db_url, config, Results(MemoryStore(), scratch=tmp_path), clock):
             assert await eventually(lambda: available(first), within=30)
         assert await outages() == 0
-        shape = await db.fetch_one(conn, "queue_shape", {"now": None})
+        shape = await connection.fetch_one(conn, "queue_shape", {"now": None})
         assert shape is not None
         assert shape["store_down_since"] is None  # status and the console: the store is up
 
@@ -174,7 +175,7 @@ async def test_a_result_that_is_no_video_fails_the_attempt_and_one_too_big_fails
     )  # fmt: skip
     (nonsense,) = await add(db_url, "nonsense", result="the video is ready!")
     (too_big,) = await add(db_url, "too big", result=str(big))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def settled() -> bool:
             tried = (await asset_row(conn, nonsense))["last_error"] is not None
@@ -200,10 +201,10 @@ async def test_an_outage_that_follows_another_within_a_minute_is_told_too(
     """With ``alert_after_seconds`` under a minute two outages may begin in one minute: each
     is an outage of its own (its own number), and the admins are told of each, once."""
     start = datetime(2026, 12, 7, 12, 0, 5, tzinfo=UTC)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
 
         async def note(seconds: float) -> None:
-            await db.execute(conn, "note_store_outage_and_queue_notices", {
+            await connection.execute(conn, "note_store_outage_and_queue_notices", {
                 "owner": "w", "detail": "cannot store s3://videos/1.mp4: 503", "alert_after": 5,
                 "admins": [ADMIN, ADMIN + 1], "now": start + timedelta(seconds=seconds),
             })  # fmt: skip

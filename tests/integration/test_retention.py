@@ -10,20 +10,21 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.memory_store import MemoryStore
 from tests.support import FakeClock, rows
-from vidretry.queue import jobs, retention
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
+from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.queue.retention import BackgroundPruning, Counts
+from vidretry.queue.maintenance import retention
+from vidretry.queue.maintenance.retention import BackgroundPruning, Counts
 from vidretry.results.base import Stored
 from vidretry.results.keeping import Results
-from vidretry.results.memory import MemoryStore
-from vidretry.store import db
-from vidretry.store.pool import open_pool
 
 DAYS_30 = 30 * 86400
 
 
-async def seed(conn: db.Connection) -> None:
+async def seed(conn: connection.Connection) -> None:
     """40 days ago: one video made (its message sent), one failed (its message not sent
     yet). Today: one video asked for."""
     old = FakeClock(datetime.now(UTC) - timedelta(days=40))
@@ -40,12 +41,12 @@ async def seed(conn: db.Connection) -> None:
     await enqueue(conn, "new", user_id=3)
 
 
-async def table(conn: db.Connection, query: str) -> list[dict[str, Any]]:
+async def table(conn: connection.Connection, query: str) -> list[dict[str, Any]]:
     return await rows(conn, query)
 
 
 async def test_prune_deletes_old_history_and_delivered_notifications_only(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await seed(conn)
         old_events = len(await table(conn, "SELECT 1 FROM job_events WHERE asset_id <= 2"))
         before = await retention.cutoff(conn, DAYS_30, now=None)
@@ -75,13 +76,13 @@ async def test_prune_deletes_old_history_and_delivered_notifications_only(db_url
 
 
 async def test_history_stays_append_only_for_everything_else(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await seed(conn)
         before = await retention.cutoff(conn, DAYS_30, now=None)
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("DELETE FROM job_events WHERE asset_id = 1")
         async with conn.transaction():
-            await db.fetch_one(conn, "allow_pruning_before", {"before": before})
+            await connection.fetch_one(conn, "allow_pruning_before", {"before": before})
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 async with conn.transaction():  # newer than the cut-off: refused
                     await conn.execute("DELETE FROM job_events WHERE asset_id = 3")
@@ -91,7 +92,7 @@ async def test_history_stays_append_only_for_everything_else(db_url: str) -> Non
 
 
 async def test_one_pruner_at_a_time(db_url: str) -> None:
-    async with await db.connect(db_url) as conn, await db.connect(db_url) as other:
+    async with await connection.connect(db_url) as conn, await connection.connect(db_url) as other:
         await seed(conn)
         async with open_pool(db_url, max_size=2) as pool:
             pruning = BackgroundPruning(pool, days=30, clock=FakeClock(datetime.now(UTC)))
@@ -113,7 +114,7 @@ async def test_pruned_assets_take_the_videos_vidretry_kept_with_them(
     own_file = tmp_path / "mine.mp4"
     own_file.write_bytes(b"the user's own")
     old = FakeClock(datetime.now(UTC) - timedelta(days=40))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name in ("orphaned", "deleted", "legacy"):
             await enqueue(conn, name, user_id=1, now=old.now())
             (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=old.now())

@@ -3,15 +3,15 @@
 import asyncio
 
 from tests.support import FakeClock, rows, scalar
+from vidretry.db import connection
 from vidretry.models import JobState
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, RetryOutcome, retry
-from vidretry.store import db
 
 
 async def failed_asset(
-    conn: db.Connection, clock: FakeClock, users: tuple[int, ...] = (1, 2)
+    conn: connection.Connection, clock: FakeClock, users: tuple[int, ...] = (1, 2)
 ) -> int:
     for user in users:
         created = await enqueue(conn, "a", user_id=user, now=clock.now())
@@ -21,7 +21,10 @@ async def failed_asset(
 
 
 async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn, await db.connect(db_url) as listener:
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as listener,
+    ):
         await listener.execute("LISTEN vidretry_jobs")
         asset_id = await failed_asset(conn, clock)
         clock.advance(60)
@@ -29,7 +32,7 @@ async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> N
             conn, asset_id, Actor.operator("alice"), reason="new GPU", now=clock.now()
         )
         assert result.outcome is RetryOutcome.RETRIED
-        assert result.generation == 1
+        assert result.retry_round == 1
         assert sorted(result.reopened_users) == [1, 2]
         (row,) = await rows(
             conn, "SELECT state, attempts, generation, run_at, finished_at FROM video_assets"
@@ -60,7 +63,7 @@ async def test_retry_requeues_a_failed_asset(db_url: str, clock: FakeClock) -> N
 
 
 async def test_refusals(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock)
         operator = Actor.operator("op")
         assert (await retry(conn, 999, operator)).outcome is RetryOutcome.NOT_FOUND
@@ -69,9 +72,9 @@ async def test_refusals(db_url: str, clock: FakeClock) -> None:
         stranger = await retry(conn, asset_id, Actor.telegram(42))
         assert stranger.outcome is RetryOutcome.FORBIDDEN
         assert stranger.state is None  # a stranger learns nothing about the asset
-        assert (await retry(conn, asset_id, Actor.telegram(1), generation=0)).retried
-        again = await retry(conn, asset_id, Actor.telegram(2), generation=0)
-        assert (again.outcome, again.state, again.generation) == (
+        assert (await retry(conn, asset_id, Actor.telegram(1), retry_round=0)).retried
+        again = await retry(conn, asset_id, Actor.telegram(2), retry_round=0)
+        assert (again.outcome, again.state, again.retry_round) == (
             RetryOutcome.STALE,
             JobState.PENDING,
             1,
@@ -82,21 +85,21 @@ async def test_refusals(db_url: str, clock: FakeClock) -> None:
 
 
 async def test_admins_may_retry_what_they_did_not_ask_for(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock)
         assert (await retry(conn, asset_id, Actor.telegram(42, is_admin=True))).retried
 
 
 async def test_concurrent_retries_have_exactly_one_winner(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset_id = await failed_asset(conn, clock, users=tuple(range(1, 9)))
-    connections = [await db.connect(db_url) for _ in range(8)]
+    connections = [await connection.connect(db_url) for _ in range(8)]
     try:
         start = asyncio.Event()
 
-        async def press(conn: db.Connection, user: int) -> RetryOutcome:
+        async def press(conn: connection.Connection, user: int) -> RetryOutcome:
             await start.wait()
-            return (await retry(conn, asset_id, Actor.telegram(user), generation=0)).outcome
+            return (await retry(conn, asset_id, Actor.telegram(user), retry_round=0)).outcome
 
         tasks = [asyncio.create_task(press(c, i + 1)) for i, c in enumerate(connections)]
         await asyncio.sleep(0.05)
@@ -107,6 +110,6 @@ async def test_concurrent_retries_have_exactly_one_winner(db_url: str, clock: Fa
             await c.close()
     assert outcomes.count(RetryOutcome.RETRIED) == 1
     assert set(outcomes) == {RetryOutcome.RETRIED, RetryOutcome.STALE}
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT generation FROM video_assets") == 1
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'retried'") == 1

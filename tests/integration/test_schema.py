@@ -5,16 +5,16 @@ import pytest
 
 from tests import schema_snapshot
 from tests.support import functions_in, rows, scalar
+from vidretry.db import connection, schema, sqlfiles
 from vidretry.errors import SchemaError
-from vidretry.store import db, schema, sqlfiles
 
 
-async def test_upgrade_twice_changes_nothing(conn: db.Connection) -> None:
+async def test_upgrade_twice_changes_nothing(conn: connection.Connection) -> None:
     assert await schema.upgrade(conn) == schema.Upgraded([], functions=False)
     assert await schema.schema_version(conn) == schema.latest_version()
 
 
-async def test_fresh_database_gets_every_migration(conn: db.Connection) -> None:
+async def test_fresh_database_gets_every_migration(conn: connection.Connection) -> None:
     await conn.execute("CREATE SCHEMA fresh")
     await conn.execute("SET search_path TO fresh")
     upgraded = await schema.upgrade(conn)
@@ -25,7 +25,7 @@ async def test_fresh_database_gets_every_migration(conn: db.Connection) -> None:
 
 
 async def test_the_history_stays_where_releases_before_the_policy_look(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     # vidretry 0.19.0 checks max(version) of vidretry_migrations against its 19.
     versions = await rows(conn, "SELECT version FROM vidretry_migrations ORDER BY version")
@@ -33,7 +33,7 @@ async def test_the_history_stays_where_releases_before_the_policy_look(
 
 
 async def test_a_newer_release_s_expand_step_is_no_reason_to_refuse(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     await conn.execute(
         "INSERT INTO vidretry_schema_steps (version, name, kind, checksum, release,"
@@ -47,7 +47,7 @@ async def test_a_newer_release_s_expand_step_is_no_reason_to_refuse(
 
 
 async def test_a_newer_release_s_contract_that_breaks_this_one_is_refused(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     await conn.execute(
         "INSERT INTO vidretry_schema_steps (version, name, kind, breaks_before, checksum,"
@@ -61,7 +61,7 @@ async def test_a_newer_release_s_contract_that_breaks_this_one_is_refused(
 
 
 async def test_functions_of_an_older_release_are_replaced_by_upgrade(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     await conn.execute(
         "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
@@ -75,7 +75,7 @@ async def test_functions_of_an_older_release_are_replaced_by_upgrade(
     await schema.check_schema(conn)
 
 
-async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) -> None:
+async def test_functions_of_a_newer_release_are_left_alone(conn: connection.Connection) -> None:
     await conn.execute(
         "CREATE OR REPLACE FUNCTION vidretry_interface_version() RETURNS integer"
         " LANGUAGE sql IMMUTABLE AS $$ SELECT 99 $$"
@@ -92,7 +92,7 @@ async def test_functions_of_a_newer_release_are_left_alone(conn: db.Connection) 
 
 
 async def test_every_function_in_the_database_is_a_file_of_sql_functions(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     # A function whose file was deleted without a contract step dropping it stays behind;
     # the triggers' functions have theirs too: every function of vidretry's is pinned.
@@ -100,13 +100,13 @@ async def test_every_function_in_the_database_is_a_file_of_sql_functions(
     assert names == sorted(f.name for f in sqlfiles.functions())
 
 
-async def test_missing_schema_says_how_to_fix_it(conn: db.Connection) -> None:
+async def test_missing_schema_says_how_to_fix_it(conn: connection.Connection) -> None:
     await conn.execute("DROP TABLE vidretry_migrations")
     with pytest.raises(SchemaError, match="run `vidretry db upgrade`"):
         await schema.check_schema(conn)
 
 
-async def test_a_changed_migration_is_refused(conn: db.Connection) -> None:
+async def test_a_changed_migration_is_refused(conn: connection.Connection) -> None:
     await conn.execute("UPDATE vidretry_migrations SET checksum = 'f00d' WHERE version = 3")
     with pytest.raises(SchemaError, match=r"migration 3 \(lean_writes\) applied to this"):
         await schema.check_schema(conn)
@@ -118,7 +118,7 @@ async def test_a_changed_migration_is_refused(conn: db.Connection) -> None:
 
 
 async def test_checksums_are_recorded_for_migrations_applied_before_them(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     await conn.execute("ALTER TABLE vidretry_migrations DROP COLUMN checksum")
     await schema.check_schema(conn)  # an older vidretry's bookkeeping is still read
@@ -150,12 +150,12 @@ async def test_checksums_are_recorded_for_migrations_applied_before_them(
         "INSERT INTO video_assets (name) VALUES (repeat('я', 1000) || 'x')",
     ],
 )
-async def test_illegal_assets_are_unstorable(conn: db.Connection, insert: str) -> None:
+async def test_illegal_assets_are_unstorable(conn: connection.Connection, insert: str) -> None:
     with pytest.raises(psycopg.errors.CheckViolation):
         await conn.execute(insert)  # type: ignore[arg-type]
 
 
-async def test_duplicate_notification_is_impossible(conn: db.Connection) -> None:
+async def test_duplicate_notification_is_impossible(conn: connection.Connection) -> None:
     await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
     insert = (
         "INSERT INTO notifications (asset_id, user_id, chat_id, kind, generation)"
@@ -166,7 +166,7 @@ async def test_duplicate_notification_is_impossible(conn: db.Connection) -> None
         await conn.execute(insert)
 
 
-async def test_event_history_is_append_only(conn: db.Connection) -> None:
+async def test_event_history_is_append_only(conn: connection.Connection) -> None:
     await conn.execute("INSERT INTO video_assets (name) VALUES ('a')")
     await conn.execute(
         "INSERT INTO job_events (asset_id, generation, kind)"

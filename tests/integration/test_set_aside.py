@@ -5,7 +5,8 @@ row sets the row aside with one notice per admin."""
 from __future__ import annotations
 
 from tests.support import FakeClock, rows
-from vidretry.store import db
+from vidretry.db import connection
+from vidretry.queue.maintenance import rescue_notifications
 from vidretry.telegram import outbox
 from vidretry.telegram.outbox import Notification
 
@@ -13,7 +14,7 @@ LEASE = 30.0
 ADMINS = (900, 901)
 
 
-async def seed(conn: db.Connection, clock: FakeClock) -> None:
+async def seed(conn: connection.Connection, clock: FakeClock) -> None:
     await conn.execute(
         "INSERT INTO video_assets (name) SELECT 'video ' || g FROM generate_series(1, 2) AS g"
     )
@@ -26,19 +27,19 @@ async def seed(conn: db.Connection, clock: FakeClock) -> None:
     )
 
 
-async def claim(conn: db.Connection, clock: FakeClock) -> dict[int, Notification]:
+async def claim(conn: connection.Connection, clock: FakeClock) -> dict[int, Notification]:
     notes = await outbox.claim(conn, owner="n", limit=10, lease_seconds=LEASE, now=clock.now())
     return {note.user_id: note for note in notes}
 
 
-async def rescue(conn: db.Connection, clock: FakeClock) -> outbox.Rescued:
+async def rescue(conn: connection.Connection, clock: FakeClock) -> rescue_notifications.Rescued:
     clock.advance(LEASE + 1)
-    return await outbox.rescue_expired(
+    return await rescue_notifications.rescue_expired(
         conn, give_up_after_seconds=86400, admins=ADMINS, now=clock.now()
     )
 
 
-async def crashes(conn: db.Connection) -> dict[int, tuple[str, int]]:
+async def crashes(conn: connection.Connection) -> dict[int, tuple[str, int]]:
     found = await rows(
         conn, "SELECT user_id, state, crashes FROM notifications WHERE asset_id IS NOT NULL"
     )
@@ -48,12 +49,12 @@ async def crashes(conn: db.Connection) -> dict[int, tuple[str, int]]:
 async def test_only_a_send_under_way_is_charged_and_an_answer_ends_the_run(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await seed(conn, clock)
         claimed = await claim(conn, clock)
         assert await outbox.mark_started(conn, [claimed[1]], now=clock.now()) == {1}
         back = await rescue(conn, clock)  # the notifier died: 1 was being sent, 2 waited
-        assert back == outbox.Rescued(count=2, set_aside=())
+        assert back == rescue_notifications.Rescued(count=2, set_aside=())
         assert await crashes(conn) == {1: ("pending", 1), 2: ("pending", 0)}
         # Sent again, and Telegram answered (a transient error): the run of crashes ends.
         claimed = await claim(conn, clock)
@@ -73,13 +74,15 @@ async def test_only_a_send_under_way_is_charged_and_an_answer_ends_the_run(
 async def test_the_third_crash_in_a_row_sets_the_row_aside_and_tells_each_admin_once(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await seed(conn, clock)
-        for crash in range(1, outbox.MAX_CRASHES + 1):
+        for crash in range(1, rescue_notifications.MAX_CRASHES + 1):
             claimed = await claim(conn, clock)
             await outbox.mark_started(conn, [claimed[1]], now=clock.now())
             back = await rescue(conn, clock)
-            assert back.set_aside == (() if crash < outbox.MAX_CRASHES else (claimed[1].id,))
+            assert back.set_aside == (
+                () if crash < rescue_notifications.MAX_CRASHES else (claimed[1].id,)
+            )
         assert await crashes(conn) == {1: ("dead", 3), 2: ("pending", 0)}
         (dead,) = await rows(conn, "SELECT last_error FROM notifications WHERE user_id = 1")
         assert dead["last_error"].startswith("crashed the notifier 3 times while sending it")
@@ -99,7 +102,7 @@ async def test_the_third_crash_in_a_row_sets_the_row_aside_and_tells_each_admin_
         }  # fmt: skip
         # A notice that itself kills the notifier three times is set aside too, with no
         # notice of its own (notices must not breed); row 2 gets its two.
-        for _ in range(outbox.MAX_CRASHES):
+        for _ in range(rescue_notifications.MAX_CRASHES):
             for note in (await claim(conn, clock)).values():
                 await outbox.mark_started(conn, [note], now=clock.now())
             await rescue(conn, clock)
@@ -118,7 +121,7 @@ async def test_a_claim_does_not_wait_for_the_disk_and_the_mark_before_a_send_doe
 ) -> None:
     # The claim commits without waiting for its WAL to be flushed; the mark that precedes
     # every send commits as the connection says, and its flush takes the claim with it.
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await seed(conn, clock)
         await conn.execute("SET synchronous_commit = on")  # as on a production server
         await conn.execute("CREATE TABLE seen (what text, setting text)")

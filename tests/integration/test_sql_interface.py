@@ -14,27 +14,27 @@ from hypothesis import strategies as st
 
 import vidretry
 from tests.support import rows, scalar
+from vidretry.db import connection
 from vidretry.errors import ConfigError, RefusedError
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import normalise_name
-from vidretry.store import db
 
 
 @pytest.fixture
 async def bot(db_url: str) -> Any:
     """The host bot's own connection: psycopg's defaults (tuples, not autocommit)."""
-    async with await psycopg.AsyncConnection.connect(db_url) as connection:
-        yield connection
+    async with await psycopg.AsyncConnection.connect(db_url) as opened:
+        yield opened
 
 
-async def fail_for_good(conn: db.Connection, asset_id: int) -> None:
+async def fail_for_good(conn: connection.Connection, asset_id: int) -> None:
     (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
     assert job.id == asset_id
     assert await jobs.fail(conn, job, owner="w", error="boom", now=None)
 
 
 async def test_a_rollback_asks_for_nothing_and_the_workers_wake_at_commit(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     await conn.execute("LISTEN vidretry_jobs")
     await vidretry.enqueue(bot, "передумали", user_id=1)
@@ -56,7 +56,7 @@ async def test_a_rollback_asks_for_nothing_and_the_workers_wake_at_commit(
 
 
 async def test_joining_an_asset_is_what_the_command_line_does(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     first = await vidretry.enqueue(bot, " Маша ", user_id=1)
     again = await vidretry.enqueue(bot, "Маша", user_id=2, chat_id=-100, priority=4)
@@ -76,7 +76,7 @@ async def test_joining_an_asset_is_what_the_command_line_does(
 
 
 async def test_max_attempts_are_the_workers(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     await jobs.set_policy(conn, fair=True, max_attempts=5, owner="w", now=None)
     await vidretry.enqueue(bot, "x", user_id=1)
@@ -119,7 +119,7 @@ async def test_bad_input_is_a_stable_sqlstate_and_one_line(
 
 
 async def test_the_retry_button_s_rules(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     await conn.execute("UPDATE queue_policy SET admins = '{900}', max_retries_per_user_per_day = 1")
     asset_id = await vidretry.enqueue(bot, "Маша", user_id=1, chat_id=1)
@@ -151,7 +151,7 @@ async def test_the_retry_button_s_rules(
 
 
 async def test_a_host_bot_s_button_out_of_retries_tells_the_admins_as_vidretry_s_does(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     """One rule, one place: vidretry_press_retry answers a press with its outcome instead
     of an error, so the admins' alert of a user out of retries commits with the host bot's
@@ -197,7 +197,7 @@ async def test_a_host_bot_s_button_out_of_retries_tells_the_admins_as_vidretry_s
 
 
 async def test_asking_again_is_a_retry_within_the_same_daily_quota(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     """The quota is SQL's, for every way of asking: a host bot's user out of retries who
     asks again for the failed video (vidretry_enqueue) gets no retry, as their button gets
@@ -239,7 +239,7 @@ async def test_asking_again_is_a_retry_within_the_same_daily_quota(
 
 
 async def test_cancel_takes_back_one_request_then_the_job(
-    bot: psycopg.AsyncConnection[Any], conn: db.Connection
+    bot: psycopg.AsyncConnection[Any], conn: connection.Connection
 ) -> None:
     asset_id = await vidretry.enqueue(bot, "Маша", user_id=1)
     await vidretry.enqueue(bot, "Маша", user_id=2)

@@ -6,13 +6,14 @@ from datetime import timedelta
 
 from tests.support import FakeClock, rows, scalar
 from vidretry.cli import plain
+from vidretry.db import connection
 from vidretry.queue import jobs, reports
-from vidretry.store import db
+from vidretry.queue.maintenance import rescue_notifications
 from vidretry.telegram import outbox
 
 
 async def test_available_is_counted_exactly_while_small_then_estimated(db_url: str) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "INSERT INTO video_assets (name, state, attempts, result, finished_at)"
             " SELECT 'v' || i, 'available', 1, '/v.mp4', now() FROM generate_series(1, 1000) i"
@@ -38,7 +39,7 @@ async def test_available_is_counted_exactly_while_small_then_estimated(db_url: s
 async def test_rescues_work_in_bounded_batches(db_url: str) -> None:
     clock = FakeClock()
     n = jobs.RESCUE_BATCH * 2 + 7
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await conn.execute(
             "INSERT INTO video_assets (name) SELECT 'v' || i FROM generate_series(1, %s) i", (n,)
         )
@@ -60,7 +61,9 @@ async def test_rescues_work_in_bounded_batches(db_url: str) -> None:
         notes = await outbox.claim(conn, owner="n", limit=n, lease_seconds=30, now=clock.now())
         assert len(notes) == n
         later = clock.now() + timedelta(seconds=31)
-        back = await outbox.rescue_expired(conn, give_up_after_seconds=86400, now=later)
+        back = await rescue_notifications.rescue_expired(
+            conn, give_up_after_seconds=86400, now=later
+        )
         assert back.count == n
         states = await rows(conn, "SELECT DISTINCT state FROM notifications")
         assert states == [{"state": "pending"}]

@@ -13,9 +13,9 @@ import pytest
 from psycopg import sql
 
 from tests.support import eventually, rows, scalar
+from vidretry.db import connection, schema, sqlfiles
+from vidretry.db.online import LOCK_TIMEOUT_MS
 from vidretry.errors import SchemaError
-from vidretry.store import db, schema, sqlfiles
-from vidretry.store.online import LOCK_TIMEOUT_MS
 from vidretry.telegram import outbox
 
 NEXT = sqlfiles.latest_version() + 1
@@ -31,7 +31,9 @@ def with_steps(*texts: LiteralString, release: str = "0.21.0") -> sqlfiles.Catal
     return sqlfiles.Catalog(shipped.migrations + steps, shipped.functions, (major, minor, patch))
 
 
-async def test_a_failed_index_build_is_resumed_by_the_next_upgrade(conn: db.Connection) -> None:
+async def test_a_failed_index_build_is_resumed_by_the_next_upgrade(
+    conn: connection.Connection,
+) -> None:
     # A unique index on names that repeat: the CONCURRENTLY build fails and leaves an
     # invalid index behind, and the step half done.
     await conn.execute("INSERT INTO web_tokens (name, role, token_hash) VALUES"
@@ -66,9 +68,9 @@ async def test_a_failed_index_build_is_resumed_by_the_next_upgrade(conn: db.Conn
 async def test_ddl_waits_briefly_for_a_lock_and_tries_again(db_url: str) -> None:
     catalog = with_steps("-- kind: expand\nALTER TABLE video_assets ADD COLUMN style text;\n")
     async with (
-        await db.connect(db_url) as migrator,
-        await db.connect(db_url, autocommit=False) as long_reader,
-        await db.connect(db_url) as claimer,
+        await connection.connect(db_url) as migrator,
+        await connection.connect(db_url, autocommit=False) as long_reader,
+        await connection.connect(db_url) as claimer,
     ):
         # A long transaction that read the table: ALTER TABLE cannot have its lock.
         await long_reader.execute("SELECT count(*) FROM video_assets")
@@ -90,7 +92,9 @@ async def test_ddl_waits_briefly_for_a_lock_and_tries_again(db_url: str) -> None
         assert (await upgrading).applied == [NEXT]
 
 
-async def test_a_contract_waits_for_the_releases_it_breaks_to_stop(conn: db.Connection) -> None:
+async def test_a_contract_waits_for_the_releases_it_breaks_to_stop(
+    conn: connection.Connection,
+) -> None:
     catalog = with_steps(
         "-- kind: contract\n-- breaks: vidretry < 0.21.0\n"
         "ALTER TABLE queue_policy ADD CONSTRAINT at_most_20 CHECK (max_attempts <= 20);\n"
@@ -117,11 +121,11 @@ async def test_a_contract_waits_for_the_releases_it_breaks_to_stop(conn: db.Conn
     assert await scalar(conn, "SELECT max(version) FROM vidretry_migrations") == NEXT
 
 
-async def test_upgrades_at_once_take_turns(conn: db.Connection, db_url: str) -> None:
+async def test_upgrades_at_once_take_turns(conn: connection.Connection, db_url: str) -> None:
     await conn.execute("CREATE SCHEMA fresh")
 
     async def upgrade() -> schema.Upgraded:
-        async with await db.connect(db_url) as other:
+        async with await connection.connect(db_url) as other:
             await other.execute("SET search_path TO fresh")
             return await schema.upgrade(other)
 
@@ -142,9 +146,9 @@ async def test_a_contract_bars_the_releases_it_breaks_while_it_waits_for_its_loc
         "ALTER TABLE queue_policy ADD CONSTRAINT at_most_20 CHECK (max_attempts <= 20);\n"
     )
     async with (
-        await db.connect(db_url) as migrator,
-        await db.connect(db_url, autocommit=False) as long_reader,
-        await db.connect(db_url) as starting,
+        await connection.connect(db_url) as migrator,
+        await connection.connect(db_url, autocommit=False) as long_reader,
+        await connection.connect(db_url) as starting,
     ):
         await long_reader.execute("SELECT count(*) FROM queue_policy")  # holds a lock
         upgrading = asyncio.create_task(schema.upgrade(migrator, catalog))
@@ -162,17 +166,17 @@ async def test_a_contract_bars_the_releases_it_breaks_while_it_waits_for_its_loc
 
 
 async def _upgrade(db_url: str, catalog: sqlfiles.Catalog) -> schema.Upgraded:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         return await schema.upgrade(conn, catalog)
 
 
-async def _step_begun(conn: db.Connection) -> bool:
+async def _step_begun(conn: connection.Connection) -> bool:
     return bool(await scalar(conn, "SELECT count(*) FROM vidretry_schema_steps"
                                    " WHERE version = %s", NEXT))  # fmt: skip
 
 
 async def test_a_run_waiting_its_turn_holds_up_no_index_built_concurrently(
-    conn: db.Connection, db_url: str
+    conn: connection.Connection, db_url: str
 ) -> None:
     """The second run waits through the first's CONCURRENTLY build, trying the lock many
     times (more than psycopg's five before it prepares a statement), then builds one of its
@@ -199,7 +203,7 @@ async def test_a_run_waiting_its_turn_holds_up_no_index_built_concurrently(
 
 
 async def test_runs_take_turns_under_an_idle_in_transaction_timeout(
-    conn: db.Connection, db_url: str
+    conn: connection.Connection, db_url: str
 ) -> None:
     """Managed PostgreSQL often ends a transaction left idle (the run's lock is held by
     one for the whole run): the holder turns that off for itself, so the second run still
@@ -219,7 +223,7 @@ async def test_runs_take_turns_under_an_idle_in_transaction_timeout(
 
 
 async def test_a_notification_kind_of_a_later_release_waits_for_its_notifier(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     # The next release widened the CHECK (docs/upgrading.md) and wrote a kind this one
     # cannot send: this release's notifier leaves it alone and sends the rest.

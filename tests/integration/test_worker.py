@@ -15,11 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 from tests.support import eventually, rows, scalar
 from vidretry.app.daemons import build_worker
 from vidretry.config import Config, WorkerConfig
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Outcome, Worker
-from vidretry.store import db
-from vidretry.store.pool import open_pool
 
 FAST = WorkerConfig(
     concurrency=2,
@@ -43,13 +43,13 @@ async def worker_for(db_url: str, config: WorkerConfig, name: str = "w1") -> Asy
             yield make_worker(db_url, pool, config, name)
 
 
-def video_of(worker: Worker, asset_id: int, generation: int = 0) -> str:
+def video_of(worker: Worker, asset_id: int, retry_round: int = 0) -> str:
     """The URI a video the sample handlers made is kept under: where they wrote it."""
-    return (worker.config.output_dir / f"{asset_id}-g{generation}.mp4").as_uri()
+    return (worker.config.output_dir / f"{asset_id}-g{retry_round}.mp4").as_uri()
 
 
 def make_worker(
-    db_url: str, pool: AsyncConnectionPool[db.Connection], config: WorkerConfig, name: str
+    db_url: str, pool: AsyncConnectionPool[connection.Connection], config: WorkerConfig, name: str
 ) -> Worker:
     return build_worker(
         pool, Config(worker=config), build_handler(config), url=db_url, rng=random.Random(1),
@@ -66,7 +66,7 @@ async def add(
     db_url: str, *names: str, users: tuple[int, ...] = (1,), **params: object
 ) -> list[int]:
     ids = []
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name in names:
             for user in users:
                 result = await enqueue(conn, name, user_id=user, params=dict(params))
@@ -79,7 +79,7 @@ async def state_is(db_url: str, asset_id: int, state: str) -> bool:
 
 
 async def state_of(db_url: str, asset_id: int) -> dict[str, object]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         (row,) = await rows(
             conn,
             "SELECT state, attempts, result, last_error FROM video_assets WHERE id = %s",
@@ -112,7 +112,7 @@ async def test_three_failures_then_failed_for_good(db_url: str) -> None:
         "result": None,
         "last_error": "exit status 3: no GPU",
     }
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         kinds = [r["kind"] for r in await rows(conn, "SELECT kind FROM job_events ORDER BY id")]
         assert kinds == ["enqueued", "requested"] + ["claimed", "attempt_failed"] * 2 + [
             "claimed",
@@ -158,7 +158,7 @@ async def rescuer_running(db_url: str) -> AsyncIterator[None]:
 
         async def keep_rescuing() -> None:
             while True:
-                await rescuer.rescue()
+                await rescuer.rescuer.run_once()
                 await asyncio.sleep(0.1)
 
         rescuing = asyncio.create_task(keep_rescuing())
@@ -187,13 +187,13 @@ async def test_a_lost_lease_cancels_the_handler_and_changes_nothing(db_url: str)
     async with worker_for(db_url, config) as worker:
         running = asyncio.create_task(drained(worker))
         assert await eventually(lambda: state_is(db_url, asset_id, "running"), within=5)
-        async with await db.connect(db_url) as conn:  # someone else took the job over
+        async with await connection.connect(db_url) as conn:  # someone else took the job over
             await conn.execute(
                 "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other'"
             )
         await asyncio.wait_for(running, 5)
     assert worker.outcomes == {Outcome.LOST: 1}
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert (
             await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", asset_id)
             == "other"
@@ -208,7 +208,7 @@ async def test_one_heartbeat_keeps_every_job_leased_and_cancels_only_the_lost_on
         running = asyncio.create_task(drained(worker))
         for asset in (kept, taken):
             assert await eventually(lambda a=asset: state_is(db_url, a, "running"), within=5)
-        async with await db.connect(db_url) as conn:  # someone else took one job over
+        async with await connection.connect(db_url) as conn:  # someone else took one job over
             await conn.execute(
                 "UPDATE video_assets SET lease_token = gen_random_uuid(), lease_owner = 'other',"
                 " lease_expires_at = now() + interval '1 hour' WHERE id = %s",
@@ -218,7 +218,7 @@ async def test_one_heartbeat_keeps_every_job_leased_and_cancels_only_the_lost_on
     # Both ran past their 1 s lease on one heartbeat; the lost one was abandoned at once.
     assert worker.outcomes == {Outcome.SUCCEEDED: 1, Outcome.LOST: 1}
     assert (await state_of(db_url, kept))["state"] == "available"
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT lease_owner FROM video_assets WHERE id = %s", taken) == (
             "other"
         )
@@ -237,7 +237,7 @@ async def test_workers_on_separate_connections_never_claim_a_job_twice(db_url: s
         await asyncio.wait_for(
             asyncio.gather(*(w.run(asyncio.Event(), drain=True) for w in (w1, w2, w3, w4))), 60
         )
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         claims = await rows(
             conn, "SELECT asset_id, count(*) AS n FROM job_events WHERE kind = 'claimed' GROUP BY 1"
         )
@@ -253,7 +253,7 @@ async def test_workers_on_separate_connections_never_claim_a_job_twice(db_url: s
 async def test_notify_wakes_an_idle_worker_long_before_its_poll(db_url: str) -> None:
     config = replace(FAST, poll_interval_seconds=60)
     stop = asyncio.Event()
-    async with worker_for(db_url, config) as worker, await db.connect(db_url) as conn:
+    async with worker_for(db_url, config) as worker, await connection.connect(db_url) as conn:
         running = asyncio.create_task(worker.run(stop))
         assert worker.listener is not None
         await asyncio.wait_for(worker.listener.ready.wait(), 10)  # idle, listening
@@ -287,7 +287,7 @@ async def test_stop_releases_jobs_that_outlive_the_grace_period(db_url: str) -> 
         "result": None,
         "last_error": None,
     }
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'released'") == 1
 
 

@@ -35,13 +35,13 @@ from hypothesis.stateful import (
 )
 
 from tests.support import FakeClock
+from vidretry.db import connection
 from vidretry.models import ClaimedJob
-from vidretry.queue import breaker, jobs, reports
+from vidretry.queue import breaker, jobs, leases, reports
 from vidretry.queue.breaker import Breaker
 from vidretry.queue.cancel import CancelOutcome, cancel, withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, RetryOutcome, retry
-from vidretry.store import db
 from vidretry.telegram import outbox
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ class Asset:
     id: int
     state: str = "pending"
     attempts: int = 0
-    generation: int = 0
+    retry_round: int = 0
     token: UUID | None = None
     run_at: datetime | None = None  # when it became pending: the claim order
     owner: int = 0  # the user who asked first
@@ -87,7 +87,7 @@ class Asset:
         for user, state in self.requests.items():
             if state == "pending":
                 self.requests[user] = "done" if kind == "ready" else "failed"
-                self.notes.add((user, kind, self.generation))
+                self.notes.add((user, kind, self.retry_round))
 
     def cancelled(self, now: datetime) -> None:
         """The job is cancelled: nobody waits any more, or an operator said so."""
@@ -96,11 +96,11 @@ class Asset:
         self.state, self.token = "cancelled", None
 
     def reopened(self, now: datetime) -> None:
-        self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
+        self.state, self.attempts, self.retry_round = "pending", 0, self.retry_round + 1
         self.run_at = now
 
     def retried(self, now: datetime) -> None:
-        self.state, self.attempts, self.generation = "pending", 0, self.generation + 1
+        self.state, self.attempts, self.retry_round = "pending", 0, self.retry_round + 1
         self.run_at = now
         for user, state in self.requests.items():
             if state == "failed":
@@ -111,7 +111,7 @@ class Lifecycle(RuleBasedStateMachine):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.conn: db.Connection = self.run(db.connect(url))
+        self.conn: connection.Connection = self.run(connection.connect(url))
         self.run(self.conn.execute(
             "TRUNCATE video_assets, user_requests, notifications, job_events, telegram_users,"
             " queue_pauses RESTART IDENTITY CASCADE;"
@@ -139,7 +139,7 @@ class Lifecycle(RuleBasedStateMachine):
         waiting there and started in this round."""
         at = [a for a in self.assets.values() if a.priority == priority]
         running = [a.turn for a in at if a.state == "running"]
-        waiting = [a.turn for a in at if a.state == "pending" and a.generation == 0]
+        waiting = [a.turn for a in at if a.state == "pending" and a.retry_round == 0]
         current = max(
             [*([max(running)] if running else []), *([min(waiting)] if waiting else [])],
             default=0,
@@ -155,7 +155,7 @@ class Lifecycle(RuleBasedStateMachine):
         pending = [a for a in self.assets.values() if a.state == "pending"]
         return sorted(
             pending,
-            key=lambda a: (a.id in streak, -a.priority, a.generation == 0, a.turn, a.run_at, a.id),
+            key=lambda a: (a.id in streak, -a.priority, a.retry_round == 0, a.turn, a.run_at, a.id),
         )
 
     def model(self, asset_id: int) -> Asset:
@@ -194,7 +194,7 @@ class Lifecycle(RuleBasedStateMachine):
         elif asset.state == "available":
             if fresh:
                 asset.requests[user] = "done"
-            asset.notes.add((user, "ready", asset.generation))
+            asset.notes.add((user, "ready", asset.retry_round))
         elif asset.state == "failed":
             if fresh:
                 asset.requests[user] = "failed"
@@ -212,7 +212,7 @@ class Lifecycle(RuleBasedStateMachine):
         if order != self.claim_order():
             event("a job of the breaker's streak waited for the others")
         expected = [] if self.pause else order[:limit]
-        first_come = sorted(order, key=lambda a: (-a.priority, a.generation == 0, a.run_at, a.id))
+        first_come = sorted(order, key=lambda a: (-a.priority, a.retry_round == 0, a.run_at, a.id))
         if not self.pause and order[:limit] != first_come[:limit]:
             event("claimed in the fair order, not first come, first served")
         assert sorted(job.id for job in claimed) == sorted(a.id for a in expected)
@@ -263,7 +263,7 @@ class Lifecycle(RuleBasedStateMachine):
     def heartbeat(self, pick: int) -> None:
         job = self.held[pick % len(self.held)]
         alive = self.run(
-            jobs.extend_leases(self.conn, [job], lease_seconds=LEASE, now=self.clock.now())
+            leases.extend(self.conn, leases.JOBS, [job], lease_seconds=LEASE, now=self.clock.now())
         )
         assert (job.id in alive) == self.valid(job)
 
@@ -431,10 +431,10 @@ class Lifecycle(RuleBasedStateMachine):
         asset = self.assets.get(name)
         if asset is None:
             return
-        generation = asset.generation - 1 if stale else asset.generation
+        retry_round = asset.retry_round - 1 if stale else asset.retry_round
         actor = Actor.telegram(user, is_admin=user == ADMIN)
         result = self.run(
-            retry(self.conn, asset.id, actor, generation=generation, now=self.clock.now())
+            retry(self.conn, asset.id, actor, retry_round=retry_round, now=self.clock.now())
         )
         if user != ADMIN and user not in asset.requests:
             assert result.outcome is RetryOutcome.FORBIDDEN
@@ -451,9 +451,9 @@ class Lifecycle(RuleBasedStateMachine):
         """A user presses the cancel button of their request (or a stale one)."""
         asset = self.assets.get(name)
         asset_id = asset.id if asset else 10_000
-        generation = None if asset is None else asset.generation - (1 if stale else 0)
+        retry_round = None if asset is None else asset.retry_round - (1 if stale else 0)
         result = self.run(
-            withdraw(self.conn, asset_id, user, generation=generation, now=self.clock.now())
+            withdraw(self.conn, asset_id, user, retry_round=retry_round, now=self.clock.now())
         )
         if asset is None:
             assert result.outcome is CancelOutcome.NOT_FOUND
@@ -466,7 +466,7 @@ class Lifecycle(RuleBasedStateMachine):
             note for note in asset.notes
             if note[0] == user and note[1] in ("ready", "failed")
             and note not in asset.withdrawn and not self.is_delivered(asset, note)
-            and not (note[1] == "failed" and note[2] < asset.generation)
+            and not (note[1] == "failed" and note[2] < asset.retry_round)
         }  # fmt: skip
         if stale or not (state == "pending" or (state in ("done", "failed") and unsent)):
             assert result.outcome is CancelOutcome.NOT_OPEN
@@ -495,7 +495,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert list(result.told_users) == waiting
             for user in waiting:
                 asset.requests[user] = "cancelled"
-                asset.notes.add((user, "cancelled", asset.generation))
+                asset.notes.add((user, "cancelled", asset.retry_round))
             asset.cancelled(self.clock.now())
         else:
             assert result.outcome is CancelOutcome.NOT_OPEN
@@ -515,7 +515,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert note.id not in self.delivered
             assert self.run(outbox.mark_sent(self.conn, note, message_id=1, now=self.clock.now()))
             self.delivered.add(note.id)
-            self.delivered_keys.add((note.asset_id, note.user_id, note.kind, note.generation))
+            self.delivered_keys.add((note.asset_id, note.user_id, note.kind, note.retry_round))
 
     # -- what must always hold ------------------------------------------------------------
 
@@ -529,7 +529,7 @@ class Lifecycle(RuleBasedStateMachine):
         for asset in self.assets.values():
             row = rows[asset.id]
             assert (row["state"], row["attempts"], row["generation"]) == (
-                asset.state, asset.attempts, asset.generation
+                asset.state, asset.attempts, asset.retry_round
             )  # fmt: skip
             assert row["attempts"] <= row["max_attempts"]
             assert (row["lease_token"] is not None) == (asset.state == "running")
@@ -568,7 +568,7 @@ class Lifecycle(RuleBasedStateMachine):
             asset = by_id[n["asset_id"]]
             # A retry supersedes the failure messages of the generation it ends that were not
             # delivered yet, and a withdrawal the user's own: they are never sent.
-            obsolete = (n["kind"] == "failed" and n["generation"] < asset.generation) or (
+            obsolete = (n["kind"] == "failed" and n["generation"] < asset.retry_round) or (
                 (n["user_id"], n["kind"], n["generation"]) in asset.withdrawn
             )
             expected = (

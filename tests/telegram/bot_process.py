@@ -228,9 +228,9 @@ def main() -> None:
     )
 
     from vidretry import cli
-    from vidretry.telegram import adapter
+    from vidretry.telegram.bot import client as bot_client
 
-    build_client = adapter.build_client
+    build_client = bot_client.build_client
 
     def build_offline_client(config: Any, **options: Any) -> Any:
         client = build_client(config, **options)
@@ -238,8 +238,9 @@ def main() -> None:
         telegram.clients.append(client)
         return client
 
-    # The command imports the adapter when it runs, and takes build_client from it then.
-    adapter.build_client = build_offline_client  # type: ignore[assignment]
+    # The command imports the bot's client module when it runs, and takes build_client from
+    # it then.
+    bot_client.build_client = build_offline_client  # type: ignore[assignment]
     cli.main()
 
 

@@ -23,19 +23,21 @@ import pytest
 from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.offline.sitecustomize import loopback_only, loopback_only_uvloop
 from vidretry.clock import Clock, DatabaseClock
-from vidretry.config import MessagesConfig, NotifierConfig, TelegramConfig
+from vidretry.config import NotifierConfig, TelegramConfig
+from vidretry.db import connection
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.results.keeping import Results
-from vidretry.store import db
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
-from vidretry.telegram.adapter import TelegramBot, build_client
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import Conversation
-from vidretry.telegram.delivery import Pacer
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
+from vidretry.texts import MessagesConfig
 
 ADMIN = 999
 WITH_ADMIN = TelegramConfig(admins=(ADMIN,))
@@ -131,7 +133,7 @@ async def deployed(
                 rng=random.Random(4),
             )
             async with pool.connection() as conn:  # what a leading notifier writes at start
-                await db.execute(conn, "set_bot_policy", {
+                await connection.execute(conn, "set_bot_policy", {
                     "admins": list(settings.admins),
                     "per_day": settings.max_retries_per_user_per_day,
                 })  # fmt: skip

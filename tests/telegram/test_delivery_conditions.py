@@ -26,15 +26,16 @@ from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from tests.telegram.test_notifier import fail_for_good
 from vidretry.app.daemons import NotifierProcess
 from vidretry.config import Config, NotifierConfig, TelegramConfig
+from vidretry.db import connection
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, retry
-from vidretry.store import db
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
-from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
-from vidretry.telegram.notifier import recovery_bound_seconds
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
+from vidretry.telegram.outage import recovery_bound_seconds
+from vidretry.telegram.pacing import Pacer
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
@@ -100,7 +101,7 @@ async def notifier_running(
 
 async def know_users(db_url: str, telegram: FakeTelegram, *user_ids: int) -> None:
     """Users who have written to the bot before: their access hashes are stored."""
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for user_id in user_ids:
             user = telegram.add_user(user_id)
             await conn.execute(
@@ -110,7 +111,7 @@ async def know_users(db_url: str, telegram: FakeTelegram, *user_ids: int) -> Non
 
 
 async def states(db_url: str) -> list[dict[str, Any]]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         return await rows(
             conn, "SELECT user_id, kind, state, attempts FROM notifications ORDER BY user_id"
         )
@@ -187,7 +188,7 @@ async def test_an_upload_three_leases_long_is_sent_once_with_two_notifiers(
         notifier_running(db_url, telegram, tmp_path, config=config, name="a"),
         notifier_running(db_url, telegram, tmp_path, config=config, name="b"),
     ):
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             await enqueue(conn, "slow", user_id=1)
             (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
             await jobs.complete(conn, job, owner="w", result=str(video), now=None)
@@ -205,7 +206,7 @@ async def test_a_retry_supersedes_the_failure_message_nobody_sent(
     video.write_bytes(b"\x00" * 2048)
     await know_users(db_url, telegram, 1)
     asset_id = await fail_for_good(db_url, "Маша", (1,))
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         result = await retry(conn, asset_id, Actor.operator("ops"))
         assert result.superseded_notifications == 1
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
@@ -228,14 +229,14 @@ async def test_a_leader_steps_down_when_another_took_its_term(
     config = NotifierConfig(lease_seconds=3, heartbeat_seconds=1)
     async with notifier_running(db_url, telegram, tmp_path, config=config, name="a"):
         await telegram.wait_for(lambda: telegram.connected() == 1, timeout=10)
-        async with await db.connect(db_url) as conn:  # as if its term had lapsed unseen
+        async with await connection.connect(db_url) as conn:  # as if its term had lapsed unseen
             await conn.execute(
                 "UPDATE leadership SET leader = 'usurper', token = gen_random_uuid(),"
                 " expires_at = now() + interval '1 hour' WHERE role = 'notifier'"
             )
         # It logs out at its next renewal (every term / 3 = 0.5 s) and stands by.
         await telegram.wait_for(lambda: telegram.connected() == 0, timeout=3)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert await scalar(conn, "SELECT leader FROM leadership") == "usurper"
             await conn.execute("UPDATE leadership SET expires_at = now() - interval '1 s'")
         await telegram.wait_for(lambda: telegram.connected() == 1, timeout=5)

@@ -21,10 +21,11 @@ from tests.telegram.double import FakeTelegram
 from tests.telegram.plugins import broken_priority, echo_plugin, paying_users
 from tests.telegram.test_delivery_conditions import notifier_running
 from tests.telegram.test_notifier import fail_for_good, introduce, run_worker_to_failure
-from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.config import TelegramConfig
+from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
+from vidretry.texts import MessagesConfig
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
@@ -47,13 +48,13 @@ async def say(app: Deployment, user_id: int, text: str, answers: int = 1) -> lis
 
 
 async def query(db_url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         return await rows(conn, sql, *params)
 
 
 async def finish(db_url: str, video: Path) -> None:
     """A worker generates every pending video successfully."""
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for job in await jobs.claim(conn, owner="w", limit=100, lease_seconds=30, now=None):
             await jobs.complete(conn, job, owner="w", result=str(video), now=None)
 
@@ -239,7 +240,7 @@ async def test_admin_commands_for_admins_only(
         (stats,) = await say(app, ADMIN, "/stats")
         assert "failed 1" in stats
         assert await say(app, ADMIN, f"/retry {asset_id}") == [
-            f"asset {asset_id} queued again (generation 1); 1 user(s) waiting"
+            f"asset {asset_id} queued again (retry round 1); 1 user(s) waiting"
         ]
         (event,) = await query(db_url, "SELECT actor FROM job_events WHERE kind = 'retried'")
         assert event == {"actor": f"telegram-admin:{ADMIN}"}
@@ -349,7 +350,7 @@ async def test_the_command_menu_is_registered_at_login(
 async def test_the_acceptance_and_my_tell_the_place_in_line_and_the_wait(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name in ("x", "y", "z"):
             await enqueue(conn, name, user_id=9)
         # One runs now; the last attempts took two minutes each (claim to outcome).

@@ -17,8 +17,8 @@ from tests.telegram.test_notifier import (
     notifications,
     run_worker_to_failure,
 )
-from vidretry.config import ENGLISH, MessagesConfig
-from vidretry.store import db
+from vidretry.db import connection
+from vidretry.texts import ENGLISH, MessagesConfig
 
 M = MessagesConfig()
 EN = M.in_language("en")
@@ -107,7 +107,7 @@ async def test_an_admin_alert_is_in_the_admins_language(
         async with running(app):
             await say(app, ADMIN, "/start")
             telegram.requests.clear()
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 await conn.execute(
                     "INSERT INTO notifications (user_id, chat_id, kind, generation, payload)"
                     " VALUES (%s, %s, 'paused', 1,"

@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,9 +26,12 @@ from tests.telegram.bot_process import most_sessions_at_once, read_events
 from tests.telegram.double import BOT_TOKEN
 from vidretry.clock import DatabaseClock
 from vidretry.config import NotifierConfig
-from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
-from vidretry.store.pool import open_pool
+from vidretry.db import connection
+from vidretry.db.listen import LEADERSHIP_CHANNEL, Listener
+from vidretry.db.pool import open_pool
+from vidretry.telegram import outbox
 from vidretry.telegram.leadership import Leadership
+from vidretry.telegram.pacing import WINDOW_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = NotifierConfig()
@@ -173,6 +177,11 @@ def seed_outbox(conn: psycopg.Connection[Any], users: int, per_user: int) -> Non
     )
 
 
+def log_of(directory: Path, pid: int) -> str:
+    """What notifier ``pid`` logged (notifier-<pid>.log)."""
+    return (directory / f"notifier-{pid}.log").read_text()
+
+
 def sent_count(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(*) FROM notifications WHERE state = 'sent'").fetchone()
     assert row is not None
@@ -185,6 +194,32 @@ def wait_until(check: Any, *, within: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within:g}s: {what}")
         time.sleep(0.1)
+
+
+async def test_a_new_leader_s_budget_is_what_the_outbox_says_the_bot_sent_in_the_last_second(
+    db_url: str,
+) -> None:
+    """Whichever leader sent them: a sent row counts from when its send was recorded, a row
+    still being sent from when it was handed to Telegram's library; a send older than the
+    window, a row never handed over and a row waiting do not count."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    async with await connection.connect(db_url) as conn:
+        await conn.execute(
+            "INSERT INTO notifications (user_id, chat_id, kind, generation, state, sent_at,"
+            " send_started_at, lease_owner, lease_token, lease_expires_at)"
+            " SELECT chat, chat, 'paused', 0, state, %(now)s - sent * interval '1 s',"
+            "        %(now)s - started * interval '1 s',"
+            "        CASE WHEN state = 'sending' THEN 'old leader' END,"
+            "        CASE WHEN state = 'sending' THEN gen_random_uuid() END,"
+            "        CASE WHEN state = 'sending' THEN %(now)s END"
+            " FROM (VALUES (1, 'sent', 0.5, NULL), (2, 'sent', 1.5, NULL),"
+            "              (3, 'sending', NULL, 0.2), (4, 'sending', NULL, NULL),"
+            "              (5, 'pending', NULL, NULL), (6, 'sent', 0.9, NULL))"
+            "   AS r(chat, state, sent, started)",
+            {"now": now},
+        )
+        recent = await outbox.recent_sends(conn, seconds=WINDOW_SECONDS, now=now)
+    assert recent == [(6, pytest.approx(0.9)), (1, pytest.approx(0.5)), (3, pytest.approx(0.2))]
 
 
 # The lease of this test's notifiers: a killed leader's term lapses in half of it. That the
@@ -226,6 +261,7 @@ def test_three_notifiers_one_session_one_rate_through_two_hand_overs(
             with (tmp_path / f"notifier-{i}.log").open("wb") as log:
                 proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log, stdout=log)
             procs[proc.pid] = proc
+            (tmp_path / f"notifier-{i}.log").rename(tmp_path / f"notifier-{proc.pid}.log")
         with psycopg.connect(db_url, autocommit=True) as conn:
             seed_outbox(conn, users=100, per_user=3)
             wait_until(lambda: sent_count(conn) >= 100, within=60, what="100 messages sent")
@@ -245,6 +281,17 @@ def test_three_notifiers_one_session_one_rate_through_two_hand_overs(
             assert busiest_second([e["t"] for e in sent]) <= DEFAULTS.rate_per_second
             # 10 ms for the moment between the pacer's guard and the request's arrival.
             assert closest_in_one_chat(sent) >= DEFAULTS.per_chat_interval_seconds - 0.01
+            # No gap but what the pacing needs: the new leader took the budget the outbox
+            # says the first left (not a pause of a whole second). How many sends that was
+            # depends on how quickly it took over: printed.
+            (budget,) = re.findall(
+                r"the bot sent (\d+) messages in the last [\d.]+s: the next may go in ([\d.]+)s",
+                log_of(tmp_path, second),
+            )
+            assert float(budget[1]) < WINDOW_SECONDS
+            gap = min(by_leader[second]) - max(by_leader[first])
+            print(f"hand-over: {budget[0]} sends in the last second, the next in "
+                  f"{budget[1]}s; {gap:.2f}s between the two leaders' sends")  # fmt: skip
 
             procs[second].send_signal(signal.SIGKILL)
             killed[second] = time.time()

@@ -20,16 +20,18 @@ from tests.telegram.double import BOT_TOKEN, FakeTelegram, install
 from vidretry import eventloop
 from vidretry.clock import DatabaseClock
 from vidretry.config import TelegramConfig, WorkerConfig
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.errors import TelegramUnavailable
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.handlers import build_handler
 from vidretry.queue.worker import Worker
-from vidretry.store import db
-from vidretry.store.pool import open_pool
-from vidretry.telegram.adapter import TelegramBot, build_client
-from vidretry.telegram.delivery import WINDOW_SECONDS, TelegramDown
+from vidretry.telegram.bot.client import build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.notifier import Delivery
+from vidretry.telegram.pacing import WINDOW_SECONDS
+from vidretry.telegram.transport import TelegramDown
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
@@ -38,7 +40,7 @@ CallbackAnswer = functions.messages.SetBotCallbackAnswerRequest
 
 async def fail_for_good(db_url: str, name: str, users: tuple[int, ...]) -> int:
     """Enqueue ``name`` for ``users`` and fail it through a real worker's three attempts."""
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for user in users:
             asset_id = (await enqueue(conn, name, user_id=user)).asset_id
     await run_worker_to_failure(db_url)
@@ -85,7 +87,7 @@ def button_data(request: Any) -> bytes:
 
 
 async def notifications(db_url: str) -> list[dict[str, Any]]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         return await rows(
             conn,
             "SELECT user_id, kind, state, attempts, last_error, telegram_message_id"
@@ -136,7 +138,7 @@ async def test_three_users_notified_one_press_requeues_once_and_a_stranger_chang
             telegram.press(app.client, 444, button_data(first), message_id)
             await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
             assert telegram.sent(CallbackAnswer)[0].message == "Эта кнопка не для вас."
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
 
             # User 111 presses it: re-queued once, answered, the button removed.
@@ -156,7 +158,7 @@ async def test_three_users_notified_one_press_requeues_once_and_a_stranger_chang
             )
             assert confirmation.peer.user_id == 111
             assert "Маша" in confirmation.message
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             (asset,) = await rows(conn, "SELECT state, attempts, generation FROM video_assets")
             assert asset == {"state": "pending", "attempts": 0, "generation": 1}
             retried = await rows(
@@ -190,7 +192,7 @@ async def test_a_blocked_user_does_not_hold_up_the_others(
         await fail_for_good(db_url, "b", (2,))
         assert (await app.notifier.run_once()).claimed == 0
         assert telegram.sent() == []
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             reason = await scalar(
                 conn,
                 "SELECT last_error FROM notifications"
@@ -200,7 +202,7 @@ async def test_a_blocked_user_does_not_hold_up_the_others(
 
         # ...until they write to the bot again.
         telegram.write(app.client, 2, "hello again")
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for _ in range(50):
                 if await scalar(
                     conn, "SELECT blocked_at IS NULL FROM telegram_users WHERE user_id = 2"
@@ -226,7 +228,7 @@ async def test_a_flood_wait_reschedules_without_charging_and_pauses_sending(
         assert len(telegram.sent()) == 1  # the others never went out: sending paused
         recorded = await notifications(db_url)
         assert {(n["state"], n["attempts"]) for n in recorded} == {("pending", 0)}
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             waits = await rows(
                 conn, "SELECT next_attempt_at - %s AS wait FROM notifications", clock.now()
             )
@@ -312,7 +314,7 @@ async def test_double_click_retries_once(
         assert answers == sorted(
             ["Запустили заново! 🔄", *["Кто-то уже перезапустил это видео. ⏳"] * 2]
         )
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert await scalar(conn, "SELECT count(*) FROM job_events WHERE kind = 'retried'") == 1
             assert await scalar(conn, "SELECT generation FROM video_assets") == 1
 
@@ -349,7 +351,7 @@ async def test_the_rate_holds_when_messages_leave_late_after_their_uploads(
     video.write_bytes(b"\x00" * 2048)
     async with deployed(db_url, telegram, tmp_path, config=config) as app:
         await introduce(app, *range(1, 11))
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for user in range(1, 6):
                 await enqueue(conn, f"v{user}", user_id=user)
             for job in await jobs.claim(conn, owner="w", limit=5, lease_seconds=30, now=None):
@@ -357,7 +359,7 @@ async def test_the_rate_holds_when_messages_leave_late_after_their_uploads(
         async with running(app):
             uploading = functions.messages.SetTypingRequest
             await telegram.wait_for(lambda: len(telegram.sent(uploading)) == 5, timeout=10)
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 await conn.execute(
                     "INSERT INTO notifications"
                     " (asset_id, user_id, chat_id, kind, generation, payload)"
@@ -392,7 +394,7 @@ async def test_a_message_waiting_at_the_pacers_guard_is_not_yet_marked_as_being_
         delivery = asyncio.create_task(app.notifier.deliver(note))
 
         async def marked() -> bool:
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 return bool(await scalar(
                     conn, "SELECT send_started_at IS NOT NULL FROM notifications"
                 ))  # fmt: skip
@@ -413,7 +415,7 @@ async def test_a_message_whose_lease_was_lost_before_it_left_is_not_sent(
         await introduce(app, 1)
         await fail_for_good(db_url, "a", (1,))
         (note,) = await app.notifier.claim(1)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             await conn.execute("UPDATE notifications SET lease_token = gen_random_uuid()")
         assert await app.notifier.deliver(note) is Delivery.LOST
     assert not telegram.sent(SendMessage)
@@ -442,7 +444,7 @@ async def test_forged_data_gets_a_polite_answer_and_changes_nothing(
         telegram.press(app.client, 1, data, 50)
         await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
         assert telegram.sent(CallbackAnswer)[0].message == "Эта кнопка больше не работает."
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
 
 
@@ -457,7 +459,7 @@ async def test_legacy_and_generation_less_buttons_still_work(
         telegram.press(app.client, 1, f"retry_video:{second}".encode(), 51)
         await telegram.wait_for(lambda: len(telegram.sent(CallbackAnswer)) == 2)
         assert {a.message for a in telegram.sent(CallbackAnswer)} == {"Запустили заново! 🔄"}
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert (
                 await scalar(conn, "SELECT count(*) FROM video_assets WHERE state = 'pending'") == 2
             )
@@ -469,15 +471,15 @@ async def test_a_stale_button_after_a_second_failure(
     async with deployed(db_url, telegram, tmp_path) as app:
         await introduce(app, 1)
         asset_id = await fail_for_good(db_url, "a", (1,))
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             from vidretry.queue.retry import Actor, retry
 
             assert (await retry(conn, asset_id, Actor.operator("op"))).retried
-        await run_worker_to_failure(db_url)  # generation 1 fails too
+        await run_worker_to_failure(db_url)  # retry round 1 fails too
         telegram.press(app.client, 1, f"retry_video:{asset_id}:0".encode(), 50)
         await telegram.wait_for(lambda: bool(telegram.sent(CallbackAnswer)))
         assert telegram.sent(CallbackAnswer)[0].message == "Кто-то уже перезапустил это видео. ⏳"
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert (
                 await scalar(conn, "SELECT (state, generation)::text FROM video_assets")
                 == "(failed,1)"
@@ -515,7 +517,7 @@ async def test_ready_video_is_sent_and_a_missing_file_is_dead(
     video.write_bytes(b"\x00" * 2048)
     async with deployed(db_url, telegram, tmp_path) as app:
         await introduce(app, 1, 2)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for name, path in (("here", str(video)), ("gone", str(tmp_path / "missing.mp4"))):
                 await enqueue(conn, name, user_id=1 if name == "here" else 2)
                 (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
@@ -538,7 +540,7 @@ async def test_paid_broadcast_marks_every_message_and_video_it_sends(
     config = replace(FAST, paid_broadcast=paid, rate_per_second=1000 if paid else 30)
     async with deployed(db_url, telegram, tmp_path, config=config) as app:
         await introduce(app, 1, 2)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             await enqueue(conn, "here", user_id=1)
             (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
             await jobs.complete(conn, job, owner="w", result=str(video), now=None)

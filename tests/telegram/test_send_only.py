@@ -23,14 +23,15 @@ from tests.telegram.test_front_door import finish
 from tests.telegram.test_notifier import fail_for_good
 from vidretry.app.daemons import NotifierProcess
 from vidretry.config import Config, NotifierConfig, TelegramConfig, parse_config
+from vidretry.db import connection
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.errors import ConfigError
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
-from vidretry.telegram.adapter import NoUpdateFetching, TelegramBot, build_client
-from vidretry.telegram.delivery import Pacer
+from vidretry.telegram.bot.client import NoUpdateFetching, build_client
+from vidretry.telegram.bot.telegram_bot import TelegramBot
+from vidretry.telegram.pacing import Pacer
 
 SEND_ONLY = NotifierConfig(send_only=True, progress_edit_seconds=1)  # else the defaults
 SendMessage = functions.messages.SendMessageRequest
@@ -88,7 +89,7 @@ async def test_it_delivers_and_edits_but_takes_none_of_the_bot_s_updates(
         assert await eventually(lambda: bool(bots) and telegram.authorized, within=10)
         first = await fail_for_good(db_url, "Маша", (1, 2))
         second = await fail_for_good(db_url, "Петя", (1,))
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             waiting = await enqueue(conn, "Лиза", user_id=3)
             # The host bot accepted Лиза with its own message, 4242, and asks vidretry to
             # keep it current.
@@ -127,7 +128,7 @@ async def test_it_delivers_and_edits_but_takes_none_of_the_bot_s_updates(
     assert not telegram.sent(functions.messages.SetBotCallbackAnswerRequest)
     assert not telegram.sent(functions.bots.SetBotCommandsRequest)
     assert not sends_to(telegram, 2)[1:]  # user 2 got their failure message, no answer
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         assert await scalar(conn, "SELECT state FROM video_assets WHERE id = %s", first) == (
             "failed"
         )  # the press was not ours to answer
@@ -145,7 +146,7 @@ async def test_a_running_job_s_progress_reaches_the_host_s_message(
     db_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     telegram.add_user(5)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         asset = await enqueue(conn, "Маша", user_id=5)
         assert await scalar(conn, "SELECT vidretry_track_message(%s, 5, 77)", asset.asset_id)
         assert not await scalar(conn, "SELECT vidretry_track_message(%s, 6, 78)", asset.asset_id)
@@ -172,7 +173,7 @@ async def test_one_upload_per_video_in_send_only_mode_too(
     video.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: two upload parts
     for user in (1, 2, 3):
         telegram.add_user(user)
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for user in (1, 2, 3):
             await enqueue(conn, "Маша", user_id=user)
     await finish(db_url, video)

@@ -16,13 +16,13 @@ from tests.telegram.double import FakeTelegram
 from tests.telegram.test_front_door import finish, query, say
 from tests.telegram.test_notifier import introduce
 from vidretry.clock import DatabaseClock
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.store import db
-from vidretry.store.pool import open_pool
-from vidretry.telegram.delivery import VideoFile
+from vidretry.telegram.transport import VideoFile
 from vidretry.telegram.videos import VideoFiles
 
 SendMedia = functions.messages.SendMediaRequest
@@ -52,7 +52,7 @@ async def test_one_upload_for_three_waiting_users_and_a_later_request(
     telegram.expire_after_upload = True  # the reference goes stale on the way
     async with deployed(db_url, telegram, tmp_path) as app:
         await introduce(app, 1, 2, 3)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for user in (1, 2, 3):
                 await enqueue(conn, "Маша", user_id=user)
         async with running(app):
@@ -93,7 +93,7 @@ async def test_an_upload_again_when_the_origin_is_gone(
 ) -> None:
     async with deployed(db_url, telegram, tmp_path) as app:
         await introduce(app, 1, 2)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             await enqueue(conn, "Маша", user_id=1)
         async with running(app):
             await finish(db_url, video)
@@ -101,7 +101,7 @@ async def test_an_upload_again_when_the_origin_is_gone(
             # Hours later: the reference expired, and the first user deleted the chat.
             telegram.expire_file_references()
             telegram.messages.clear()
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 await enqueue(conn, "Маша", user_id=2)
             await telegram.wait_for(lambda: len(telegram.sent(SendMedia)) == 3, timeout=10)
         assert media_to(telegram) == [(1, "upload"), (2, "reference"), (2, "upload")]
@@ -148,7 +148,7 @@ async def test_a_video_outside_the_store_is_a_dead_notification_and_never_upload
     results = Results(FileStore(store), scratch=store)
     async with deployed(db_url, telegram, tmp_path, results=results) as app:
         await introduce(app, 1, 2)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for user, name, result in ((1, "Маша", secret.as_uri()),
                                        (2, "Петя", (store / "innocent.mp4").as_uri())):  # fmt: skip
                 await enqueue(conn, name, user_id=user)
@@ -182,7 +182,7 @@ async def test_delete_after_delivery_deletes_only_what_vidretry_kept(
         db_url, telegram, tmp_path, results=results, delete_after_delivery=True
     ) as app:
         await introduce(app, 1, 2)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for user, name, result in ((1, "Маша", str(theirs)), (2, "Петя", ours.as_uri())):
                 await enqueue(conn, name, user_id=user)
                 (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)

@@ -13,15 +13,16 @@ from typing import Any
 
 from telethon import functions
 
-from tests.support import scalar
+from tests.support import eventually, scalar
 from tests.telegram.conftest import ADMIN, FAST, Deployment, deployed, running
 from tests.telegram.double import FakeTelegram
 from tests.telegram.test_front_door import finish, query, say, texts_to
 from tests.telegram.test_notifier import button_data, introduce
-from vidretry.config import MessagesConfig, NotifierConfig
+from vidretry.config import NotifierConfig
+from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
+from vidretry.texts import MessagesConfig
 
 SendMessage = functions.messages.SendMessageRequest
 SendMedia = functions.messages.SendMediaRequest
@@ -32,14 +33,23 @@ M = MessagesConfig()
 
 async def acceptance(db_url: str, telegram: FakeTelegram, user_id: int) -> tuple[int, bytes]:
     """The message id (as the bot recorded it) and the cancel button's data of the last
-    acceptance sent to ``user_id``."""
+    acceptance sent to ``user_id``. The bot records the id once Telegram has answered the
+    send, a moment after the message arrived: waited for."""
     sent = [r for r in telegram.sent() if r.peer.user_id == user_id and r.reply_markup]
-    found = await query(
-        db_url,
-        "SELECT accept_message_id FROM user_requests WHERE user_id = %s ORDER BY id DESC LIMIT 1",
-        user_id,
-    )
-    return found[0]["accept_message_id"], button_data(sent[-1])
+    recorded: list[int] = []
+
+    async def remembered() -> bool:
+        found = await query(
+            db_url,
+            "SELECT accept_message_id FROM user_requests WHERE user_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            user_id,
+        )
+        recorded[:] = [found[0]["accept_message_id"]] if found else []
+        return bool(recorded) and recorded[0] is not None
+
+    assert await eventually(remembered, within=10), f"no acceptance recorded for {user_id}"
+    return recorded[0], button_data(sent[-1])
 
 
 async def press(app: Deployment, user_id: int, data: bytes, msg_id: int) -> str:
@@ -104,7 +114,7 @@ async def test_a_lone_pending_request_cancelled_from_the_list_is_never_made(
             {"name": "Маша", "state": "cancelled"},
             {"name": "Петя", "state": "pending"},
         ]
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             claimed = await jobs.claim(conn, owner="w", limit=5, lease_seconds=30, now=None)
         assert [job.name for job in claimed] == ["Петя"]
         # /my says so; asking again re-opens it as a new generation.
@@ -114,13 +124,13 @@ async def test_a_lone_pending_request_cancelled_from_the_list_is_never_made(
         assert await query(db_url, "SELECT state, generation FROM video_assets WHERE id = 1") == [
             {"state": "pending", "generation": 1}
         ]
-        # The old button names generation 0: stale, answered, changes nothing.
+        # The old button names retry round 0: stale, answered, changes nothing.
         assert await press(app, 1, masha, 1) == M.cancel_too_late
         assert await scalar_state(db_url, 1) == "pending"
 
 
 async def scalar_state(db_url: str, asset_id: int) -> str:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         return str(await scalar(conn, "SELECT state FROM video_assets WHERE id = %s", asset_id))
 
 
@@ -169,7 +179,7 @@ PROGRESSING = dataclasses.replace(
 
 
 async def report(db_url: str, job: Any, fraction: float) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await jobs.record_progress(conn, job, fraction, now=None)
 
 
@@ -195,7 +205,7 @@ async def test_the_acceptance_shows_the_progress_edited_at_most_every_five_secon
         async with running(app, edits=True):
             await say(app, 1, "/video Маша")
             msg_id, data = await acceptance(db_url, telegram, 1)
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=60, now=None)
             started = time.monotonic()
             fraction = 0.0
@@ -212,7 +222,7 @@ async def test_the_acceptance_shows_the_progress_edited_at_most_every_five_secon
                 assert edit.message.startswith("⏳ Создаём видео для Маша — ")
                 assert button_data(edit) == data
             assert "▰" in edits[-1][1].message
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 finished_at = time.monotonic()
                 await jobs.complete(conn, job, owner="w", result=str(video), now=None)
             await telegram.wait_for(lambda: len(telegram.sent(SendMedia)) == 1)
@@ -240,7 +250,7 @@ async def test_progress_edits_give_way_to_a_burst_of_failure_messages(
         async with running(app, edits=True):
             for user in waiting:
                 await say(app, user, "/video Маша")
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 for user in failing:
                     await enqueue(conn, "Дима", user_id=user)
                 claimed = await jobs.claim(conn, owner="w", limit=2, lease_seconds=60, now=None)
@@ -258,7 +268,7 @@ async def test_progress_edits_give_way_to_a_burst_of_failure_messages(
                     await asyncio.sleep(0.2)
 
             reporter = asyncio.create_task(keep_reporting())
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 await jobs.fail(conn, dima, owner="w", error="boom", now=None)
             await telegram.wait_for(
                 lambda: sum(1 for r in telegram.sent() if r.peer.user_id >= 100) == len(failing),
@@ -286,17 +296,17 @@ async def test_a_pending_acceptance_shows_its_place_in_line_as_it_moves_up(
     config = dataclasses.replace(PROGRESSING, progress_edit_seconds=1)
     async with deployed(db_url, telegram, tmp_path, config=config) as app:
         await introduce(app, 1)
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             for name, user in (("x", 2), ("y", 3)):
                 await enqueue(conn, name, user_id=user)
         async with running(app, edits=True):
             (accepted,) = await say(app, 1, "/video Маша")
             assert accepted.endswith("Место в очереди: 3.")
-            async with await db.connect(db_url) as conn:
+            async with await connection.connect(db_url) as conn:
                 await jobs.claim(conn, owner="w", limit=2, lease_seconds=60, now=None)
             await telegram.wait_for(lambda: len(edits_to(telegram, 1)) >= 1, timeout=10)
         (_, edit), *_ = edits_to(telegram, 1)
         assert edit.message.endswith("Место в очереди: 1.")
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             shown = await scalar(conn, "SELECT shown FROM user_requests WHERE user_id = 1")
             assert shown == edit.message.replace("Маша", "<b>Маша</b>")

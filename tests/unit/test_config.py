@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vidretry.config import (
-    ENGLISH,
-    PLACEHOLDERS,
-    Config,
-    ConfigError,
-    MessagesConfig,
-    load_config,
-    message_keys,
-    parse_config,
-)
+from vidretry.config import Config, ConfigError, load_config, parse_config
+from vidretry.texts import ENGLISH, PLACEHOLDERS, MessagesConfig, message_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 

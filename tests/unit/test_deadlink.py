@@ -3,7 +3,7 @@ daemon connection, unless the URL says otherwise."""
 
 from __future__ import annotations
 
-from vidretry.store.deadlink import answer_seconds_for, dead_link_params
+from vidretry.db.deadlink import answer_seconds_for, dead_link_params
 
 
 def test_every_daemon_connection_probes_its_link_within_the_answer_time() -> None:

@@ -26,7 +26,7 @@ def job(tmp_path: Path, **params: object) -> JobContext:
         params=dict(params),
         attempt=1,
         max_attempts=3,
-        generation=0,
+        retry_round=0,
         output_dir=tmp_path,
         lease_token=uuid4(),
     )
@@ -48,6 +48,25 @@ def test_command_template_is_filled_without_a_shell(tmp_path: Path) -> None:
         "alto",
         str(tmp_path / "7-g0.mp4"),
     ]
+
+
+def test_the_retry_round_keeps_its_old_name_for_one_release(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Handlers written for 0.19.0 read ``job.generation`` and command templates say
+    ``{generation}``: both still give the retry round in 0.20.0 (deprecated)."""
+    ran = JobContext(
+        asset_id=7, name="a", params={}, attempt=1, max_attempts=3, retry_round=2,
+        output_dir=tmp_path, lease_token=uuid4(),
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning, match="use JobContext.retry_round"):
+        assert ran.generation == 2
+    CommandHandler(("render", "{retry_round}"), timeout_seconds=5)
+    assert "deprecated" not in caplog.text
+    handler = CommandHandler(("render", "{retry_round}", "{generation}"), timeout_seconds=5)
+    assert "command says {generation}, deprecated: say {retry_round}" in caplog.text
+    assert handler.argv(ran) == ["render", "2", "2"]
+    assert ran.output == tmp_path / "7-g2.mp4"  # the file's name is unchanged
 
 
 async def test_command_success_records_the_output(tmp_path: Path) -> None:

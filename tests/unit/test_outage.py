@@ -4,7 +4,7 @@ import itertools
 import random
 
 from vidretry.config import NotifierConfig
-from vidretry.telegram.notifier import OUTAGE_AFTER_CHATS, Outage, recovery_bound_seconds
+from vidretry.telegram.outage import OUTAGE_AFTER_CHATS, Outage, recovery_bound_seconds
 
 PROBE_MAX_SECONDS = NotifierConfig().outage_probe_max_seconds
 

@@ -117,6 +117,10 @@ def test_priorities_quotas_and_a_slow_down_hold_are_shown() -> None:
     lines = plain.dashboard(busy, [], width=80, colour=False).splitlines()
     assert "order: fair; pending by priority 9: 1 · 5: 20 · 0: 1,300" in lines
     assert "quota: 1 of 4 running, 7 of 10 starts in the last minute" in lines
+    for seconds, said in ((60, "minute"), (90, "90 seconds"), (3600, "hour"), (2.5, "2.5 seconds")):
+        quota = {"max_starts_per_minute": 10, "starts_window_seconds": seconds}
+        shown = plain.dashboard({**busy, "quota": quota}, [], width=80, colour=False)
+        assert f"quota: 7 of 10 starts in the last {said}" in shown.splitlines()
     shown = until.astimezone().strftime("%H:%M:%S")
     assert f"generator: rate limited until {shown} (429 Too Many Requests)" in lines
     assert not any(line.startswith("store:") for line in lines)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.memory_store import MemoryStore
 from vidretry.config import parse_config, resolve_paths
 from vidretry.errors import HandlerError
 from vidretry.results import files
@@ -29,7 +30,6 @@ from vidretry.results.base import (
 from vidretry.results.configured import configured
 from vidretry.results.files import FileStore, path_of
 from vidretry.results.keeping import Results
-from vidretry.results.memory import MemoryStore
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 

@@ -1,6 +1,6 @@
 import re
 
-from vidretry.store import redact, sqlfiles
+from vidretry.db import redact, sqlfiles
 
 
 def test_every_statement_is_named_and_commented_or_trivially_read_only() -> None:

@@ -2,7 +2,7 @@
 
 from telethon import types
 
-from vidretry.telegram.adapter import _parsed_html
+from vidretry.telegram.bot.messages import _parsed_html
 
 
 def test_html_becomes_text_and_entities_once() -> None:

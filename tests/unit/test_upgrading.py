@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import vidretry
+from vidretry.db import online, sqlfiles
 from vidretry.errors import SchemaError
-from vidretry.store import online, sqlfiles
 from vidretry.version import parse_release
 
 ROOT = Path(__file__).resolve().parents[2]

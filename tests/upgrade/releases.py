@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import LiteralString
 
-from vidretry.store import sqlfiles
+from vidretry.db import sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = re.compile(r"```sql\n-- file: sql/(migrations|functions)/(\w+)\.sql\n(.*?)```", re.S)

@@ -16,7 +16,7 @@ import pytest
 from tests.support import functions_in, unpinned_functions
 from tests.upgrade.conftest import Release, write_config
 from tests.upgrade.releases import examples, next_release
-from vidretry.store import db, schema
+from vidretry.db import connection, schema
 
 
 def test_the_page_has_an_example_of_each_kind_of_change() -> None:
@@ -34,7 +34,7 @@ def test_the_page_has_an_example_of_each_kind_of_change() -> None:
 
 
 async def test_the_page_s_functions_keep_the_rules_of_every_function(
-    conn: db.Connection,
+    conn: connection.Connection,
 ) -> None:
     """An example is copied: its functions keep the rules the page gives, checked as the
     shipped functions are (tests/hostile, tests/integration/test_schema.py) — each looks
@@ -53,7 +53,7 @@ def test_this_release_works_with_the_next_release_s_expand_steps(
     catalog = next_release()
 
     async def upgrade() -> None:
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             # Rows written before the rename, for its backfill (three batches' worth).
             await conn.execute(
                 "INSERT INTO video_assets (name, state, last_error, finished_at)"

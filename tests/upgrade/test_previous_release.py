@@ -21,7 +21,7 @@ from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
 from tests.upgrade.releases import ROOT, MissingRelease, examples, extract, previous_release
 from vidretry import __version__
-from vidretry.store import db, schema, sqlfiles
+from vidretry.db import connection, schema, sqlfiles
 from vidretry.version import parse_release
 
 
@@ -114,7 +114,7 @@ def test_a_contract_that_breaks_the_previous_release_is_refused_by_it_in_its_own
     catalog = sqlfiles.Catalog((*shipped.migrations, step), shipped.functions, (0, 21, 0))
 
     async def upgrade() -> None:
-        async with await db.connect(db_url) as conn:
+        async with await connection.connect(db_url) as conn:
             assert (await schema.upgrade(conn, catalog)).applied == [step.version]
 
     asyncio.run(upgrade())

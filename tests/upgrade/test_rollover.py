@@ -24,7 +24,7 @@ from tests.telegram.double import BOT_TOKEN
 from tests.upgrade.conftest import Release, generator_log, write_config
 from vidretry import __version__
 from vidretry.config import NotifierConfig
-from vidretry.store import sqlfiles
+from vidretry.db import sqlfiles
 
 USERS = (1, 2, 3, 4)
 

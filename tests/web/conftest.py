@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from vidretry.store import db
-from vidretry.store.pool import open_pool
+from vidretry.db import connection
+from vidretry.db.pool import open_pool
 from vidretry.web import tokens
 from vidretry.web.app import build_app
 
@@ -40,14 +40,14 @@ class Console:
 
 @pytest.fixture
 async def console(db_url: str) -> AsyncIterator[Console]:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         operator = await tokens.add(conn, "alice", tokens.Role.OPERATOR)
         viewer = await tokens.add(conn, "victor", tokens.Role.VIEWER)
         service = await tokens.add(conn, "hostbot", tokens.Role.SERVICE)
     async with open_pool(db_url, max_size=4, prepare=False) as pool:
         app = build_app(pool, session_key=b"k" * 32, listen_url=db_url)
         yield Console(db_url, app, operator, viewer, service)
-        await app.state.console.live.stop()
+        await app.state.live.stop()
 
 
 def csrf_of(page: str) -> str:

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.web.browser import browser, console_process, log_in, shoot
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
 from vidretry.queue import jobs
 from vidretry.queue.cancel import withdraw
 from vidretry.queue.enqueue import enqueue
 from vidretry.queue.retry import Actor, retry
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
 from vidretry.web import tokens
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -30,7 +30,7 @@ NAMES = ["Маша", "Петя", "Аня", "Коля", "Дима", "Вася", "
 
 async def seed(url: str) -> tuple[str, int]:
     rng = random.Random(5)
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
         # An hour of work: each job made (or failed) at its own minute, for the chart.
         start = datetime.now(UTC) - timedelta(minutes=58)

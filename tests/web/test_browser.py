@@ -19,15 +19,15 @@ from playwright.async_api import expect
 
 from tests.support import scalar
 from tests.web.browser import browser, console_process, free_port, log_in, shoot
+from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
 from vidretry.web import tokens
 
 
 @pytest.fixture
 async def site(db_url: str, tmp_path: Path) -> Any:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         operator = await tokens.add(conn, "olga", tokens.Role.OPERATOR)
         viewer = await tokens.add(conn, "vera", tokens.Role.VIEWER)
     with console_process(db_url, tmp_path) as base:
@@ -35,7 +35,7 @@ async def site(db_url: str, tmp_path: Path) -> Any:
 
 
 async def failed(url: str, name: str, user: int = 1) -> int:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         asset = await enqueue(conn, name, user_id=user, max_attempts=1)
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
         await jobs.fail(conn, job, owner="w", error="render farm: out of GPU memory", now=None)
@@ -43,7 +43,7 @@ async def failed(url: str, name: str, user: int = 1) -> int:
 
 
 async def value(url: str, query: str, *params: Any) -> Any:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         return await scalar(conn, query, *params)
 
 
@@ -70,7 +70,7 @@ async def test_the_overview_updates_by_itself_and_search_finds_by_user_id(
         page = await chromium.new_page()
         await log_in(page, site["base"], site["operator"])
         assert await page.inner_text('[data-count="pending"]') == "0"
-        async with await db.connect(site["url"]) as conn:
+        async with await connection.connect(site["url"]) as conn:
             await enqueue(conn, "Маша", user_id=4242)
         changed = time.monotonic()
         # With no reload: the live stream, refreshed every second.

@@ -15,9 +15,9 @@ import pytest
 
 from tests.support import rows, scalar
 from tests.web.conftest import BASE, Console, csrf_of
+from vidretry.db import connection
 from vidretry.queue import jobs
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
 from vidretry.web.live import Broadcaster
 
 PAGES = ["/", "/assets", "/assets/1", "/failed", "/outbox"]
@@ -34,7 +34,7 @@ API_POSTS = [
 
 
 async def failed(url: str, name: str, users: tuple[int, ...] = (1,)) -> int:
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         for user in users:
             asset = await enqueue(conn, name, user_id=user, max_attempts=1)
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
@@ -86,7 +86,7 @@ async def test_a_failed_login_is_slowed_and_a_good_one_makes_a_strict_session(
         assert page.status_code == 200
         assert "alice · operator" in page.text
         assert 'data-field="telegram">not connected<' in page.text
-        async with await db.connect(console.url) as conn:
+        async with await connection.connect(console.url) as conn:
             await conn.execute(
                 "UPDATE leadership SET leader = 'n1', token = gen_random_uuid(),"
                 " elected_at = now(), expires_at = now() + interval '1 minute',"
@@ -117,15 +117,15 @@ async def test_an_operator_acts_only_with_the_csrf_token_and_from_this_origin(
         for form, headers in refusals:
             response = await client.post(path, data=form, headers=headers)
             assert response.status_code == 403, (form, headers)
-        async with await db.connect(console.url) as conn:
+        async with await connection.connect(console.url) as conn:
             assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
         done = await client.post(
             path, data={"csrf": csrf}, headers={"sec-fetch-site": "same-origin"}
         )
         assert (done.status_code, done.headers["location"]) == (303, f"/assets/{asset_id}")
         shown = await client.get(f"/assets/{asset_id}")
-        assert "queued again (generation 1)" in shown.text  # the flash
-        async with await db.connect(console.url) as conn:
+        assert "queued again (retry round 1)" in shown.text  # the flash
+        async with await connection.connect(console.url) as conn:
             assert await scalar(conn, "SELECT state FROM video_assets") == "pending"
             actor = await scalar(conn, "SELECT actor FROM job_events WHERE kind = 'retried'")
             assert actor == "web:alice"
@@ -152,7 +152,7 @@ async def test_a_viewer_sees_no_action_and_its_forged_posts_are_refused(console:
         refused = await client.post(f"/api/assets/{asset_id}/retry", headers=bearer)
         assert refused.status_code == 403
         assert "viewer" in refused.json()["error"]
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         assert await scalar(conn, "SELECT state FROM video_assets") == "failed"
 
 
@@ -164,6 +164,11 @@ async def test_the_api_with_a_bearer_token(console: Console) -> None:
         assert [a["id"] for a in listed["assets"]] == [asset_id]
         one = (await client.get(f"/api/assets/{asset_id}")).json()
         assert {r["user_id"] for r in one["requests"]} == {7, 8}
+        # The retry round, under its old name "generation" too for one release (0.20.0).
+        assert (listed["assets"][0]["retry_round"], listed["assets"][0]["generation"]) == (0, 0)
+        assert (one["retry_round"], one["generation"]) == (0, 0)
+        assert {(e["retry_round"], e["generation"]) for e in one["events"]} == {(0, 0)}
+        assert {(n["retry_round"], n["generation"]) for n in one["notifications"]} == {(0, 0)}
         assert (await client.get("/api/assets/99999")).status_code == 404
         assert (await client.get("/api/assets/abc")).status_code == 404
         assert (await client.get("/api/assets?state=bogus")).status_code == 400
@@ -176,7 +181,7 @@ async def test_the_api_with_a_bearer_token(console: Console) -> None:
         assert cancelled.json()["message"] == f"asset {asset_id} cancelled; 2 waiting user(s) told"
         assert (await client.post("/api/queue/pause")).json()["paused"] == "paused"
         assert (await client.post("/api/queue/resume")).json()["resumed"] is True
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         actors = await rows(
             conn, "SELECT paused_by, resumed_by FROM queue_pauses ORDER BY id DESC LIMIT 1"
         )
@@ -189,7 +194,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
     console: Console,
 ) -> None:
     bearer = {"authorization": f"Bearer {console.service}"}
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         await conn.execute(
             "UPDATE queue_policy SET max_retries_per_user_per_day = 1, admins = '{900}'"
         )
@@ -219,7 +224,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
         assert (await client.post(f"/api/assets/{asset_id}/retry")).status_code == 403
         not_failed = await client.post(f"/api/assets/{asset_id}/retry", json={"telegram_user": 7})
         assert (not_failed.status_code, not_failed.json()["sqlstate"]) == (409, "VR012")
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
         await jobs.fail(conn, job, owner="w", error="boom", now=None)
     async with console.client(**bearer) as client:
@@ -231,7 +236,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
         assert done.json() == {"ok": True, "message": f"asset {asset_id} retried", "result": 1}
         gone = await client.post("/api/assets/99999/retry", json={"telegram_user": 7})
         assert (gone.status_code, gone.json()["sqlstate"]) == (404, "VR010")
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
         await jobs.fail(conn, job, owner="w", error="boom", now=None)
     async with console.client(**bearer) as client:
@@ -248,7 +253,7 @@ async def test_a_service_asks_for_videos_and_acts_for_users_with_the_button_s_ru
         }  # fmt: skip
         took_back = await client.post(f"/api/assets/{asset_id}/cancel", json={"telegram_user": 8})
         assert took_back.json()["result"] == "withdrawn"
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         events = await rows(
             conn, "SELECT kind, actor FROM job_events WHERE kind IN ('retried', 'withdrawn')"
         )
@@ -282,7 +287,7 @@ async def test_nobody_but_a_service_or_operator_asks(console: Console) -> None:
     async with console.client(authorization=f"Bearer {console.operator}") as client:
         made = await client.post("/api/assets", json={"name": "от оператора"})
         assert made.json()["created"] is True
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         (event,) = await rows(conn, "SELECT kind, actor FROM job_events")
         assert event == {"kind": "enqueued", "actor": "web:alice"}
 
@@ -290,13 +295,13 @@ async def test_nobody_but_a_service_or_operator_asks(console: Console) -> None:
 async def test_a_revoked_token_ends_its_sessions(console: Console) -> None:
     async with console.logged_in(console.viewer) as client:
         assert (await client.get("/")).status_code == 200
-        async with await db.connect(console.url) as conn:
+        async with await connection.connect(console.url) as conn:
             await conn.execute("DELETE FROM web_tokens WHERE name = 'victor'")
         assert (await client.get("/")).status_code == 303
 
 
 async def test_search_by_id_user_and_name_prefix_with_keyset_pages(console: Console) -> None:
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         for i in range(60):
             await enqueue(conn, f"video {i:02d}", user_id=1000 + i % 2)
         await enqueue(conn, "100% real_", user_id=5)
@@ -339,7 +344,7 @@ async def test_bulk_retry_takes_the_count_the_operator_saw(console: Console) -> 
         await client.post(
             "/api/failed/retry?next=/failed", data={"csrf": csrf, "q": "a", "expected": "2"}
         )
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         states = await rows(conn, "SELECT name, state FROM video_assets ORDER BY name")
         assert states == [
             {"name": "a1", "state": "pending"},
@@ -350,7 +355,7 @@ async def test_bulk_retry_takes_the_count_the_operator_saw(console: Console) -> 
 
 async def test_a_dead_notification_is_sent_again(console: Console) -> None:
     asset_id = await failed(console.url, "Маша")
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         await conn.execute(
             "UPDATE notifications SET state = 'dead', last_error = 'recipient refused: X'"
         )
@@ -362,7 +367,7 @@ async def test_a_dead_notification_is_sent_again(console: Console) -> None:
         assert "recipient refused: X" in dead.text
         assert (await client.post(f"/api/notifications/{note}/resend")).json()["resent"] is True
         assert (await client.post(f"/api/notifications/{note}/resend")).status_code == 409
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         assert await scalar(conn, "SELECT state FROM notifications") == "pending"
         detail = await scalar(
             conn, "SELECT actor || ' ' || detail FROM job_events WHERE kind = 'resent'"
@@ -372,7 +377,7 @@ async def test_a_dead_notification_is_sent_again(console: Console) -> None:
 
 
 async def test_priorities_and_a_slow_down_hold_are_on_the_pages(console: Console) -> None:
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         urgent = await enqueue(conn, "срочно", user_id=1, priority=7)
         await enqueue(conn, "потом", user_id=2)
         (job,) = await jobs.claim(conn, owner="w", limit=1, lease_seconds=30, now=None)
@@ -394,8 +399,8 @@ async def test_priorities_and_a_slow_down_hold_are_on_the_pages(console: Console
 
 async def test_an_outage_of_the_video_store_is_on_the_overview(console: Console) -> None:
     since = datetime(2026, 12, 4, 16, 40, 5, tzinfo=UTC)
-    async with await db.connect(console.url) as conn:
-        await db.execute(conn, "note_store_outage_and_queue_notices", {
+    async with await connection.connect(console.url) as conn:
+        await connection.execute(conn, "note_store_outage_and_queue_notices", {
             "owner": "w", "detail": "cannot store s3://videos/1.mp4: 503", "alert_after": 300,
             "admins": [], "now": since,
         })  # fmt: skip
@@ -408,9 +413,9 @@ async def test_an_outage_of_the_video_store_is_on_the_overview(console: Console)
 async def test_the_live_overview_streams_the_first_snapshot(console: Console) -> None:
     """What /api/events sends each tab (the stream itself is read by a real browser in
     tests/web/test_browser.py: httpx's in-process transport buffers a whole response)."""
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         await enqueue(conn, "Маша", user_id=1)
-    live = console.app.state.console.live  # type: ignore[attr-defined]
+    live = console.app.state.live  # type: ignore[attr-defined]
     events = live.events()
     first = await asyncio.wait_for(anext(events), 10)
     assert '"pending": 1' in first
@@ -465,7 +470,7 @@ async def test_bad_ids_are_one_line_not_a_traceback(console: Console, path: str)
 
 
 async def test_the_overview_shows_which_releases_run(console: Console) -> None:
-    async with await db.connect(console.url) as conn:
+    async with await connection.connect(console.url) as conn:
         for role, name, release, hours in (("worker", "gpu-1:1", "0.20.0", 3),
                                            ("worker", "gpu-2:2", "0.21.0", 2),
                                            ("notifier", "bot-1:3", "0.21.0", 2)):  # fmt: skip

@@ -2,6 +2,6 @@
 and ``vidretry notifier`` (pool, listener, signals, metrics, logging), ``demo`` the guided
 run, ``doctor`` the checks of a deployment.
 
-May import: ``telegram``, ``queue``, ``store`` and the shared vocabulary; never ``cli``, and
+May import: ``telegram``, ``queue``, ``db`` and the shared vocabulary; never ``cli``, and
 never typer or rich (``.importlinter`` checks it).
 """

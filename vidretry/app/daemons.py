@@ -26,32 +26,35 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock, DatabaseClock
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
+from vidretry.db.connection import Connection, execute
+from vidretry.db.deadlink import answer_seconds_for
+from vidretry.db.embedded import database_url, default_dir
+from vidretry.db.listen import LEADERSHIP_CHANNEL, Listener
+from vidretry.db.pool import open_pool
+from vidretry.db.processes import recorded
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.names import default_process_name
-from vidretry.queue import retention
+from vidretry.queue.breaker import breaker_settings
 from vidretry.queue.handlers import Handler, build_handler
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.queue.worker import Worker, breaker_settings
+from vidretry.queue.maintenance import retention
+from vidretry.queue.worker import Worker
 from vidretry.results.configured import configured
-from vidretry.store.db import Connection, execute
-from vidretry.store.deadlink import answer_seconds_for
-from vidretry.store.embedded import database_url, default_dir
-from vidretry.store.listen import LEADERSHIP_CHANNEL, Listener
-from vidretry.store.pool import open_pool
-from vidretry.store.processes import recorded
-from vidretry.store.redact import one_line
+from vidretry.telegram import outbox
 from vidretry.telegram.buttons import ButtonService
 from vidretry.telegram.conversation import USER_COMMANDS, Conversation
-from vidretry.telegram.delivery import EditsMessages, Pacer, Sender
 from vidretry.telegram.leadership import Leadership
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.notifier import Notifier
+from vidretry.telegram.pacing import Pacer
 from vidretry.telegram.plugins import Priorities, registering
 from vidretry.telegram.progress import ProgressEditor
 from vidretry.telegram.session import keep_private
+from vidretry.telegram.transport import EditsMessages, Sender
 from vidretry.version import __version__
 
 if TYPE_CHECKING:  # the console transport runs without Telethon loaded
-    from vidretry.telegram.adapter import TelegramBot
+    from vidretry.telegram.bot.telegram_bot import TelegramBot
 
 log = logging.getLogger("vidretry.daemons")
 
@@ -227,7 +230,8 @@ async def serve_notifier(
             rng=random.Random(),  # noqa: S311 (jitter only)
         )
         if console is None:
-            from vidretry.telegram.adapter import TelegramBot, build_client
+            from vidretry.telegram.bot.client import build_client
+            from vidretry.telegram.bot.telegram_bot import TelegramBot
 
             paid, send_only = config.notifier.paid_broadcast, config.notifier.send_only
             results = configured(config)
@@ -319,14 +323,32 @@ class NotifierProcess:
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("the button's rules were not written for SQL callers: %s", one_line(exc))
 
+    async def _recent_sends(self, seconds: float) -> list[tuple[int, float]] | None:
+        """What the bot sent in the last ``seconds``, as the outbox recorded it; None if the
+        outbox could not be read (the new leader then waits those seconds out)."""
+        try:
+            async with self.pool.connection() as conn:
+                return await outbox.recent_sends(conn, seconds=seconds, now=self.clock.now())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("the last sends were not read (%s): sending nothing for %.1fs",
+                        one_line(exc), seconds)  # fmt: skip
+            return None
+
     async def _lead(self, done: asyncio.Event, lost: asyncio.Event, drain: bool) -> None:
         await self._publish_bot_rules()
         notifier_config = self.config.notifier
         pacer = Pacer(notifier_config.rate_per_second, notifier_config.per_chat_interval_seconds)
-        pacer.take_over()  # from a leader that may have been sending a moment ago
+        # The leader before may have sent a moment ago: the budget is what it left.
+        recent = await self._recent_sends(pacer.memory_seconds)
+        pacer.take_over(recent)
+        if recent is not None:
+            log.info(
+                "the bot sent %d messages in the last %.2fs: the next may go in %.2fs",
+                len(recent), pacer.memory_seconds, pacer.window_wait(),
+            )  # fmt: skip
         bot = self.open_bot(pacer) if self.open_bot is not None else None
         if bot is not None:
-            bot.on_connection = self._note_connection
+            bot.connection.on_connection = self._note_connection
         sender = bot or self.console
         assert sender is not None, "a notifier needs a bot or a console to deliver to"
         notifier = Notifier(
@@ -358,7 +380,7 @@ class NotifierProcess:
             else None
         )
         try:  # what a former leader still held is this leader's to send now
-            await notifier.rescue(take_over=True)
+            await notifier.rescuer.run_once(take_over=True)
         except TRANSIENT_DB_ERRORS as exc:
             log.error("could not take over (%s): rows come back as leases expire", one_line(exc))
         if bot is None:

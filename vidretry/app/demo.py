@@ -29,23 +29,24 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.app.daemons import NotifierProcess, build_worker
 from vidretry.clock import DatabaseClock
-from vidretry.config import Config, MessagesConfig, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.config import Config, NotifierConfig, TelegramConfig, WorkerConfig
+from vidretry.db import connection, schema
+from vidretry.db.embedded import EmbeddedServer
+from vidretry.db.listen import Listener
+from vidretry.db.pool import open_pool
 from vidretry.errors import HandlerError, VidretryError
 from vidretry.models import JobContext
 from vidretry.queue import reports
-from vidretry.store import db, schema
-from vidretry.store.embedded import EmbeddedServer
-from vidretry.store.listen import Listener
-from vidretry.store.pool import open_pool
-from vidretry.telegram.buttons import ButtonService, Press
-from vidretry.telegram.conversation import Conversation, Incoming
-from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
+from vidretry.telegram.buttons import ButtonService
+from vidretry.telegram.conversation import Conversation
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.progress import remember_acceptance
+from vidretry.telegram.transport import Incoming, InlineButton, Recipient, VideoRef
+from vidretry.texts import MessagesConfig
 
 DEMO_DATABASE = "vidretry_demo"
 
-# name, behaviour, the users who ask for it. "fail_until_retried" fails in generation 0 and
+# name, behaviour, the users who ask for it. "fail_until_retried" fails in retry round 0 and
 # succeeds after a retry.
 ASSETS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("Маша", "ok", (101, 102)),
@@ -99,7 +100,7 @@ class DemoGenerator:
             job.progress(step / PROGRESS_STEPS)
             await asyncio.sleep(seconds / PROGRESS_STEPS)
         if behaviour == "always_fails" or (
-            behaviour == "fail_until_retried" and job.generation == 0
+            behaviour == "fail_until_retried" and job.retry_round == 0
         ):
             raise HandlerError("render farm: out of GPU memory")
         if behaviour == "flaky" and job.attempt == 1:
@@ -153,7 +154,7 @@ async def prepare_database(server: EmbeddedServer) -> str:
         await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
     url = server.url_for(DEMO_DATABASE)
-    async with await db.connect(url) as conn:
+    async with await connection.connect(url) as conn:
         await schema.upgrade(conn)
     return url
 
@@ -242,7 +243,7 @@ async def run_demo(
                 cancel = console.cancels.get(CANCELLER)
                 if cancel is None:
                     raise VidretryError(f"demo: user {CANCELLER} never got a cancel button")
-                reply = await buttons.press(Press(CANCELLER, None, cancel.encode()))
+                reply = await buttons.press(Incoming(CANCELLER, None, data=cancel.encode()))
                 console.lines.append(f"← {CANCELLER} pressed «✖️ Отменить»; bot: {reply.answer}")
                 snapshot.phase = "Вася cancelled: its worker stops it, no attempt counted"
                 await settle(lambda s: _all_terminal(s) and snapshot.outbox.get("waiting") == 0
@@ -253,7 +254,7 @@ async def run_demo(
                 snapshot.phase = f"User {PRESSER} presses «🔄 Попробовать еще раз» on Аня"
                 if not fast:
                     await settle(lambda s: False, 3)
-                reply = await buttons.press(Press(PRESSER, None, data.encode()))
+                reply = await buttons.press(Incoming(PRESSER, None, data=data.encode()))
                 console.lines.append(f"← {PRESSER} pressed the button; bot answers: {reply.answer}")
                 snapshot.phase = "Аня is back in the queue and generated again"
                 states = await settle(
@@ -273,7 +274,7 @@ async def run_demo(
 
 async def _ask(
     bot: Conversation,
-    pool: AsyncConnectionPool[db.Connection],
+    pool: AsyncConnectionPool[connection.Connection],
     console: RecordingConsole,
     user: int,
     text: str,

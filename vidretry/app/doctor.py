@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 
 from vidretry.config import Config, exposed_secret_warning, telegram_login_token
+from vidretry.db import connection, redact, schema, sqlfiles
+from vidretry.db.embedded import EmbeddedServer, default_dir
 from vidretry.errors import VidretryError
 from vidretry.queue import reports
 from vidretry.queue.handlers import load_function
 from vidretry.results.configured import configured
 from vidretry.results.files import FileStore
-from vidretry.store import db, redact, schema, sqlfiles
-from vidretry.store.embedded import EmbeddedServer, default_dir
 from vidretry.telegram.plugins import load_plugins
 from vidretry.telegram.session import readable_by_others, session_file
 from vidretry.web.tokens import Role, caller_for_hash, token_hash
@@ -87,7 +87,7 @@ def _config_file(config: Config) -> Check:
 
 async def _database(url: str, config: Config) -> list[Check]:
     try:
-        conn = await db.connect(url)
+        conn = await connection.connect(url)
     except VidretryError as exc:
         return [Check("database", Verdict.FAIL, str(exc)), *await _token_files(config, None)]
     reachable = Check("database", Verdict.OK, f"reachable at {redact.redact_url(url)}")
@@ -129,12 +129,12 @@ def _releases(running: dict[str, Any]) -> Check:
     return Check("releases", Verdict.OK, shown or "no worker, notifier or console running")
 
 
-async def _sql_interface(conn: db.Connection, *, embedded: bool) -> list[Check]:
+async def _sql_interface(conn: connection.Connection, *, embedded: bool) -> list[Check]:
     """The functions other programs call run as their owner: a superuser owner gives any
     role allowed to call them every right a mistake in them could reach; and a role that may
     create objects in vidretry's schema could put its own operator in their way."""
     checks = []
-    found = await db.fetch_all(conn, "interface_functions_run_as_a_superuser", {})
+    found = await connection.fetch_all(conn, "interface_functions_run_as_a_superuser", {})
     if found:
         callers = sorted({caller for row in found for caller in row["callers"]})
         owner = found[0]["owner"]
@@ -154,7 +154,7 @@ async def _sql_interface(conn: db.Connection, *, embedded: bool) -> list[Check]:
                 f"{', '.join(callers)} may call them: {how} (docs/integrate.md#rights)",
             )
         )
-    creators = await db.fetch_all(conn, "roles_that_may_create_in_vidretrys_schema", {})
+    creators = await connection.fetch_all(conn, "roles_that_may_create_in_vidretrys_schema", {})
     granted = [row["role"] for row in creators if not row["owns"]]
     if granted:
         where = creators[0]["schema"]
@@ -188,7 +188,7 @@ async def _sql_interface(conn: db.Connection, *, embedded: bool) -> list[Check]:
 _TOKEN = re.compile(rb"\bvrt_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 
 
-async def _token_files(config: Config, conn: db.Connection | None) -> list[Check]:
+async def _token_files(config: Config, conn: connection.Connection | None) -> list[Check]:
     """A console token in a file other users can read. The files looked at are where a
     deployment keeps its secrets: the config file and the files beside it (deployment.md's
     /etc/vidretry/secrets.env, a host bot's .env there). A token this database does not know

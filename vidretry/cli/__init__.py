@@ -1,7 +1,11 @@
 """The ``vidretry`` command line: the CLI layer, the only code that imports typer and rich.
 
-``commands`` holds the commands, ``running`` how one runs (config, event loop, errors as one
-line and an exit code), ``views`` the rendering; the daemons' wiring is vidretry.app.daemons.
+``commands`` is the typer app and lists every command; each lives in its group's module:
+``actions`` (enqueue, retry, cancel, pause, resume), ``daemons`` (worker, notifier, demo),
+``inspection`` (status, list, show, doctor, version), ``database`` (``db …``) and
+``web_console`` (``web …``). ``running`` is how one runs (config, event loop, errors as one
+line and an exit code), ``views`` and ``plain`` the rendering (``plain`` without rich, for a
+fast ``status``); the daemons' wiring is vidretry.app.daemons.
 
 May import every package of vidretry (it is the top layer); nothing imports it but
 ``vidretry.__main__`` (``.importlinter`` checks it).

@@ -197,6 +197,13 @@ def queue(pause: dict[str, Any], style: Style) -> list[str]:
     return lines
 
 
+def window_words(seconds: float) -> str:
+    """``[worker] starts_window_seconds`` as status says it: "minute" (the default 60),
+    "hour" (3600), else "N seconds"."""
+    named = {60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+    return named.get(float(seconds)) or f"{seconds:g} seconds"
+
+
 def generator(summary: dict[str, Any], style: Style) -> list[str]:
     """The claim order, pending jobs by priority, the quotas, a "slow down" hold and an
     outage of the video store."""
@@ -211,9 +218,10 @@ def generator(summary: dict[str, Any], style: Style) -> list[str]:
     if quota.get("max_running"):
         used.append(f"{summary['counts']['running']} of {quota['max_running']} running")
     if quota.get("max_starts_per_minute"):
+        window = window_words(quota.get("starts_window_seconds", 60.0))
         used.append(
             f"{summary['starts_last_minute']} of {quota['max_starts_per_minute']} starts "
-            "in the last minute"
+            f"in the last {window}"
         )
     if used:
         lines.append(style("quota: ", BOLD) + ", ".join(used))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from vidretry.store.db import Connection
+    from vidretry.db.connection import Connection
 
 
 @functools.cache
@@ -87,7 +87,7 @@ def run(
     import psycopg
 
     from vidretry import eventloop
-    from vidretry.store import redact
+    from vidretry.db import redact
 
     config = load(ctx)
     try:
@@ -105,10 +105,10 @@ def run(
 
 async def session(config: Config) -> Connection:
     """One connection for a short command, to a database whose schema this vidretry knows."""
-    from vidretry.store import db, schema
-    from vidretry.store.embedded import database_url
+    from vidretry.db import connection, schema
+    from vidretry.db.embedded import database_url
 
-    conn = await db.connect(database_url(config.database), prepare=config.database.prepare)
+    conn = await connection.connect(database_url(config.database), prepare=config.database.prepare)
     try:
         await schema.check_schema(conn)
     except BaseException:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # the demo (and the daemons it runs) load only for `vidretry demo`
     from vidretry.app.demo import Snapshot
-    from vidretry.queue.retention import Counts
+    from vidretry.queue.maintenance.retention import Counts
 
 
 STATE_STYLE = {
@@ -32,13 +32,13 @@ def state(name: str) -> Text:
 
 
 def demo(snapshot: Snapshot) -> RenderableType:
-    assets = Table("asset", "state", "attempts", "generation", "last error", expand=True)
+    assets = Table("asset", "state", "attempts", "retry round", "last error", expand=True)
     for row in snapshot.assets:
         assets.add_row(
             escape(row["name"]),
             state(row["state"]),
             f"{row['attempts']}/{row['max_attempts']}",
-            str(row["generation"]),
+            str(row["retry_round"]),
             escape((row["last_error"] or "")[:40]),
         )
     outbox = snapshot.outbox
@@ -56,7 +56,7 @@ def demo(snapshot: Snapshot) -> RenderableType:
 
 def assets(rows: list[dict[str, Any]]) -> Table:
     """``vidretry list``."""
-    table = folding_table("id", "name", "state", "prio", "attempts", "gen", "last error")
+    table = folding_table("id", "name", "state", "prio", "attempts", "round", "last error")
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -64,7 +64,7 @@ def assets(rows: list[dict[str, Any]]) -> Table:
             row["state"],
             str(row["priority"]),
             f"{row['attempts']}/{row['max_attempts']}",
-            str(row["generation"]),
+            str(row["retry_round"]),
             escape((row["last_error"] or "")[:60]),
         )
     return table
@@ -75,7 +75,7 @@ def asset(details: dict[str, Any]) -> RenderableType:
     lines = [
         f"asset {details['id']} [bold]{escape(details['name'])}[/]: {details['state']}, "
         f"attempt {details['attempts']}/{details['max_attempts']}, "
-        f"generation {details['generation']}",
+        f"retry round {details['retry_round']}",
         f"priority {details['priority']}, turn {details['turn']}, owner "
         + (f"telegram:{details['owner']}" if details["owner"] is not None else "itself"),
     ]
@@ -100,12 +100,12 @@ def asset(details: dict[str, Any]) -> RenderableType:
         (
             "notifications",
             details["notifications"],
-            ("user_id", "kind", "gen", "state", "attempts", "last_error"),
+            ("user_id", "kind", "round", "state", "attempts", "last_error"),
         ),
         (
             "events",
             details["events"],
-            ("at", "kind", "gen", "attempt", "actor", "detail"),
+            ("at", "kind", "round", "attempt", "actor", "detail"),
         ),
     ):
         table = folding_table(*columns, title=title)
@@ -133,7 +133,7 @@ def folding_table(*columns: str, title: str | None = None) -> Table:
 
 
 # Short headers for the fields they show.
-_FIELD = {"gen": "generation", "at": "created_at"}
+_FIELD = {"round": "retry_round", "at": "created_at"}
 
 
 def _cell(value: Any) -> str:

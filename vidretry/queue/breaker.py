@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vidretry.config import WorkerConfig
+from vidretry.db.connection import Connection, fetch_one
 from vidretry.models import ClaimedJob, NotificationKind
-from vidretry.store.db import Connection, fetch_one
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class Breaker:
     probe_seconds: float = 30.0
     probe_max_seconds: float = 120.0
     admins: tuple[int, ...] = ()
+
+
+def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breaker:
+    """The circuit breaker as ``[worker]`` configures it; ``admins`` hear of its pauses."""
+    return Breaker(
+        enabled=config.breaker,
+        min_assets=config.breaker_min_assets,
+        window_seconds=config.breaker_window_seconds,
+        probe_seconds=config.breaker_probe_seconds,
+        probe_max_seconds=max(config.breaker_probe_seconds, config.breaker_probe_max_seconds),
+        admins=tuple(admins),
+    )
 
 
 class Verdict(enum.StrEnum):

@@ -21,9 +21,9 @@ from datetime import datetime
 
 from psycopg.rows import DictRow
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
 from vidretry.queue.retry import MAX_ID, Actor
-from vidretry.store.db import Connection, fetch_all, fetch_one
 
 
 class CancelOutcome(enum.StrEnum):
@@ -52,15 +52,15 @@ async def withdraw(
     asset_id: int,
     user_id: int,
     *,
-    generation: int | None = None,
+    retry_round: int | None = None,
     now: datetime | None = None,
 ) -> CancelResult:
     """``user_id`` takes back their request for ``asset_id``: ``WITHDRAWN``, or
     ``CANCELLED`` when nobody waits for the asset any more (the job is cancelled too).
-    ``generation`` (a button's) must still be the asset's, else nothing changes."""
+    ``retry_round`` (a button's) must still be the asset's, else nothing changes."""
     if not 1 <= asset_id <= MAX_ID:
         return CancelResult(CancelOutcome.NOT_FOUND, asset_id)
-    params = {"id": asset_id, "user_id": user_id, "generation": generation, "now": now}
+    params = {"id": asset_id, "user_id": user_id, "retry_round": retry_round, "now": now}
     row = await fetch_one(conn, "withdraw_request", params)
     assert row is not None  # the function always returns its row
     return CancelResult(
@@ -97,7 +97,7 @@ async def cancel(
 
 
 async def open_requests(conn: Connection, user_id: int, limit: int) -> list[DictRow]:
-    """A user's requests that can still be cancelled, newest first: id, name, generation."""
+    """A user's requests that can still be cancelled, newest first: id, name, retry_round."""
     return await fetch_all(conn, "open_requests_of_user", {"user_id": user_id, "limit": limit})
 
 

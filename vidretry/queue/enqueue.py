@@ -9,10 +9,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from vidretry.db.connection import Connection, fetch_one
 from vidretry.errors import ConfigError
 from vidretry.models import JobState
 from vidretry.queue.retry import Actor
-from vidretry.store.db import Connection, fetch_one
 
 # What the unique index on names can always hold (sql/migrations/0004_names_fit_their_index.sql).
 MAX_NAME_BYTES = 2000
@@ -95,7 +95,7 @@ async def enqueue(
     an asset that is already available the request is satisfied at once with a 'ready'
     notification; for a failed one the asset is retried with this user as the actor, within
     the user's daily retry quota (``out_of_retries``, the admins told, when it is used up);
-    a cancelled one is re-opened as a new generation. ``chat_id`` defaults to the user's
+    a cancelled one is re-opened in a new retry round. ``chat_id`` defaults to the user's
     private chat, whose id is the user id. ``max_attempts`` None: the workers'
     ``[worker] max_attempts``, as they wrote it at start.
 

@@ -26,10 +26,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from vidretry.config import WorkerConfig
+from vidretry.db.redact import without_queries
 from vidretry.errors import ConfigError, HandlerError, PermanentError, RateLimited
 from vidretry.models import ClaimedJob, JobContext
 from vidretry.queue.progress import parse_progress_line
-from vidretry.store.redact import without_queries
 
 STDERR_TAIL = 2000
 
@@ -53,7 +53,7 @@ def context_for(
         params=job.params,
         attempt=job.attempts,
         max_attempts=job.max_attempts,
-        generation=job.generation,
+        retry_round=job.retry_round,
         output_dir=output_dir,
         lease_token=job.lease_token,
         report_progress=report_progress,
@@ -62,8 +62,9 @@ def context_for(
 
 class CommandHandler:
     """Runs ``command`` with ``{asset_id}``, ``{name}``, ``{output}``, ``{attempt}``,
-    ``{generation}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
-    so a name or param can never become part of a command line's syntax.
+    ``{retry_round}``, ``{lease_token}`` and the job's params filled in. No shell is involved,
+    so a name or param can never become part of a command line's syntax. ``{generation}``,
+    the retry round's old name, is filled in too until the next release (deprecated).
 
     The video is ``{output}``, unless a line ``result <url>`` on its standard output says it
     is at a URL (a provider's, copied into the store at once) or ``result <absolute path>``
@@ -86,6 +87,9 @@ class CommandHandler:
         if not command:
             raise ConfigError('[worker] command is empty but [worker] handler is "command"')
         self.command = command
+        if any("{generation" in part for part in command):
+            log.warning("[worker] command says {generation}, deprecated: say {retry_round}, the "
+                        "same number (the old name goes in the next release)")  # fmt: skip
         self.timeout_seconds = timeout_seconds
         self.permanent_exit_codes = permanent_exit_codes
         self.rate_limited_exit_codes = rate_limited_exit_codes
@@ -97,7 +101,8 @@ class CommandHandler:
             "name": job.name,
             "output": job.output,
             "attempt": job.attempt,
-            "generation": job.generation,
+            "retry_round": job.retry_round,
+            "generation": job.retry_round,  # its old name, deprecated: see the docstring
             "lease_token": job.lease_token,
         }
         try:

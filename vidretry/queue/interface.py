@@ -53,15 +53,15 @@ async def enqueue(
 
 
 async def retry(conn: psycopg.AsyncConnection[Any], asset_id: int, *, user_id: int) -> int:
-    """The retry button pressed by ``user_id``: the asset's new generation. Refused
+    """The retry button pressed by ``user_id``: the asset's new retry round. Refused
     (``RefusedError``) unless it failed and the user asked for it (or is an admin) and has
     retries left today."""
     row = await _call(
         conn,
-        "SELECT vidretry_retry(%(asset_id)s, %(user_id)s) AS generation",
+        "SELECT vidretry_retry(%(asset_id)s, %(user_id)s) AS retry_round",
         {"asset_id": asset_id, "user_id": user_id},
     )
-    return int(row["generation"])
+    return int(row["retry_round"])
 
 
 # What a press of the retry button can meet, answered rather than raised
@@ -76,15 +76,16 @@ async def press_retry(
     conn: psycopg.AsyncConnection[Any], asset_id: int, *, user_id: int
 ) -> tuple[PressOutcome, int | None]:
     """The retry button pressed by ``user_id``, by ``retry``'s rules, answered rather than
-    raised: the outcome and the asset's generation (the new one when 'retried'). When the
+    raised: the outcome and the asset's retry round (the new one when 'retried'). When the
     user's retries for today are used up, each admin is told (an outbox row the caller's
     commit keeps, which ``retry``'s error would roll back); bad ids raise ``ConfigError``."""
     row = await _call(
         conn,
-        "SELECT outcome, generation FROM vidretry_press_retry(%(asset_id)s, %(user_id)s)",
+        "SELECT outcome, generation AS retry_round"
+        " FROM vidretry_press_retry(%(asset_id)s, %(user_id)s)",
         {"asset_id": asset_id, "user_id": user_id},
     )
-    return cast(PressOutcome, row["outcome"]), row["generation"]
+    return cast(PressOutcome, row["outcome"]), row["retry_round"]
 
 
 async def cancel(

@@ -1,4 +1,4 @@
-"""The job store: one function per transition, each a guarded statement from sql/queries/jobs.sql.
+"""A job's transitions: one function each, each a guarded statement from sql/queries/jobs.sql.
 
 Functions take the caller's connection, so a transition can join the caller's transaction
 (``async with conn.transaction()`` nests as a savepoint). Every change to a running job is
@@ -15,12 +15,12 @@ from datetime import datetime
 
 import psycopg
 
+from vidretry.db.connection import Connection, execute, fetch_all, fetch_one, fetch_records
+from vidretry.db.sqlfiles import queries
 from vidretry.models import ClaimedJob, NotificationKind
 from vidretry.queue.breaker import Breaker, LeaseLost, Verdict, judge_failure
 from vidretry.queue.quota import NO_QUOTA, Quota
 from vidretry.results.base import Stored
-from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
-from vidretry.store.sqlfiles import queries
 
 # Expired leases are rescued at most this many per statement (after a mass crash, several).
 RESCUE_BATCH = 500
@@ -126,22 +126,6 @@ async def set_policy(
     params = {"fair": fair, "max_attempts": max_attempts, "owner": owner, "now": now}
     row = await fetch_one(conn, "set_queue_policy", params)
     return row is not None and row["was_fair"] != fair
-
-
-async def extend_leases(
-    conn: Connection, held: Sequence[ClaimedJob], *, lease_seconds: float, now: datetime | None
-) -> set[int]:
-    """Heartbeat: extend the leases of ``held``; returns the ids whose lease still held (the
-    others were lost)."""
-    if not held:
-        return set()
-    params = {
-        "ids": [job.id for job in held],
-        "tokens": [job.lease_token for job in held],
-        "lease_seconds": lease_seconds,
-        "now": now,
-    }
-    return {row["id"] for row in await fetch_all(conn, "extend_leases", params)}
 
 
 async def complete(

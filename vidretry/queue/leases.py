@@ -4,6 +4,9 @@ Every half ``heartbeat_seconds`` one statement extends the lease of each item no
 for that long, so no lease goes longer than ``heartbeat_seconds`` without a beat. An item
 whose lease turns out to be lost has its task cancelled. Items that finish within half a
 beat cost no query at all, and a process holding nothing runs no heartbeat.
+
+The same heartbeat serves both tables: only its statement is each table's own (``JOBS``,
+``NOTIFICATIONS``), fenced by the state a leased row is in and by its lease token.
 """
 
 from __future__ import annotations
@@ -12,22 +15,58 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
 
+from psycopg_pool import AsyncConnectionPool
+
+from vidretry.clock import Clock
+from vidretry.db.connection import Connection, fetch_all
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.eventloop import within
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leases")
+
+
+# The heartbeat statement of each leased table: sql/queries/jobs.sql, sql/queries/outbox.sql.
+JOBS = "extend_leases"
+NOTIFICATIONS = "extend_notification_leases"
 
 
 class Leased(Protocol):
     @property
     def id(self) -> int: ...
 
+    @property
+    def lease_token(self) -> UUID: ...
+
 
 Item = TypeVar("Item", bound=Leased)
+
+
+async def extend(
+    conn: Connection,
+    statement: str,
+    held: Sequence[Leased],
+    *,
+    lease_seconds: float,
+    now: datetime | None,
+) -> set[int]:
+    """One beat: ``statement`` (``JOBS`` or ``NOTIFICATIONS``) extends the leases of
+    ``held`` in one statement; returns the ids whose lease still held (the others were lost:
+    rescued, and perhaps taken over)."""
+    if not held:
+        return set()
+    params = {
+        "ids": [item.id for item in held],
+        "tokens": [item.lease_token for item in held],
+        "lease_seconds": lease_seconds,
+        "now": now,
+    }
+    return {row["id"] for row in await fetch_all(conn, statement, params)}
 
 
 class Held(Generic[Item]):
@@ -50,8 +89,8 @@ class Held(Generic[Item]):
 class LeaseKeeper(Generic[Item]):
     """Keeps the leases of the items being worked on alive.
 
-    ``extend`` runs the fenced heartbeat statement and returns the ids still held. A lease
-    not confirmed for ``lease_seconds`` (counted from before the statement that last
+    Each beat runs ``statement`` (``extend``) on a connection of ``pool``. A lease not
+    confirmed for ``lease_seconds`` (counted from before the statement that last
     extended it was sent) counts as lost too, on time: whether the database is down or the
     statement hangs on a dead link, someone else may take the item over from then on, so
     the work on it stops then, not when the statement gives up.
@@ -59,13 +98,17 @@ class LeaseKeeper(Generic[Item]):
 
     def __init__(
         self,
-        extend: Callable[[Sequence[Item]], Awaitable[set[int]]],
+        pool: AsyncConnectionPool[Connection],
+        statement: str,
         *,
         heartbeat_seconds: float,
         lease_seconds: float,
+        clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.extend = extend
+        self.pool = pool
+        self.statement = statement
+        self.clock = clock
         self.heartbeat_seconds = heartbeat_seconds
         self.lease_seconds = lease_seconds
         # Let go a margin before the lease ends (a tenth, at most 1 s), as a leader steps
@@ -126,7 +169,14 @@ class LeaseKeeper(Generic[Item]):
         """``extend`` for ``due``, or ``TimeoutError`` the moment the first of their leases
         runs out (the statement is left to end in the background)."""
         left = min(h.beat_at for h in due) + self.give_up_after - started
-        return await within(left, self.extend([h.item for h in due]))
+        return await within(left, self._extend([h.item for h in due]))
+
+    async def _extend(self, items: Sequence[Item]) -> set[int]:
+        async with self.pool.connection() as conn:
+            return await extend(
+                conn, self.statement, items, lease_seconds=self.lease_seconds,
+                now=self.clock.now(),
+            )  # fmt: skip
 
     def _lose(self, lost: list[Held[Item]]) -> None:
         for held in lost:

@@ -15,10 +15,10 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import AsyncConnectionPool
 
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import ConfigError
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.metrics")
 

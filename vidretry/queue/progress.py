@@ -15,8 +15,8 @@ import math
 import threading
 from collections.abc import Awaitable, Callable
 
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.redact import one_line
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger("vidretry.progress")
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vidretry.db import schema
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import JobState
 from vidretry.queue import breaker
-from vidretry.store import schema
-from vidretry.store.db import Connection, fetch_all, fetch_one
 from vidretry.version import Release, parse_release
 
 # A mix of releases is a rollout under way (docs/upgrading.md: workers one machine at a time,
@@ -20,6 +21,10 @@ MIXED_RELEASES_WARN_SECONDS = 3600
 # The processes of releases before 0.20.0, which record nothing: seen by their leases and
 # the notifiers' leadership alone.
 UNRECORDED = "0.19.0 or older"
+# The JSON output (`list` and `show --json`, the console's API) names the retry round
+# "retry_round"; beside it, for one release (0.20.0), its old name "generation" with the same
+# value, which goes in the next release (docs/operations.md).
+OLD_NAMES = {"retry_round": "generation"}
 
 
 async def status(conn: Connection, now: datetime | None) -> dict[str, Any]:
@@ -125,10 +130,18 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
+def with_old_names(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the JSON output gives it: each renamed field under its old name too."""
+    found = dict(row)
+    for new, old in OLD_NAMES.items():
+        if new in found:
+            found[old] = found[new]
+    return found
+
+
 async def list_assets(conn: Connection, state: JobState | None, limit: int) -> list[dict[str, Any]]:
-    return [
-        dict(row) for row in await fetch_all(conn, "list_assets", {"state": state, "limit": limit})
-    ]
+    found = await fetch_all(conn, "list_assets", {"state": state, "limit": limit})
+    return [with_old_names(row) for row in found]
 
 
 async def show_asset(conn: Connection, asset_id: int) -> dict[str, Any] | None:
@@ -137,11 +150,12 @@ async def show_asset(conn: Connection, asset_id: int) -> dict[str, Any] | None:
     if asset is None:
         return None
     params = {"id": asset_id}
+    notifications = await fetch_all(conn, "asset_notifications", params)
     return {
-        **asset,
+        **with_old_names(asset),
         "requests": [dict(r) for r in await fetch_all(conn, "asset_requests", params)],
-        "notifications": [dict(r) for r in await fetch_all(conn, "asset_notifications", params)],
-        "events": [dict(r) for r in await fetch_all(conn, "asset_events", params)],
+        "notifications": [with_old_names(r) for r in notifications],
+        "events": [with_old_names(r) for r in await fetch_all(conn, "asset_events", params)],
     }
 
 

@@ -17,8 +17,8 @@ from datetime import datetime
 
 from psycopg.rows import DictRow
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.models import MAX_ASSET_ID, JobState
-from vidretry.store.db import Connection, fetch_all, fetch_one
 
 MAX_ID = MAX_ASSET_ID
 
@@ -64,7 +64,7 @@ class RetryResult:
     outcome: RetryOutcome
     asset_id: int
     state: JobState | None = None
-    generation: int | None = None
+    retry_round: int | None = None
     reopened_users: tuple[int, ...] = ()
     superseded_notifications: int = 0  # failure messages not sent, now no longer true
 
@@ -78,16 +78,16 @@ async def retry(
     asset_id: int,
     actor: Actor,
     *,
-    generation: int | None = None,
+    retry_round: int | None = None,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> RetryResult:
     """Put a failed asset back in the queue, exactly once.
 
-    On success the asset is pending with attempts 0 and run time now, its failure generation
+    On success the asset is pending with attempts 0 and run time now, its retry round
     is bumped, the users who were told about the failure wait again, the failure messages
     not sent yet are superseded (never sent), the event records
-    ``actor`` and ``reason``, and the workers are woken at commit. ``generation``, when given
+    ``actor`` and ``reason``, and the workers are woken at commit. ``retry_round``, when given
     (the one printed on a button), must still be current, or the outcome is ``STALE``.
     """
     if not 1 <= asset_id <= MAX_ID:
@@ -95,7 +95,7 @@ async def retry(
     user_id = actor.telegram_user_id if actor.needs_request else None
     params = {
         "id": asset_id,
-        "generation": generation,
+        "retry_round": retry_round,
         "user_id": user_id,
         "actor": actor.label,
         "reason": reason,
@@ -110,7 +110,7 @@ async def press(
     asset_id: int,
     user_id: int,
     *,
-    generation: int | None = None,
+    retry_round: int | None = None,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> RetryResult:
@@ -121,7 +121,7 @@ async def press(
     if not 1 <= asset_id <= MAX_ID:
         return RetryResult(RetryOutcome.NOT_FOUND, asset_id)
     params = {
-        "id": asset_id, "user_id": user_id, "generation": generation, "reason": reason,
+        "id": asset_id, "user_id": user_id, "retry_round": retry_round, "reason": reason,
         "now": now,
     }  # fmt: skip
     return _result(await fetch_one(conn, "press_retry", params), asset_id)
@@ -133,7 +133,7 @@ def _result(row: DictRow | None, asset_id: int) -> RetryResult:
         RetryOutcome(row["outcome"]),
         asset_id,
         JobState(row["state"]) if row["state"] is not None else None,
-        row["generation"],
+        row["retry_round"],
         tuple(row["reopened_users"]),
         row["superseded"],
     )
@@ -142,7 +142,7 @@ def _result(row: DictRow | None, asset_id: int) -> RetryResult:
 _REFUSALS = {
     RetryOutcome.NOT_FOUND: "asset {id} not found",
     RetryOutcome.NOT_FAILED: "asset {id} is not failed ({state}): nothing to retry",
-    RetryOutcome.STALE: "asset {id} was already retried (generation {generation})",
+    RetryOutcome.STALE: "asset {id} was already retried (retry round {retry_round})",
     RetryOutcome.FORBIDDEN: "not allowed to retry asset {id}",
     RetryOutcome.OUT_OF_RETRIES: "no retries left today for asset {id}",
 }
@@ -151,11 +151,11 @@ _REFUSALS = {
 def describe_retry(result: RetryResult) -> str:
     if result.retried:
         return (
-            f"asset {result.asset_id} queued again (generation {result.generation}); "
+            f"asset {result.asset_id} queued again (retry round {result.retry_round}); "
             f"{len(result.reopened_users)} user(s) waiting"
         )
     return _REFUSALS[result.outcome].format(
-        id=result.asset_id, state=result.state, generation=result.generation
+        id=result.asset_id, state=result.state, retry_round=result.retry_round
     )
 
 

@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime
 
 import psycopg
@@ -23,24 +22,28 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from vidretry import backoff
 from vidretry.clock import Clock
 from vidretry.config import WorkerConfig
+from vidretry.db.connection import Connection
+from vidretry.db.listen import JOBS_CHANNEL, Listener
+from vidretry.db.redact import one_line, without_queries
+from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import HandlerError, PermanentError, RateLimited, RefusedError, VidretryError
 from vidretry.models import ClaimedJob
 from vidretry.names import default_process_name
-from vidretry.queue import breaker, jobs, metrics
-from vidretry.queue.breaker import Breaker
+from vidretry.queue import jobs, leases, metrics
+from vidretry.queue.breaker import Breaker, breaker_settings
+from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.handlers import Handler, context_for, describe_os_error
 from vidretry.queue.leases import LeaseKeeper
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.queue.maintenance.breaker_probe import BreakerProbe
+from vidretry.queue.maintenance.rescue_jobs import JobRescuer
+from vidretry.queue.maintenance.retention import BackgroundPruning
+from vidretry.queue.maintenance.store_outage import StoreOutageWatch
 from vidretry.queue.progress import ProgressWriter
 from vidretry.queue.quota import Quota
-from vidretry.queue.retention import BackgroundPruning
-from vidretry.results.base import Stored, StoreUnavailable, object_key
+from vidretry.results.base import Stored, object_key
 from vidretry.results.files import FileStore
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, execute
-from vidretry.store.listen import JOBS_CHANNEL, Listener, ReconnectDelay
-from vidretry.store.redact import one_line, without_queries
 
 log = logging.getLogger("vidretry.worker")
 
@@ -77,7 +80,7 @@ class Worker:
         breaker: Breaker | None = None,
         fair: bool = True,
         results: Results | None = None,
-        store_alert_seconds: float = 300.0,
+        store_alert_seconds: float = 300.0,  # [storage] alert_after_seconds
         # A store that cannot take a finished video is tried again after 1 s, 2 s, 4 s ...
         # at most this far apart: the video goes in within about this long of its recovery.
         store_retry_max_seconds: float = 10.0,
@@ -91,8 +94,6 @@ class Worker:
         self.handler = handler
         # Where finished videos are kept ([storage]; without one, where they were written).
         self.results = results or Results(FileStore(config.output_dir), scratch=config.output_dir)
-        self.store_alert_seconds = store_alert_seconds  # [storage] alert_after_seconds
-        self.store_retry_max_seconds = store_retry_max_seconds  # [storage] retry_max_seconds
         self.fair = fair  # [queue] fair, written for every enqueue to follow
         self.quota = Quota(
             config.max_running, config.max_starts_per_minute, config.starts_window_seconds
@@ -106,11 +107,13 @@ class Worker:
         )
         self.outcomes: Counter[Outcome] = Counter()  # what this worker's jobs came to
         self.leases: LeaseKeeper[ClaimedJob] = LeaseKeeper(
-            self._extend_leases,
+            pool,
+            leases.JOBS,
             heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
+            clock=clock,
         )
-        # What vidretry.queue.loop.ClaimLoop reads.
+        # What vidretry.queue.claim_loop.ClaimLoop reads.
         self.label = f"worker {self.name}"
         self.capacity = config.concurrency
         # Expired leases are looked for every quarter lease: a crash is rescued within about
@@ -119,17 +122,28 @@ class Worker:
             config.poll_interval_seconds, min(config.lease_seconds / 4, 15.0)
         )
         self.shutdown_grace_seconds = config.shutdown_grace_seconds
-        self.next_probe_check = 0.0  # time.monotonic() of the next look for a due probe
-        self.probe_due = False  # whether that look is for a probe the breaker has due then
+        # The periodic jobs of a worker (vidretry.queue.maintenance), and the watch over the
+        # video store's outages.
+        self.rescuer = JobRescuer(
+            pool, owner=self.name, lease_seconds=config.lease_seconds, clock=clock
+        )
+        self.probe = BreakerProbe(
+            pool, self.breaker, owner=self.name, lease_seconds=config.lease_seconds,
+            poll_interval_seconds=config.poll_interval_seconds,
+            look_every_seconds=self.maintenance_interval_seconds, quota=self.quota,
+            clock=clock, rng=rng,
+        )  # fmt: skip
+        self.store_outage = StoreOutageWatch(
+            pool, owner=self.name, admins=self.breaker.admins,
+            alert_after_seconds=store_alert_seconds, retry_max_seconds=store_retry_max_seconds,
+            clock=clock, rng=rng,
+        )  # fmt: skip
 
     @property
     def poll_interval_seconds(self) -> float:
         """How long the loop waits with nothing to do (read after each round's claim): a
         poll, or less when the breaker's next probe is due sooner."""
-        poll = self.config.poll_interval_seconds
-        if not self.probe_due:
-            return poll
-        return min(poll, max(self.next_probe_check - time.monotonic(), 0.0)) or poll
+        return self.probe.wait(self.config.poll_interval_seconds)
 
     async def _prepare(self) -> None:
         """At the start (the loop's first upkeep, so a database that is down is waited
@@ -148,27 +162,6 @@ class Worker:
                 )  # fmt: skip
             await jobs.prepare_quota(conn, self.quota)
         self.prepared = True
-
-    async def rescue(self) -> int:
-        """Requeue jobs whose lease expired; fail those that had no attempts left."""
-        async with self.pool.connection() as conn:
-            rescued = await jobs.rescue_expired(
-                conn, owner=self.name, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-            )
-            for job in rescued.exhausted:
-                await jobs.fail(conn, job, owner=self.name, error=None, now=self.clock.now())
-        metrics.JOBS_RESCUED.inc(len(rescued.requeued) + len(rescued.exhausted))
-        for job_id in rescued.requeued:
-            log.warning("job %s: lease expired, requeued (the lost attempt counts)", job_id)
-        for job in rescued.exhausted:
-            log.warning("job %s: lease expired on its last attempt, failed", job.id)
-        return len(rescued.requeued) + len(rescued.exhausted)
-
-    async def _extend_leases(self, running: Sequence[ClaimedJob]) -> set[int]:
-        async with self.pool.connection() as conn:
-            return await jobs.extend_leases(
-                conn, running, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-            )
 
     async def _record_successes(self, finished: list[tuple[ClaimedJob, Stored]]) -> set[int]:
         """Write a batch of successes (through a database outage of up to a lease); return
@@ -203,7 +196,7 @@ class Worker:
         if outcome is Outcome.SUCCEEDED:
             metrics.JOBS_SUCCEEDED.inc()
             if job.probe:
-                await self._resume_after(job)
+                await self.probe.succeeded(job)
         elif outcome is Outcome.REFUNDED:
             metrics.ATTEMPTS_REFUNDED.inc()
         elif outcome is Outcome.RATE_LIMITED:
@@ -251,48 +244,12 @@ class Worker:
         return Outcome.SUCCEEDED
 
     async def _keep(self, job: ClaimedJob, result: str) -> Stored:
-        """Keep the generator's video in the store, trying again while the store cannot be
-        reached (an outage of infrastructure: the attempt is not charged, the breaker sees
-        nothing, the admins are told after ``store_alert_seconds``). A shutdown meanwhile
-        cancels this, and the job is handed back as any running job is."""
-        key = object_key(job.id, job.generation, job.lease_token.hex[:8], result)
-        delay: ReconnectDelay | None = None  # made when the store first fails
-        failed_since: float | None = None
-        while True:
-            try:
-                stored = await self.results.keep(
-                    result, key, url_timeout=self.config.timeout_seconds
-                )
-            except StoreUnavailable as exc:
-                delay = delay or ReconnectDelay(self.rng)
-                wait = min(delay.next(), self.store_retry_max_seconds)
-                log.warning(
-                    "job %s: video made, but the store cannot take it (%s); it is kept here, "
-                    "trying again in %.1fs", job.id, without_queries(one_line(exc)), wait,
-                )  # fmt: skip
-                await self._note_store_outage(without_queries(str(exc)))
-                failed_since = failed_since or time.monotonic()
-                await asyncio.sleep(wait)
-                continue
-            if failed_since is not None:
-                log.warning(
-                    "job %s: the store took the video (it could not for %.0fs)",
-                    job.id, time.monotonic() - failed_since,
-                )  # fmt: skip
-            return stored
-
-    async def _note_store_outage(self, detail: str) -> None:
-        """The store is down: noted for everybody, the admins told once it lasts; the next
-        success of any worker ends it (complete_jobs)."""
-        params = {
-            "owner": self.name, "detail": detail[:500], "alert_after": self.store_alert_seconds,
-            "admins": list(self.breaker.admins), "now": self.clock.now(),
-        }  # fmt: skip
-        try:
-            async with self.pool.connection() as conn:
-                await execute(conn, "note_store_outage_and_queue_notices", params)
-        except TRANSIENT_DB_ERRORS as exc:
-            log.warning("the store's outage was not recorded: %s", one_line(exc))
+        """Keep the generator's video in the store, through the store's outage (an outage of
+        infrastructure: the attempt is not charged, the breaker sees nothing)."""
+        key = object_key(job.id, job.retry_round, job.lease_token.hex[:8], result)
+        return await self.store_outage.through(
+            job.id, lambda: self.results.keep(result, key, url_timeout=self.config.timeout_seconds)
+        )
 
     async def _let_go(self, stored: Stored) -> None:
         """A video kept for an attempt whose lease was lost: nobody will send it (another
@@ -365,7 +322,7 @@ class Worker:
             log.info("%s failed for good: %s", attempt, error)
             return Outcome.FAILED
         if failure in (jobs.Failure.PAUSED, jobs.Failure.REFUNDED):
-            self.next_probe_check = 0.0  # learn when the (next) probe is due
+            self.probe.look_again()  # learn when the (next) probe is due
         if failure is jobs.Failure.PAUSED:
             log.warning(
                 "%s failed: attempts on %d assets in a row failed, the generator looks down; "
@@ -413,34 +370,12 @@ class Worker:
         )  # fmt: skip
         return Outcome.RATE_LIMITED
 
-    async def _resume_after(self, probe: ClaimedJob) -> None:
-        """A probe succeeded: the generator works again; end the breaker's pause."""
-        try:
-            resumed = await through_outage(
-                self.pool,
-                lambda conn: breaker.resume(
-                    conn, actor=self.name, admins=self.breaker.admins, probe=probe.id,
-                    now=self.clock.now(),
-                ),
-                within=self.config.lease_seconds,
-                rng=self.rng,
-            )  # fmt: skip
-        except TRANSIENT_DB_ERRORS as exc:  # the next probe will try again
-            log.error("job %s: probe succeeded, but the queue was not resumed: %s", probe.id,
-                      _describe(exc))  # fmt: skip
-            return
-        if resumed is not None:
-            log.warning(
-                "job %s: probe succeeded; queue resumed after %.0fs paused",
-                probe.id, resumed.paused_seconds,
-            )  # fmt: skip
-
-    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.claim_loop.ClaimLoop drives these ----------------------------
 
     async def maintain(self) -> None:
         if not self.prepared:
             await self._prepare()
-        await self.rescue()
+        await self.rescuer.run_once()
         if self.pruning is not None:
             self.pruning.poke()
 
@@ -450,28 +385,10 @@ class Worker:
             if claimed or limit <= 0 or not self.breaker.enabled:
                 return claimed
             # Nothing to claim: perhaps the breaker holds the queue paused and a probe is due.
-            # Looked at when the breaker's next probe is due (the loop wakes for it), at most
-            # one maintenance interval apart (a pause opened by another worker is seen within
-            # one), so an idle worker's queries stay at about one claim per poll.
-            looked = time.monotonic()
-            if looked < self.next_probe_check:
-                return []
-            due_in = await breaker.next_probe_in(conn, now=self.clock.now())
-            self.probe_due = due_in is not None
-            if due_in is None or due_in > 0:
-                wait = self.maintenance_interval_seconds
-                self.next_probe_check = looked + (wait if due_in is None else min(due_in, wait))
-                return []
-            # Due: unless another worker's probe runs, or nothing waits to be tried.
-            self.next_probe_check = looked + self.config.poll_interval_seconds
-            probe = await jobs.claim_probe(
-                conn, owner=self.name, lease_seconds=self.config.lease_seconds,
-                now=self.clock.now(), quota=self.quota,
-            )  # fmt: skip
+            probe = await self.probe.claim(conn)
         if probe is None:
             return []
         metrics.JOBS_CLAIMED.inc()
-        log.info("job %s: probing whether the generator works again (queue paused)", probe.id)
         return [probe]
 
     async def process(self, item: ClaimedJob) -> Outcome:
@@ -506,18 +423,6 @@ class Worker:
             await self.leases.stop()
             if self.pruning is not None:
                 await self.pruning.stop()
-
-
-def breaker_settings(config: WorkerConfig, admins: Sequence[int] = ()) -> Breaker:
-    """The circuit breaker as ``[worker]`` configures it; ``admins`` hear of its pauses."""
-    return Breaker(
-        enabled=config.breaker,
-        min_assets=config.breaker_min_assets,
-        window_seconds=config.breaker_window_seconds,
-        probe_seconds=config.breaker_probe_seconds,
-        probe_max_seconds=max(config.breaker_probe_seconds, config.breaker_probe_max_seconds),
-        admins=tuple(admins),
-    )
 
 
 def _not_recorded(job: ClaimedJob, outcome: Outcome, exc: BaseException) -> Outcome:

@@ -169,8 +169,8 @@ async def file_chunks(source: BinaryIO) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def object_key(asset_id: int, generation: int, attempt_token: str, source: str) -> str:
-    """The name a video is kept under: its asset, generation and attempt (two attempts never
+def object_key(asset_id: int, retry_round: int, attempt_token: str, source: str) -> str:
+    """The name a video is kept under: its asset, retry round and attempt (two attempts never
     share one), with the source's extension when it has a plain one (else ``.mp4``)."""
     # The last part of the path, as pathlib names it (without building a Path for each job).
     name = source.split("?", 1)[0].rstrip("/").rpartition("/")[2]
@@ -178,4 +178,4 @@ def object_key(asset_id: int, generation: int, attempt_token: str, source: str) 
     suffix = name[dot:].lower() if 0 < dot < len(name) - 1 else ""
     if not (2 <= len(suffix) <= 6 and suffix[1:].isalnum()):
         suffix = ".mp4"
-    return f"{asset_id}-g{generation}-{attempt_token}{suffix}"
+    return f"{asset_id}-g{retry_round}-{attempt_token}{suffix}"

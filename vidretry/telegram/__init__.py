@@ -1,11 +1,20 @@
 """Telegram: delivering the outbox and answering users, through the bot's one session.
 
-Owns the notifier and its pacing (``notifier``, ``delivery``), the outbox rows it delivers
-(``outbox``), leadership among notifiers (``leadership``), the retry button (``buttons``),
-the bot's conversation (``conversation``), per-user limits (``limits``), the console
-transport that prints instead of sending (``console``), and the Telethon adapter
-(``adapter``) — the only module of vidretry that imports Telethon.
+How a video is sent: the notifier claims a due row (``notifier``, over the ``outbox`` rows),
+``notifications`` says what its kind sends, ``videos`` makes it one upload per video (then
+Telegram's reference), and the bot (``bot``, the Telethon adapter: ``bot.upload``) streams
+it from the video store (vidretry.results).
 
-May import: ``vidretry.queue``, ``vidretry.store`` and the shared vocabulary; never ``app``
-or ``cli`` (``.importlinter`` checks it).
+Owns the notifier (``notifier``), what each notification sends (``notifications``), the
+outbox rows it delivers (``outbox``), what it needs from a transport (``transport``),
+Telegram's limits (``pacing``), its outage tracking (``outage``), leadership among notifiers
+(``leadership``), one upload per video (``videos``), the buttons' data (``callback_data``),
+the retry and cancel buttons (``buttons``), the bot's conversation (``conversation``),
+per-user limits (``limits``), the acceptance message kept current (``progress``), the
+operator's plugins (``plugins``), the session file kept private (``session``), the console
+transport that prints instead of sending (``console``), and the Telethon adapter (``bot``)
+— the only package of vidretry that imports Telethon.
+
+May import: ``vidretry.queue``, ``vidretry.results``, ``vidretry.db`` and the shared
+vocabulary; never ``app`` or ``cli`` (``.importlinter`` checks it).
 """

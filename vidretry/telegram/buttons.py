@@ -1,9 +1,9 @@
 """What happens when a user presses the retry or the cancel button: the answer, and what to
 do next.
 
-Transport-free: the Telegram adapter turns a CallbackQuery into a ``Press``, calls
-``ButtonService.press`` and carries out the ``PressReply`` (answer the query first, then
-remove the button, then send the confirmation or the video).
+Transport-free: the Telegram adapter turns a CallbackQuery into an ``Incoming`` (its
+``data``), calls ``ButtonService.press`` and carries out the ``PressReply`` (answer the query
+first, then remove the button, then send the confirmation or the video).
 """
 
 from __future__ import annotations
@@ -15,26 +15,19 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
 from vidretry.queue.cancel import CancelOutcome, withdraw
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import RetryOutcome
 from vidretry.queue.retry import press as press_retry
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import ButtonPress, VideoRef, parse_callback_data, render
+from vidretry.telegram.callback_data import ButtonPress, parse_callback_data
+from vidretry.telegram.transport import Incoming, VideoRef
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.buttons")
-
-
-@dataclass(frozen=True)
-class Press:
-    user_id: int
-    access_hash: int | None
-    data: bytes
-    lang_code: str | None = None  # the presser's language, as Telegram gives it
 
 
 @dataclass(frozen=True)
@@ -43,7 +36,7 @@ class PressReply:
     remove_button: bool = False  # delete the message (or drop its keyboard if too old)
     message: str | None = None  # an HTML message to send after answering
     video: VideoRef | None = None  # a video to send again, with ``message`` as its caption
-    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
+    video_of: tuple[int, int] | None = None  # (asset, retry round): sent by reference if known
 
 
 class ButtonService:
@@ -58,7 +51,7 @@ class ButtonService:
         self.messages = messages
         self.clock = clock
 
-    async def press(self, press: Press) -> PressReply:
+    async def press(self, press: Incoming) -> PressReply:
         """Retry (or cancel) the asset the button names, as the presser; never raises for
         bad input."""
         try:
@@ -68,7 +61,7 @@ class ButtonService:
             log.error("button press by %s not handled: %s", press.user_id, one_line(exc))
             return PressReply(self.messages.in_language(press.lang_code).try_later)
 
-    async def _press(self, conn: Connection, press: Press, now: datetime | None) -> PressReply:
+    async def _press(self, conn: Connection, press: Incoming, now: datetime | None) -> PressReply:
         lang_code = await outbox.remember_user(
             conn, press.user_id, press.access_hash, now, lang_code=press.lang_code
         )
@@ -87,7 +80,7 @@ class ButtonService:
             conn,
             button.asset_id,
             press.user_id,
-            generation=button.generation,
+            retry_round=button.retry_round,
             reason="retry button",
             now=now,
         )
@@ -109,7 +102,7 @@ class ButtonService:
                 remove_button=True,
                 message=render(m.ready_caption, name),
                 video=VideoRef.of(asset),
-                video_of=(button.asset_id, asset["generation"]),
+                video_of=(button.asset_id, asset["retry_round"]),
             )
         if result.outcome is RetryOutcome.STALE:
             return PressReply(m.stale, remove_button=True)
@@ -126,7 +119,7 @@ class ButtonService:
         """The cancel button: the presser withdraws their own request (an admin's press is
         no different: their own). A stale button is answered and changes nothing."""
         result = await withdraw(
-            conn, button.asset_id, user_id, generation=button.generation, now=now
+            conn, button.asset_id, user_id, retry_round=button.retry_round, now=now
         )
         if result.outcome is CancelOutcome.FORBIDDEN:
             return PressReply(m.not_allowed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from vidretry.telegram.delivery import InlineButton, Recipient, VideoRef
+from vidretry.telegram.transport import InlineButton, Recipient, VideoRef
 
 
 class ConsoleSender:

@@ -21,21 +21,23 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig, TelegramConfig
+from vidretry.config import TelegramConfig
+from vidretry.db.connection import Connection, fetch_all, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import ConfigError
 from vidretry.models import JobState, RequestState, parse_asset_id
 from vidretry.queue import reports
 from vidretry.queue.cancel import cancel, describe_cancel, open_requests
 from vidretry.queue.enqueue import enqueue, normalise_name
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.queue.retry import Actor, describe_retry, retry
-from vidretry.store.db import Connection, fetch_all, fetch_one
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import InlineButton, VideoRef, callback_data, cancel_data, render
+from vidretry.telegram.callback_data import cancel_data, retry_data
 from vidretry.telegram.limits import RequestRate
 from vidretry.telegram.plugins import Priorities, PriorityRequest
 from vidretry.telegram.progress import in_line
+from vidretry.telegram.transport import Incoming, InlineButton, VideoRef
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.conversation")
 
@@ -47,16 +49,6 @@ SHORT_ERROR = 200
 
 
 @dataclass(frozen=True)
-class Incoming:
-    """A private message to the bot."""
-
-    user_id: int
-    access_hash: int | None
-    text: str
-    lang_code: str | None = None  # the writer's language, as Telegram gives it
-
-
-@dataclass(frozen=True)
 class Outgoing:
     """One message of an answer: HTML text with buttons (one per row), or a video with the
     text as its caption."""
@@ -64,7 +56,7 @@ class Outgoing:
     text: str
     buttons: tuple[InlineButton, ...] = ()
     video: VideoRef | None = None
-    video_of: tuple[int, int] | None = None  # (asset, generation): sent by reference if known
+    video_of: tuple[int, int] | None = None  # (asset, retry round): sent by reference if known
     # The acceptance of a request for this asset: once sent, its message id is recorded, and
     # the notifier edits it into the request's place in line and progress.
     accepts: int | None = None
@@ -197,17 +189,17 @@ class Conversation:
                 Outgoing(
                     render(m.ready_caption, name),
                     video=VideoRef.of(video),
-                    video_of=(done.asset_id, video["generation"]),
+                    video_of=(done.asset_id, video["retry_round"]),
                 )
             ]
         accepted = render(m.retried_message if done.retried else m.requested, name)
         place = await in_line(conn, m, done.asset_id)
         asset = await fetch_one(conn, "asset_for_button", {"id": done.asset_id})
-        generation = asset["generation"] if asset else 0
+        retry_round = asset["retry_round"] if asset else 0
         return [
             Outgoing(
                 f"{accepted}\n{place}" if place else accepted,
-                (InlineButton(m.cancel_button, cancel_data(done.asset_id, generation)),),
+                (InlineButton(m.cancel_button, cancel_data(done.asset_id, retry_round)),),
                 accepts=done.asset_id,
             )
         ]
@@ -241,7 +233,7 @@ class Conversation:
             if row["state"] == JobState.FAILED:
                 buttons.append(
                     InlineButton(
-                        f"{m.retry_button}: {name}", callback_data(row["id"], row["generation"])
+                        f"{m.retry_button}: {name}", retry_data(row["id"], row["retry_round"])
                     )
                 )
         return [Outgoing("\n".join(lines), tuple(buttons))]
@@ -259,7 +251,7 @@ class Conversation:
         buttons = tuple(
             InlineButton(
                 f"{m.cancel_button}: {_short(row['name'], SHORT_NAME)}",
-                cancel_data(row["id"], row["generation"]),
+                cancel_data(row["id"], row["retry_round"]),
             )
             for row in rows
         )
@@ -313,7 +305,7 @@ class Conversation:
             error = html.escape(_short(row["last_error"] or "", SHORT_ERROR), quote=False)
             lines.append(f"#{row['id']} <b>{name}</b>: {error}")
             buttons.append(
-                InlineButton(f"🔄 #{row['id']}", callback_data(row["id"], row["generation"]))
+                InlineButton(f"🔄 #{row['id']}", retry_data(row["id"], row["retry_round"]))
             )
         return [Outgoing("\n".join(lines), tuple(buttons))]
 

@@ -25,12 +25,12 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import RefusedError
 from vidretry.eventloop import within
 from vidretry.queue import metrics
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.leadership")
 

@@ -19,58 +19,47 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry import backoff
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig, NotifierConfig
+from vidretry.config import NotifierConfig
+from vidretry.db.connection import Connection, fetch_one
+from vidretry.db.listen import OUTBOX_CHANNEL, Listener
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS, through_outage
 from vidretry.errors import FatalError, VidretryError
 from vidretry.models import NotificationKind, NotificationState
 from vidretry.names import default_process_name
-from vidretry.queue import metrics
+from vidretry.queue import leases, metrics
+from vidretry.queue.claim_loop import ClaimLoop
 from vidretry.queue.groupcommit import GroupCommit
 from vidretry.queue.leases import LeaseKeeper
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS, ClaimLoop, through_outage
+from vidretry.queue.maintenance.rescue_notifications import OutboxRescuer
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, fetch_one
-from vidretry.store.listen import OUTBOX_CHANNEL, Listener
-from vidretry.store.redact import one_line
 from vidretry.telegram import outbox
-from vidretry.telegram.delivery import (
+from vidretry.telegram.notifications import deliver_to
+from vidretry.telegram.outage import Outage
+from vidretry.telegram.outbox import Notification
+from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import (
     GuardsDepartures,
-    InlineButton,
     MessageRefused,
-    Pacer,
-    Recipient,
     RecipientRefused,
     Sender,
     SendLater,
     SharesVideos,
     StoreDown,
     TelegramDown,
-    VideoRef,
     Withdrawn,
-    callback_data,
     depart,
     departing,
-    render,
 )
-from vidretry.telegram.outbox import Notification
 from vidretry.telegram.videos import VideoFiles
+from vidretry.texts import MessagesConfig
 
 log = logging.getLogger("vidretry.notifier")
-
-# While Telegram fails everybody, one message probes it: after 1 s, 2 s, 4 s, ... at most
-# [notifier] outage_probe_max_seconds apart (jittered), so what waited goes out within about
-# that long of Telegram's recovery. A lost connection is such an outage at once; server
-# errors, timeouts and other transient failures are when they hit OUTAGE_AFTER_CHATS
-# different chats in a row with no answer between them (one alone may be a passing hiccup).
-PROBE_BASE_SECONDS = 1.0
-OUTAGE_AFTER_CHATS = 3
-# An admin alert quotes the last error up to this long (a message holds 4,096 characters).
-ALERT_ERROR_CHARS = 1000
 
 
 class Delivery(enum.StrEnum):
@@ -86,97 +75,6 @@ class PassResult:
     rescued: int
     claimed: int
     outcomes: Counter[Delivery]
-
-
-def recovery_bound_seconds(config: NotifierConfig) -> float:
-    """How soon after Telegram recovers from an outage of any length what waited is out.
-
-    The next probe (or reconnect try) is at most ``outage_probe_max_seconds`` away, jittered
-    by up to a quarter; allow twice that (a probe under way when Telegram recovered may
-    still fail), then a poll interval for the rows to be claimed. With the defaults: 27 s.
-    """
-    return 2 * 1.25 * config.outage_probe_max_seconds + config.poll_interval_seconds
-
-
-class Outage:
-    """Whether Telegram is failing everybody, and when to probe it with one message.
-
-    Ridden out, not counted: while it lasts no row is claimed but the probe, and the rows
-    that were in flight go back to the outbox without being charged. Times are monotonic.
-    """
-
-    def __init__(
-        self, rng: random.Random, monotonic: Callable[[], float], *, probe_max_seconds: float
-    ) -> None:
-        self.rng = rng
-        self.monotonic = monotonic
-        self.probe_max_seconds = probe_max_seconds
-        self.since: float | None = None
-        self.probes = 0
-        self.next_probe_at = 0.0
-        self.probe_id: int | None = None  # the notification out as the probe
-        self._failing_chats: set[int] = set()
-
-    @property
-    def down(self) -> bool:
-        return self.since is not None
-
-    def claim_limit(self, limit: int) -> int:
-        """How many rows to claim now: all of ``limit`` normally; while down, one when a
-        probe is due and none is out, else none."""
-        if self.since is None:
-            return limit
-        if self.probe_id is not None or self.monotonic() < self.next_probe_at:
-            return 0
-        return 1
-
-    def probing(self, note_id: int) -> None:
-        if self.since is not None:
-            self.probe_id = note_id
-
-    def failed(
-        self, note_id: int, chat_id: int, reason: str, *, connection_lost: bool = False
-    ) -> None:
-        """A send failed without an answer from Telegram (or with a transient error)."""
-        now = self.monotonic()
-        if self.since is not None:
-            if note_id != self.probe_id:
-                return  # one more of the sends that were in flight when it began
-            log.info("probe failed after %.0fs of outage (%s)", now - self.since, reason)
-        else:
-            self._failing_chats.add(chat_id)
-            if not connection_lost and len(self._failing_chats) < OUTAGE_AFTER_CHATS:
-                return
-            self.since = now
-            metrics.TELEGRAM_OUTAGE.set(1)
-            log.warning("Telegram is failing (%s): sends paused, probing with one message", reason)
-        self.probe_id = None
-        delay = backoff.exponential(
-            self.probes + 1, min(PROBE_BASE_SECONDS, self.probe_max_seconds), self.probe_max_seconds
-        )
-        self.probes += 1
-        self.next_probe_at = now + backoff.jittered(delay, self.rng)
-
-    def settled(self, note_id: int) -> None:
-        """A delivery ended. If it was the probe and reached no verdict (its chat was busy,
-        it was cancelled), the next probe may go as soon as it is due."""
-        if note_id == self.probe_id:
-            self.probe_id = None
-
-    def answered(self) -> None:
-        """Telegram answered a send (accepted, refused, or asked to wait): it is up."""
-        self._failing_chats.clear()
-        if self.since is not None:
-            log.warning(
-                "Telegram answers again after %.0fs: sending what waited",
-                self.monotonic() - self.since,
-            )
-        self.since, self.probe_id, self.probes = None, None, 0
-        metrics.TELEGRAM_OUTAGE.set(0)
-
-    def probe_now(self) -> None:
-        """The connection is back: do not wait out the probe interval."""
-        self.next_probe_at = 0.0
 
 
 class Notifier:
@@ -220,7 +118,16 @@ class Notifier:
         self.rng = rng
         self.monotonic = monotonic
         self.name = name or default_process_name()
-        # What vidretry.queue.loop.ClaimLoop reads.
+        # Rows of a notifier that died come back, every maintenance interval (and all of the
+        # others' when this one is elected: vidretry.app.daemons).
+        self.rescuer = OutboxRescuer(
+            pool,
+            name=self.name,
+            give_up_after_seconds=config.give_up_after_seconds,
+            admins=self.admins,
+            clock=clock,
+        )
+        # What vidretry.queue.claim_loop.ClaimLoop reads.
         self.label = f"notifier {self.name}"
         # In flight: a batch, or a fifth of a second's sends when the rate is higher (a paid
         # broadcast at 1,000/s kept 50 busy and reached 930/s; 200 reach the limit), and no
@@ -255,14 +162,17 @@ class Notifier:
             self._record_sent, key=lambda sent: sent[0].id
         )
         # And so is the mark a row gets just before its send begins: a notifier that dies
-        # while a row is marked is charged a crash on it (outbox.MAX_CRASHES set it aside).
+        # while a row is marked is charged a crash on it (MAX_CRASHES of them set it aside:
+        # vidretry.queue.maintenance.rescue_notifications).
         self.started: GroupCommit[Notification] = GroupCommit(
             self._record_started, key=lambda note: note.id
         )
         self.leases: LeaseKeeper[Notification] = LeaseKeeper(
-            self._extend_leases,
+            pool,
+            leases.NOTIFICATIONS,
             heartbeat_seconds=config.heartbeat_seconds,
             lease_seconds=config.lease_seconds,
+            clock=clock,
             monotonic=monotonic,
         )
 
@@ -270,40 +180,13 @@ class Notifier:
 
     async def run_once(self) -> PassResult:
         """Rescue expired leases, claim one batch and deliver all of it."""
-        rescued = await self.rescue()
+        rescued = await self.rescuer.run_once()
         claimed = await self.claim(self.config.batch_size)
         try:
             outcomes = await asyncio.gather(*(self.deliver(note) for note in claimed))
         finally:
             await self.leases.stop()
         return PassResult(rescued, len(claimed), Counter(outcomes))
-
-    async def rescue(self, *, take_over: bool = False) -> int:
-        """Rows whose lease expired come back to the outbox; with ``take_over`` (this
-        notifier was just elected) so do the rows of every other notifier."""
-        async with self.pool.connection() as conn:
-            rescued = await outbox.rescue_expired(
-                conn,
-                give_up_after_seconds=self.config.give_up_after_seconds,
-                admins=self.admins,
-                leader=self.name if take_over else None,
-                now=self.clock.now(),
-            )
-        if rescued.count:
-            log.warning("%d notification(s) of a lost notifier back in the outbox", rescued.count)
-        for note_id in rescued.set_aside:
-            log.error(
-                "notification %s was being sent each of the last %d times a notifier died: "
-                "set aside (dead), admins told",
-                note_id, outbox.MAX_CRASHES,
-            )  # fmt: skip
-        return rescued.count
-
-    async def _extend_leases(self, sending: Sequence[Notification]) -> set[int]:
-        async with self.pool.connection() as conn:
-            return await outbox.extend_leases(
-                conn, sending, lease_seconds=self.config.lease_seconds, now=self.clock.now()
-            )
 
     # -- one notification ---------------------------------------------------------------
 
@@ -329,7 +212,7 @@ class Notifier:
             return await self._deliver_now(note)
         # One upload per video: wait, before taking a send slot, while another delivery
         # uploads it; then send by its reference, or upload in its place.
-        async with self.videos.in_turn((note.asset_id, note.generation)):
+        async with self.videos.in_turn((note.asset_id, note.retry_round)):
             return await self._deliver_now(note)
 
     async def _deliver_now(self, note: Notification) -> Delivery:
@@ -405,7 +288,7 @@ class Notifier:
         if not results.kept_by_vidretry(uri):  # a bare path of before schema 19: maybe yours
             return
         params = {
-            "id": note.asset_id, "generation": note.generation, "result": uri,
+            "id": note.asset_id, "retry_round": note.retry_round, "result": uri,
             "now": self.clock.now(),
         }  # fmt: skip
         try:
@@ -414,10 +297,10 @@ class Notifier:
             if row is not None:
                 await results.delete([row["result"]])
                 log.info("video %s/%s delivered to all: %s deleted", note.asset_id,
-                         note.generation, row["result"])  # fmt: skip
+                         note.retry_round, row["result"])  # fmt: skip
         except (*TRANSIENT_DB_ERRORS, VidretryError) as exc:
             log.warning("video %s/%s: not deleted after delivery: %s", note.asset_id,
-                        note.generation, one_line(exc))  # fmt: skip
+                        note.retry_round, one_line(exc))  # fmt: skip
 
     async def _record_started(self, notes: list[Notification]) -> set[int]:
         """Mark a batch as being sent, through a database outage of up to a lease."""
@@ -555,10 +438,10 @@ class Notifier:
             self.sender, self.messages, note, videos=self.videos, seed_buttons=self.seed_buttons
         )
 
-    # -- the loop: vidretry.queue.loop.ClaimLoop drives these ------------------------------------
+    # -- the loop: vidretry.queue.claim_loop.ClaimLoop drives these ----------------------------
 
     async def maintain(self) -> None:
-        await self.rescue()
+        await self.rescuer.run_once()
 
     async def claim(self, limit: int) -> list[Notification]:
         """Due rows, up to ``limit``; while Telegram is down, only the probe when it is due."""
@@ -610,87 +493,6 @@ class Notifier:
             await loop.run(stop, drain=drain, hurry=hurry)
         finally:
             await self.leases.stop()
-
-
-async def deliver_to(
-    sender: Sender,
-    messages: MessagesConfig,
-    note: Notification,
-    *,
-    videos: VideoFiles | None = None,
-    seed_buttons: bool = False,
-) -> int | None:
-    """Send one notification as its kind says; Telegram's message id. The transport's
-    exceptions (``delivery.DeliveryError``) tell what went wrong. Rendered now, in the
-    recipient's language as Telegram last told it (the default when unknown).
-    ``seed_buttons``: retry buttons carry ``retry_video:<id>`` (no generation)."""
-    to = Recipient(note.user_id, note.chat_id, note.access_hash)
-    messages = messages.in_language(note.lang_code)
-    if note.kind == NotificationKind.PAUSED:
-        text = render(
-            messages.queue_paused,
-            "",
-            waiting=str(note.payload.get("waiting", "")),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, None)
-    if note.kind == NotificationKind.RESUMED:
-        paused = timedelta(seconds=round(float(note.payload.get("paused_seconds", 0))))
-        return await sender.send_text(
-            to, render(messages.queue_resumed, "", duration=str(paused)), None
-        )
-    if note.kind == NotificationKind.SET_ASIDE:
-        text = render(
-            messages.set_aside_alert,
-            note.name,
-            notification=str(note.payload.get("notification", "")),
-            user=str(note.payload.get("user", "")),
-            crashes=str(note.payload.get("crashes", "")),
-        )
-        return await sender.send_text(to, text, None)
-    if note.kind == NotificationKind.STORE_DOWN:
-        text = render(
-            messages.store_down,
-            "",
-            since=_utc_minute(note.payload.get("since")),
-            waiting=str(note.payload.get("waiting", "")),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, None)
-    assert note.asset_id is not None  # only the admins' notices belong to no asset
-    if note.kind == NotificationKind.CANCELLED:
-        return await sender.send_text(to, render(messages.cancelled_by_operator, note.name), None)
-    if note.kind == NotificationKind.READY:
-        video = VideoRef(
-            str(note.payload.get("result") or ""),
-            note.result_size,
-            note.result_sha256,
-            bool(note.result_deleted),
-        )
-        caption = render(messages.ready_caption, note.name)
-        if videos is not None and isinstance(sender, SharesVideos):
-            return await videos.send(sender, (note.asset_id, note.generation), to, video, caption)
-        return await sender.send_video(to, video, caption)
-    generation = None if seed_buttons else note.generation
-    button = InlineButton(messages.retry_button, callback_data(note.asset_id, generation))
-    if note.kind == NotificationKind.ALERT:
-        text = render(
-            messages.retry_limit_alert,
-            note.name,
-            user=str(note.payload.get("user", "")),
-            asset=str(note.asset_id),
-            error=str(note.payload.get("error", ""))[:ALERT_ERROR_CHARS],
-        )
-        return await sender.send_text(to, text, button)
-    return await sender.send_text(to, render(messages.failed, note.name), button)
-
-
-def _utc_minute(stamp: object) -> str:
-    """A JSON timestamp as an admin reads it: ``2026-12-04 16:40 UTC``."""
-    try:
-        return f"{datetime.fromisoformat(str(stamp)).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    except ValueError:
-        return str(stamp)
 
 
 _DELIVERY_OF = {

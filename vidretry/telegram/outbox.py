@@ -1,7 +1,8 @@
-"""The outbox store: claiming notifications and recording each delivery outcome.
+"""The outbox: claiming notifications and recording each delivery outcome.
 
-Same shape as the job store: every change to a claimed row is one statement fenced by the
-lease token that the claim issued; ``False`` means the lease was lost and nothing changed.
+Same shape as a job's transitions (queue/jobs.py): every change to a claimed row is one
+statement fenced by the lease token that the claim issued; ``False`` means the lease was lost
+and nothing changed.
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from vidretry.db.connection import Connection, execute, fetch_all, fetch_one, fetch_records
 from vidretry.models import NotificationKind, NotificationState
-from vidretry.store.db import Connection, execute, fetch_all, fetch_one, fetch_records
 
-# Expired leases are rescued at most this many per statement.
-RESCUE_BATCH = 500
-# A notification being sent each time a notifier died, this many times in a row, is set
-# aside: a send that kills its process (a library's segfault, an OOM kill) must not take
-# the outbox down with it every lease for a day.
-MAX_CRASHES = 3
 # The kinds of notification this release can send: rows of a kind a later release added
 # are left for a notifier of that release (docs/upgrading.md, "Add a notification kind").
 KNOWN_KINDS = [kind.value for kind in NotificationKind]
@@ -35,7 +30,9 @@ class Notification:
     user_id: int
     chat_id: int
     kind: NotificationKind
-    generation: int
+    # The asset's retry round it tells of (the column "generation"); for an admins' notice,
+    # the number that makes it one of a kind (the pause's, the outage's, the row's set aside).
+    retry_round: int
     payload: dict[str, Any]
     attempts: int
     lease_token: UUID
@@ -106,6 +103,18 @@ async def mark_sent_many(
     return {row["id"] for row in await fetch_all(conn, "mark_notifications_sent", params)}
 
 
+async def recent_sends(
+    conn: Connection, *, seconds: float, now: datetime | None
+) -> list[tuple[int, float]]:
+    """What the bot sent in the last ``seconds``, by any leader, oldest first: (chat, seconds
+    ago) of each send the outbox recorded, or began (a row still being sent)."""
+    params = {"seconds": seconds, "now": now}
+    return [
+        (row["chat_id"], row["seconds_ago"])
+        for row in await fetch_all(conn, "recent_sends", params)
+    ]
+
+
 async def reschedule(
     conn: Connection,
     note: Notification,
@@ -137,62 +146,6 @@ async def reschedule(
 async def bury(conn: Connection, note: Notification, *, error: str, now: datetime | None) -> bool:
     params = {"id": note.id, "token": note.lease_token, "error": error, "now": now}
     return await fetch_one(conn, "bury_notification", params) is not None
-
-
-async def extend_leases(
-    conn: Connection,
-    sending: Sequence[Notification],
-    *,
-    lease_seconds: float,
-    now: datetime | None,
-) -> set[int]:
-    """Heartbeat: the ids of ``sending`` whose lease still held, now extended."""
-    if not sending:
-        return set()
-    params = {
-        "ids": [note.id for note in sending],
-        "tokens": [note.lease_token for note in sending],
-        "lease_seconds": lease_seconds,
-        "now": now,
-    }
-    return {row["id"] for row in await fetch_all(conn, "extend_notification_leases", params)}
-
-
-@dataclass(frozen=True)
-class Rescued:
-    """What a rescue brought back: how many rows, and the ids of those set aside."""
-
-    count: int = 0
-    set_aside: tuple[int, ...] = ()
-
-
-async def rescue_expired(
-    conn: Connection,
-    *,
-    give_up_after_seconds: float,
-    admins: Sequence[int] = (),
-    leader: str | None = None,
-    now: datetime | None,
-) -> Rescued:
-    """Rows whose lease expired come back to the outbox; a row that was being sent counts a
-    crash, and one at ``MAX_CRASHES`` in a row is set aside (dead), ``admins`` told.
-    ``leader``, a notifier that was just elected, also takes back the rows any other
-    notifier still holds."""
-    params = {
-        "give_up_after_seconds": give_up_after_seconds,
-        "leader": leader,
-        "limit": RESCUE_BATCH,
-        "max_crashes": MAX_CRASHES,
-        "admins": list(admins),
-        "now": now,
-    }
-    count, set_aside = 0, []
-    while True:  # in bounded batches, each its own short transaction
-        batch = await fetch_all(conn, "rescue_notifications_and_queue_set_aside_notices", params)
-        count += len(batch)
-        set_aside += [row["id"] for row in batch if row["set_aside"]]
-        if len(batch) < RESCUE_BATCH:
-            return Rescued(count, tuple(set_aside))
 
 
 async def user_language(conn: Connection, user_id: int) -> str | None:

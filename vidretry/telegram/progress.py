@@ -23,25 +23,24 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.config import MessagesConfig
+from vidretry.db.connection import Connection, execute, fetch_all
+from vidretry.db.listen import PROGRESS_CHANNEL, Listener
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.models import JobState
 from vidretry.queue import reports
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, execute, fetch_all
-from vidretry.store.listen import PROGRESS_CHANNEL, Listener
-from vidretry.store.redact import one_line
-from vidretry.telegram.delivery import (
+from vidretry.telegram.callback_data import cancel_data
+from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import (
     DeliveryError,
     EditsMessages,
     InlineButton,
     MessageGone,
-    Pacer,
     Recipient,
     SendLater,
     TelegramDown,
-    cancel_data,
-    render,
 )
+from vidretry.texts import MessagesConfig, render
 
 log = logging.getLogger("vidretry.progress")
 
@@ -232,7 +231,7 @@ class ProgressEditor:
                     places[key] = await in_line(conn, m, row["asset_id"])
                 place = places[key]
                 text = f"{accepted}\n{place}" if place else accepted
-            button = InlineButton(m.cancel_button, cancel_data(row["asset_id"], row["generation"]))
+            button = InlineButton(m.cancel_button, cancel_data(row["asset_id"], row["retry_round"]))
             to = Recipient(row["user_id"], row["chat_id"], row["access_hash"])
             acceptance = Acceptance(row["id"], to, row["accept_message_id"], text, (button,))
             due.append((acceptance, row["shown"]))

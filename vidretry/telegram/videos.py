@@ -1,12 +1,12 @@
-"""One upload per video: the first send of a generation's video uploads it, every other send
+"""One upload per video: the first send of a retry round's video uploads it, every other send
 goes by reference.
 
 A video for 100 waiting users used to be 100 uploads of the same file. Now the notifier's
-deliveries of one generation's video take turns: the first uploads, the others wait for it
+deliveries of one retry round's video take turns: the first uploads, the others wait for it
 — before they take a send slot, so the pacer's limits hold when they go — and then send
 by Telegram's reference, which is stored in PostgreSQL (``telegram_videos``): a restarted
 notifier, a new leader and the bot's own answers (a button pressed on a finished video, a
-later request for it) use it too. Telethon's handles live in the adapter; this holds only
+later request for it) use it too. Telethon's handles live in vidretry.telegram.bot; this holds only
 the plain ``VideoFile``.
 """
 
@@ -22,21 +22,21 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
-from vidretry.store.db import Connection, execute, fetch_one
-from vidretry.store.redact import one_line
-from vidretry.telegram.delivery import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
+from vidretry.db.connection import Connection, execute, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
+from vidretry.telegram.transport import Recipient, SentVideo, SharesVideos, VideoFile, VideoRef
 
 log = logging.getLogger("vidretry.videos")
 
-# References kept in memory, by (asset, generation); the database holds all of them.
+# References kept in memory, by (asset, retry round); the database holds all of them.
 CACHED = 1000
 
-Key = tuple[int, int]  # (asset id, generation)
+Key = tuple[int, int]  # (asset id, retry round)
 
 
 async def stored_video(conn: Connection, key: Key) -> VideoFile | None:
-    params = {"asset_id": key[0], "generation": key[1]}
+    params = {"asset_id": key[0], "retry_round": key[1]}
     row = await fetch_one(conn, "stored_video", params)
     if row is None:
         return None
@@ -53,7 +53,7 @@ async def stored_video(conn: Connection, key: Key) -> VideoFile | None:
 async def remember_video(conn: Connection, key: Key, file: VideoFile, now: datetime | None) -> None:
     params = {
         "asset_id": key[0],
-        "generation": key[1],
+        "retry_round": key[1],
         "document_id": file.document_id,
         "access_hash": file.access_hash,
         "file_reference": file.file_reference,

@@ -1,4 +1,5 @@
-"""What keeps an open console page current: one overview for every tab.
+"""What keeps an open console page current: one overview for every tab, streamed to each as
+Server-Sent Events.
 
 Each web process runs one ``Broadcaster``. While at least one tab listens (Server-Sent
 Events), it reads the overview at most once a second — woken at once by the NOTIFY channels
@@ -20,9 +21,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from starlette.responses import StreamingResponse
 
-from vidretry.store.listen import JOBS_CHANNEL, OUTBOX_CHANNEL, PROGRESS_CHANNEL, ReconnectDelay
-from vidretry.store.redact import one_line
+from vidretry.db.listen import JOBS_CHANNEL, OUTBOX_CHANNEL, PROGRESS_CHANNEL, ReconnectDelay
+from vidretry.db.redact import one_line
 
 log = logging.getLogger("vidretry.web")
 
@@ -69,6 +71,20 @@ class Broadcaster:
                 yield await queue.get()
         finally:
             self.tabs.discard(queue)
+
+    def stream(self) -> StreamingResponse:
+        """One tab's Server-Sent Events (``GET /api/events``): an ``overview`` event with the
+        current snapshot, then one with each change."""
+
+        async def body() -> AsyncIterator[bytes]:
+            async for snapshot in self.events():
+                yield f"event: overview\ndata: {snapshot}\n\n".encode()
+
+        return StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     def _start(self) -> None:
         if self.task is None or self.task.done():

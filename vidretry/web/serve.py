@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 from vidretry.clock import DatabaseClock
 from vidretry.config import Config
+from vidretry.db.connection import fetch_one
+from vidretry.db.embedded import database_url
+from vidretry.db.pool import open_pool
+from vidretry.db.processes import recorded
 from vidretry.errors import ConfigError
 from vidretry.names import default_process_name
-from vidretry.store.db import fetch_one
-from vidretry.store.embedded import database_url
-from vidretry.store.pool import open_pool
-from vidretry.store.processes import recorded
 
 log = logging.getLogger("vidretry.web")
 

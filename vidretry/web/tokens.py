@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from vidretry.db.connection import Connection, fetch_all, fetch_one
 from vidretry.errors import ConfigError, RefusedError
-from vidretry.store.db import Connection, fetch_all, fetch_one
 
 PREFIX = "vrt_"
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

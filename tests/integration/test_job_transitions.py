@@ -1,4 +1,4 @@
-"""Each job-store transition against a real database, with a clock moved by hand."""
+"""Each of a job's transitions against a real database, with a clock moved by hand."""
 
 import asyncio
 from uuid import uuid4
@@ -7,27 +7,27 @@ import psycopg
 import pytest
 
 from tests.support import FakeClock, rows, scalar
+from vidretry.db import connection
 from vidretry.models import ClaimedJob, JobState
-from vidretry.queue import jobs
+from vidretry.queue import jobs, leases
 from vidretry.queue.enqueue import enqueue
-from vidretry.store import db
 
 LEASE = 30.0
 
 
-async def claim_one(conn: db.Connection, clock: FakeClock, owner: str = "w1") -> ClaimedJob:
+async def claim_one(conn: connection.Connection, clock: FakeClock, owner: str = "w1") -> ClaimedJob:
     claimed = await jobs.claim(conn, owner=owner, limit=1, lease_seconds=LEASE, now=clock.now())
     assert len(claimed) == 1
     return claimed[0]
 
 
-async def asset(conn: db.Connection, asset_id: int) -> dict[str, object]:
+async def asset(conn: connection.Connection, asset_id: int) -> dict[str, object]:
     (row,) = await rows(conn, "SELECT * FROM video_assets WHERE id = %s", asset_id)
     return row
 
 
 async def test_enqueue_creates_then_joins(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         first = await enqueue(conn, "Маша", user_id=1, params={"voice": "alto"}, now=clock.now())
         second = await enqueue(conn, "Маша", user_id=2, chat_id=-100, now=clock.now())
         again = await enqueue(conn, "Маша", user_id=1, now=clock.now())
@@ -51,7 +51,7 @@ async def test_enqueue_creates_then_joins(db_url: str, clock: FakeClock) -> None
 
 
 async def test_claim_counts_the_attempt_and_leases(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         created = await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         assert job.id == created.asset_id
@@ -70,7 +70,7 @@ async def test_claim_counts_the_attempt_and_leases(db_url: str, clock: FakeClock
 async def test_claim_takes_a_batch_oldest_first_and_respects_run_at(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for i in range(5):
             await enqueue(conn, f"a{i}", user_id=1, now=clock.now())
             clock.advance(1)
@@ -83,10 +83,13 @@ async def test_claim_takes_a_batch_oldest_first_and_respects_run_at(
 async def test_skip_locked_gives_concurrent_claimers_different_jobs(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as setup:
+    async with await connection.connect(db_url) as setup:
         for name in ("a", "b"):
             await enqueue(setup, name, user_id=1, now=clock.now())
-    async with await db.connect(db_url) as first, await db.connect(db_url) as second:
+    async with (
+        await connection.connect(db_url) as first,
+        await connection.connect(db_url) as second,
+    ):
         async with first.transaction():
             mine = await jobs.claim(
                 first, owner="w1", limit=1, lease_seconds=LEASE, now=clock.now()
@@ -100,7 +103,7 @@ async def test_skip_locked_gives_concurrent_claimers_different_jobs(
 
 
 async def test_heartbeat_extends_only_a_held_lease(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         clock.advance(20)
@@ -110,21 +113,27 @@ async def test_heartbeat_extends_only_a_held_lease(db_url: str, clock: FakeClock
         impostor = ClaimedJob(**{**second.__dict__, "lease_token": uuid4()})
         clock.advance(20)
         # One statement for both: the held lease is extended, the impostor's is not.
-        alive = await jobs.extend_leases(
-            conn, [job, impostor], lease_seconds=LEASE, now=clock.now()
+        alive = await leases.extend(
+            conn, leases.JOBS, [job, impostor], lease_seconds=LEASE, now=clock.now()
         )
         assert alive == {job.id}
         row = await asset(conn, job.id)
         assert (row["lease_expires_at"] - clock.now()).total_seconds() == LEASE  # type: ignore[operator]
         row = await asset(conn, second.id)
         assert (row["lease_expires_at"] - clock.now()).total_seconds() == LEASE - 20  # type: ignore[operator]
-        assert await jobs.extend_leases(conn, [], lease_seconds=LEASE, now=clock.now()) == set()
+        assert (
+            await leases.extend(conn, leases.JOBS, [], lease_seconds=LEASE, now=clock.now())
+            == set()
+        )
 
 
 async def test_success_settles_every_request_with_a_ready_row(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn, await db.connect(db_url) as listener:
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as listener,
+    ):
         await listener.execute("LISTEN vidretry_outbox")
         for user in (1, 2):
             await enqueue(conn, "a", user_id=user, now=clock.now())
@@ -153,7 +162,7 @@ async def test_success_settles_every_request_with_a_ready_row(
 async def test_a_batch_of_successes_is_written_whole_or_not_at_all(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for name in ("a", "b"):
             await enqueue(conn, name, user_id=1, now=clock.now())
         claimed = await jobs.claim(conn, owner="w1", limit=2, lease_seconds=LEASE, now=clock.now())
@@ -182,7 +191,7 @@ async def test_a_batch_of_successes_is_written_whole_or_not_at_all(
 
 
 async def test_attempt_failure_backs_off_and_keeps_the_error(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         assert await jobs.retry_later(
@@ -205,7 +214,10 @@ async def test_attempt_failure_backs_off_and_keeps_the_error(db_url: str, clock:
 async def test_final_failure_fails_every_waiting_request_and_queues_one_row_each(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn, await db.connect(db_url) as listener:
+    async with (
+        await connection.connect(db_url) as conn,
+        await connection.connect(db_url) as listener,
+    ):
         await listener.execute("LISTEN vidretry_outbox")
         for user in (1, 2, 3):
             await enqueue(conn, "a", user_id=user, now=clock.now())
@@ -233,7 +245,7 @@ async def test_final_failure_fails_every_waiting_request_and_queues_one_row_each
 
 
 async def test_final_failure_is_all_or_nothing(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         for user in (1, 2):
             await enqueue(conn, "a", user_id=user, now=clock.now())
         job = await claim_one(conn, clock)
@@ -259,7 +271,7 @@ async def test_final_failure_is_all_or_nothing(db_url: str, clock: FakeClock) ->
 
 
 async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         lost = await claim_one(conn, clock, owner="crashed")
         clock.advance(LEASE - 1)
@@ -276,7 +288,9 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
         assert again.attempts == 2
         # The crashed worker comes back: its token no longer fences anything.
         assert not await jobs.complete(conn, lost, owner="crashed", result="x", now=clock.now())
-        assert not await jobs.extend_leases(conn, [lost], lease_seconds=LEASE, now=clock.now())
+        assert not await leases.extend(
+            conn, leases.JOBS, [lost], lease_seconds=LEASE, now=clock.now()
+        )
         assert (await asset(conn, lost.id))["state"] == "running"
         events = await rows(
             conn, "SELECT kind, attempt, actor FROM job_events WHERE kind = 'rescued'"
@@ -287,7 +301,7 @@ async def test_expired_lease_is_rescued_and_the_crash_counts(db_url: str, clock:
 async def test_expiry_on_the_last_attempt_fails_the_job_for_good(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, max_attempts=1, now=clock.now())
         await claim_one(conn, clock, owner="crashed")
         clock.advance(LEASE + 1)
@@ -302,7 +316,7 @@ async def test_expiry_on_the_last_attempt_fails_the_job_for_good(
 
 
 async def test_release_gives_the_attempt_back(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         assert await jobs.release(conn, job, owner="w1", now=clock.now())
@@ -312,7 +326,7 @@ async def test_release_gives_the_attempt_back(db_url: str, clock: FakeClock) -> 
 
 
 async def test_asking_for_an_available_video_answers_at_once(db_url: str, clock: FakeClock) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         await jobs.complete(conn, job, owner="w1", result="/v/a.mp4", now=clock.now())
@@ -328,7 +342,7 @@ async def test_asking_for_an_available_video_answers_at_once(db_url: str, clock:
 async def test_asking_for_a_failed_video_retries_it_as_that_user(
     db_url: str, clock: FakeClock
 ) -> None:
-    async with await db.connect(db_url) as conn:
+    async with await connection.connect(db_url) as conn:
         await enqueue(conn, "a", user_id=1, now=clock.now())
         job = await claim_one(conn, clock)
         await jobs.fail(conn, job, owner="w1", error="boom", now=clock.now())

@@ -12,16 +12,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
+from vidretry.db.listen import Listener, ReconnectDelay
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import FatalError
-from vidretry.store.db import Connection
-from vidretry.store.listen import Listener, ReconnectDelay
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.loop")
 
@@ -32,8 +29,6 @@ RELEASE_SECONDS = 5.0
 # second, at most this much idle for a slot otherwise.
 REFILL_SECONDS = 0.02
 
-# Database errors a loop survives: the pool reconnects, the loop backs off and carries on.
-TRANSIENT_DB_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
 Item = TypeVar("Item")
 T = TypeVar("T")
@@ -230,34 +225,6 @@ async def _finish_or_cancel(task: asyncio.Task[None], *, within: float) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def through_outage(
-    pool: AsyncConnectionPool[Connection],
-    change: Callable[[Connection], Awaitable[T]],
-    *,
-    within: float,
-    rng: random.Random,
-) -> T:
-    """Run ``change`` on a pooled connection, retrying through a database outage for up to
-    ``within`` seconds (then the last error is raised).
-
-    Recording an outcome must survive a database restart: giving up would leave the row
-    leased, and after the lease it would be done again (a job re-run, a message re-sent).
-    A retry after the lease is harmless: the statement is fenced by the lease token.
-    """
-    deadline = time.monotonic() + within
-    delay = ReconnectDelay(rng)
-    while True:
-        try:
-            async with pool.connection() as conn:
-                return await change(conn)
-        except TRANSIENT_DB_ERRORS as exc:
-            seconds = delay.next()
-            if time.monotonic() + seconds > deadline:
-                raise
-            log.warning("database unavailable (%s); retrying in %.1fs", one_line(exc), seconds)
-            await asyncio.sleep(seconds)
 
 
 def _reap(

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from vidretry.store.db import Connection, connect, prepare_threshold
-from vidretry.store.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
-from vidretry.store.redact import unavailable
-from vidretry.store.schema import check_schema
+from vidretry.db.connection import Connection, connect, prepare_threshold
+from vidretry.db.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
+from vidretry.db.redact import unavailable
+from vidretry.db.schema import check_schema
 
 
 @asynccontextmanager
@@ -20,7 +20,7 @@ async def open_pool(
 ) -> AsyncIterator[AsyncConnectionPool[Connection]]:
     """A pool for a long-running process: it replaces connections a database restart broke,
     and those found dead because a statement got no answer within ``answer_seconds``
-    (vidretry.store.deadlink).
+    (vidretry.db.deadlink).
 
     Checks the schema first, on one plain connection, so a down database or an old schema
     gives a clear error instead of a pool timeout.

@@ -20,8 +20,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from vidretry.clock import Clock
-from vidretry.store.db import Connection, execute, fetch_one
-from vidretry.store.redact import one_line
+from vidretry.db.connection import Connection, execute, fetch_one
+from vidretry.db.redact import one_line
 from vidretry.version import __version__
 
 log = logging.getLogger("vidretry.processes")

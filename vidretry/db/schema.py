@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from vidretry.errors import SchemaError
-from vidretry.store.db import fetch_all, fetch_one
-from vidretry.store.online import LOCK_RETRY_SECONDS, Online
-from vidretry.store.sqlfiles import (
+from vidretry.db.connection import fetch_all, fetch_one
+from vidretry.db.online import LOCK_RETRY_SECONDS, Online
+from vidretry.db.sqlfiles import (
     LEGACY_LAST,
     Catalog,
     Migration,
@@ -34,10 +33,11 @@ from vidretry.store.sqlfiles import (
     queries,
     shipped,
 )
+from vidretry.errors import SchemaError
 from vidretry.version import Release, parse_release, release_text
 
 if TYPE_CHECKING:
-    from vidretry.store.db import Connection
+    from vidretry.db.connection import Connection
 
 __all__ = [
     "Applied",
@@ -245,7 +245,7 @@ async def upgrade(
     error. A step applied that differs from the shipped file is an error, and nothing
     changes. A contract step is not applied while a process of a release it breaks is seen
     running. A step that cannot get its locks within ``lock_retry_seconds`` of tries stops
-    the upgrade (vidretry.store.online); run again, it resumes.
+    the upgrade (vidretry.db.online); run again, it resumes.
     """
     catalog = catalog or shipped()
     online = Online(conn, lock_retry_seconds)

@@ -23,11 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidretry.clock import Clock
 from vidretry.config import DEFAULT_PRUNE_PACE as DEFAULT_PACE
+from vidretry.db.connection import Connection, execute, fetch_one
+from vidretry.db.redact import one_line
+from vidretry.db.transient import TRANSIENT_DB_ERRORS
 from vidretry.errors import RefusedError, VidretryError
-from vidretry.queue.loop import TRANSIENT_DB_ERRORS
 from vidretry.results.keeping import Results
-from vidretry.store.db import Connection, execute, fetch_one
-from vidretry.store.redact import one_line
 
 log = logging.getLogger("vidretry.retention")
 

@@ -19,8 +19,8 @@ import psycopg
 from psycopg import sql
 
 from vidretry import backoff
-from vidretry.store.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
-from vidretry.store.redact import one_line, redact_url
+from vidretry.db.deadlink import ANSWER_SECONDS, WatchedConnection, dead_link_params
+from vidretry.db.redact import one_line, redact_url
 
 log = logging.getLogger("vidretry.listen")
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
+from vidretry.db.sqlfiles import queries
 from vidretry.errors import SchemaError
-from vidretry.store.sqlfiles import queries
 
 if TYPE_CHECKING:
-    from vidretry.store.db import Connection
+    from vidretry.db.connection import Connection
 
 # DDL waits at most this long for a table's lock, then gives up, lets the claims and sends
 # queued behind it through, and tries again: a waiting ACCESS EXCLUSIVE lock stops every

@@ -1,5 +1,5 @@
 """Connections, and running the named statements of ``sql/queries`` on them
-(vidretry.store.sqlfiles loads them; a daemon's pool is vidretry.store.pool).
+(vidretry.db.sqlfiles loads them; a daemon's pool is vidretry.db.pool).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import DictRow, args_row, dict_row
 
-from vidretry.store.redact import unavailable
-from vidretry.store.sqlfiles import queries
+from vidretry.db.redact import unavailable
+from vidretry.db.sqlfiles import queries
 
 Connection = psycopg.AsyncConnection[DictRow]
 Params = Mapping[str, Any]

@@ -1,4 +1,4 @@
-"""A store in memory, for unit tests: what the others do, with a switch that makes it
+"""A video store in memory, for the tests: what the others do, with a switch that makes it
 unreachable (an outage) and a count of what it was asked."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class MemoryStore:
     async def put_file(self, path: Path, key: str, *, limit: int) -> Stored:
         self._call()
         tally = Tally(limit, f"the video {key}")
-        data = path.read_bytes()  # noqa: ASYNC240 (a test's small file)
+        data = path.read_bytes()
         tally.add(data)
         return self._keep(key, data, tally)
 
