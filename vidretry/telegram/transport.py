@@ -1,5 +1,6 @@
 """What the notifier needs from a transport: the ``Sender`` protocol, the records it sends
-(and the one it receives: ``Incoming``), and the exceptions it reports trouble with.
+(and the one it receives: ``Incoming``), the exceptions it reports trouble with, and the
+departure mark (``departing``, ``depart``) a send makes as it is about to leave.
 
 A ``Sender`` (the Telegram adapter, or the console) delivers one message and reports trouble
 only through the exceptions below, so the notifier never sees a library's own errors.
