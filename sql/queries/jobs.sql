@@ -44,24 +44,48 @@ WITH room AS (
                      AND free_at <= coalesce(%(now)s::timestamptz, statement_timestamp()))
              ELSE %(limit)s::integer END) AS n
 ),
+claimable AS (
+    -- Nothing is claimed while a pause is open (breaker.sql; a probe alone is) or while the
+    -- generator asked every worker to slow down (generator_hold). "streak": the assets whose
+    -- attempts failed since the last success, the breaker's streak (empty while a pause is
+    -- open, or with the breaker off).
+    SELECT (%(probe)s::bigint IS NOT NULL
+            OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL))
+           AND NOT EXISTS (SELECT 1 FROM generator_hold
+                           WHERE until > coalesce(%(now)s::timestamptz, statement_timestamp()))
+           AS open,
+           coalesce((SELECT streak_assets FROM breaker WHERE id), '{}') AS streak
+),
 due AS (
     -- Higher priority first; within a priority retried jobs (generation > 0: the retry
     -- service put them back, a user waits for them), then by turn (the fair order, schema
     -- 17), then oldest due first. SKIP LOCKED lets concurrent workers take disjoint rows
     -- without waiting on each other; the partial index video_assets_claimable serves this
-    -- scan in this order. Nothing is claimed while a pause is open (breaker.sql) or while
-    -- the generator asked every worker to slow down (generator_hold); a probe alone is
-    -- claimed while a pause is open.
+    -- scan in this order. The assets of the breaker's streak wait in "again".
     SELECT id
     FROM video_assets
     WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
       AND (%(probe)s::bigint IS NULL OR id = %(probe)s::bigint)
-      AND (%(probe)s::bigint IS NOT NULL
-           OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE resumed_at IS NULL))
-      AND NOT EXISTS (SELECT 1 FROM generator_hold
-                      WHERE until > coalesce(%(now)s::timestamptz, statement_timestamp()))
+      AND (SELECT open FROM claimable)
+      AND id <> ALL ((SELECT streak FROM claimable)::bigint[])
     ORDER BY priority DESC, (generation = 0), turn, run_at, id
     LIMIT (SELECT n FROM room)
+    FOR UPDATE SKIP LOCKED
+),
+again AS (
+    -- While every attempt fails (no success since), an asset that failed in the streak is
+    -- tried again only when no other job is due, in the same order: the breaker tells a
+    -- broken generator from a bad job by failures on min_assets different assets, and
+    -- retrying the same few whenever their backoff ends before an attempt does (a slow
+    -- generator, a busy machine) would fail them for good before it could.
+    SELECT id
+    FROM video_assets
+    WHERE state = 'pending' AND run_at <= coalesce(%(now)s::timestamptz, statement_timestamp())
+      AND (%(probe)s::bigint IS NULL OR id = %(probe)s::bigint)
+      AND (SELECT open FROM claimable)
+      AND id = ANY ((SELECT streak FROM claimable)::bigint[])
+    ORDER BY priority DESC, (generation = 0), turn, run_at, id
+    LIMIT (SELECT n FROM room) - (SELECT count(*) FROM due)
     FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
@@ -77,7 +101,7 @@ claimed AS (
         updated_at = coalesce(%(now)s::timestamptz, statement_timestamp())
     -- An array rather than a join: its plan does not depend on the LIMIT, so the statement
     -- can keep one prepared (generic) plan instead of being planned on every call.
-    WHERE a.id = ANY (ARRAY(SELECT id FROM due))
+    WHERE a.id = ANY (ARRAY(SELECT id FROM due) || ARRAY(SELECT id FROM again))
     RETURNING a.id, a.name, a.params, a.attempts, a.max_attempts, a.generation, a.lease_token
 ),
 spent AS (

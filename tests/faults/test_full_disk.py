@@ -47,7 +47,11 @@ def test_a_full_disk_pauses_the_queue_fails_nobody_and_the_queue_resumes_when_sp
         "vidretry",
         f'[database]\nurl = "{db_url}"\n[telegram]\nadmins = [{ADMIN}]\n[worker]\n'
         'handler = "command"\n'
-        'command = ["sh", "-c", "head -c 65536 /dev/zero > \\"$1\\"", "sh", "{output}"]\n'
+        # Each attempt takes longer than the backoff before it (at most 0.5 s here), as a
+        # slow generator's or a busy machine's do: retrying the first few jobs whenever
+        # they are due again must not use up their attempts before the breaker trips.
+        'command = ["sh", "-c", "sleep 0.6; head -c 65536 /dev/zero > \\"$1\\"",'
+        ' "sh", "{output}"]\n'
         f'output_dir = "{small_disk}"\n'
         "poll_interval_seconds = 0.2\nbackoff_base_seconds = 0.2\nbackoff_max_seconds = 1\n"
         "breaker_probe_seconds = 1\nbreaker_probe_max_seconds = 2\n",
@@ -67,7 +71,10 @@ def test_a_full_disk_pauses_the_queue_fails_nobody_and_the_queue_resumes_when_sp
         errors = {row[0] for row in query(
             "SELECT detail FROM job_events WHERE kind = 'attempt_failed'"
         )}  # fmt: skip
-        assert query("SELECT count(*) FROM video_assets WHERE state = 'failed'") == [(0,)]
+        history = query(
+            "SELECT asset_id, kind, attempt FROM job_events WHERE kind <> 'enqueued' ORDER BY id"
+        )
+        assert query("SELECT count(*) FROM video_assets WHERE state = 'failed'") == [(0,)], history
         assert query(
             f"SELECT kind FROM notifications WHERE user_id = {ADMIN}"
         ) == [("paused",)]  # fmt: skip

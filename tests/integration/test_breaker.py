@@ -69,6 +69,34 @@ async def test_failures_older_than_the_window_are_forgotten(db_url: str) -> None
         assert {r["name"]: r["attempts"] for r in found} == {"a": 1, "b": 1, "c": 0, "d": 0, "e": 0}
 
 
+async def test_while_every_attempt_fails_the_jobs_not_yet_tried_go_first(db_url: str) -> None:
+    # By the fair order one user's job due again after a failed attempt goes before their
+    # later ones. While nothing succeeds it waits for them instead: a generator that fails
+    # every job (slower than the backoff) would otherwise use up the same few jobs'
+    # attempts before the breaker saw failures on enough different assets to pause.
+    clock = FakeClock()
+    settings = Breaker(min_assets=5)
+
+    async def claim(limit: int) -> list[str]:
+        claimed = await jobs.claim(conn, owner="w", limit=limit, lease_seconds=30, now=clock.now())
+        return [job.name for job in claimed]
+
+    async with await connection.connect(db_url) as conn:
+        for name in "abcd":
+            await enqueue(conn, name, user_id=1)
+        first = await jobs.claim(conn, owner="w", limit=2, lease_seconds=30, now=clock.now())
+        assert [job.name for job in first] == ["a", "b"]
+        for job in first:
+            assert await fail(conn, clock, job, settings) is jobs.Failure.RETRY
+        clock.advance(11)  # a and b are due again
+        second = await jobs.claim(conn, owner="w", limit=2, lease_seconds=30, now=clock.now())
+        assert [job.name for job in second] == ["c", "d"]  # not a and b
+        assert await claim(1) == ["a"]  # nothing else is due
+        await jobs.complete(conn, second[0], owner="w", result="/v.mp4", now=clock.now())
+        await enqueue(conn, "e", user_id=1)
+        assert await claim(1) == ["b"]  # a success ended the streak: the fair order again
+
+
 async def test_a_disabled_breaker_never_trips_but_a_manual_pause_still_refunds(
     db_url: str,
 ) -> None:

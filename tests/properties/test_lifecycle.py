@@ -7,7 +7,8 @@ cancelling the asset; asking again re-opens it), stale workers finishing late, a
 circuit breaker: failures on two different assets in a row pause the queue and are refunded,
 probes, pause and resume by hand; and the claim order: priorities, retries first within a
 priority, and the fair turns users get when they ask (a higher-priority request lifts a
-waiting job), with every pending job's place in line where it is claimed. A small model
+waiting job), the assets of the breaker's streak after the others, with every pending
+job's place in line where the fair order claims it. A small model
 predicts every outcome; after each step the database must match it and its invariants
 hold. Time is a clock moved by hand.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -148,11 +149,13 @@ class Lifecycle(RuleBasedStateMachine):
         ahead += sum(a.state == "running" and a.turn >= current for a in mine)
         return current + ahead
 
-    def claim_order(self) -> list[Asset]:
-        """Pending jobs in the order they are claimed."""
+    def claim_order(self, *, streak: Collection[int] = ()) -> list[Asset]:
+        """Pending jobs in the order they are claimed (the fair order), those of the
+        breaker's ``streak`` last: while every attempt fails, they wait for the others."""
         pending = [a for a in self.assets.values() if a.state == "pending"]
         return sorted(
-            pending, key=lambda a: (-a.priority, a.retry_round == 0, a.turn, a.run_at, a.id)
+            pending,
+            key=lambda a: (a.id in streak, -a.priority, a.retry_round == 0, a.turn, a.run_at, a.id),
         )
 
     def model(self, asset_id: int) -> Asset:
@@ -204,8 +207,10 @@ class Lifecycle(RuleBasedStateMachine):
             jobs.claim(self.conn, owner="w", limit=limit, lease_seconds=LEASE, now=self.clock.now())
         )
         # Nothing while paused; else by priority, retried jobs first, then by turn, due
-        # time and id.
-        order = self.claim_order()
+        # time and id; the assets of the breaker's streak after all others.
+        order = self.claim_order(streak=self.streak)
+        if order != self.claim_order():
+            event("a job of the breaker's streak waited for the others")
         expected = [] if self.pause else order[:limit]
         first_come = sorted(order, key=lambda a: (-a.priority, a.retry_round == 0, a.run_at, a.id))
         if not self.pause and order[:limit] != first_come[:limit]:

@@ -30,6 +30,7 @@ from vidretry.queue.worker import Worker
 from vidretry.telegram.bot.client import build_client
 from vidretry.telegram.bot.telegram_bot import TelegramBot
 from vidretry.telegram.notifier import Delivery
+from vidretry.telegram.pacing import WINDOW_SECONDS
 from vidretry.telegram.transport import TelegramDown
 
 SendMessage = functions.messages.SendMessageRequest
@@ -374,6 +375,50 @@ async def test_the_rate_holds_when_messages_leave_late_after_their_uploads(
              if isinstance(r, SendMessage | SendMedia)]  # fmt: skip
 
     assert busiest_second(times) <= config.rate_per_second
+
+
+async def test_a_message_waiting_at_the_pacers_guard_is_not_yet_marked_as_being_sent(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    # A notifier that dies is charged a crash on every row whose send had begun, and sets a
+    # row aside after three: a row merely waiting for its turn at the pacer's last guard
+    # (here the last second's sends used the whole rate) has not begun. Its mark is made as
+    # its message is let go, so the crash of a poison sent before it is not charged to it.
+    clock = FakeClock(datetime.now(UTC) + timedelta(minutes=1))
+    async with deployed(db_url, telegram, tmp_path, clock=clock, monotonic=clock.monotonic) as app:
+        await introduce(app, 1)
+        await fail_for_good(db_url, "a", (1,))
+        for chat in range(100, 100 + int(FAST.rate_per_second)):
+            await app.notifier.pacer.go(chat)
+        (note,) = await app.notifier.claim(1)
+        delivery = asyncio.create_task(app.notifier.deliver(note))
+
+        async def marked() -> bool:
+            async with await connection.connect(db_url) as conn:
+                return bool(await scalar(
+                    conn, "SELECT send_started_at IS NOT NULL FROM notifications"
+                ))  # fmt: skip
+
+        assert not await eventually(marked, within=1)  # held until the pacer's clock moves
+        assert not telegram.sent(SendMessage)
+        clock.advance(WINDOW_SECONDS)
+        assert await delivery == Delivery.SENT
+    assert len(telegram.sent(SendMessage)) == 1
+
+
+async def test_a_message_whose_lease_was_lost_before_it_left_is_not_sent(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    # Its mark, made as it is about to leave, finds the row taken over: nothing leaves, and
+    # the notifier that took it sends it.
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        await fail_for_good(db_url, "a", (1,))
+        (note,) = await app.notifier.claim(1)
+        async with await connection.connect(db_url) as conn:
+            await conn.execute("UPDATE notifications SET lease_token = gen_random_uuid()")
+        assert await app.notifier.deliver(note) is Delivery.LOST
+    assert not telegram.sent(SendMessage)
 
 
 @pytest.mark.parametrize(

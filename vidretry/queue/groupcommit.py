@@ -46,3 +46,9 @@ class GroupCommit(Generic[T]):
                 for item, written in batch:
                     if not written.done():
                         written.set_result(self.key(item) in done)
+            if self.waiting:
+                # The batch's callers go on before the next batch is written: each of the
+                # notifier's sends marked as begun is handed to Telegram's library before a
+                # later one is marked, so one whose send kills the process takes no later
+                # one's mark with it (outbox.mark_started).
+                await asyncio.sleep(0)

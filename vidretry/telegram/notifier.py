@@ -52,6 +52,9 @@ from vidretry.telegram.transport import (
     SharesVideos,
     StoreDown,
     TelegramDown,
+    Withdrawn,
+    depart,
+    departing,
 )
 from vidretry.telegram.videos import VideoFiles
 from vidretry.texts import MessagesConfig
@@ -223,21 +226,19 @@ class Notifier:
         if paused > 0:  # a flood wait arrived while this one waited for its slot
             return await self._reschedule(note, paused, None)
         try:
-            marked = await self.started.add(note)
-        except TRANSIENT_DB_ERRORS as exc:
-            log.error("notification %s: could not mark it as being sent (%s)", note.id, exc)
-            return Delivery.LOST  # not sent; its lease runs out, and no crash is counted
-        if not marked:
-            log.warning("notification %s: lease lost before its send; not sent", note.id)
-            return Delivery.LOST
-        if not self._departures_guarded:  # else the message passes go() as it leaves
-            await self.pacer.go(note.chat_id)
-        try:
             try:
                 async with asyncio.timeout(self.config.send_timeout_seconds):
-                    message_id = await self._send(note)
+                    with departing(lambda: self._begin(note)):
+                        if not self._departures_guarded:  # else as its first request leaves
+                            await self.pacer.ready(note.chat_id)
+                            await depart()
+                            await self.pacer.go(note.chat_id)
+                        message_id = await self._send(note)
             finally:
                 self.pacer.sent(note.chat_id)
+        except Withdrawn as exc:  # nothing was sent; its lease runs out, and no crash is counted
+            log.warning("notification %s: %s; not sent", note.id, exc)
+            return Delivery.LOST
         except TelegramDown as exc:
             return await self._telegram_failed(
                 note, exc.reason, connection_lost=exc.connection_lost
@@ -266,6 +267,16 @@ class Notifier:
         if outcome is Delivery.SENT and note.kind == NotificationKind.READY:
             await self._forget_delivered(note)
         return outcome
+
+    async def _begin(self, note: Notification) -> None:
+        """Mark ``note`` as being sent, as its message is about to leave: a notifier that
+        dies from here on is charged a crash on it (``Withdrawn``: it may not leave)."""
+        try:
+            marked = await self.started.add(note)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise Withdrawn(f"could not mark it as being sent ({exc})") from None
+        if not marked:
+            raise Withdrawn("lease lost before its send")
 
     async def _forget_delivered(self, note: Notification) -> None:
         """With ``[storage] delete_after_delivery``: the last waiting user has the video and

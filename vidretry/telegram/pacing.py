@@ -139,6 +139,18 @@ class Pacer:
         assert wait is not None
         await asyncio.sleep(max(wait, self.paused_for()))
 
+    async def ready(self, chat_id: int) -> None:
+        """Wait until ``go`` would let a send to ``chat_id`` go at once (nothing recorded):
+        a send marks itself as begun (``depart``) after this and before ``go``, so that it
+        does not wait its turn marked. Sends at the full rate may still wait a little in
+        ``go``: all that were ready for one free place in the window, but one."""
+        while True:
+            chat_wait = self._sent_in_chat.get(chat_id, -1e9) + self.chat_interval
+            wait = max(chat_wait - self.monotonic(), self.window_wait())
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
     async def go(self, chat_id: int) -> None:
         """The last guard before a send, on actual send times: called as the request leaves
         (the Telegram adapter's client calls it then, after an upload and once Telethon has

@@ -1,5 +1,6 @@
 """What the notifier needs from a transport: the ``Sender`` protocol, the records it sends
-(and the one it receives: ``Incoming``), and the exceptions it reports trouble with.
+(and the one it receives: ``Incoming``), the exceptions it reports trouble with, and the
+departure mark (``departing``, ``depart``) a send makes as it is about to leave.
 
 A ``Sender`` (the Telegram adapter, or the console) delivers one message and reports trouble
 only through the exceptions below, so the notifier never sees a library's own errors.
@@ -7,7 +8,9 @@ only through the exceptions below, so the notifier never sees a library's own er
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -92,12 +95,55 @@ class EditsMessages(Protocol):
 
 @runtime_checkable
 class GuardsDepartures(Protocol):
-    """A transport whose messages pass a pacer's last guard (``Pacer.go``) as they leave
-    (the Telegram adapter): the notifier then does not call it first."""
+    """A transport whose messages pass a pacer's last guard (``Pacer.ready``, ``depart``,
+    ``Pacer.go``) as they leave (the Telegram adapter): the notifier then does not do it
+    first."""
 
     def guards_departures(self, pacer: Pacer) -> bool:
-        """Whether every message sent through this transport passes ``pacer.go``."""
+        """Whether every message sent through this transport passes ``pacer.go``, and calls
+        ``depart`` before its first request leaves."""
         ...
+
+
+class Withdrawn(Exception):
+    """Raised by a departure mark (``departing``): the send must not leave (its row's lease
+    was lost, or the mark could not be written), and nothing of it has."""
+
+
+@dataclass
+class _Departure:
+    mark: Callable[[], Awaitable[None]]
+    marked: bool = False
+
+
+# The departure mark of the send under way in this task (see ``departing``).
+_departure: contextvars.ContextVar[_Departure | None] = contextvars.ContextVar(
+    "vidretry_departure", default=None
+)
+
+
+@contextlib.contextmanager
+def departing(mark: Callable[[], Awaitable[None]]) -> Iterator[None]:
+    """A send within: ``mark`` (the notifier's mark that the send has begun, on which a
+    crash is charged to its row) is awaited once, by ``depart``, as the send's first request
+    is about to leave: after the message is rendered and built, after its turn at the
+    pacer's guard, before its upload. A row is charged a crash only once its message is
+    really going out, not while it waits its turn behind another one's (the one that
+    crashed)."""
+    token = _departure.set(_Departure(mark))
+    try:
+        yield
+    finally:
+        _departure.reset(token)
+
+
+async def depart() -> None:
+    """A request of the send under way is about to leave: the send's mark, the first time
+    (``Withdrawn`` from it: nothing may leave). Nothing outside ``departing``."""
+    departure = _departure.get()
+    if departure is not None and not departure.marked:
+        departure.marked = True
+        await departure.mark()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from telethon.sessions import SQLiteSession
 
 from vidretry.config import TelegramConfig
 from vidretry.telegram.pacing import Pacer
+from vidretry.telegram.transport import depart
 
 log = logging.getLogger("vidretry.telegram")
 
@@ -105,7 +106,13 @@ class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
     With a ``pacer``, every message a ``TelegramBot`` sends passes the pacer's last guard
     (``Pacer.go``) here, as its request leaves: after its upload, and after Telethon has
     built it. Guarded any earlier, a video whose upload takes a while would leave long after
-    its turn, together with the messages whose turns came meanwhile."""
+    its turn, together with the messages whose turns came meanwhile.
+
+    The notifier's mark that a send has begun (``transport.depart``) is made here too, as
+    the send's first request is about to leave (a message once it is ready to go at the
+    pacer's guard, a video's upload before its first part): a send waiting for its turn, or
+    being built while another one goes out, is not charged when that one kills the
+    process."""
 
     paid_broadcast = False
     pacer: Pacer | None = None
@@ -113,12 +120,18 @@ class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
     async def __call__(
         self, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
     ) -> Any:
+        pacer = None  # the pacer's guard is for messages, not for an upload's parts
         if isinstance(request, _PAID_REQUESTS):
             if self.paid_broadcast:
                 request.allow_paid_floodskip = True
-            chat = sending_to.get()
-            if self.pacer is not None and chat is not None:
-                await self.pacer.go(chat)
+            pacer = self.pacer
+        chat = sending_to.get()
+        if chat is not None:  # a request of a TelegramBot's send
+            if pacer is not None:
+                await pacer.ready(chat)
+            await depart()
+            if pacer is not None:
+                await pacer.go(chat)
         return await super().__call__(
             request, ordered=ordered, flood_sleep_threshold=flood_sleep_threshold
         )
