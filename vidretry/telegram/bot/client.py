@@ -13,7 +13,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from telethon import TelegramClient, functions, types
+from telethon import TelegramClient, errors, functions, types
 from telethon.sessions import SQLiteSession
 
 from vidretry.config import TelegramConfig
@@ -30,6 +30,44 @@ _PAID_REQUESTS = (functions.messages.SendMessageRequest, functions.messages.Send
 sending_to: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "vidretry_sending_to", default=None
 )
+
+
+# Telegram's own trouble (a 5xx, a timeout on its side): Telethon sleeps 2 s after one
+# before it raises it, even when no retry is left (see BotClient._call).
+_PAUSED_AFTER = (errors.ServerError, errors.TimedOutError)
+
+
+class _Answered(Exception):
+    """Telegram's answer ``error`` (one of ``_PAUSED_AFTER``), carried past Telethon's
+    pause: Telethon does not know this class, so it raises it at once."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _AnswersAtOnce:
+    """A client's sender (Telethon's, or what wraps it) whose answers carry Telegram's own
+    trouble as ``_Answered``."""
+
+    def __init__(self, sender: Any) -> None:
+        self._wrapped = sender
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+    def send(self, request: Any, ordered: bool = False) -> Any:
+        sent = self._wrapped.send(request, ordered=ordered)
+        if isinstance(sent, list):  # a batch (the bot sends none): Telethon's as it is
+            return sent
+        return _at_once(sent)
+
+
+async def _at_once(answer: Any) -> Any:
+    try:
+        return await answer
+    except _PAUSED_AFTER as exc:
+        raise _Answered(exc) from None
 
 
 # How long a write to the session file may wait for its commit (see SessionFile).
@@ -112,7 +150,13 @@ class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
     the send's first request is about to leave (a message once it is ready to go at the
     pacer's guard, a video's upload before its first part): a send waiting for its turn, or
     being built while another one goes out, is not charged when that one kills the
-    process."""
+    process.
+
+    Telegram's own trouble (a server error, a timeout on its side) is raised as it arrives:
+    Telethon would sleep 2 s first, even with no retry left (``request_retries=0``), and
+    the send's mark stayed set meanwhile, so a leader killed in those 2 s was charged a
+    crash for a send that had already failed (the chaos run's Telegram outage, a leader
+    killed every second or two, set rows aside that way)."""
 
     paid_broadcast = False
     pacer: Pacer | None = None
@@ -135,6 +179,19 @@ class BotClient(TelegramClient):  # type: ignore[misc]  # Telethon is untyped
         return await super().__call__(
             request, ordered=ordered, flood_sleep_threshold=flood_sleep_threshold
         )
+
+    async def _call(
+        self, sender: Any, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
+    ) -> Any:
+        """Telethon's every request (``__call__``'s, a login's, an upload's): Telegram's
+        own trouble raised at once, not after Telethon's 2 s pause (see the class)."""
+        try:
+            return await super()._call(
+                _AnswersAtOnce(sender), request, ordered=ordered,
+                flood_sleep_threshold=flood_sleep_threshold,
+            )  # fmt: skip
+        except _Answered as exc:
+            raise exc.error from None
 
 
 def build_client(
