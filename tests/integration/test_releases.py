@@ -39,13 +39,15 @@ async def test_a_process_is_recorded_while_it_runs_and_says_so_again(db_url: str
                 "started_at": NOW, "seen_at": NOW,
             }]  # fmt: skip
             # Pruned while it was away (ten minutes unseen): the next report brings it back,
-            # with its first start.
-            await conn.execute("DELETE FROM vidretry_processes")
+            # with its first start. A report that read the clock before it moved may still
+            # land after the prune: wait for one that read it after.
             clock.advance(60)
-            assert await eventually(lambda: scalar(conn, "SELECT count(*) FROM"
-                                                   " vidretry_processes"), within=10)  # fmt: skip
+            await conn.execute("DELETE FROM vidretry_processes")
+            later = NOW + timedelta(seconds=60)
+            seen = "SELECT count(*) FROM vidretry_processes WHERE seen_at = %s"
+            assert await eventually(lambda: scalar(conn, seen, later), within=10)
             (row,) = await rows(conn, query)
-            assert (row["started_at"], row["seen_at"]) == (NOW, NOW + timedelta(seconds=60))
+            assert (row["started_at"], row["seen_at"]) == (NOW, later)
         assert await rows(conn, query) == []  # stopped: gone
 
 

@@ -48,7 +48,13 @@ def extract(commit: str, into: Path) -> Path:
         capture_output=True, check=True,
     )  # fmt: skip
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        # The "data" filter refuses links and paths out of the folder; Python 3.11 has it
+        # from 3.11.4 (Debian 12's is 3.11.2), where the archive is still git's own.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:  # pragma: no cover - only before Python 3.11.4
+            tar.extractall(into)
+
     return into
 
 
