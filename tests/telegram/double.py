@@ -449,6 +449,9 @@ class FakeSender:
         self.auth_key = AuthKey(b"\x01" * 256)
         self._connected = False
         self._disconnected_future: asyncio.Future[None] | None = None
+        # Requests sent and not yet answered (a slow answer): as MTProtoSender's pending
+        # states, cancelled by a disconnect (a logout).
+        self._pending: set[asyncio.Future[Any]] = set()
 
     async def connect(self, connection: Any) -> bool:
         if self._connected:
@@ -471,6 +474,9 @@ class FakeSender:
         if self._connected:
             self.telegram.on_connection(False)
         self._connected = False
+        for future in self._pending:  # as MTProtoSender._disconnect does, with no error
+            future.cancel()
+        self._pending.clear()
         if self._disconnected_future and not self._disconnected_future.done():
             self._disconnected_future.set_result(None)
 
@@ -506,6 +512,8 @@ class FakeSender:
         arrived = time.monotonic() + through
         delay = (self.telegram.delays.get(type(request)) or 0) + through
         if delay:
+            self._pending.add(future)
+            future.add_done_callback(self._pending.discard)
             asyncio.get_running_loop().call_later(delay, self._answer, request, future, arrived)
         else:
             self._answer(request, future, arrived)

@@ -76,6 +76,18 @@ async def introduce(deployment: Deployment, *user_ids: int) -> None:
     deployment.telegram.arrived_at.clear()
 
 
+# A row back in the outbox as if its send had not been tried: no attempt, no crash, no mark.
+UNCHARGED = [{"state": "pending", "attempts": 0, "crashes": 0, "send_started_at": None}]
+
+
+async def charges(db_url: str) -> list[dict[str, Any]]:
+    """What the rows were charged: their attempts and crashes, and any send's mark."""
+    async with await connection.connect(db_url) as conn:
+        return await rows(
+            conn, "SELECT state, attempts, crashes, send_started_at FROM notifications ORDER BY id"
+        )
+
+
 def failure_messages(telegram: FakeTelegram) -> list[Any]:
     return [r for r in telegram.sent() if r.reply_markup is not None]
 
@@ -283,11 +295,7 @@ async def test_a_server_error_comes_back_as_it_arrives_not_after_telethon_s_paus
         await fail_for_good(db_url, "a", (1,))
         telegram.fail(SendMessage, "RPC_CALL_FAIL", 500)
         assert (await app.notifier.run_once()).outcomes == {Delivery.LATER: 1}
-        async with await connection.connect(db_url) as conn:
-            (note,) = await rows(
-                conn, "SELECT state, attempts, crashes, send_started_at FROM notifications"
-            )
-        assert note == {"state": "pending", "attempts": 0, "crashes": 0, "send_started_at": None}
+        assert await charges(db_url) == UNCHARGED
 
 
 async def test_a_row_failing_on_its_own_backs_off_then_dies_after_the_time_budget(
@@ -606,6 +614,24 @@ async def test_a_notifier_killed_mid_batch_loses_nothing(
     assert {n["state"] for n in await notifications(db_url)} == {"sent"}
     per_user = sorted(r.peer.user_id for r in failure_messages(telegram))
     assert per_user == [1, 2, 3, 3, 4, 5]  # only the in-flight row went out twice
+
+
+async def test_a_send_dropped_by_the_bot_s_logout_goes_back_uncharged(
+    db_url: str, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    # A leader whose term ended logs out first (vidretry.app.daemons), and Telethon cancels
+    # every request still awaiting its answer. The notifier lives on: the row goes back to
+    # the outbox unmarked, not left marked for the next leader to charge a crash on.
+    async with deployed(db_url, telegram, tmp_path) as app:
+        await introduce(app, 1)
+        await fail_for_good(db_url, "a", (1,))
+        telegram.delays[SendMessage] = 30  # its answer is on its way when the bot logs out
+        (note,) = await app.notifier.claim(1)
+        delivery = asyncio.create_task(app.notifier.deliver(note))
+        assert await eventually(lambda: bool(app.client._sender._pending), within=10)
+        await app.bot.stop()
+        assert await delivery is Delivery.LATER
+        assert await charges(db_url) == UNCHARGED
 
 
 async def test_a_refused_token_is_a_clear_error(

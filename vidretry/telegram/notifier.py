@@ -236,6 +236,14 @@ class Notifier:
                         message_id = await self._send(note)
             finally:
                 self.pacer.sent(note.chat_id)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # this send's own cancellation
+                raise
+            # Not this task's: Telethon cancels the requests still awaiting their answers
+            # when the bot logs out (a leader whose term ended). The notifier lives on: the
+            # row goes back unmarked, not left for the next leader to charge a crash on.
+            return await self._reschedule(note, 0, "the request was dropped: the bot logged out")
         except Withdrawn as exc:  # nothing was sent; its lease runs out, and no crash is counted
             log.warning("notification %s: %s; not sent", note.id, exc)
             return Delivery.LOST
